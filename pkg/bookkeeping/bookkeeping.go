@@ -1,0 +1,119 @@
+// Package bookkeeping owns Skein's tables in the destination's "skein" schema: the applied LSN of
+// each task (written in the same transaction as the data it covers) and the chunks the full load
+// has committed (written in the same transaction as the chunk's rows).
+package bookkeeping
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Execer runs a statement: a *pgx.Conn or a pgx.Tx.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Ensure creates the bookkeeping schema and tables if they are missing.
+func Ensure(ctx context.Context, db Execer) error {
+	for _, stmt := range []string{
+		`CREATE SCHEMA IF NOT EXISTS "skein"`,
+		`CREATE TABLE IF NOT EXISTS "skein"."progress" (
+  "task" pg_catalog.text PRIMARY KEY,
+  "lsn" pg_catalog.pg_lsn NOT NULL,
+  "updated_at" pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now())`,
+		`CREATE TABLE IF NOT EXISTS "skein"."chunks" (
+  "task" pg_catalog.text NOT NULL,
+  "chunk" pg_catalog.text NOT NULL,
+  "rows" pg_catalog.int8 NOT NULL,
+  "bytes" pg_catalog.int8 NOT NULL,
+  "done_at" pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  PRIMARY KEY ("task", "chunk"))`,
+	} {
+		if _, err := db.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create bookkeeping tables: %w", err)
+		}
+	}
+	return nil
+}
+
+// ChunkDone reports whether chunk was committed already, with its counts.
+func ChunkDone(ctx context.Context, db Execer, task, chunk string) (done bool, rows, bytes int64, err error) {
+	err = db.QueryRow(ctx, `SELECT "rows", "bytes" FROM "skein"."chunks" WHERE "task" = $1 AND "chunk" = $2`, task, chunk).
+		Scan(&rows, &bytes)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, 0, 0, nil
+	}
+	if err != nil {
+		return false, 0, 0, fmt.Errorf("read chunk %s: %w", chunk, err)
+	}
+	return true, rows, bytes, nil
+}
+
+// MarkChunkDone records chunk as committed; call it in the transaction that holds its rows.
+func MarkChunkDone(ctx context.Context, db Execer, task, chunk string, rows, bytes int64) error {
+	_, err := db.Exec(ctx, `INSERT INTO "skein"."chunks" ("task", "chunk", "rows", "bytes") VALUES ($1, $2, $3, $4)`,
+		task, chunk, rows, bytes)
+	if err != nil {
+		return fmt.Errorf("record chunk %s: %w", chunk, err)
+	}
+	return nil
+}
+
+// AppliedLSN returns the last source LSN whose changes are committed on the destination, 0 if none.
+func AppliedLSN(ctx context.Context, db Execer, task string) (pglogrepl.LSN, error) {
+	var s string
+	err := db.QueryRow(ctx, `SELECT "lsn"::pg_catalog.text FROM "skein"."progress" WHERE "task" = $1`, task).Scan(&s)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read applied LSN: %w", err)
+	}
+	return pglogrepl.ParseLSN(s)
+}
+
+// SetAppliedLSN records lsn as applied; call it in the transaction that holds the changes.
+func SetAppliedLSN(ctx context.Context, db Execer, task string, lsn pglogrepl.LSN) error {
+	_, err := db.Exec(ctx, `
+INSERT INTO "skein"."progress" ("task", "lsn") VALUES ($1, $2::pg_catalog.pg_lsn)
+ON CONFLICT ("task") DO UPDATE SET "lsn" = EXCLUDED."lsn", "updated_at" = pg_catalog.now()`, task, lsn.String())
+	if err != nil {
+		return fmt.Errorf("record applied LSN %s: %w", lsn, err)
+	}
+	return nil
+}
+
+// Drop removes the task's rows, and the schema once no task uses it.
+func Drop(ctx context.Context, db Execer, task string) error {
+	var exists bool
+	if err := db.QueryRow(ctx, `SELECT pg_catalog.to_regclass('"skein"."progress"') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("drop bookkeeping: %w", err)
+	}
+	if !exists {
+		return nil
+	}
+	for _, stmt := range []string{
+		`DELETE FROM "skein"."progress" WHERE "task" = $1`,
+		`DELETE FROM "skein"."chunks" WHERE "task" = $1`,
+	} {
+		if _, err := db.Exec(ctx, stmt, task); err != nil {
+			return fmt.Errorf("drop bookkeeping: %w", err)
+		}
+	}
+	var others bool
+	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM "skein"."progress") OR EXISTS (SELECT 1 FROM "skein"."chunks")`).Scan(&others); err != nil {
+		return fmt.Errorf("drop bookkeeping: %w", err)
+	}
+	if !others {
+		if _, err := db.Exec(ctx, `DROP SCHEMA "skein" CASCADE`); err != nil {
+			return fmt.Errorf("drop bookkeeping schema: %w", err)
+		}
+	}
+	return nil
+}

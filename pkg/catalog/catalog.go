@@ -1,0 +1,370 @@
+// Package catalog reads table definitions from a PostgreSQL server's catalogs. Everything it
+// returns is what Skein needs to recreate, copy and apply changes to a table elsewhere.
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// Querier is what the catalog reads need: a *pgx.Conn or a pgx.Tx.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// Type is a column's data type.
+type Type struct {
+	OID       uint32 // the type's OID on the source
+	Schema    string // namespace of the type (of the element type for arrays)
+	Name      string // internal name (of the element type for arrays), e.g. "varchar"
+	Modifier  string // type modifier as written, e.g. "(20)" or "(10,2)"; "" for none
+	Array     bool
+	Formatted string // format_type() output, e.g. "character varying(20)[]"
+}
+
+// Builtin reports whether the type (or its element type) lives in pg_catalog.
+func (t Type) Builtin() bool { return t.Schema == "pg_catalog" }
+
+// Column is one table column.
+type Column struct {
+	Name      string
+	Num       int16
+	Type      Type
+	NotNull   bool
+	Default   string // default expression, qualified (search_path was empty); "" = none
+	Identity  string // "a" ALWAYS, "d" BY DEFAULT, "" none
+	Generated string // stored generation expression; "" = a regular column
+	Collation string // quoted, qualified collation if not the type's default; "" otherwise
+	// OwnedSequence is the sequence owned by this column (SERIAL), if any.
+	OwnedSequence *spec.QName
+}
+
+// Constraint is a table constraint.
+type Constraint struct {
+	Name       string
+	Kind       string // "p" primary key, "u" unique, "f" foreign key, "c" check
+	Columns    []string
+	RefTable   spec.QName // foreign keys
+	RefColumns []string   // foreign keys
+	OnUpdate   string     // foreign keys: a r c n d (pg_constraint codes)
+	OnDelete   string
+	Match      string // f p s
+	Deferrable bool
+	Deferred   bool
+	Definition string // pg_get_constraintdef, used for CHECK
+}
+
+// Table is one table and what belongs to it.
+type Table struct {
+	Name            spec.QName
+	OID             uint32
+	Columns         []Column
+	Constraints     []Constraint
+	Unlogged        bool
+	ReplicaIdentity string // d default, n nothing, f full, i index
+	Blocks          int64  // current size in blocks
+	BlockSize       int64
+	RowsEstimate    int64
+}
+
+// PrimaryKey returns the table's primary key, or nil.
+func (t *Table) PrimaryKey() *Constraint {
+	for i := range t.Constraints {
+		if t.Constraints[i].Kind == "p" {
+			return &t.Constraints[i]
+		}
+	}
+	return nil
+}
+
+// Key returns the columns that identify a row: the primary key, else the first unique constraint
+// whose columns are all NOT NULL, else nil.
+func (t *Table) Key() []string {
+	if pk := t.PrimaryKey(); pk != nil {
+		return pk.Columns
+	}
+	for _, c := range t.Constraints {
+		if c.Kind != "u" {
+			continue
+		}
+		ok := true
+		for _, name := range c.Columns {
+			if col := t.Column(name); col == nil || !col.NotNull {
+				ok = false
+			}
+		}
+		if ok {
+			return c.Columns
+		}
+	}
+	return nil
+}
+
+// Column finds a column by name.
+func (t *Table) Column(name string) *Column {
+	for i := range t.Columns {
+		if t.Columns[i].Name == name {
+			return &t.Columns[i]
+		}
+	}
+	return nil
+}
+
+// CopyColumns are the columns whose values are copied: all but generated ones.
+func (t *Table) CopyColumns() []Column {
+	var out []Column
+	for _, c := range t.Columns {
+		if c.Generated == "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// AllBuiltinTypes reports whether every copied column has a pg_catalog type, so the binary COPY
+// format (which embeds type OIDs for arrays and composites) is safe between two servers.
+func (t *Table) AllBuiltinTypes() bool {
+	for _, c := range t.CopyColumns() {
+		if !c.Type.Builtin() {
+			return false
+		}
+	}
+	return true
+}
+
+// Sequence is a sequence with its current state.
+type Sequence struct {
+	Name      spec.QName
+	TypeName  string // internal name of the data type, e.g. "int8"
+	Start     int64
+	Increment int64
+	Min       int64
+	Max       int64
+	Cache     int64
+	Cycle     bool
+	LastValue int64
+	IsCalled  bool
+	OwnedBy   *spec.QName // table owning it, with OwnedByColumn
+	OwnedCol  string
+	Identity  bool // belongs to an identity column (created with the column)
+}
+
+// excludedSchemas are never listed.
+const excludedSchemas = `('pg_catalog', 'information_schema', 'pg_toast', 'skein')`
+
+// ListTables returns the ordinary tables of each non-system schema, schemas without tables
+// included with an empty list. Partitions and partitioned tables are not listed yet.
+func ListTables(ctx context.Context, q Querier) (map[string][]string, error) {
+	rows, err := q.Query(ctx, `
+SELECT n.nspname, c.relname
+FROM pg_catalog.pg_namespace n
+LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r' AND NOT c.relispartition
+WHERE n.nspname NOT IN `+excludedSchemas+` AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
+ORDER BY 1, 2`)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	out := map[string][]string{}
+	for rows.Next() {
+		var schema string
+		var table *string
+		if err := rows.Scan(&schema, &table); err != nil {
+			return nil, fmt.Errorf("list tables: %w", err)
+		}
+		if _, ok := out[schema]; !ok {
+			out[schema] = []string{}
+		}
+		if table != nil {
+			out[schema] = append(out[schema], *table)
+		}
+	}
+	return out, rows.Err()
+}
+
+// ClearSearchPath makes catalog functions (pg_get_expr, format_type) qualify every name. Call it
+// inside the transaction the reads use.
+func ClearSearchPath(ctx context.Context, q Querier) error {
+	_, err := q.Exec(ctx, `SELECT pg_catalog.set_config('search_path', '', true)`)
+	return err
+}
+
+var modifierRE = regexp.MustCompile(`\([0-9, ]+\)`)
+
+// LoadTable reads one table's definition. Call ClearSearchPath first in the same transaction.
+func LoadTable(ctx context.Context, q Querier, name spec.QName) (*Table, error) {
+	t := &Table{Name: name}
+	var relkind, persistence string
+	err := q.QueryRow(ctx, `
+SELECT c.oid, c.relkind::text, c.relpersistence::text, c.relreplident::text,
+       pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int8,
+       pg_catalog.current_setting('block_size')::int8,
+       GREATEST(c.reltuples, 0)::int8
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2`, name.Schema, name.Name).
+		Scan(&t.OID, &relkind, &persistence, &t.ReplicaIdentity, &t.Blocks, &t.BlockSize, &t.RowsEstimate)
+	if err == pgx.ErrNoRows {
+		return nil, fmt.Errorf("table %s does not exist on the source", name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load table %s: %w", name, err)
+	}
+	if relkind != "r" {
+		return nil, fmt.Errorf("load table %s: relation kind %q is not supported yet", name, relkind)
+	}
+	t.Unlogged = persistence == "u"
+	if err := loadColumns(ctx, q, t); err != nil {
+		return nil, fmt.Errorf("load columns of %s: %w", name, err)
+	}
+	if err := loadConstraints(ctx, q, t); err != nil {
+		return nil, fmt.Errorf("load constraints of %s: %w", name, err)
+	}
+	return t, nil
+}
+
+func loadColumns(ctx context.Context, q Querier, t *Table) error {
+	rows, err := q.Query(ctx, `
+SELECT a.attname, a.attnum, a.atttypid,
+       pg_catalog.format_type(a.atttypid, a.atttypmod),
+       CASE WHEN et.oid IS NOT NULL THEN et.typname ELSE ty.typname END,
+       CASE WHEN et.oid IS NOT NULL THEN en.nspname ELSE tn.nspname END,
+       et.oid IS NOT NULL,
+       a.attnotnull, a.attidentity::text, a.attgenerated::text,
+       pg_catalog.pg_get_expr(d.adbin, d.adrelid),
+       CASE WHEN a.attcollation <> ty.typcollation AND a.attcollation <> 0
+            THEN pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) END,
+       sn.nspname, s.relname
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace
+LEFT JOIN pg_catalog.pg_type et ON ty.typcategory = 'A' AND et.oid = ty.typelem AND ty.typelem <> 0
+LEFT JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
+LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+LEFT JOIN pg_catalog.pg_depend dep ON dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+     AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype = 'a'
+     AND dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+LEFT JOIN pg_catalog.pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
+LEFT JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum`, t.OID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c Column
+		var def, coll, seqSchema, seqName *string
+		if err := rows.Scan(&c.Name, &c.Num, &c.Type.OID, &c.Type.Formatted, &c.Type.Name, &c.Type.Schema,
+			&c.Type.Array, &c.NotNull, &c.Identity, &c.Generated, &def, &coll, &seqSchema, &seqName); err != nil {
+			return err
+		}
+		c.Type.Modifier = modifierRE.FindString(c.Type.Formatted)
+		if def != nil {
+			if c.Generated != "" {
+				c.Generated = *def
+			} else {
+				c.Default = *def
+			}
+		} else {
+			c.Generated = ""
+		}
+		if coll != nil {
+			c.Collation = *coll
+		}
+		if seqName != nil && seqSchema != nil {
+			c.OwnedSequence = &spec.QName{Schema: *seqSchema, Name: *seqName}
+		}
+		t.Columns = append(t.Columns, c)
+	}
+	return rows.Err()
+}
+
+func loadConstraints(ctx context.Context, q Querier, t *Table) error {
+	rows, err := q.Query(ctx, `
+SELECT c.conname, c.contype::text,
+       ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(c.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i),
+       ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(c.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i),
+       COALESCE(rn.nspname, ''), COALESCE(r.relname, ''),
+       c.confupdtype::text, c.confdeltype::text, c.confmatchtype::text, c.condeferrable, c.condeferred,
+       pg_catalog.pg_get_constraintdef(c.oid)
+FROM pg_catalog.pg_constraint c
+LEFT JOIN pg_catalog.pg_class r ON r.oid = c.confrelid
+LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'f', 'c')
+ORDER BY c.contype DESC, c.conname`, t.OID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c Constraint
+		if err := rows.Scan(&c.Name, &c.Kind, &c.Columns, &c.RefColumns, &c.RefTable.Schema, &c.RefTable.Name,
+			&c.OnUpdate, &c.OnDelete, &c.Match, &c.Deferrable, &c.Deferred, &c.Definition); err != nil {
+			return err
+		}
+		t.Constraints = append(t.Constraints, c)
+	}
+	return rows.Err()
+}
+
+// LoadSequences reads the sequences owned by the columns of tables, with their current values.
+func LoadSequences(ctx context.Context, q Querier, tables []*Table) ([]Sequence, error) {
+	var out []Sequence
+	for _, t := range tables {
+		rows, err := q.Query(ctx, `
+SELECT sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache,
+       p.seqcycle, a.attname, dep.deptype = 'i'
+FROM pg_catalog.pg_depend dep
+JOIN pg_catalog.pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
+JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+JOIN pg_catalog.pg_sequence p ON p.seqrelid = s.oid
+JOIN pg_catalog.pg_type ty ON ty.oid = p.seqtypid
+JOIN pg_catalog.pg_attribute a ON a.attrelid = dep.refobjid AND a.attnum = dep.refobjsubid
+WHERE dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+  AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+  AND dep.refobjid = $1 AND dep.deptype IN ('a', 'i')
+ORDER BY s.relname`, t.OID)
+		if err != nil {
+			return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
+		}
+		var seqs []Sequence
+		for rows.Next() {
+			s := Sequence{OwnedBy: &t.Name}
+			if err := rows.Scan(&s.Name.Schema, &s.Name.Name, &s.TypeName, &s.Start, &s.Increment, &s.Min, &s.Max,
+				&s.Cache, &s.Cycle, &s.OwnedCol, &s.Identity); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
+			}
+			seqs = append(seqs, s)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
+		}
+		for i := range seqs {
+			if err := q.QueryRow(ctx, `SELECT last_value, is_called FROM `+seqs[i].Name.Quoted()).
+				Scan(&seqs[i].LastValue, &seqs[i].IsCalled); err != nil {
+				return nil, fmt.Errorf("read sequence %s: %w", seqs[i].Name, err)
+			}
+		}
+		out = append(out, seqs...)
+	}
+	return out, nil
+}
+
+// QuoteLiteral quotes s as an SQL string literal (standard_conforming_strings on).
+func QuoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}

@@ -1,0 +1,250 @@
+package cdc
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// Counts are the changes applied.
+type Counts struct {
+	Transactions int64 `json:"transactions"`
+	Inserts      int64 `json:"inserts"`
+	Updates      int64 `json:"updates"`
+	Deletes      int64 `json:"deletes"`
+	Truncates    int64 `json:"truncates"`
+	// Missing counts updates and deletes that found no row on the destination.
+	Missing int64 `json:"missing"`
+}
+
+// applier turns pgoutput row messages into statements on the destination. Values stay in
+// PostgreSQL's text format end to end (pgoutput sends text; parameters are sent as text with
+// unspecified types), so every type round-trips exactly as its own input/output functions define.
+type applier struct {
+	dest      *pgx.Conn
+	tables    map[spec.QName]spec.TableMap
+	relations map[uint32]*pglogrepl.RelationMessage
+	stmts     map[string]string // SQL -> prepared statement name
+	counts    Counts
+	log       *zap.Logger
+}
+
+func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applier {
+	a := &applier{
+		dest:      dest,
+		tables:    map[spec.QName]spec.TableMap{},
+		relations: map[uint32]*pglogrepl.RelationMessage{},
+		stmts:     map[string]string{},
+		log:       log,
+	}
+	for _, t := range tables {
+		a.tables[t.Source] = t
+	}
+	return a
+}
+
+func (a *applier) table(relID uint32) (*pglogrepl.RelationMessage, spec.TableMap, bool, error) {
+	rel, ok := a.relations[relID]
+	if !ok {
+		return nil, spec.TableMap{}, false, fmt.Errorf("change for unknown relation %d (no relation message)", relID)
+	}
+	tm, ok := a.tables[spec.QName{Schema: rel.Namespace, Name: rel.RelationName}]
+	return rel, tm, ok, nil
+}
+
+// exec runs sql as a prepared statement with text parameters and returns the rows affected.
+func (a *applier) exec(ctx context.Context, sql string, params [][]byte) (int64, error) {
+	name, ok := a.stmts[sql]
+	if !ok {
+		name = fmt.Sprintf("skein_apply_%d", len(a.stmts)+1)
+		if _, err := a.dest.PgConn().Prepare(ctx, name, sql, nil); err != nil {
+			return 0, err
+		}
+		a.stmts[sql] = name
+	}
+	res := a.dest.PgConn().ExecPrepared(ctx, name, params, nil, nil).Read()
+	if res.Err != nil {
+		return 0, res.Err
+	}
+	return res.CommandTag.RowsAffected(), nil
+}
+
+func quote(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+func (a *applier) insert(ctx context.Context, m *pglogrepl.InsertMessage) error {
+	rel, tm, ok, err := a.table(m.RelationID)
+	if err != nil || !ok || !tm.Allows(spec.OpInsert) {
+		return err
+	}
+	var cols, ph []string
+	var params [][]byte
+	for i, c := range m.Tuple.Columns {
+		if c.DataType == pglogrepl.TupleDataTypeToast {
+			continue // cannot happen for inserts; never write a placeholder
+		}
+		cols = append(cols, quote(tm.DestColumn(rel.Columns[i].Name)))
+		params = append(params, value(c))
+		ph = append(ph, fmt.Sprintf("$%d", len(params)))
+	}
+	sql := fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES (%s)",
+		tm.Dest.Quoted(), strings.Join(cols, ", "), strings.Join(ph, ", "))
+	if _, err := a.exec(ctx, sql, params); err != nil {
+		return fmt.Errorf("insert into %s: %w", tm.Dest, err)
+	}
+	a.counts.Inserts++
+	return nil
+}
+
+func value(c *pglogrepl.TupleDataColumn) []byte {
+	if c.DataType == pglogrepl.TupleDataTypeNull {
+		return nil
+	}
+	if c.Data == nil {
+		return []byte{}
+	}
+	return c.Data
+}
+
+// where builds the row-identifying condition from old (the key or old tuple) or, without one, the
+// key columns of the new tuple. It starts numbering parameters after n.
+func where(rel *pglogrepl.RelationMessage, tm spec.TableMap, old *pglogrepl.TupleData, newTuple *pglogrepl.TupleData, n int) (string, [][]byte, error) {
+	var conds []string
+	var params [][]byte
+	for i, col := range rel.Columns {
+		var c *pglogrepl.TupleDataColumn
+		switch {
+		case old != nil && i < len(old.Columns):
+			c = old.Columns[i]
+			if c.DataType == pglogrepl.TupleDataTypeNull && col.Flags&1 == 0 && rel.ReplicaIdentity != 'f' {
+				continue // not part of the key: pgoutput sends it as null
+			}
+		case old == nil && col.Flags&1 == 1:
+			c = newTuple.Columns[i]
+		default:
+			continue
+		}
+		if c.DataType == pglogrepl.TupleDataTypeToast {
+			continue
+		}
+		name := quote(tm.DestColumn(col.Name))
+		if c.DataType == pglogrepl.TupleDataTypeNull {
+			conds = append(conds, name+" IS NULL")
+			continue
+		}
+		params = append(params, c.Data)
+		conds = append(conds, fmt.Sprintf("%s = $%d", name, n+len(params)))
+	}
+	if len(conds) == 0 {
+		return "", nil, fmt.Errorf("%s has no replica identity: set a primary key or REPLICA IDENTITY FULL on the source", tm.Source)
+	}
+	return strings.Join(conds, " AND "), params, nil
+}
+
+// keyText renders the identifying values for error messages.
+func keyText(rel *pglogrepl.RelationMessage, t *pglogrepl.TupleData) string {
+	if t == nil {
+		return ""
+	}
+	var parts []string
+	for i, col := range rel.Columns {
+		if col.Flags&1 == 1 && i < len(t.Columns) && t.Columns[i].DataType == pglogrepl.TupleDataTypeText {
+			parts = append(parts, col.Name+"="+string(t.Columns[i].Data))
+		}
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+func (a *applier) update(ctx context.Context, m *pglogrepl.UpdateMessage) error {
+	rel, tm, ok, err := a.table(m.RelationID)
+	if err != nil || !ok || !tm.Allows(spec.OpUpdate) {
+		return err
+	}
+	var sets []string
+	var params [][]byte
+	for i, c := range m.NewTuple.Columns {
+		if c.DataType == pglogrepl.TupleDataTypeToast {
+			continue // unchanged TOAST value: leave the destination's value alone
+		}
+		if m.OldTuple == nil && rel.Columns[i].Flags&1 == 1 {
+			continue // key unchanged: it is in the WHERE clause (and may be GENERATED ALWAYS)
+		}
+		params = append(params, value(c))
+		sets = append(sets, fmt.Sprintf("%s = $%d", quote(tm.DestColumn(rel.Columns[i].Name)), len(params)))
+	}
+	if len(sets) == 0 {
+		return nil
+	}
+	cond, wparams, err := where(rel, tm, m.OldTuple, m.NewTuple, len(params))
+	if err != nil {
+		return err
+	}
+	params = append(params, wparams...)
+	sql := fmt.Sprintf("UPDATE %s SET %s WHERE %s", tm.Dest.Quoted(), strings.Join(sets, ", "), cond)
+	n, err := a.exec(ctx, sql, params)
+	key := m.OldTuple
+	if key == nil {
+		key = m.NewTuple
+	}
+	if err != nil {
+		return fmt.Errorf("update %s key %s: %w", tm.Dest, keyText(rel, key), err)
+	}
+	if n == 0 {
+		a.counts.Missing++
+		a.log.Warn("update found no row on the destination", zap.Stringer("table", tm.Dest), zap.String("key", keyText(rel, key)))
+	}
+	a.counts.Updates++
+	return nil
+}
+
+func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error {
+	rel, tm, ok, err := a.table(m.RelationID)
+	if err != nil || !ok || !tm.Allows(spec.OpDelete) {
+		return err
+	}
+	cond, params, err := where(rel, tm, m.OldTuple, nil, 0)
+	if err != nil {
+		return err
+	}
+	sql := fmt.Sprintf("DELETE FROM %s WHERE %s", tm.Dest.Quoted(), cond)
+	if rel.ReplicaIdentity == 'f' {
+		// Without a key, delete one matching row only: duplicates are distinct rows.
+		sql = fmt.Sprintf("DELETE FROM %s WHERE ctid = (SELECT ctid FROM %s WHERE %s LIMIT 1)", tm.Dest.Quoted(), tm.Dest.Quoted(), cond)
+	}
+	n, err := a.exec(ctx, sql, params)
+	if err != nil {
+		return fmt.Errorf("delete from %s key %s: %w", tm.Dest, keyText(rel, m.OldTuple), err)
+	}
+	if n == 0 {
+		a.counts.Missing++
+		a.log.Warn("delete found no row on the destination", zap.Stringer("table", tm.Dest), zap.String("key", keyText(rel, m.OldTuple)))
+	}
+	a.counts.Deletes++
+	return nil
+}
+
+func (a *applier) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {
+	var names []string
+	for _, id := range m.RelationIDs {
+		_, tm, ok, err := a.table(id)
+		if err != nil {
+			return err
+		}
+		if ok && tm.Allows(spec.OpTruncate) {
+			names = append(names, tm.Dest.Quoted())
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	if _, err := a.dest.Exec(ctx, "TRUNCATE "+strings.Join(names, ", ")); err != nil {
+		return fmt.Errorf("truncate %s: %w", strings.Join(names, ", "), err)
+	}
+	a.counts.Truncates++
+	return nil
+}

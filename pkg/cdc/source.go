@@ -1,0 +1,146 @@
+// Package cdc manages the task's publication and replication slot on the source and applies the
+// pgoutput change stream to the destination with an exactly-once effect.
+package cdc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// EnsurePublication creates the publication name for exactly tables, or sets its table list if it
+// exists already.
+func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables []spec.QName) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1)`, name).
+		Scan(&exists); err != nil {
+		return fmt.Errorf("publication %s: %w", name, err)
+	}
+	list := make([]string, len(tables))
+	for i, t := range tables {
+		list[i] = t.Quoted()
+	}
+	pub := pgx.Identifier{name}.Sanitize()
+	var stmt string
+	switch {
+	case !exists && len(tables) == 0:
+		stmt = "CREATE PUBLICATION " + pub
+	case !exists:
+		stmt = "CREATE PUBLICATION " + pub + " FOR TABLE " + strings.Join(list, ", ")
+	case len(tables) == 0:
+		return nil
+	default:
+		stmt = "ALTER PUBLICATION " + pub + " SET TABLE " + strings.Join(list, ", ")
+	}
+	if _, err := conn.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("publication %s: %w", name, err)
+	}
+	return nil
+}
+
+// SlotState describes a replication slot on the source.
+type SlotState struct {
+	Exists           bool
+	Active           bool
+	ConfirmedFlush   pglogrepl.LSN
+	CurrentWAL       pglogrepl.LSN
+}
+
+// Slot reads the state of slot name.
+func Slot(ctx context.Context, conn *pgx.Conn, name string) (SlotState, error) {
+	var st SlotState
+	var flush, cur *string
+	err := conn.QueryRow(ctx, `
+SELECT true, active, confirmed_flush_lsn::pg_catalog.text, pg_catalog.pg_current_wal_lsn()::pg_catalog.text
+FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, name).Scan(&st.Exists, &st.Active, &flush, &cur)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return SlotState{}, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("slot %s: %w", name, err)
+	}
+	if flush != nil {
+		st.ConfirmedFlush, _ = pglogrepl.ParseLSN(*flush)
+	}
+	if cur != nil {
+		st.CurrentWAL, _ = pglogrepl.ParseLSN(*cur)
+	}
+	return st, nil
+}
+
+// CurrentWAL returns the source's current WAL insert position.
+func CurrentWAL(ctx context.Context, conn *pgx.Conn) (pglogrepl.LSN, error) {
+	var s string
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_lsn()::pg_catalog.text`).Scan(&s); err != nil {
+		return 0, fmt.Errorf("read current WAL position: %w", err)
+	}
+	return pglogrepl.ParseLSN(s)
+}
+
+// SlotSnapshot is what creating the slot returns: the exported snapshot, valid while the
+// replication connection that created it stays open and idle, and the slot's consistent point.
+type SlotSnapshot struct {
+	SnapshotName    string `json:"snapshot_name"`
+	ConsistentPoint string `json:"consistent_point"`
+}
+
+// CreateSlot creates the logical slot name (pgoutput) on a replication connection and exports a
+// snapshot. The connection must stay open, and idle, for the snapshot to stay importable.
+func CreateSlot(ctx context.Context, repl *pgconn.PgConn, name string) (SlotSnapshot, error) {
+	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, name, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+	if err != nil {
+		return SlotSnapshot{}, fmt.Errorf("create replication slot %s: %w", name, err)
+	}
+	return SlotSnapshot{SnapshotName: res.SnapshotName, ConsistentPoint: res.ConsistentPoint}, nil
+}
+
+// DropSlot drops slot name if it exists, first ending the walsender that holds it.
+func DropSlot(ctx context.Context, conn *pgx.Conn, name string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var pid *int32
+		err := conn.QueryRow(ctx, `SELECT active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, name).Scan(&pid)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("drop slot %s: %w", name, err)
+		}
+		if pid != nil {
+			if _, err := conn.Exec(ctx, `SELECT pg_catalog.pg_terminate_backend($1)`, *pid); err != nil {
+				return fmt.Errorf("drop slot %s: end walsender %d: %w", name, *pid, err)
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("drop slot %s: still in use by process %d", name, *pid)
+			}
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot($1)`, name)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "55006" || pgErr.Code == "42704") && time.Now().Before(deadline) {
+			continue // became active again, or vanished: look again
+		}
+		if err != nil {
+			return fmt.Errorf("drop slot %s: %w", name, err)
+		}
+		return nil
+	}
+}
+
+// DropPublication drops publication name if it exists.
+func DropPublication(ctx context.Context, conn *pgx.Conn, name string) error {
+	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("drop publication %s: %w", name, err)
+	}
+	return nil
+}

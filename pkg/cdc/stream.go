@@ -1,0 +1,324 @@
+package cdc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/pkg/bookkeeping"
+	"github.com/skein-dts/skein/pkg/errclass"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// StreamOptions configure Stream.
+type StreamOptions struct {
+	Task        string
+	Slot        string
+	Publication string
+	Tables      []spec.TableMap
+	// StatusInterval is how often the source is told the flushed position (default 5s).
+	StatusInterval time.Duration
+	// BatchWindow is how long a destination transaction may stay open to group source
+	// transactions that arrive back to back (default 100ms).
+	BatchWindow time.Duration
+	// BatchChanges caps the changes grouped into one destination transaction (default 5000).
+	BatchChanges int
+	// OnProgress is called after every destination commit and every status interval.
+	OnProgress func(Progress)
+	Log        *zap.Logger
+}
+
+// Progress is the stream's position.
+type Progress struct {
+	// AppliedLSN is the commit LSN of the last source transaction committed on the destination.
+	AppliedLSN pglogrepl.LSN
+	// FlushedLSN is the position acknowledged to the source (everything before it is applied or
+	// irrelevant to the selection).
+	FlushedLSN pglogrepl.LSN
+	// ServerWALEnd is the latest WAL end the source reported.
+	ServerWALEnd pglogrepl.LSN
+	// LastCommitTime is the source commit time of the last applied transaction.
+	LastCommitTime time.Time
+	// LastApplyTime is when it was committed on the destination.
+	LastApplyTime time.Time
+	Counts        Counts
+}
+
+// Stream applies the slot's changes to dest until ctx is done or an error occurs. It resumes from
+// the LSN recorded in the destination's progress table, skips every transaction at or below it,
+// and writes the new LSN in the same destination transaction as the changes it covers. The
+// source's flush position moves only after the destination commit.
+func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts StreamOptions) error {
+	if opts.StatusInterval == 0 {
+		opts.StatusInterval = 5 * time.Second
+	}
+	if opts.BatchWindow == 0 {
+		opts.BatchWindow = 100 * time.Millisecond
+	}
+	if opts.BatchChanges == 0 {
+		opts.BatchChanges = 5000
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if err := bookkeeping.Ensure(ctx, dest); err != nil {
+		return err
+	}
+	if _, err := dest.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		return errclass.Permanent(fmt.Errorf("destination: SET session_replication_role = replica: %w (grant the account superuser or the right to set it)", err))
+	}
+	applied, err := bookkeeping.AppliedLSN(ctx, dest, opts.Task)
+	if err != nil {
+		return err
+	}
+	err = pglogrepl.StartReplication(ctx, repl, opts.Slot, applied, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", opts.Publication)},
+	})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42704" {
+			return errclass.Permanent(fmt.Errorf("replication slot %s no longer exists on the source: the change stream is lost; release the task and start it again: %w", opts.Slot, err))
+		}
+		return fmt.Errorf("start replication from slot %s at %s: %w", opts.Slot, applied, err)
+	}
+	s := &stream{
+		ctx:  ctx,
+		repl: repl,
+		dest: dest,
+		opts: opts,
+		app:  newApplier(dest, opts.Tables, opts.Log),
+	}
+	s.prog.AppliedLSN = applied
+	s.prog.FlushedLSN = applied
+	opts.Log.Info("change stream started", zap.String("slot", opts.Slot), zap.Stringer("from", applied))
+	return s.run()
+}
+
+type stream struct {
+	ctx  context.Context
+	repl *pgconn.PgConn
+	dest *pgx.Conn
+	opts StreamOptions
+	app  *applier
+	prog Progress
+
+	inSourceTx bool // between Begin and Commit
+	skipTx     bool // the current source transaction was applied before
+	txOpen     bool // a destination transaction is open
+	txStarted  time.Time
+	txChanges  int
+	// pendingApplied/pendingFlush/pendingCommitTime describe the source transactions grouped in
+	// the open destination transaction.
+	pendingApplied    pglogrepl.LSN
+	pendingFlush      pglogrepl.LSN
+	pendingCommitTime time.Time
+	pendingCounts     Counts
+	nextStatus        time.Time
+}
+
+func (s *stream) run() error {
+	defer func() {
+		if s.txOpen {
+			_, _ = s.dest.Exec(context.WithoutCancel(s.ctx), "ROLLBACK")
+		}
+	}()
+	s.nextStatus = time.Now()
+	for {
+		if err := s.ctx.Err(); err != nil {
+			if s.txOpen && !s.inSourceTx {
+				if err := s.commit(context.WithoutCancel(s.ctx)); err != nil {
+					return err
+				}
+			}
+			return err
+		}
+		if !time.Now().Before(s.nextStatus) {
+			if err := s.sendStatus(); err != nil {
+				return err
+			}
+			if s.opts.OnProgress != nil {
+				s.opts.OnProgress(s.prog)
+			}
+		}
+		deadline := s.nextStatus
+		if s.txOpen && !s.inSourceTx {
+			if d := s.txStarted.Add(s.opts.BatchWindow); d.Before(deadline) {
+				deadline = d
+			}
+		}
+		recvCtx, cancel := context.WithDeadline(s.ctx, deadline)
+		raw, err := s.repl.ReceiveMessage(recvCtx)
+		cancel()
+		if err != nil {
+			if pgconn.Timeout(err) && s.ctx.Err() == nil {
+				if s.txOpen && !s.inSourceTx && !time.Now().Before(s.txStarted.Add(s.opts.BatchWindow)) {
+					if err := s.commit(s.ctx); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if s.ctx.Err() != nil {
+				continue // handled at the top of the loop
+			}
+			return fmt.Errorf("receive from slot %s: %w", s.opts.Slot, err)
+		}
+		switch msg := raw.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("slot %s: %w", s.opts.Slot, pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyData:
+			if err := s.handleCopyData(msg.Data); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *stream) handleCopyData(data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse keepalive: %w", err)
+		}
+		s.observeWALEnd(ka.ServerWALEnd)
+		if ka.ReplyRequested {
+			s.nextStatus = time.Time{}
+		}
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse WAL data: %w", err)
+		}
+		if err := s.handleWAL(xld.WALData); err != nil {
+			return err
+		}
+		s.observeWALEnd(xld.ServerWALEnd)
+	}
+	return nil
+}
+
+// observeWALEnd records the source's WAL end. With no transaction in flight, everything before it
+// has been received and applied, so it can be acknowledged.
+func (s *stream) observeWALEnd(end pglogrepl.LSN) {
+	if end > s.prog.ServerWALEnd {
+		s.prog.ServerWALEnd = end
+	}
+	if !s.inSourceTx && !s.txOpen && end > s.prog.FlushedLSN {
+		s.prog.FlushedLSN = end
+	}
+}
+
+func (s *stream) handleWAL(walData []byte) error {
+	msg, err := pglogrepl.Parse(walData)
+	if err != nil {
+		return fmt.Errorf("decode pgoutput message: %w", err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		s.app.relations[m.RelationID] = m
+	case *pglogrepl.BeginMessage:
+		s.inSourceTx = true
+		s.skipTx = m.FinalLSN <= s.prog.AppliedLSN
+	case *pglogrepl.CommitMessage:
+		s.inSourceTx = false
+		if s.skipTx {
+			s.skipTx = false
+			return nil
+		}
+		if !s.txOpen {
+			// Nothing of the selection changed in this transaction.
+			if !s.txOpen && m.TransactionEndLSN > s.prog.FlushedLSN {
+				s.prog.FlushedLSN = m.TransactionEndLSN
+			}
+			return nil
+		}
+		s.pendingApplied = m.CommitLSN
+		s.pendingFlush = m.TransactionEndLSN
+		s.pendingCommitTime = m.CommitTime
+		s.pendingCounts.Transactions++
+		if s.txChanges >= s.opts.BatchChanges || !time.Now().Before(s.txStarted.Add(s.opts.BatchWindow)) {
+			return s.commit(s.ctx)
+		}
+	case *pglogrepl.InsertMessage:
+		return s.change(func() error { return s.app.insert(s.ctx, m) })
+	case *pglogrepl.UpdateMessage:
+		return s.change(func() error { return s.app.update(s.ctx, m) })
+	case *pglogrepl.DeleteMessage:
+		return s.change(func() error { return s.app.delete(s.ctx, m) })
+	case *pglogrepl.TruncateMessage:
+		return s.change(func() error { return s.app.truncate(s.ctx, m) })
+	}
+	return nil
+}
+
+func (s *stream) change(apply func() error) error {
+	if s.skipTx {
+		return nil
+	}
+	if !s.txOpen {
+		if _, err := s.dest.Exec(s.ctx, "BEGIN"); err != nil {
+			return fmt.Errorf("destination: begin: %w", err)
+		}
+		s.txOpen = true
+		s.txStarted = time.Now()
+		s.txChanges = 0
+	}
+	s.txChanges++
+	return apply()
+}
+
+func (s *stream) commit(ctx context.Context) error {
+	if s.pendingApplied == 0 || s.pendingApplied <= s.prog.AppliedLSN {
+		// Only a partial source transaction is open: drop it; it will be sent again.
+		_, err := s.dest.Exec(ctx, "ROLLBACK")
+		s.txOpen = false
+		return err
+	}
+	if err := bookkeeping.SetAppliedLSN(ctx, s.dest, s.opts.Task, s.pendingApplied); err != nil {
+		return err
+	}
+	if _, err := s.dest.Exec(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("destination: commit through %s: %w", s.pendingApplied, err)
+	}
+	s.txOpen = false
+	s.prog.AppliedLSN = s.pendingApplied
+	if s.pendingFlush > s.prog.FlushedLSN {
+		s.prog.FlushedLSN = s.pendingFlush
+	}
+	s.prog.LastCommitTime = s.pendingCommitTime
+	s.prog.LastApplyTime = time.Now()
+	s.app.counts.Transactions += s.pendingCounts.Transactions
+	s.pendingCounts = Counts{}
+	s.prog.Counts = s.app.counts
+	if err := s.sendStatus(); err != nil {
+		return err
+	}
+	if s.opts.OnProgress != nil {
+		s.opts.OnProgress(s.prog)
+	}
+	return nil
+}
+
+func (s *stream) sendStatus() error {
+	err := pglogrepl.SendStandbyStatusUpdate(s.ctx, s.repl, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: s.prog.FlushedLSN,
+		WALFlushPosition: s.prog.FlushedLSN,
+		WALApplyPosition: s.prog.FlushedLSN,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status to slot %s: %w", s.opts.Slot, err)
+	}
+	s.nextStatus = time.Now().Add(s.opts.StatusInterval)
+	return nil
+}

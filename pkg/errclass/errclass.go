@@ -1,0 +1,92 @@
+// Package errclass sorts errors at the boundary into the classes of the retry windows
+// (ARCHITECTURE.md): connection errors, other errors, and errors that can never succeed.
+package errclass
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Class is the retry class of an error.
+type Class string
+
+// The classes. They are also the Temporal ApplicationError types activities return.
+const (
+	Connection Class = "connection" // retried for retry.connection_minutes
+	Other      Class = "other"      // retried for retry.other_minutes
+	Fatal      Class = "fatal"      // never retried
+)
+
+// Permanent marks err as one that can never succeed (bad spec, missing permission, lost slot).
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Of classifies err.
+func Of(err error) Class {
+	if err == nil {
+		return ""
+	}
+	var pe *permanentError
+	if errors.As(err, &pe) {
+		return Fatal
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return ofSQLState(pgErr.Code)
+	}
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		// Authentication failures arrive as a PgError inside ConnectError and are handled above.
+		return Connection
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, context.DeadlineExceeded) {
+		return Connection
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return Connection
+	}
+	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+		return Connection
+	}
+	msg := err.Error()
+	for _, s := range []string{"conn closed", "connection reset", "broken pipe", "connection refused", "unexpected EOF"} {
+		if strings.Contains(msg, s) {
+			return Connection
+		}
+	}
+	return Other
+}
+
+func ofSQLState(code string) Class {
+	switch {
+	case strings.HasPrefix(code, "08"), // connection exception
+		code == "57P01", code == "57P02", code == "57P03", // admin/crash shutdown, cannot connect now
+		code == "53300", // too many connections
+		code == "55006": // object in use (e.g. replication slot still active after a reconnect)
+		return Connection
+	case code == "28000", code == "28P01", // invalid authorization, bad password
+		code == "3D000", // database does not exist
+		code == "42501": // insufficient privilege
+		return Fatal
+	}
+	return Other
+}

@@ -1,0 +1,168 @@
+// Package fullload copies tables from the source to the destination in chunks. Each chunk reads
+// inside the task's exported snapshot and streams COPY TO STDOUT into COPY FROM STDIN without
+// holding the data in memory; its chunk-done row is written in the same destination transaction,
+// so a retried chunk is a no-op.
+package fullload
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/skein-dts/skein/pkg/bookkeeping"
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// Chunk is one unit of copy work: a block range of one table.
+type Chunk struct {
+	ID    string         `json:"id"` // stable: "<schema>.<table>#<n>"
+	Table spec.TableMap  `json:"table"`
+	// FirstBlock and EndBlock bound the ctid range [FirstBlock, EndBlock). EndBlock 0 means
+	// unbounded; FirstBlock 0 and EndBlock 0 is the whole table.
+	FirstBlock int64 `json:"first_block,omitempty"`
+	EndBlock   int64 `json:"end_block,omitempty"`
+	// RowsEstimate is the chunk's share of the table's estimated rows.
+	RowsEstimate int64 `json:"rows_estimate"`
+}
+
+// Plan cuts a table into chunks of about chunkMB. Tables are split by ctid block ranges, which
+// PostgreSQL 14+ scans directly (TID range scan); older servers get one chunk per table.
+func Plan(t *catalog.Table, tm spec.TableMap, chunkMB int, serverVersionNum int) []Chunk {
+	perChunk := int64(chunkMB) * 1024 * 1024 / max(t.BlockSize, 1)
+	if serverVersionNum < 140000 || t.Blocks <= perChunk || perChunk < 1 {
+		return []Chunk{{ID: tm.Source.String() + "#0", Table: tm, RowsEstimate: t.RowsEstimate}}
+	}
+	n := (t.Blocks + perChunk - 1) / perChunk
+	chunks := make([]Chunk, 0, n)
+	for i := int64(0); i < n; i++ {
+		c := Chunk{
+			ID:           fmt.Sprintf("%s#%d", tm.Source, i),
+			Table:        tm,
+			FirstBlock:   i * perChunk,
+			EndBlock:     (i + 1) * perChunk,
+			RowsEstimate: t.RowsEstimate / n,
+		}
+		if i == n-1 {
+			c.EndBlock = 0 // the last chunk takes whatever the table grew by
+		}
+		chunks = append(chunks, c)
+	}
+	return chunks
+}
+
+// Result is what one chunk copied.
+type Result struct {
+	Rows    int64 `json:"rows"`
+	Bytes   int64 `json:"bytes"`
+	Skipped bool  `json:"skipped"` // committed by an earlier attempt
+}
+
+// Copier copies chunks between two open connections.
+type Copier struct {
+	Task     string
+	Source   *pgx.Conn
+	Dest     *pgx.Conn
+	Snapshot string // exported snapshot to read in; "" reads the current data
+	// Progress, if set, is called with the bytes streamed so far while a chunk copies.
+	Progress func(bytes int64)
+}
+
+// CopyChunk copies one chunk of table t (the source definition) to the destination.
+func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Result, error) {
+	done, rows, bytes, err := bookkeeping.ChunkDone(ctx, c.Dest, c.Task, ch.ID)
+	if err != nil {
+		return Result{}, err
+	}
+	if done {
+		return Result{Rows: rows, Bytes: bytes, Skipped: true}, nil
+	}
+
+	srcTx, err := c.Source.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return Result{}, fmt.Errorf("copy %s: begin on source: %w", ch.ID, err)
+	}
+	defer srcTx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	if c.Snapshot != "" {
+		if _, err := srcTx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+catalog.QuoteLiteral(c.Snapshot)); err != nil {
+			return Result{}, fmt.Errorf("copy %s: import snapshot %s: %w", ch.ID, c.Snapshot, err)
+		}
+	}
+	dstTx, err := c.Dest.Begin(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("copy %s: begin on destination: %w", ch.ID, err)
+	}
+	defer dstTx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+
+	cols := t.CopyColumns()
+	srcCols := make([]string, len(cols))
+	dstCols := make([]string, len(cols))
+	for i, col := range cols {
+		srcCols[i] = pgx.Identifier{col.Name}.Sanitize()
+		dstCols[i] = pgx.Identifier{ch.Table.DestColumn(col.Name)}.Sanitize()
+	}
+	format := "text"
+	if t.AllBuiltinTypes() {
+		format = "binary"
+	}
+	copyOut := fmt.Sprintf("COPY (SELECT %s FROM %s%s) TO STDOUT (FORMAT %s)",
+		strings.Join(srcCols, ", "), ch.Table.Source.Quoted(), ctidFilter(ch), format)
+	copyIn := fmt.Sprintf("COPY %s (%s) FROM STDIN (FORMAT %s)", ch.Table.Dest.Quoted(), strings.Join(dstCols, ", "), format)
+
+	pr, pw := io.Pipe()
+	outErr := make(chan error, 1)
+	go func() {
+		_, err := c.Source.PgConn().CopyTo(ctx, pw, copyOut)
+		pw.CloseWithError(err)
+		outErr <- err
+	}()
+	counter := &countingReader{r: pr, progress: c.Progress}
+	tag, inErr := c.Dest.PgConn().CopyFrom(ctx, counter, copyIn)
+	pr.CloseWithError(fmt.Errorf("destination stopped reading"))
+	if err := <-outErr; err != nil {
+		return Result{}, fmt.Errorf("copy %s: read from source: %w", ch.ID, err)
+	}
+	if inErr != nil {
+		return Result{}, fmt.Errorf("copy %s: write to destination %s: %w", ch.ID, ch.Table.Dest, inErr)
+	}
+	res := Result{Rows: tag.RowsAffected(), Bytes: counter.n.Load()}
+	if err := bookkeeping.MarkChunkDone(ctx, dstTx, c.Task, ch.ID, res.Rows, res.Bytes); err != nil {
+		return Result{}, err
+	}
+	if err := dstTx.Commit(ctx); err != nil {
+		return Result{}, fmt.Errorf("copy %s: commit: %w", ch.ID, err)
+	}
+	return res, nil
+}
+
+func ctidFilter(ch Chunk) string {
+	switch {
+	case ch.FirstBlock == 0 && ch.EndBlock == 0:
+		return ""
+	case ch.EndBlock == 0:
+		return fmt.Sprintf(" WHERE ctid >= '(%d,0)'::pg_catalog.tid", ch.FirstBlock)
+	default:
+		return fmt.Sprintf(" WHERE ctid >= '(%d,0)'::pg_catalog.tid AND ctid < '(%d,0)'::pg_catalog.tid", ch.FirstBlock, ch.EndBlock)
+	}
+}
+
+type countingReader struct {
+	r        io.Reader
+	n        atomic.Int64
+	progress func(int64)
+	last     int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	total := c.n.Add(int64(n))
+	if c.progress != nil && total-c.last >= 8<<20 {
+		c.last = total
+		c.progress(total)
+	}
+	return n, err
+}

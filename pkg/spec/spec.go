@@ -1,0 +1,269 @@
+// Package spec defines the sync task specification (TASKSPEC.md): its types, parsing from YAML or
+// JSON, defaults and validation. A validated Spec never holds a secret, only secret names.
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Spec is one sync task.
+type Spec struct {
+	Name           string   `json:"name"`
+	Source         Endpoint `json:"source"`
+	Destination    Endpoint `json:"destination"`
+	Sync           Sync     `json:"sync"`
+	ConflictMode   string   `json:"conflict_mode,omitempty"`
+	Objects        []Object `json:"objects"`
+	Retry          Retry    `json:"retry"`
+	FullLoad       FullLoad `json:"full_load"`
+	Throttle       Throttle `json:"throttle"`
+	Verify         Verify   `json:"verify"`
+	Alerts         Alerts   `json:"alerts"`
+	IgnorePrecheck []string `json:"ignore_precheck,omitempty"`
+}
+
+// Endpoint is a database to read from or write to.
+type Endpoint struct {
+	Host           string `json:"host"`
+	Port           int    `json:"port,omitempty"`
+	Database       string `json:"database"`
+	User           string `json:"user"`
+	PasswordSecret string `json:"password_secret,omitempty"`
+	TLS            TLS    `json:"tls"`
+}
+
+// TLS configures transport security; the *_secret fields name secrets holding PEM content.
+type TLS struct {
+	Mode              string `json:"mode,omitempty"`
+	CASecret          string `json:"ca_secret,omitempty"`
+	CertSecret        string `json:"cert_secret,omitempty"`
+	KeySecret         string `json:"key_secret,omitempty"`
+	KeyPasswordSecret string `json:"key_password_secret,omitempty"`
+}
+
+// Sync selects the synchronization steps. A nil field means true.
+type Sync struct {
+	Schema      *bool `json:"schema,omitempty"`
+	Full        *bool `json:"full,omitempty"`
+	Incremental *bool `json:"incremental,omitempty"`
+}
+
+// Object selects a source schema, or some of its tables.
+type Object struct {
+	Schema        string   `json:"schema"`
+	To            string   `json:"to,omitempty"`
+	Tables        []Table  `json:"tables,omitempty"`
+	ExcludeTables []string `json:"exclude_tables,omitempty"`
+}
+
+// Table selects one source table.
+type Table struct {
+	Name       string            `json:"name"`
+	To         string            `json:"to,omitempty"`
+	Columns    map[string]string `json:"columns,omitempty"`
+	Where      string            `json:"where,omitempty"`
+	Operations []string          `json:"operations,omitempty"`
+}
+
+// Retry sets the retry windows, in minutes from the first failure of a streak.
+type Retry struct {
+	ConnectionMinutes int `json:"connection_minutes,omitempty"`
+	OtherMinutes      int `json:"other_minutes,omitempty"`
+}
+
+// FullLoad tunes the full data load.
+type FullLoad struct {
+	Parallelism int `json:"parallelism,omitempty"`
+	ChunkMB     int `json:"chunk_mb,omitempty"`
+}
+
+// Throttle limits the load on the servers; 0 means unlimited.
+type Throttle struct {
+	Full        ThrottleFull        `json:"full"`
+	Incremental ThrottleIncremental `json:"incremental"`
+}
+
+// ThrottleFull limits the full load.
+type ThrottleFull struct {
+	SourceQPS      int `json:"source_qps,omitempty"`
+	RowsPerSecond  int `json:"rows_per_second,omitempty"`
+	MBPerSecond    int `json:"mb_per_second,omitempty"`
+}
+
+// ThrottleIncremental limits change apply.
+type ThrottleIncremental struct {
+	RowsPerSecond int `json:"rows_per_second,omitempty"`
+	MBPerSecond   int `json:"mb_per_second,omitempty"`
+}
+
+// Verify configures the comparison of source and destination after the full load.
+type Verify struct {
+	Mode          string `json:"mode,omitempty"`
+	SamplePercent int    `json:"sample_percent,omitempty"`
+}
+
+// Alerts configures lag and failure alerts.
+type Alerts struct {
+	LatencySeconds int    `json:"latency_seconds,omitempty"`
+	WebhookURL     string `json:"webhook_url,omitempty"`
+}
+
+// Operation names accepted in Table.Operations.
+const (
+	OpInsert   = "insert"
+	OpUpdate   = "update"
+	OpDelete   = "delete"
+	OpTruncate = "truncate"
+	OpDDL      = "ddl"
+)
+
+// AllOperations is the default operation set of a table.
+var AllOperations = []string{OpInsert, OpUpdate, OpDelete, OpTruncate, OpDDL}
+
+// Verify modes.
+const (
+	VerifyNone     = "none"
+	VerifyCount    = "count"
+	VerifyChecksum = "checksum"
+)
+
+// Conflict modes.
+const (
+	ConflictError  = "error"
+	ConflictIgnore = "ignore"
+)
+
+// Parse reads a spec from YAML or JSON (JSON is YAML), rejects unknown fields, applies defaults and
+// validates it. The error names every offending field.
+func Parse(data []byte) (Spec, error) {
+	var s Spec
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return s, fmt.Errorf("spec: not valid YAML or JSON: %w", err)
+	}
+	if err := decodeStrict(js, &s); err != nil {
+		return s, err
+	}
+	s.ApplyDefaults()
+	if err := s.Validate(); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// ParseObjects reads an `objects` list (for modify-objects) with the same rules as Parse.
+func ParseObjects(data []byte) ([]Object, error) {
+	var objs []Object
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("objects: not valid YAML or JSON: %w", err)
+	}
+	// Accept both a bare list and a document with an `objects:` key.
+	trimmed := bytes.TrimSpace(js)
+	if len(trimmed) > 0 && trimmed[0] == '{' {
+		var doc struct {
+			Objects []Object `json:"objects"`
+		}
+		if err := decodeStrict(js, &doc); err != nil {
+			return nil, err
+		}
+		objs = doc.Objects
+	} else if err := decodeStrict(js, &objs); err != nil {
+		return nil, err
+	}
+	var errs Errors
+	validateObjects(&errs, objs)
+	return objs, errs.orNil()
+}
+
+func decodeStrict(js []byte, into any) error {
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		msg := err.Error()
+		if strings.HasPrefix(msg, "json: unknown field ") {
+			return fmt.Errorf("spec: unknown field %s: remove it or check its spelling (see TASKSPEC.md)",
+				strings.TrimPrefix(msg, "json: unknown field "))
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("spec: %s: expected %s, got %s", te.Field, te.Type, te.Value)
+		}
+		return fmt.Errorf("spec: %w", err)
+	}
+	return nil
+}
+
+// ApplyDefaults fills every omitted field with its documented default. It is idempotent.
+func (s *Spec) ApplyDefaults() {
+	for _, ep := range []*Endpoint{&s.Source, &s.Destination} {
+		if ep.Port == 0 {
+			ep.Port = 5432
+		}
+		if ep.TLS.Mode == "" {
+			ep.TLS.Mode = "disable"
+		}
+	}
+	t := true
+	if s.Sync.Schema == nil {
+		s.Sync.Schema = &t
+	}
+	if s.Sync.Full == nil {
+		s.Sync.Full = &t
+	}
+	if s.Sync.Incremental == nil {
+		s.Sync.Incremental = &t
+	}
+	if s.ConflictMode == "" {
+		s.ConflictMode = ConflictError
+	}
+	for i := range s.Objects {
+		for j := range s.Objects[i].Tables {
+			if len(s.Objects[i].Tables[j].Operations) == 0 {
+				s.Objects[i].Tables[j].Operations = append([]string(nil), AllOperations...)
+			}
+		}
+	}
+	if s.Retry.ConnectionMinutes == 0 {
+		s.Retry.ConnectionMinutes = 720
+	}
+	if s.Retry.OtherMinutes == 0 {
+		s.Retry.OtherMinutes = 10
+	}
+	if s.FullLoad.Parallelism == 0 {
+		s.FullLoad.Parallelism = 4
+	}
+	if s.FullLoad.ChunkMB == 0 {
+		s.FullLoad.ChunkMB = 64
+	}
+	if s.Verify.Mode == "" {
+		s.Verify.Mode = VerifyChecksum
+	}
+	if s.Verify.SamplePercent == 0 {
+		s.Verify.SamplePercent = 100
+	}
+}
+
+// SchemaSync reports whether schema synchronization is on.
+func (s *Spec) SchemaSync() bool { return s.Sync.Schema == nil || *s.Sync.Schema }
+
+// FullSync reports whether the full data load is on.
+func (s *Spec) FullSync() bool { return s.Sync.Full == nil || *s.Sync.Full }
+
+// IncrementalSync reports whether change data capture is on.
+func (s *Spec) IncrementalSync() bool { return s.Sync.Incremental == nil || *s.Sync.Incremental }
+
+// SlotName is the name of the replication slot and publication Skein creates on the source.
+// Slot names allow only a-z, 0-9 and _, so '-' in the task name becomes '_'.
+func (s *Spec) SlotName() string { return SlotNameFor(s.Name) }
+
+// SlotNameFor returns the slot and publication name of the task called name.
+func SlotNameFor(name string) string {
+	return "skein_" + strings.ReplaceAll(name, "-", "_")
+}

@@ -1,0 +1,243 @@
+package spec
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// FieldError is one invalid field of a spec.
+type FieldError struct {
+	Field string // dotted path, e.g. "objects[0].tables[1].name"
+	Msg   string // what is wrong and what to do
+}
+
+func (e FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Errors is every problem found in a spec.
+type Errors []FieldError
+
+func (e Errors) Error() string {
+	parts := make([]string, len(e))
+	for i, fe := range e {
+		parts[i] = fe.Error()
+	}
+	return "invalid spec: " + strings.Join(parts, "; ")
+}
+
+func (e *Errors) add(field, format string, args ...any) {
+	*e = append(*e, FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (e *Errors) notSupported(field string) {
+	e.add(field, "not supported yet: remove the field or set it to its default")
+}
+
+func (e Errors) orNil() error {
+	if len(e) == 0 {
+		return nil
+	}
+	return e
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9_-]{1,48}$`)
+
+// PrecheckIDs are the stable ids of the precheck items; ignore_precheck may name only these.
+var PrecheckIDs = []string{
+	"source_connect", "dest_connect", "source_version", "dest_version", "source_db_name", "wal_level",
+	"replication_slots", "wal_senders", "source_privileges", "dest_privileges",
+	"replica_role_privilege", "objects_exist", "primary_keys", "replica_identity",
+	"conflicting_tables", "dest_schemas", "sequences_selected", "unsupported_tables",
+	"fk_parents_selected", "dest_extensions", "long_transactions", "source_size",
+	"dest_compatibility",
+}
+
+// Validate checks a spec whose defaults are applied. It returns Errors naming each bad field.
+func (s *Spec) Validate() error {
+	var errs Errors
+	if s.Name == "" {
+		errs.add("name", "required: 1-48 characters of a-z 0-9 _ -")
+	} else if !nameRE.MatchString(s.Name) {
+		errs.add("name", "%q is not 1-48 characters of a-z 0-9 _ -", s.Name)
+	}
+	validateEndpoint(&errs, "source", s.Source)
+	validateEndpoint(&errs, "destination", s.Destination)
+	if strings.Contains(s.Source.Database, "-") {
+		errs.add("source.database", "%q contains '-', which logical decoding cannot use: rename the database", s.Source.Database)
+	}
+	if !s.SchemaSync() && !s.FullSync() && !s.IncrementalSync() {
+		errs.add("sync", "at least one of schema, full and incremental must be true")
+	}
+	switch s.ConflictMode {
+	case ConflictError:
+	case ConflictIgnore:
+		errs.notSupported("conflict_mode")
+	default:
+		errs.add("conflict_mode", "%q is not one of error, ignore", s.ConflictMode)
+	}
+	if len(s.Objects) == 0 {
+		errs.add("objects", "required: list at least one schema")
+	}
+	validateObjects(&errs, s.Objects)
+	if r := s.Retry.ConnectionMinutes; r < 10 || r > 1440 {
+		errs.add("retry.connection_minutes", "%d is outside 10..1440", r)
+	}
+	if r := s.Retry.OtherMinutes; r < 1 || r > 1440 {
+		errs.add("retry.other_minutes", "%d is outside 1..1440", r)
+	} else if r >= s.Retry.ConnectionMinutes {
+		errs.add("retry.other_minutes", "%d must be less than retry.connection_minutes (%d)", r, s.Retry.ConnectionMinutes)
+	}
+	if p := s.FullLoad.Parallelism; p < 1 || p > 64 {
+		errs.add("full_load.parallelism", "%d is outside 1..64", p)
+	}
+	if c := s.FullLoad.ChunkMB; c < 1 || c > 65536 {
+		errs.add("full_load.chunk_mb", "%d is outside 1..65536", c)
+	}
+	t := s.Throttle
+	for field, v := range map[string]int{
+		"throttle.full.source_qps":            t.Full.SourceQPS,
+		"throttle.full.rows_per_second":       t.Full.RowsPerSecond,
+		"throttle.full.mb_per_second":         t.Full.MBPerSecond,
+		"throttle.incremental.rows_per_second": t.Incremental.RowsPerSecond,
+		"throttle.incremental.mb_per_second":   t.Incremental.MBPerSecond,
+	} {
+		if v < 0 {
+			errs.add(field, "%d is negative; 0 means unlimited", v)
+		} else if v > 0 {
+			errs.notSupported(field)
+		}
+	}
+	switch s.Verify.Mode {
+	case VerifyNone, VerifyCount, VerifyChecksum:
+	default:
+		errs.add("verify.mode", "%q is not one of none, count, checksum", s.Verify.Mode)
+	}
+	if p := s.Verify.SamplePercent; p < 1 || p > 100 {
+		errs.add("verify.sample_percent", "%d is outside 1..100", p)
+	} else if p != 100 {
+		errs.notSupported("verify.sample_percent")
+	}
+	if s.Alerts.LatencySeconds < 0 {
+		errs.add("alerts.latency_seconds", "%d is negative; 0 turns the alert off", s.Alerts.LatencySeconds)
+	} else if s.Alerts.LatencySeconds > 0 {
+		errs.notSupported("alerts.latency_seconds")
+	}
+	if s.Alerts.WebhookURL != "" {
+		errs.notSupported("alerts.webhook_url")
+	}
+	for i, id := range s.IgnorePrecheck {
+		if !slices.Contains(PrecheckIDs, id) {
+			errs.add(fmt.Sprintf("ignore_precheck[%d]", i), "%q is not a precheck item id", id)
+		}
+	}
+	// Sort for a stable message: map iteration above is random.
+	slices.SortStableFunc(errs, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
+	return errs.orNil()
+}
+
+func validateEndpoint(errs *Errors, field string, ep Endpoint) {
+	if ep.Host == "" {
+		errs.add(field+".host", "required")
+	}
+	if ep.Port < 1 || ep.Port > 65535 {
+		errs.add(field+".port", "%d is not a TCP port (1..65535)", ep.Port)
+	}
+	if ep.Database == "" {
+		errs.add(field+".database", "required")
+	}
+	if ep.User == "" {
+		errs.add(field+".user", "required")
+	}
+	if ep.PasswordSecret != "" && !secretNameRE.MatchString(ep.PasswordSecret) {
+		errs.add(field+".password_secret", "%q is not a secret name (letters, digits, _ . -)", ep.PasswordSecret)
+	}
+	switch ep.TLS.Mode {
+	case "disable":
+	case "require", "verify-ca", "verify-full":
+		errs.notSupported(field + ".tls.mode")
+	default:
+		errs.add(field+".tls.mode", "%q is not one of disable, require, verify-ca, verify-full", ep.TLS.Mode)
+	}
+	for name, v := range map[string]string{
+		"ca_secret": ep.TLS.CASecret, "cert_secret": ep.TLS.CertSecret,
+		"key_secret": ep.TLS.KeySecret, "key_password_secret": ep.TLS.KeyPasswordSecret,
+	} {
+		if v != "" {
+			errs.notSupported(field + ".tls." + name)
+		}
+	}
+}
+
+var secretNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+func validateIdent(errs *Errors, field, v string) {
+	if v == "" {
+		errs.add(field, "required")
+	} else if len(v) > 63 {
+		errs.add(field, "%q is longer than PostgreSQL's 63-byte identifier limit", v)
+	} else if strings.ContainsRune(v, 0) {
+		errs.add(field, "contains a NUL character")
+	}
+}
+
+func validateObjects(errs *Errors, objs []Object) {
+	seenSchema := map[string]bool{}
+	destTables := map[string]string{} // "schema"."table" on the destination -> field that maps to it
+	for i, o := range objs {
+		f := fmt.Sprintf("objects[%d]", i)
+		validateIdent(errs, f+".schema", o.Schema)
+		if seenSchema[o.Schema] {
+			errs.add(f+".schema", "%q is listed twice: merge the entries", o.Schema)
+		}
+		seenSchema[o.Schema] = true
+		if o.To != "" {
+			validateIdent(errs, f+".to", o.To)
+		}
+		if len(o.Tables) > 0 && len(o.ExcludeTables) > 0 {
+			errs.add(f+".exclude_tables", "goes only with a whole schema (no tables list): drop one of them")
+		}
+		for j, x := range o.ExcludeTables {
+			validateIdent(errs, fmt.Sprintf("%s.exclude_tables[%d]", f, j), x)
+		}
+		destSchema := o.Schema
+		if o.To != "" {
+			destSchema = o.To
+		}
+		seenTable := map[string]bool{}
+		for j, t := range o.Tables {
+			tf := fmt.Sprintf("%s.tables[%d]", f, j)
+			validateIdent(errs, tf+".name", t.Name)
+			if seenTable[t.Name] {
+				errs.add(tf+".name", "%q is listed twice in schema %q", t.Name, o.Schema)
+			}
+			seenTable[t.Name] = true
+			destName := t.Name
+			if t.To != "" {
+				validateIdent(errs, tf+".to", t.To)
+				destName = t.To
+			}
+			key := destSchema + "\x00" + destName
+			if other, ok := destTables[key]; ok {
+				errs.add(tf+".to", "maps to %q.%q, as %s does", destSchema, destName, other)
+			}
+			destTables[key] = tf
+			destCols := map[string]string{}
+			for from, to := range t.Columns {
+				validateIdent(errs, tf+".columns."+from, to)
+				if prev, ok := destCols[to]; ok {
+					errs.add(tf+".columns."+from, "maps to %q, as column %q does", to, prev)
+				}
+				destCols[to] = from
+			}
+			if t.Where != "" {
+				errs.notSupported(tf + ".where")
+			}
+			for k, op := range t.Operations {
+				if !slices.Contains(AllOperations, op) {
+					errs.add(fmt.Sprintf("%s.operations[%d]", tf, k), "%q is not one of %s", op, strings.Join(AllOperations, ", "))
+				}
+			}
+		}
+	}
+}

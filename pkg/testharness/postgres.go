@@ -1,0 +1,218 @@
+// Package testharness starts real, throwaway servers for tests and benchmarks: PostgreSQL clusters
+// created with initdb/pg_ctl on free ports in temporary directories (run as the postgres user when
+// the process is root), and a Temporal dev server from the temporal CLI.
+package testharness
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// PostgresOptions configure a cluster.
+type PostgresOptions struct {
+	Logical bool     // wal_level=logical (a source)
+	Settings []string // extra postgresql.conf lines
+}
+
+// Postgres is a running throwaway cluster. Its superuser is "postgres", trusted on 127.0.0.1.
+type Postgres struct {
+	Dir    string
+	Port   int
+	binDir string
+	runAs  string // "postgres" when we are root
+}
+
+// BinDir finds the PostgreSQL server binaries: $PG_BINDIR, the newest /usr/lib/postgresql/*/bin,
+// or initdb on PATH.
+func BinDir() (string, error) {
+	if d := os.Getenv("PG_BINDIR"); d != "" {
+		return d, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", fmt.Errorf("PostgreSQL server binaries not found: install them (apt-get install postgresql) or set PG_BINDIR")
+}
+
+func versionOf(dir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return v
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartPostgres creates and starts a cluster in a new temporary directory.
+func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "skein-pg-")
+	if err != nil {
+		return nil, err
+	}
+	p := &Postgres{Dir: dir, binDir: bin}
+	if os.Geteuid() == 0 {
+		p.runAs = "postgres"
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return nil, fmt.Errorf("running as root needs a postgres user to run the server: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return nil, err
+		}
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := p.run(ctx, "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("initdb: %w: %s", err, out)
+	}
+	walLevel := "replica"
+	if opts.Logical {
+		walLevel = "logical"
+	}
+	for attempt := 0; ; attempt++ {
+		p.Port, err = FreePort()
+		if err != nil {
+			return nil, err
+		}
+		conf := []string{
+			fmt.Sprintf("port = %d", p.Port),
+			"listen_addresses = '127.0.0.1'",
+			fmt.Sprintf("unix_socket_directories = '%s'", dir),
+			"wal_level = " + walLevel,
+			"max_wal_senders = 20", "max_replication_slots = 20",
+			"fsync = off", "synchronous_commit = off", "full_page_writes = off",
+			"shared_buffers = 64MB", "max_connections = 100",
+			"log_min_messages = warning",
+		}
+		conf = append(conf, opts.Settings...)
+		if err := writeConf(filepath.Join(data, "postgresql.auto.conf"), conf); err != nil {
+			return nil, err
+		}
+		out, err := p.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "start")
+		if err == nil {
+			return p, nil
+		}
+		if attempt >= 2 {
+			logText, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("pg_ctl start: %w: %s\n%s", err, out, logText)
+		}
+	}
+}
+
+func writeConf(path string, lines []string) error {
+	return os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+}
+
+func (p *Postgres) run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	bin := filepath.Join(p.binDir, name)
+	var cmd *exec.Cmd
+	if p.runAs != "" {
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", p.runAs, "--", bin}, args...)...)
+	} else {
+		cmd = exec.CommandContext(ctx, bin, args...)
+	}
+	cmd.Dir = p.Dir
+	return cmd.CombinedOutput()
+}
+
+// Stop stops the server and removes its directory.
+func (p *Postgres) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := p.run(ctx, "pg_ctl", "-D", filepath.Join(p.Dir, "data"), "-m", "immediate", "-w", "stop")
+	rmErr := os.RemoveAll(p.Dir)
+	if err != nil {
+		return fmt.Errorf("pg_ctl stop: %w: %s", err, out)
+	}
+	return rmErr
+}
+
+// Restart stops the server and starts it again on the same port (for outage tests).
+func (p *Postgres) Restart(ctx context.Context, down time.Duration) error {
+	data := filepath.Join(p.Dir, "data")
+	if out, err := p.run(ctx, "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"); err != nil {
+		return fmt.Errorf("pg_ctl stop: %w: %s", err, out)
+	}
+	time.Sleep(down)
+	if out, err := p.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(p.Dir, "server.log"), "-w", "start"); err != nil {
+		return fmt.Errorf("pg_ctl start: %w: %s", err, out)
+	}
+	return nil
+}
+
+// Endpoint is the spec endpoint of database db as the superuser.
+func (p *Postgres) Endpoint(db string) spec.Endpoint {
+	return spec.Endpoint{Host: "127.0.0.1", Port: p.Port, Database: db, User: "postgres", TLS: spec.TLS{Mode: "disable"}}
+}
+
+// URL is a connection string for database db.
+func (p *Postgres) URL(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", p.Port, db)
+}
+
+// Connect opens a connection to database db.
+func (p *Postgres) Connect(ctx context.Context, db string) (*pgx.Conn, error) {
+	return pgx.Connect(ctx, p.URL(db))
+}
+
+// CreateDatabase creates database name.
+func (p *Postgres) CreateDatabase(ctx context.Context, name string) error {
+	conn, err := p.Connect(ctx, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	return err
+}
+
+// NewPostgres starts a cluster for a test and stops it when the test ends.
+func NewPostgres(t testing.TB, opts PostgresOptions) *Postgres {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p, err := StartPostgres(ctx, opts)
+	if err != nil {
+		t.Fatalf("start PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Logf("stop PostgreSQL: %v", err)
+		}
+	})
+	return p
+}

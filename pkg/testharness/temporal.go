@@ -1,0 +1,52 @@
+package testharness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// TemporalPath finds the temporal CLI: $TEMPORAL_CLI, else bin/temporal in the repository root
+// (found by walking up from the working directory to go.mod).
+func TemporalPath() (string, error) {
+	if p := os.Getenv("TEMPORAL_CLI"); p != "" {
+		return p, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			p := filepath.Join(dir, "bin", "temporal")
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("temporal CLI not found at %s: run 'make tools' (or set TEMPORAL_CLI)", p)
+			}
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("temporal CLI not found: set TEMPORAL_CLI or run from the repository")
+		}
+		dir = parent
+	}
+}
+
+// StartTemporal starts a Temporal dev server on a free port with in-memory state.
+func StartTemporal(ctx context.Context) (*testsuite.DevServer, error) {
+	path, err := TemporalPath()
+	if err != nil {
+		return nil, err
+	}
+	return testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  path,
+		ClientOptions: &client.Options{Namespace: "default"},
+		LogLevel:      "error",
+		Stdout:        os.Stderr,
+		Stderr:        os.Stderr,
+	})
+}
