@@ -48,10 +48,10 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables 
 
 // SlotState describes a replication slot on the source.
 type SlotState struct {
-	Exists           bool
-	Active           bool
-	ConfirmedFlush   pglogrepl.LSN
-	CurrentWAL       pglogrepl.LSN
+	Exists         bool
+	Active         bool
+	ConfirmedFlush pglogrepl.LSN
+	CurrentWAL     pglogrepl.LSN
 }
 
 // Slot reads the state of slot name.

@@ -20,8 +20,8 @@ import (
 
 // Chunk is one unit of copy work: a block range of one table.
 type Chunk struct {
-	ID    string         `json:"id"` // stable: "<schema>.<table>#<n>"
-	Table spec.TableMap  `json:"table"`
+	ID    string        `json:"id"` // stable: "<schema>.<table>#<n>"
+	Table spec.TableMap `json:"table"`
 	// FirstBlock and EndBlock bound the ctid range [FirstBlock, EndBlock). EndBlock 0 means
 	// unbounded; FirstBlock 0 and EndBlock 0 is the whole table.
 	FirstBlock int64 `json:"first_block,omitempty"`

@@ -19,7 +19,7 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
 // Resolver looks secrets up. The zero value reads the process environment.
 type Resolver struct {
-	Dir    string                      // the secrets directory; "" = $SKEIN_SECRETS_DIR
+	Dir    string                  // the secrets directory; "" = $SKEIN_SECRETS_DIR
 	Getenv func(key string) string // "" = os.Getenv
 }
 

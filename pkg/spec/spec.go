@@ -91,9 +91,9 @@ type Throttle struct {
 
 // ThrottleFull limits the full load.
 type ThrottleFull struct {
-	SourceQPS      int `json:"source_qps,omitempty"`
-	RowsPerSecond  int `json:"rows_per_second,omitempty"`
-	MBPerSecond    int `json:"mb_per_second,omitempty"`
+	SourceQPS     int `json:"source_qps,omitempty"`
+	RowsPerSecond int `json:"rows_per_second,omitempty"`
+	MBPerSecond   int `json:"mb_per_second,omitempty"`
 }
 
 // ThrottleIncremental limits change apply.

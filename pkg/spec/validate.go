@@ -96,9 +96,9 @@ func (s *Spec) Validate() error {
 	}
 	t := s.Throttle
 	for field, v := range map[string]int{
-		"throttle.full.source_qps":            t.Full.SourceQPS,
-		"throttle.full.rows_per_second":       t.Full.RowsPerSecond,
-		"throttle.full.mb_per_second":         t.Full.MBPerSecond,
+		"throttle.full.source_qps":             t.Full.SourceQPS,
+		"throttle.full.rows_per_second":        t.Full.RowsPerSecond,
+		"throttle.full.mb_per_second":          t.Full.MBPerSecond,
 		"throttle.incremental.rows_per_second": t.Incremental.RowsPerSecond,
 		"throttle.incremental.mb_per_second":   t.Incremental.MBPerSecond,
 	} {

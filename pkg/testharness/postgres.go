@@ -24,7 +24,7 @@ import (
 
 // PostgresOptions configure a cluster.
 type PostgresOptions struct {
-	Logical bool     // wal_level=logical (a source)
+	Logical  bool     // wal_level=logical (a source)
 	Settings []string // extra postgresql.conf lines
 }
 

@@ -16,13 +16,13 @@ import (
 
 // TableResult is the comparison of one table.
 type TableResult struct {
-	Source       string `json:"source"`
-	Destination  string `json:"destination"`
-	SourceRows   int64  `json:"source_rows"`
-	DestRows     int64  `json:"dest_rows"`
-	SourceHash   string `json:"source_hash,omitempty"`
-	DestHash     string `json:"dest_hash,omitempty"`
-	Equal        bool   `json:"equal"`
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	SourceRows  int64  `json:"source_rows"`
+	DestRows    int64  `json:"dest_rows"`
+	SourceHash  string `json:"source_hash,omitempty"`
+	DestHash    string `json:"dest_hash,omitempty"`
+	Equal       bool   `json:"equal"`
 }
 
 // Querier runs a query: a *pgx.Conn or a pgx.Tx (for instance one inside the task's snapshot).

@@ -1,0 +1,148 @@
+// Package activities holds every side effect of a sync task. Each method is a thin Temporal
+// adapter over pkg/: it opens connections, calls the library, heartbeats, and returns errors
+// classified for the workflow's retry windows (pkg/errclass).
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/dbconn"
+	"github.com/skein-dts/skein/pkg/errclass"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// Activities are the sync task's activities and their dependencies.
+type Activities struct {
+	Open   dbconn.Opener
+	Log    *zap.Logger
+	Client client.Client // to report apply progress to the task's workflow
+
+	// snapshots holds, per task, the connection that exported the task's snapshot. It lives on the
+	// worker that created it; a Temporal session keeps the holder activity on the same worker.
+	snapshots sync.Map // task name -> *heldSnapshot
+}
+
+type heldSnapshot struct {
+	repl *pgconn.PgConn // replication connection (slot + snapshot), or nil
+	conn *pgx.Conn      // regular connection (full-only task), or nil
+}
+
+func (h *heldSnapshot) close(ctx context.Context) {
+	if h.repl != nil {
+		_ = h.repl.Close(ctx)
+	}
+	if h.conn != nil {
+		_ = h.conn.Close(ctx)
+	}
+}
+
+// classify turns err into an ApplicationError whose type is its retry class, so the workflow can
+// apply the right retry window. Messages never contain secrets: connection errors name
+// user@host:port/database only.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	class := errclass.Of(err)
+	return temporal.NewNonRetryableApplicationError(err.Error(), string(class), nil)
+}
+
+func (a *Activities) logger(ctx context.Context) *zap.Logger {
+	info := activity.GetInfo(ctx)
+	return a.Log.With(zap.String("task", info.WorkflowExecution.ID), zap.String("activity", info.ActivityType.Name))
+}
+
+// connectBoth opens the source and destination connections.
+func (a *Activities) connectBoth(ctx context.Context, s spec.Spec) (src, dst *pgx.Conn, err error) {
+	src, err = a.Open.Connect(ctx, s.Source)
+	if err != nil {
+		return nil, nil, err
+	}
+	dst, err = a.Open.Connect(ctx, s.Destination)
+	if err != nil {
+		src.Close(ctx)
+		return nil, nil, err
+	}
+	return src, dst, nil
+}
+
+func closeAll(ctx context.Context, conns ...*pgx.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			_ = c.Close(context.WithoutCancel(ctx))
+		}
+	}
+}
+
+// heartbeatEvery records a heartbeat every interval until the returned stop is called, so long
+// statements don't look like a dead worker. details is called for each heartbeat's payload.
+func heartbeatEvery(ctx context.Context, interval time.Duration, details func() any) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, details())
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// inSnapshot begins a read-only repeatable-read transaction on conn, inside snapshot if given,
+// with an empty search_path so catalog functions qualify every name.
+func inSnapshot(ctx context.Context, conn *pgx.Conn, snapshot string) (pgx.Tx, error) {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	if snapshot != "" {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+catalog.QuoteLiteral(snapshot)); err != nil {
+			_ = tx.Rollback(ctx)
+			return nil, fmt.Errorf("import snapshot %s: %w", snapshot, err)
+		}
+	}
+	if err := catalog.ClearSearchPath(ctx, tx); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
+	}
+	return tx, nil
+}
+
+// loadTables reads the definitions of the selected tables.
+func loadTables(ctx context.Context, q catalog.Querier, tables []spec.TableMap) ([]*catalog.Table, error) {
+	out := make([]*catalog.Table, 0, len(tables))
+	for _, tm := range tables {
+		t, err := catalog.LoadTable(ctx, q, tm.Source)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}

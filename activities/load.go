@@ -1,0 +1,127 @@
+package activities
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/pkg/fullload"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/verify"
+)
+
+// TablePlan is the load plan of one table.
+type TablePlan struct {
+	Table        spec.TableMap    `json:"table"`
+	RowsEstimate int64            `json:"rows_estimate"`
+	Chunks       []fullload.Chunk `json:"chunks"`
+}
+
+// PlanLoad cuts every selected table into chunks, largest tables first.
+func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan, error) {
+	conn, err := a.Open.Connect(ctx, in.Spec.Source)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer closeAll(ctx, conn)
+	var version int
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		return nil, classify(err)
+	}
+	tx, err := inSnapshot(ctx, conn, in.Snapshot)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	defs, err := loadTables(ctx, tx, in.Tables)
+	if err != nil {
+		return nil, classify(err)
+	}
+	plans := make([]TablePlan, len(defs))
+	for i, t := range defs {
+		plans[i] = TablePlan{
+			Table:        in.Tables[i],
+			RowsEstimate: t.RowsEstimate,
+			Chunks:       fullload.Plan(t, in.Tables[i], in.Spec.FullLoad.ChunkMB, version),
+		}
+	}
+	return plans, nil
+}
+
+// CopyChunkInput asks for one chunk.
+type CopyChunkInput struct {
+	Spec     spec.Spec      `json:"spec"`
+	Chunk    fullload.Chunk `json:"chunk"`
+	Snapshot string         `json:"snapshot"`
+}
+
+// CopyChunk copies one chunk inside the task's snapshot; a chunk committed before is a no-op.
+func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload.Result, error) {
+	src, dst, err := a.connectBoth(ctx, in.Spec)
+	if err != nil {
+		return fullload.Result{}, classify(err)
+	}
+	defer closeAll(ctx, src, dst)
+	tx, err := inSnapshot(ctx, src, in.Snapshot)
+	if err != nil {
+		return fullload.Result{}, classify(err)
+	}
+	defs, err := loadTables(ctx, tx, []spec.TableMap{in.Chunk.Table})
+	_ = tx.Rollback(ctx)
+	if err != nil {
+		return fullload.Result{}, classify(err)
+	}
+	var streamed atomic.Int64
+	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return streamed.Load() })
+	defer stop()
+	c := &fullload.Copier{
+		Task: in.Spec.Name, Source: src, Dest: dst, Snapshot: in.Snapshot,
+		Progress: func(n int64) { streamed.Store(n); activity.RecordHeartbeat(ctx, n) },
+	}
+	res, err := c.CopyChunk(ctx, defs[0], in.Chunk)
+	if err != nil {
+		return res, classify(err)
+	}
+	a.logger(ctx).Info("chunk copied", zap.String("chunk", in.Chunk.ID), zap.Int64("rows", res.Rows),
+		zap.Int64("bytes", res.Bytes), zap.Bool("skipped", res.Skipped))
+	return res, nil
+}
+
+// Verify compares every selected table on both sides (verify.mode), the source read inside the
+// task's snapshot so the comparison is exact while the source keeps changing.
+func (a *Activities) Verify(ctx context.Context, in SchemaInput) ([]verify.TableResult, error) {
+	src, dst, err := a.connectBoth(ctx, in.Spec)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer closeAll(ctx, src, dst)
+	tx, err := inSnapshot(ctx, src, in.Snapshot)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	defs, err := loadTables(ctx, tx, in.Tables)
+	if err != nil {
+		return nil, classify(err)
+	}
+	var done atomic.Int64
+	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return done.Load() })
+	defer stop()
+	out := make([]verify.TableResult, 0, len(defs))
+	for i, t := range defs {
+		r, err := verify.Table(ctx, tx, dst, t, in.Tables[i], in.Spec.Verify.Mode)
+		if err != nil {
+			return nil, classify(err)
+		}
+		if !r.Equal {
+			a.logger(ctx).Warn("verification found a difference", zap.String("table", r.Source),
+				zap.Int64("source_rows", r.SourceRows), zap.Int64("dest_rows", r.DestRows))
+		}
+		out = append(out, r)
+		done.Add(1)
+	}
+	return out, nil
+}

@@ -1,0 +1,186 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/pkg/bookkeeping"
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/ddl"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// SchemaInput asks for a schema stage.
+type SchemaInput struct {
+	Spec     spec.Spec       `json:"spec"`
+	Tables   []spec.TableMap `json:"tables"`
+	Snapshot string          `json:"snapshot,omitempty"`
+}
+
+// SchemaReport says what a schema stage did, for the status and the history.
+type SchemaReport struct {
+	Created []string `json:"created,omitempty"`
+	Skipped []string `json:"skipped,omitempty"`
+	Warned  []string `json:"warned,omitempty"`
+}
+
+// SchemaPreData creates, on the destination, the schemas, sequences and tables the full load needs
+// (no keys, indexes or foreign keys yet), and Skein's bookkeeping tables. The definitions are read
+// inside the task's snapshot, so they match the data the load copies.
+func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaReport, error) {
+	var rep SchemaReport
+	src, dst, err := a.connectBoth(ctx, in.Spec)
+	if err != nil {
+		return rep, classify(err)
+	}
+	defer closeAll(ctx, src, dst)
+	tx, err := inSnapshot(ctx, src, in.Snapshot)
+	if err != nil {
+		return rep, classify(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	defs, err := loadTables(ctx, tx, in.Tables)
+	if err != nil {
+		return rep, classify(err)
+	}
+	seqs, err := catalog.LoadSequences(ctx, tx, defs)
+	if err != nil {
+		return rep, classify(err)
+	}
+	m := ddl.SpecMapper{Objects: in.Spec.Objects, Tables: in.Tables}
+	if err := bookkeeping.Ensure(ctx, dst); err != nil {
+		return rep, classify(err)
+	}
+	run := func(what, stmt string) error {
+		if _, err := dst.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create %s: %w\n%s", what, err, stmt)
+		}
+		rep.Created = append(rep.Created, what)
+		return nil
+	}
+	schemas := map[string]bool{}
+	for _, tm := range in.Tables {
+		if !schemas[tm.Dest.Schema] {
+			schemas[tm.Dest.Schema] = true
+			if err := run("schema "+tm.Dest.Schema, ddl.CreateSchema(tm.Dest.Schema)); err != nil {
+				return rep, classify(err)
+			}
+		}
+	}
+	for _, sq := range seqs {
+		if sq.Identity {
+			continue // created with its identity column
+		}
+		if err := run("sequence "+ddl.MapSequence(sq.Name, m).String(), ddl.CreateSequence(sq, m)); err != nil {
+			return rep, classify(err)
+		}
+	}
+	for i, t := range defs {
+		if err := run("table "+in.Tables[i].Dest.String(), ddl.CreateTable(t, in.Tables[i], m)); err != nil {
+			return rep, classify(err)
+		}
+	}
+	for _, sq := range seqs {
+		if sq.Identity || sq.OwnedBy == nil {
+			continue
+		}
+		tm, ok := m.Table(*sq.OwnedBy)
+		if !ok {
+			continue
+		}
+		if _, err := dst.Exec(ctx, ddl.SequenceOwnedBy(sq, tm, m)); err != nil {
+			return rep, classify(fmt.Errorf("sequence %s owned by %s: %w", sq.Name, tm.Dest, err))
+		}
+	}
+	a.logger(ctx).Info("schema pre-data done", zap.Int("created", len(rep.Created)))
+	return rep, nil
+}
+
+// SchemaPostData adds, after the load, primary keys, unique constraints and foreign keys, and sets
+// the destination sequences to the source's values. Constraints that exist already are skipped,
+// so a retried step finishes without errors or duplicates.
+func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (SchemaReport, error) {
+	var rep SchemaReport
+	src, dst, err := a.connectBoth(ctx, in.Spec)
+	if err != nil {
+		return rep, classify(err)
+	}
+	defer closeAll(ctx, src, dst)
+	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return len(rep.Created) })
+	defer stop()
+	tx, err := inSnapshot(ctx, src, "")
+	if err != nil {
+		return rep, classify(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	defs, err := loadTables(ctx, tx, in.Tables)
+	if err != nil {
+		return rep, classify(err)
+	}
+	m := ddl.SpecMapper{Objects: in.Spec.Objects, Tables: in.Tables}
+	var all []ddl.Constraint
+	for i, t := range defs {
+		stmts, skipped := ddl.PostData(t, in.Tables[i], m)
+		all = append(all, stmts...)
+		rep.Warned = append(rep.Warned, skipped...)
+	}
+	// Keys first (foreign keys need the referenced keys), in the order PostData returned them.
+	for _, c := range all {
+		var exists bool
+		if err := dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+WHERE conrelid = pg_catalog.to_regclass($1) AND conname = $2)`, c.Table.Quoted(), c.Name).Scan(&exists); err != nil {
+			return rep, classify(fmt.Errorf("look up constraint %s on %s: %w", c.Name, c.Table, err))
+		}
+		what := fmt.Sprintf("constraint %s on %s", c.Name, c.Table)
+		if exists {
+			rep.Skipped = append(rep.Skipped, what)
+			continue
+		}
+		if _, err := dst.Exec(ctx, c.SQL); err != nil {
+			return rep, classify(fmt.Errorf("create %s: %w\n%s", what, err, c.SQL))
+		}
+		rep.Created = append(rep.Created, what)
+	}
+	seqs, err := catalog.LoadSequences(ctx, tx, defs)
+	if err != nil {
+		return rep, classify(err)
+	}
+	if err := syncSequences(ctx, dst, seqs, m); err != nil {
+		return rep, classify(err)
+	}
+	a.logger(ctx).Info("schema post-data done", zap.Int("created", len(rep.Created)), zap.Int("skipped", len(rep.Skipped)))
+	return rep, nil
+}
+
+// syncSequences sets each destination sequence (serial and identity) to the source's state.
+func syncSequences(ctx context.Context, dst *pgx.Conn, seqs []catalog.Sequence, m ddl.SpecMapper) error {
+	for _, sq := range seqs {
+		name := ddl.MapSequence(sq.Name, m)
+		if sq.Identity && sq.OwnedBy != nil {
+			tm, ok := m.Table(*sq.OwnedBy)
+			if !ok {
+				continue
+			}
+			var s *string
+			if err := dst.QueryRow(ctx, `SELECT pg_catalog.pg_get_serial_sequence($1, $2)`, tm.Dest.Quoted(), tm.DestColumn(sq.OwnedCol)).Scan(&s); err != nil {
+				return fmt.Errorf("find identity sequence of %s.%s: %w", tm.Dest, sq.OwnedCol, err)
+			}
+			if s == nil {
+				continue
+			}
+			if _, err := dst.Exec(ctx, fmt.Sprintf("SELECT pg_catalog.setval(%s::pg_catalog.regclass, %d, %t)",
+				catalog.QuoteLiteral(*s), sq.LastValue, sq.IsCalled)); err != nil {
+				return fmt.Errorf("set identity sequence of %s: %w", tm.Dest, err)
+			}
+			continue
+		}
+		if _, err := dst.Exec(ctx, ddl.SetSequenceValue(name, sq.LastValue, sq.IsCalled)); err != nil {
+			return fmt.Errorf("set sequence %s: %w", name, err)
+		}
+	}
+	return nil
+}

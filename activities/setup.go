@@ -1,0 +1,176 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/pkg/bookkeeping"
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/errclass"
+	"github.com/skein-dts/skein/pkg/precheck"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// Precheck runs the precheck items.
+func (a *Activities) Precheck(ctx context.Context, s spec.Spec) ([]precheck.Item, error) {
+	items := precheck.Run(ctx, a.Open, s)
+	a.logger(ctx).Info("precheck done", zap.Int("items", len(items)), zap.Int("blocking", len(precheck.Failed(items, s.IgnorePrecheck))))
+	return items, nil
+}
+
+// ResolveTables expands the spec's objects into the selected tables, with their row estimates.
+func (a *Activities) ResolveTables(ctx context.Context, s spec.Spec) ([]spec.TableMap, error) {
+	conn, err := a.Open.Connect(ctx, s.Source)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer closeAll(ctx, conn)
+	existing, err := catalog.ListTables(ctx, conn)
+	if err != nil {
+		return nil, classify(err)
+	}
+	tables, err := spec.Resolve(s.Objects, existing)
+	if err != nil {
+		return nil, classify(errclass.Permanent(err))
+	}
+	return tables, nil
+}
+
+// PreparePublication creates (or updates) the task's publication for the selected tables.
+func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables []spec.TableMap) error {
+	conn, err := a.Open.Connect(ctx, s.Source)
+	if err != nil {
+		return classify(err)
+	}
+	defer closeAll(ctx, conn)
+	names := make([]spec.QName, len(tables))
+	for i, t := range tables {
+		names[i] = t.Source
+	}
+	return classify(cdc.EnsurePublication(ctx, conn, s.SlotName(), names))
+}
+
+// SnapshotInput asks for the task's snapshot.
+type SnapshotInput struct {
+	Spec spec.Spec `json:"spec"`
+	// WithSlot creates the replication slot and exports its snapshot (incremental tasks);
+	// otherwise a plain exported snapshot is held (full-only tasks).
+	WithSlot bool `json:"with_slot"`
+}
+
+// OpenSnapshot creates the replication slot with an exported snapshot (or, without incremental
+// sync, exports a plain snapshot) and keeps the connection on this worker for HoldSnapshot. Run it
+// in the same session as HoldSnapshot.
+func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.SlotSnapshot, error) {
+	s := in.Spec
+	log := a.logger(ctx)
+	if old, ok := a.snapshots.LoadAndDelete(s.Name); ok {
+		old.(*heldSnapshot).close(ctx)
+	}
+	if !in.WithSlot {
+		conn, err := a.Open.Connect(ctx, s.Source)
+		if err != nil {
+			return cdc.SlotSnapshot{}, classify(err)
+		}
+		var name string
+		_, err = conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+		if err == nil {
+			err = conn.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&name)
+		}
+		if err != nil {
+			closeAll(ctx, conn)
+			return cdc.SlotSnapshot{}, classify(fmt.Errorf("export snapshot: %w", err))
+		}
+		a.snapshots.Store(s.Name, &heldSnapshot{conn: conn})
+		return cdc.SlotSnapshot{SnapshotName: name}, nil
+	}
+
+	// A slot left by an earlier attempt of this step has no live snapshot and nothing was loaded
+	// from it yet (this step runs before the load): recreate it.
+	conn, err := a.Open.Connect(ctx, s.Source)
+	if err != nil {
+		return cdc.SlotSnapshot{}, classify(err)
+	}
+	st, err := cdc.Slot(ctx, conn, s.SlotName())
+	if err == nil && st.Exists {
+		log.Warn("replication slot exists from an earlier attempt: recreating it", zap.String("slot", s.SlotName()))
+		err = cdc.DropSlot(ctx, conn, s.SlotName())
+	}
+	closeAll(ctx, conn)
+	if err != nil {
+		return cdc.SlotSnapshot{}, classify(err)
+	}
+	repl, err := a.Open.ConnectReplication(ctx, s.Source)
+	if err != nil {
+		return cdc.SlotSnapshot{}, classify(err)
+	}
+	snap, err := cdc.CreateSlot(ctx, repl, s.SlotName())
+	if err != nil {
+		_ = repl.Close(ctx)
+		return cdc.SlotSnapshot{}, classify(err)
+	}
+	a.snapshots.Store(s.Name, &heldSnapshot{repl: repl})
+	log.Info("replication slot created", zap.String("slot", s.SlotName()), zap.String("snapshot", snap.SnapshotName),
+		zap.String("consistent_point", snap.ConsistentPoint))
+	return snap, nil
+}
+
+// HoldSnapshot keeps the snapshot's connection open, heartbeating, until the activity is
+// cancelled (the full load is over). Run it in the session of OpenSnapshot.
+func (a *Activities) HoldSnapshot(ctx context.Context, task string) error {
+	v, ok := a.snapshots.Load(task)
+	if !ok {
+		return classify(errclass.Permanent(fmt.Errorf("snapshot of task %s is not held on this worker: it was lost (worker restarted)", task)))
+	}
+	held := v.(*heldSnapshot)
+	defer func() {
+		a.snapshots.Delete(task)
+		held.close(context.WithoutCancel(ctx))
+	}()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		activity.RecordHeartbeat(ctx, "holding")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// EnsureBookkeeping creates Skein's bookkeeping tables on the destination.
+func (a *Activities) EnsureBookkeeping(ctx context.Context, s spec.Spec) error {
+	conn, err := a.Open.Connect(ctx, s.Destination)
+	if err != nil {
+		return classify(err)
+	}
+	defer closeAll(ctx, conn)
+	return classify(bookkeeping.Ensure(ctx, conn))
+}
+
+// Release stops nothing by itself (the workflow has stopped apply) and removes what Skein created:
+// the slot and publication on the source, the task's bookkeeping on the destination.
+func (a *Activities) Release(ctx context.Context, s spec.Spec) error {
+	src, dst, err := a.connectBoth(ctx, s)
+	if err != nil {
+		return classify(err)
+	}
+	defer closeAll(ctx, src, dst)
+	if err := cdc.DropSlot(ctx, src, s.SlotName()); err != nil {
+		return classify(err)
+	}
+	if err := cdc.DropPublication(ctx, src, s.SlotName()); err != nil {
+		return classify(err)
+	}
+	if err := bookkeeping.Drop(ctx, dst, s.Name); err != nil {
+		return classify(err)
+	}
+	a.logger(ctx).Info("released: slot, publication and bookkeeping removed", zap.String("slot", s.SlotName()))
+	return nil
+}

@@ -1,0 +1,277 @@
+// Command skein starts and steers sync tasks. It talks to Temporal only, never to the databases:
+// the worker holds the secrets. Exit codes: 0 success, 1 the check or task failed, 2 bad usage or
+// bad spec.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/temporalx"
+	"github.com/skein-dts/skein/workflows"
+)
+
+// usageError is bad usage or a bad spec: exit code 2.
+type usageError struct{ error }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	err := newRoot(os.Stdout).ExecuteContext(ctx)
+	if err == nil {
+		return
+	}
+	fmt.Fprintln(os.Stderr, "skein:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		os.Exit(2)
+	}
+	os.Exit(1)
+}
+
+func newRoot(out io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "skein",
+		Short:         "Start and steer Skein sync tasks (PostgreSQL to PostgreSQL-compatible, on Temporal)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(out)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(startCmd(), statusCmd(), listCmd(),
+		signalCmd("pause", workflows.SignalPause, "Stop writing to the destination; the slot is kept"),
+		signalCmd("resume", workflows.SignalResume, "Resume a paused or failed task where it stopped"),
+		signalCmd("release", workflows.SignalRelease, "Finish: stop apply and remove Skein's slot, publication and bookkeeping"),
+		notYet("precheck", "Run the precheck items now"),
+		notYet("modify", "Change the synchronized objects"),
+		notYet("verify", "Compare source and destination"),
+		notYet("sequences", "Set destination sequences from the source"),
+	)
+	return root
+}
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func dial() (client.Client, error) {
+	c, err := client.Dial(client.Options{HostPort: temporalx.Address(), Namespace: temporalx.Namespace(), Logger: quietLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s (set TEMPORAL_ADDRESS): %w", temporalx.Address(), err)
+	}
+	return c, nil
+}
+
+func startCmd() *cobra.Command {
+	var file, id string
+	cmd := &cobra.Command{
+		Use:   "start -f task.yaml [--id ID]",
+		Short: "Validate a task spec and start it; prints the workflow id",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return usageError{errors.New("start: -f task.yaml is required")}
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				return usageError{err}
+			}
+			s, err := spec.Parse(data)
+			if err != nil {
+				return usageError{fmt.Errorf("%s: %w", file, err)}
+			}
+			if id == "" {
+				id = s.Name
+			}
+			c, err := dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			run, err := c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{
+				ID:                       id,
+				TaskQueue:                workflows.TaskQueue,
+				WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+			}, workflows.WorkflowName, s)
+			if err != nil {
+				var started *serviceerror.WorkflowExecutionAlreadyStarted
+				if errors.As(err, &started) {
+					return fmt.Errorf("task %s is already running: release it first or pass --id", id)
+				}
+				return fmt.Errorf("start task %s: %w", id, err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), run.GetID())
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "task spec (YAML or JSON)")
+	cmd.Flags().StringVar(&id, "id", "", "workflow id (default: the spec's name)")
+	return cmd
+}
+
+func queryStatus(ctx context.Context, c client.Client, id string) (workflows.Status, error) {
+	var st workflows.Status
+	qctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	v, err := c.QueryWorkflow(qctx, id, "", workflows.QueryStatus)
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return st, fmt.Errorf("no task %s in namespace %s", id, temporalx.Namespace())
+		}
+		return st, fmt.Errorf("query status of %s (is a skein-worker running?): %w", id, err)
+	}
+	return st, v.Get(&st)
+}
+
+func statusCmd() *cobra.Command {
+	var asJSON, watch bool
+	cmd := &cobra.Command{
+		Use:   "status ID [--json] [--watch]",
+		Short: "Show phase, per-table progress and lag",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			out := cmd.OutOrStdout()
+			for {
+				st, err := queryStatus(cmd.Context(), c, args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					b, _ := json.Marshal(st)
+					fmt.Fprintln(out, string(b))
+				} else {
+					if watch {
+						fmt.Fprint(out, "\033[H\033[2J")
+					}
+					renderStatus(out, st)
+				}
+				if !watch || terminal(st.Phase) {
+					if st.Phase == workflows.PhaseFailed || st.Phase == workflows.PhasePrecheckFailed {
+						return fmt.Errorf("task %s is %s", args[0], st.Phase)
+					}
+					return nil
+				}
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(2 * time.Second):
+				}
+			}
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status query result as JSON")
+	cmd.Flags().BoolVar(&watch, "watch", false, "refresh every 2 seconds until the task ends")
+	return cmd
+}
+
+func terminal(phase string) bool {
+	switch phase {
+	case workflows.PhaseReleased, workflows.PhaseFinished, workflows.PhasePrecheckFailed, workflows.PhaseFailed:
+		return true
+	}
+	return false
+}
+
+func listCmd() *cobra.Command {
+	var phase string
+	cmd := &cobra.Command{
+		Use:   "list [--phase P]",
+		Short: "List tasks and their phases",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%-40s %-16s %-12s %s\n", "TASK", "PHASE", "WORKFLOW", "STARTED")
+			var token []byte
+			for {
+				resp, err := c.ListWorkflow(cmd.Context(), &listRequest{
+					Namespace: temporalx.Namespace(), Query: "WorkflowType = '" + workflows.WorkflowName + "'", NextPageToken: token,
+				})
+				if err != nil {
+					return fmt.Errorf("list tasks: %w", err)
+				}
+				for _, e := range resp.Executions {
+					id := e.Execution.WorkflowId
+					p := "-"
+					if st, err := queryStatus(cmd.Context(), c, id); err == nil {
+						p = st.Phase
+					}
+					if phase != "" && p != phase {
+						continue
+					}
+					state := strings.ToLower(strings.TrimPrefix(e.Status.String(), "WORKFLOW_EXECUTION_STATUS_"))
+					fmt.Fprintf(out, "%-40s %-16s %-12s %s\n", id, p, state, e.StartTime.AsTime().Local().Format(time.DateTime))
+				}
+				token = resp.NextPageToken
+				if len(token) == 0 {
+					return nil
+				}
+			}
+		},
+	}
+	cmd.Flags().StringVar(&phase, "phase", "", "only tasks in this phase")
+	return cmd
+}
+
+func signalCmd(name, signalName, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   name + " ID",
+		Short: short,
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.SignalWorkflow(cmd.Context(), args[0], "", signalName, nil); err != nil {
+				var nf *serviceerror.NotFound
+				if errors.As(err, &nf) {
+					return fmt.Errorf("no running task %s", args[0])
+				}
+				return fmt.Errorf("%s %s: %w", name, args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s requested for %s\n", name, args[0])
+			return nil
+		},
+	}
+}
+
+func notYet(name, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:                name,
+		Short:              short + " (not supported yet)",
+		DisableFlagParsing: true,
+		RunE: func(*cobra.Command, []string) error {
+			return usageError{fmt.Errorf("%s: not supported yet", name)}
+		},
+	}
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/skein-dts/skein/workflows"
+)
+
+type listRequest = workflowservice.ListWorkflowExecutionsRequest
+
+// quietLogger keeps the SDK's client logs out of the CLI's output.
+type quietLogger struct{}
+
+func (quietLogger) Debug(string, ...any) {}
+func (quietLogger) Info(string, ...any)  {}
+func (quietLogger) Warn(string, ...any)  {}
+func (quietLogger) Error(string, ...any) {}
+
+// renderStatus prints a status for people: phase, lag, a progress bar per table, retry state.
+func renderStatus(w io.Writer, st workflows.Status) {
+	fmt.Fprintf(w, "task %s  phase %s\n", st.Task, st.Phase)
+	if st.AppliedLSN != "" {
+		fmt.Fprintf(w, "applied LSN %s  lag %s / %.1fs  changes: %d inserts, %d updates, %d deletes\n",
+			st.AppliedLSN, bytesText(st.LagBytes), st.LagSeconds, st.Changes.Inserts, st.Changes.Updates, st.Changes.Deletes)
+	}
+	if len(st.Tables) > 0 {
+		fmt.Fprintf(w, "\n%-32s %-32s %-8s %-24s %s\n", "SOURCE", "DESTINATION", "STATE", "PROGRESS", "ROWS")
+		for _, t := range st.Tables {
+			fmt.Fprintf(w, "%-32s %-32s %-8s %-24s %d/%d  %s\n", t.Source, t.Destination, t.State,
+				bar(t.RowsCopied, t.RowsEstimate, t.State == workflows.TableDone), t.RowsCopied, t.RowsEstimate, bytesText(t.BytesCopied))
+		}
+	}
+	if st.Retry.Attempts > 0 {
+		fmt.Fprintf(w, "\nretrying: %s error, %d attempts since %s (window %d min)\n",
+			st.Retry.Class, st.Retry.Attempts, st.Retry.Since, st.Retry.WindowMinutes)
+	}
+	for _, it := range st.Precheck {
+		if !it.Passed {
+			fmt.Fprintf(w, "precheck %s (%s): %s\n  fix: %s\n", it.ID, it.Level, it.Detail, it.Fix)
+		}
+	}
+	if st.LastError != "" {
+		fmt.Fprintf(w, "\nlast error: %s\n", st.LastError)
+	}
+}
+
+func bar(done, total int64, complete bool) string {
+	const width = 20
+	frac := 0.0
+	switch {
+	case complete:
+		frac = 1
+	case total > 0:
+		frac = min(float64(done)/float64(total), 0.99)
+	}
+	n := int(frac * width)
+	return fmt.Sprintf("[%s%s] %3.0f%%", strings.Repeat("#", n), strings.Repeat(".", width-n), frac*100)
+}
+
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,25 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Register registers Skein's workflows on w.
+func Register(w worker.Registry) {
+	w.RegisterWorkflowWithOptions(SyncTask, workflow.RegisterOptions{Name: WorkflowName})
+}
+
+// WorkerOptions are the worker settings the workflows rely on: sessions (the snapshot holder
+// stays on the worker that created the snapshot) and frequent heartbeats (cancellation of the apply
+// activity is noticed within seconds).
+func WorkerOptions() worker.Options {
+	return worker.Options{
+		EnableSessionWorker:               true,
+		MaxConcurrentSessionExecutionSize: 1000,
+		MaxHeartbeatThrottleInterval:      2 * time.Second,
+		DefaultHeartbeatThrottleInterval:  2 * time.Second,
+	}
+}

@@ -1,0 +1,79 @@
+// Package workflows holds the SyncTask workflow: one sync task, from precheck through full load
+// to incremental apply and release. Deterministic code only: every side effect is an activity.
+package workflows
+
+import (
+	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/precheck"
+	"github.com/skein-dts/skein/pkg/verify"
+)
+
+// Names that are part of the control surface (TASKSPEC.md).
+const (
+	TaskQueue     = "skein"
+	WorkflowName  = "SyncTask"
+	QueryStatus   = "status"
+	SignalPause   = "pause"
+	SignalResume  = "resume"
+	SignalRelease = "release"
+)
+
+// Phases reported by the status query.
+const (
+	PhasePrechecking    = "prechecking"
+	PhasePrecheckFailed = "precheck_failed"
+	PhaseSchema         = "schema"
+	PhaseFullLoad       = "full_load"
+	PhasePostSchema     = "post_schema"
+	PhaseIncremental    = "incremental"
+	PhasePaused         = "paused"
+	PhaseRetrying       = "retrying"
+	PhaseFailed         = "failed"
+	PhaseReleasing      = "releasing"
+	PhaseReleased       = "released"
+	PhaseFinished       = "finished"
+)
+
+// Table states.
+const (
+	TablePending = "pending"
+	TableLoading = "loading"
+	TableDone    = "done"
+)
+
+// Status is the answer to the status query.
+type Status struct {
+	Task       string                  `json:"task"`
+	Phase      string                  `json:"phase"`
+	Tables     []TableStatus           `json:"tables"`
+	AppliedLSN string                  `json:"applied_lsn"`
+	LagBytes   int64                   `json:"lag_bytes"`
+	LagSeconds float64                 `json:"lag_seconds"`
+	Retry      RetryState              `json:"retry"`
+	LastError  string                  `json:"last_error"`
+	Changes    cdc.Counts              `json:"changes"`
+	Precheck   []precheck.Item         `json:"precheck,omitempty"`
+	Verify     []verify.TableResult    `json:"verify,omitempty"`
+	Schema     activities.SchemaReport `json:"schema"`
+}
+
+// TableStatus is the progress of one table.
+type TableStatus struct {
+	Source       string `json:"source"`
+	Destination  string `json:"destination"`
+	State        string `json:"state"`
+	RowsCopied   int64  `json:"rows_copied"`
+	RowsEstimate int64  `json:"rows_estimate"`
+	BytesCopied  int64  `json:"bytes_copied"`
+	Chunks       int    `json:"chunks"`
+	ChunksDone   int    `json:"chunks_done"`
+}
+
+// RetryState is the current streak of failures, empty when there is none.
+type RetryState struct {
+	Class         string `json:"class"`
+	Since         string `json:"since"`
+	Attempts      int    `json:"attempts"`
+	WindowMinutes int    `json:"window_minutes"`
+}

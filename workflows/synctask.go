@@ -1,0 +1,532 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/errclass"
+	"github.com/skein-dts/skein/pkg/fullload"
+	"github.com/skein-dts/skein/pkg/precheck"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/verify"
+)
+
+// Carry is SyncTask's optional second argument: the state a continued-as-new run carries over, and
+// tuning knobs for tests. Users starting a task pass only the spec.
+type Carry struct {
+	// Status and Tables are set when the run continues an earlier one that reached incremental.
+	Status *Status         `json:"status,omitempty"`
+	Tables []spec.TableMap `json:"tables,omitempty"`
+	// HistoryLimit continues-as-new once the history has this many events (default 10,000).
+	HistoryLimit int `json:"history_limit,omitempty"`
+	// ApplyMaxRun bounds one apply activity run (default 30 minutes).
+	ApplyMaxRun time.Duration `json:"apply_max_run,omitempty"`
+	// ApplyReportEvery is the interval of apply progress reports (default 5s).
+	ApplyReportEvery time.Duration `json:"apply_report_every,omitempty"`
+}
+
+// errReleased ends the work of a phase when the task is being released.
+var errReleased = errors.New("task is being released")
+
+type task struct {
+	spec   spec.Spec
+	carry  Carry
+	status Status
+	phase  string // the phase of the work, shown unless retrying, failed or paused
+	tables []spec.TableMap
+
+	pauseRequested   bool
+	resumeRequested  bool
+	releaseRequested bool
+
+	pauseCh, resumeCh, releaseCh, progressCh workflow.ReceiveChannel
+}
+
+var acts *activities.Activities // method values name the activities
+
+// SyncTask runs one sync task (TASKSPEC.md). carry is nil when a user starts the task.
+func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
+	s.ApplyDefaults()
+	if err := s.Validate(); err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), "invalid_spec", nil)
+	}
+	w := &task{spec: s, status: Status{Task: s.Name, Phase: PhasePrechecking, Tables: []TableStatus{}}}
+	if carry != nil {
+		w.carry = *carry
+	}
+	if w.carry.HistoryLimit == 0 {
+		w.carry.HistoryLimit = 10000
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return w.status, nil }); err != nil {
+		return err
+	}
+	w.listen(ctx)
+
+	workCtx, cancelWork := workflow.WithCancel(ctx)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		_ = workflow.Await(ctx, func() bool { return w.releaseRequested })
+		cancelWork()
+	})
+
+	var err error
+	if w.carry.Status != nil {
+		w.status = *w.carry.Status
+		w.tables = w.carry.Tables
+		w.setPhase(PhaseIncremental)
+	} else {
+		err = w.initialLoad(workCtx)
+	}
+	if err == nil && s.IncrementalSync() {
+		err = w.incremental(workCtx)
+	}
+	var can *workflow.ContinueAsNewError
+	switch {
+	case errors.As(err, &can):
+		return err
+	case w.releaseRequested:
+		return w.release(ctx)
+	case err != nil:
+		return err
+	}
+	// Without incremental sync the task is done: remove the bookkeeping (no slot exists).
+	if err := w.call(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, acts.Release, nil, s); err != nil {
+		return err
+	}
+	w.setPhase(PhaseFinished)
+	return nil
+}
+
+// listen turns signals into flags the phases wait on.
+func (w *task) listen(ctx workflow.Context) {
+	w.pauseCh = workflow.GetSignalChannel(ctx, SignalPause)
+	w.resumeCh = workflow.GetSignalChannel(ctx, SignalResume)
+	w.releaseCh = workflow.GetSignalChannel(ctx, SignalRelease)
+	w.progressCh = workflow.GetSignalChannel(ctx, activities.SignalApplyProgress)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(w.pauseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.onPause() })
+			sel.AddReceive(w.resumeCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.onResume() })
+			sel.AddReceive(w.releaseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.releaseRequested = true })
+			sel.AddReceive(w.progressCh, func(c workflow.ReceiveChannel, _ bool) {
+				var p activities.ApplyProgress
+				c.Receive(ctx, &p)
+				w.onProgress(p)
+			})
+			sel.Select(ctx)
+		}
+	})
+}
+
+// drainSignals takes every signal already delivered, so none is lost across continue-as-new.
+func (w *task) drainSignals() {
+	for w.pauseCh.ReceiveAsync(nil) {
+		w.onPause()
+	}
+	for w.resumeCh.ReceiveAsync(nil) {
+		w.onResume()
+	}
+	for w.releaseCh.ReceiveAsync(nil) {
+		w.releaseRequested = true
+	}
+	var p activities.ApplyProgress
+	for w.progressCh.ReceiveAsync(&p) {
+		w.onProgress(p)
+	}
+}
+
+func (w *task) onPause()  { w.pauseRequested, w.resumeRequested = true, false }
+func (w *task) onResume() { w.resumeRequested, w.pauseRequested = true, false }
+
+func (w *task) onProgress(p activities.ApplyProgress) {
+	if p.AppliedLSN != "" && p.AppliedLSN != "0/0" {
+		w.status.AppliedLSN = p.AppliedLSN
+	}
+	w.status.LagBytes = p.LagBytes
+	w.status.LagSeconds = p.LagSeconds
+	w.status.Changes = p.Counts
+}
+
+func (w *task) setPhase(p string) {
+	w.phase = p
+	w.status.Phase = p
+}
+
+// initialLoad runs precheck, snapshot, schema and full load.
+func (w *task) initialLoad(ctx workflow.Context) error {
+	s := w.spec
+	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
+
+	w.setPhase(PhasePrechecking)
+	var items []precheck.Item
+	if err := w.call(ctx, short, acts.Precheck, &items, s); err != nil {
+		return err
+	}
+	w.status.Precheck = items
+	if failed := precheck.Failed(items, s.IgnorePrecheck); len(failed) > 0 {
+		w.setPhase(PhasePrecheckFailed)
+		ids := make([]string, len(failed))
+		for i, it := range failed {
+			ids[i] = it.ID + ": " + it.Detail
+		}
+		w.status.LastError = "precheck failed: " + strings.Join(ids, "; ")
+		return temporal.NewNonRetryableApplicationError(w.status.LastError, "precheck_failed", nil)
+	}
+
+	if err := w.call(ctx, short, acts.ResolveTables, &w.tables, s); err != nil {
+		return err
+	}
+	w.status.Tables = make([]TableStatus, len(w.tables))
+	for i, t := range w.tables {
+		w.status.Tables[i] = TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: TablePending}
+	}
+	if s.IncrementalSync() {
+		if err := w.call(ctx, short, acts.PreparePublication, nil, s, w.tables); err != nil {
+			return err
+		}
+	}
+
+	// The snapshot: the slot's (incremental) or a plain exported one, held by one worker.
+	w.setPhase(PhaseSchema)
+	var snap cdc.SlotSnapshot
+	var stopHolder func() error
+	if s.FullSync() || s.IncrementalSync() {
+		sessCtx, err := workflow.CreateSession(ctx, &workflow.SessionOptions{
+			CreationTimeout: 5 * time.Minute, ExecutionTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: time.Minute,
+		})
+		if err != nil {
+			return fmt.Errorf("create session for the snapshot holder: %w", err)
+		}
+		defer workflow.CompleteSession(sessCtx)
+		in := activities.SnapshotInput{Spec: s, WithSlot: s.IncrementalSync()}
+		if err := w.call(sessCtx, short, acts.OpenSnapshot, &snap, in); err != nil {
+			return err
+		}
+		holdCtx, cancelHold := workflow.WithCancel(sessCtx)
+		holdCtx = workflow.WithActivityOptions(holdCtx, workflow.ActivityOptions{
+			StartToCloseTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
+			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
+		})
+		hold := workflow.ExecuteActivity(holdCtx, acts.HoldSnapshot, s.Name)
+		stopHolder = func() error {
+			cancelHold()
+			err := hold.Get(ctx, nil)
+			var canceled *temporal.CanceledError
+			if errors.As(err, &canceled) {
+				return nil
+			}
+			return err
+		}
+		defer func() {
+			if stopHolder != nil {
+				_ = stopHolder()
+			}
+		}()
+	}
+
+	schemaIn := activities.SchemaInput{Spec: s, Tables: w.tables, Snapshot: snap.SnapshotName}
+	long := workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute}
+	if s.SchemaSync() {
+		var rep activities.SchemaReport
+		if err := w.call(ctx, short, acts.SchemaPreData, &rep, schemaIn); err != nil {
+			return err
+		}
+		w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
+	} else if err := w.call(ctx, short, acts.EnsureBookkeeping, nil, s); err != nil {
+		return err
+	}
+
+	if s.FullSync() {
+		w.setPhase(PhaseFullLoad)
+		if err := w.fullLoad(ctx, schemaIn, long); err != nil {
+			return err
+		}
+		if s.Verify.Mode != spec.VerifyNone {
+			var results []verify.TableResult
+			if err := w.call(ctx, long, acts.Verify, &results, schemaIn); err != nil {
+				return err
+			}
+			w.status.Verify = results
+			var diff []string
+			for _, r := range results {
+				if !r.Equal {
+					diff = append(diff, fmt.Sprintf("%s (source %d rows, destination %d rows)", r.Source, r.SourceRows, r.DestRows))
+				}
+			}
+			if len(diff) > 0 {
+				w.status.LastError = "verification after the full load found differences: " + strings.Join(diff, ", ")
+				workflow.GetLogger(ctx).Warn(w.status.LastError)
+			}
+		}
+	}
+	if stopHolder != nil {
+		err := stopHolder()
+		stopHolder = nil
+		if err != nil && !w.releaseRequested {
+			workflow.GetLogger(ctx).Warn("snapshot holder ended with an error", "error", err)
+		}
+	}
+
+	if s.SchemaSync() {
+		w.setPhase(PhasePostSchema)
+		var rep activities.SchemaReport
+		if err := w.call(ctx, long, acts.SchemaPostData, &rep, schemaIn); err != nil {
+			return err
+		}
+		w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
+		w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
+		w.status.Schema.Warned = append(w.status.Schema.Warned, rep.Warned...)
+	}
+	return nil
+}
+
+// fullLoad copies every chunk with bounded parallelism, largest tables first.
+func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions) error {
+	var plans []activities.TablePlan
+	if err := w.call(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, acts.PlanLoad, &plans, in); err != nil {
+		return err
+	}
+	type job struct {
+		table int
+		chunk fullload.Chunk
+	}
+	var jobs []job
+	order := make([]int, len(plans))
+	for i := range plans {
+		order[i] = i
+		w.status.Tables[i].RowsEstimate = plans[i].RowsEstimate
+		w.status.Tables[i].Chunks = len(plans[i].Chunks)
+	}
+	// Largest first (stable, deterministic).
+	for i := 1; i < len(order); i++ {
+		for j := i; j > 0 && plans[order[j]].RowsEstimate > plans[order[j-1]].RowsEstimate; j-- {
+			order[j], order[j-1] = order[j-1], order[j]
+		}
+	}
+	for _, i := range order {
+		for _, c := range plans[i].Chunks {
+			jobs = append(jobs, job{table: i, chunk: c})
+		}
+	}
+	next := 0
+	var firstErr error
+	wg := workflow.NewWaitGroup(ctx)
+	for n := 0; n < min(w.spec.FullLoad.Parallelism, len(jobs)); n++ {
+		wg.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer wg.Done()
+			for firstErr == nil && next < len(jobs) {
+				j := jobs[next]
+				next++
+				ts := &w.status.Tables[j.table]
+				ts.State = TableLoading
+				var res fullload.Result
+				err := w.call(ctx, opts, acts.CopyChunk, &res,
+					activities.CopyChunkInput{Spec: w.spec, Chunk: j.chunk, Snapshot: in.Snapshot})
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+					return
+				}
+				ts.RowsCopied += res.Rows
+				ts.BytesCopied += res.Bytes
+				ts.ChunksDone++
+				if ts.ChunksDone == ts.Chunks {
+					ts.State = TableDone
+					if ts.RowsEstimate < ts.RowsCopied {
+						ts.RowsEstimate = ts.RowsCopied
+					}
+				}
+			}
+		})
+	}
+	wg.Wait(ctx)
+	return firstErr
+}
+
+// incremental runs the apply activity until release, pausing and resuming on signals and
+// continuing as new when the history grows.
+func (w *task) incremental(ctx workflow.Context) error {
+	w.setPhase(PhaseIncremental)
+	for i := range w.status.Tables {
+		w.status.Tables[i].State = TableDone
+	}
+	opts := workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
+	}
+	if w.carry.ApplyMaxRun > 0 {
+		opts.StartToCloseTimeout = w.carry.ApplyMaxRun + time.Hour
+	}
+	in := activities.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.carry.ApplyMaxRun, ReportEvery: w.carry.ApplyReportEvery}
+	for {
+		if w.releaseRequested {
+			return errReleased
+		}
+		if w.pauseRequested {
+			if err := w.paused(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if w.historyFull(ctx) {
+			w.drainSignals()
+			if !w.releaseRequested && !w.pauseRequested {
+				return w.continueAsNew(ctx)
+			}
+			continue
+		}
+		runCtx, stop := workflow.WithCancel(ctx)
+		workflow.Go(runCtx, func(c workflow.Context) {
+			if workflow.Await(c, func() bool { return w.pauseRequested || w.releaseRequested || w.historyFull(c) }) == nil {
+				stop()
+			}
+		})
+		var res activities.ApplyProgress
+		err := w.call(runCtx, opts, acts.Apply, &res, in)
+		stop()
+		if err == nil {
+			w.onProgress(res)
+			continue
+		}
+		var canceled *temporal.CanceledError
+		if errors.As(err, &canceled) || ctx.Err() != nil || errors.Is(err, workflow.ErrCanceled) {
+			continue // the loop head decides: pause, release or continue-as-new
+		}
+		return err
+	}
+}
+
+func (w *task) historyFull(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return info.GetCurrentHistoryLength() >= w.carry.HistoryLimit || info.GetContinueAsNewSuggested()
+}
+
+// continueAsNew hands the task's state to a new run. Call drainSignals first.
+func (w *task) continueAsNew(ctx workflow.Context) error {
+	st := w.status
+	carry := w.carry
+	carry.Status = &st
+	carry.Tables = w.tables
+	return workflow.NewContinueAsNewError(ctx, SyncTask, w.spec, &carry)
+}
+
+// paused waits for resume or release.
+func (w *task) paused(ctx workflow.Context) error {
+	w.status.Phase = PhasePaused
+	if err := workflow.Await(ctx, func() bool { return w.resumeRequested || w.releaseRequested }); err != nil {
+		return err
+	}
+	w.resumeRequested = false
+	w.status.Phase = w.phase
+	return nil
+}
+
+// release stops everything and removes what Skein created on both sides.
+func (w *task) release(ctx workflow.Context) error {
+	w.setPhase(PhaseReleasing)
+	opts := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}
+	w.releaseRequested = false // call() must not stop on it now
+	if err := w.call(ctx, opts, acts.Release, nil, w.spec); err != nil {
+		return err
+	}
+	w.setPhase(PhaseReleased)
+	w.status.LagBytes, w.status.LagSeconds = 0, 0
+	return nil
+}
+
+// call runs an activity with the task's retry windows: connection errors are retried for
+// retry.connection_minutes and other errors for retry.other_minutes, from the first failure of
+// the streak, with backoff; then the task shows failed and waits for resume or release.
+func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any, result any, args ...any) error {
+	opts.RetryPolicy = &temporal.RetryPolicy{MaximumAttempts: 1}
+	var streakStart time.Time
+	attempts := 0
+	for {
+		if ctx.Err() != nil {
+			return temporal.NewCanceledError()
+		}
+		if w.releaseRequested {
+			return errReleased
+		}
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, args...).Get(ctx, result)
+		if err == nil {
+			if attempts > 0 {
+				w.status.Retry = RetryState{}
+				w.status.Phase = w.phase
+			}
+			return nil
+		}
+		var canceled *temporal.CanceledError
+		if errors.As(err, &canceled) || ctx.Err() != nil {
+			return err
+		}
+		class := classOf(err)
+		now := workflow.Now(ctx)
+		if attempts == 0 {
+			streakStart = now
+		}
+		attempts++
+		window := time.Duration(w.spec.Retry.OtherMinutes) * time.Minute
+		if class == errclass.Connection {
+			window = time.Duration(w.spec.Retry.ConnectionMinutes) * time.Minute
+		}
+		w.status.LastError = errorText(err)
+		w.status.Retry = RetryState{Class: string(class), Since: streakStart.UTC().Format(time.RFC3339), Attempts: attempts,
+			WindowMinutes: int(window / time.Minute)}
+		workflow.GetLogger(ctx).Warn("activity failed", "class", class, "attempts", attempts, "error", w.status.LastError)
+		if class == errclass.Fatal || now.Sub(streakStart) >= window {
+			w.status.Phase = PhaseFailed
+			if err := workflow.Await(ctx, func() bool { return w.resumeRequested || w.releaseRequested }); err != nil {
+				return err
+			}
+			if w.releaseRequested {
+				return errReleased
+			}
+			w.resumeRequested = false
+			attempts = 0
+			w.status.Retry = RetryState{}
+			w.status.Phase = w.phase
+			continue
+		}
+		w.status.Phase = PhaseRetrying
+		backoff := min(time.Duration(1<<min(attempts-1, 6))*time.Second, time.Minute)
+		if _, err := workflow.AwaitWithTimeout(ctx, backoff, func() bool { return w.releaseRequested }); err != nil {
+			return err
+		}
+	}
+}
+
+// classOf reads the retry class an activity put in its ApplicationError. A timeout (a worker that
+// died or lost its network) counts as a connection error.
+func classOf(err error) errclass.Class {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		switch errclass.Class(appErr.Type()) {
+		case errclass.Connection, errclass.Fatal, errclass.Other:
+			return errclass.Class(appErr.Type())
+		}
+		return errclass.Other
+	}
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return errclass.Connection
+	}
+	return errclass.Other
+}
+
+// errorText is the innermost message, without the SDK's wrapping.
+func errorText(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Error()
+	}
+	return err.Error()
+}
