@@ -8,7 +8,22 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/pkg/temporalx"
 )
+
+func warnLogger() *zap.Logger {
+	cfg := zap.NewProductionConfig()
+	cfg.DisableStacktrace = true
+	cfg.Encoding = "console"
+	cfg.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
+	l, err := cfg.Build()
+	if err != nil {
+		return zap.NewNop()
+	}
+	return l
+}
 
 // TemporalPath finds the temporal CLI: $TEMPORAL_CLI, else bin/temporal in the repository root
 // (found by walking up from the working directory to go.mod).
@@ -44,7 +59,7 @@ func StartTemporal(ctx context.Context) (*testsuite.DevServer, error) {
 	}
 	return testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  path,
-		ClientOptions: &client.Options{Namespace: "default"},
+		ClientOptions: &client.Options{Namespace: "default", Logger: temporalx.NewZapLogger(warnLogger())},
 		LogLevel:      "error",
 		Stdout:        os.Stderr,
 		Stderr:        os.Stderr,

@@ -1,0 +1,123 @@
+// Package integration runs Skein end to end: a real Temporal dev server, real PostgreSQL clusters,
+// an in-process worker, and tasks started through the Temporal client as users start them.
+package integration
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/dbconn"
+	"github.com/skein-dts/skein/pkg/secrets"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
+	"github.com/skein-dts/skein/workflows"
+)
+
+var devServer *testsuite.DevServer
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("integration tests skipped in -short mode")
+		os.Exit(0)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	var err error
+	devServer, err = testharness.StartTemporal(ctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start Temporal dev server:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = devServer.Stop()
+	os.Exit(code)
+}
+
+// startWorker runs a worker on the skein task queue for the test's duration.
+func startWorker(t *testing.T, secretsDir string) client.Client {
+	t.Helper()
+	c := devServer.Client()
+	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
+	workflows.Register(w)
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	w.RegisterActivity(&activities.Activities{
+		Open:   dbconn.Opener{Secrets: secrets.Resolver{Dir: secretsDir}},
+		Log:    log,
+		Client: c,
+	})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+	return c
+}
+
+// startTask starts SyncTask as `skein start` does, with fast test knobs.
+func startTask(t *testing.T, c client.Client, s spec.Spec, carry *workflows.Carry) client.WorkflowRun {
+	t.Helper()
+	s.ApplyDefaults()
+	require.NoError(t, s.Validate())
+	if carry == nil {
+		carry = &workflows.Carry{ApplyReportEvery: 500 * time.Millisecond}
+	}
+	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: s.Name, TaskQueue: workflows.TaskQueue,
+	}, workflows.WorkflowName, s, carry)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = c.TerminateWorkflow(context.Background(), run.GetID(), "", "test over")
+	})
+	return run
+}
+
+func status(t *testing.T, c client.Client, id string) workflows.Status {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	require.NoError(t, err)
+	var st workflows.Status
+	require.NoError(t, v.Get(&st))
+	return st
+}
+
+// waitPhase polls the status query until the task reaches phase.
+func waitPhase(t *testing.T, c client.Client, id, phase string, timeout time.Duration) workflows.Status {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var st workflows.Status
+	for time.Now().Before(deadline) {
+		st = status(t, c, id)
+		if st.Phase == phase {
+			return st
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("task %s did not reach phase %s in %s; status: %+v", id, phase, timeout, st)
+	return st
+}
+
+// eventually retries check until it returns nil or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("not reached in %s: %v", timeout, err)
+}
