@@ -79,8 +79,9 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		}
 		activity.RecordHeartbeat(ctx, ap)
 		mu.Lock()
-		changed := ap != last
-		due := changed && time.Since(lastSent) >= in.ReportEvery
+		// A new applied position is reported within a second; lag changes every ReportEvery.
+		since := time.Since(lastSent)
+		due := (ap.AppliedLSN != last.AppliedLSN && since >= time.Second) || (ap != last && since >= in.ReportEvery)
 		if due {
 			last, lastSent = ap, time.Now()
 		}

@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -128,7 +130,8 @@ func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (Schema
 		all = append(all, stmts...)
 		rep.Warned = append(rep.Warned, skipped...)
 	}
-	// Keys first (foreign keys need the referenced keys), in the order PostData returned them.
+	// Every key before any foreign key: a foreign key needs the referenced table's key.
+	slices.SortStableFunc(all, func(a, b ddl.Constraint) int { return kindRank(a.Kind) - kindRank(b.Kind) })
 	for _, c := range all {
 		var exists bool
 		if err := dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
@@ -155,6 +158,8 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND conname = $2)`, c.Table.Quoted()
 	a.logger(ctx).Info("schema post-data done", zap.Int("created", len(rep.Created)), zap.Int("skipped", len(rep.Skipped)))
 	return rep, nil
 }
+
+func kindRank(kind string) int { return strings.Index("puf", kind) }
 
 // syncSequences sets each destination sequence (serial and identity) to the source's state.
 func syncSequences(ctx context.Context, dst *pgx.Conn, seqs []catalog.Sequence, m ddl.SpecMapper) error {

@@ -154,6 +154,7 @@ func CreateTable(t *catalog.Table, tm spec.TableMap, m Mapper) string {
 // Constraint is a post-data statement that adds a named constraint; Table and Name let the caller
 // skip it when it exists already (idempotent retries).
 type Constraint struct {
+	Kind  string     // "p", "u" or "f": create all keys before any foreign key
 	Table spec.QName // destination table
 	Name  string
 	SQL   string
@@ -192,6 +193,7 @@ func PostData(t *catalog.Table, tm spec.TableMap, m Mapper) (stmts []Constraint,
 				}
 			}
 			stmts = append(stmts, Constraint{
+				Kind:  kind,
 				Table: tm.Dest,
 				Name:  con.Name,
 				SQL:   fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", tm.Dest.Quoted(), ident(con.Name), body),

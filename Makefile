@@ -1,0 +1,45 @@
+# Skein: make demo (the main job on a local stack), make test (unit + integration tests).
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+TEMPORAL_CLI_VERSION := v1.5.1
+
+.PHONY: all build tools postgres test test-unit demo up down bench clean help
+
+all: build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+build: ## build bin/skein and bin/skein-worker
+	$(GO) build -o $(BIN)/skein ./starter
+	$(GO) build -o $(BIN)/skein-worker ./worker
+
+tools: $(BIN)/temporal ## build the pinned temporal CLI (dev server) into bin/
+
+$(BIN)/temporal:
+	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+postgres: ## make sure PostgreSQL server binaries are installed (apt-get when root)
+	@deployments/dev/ensure-postgres.sh
+
+test: tools postgres ## unit and integration tests (real PostgreSQL clusters, real Temporal dev server)
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-unit: ## unit tests only (no servers)
+	$(GO) test -count=1 -short ./...
+
+demo: build tools postgres ## local stack + sample database + a task synced end to end, compared row by row
+	deployments/dev/demo.sh
+
+up: build tools postgres ## Temporal dev server + worker, for using bin/skein by hand
+	deployments/dev/up.sh
+
+down: ## stop everything make up / make demo started
+	deployments/dev/down.sh
+
+bench: ## benchmarks (separate from tests)
+	@echo "no benchmarks yet: see the open issues for make bench-full and make bench-cdc"
+
+clean: down
+	rm -rf $(BIN) .dev
