@@ -43,7 +43,7 @@ type task struct {
 	tables []spec.TableMap
 
 	pauseRequested   bool
-	resumeRequested  bool
+	resumes          int // resume signals received: every waiter wakes on a new one
 	releaseRequested bool
 
 	pauseCh, resumeCh, releaseCh, progressCh workflow.ReceiveChannel
@@ -142,8 +142,17 @@ func (w *task) drainSignals() {
 	}
 }
 
-func (w *task) onPause()  { w.pauseRequested, w.resumeRequested = true, false }
-func (w *task) onResume() { w.resumeRequested, w.pauseRequested = true, false }
+func (w *task) onPause() { w.pauseRequested = true }
+func (w *task) onResume() {
+	w.resumes++
+	w.pauseRequested = false
+}
+
+// awaitResume waits for a resume signal newer than the call, or release.
+func (w *task) awaitResume(ctx workflow.Context) error {
+	seen := w.resumes
+	return workflow.Await(ctx, func() bool { return w.resumes > seen || w.releaseRequested })
+}
 
 func (w *task) onProgress(p activities.ApplyProgress) {
 	if p.AppliedLSN != "" && p.AppliedLSN != "0/0" {
@@ -421,10 +430,9 @@ func (w *task) continueAsNew(ctx workflow.Context) error {
 // paused waits for resume or release.
 func (w *task) paused(ctx workflow.Context) error {
 	w.status.Phase = PhasePaused
-	if err := workflow.Await(ctx, func() bool { return w.resumeRequested || w.releaseRequested }); err != nil {
+	if err := w.awaitResume(ctx); err != nil {
 		return err
 	}
-	w.resumeRequested = false
 	w.status.Phase = w.phase
 	return nil
 }
@@ -484,13 +492,12 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		workflow.GetLogger(ctx).Warn("activity failed", "class", class, "attempts", attempts, "error", w.status.LastError)
 		if class == errclass.Fatal || now.Sub(streakStart) >= window {
 			w.status.Phase = PhaseFailed
-			if err := workflow.Await(ctx, func() bool { return w.resumeRequested || w.releaseRequested }); err != nil {
+			if err := w.awaitResume(ctx); err != nil {
 				return err
 			}
 			if w.releaseRequested {
 				return errReleased
 			}
-			w.resumeRequested = false
 			attempts = 0
 			w.status.Retry = RetryState{}
 			w.status.Phase = w.phase

@@ -1,0 +1,88 @@
+package ddl
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+var mapper = SpecMapper{
+	Objects: []spec.Object{{Schema: "shop", To: "mart"}},
+	Tables: []spec.TableMap{
+		{Source: spec.QName{Schema: "shop", Name: "orders"}, Dest: spec.QName{Schema: "mart", Name: "Orders"}, Columns: map[string]string{"note": "remark"}},
+		{Source: spec.QName{Schema: "shop", Name: "customers"}, Dest: spec.QName{Schema: "mart", Name: "clients"}},
+	},
+}
+
+func TestTypeSQL(t *testing.T) {
+	tests := []struct {
+		typ  catalog.Type
+		want string
+	}{
+		{catalog.Type{Schema: "pg_catalog", Name: "date", Formatted: "date"}, `pg_catalog."date"`},
+		{catalog.Type{Schema: "pg_catalog", Name: "varchar", Modifier: "(20)", Formatted: "character varying(20)"}, `pg_catalog."varchar"(20)`},
+		{catalog.Type{Schema: "pg_catalog", Name: "numeric", Modifier: "(10,2)", Formatted: "numeric(10,2)"}, `pg_catalog."numeric"(10,2)`},
+		{catalog.Type{Schema: "pg_catalog", Name: "timestamptz", Modifier: "(3)", Formatted: "timestamp(3) with time zone"}, `pg_catalog."timestamptz"(3)`},
+		{catalog.Type{Schema: "pg_catalog", Name: "text", Array: true, Formatted: "text[]"}, `pg_catalog."text"[]`},
+		{catalog.Type{Schema: "pg_catalog", Name: "interval", Formatted: "interval"}, `pg_catalog."interval"`},
+		{catalog.Type{Schema: "pg_catalog", Name: "interval", Formatted: "interval year to month"}, `interval year to month`},
+		{catalog.Type{Schema: "shop", Name: "mood", Formatted: "shop.mood"}, `"mart"."mood"`},
+		{catalog.Type{Schema: "ext", Name: "Point3", Array: true, Formatted: `ext."Point3"[]`}, `"ext"."Point3"[]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.typ.Formatted, func(t *testing.T) {
+			require.Equal(t, tt.want, TypeSQL(tt.typ, mapper))
+		})
+	}
+}
+
+func TestCreateTableQuotesAndMaps(t *testing.T) {
+	seq := spec.QName{Schema: "shop", Name: "orders_id_seq"}
+	tbl := &catalog.Table{
+		Name: spec.QName{Schema: "shop", Name: "orders"},
+		Columns: []catalog.Column{
+			{Name: "id", Type: catalog.Type{Schema: "pg_catalog", Name: "int4"}, NotNull: true, Default: "nextval('shop.orders_id_seq'::regclass)", OwnedSequence: &seq},
+			{Name: "note", Type: catalog.Type{Schema: "pg_catalog", Name: "text"}, Default: "'x'::text"},
+			{Name: "Day", Type: catalog.Type{Schema: "pg_catalog", Name: "date"}},
+			{Name: "n", Type: catalog.Type{Schema: "pg_catalog", Name: "int8"}, Identity: "a", NotNull: true},
+			{Name: "twice", Type: catalog.Type{Schema: "pg_catalog", Name: "int8"}, Generated: "(n * 2)"},
+		},
+		Constraints: []catalog.Constraint{{Name: "pos", Kind: "c", Definition: "CHECK ((n > 0))"}},
+	}
+	got := CreateTable(tbl, mapper.Tables[0], mapper)
+	require.Equal(t, `CREATE TABLE IF NOT EXISTS "mart"."Orders" (
+  "id" pg_catalog."int4" DEFAULT pg_catalog.nextval('"mart"."orders_id_seq"'::pg_catalog.regclass) NOT NULL,
+  "remark" pg_catalog."text" DEFAULT 'x'::text,
+  "Day" pg_catalog."date",
+  "n" pg_catalog."int8" GENERATED ALWAYS AS IDENTITY NOT NULL,
+  "twice" pg_catalog."int8" GENERATED ALWAYS AS ((n * 2)) STORED,
+  CONSTRAINT "pos" CHECK ((n > 0))
+)`, got)
+}
+
+func TestPostDataOrdersAndMaps(t *testing.T) {
+	tbl := &catalog.Table{
+		Name: spec.QName{Schema: "shop", Name: "orders"},
+		Constraints: []catalog.Constraint{
+			{Name: "orders_customer_fkey", Kind: "f", Columns: []string{"customer_id"}, RefTable: spec.QName{Schema: "shop", Name: "customers"}, RefColumns: []string{"id"}, OnDelete: "c", OnUpdate: "a", Match: "s"},
+			{Name: "orders_other_fkey", Kind: "f", Columns: []string{"x"}, RefTable: spec.QName{Schema: "shop", Name: "unselected"}, RefColumns: []string{"id"}},
+			{Name: "orders_pkey", Kind: "p", Columns: []string{"id"}},
+			{Name: "orders_note_key", Kind: "u", Columns: []string{"note"}, Deferrable: true, Deferred: true},
+		},
+	}
+	stmts, skipped := PostData(tbl, mapper.Tables[0], mapper)
+	var sqls []string
+	for _, s := range stmts {
+		sqls = append(sqls, s.SQL)
+	}
+	require.Equal(t, []string{
+		`ALTER TABLE "mart"."Orders" ADD CONSTRAINT "orders_pkey" PRIMARY KEY ("id")`,
+		`ALTER TABLE "mart"."Orders" ADD CONSTRAINT "orders_note_key" UNIQUE ("remark") DEFERRABLE INITIALLY DEFERRED`,
+		`ALTER TABLE "mart"."Orders" ADD CONSTRAINT "orders_customer_fkey" FOREIGN KEY ("customer_id") REFERENCES "mart"."clients" ("id") ON UPDATE NO ACTION ON DELETE CASCADE`,
+	}, sqls)
+	require.Len(t, skipped, 1)
+	require.Contains(t, skipped[0], "shop.unselected, which is not selected")
+}

@@ -1,0 +1,160 @@
+package spec
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const validYAML = `
+name: shop-to-polardb
+source:
+  host: 127.0.0.1
+  database: shop
+  user: repl
+  password_secret: src-db
+destination:
+  host: 127.0.0.1
+  port: 1521
+  database: shop
+  user: owner
+  password_secret: dst-db
+objects:
+  - schema: public
+    to: app
+    tables:
+      - name: orders
+        to: orders_v2
+        columns: {note: remark}
+        operations: [insert, update]
+  - schema: sales
+    exclude_tables: [audit_log]
+`
+
+func TestParseAppliesDefaults(t *testing.T) {
+	s, err := Parse([]byte(validYAML))
+	require.NoError(t, err)
+	require.Equal(t, 5432, s.Source.Port)
+	require.Equal(t, 1521, s.Destination.Port)
+	require.Equal(t, "disable", s.Source.TLS.Mode)
+	require.True(t, s.SchemaSync())
+	require.True(t, s.FullSync())
+	require.True(t, s.IncrementalSync())
+	require.Equal(t, ConflictError, s.ConflictMode)
+	require.Equal(t, 720, s.Retry.ConnectionMinutes)
+	require.Equal(t, 10, s.Retry.OtherMinutes)
+	require.Equal(t, 4, s.FullLoad.Parallelism)
+	require.Equal(t, 64, s.FullLoad.ChunkMB)
+	require.Equal(t, VerifyChecksum, s.Verify.Mode)
+	require.Equal(t, 100, s.Verify.SamplePercent)
+	require.Equal(t, []string{"insert", "update"}, s.Objects[0].Tables[0].Operations)
+	require.Equal(t, "skein_shop_to_polardb", s.SlotName())
+}
+
+func TestParseJSONEqualsYAML(t *testing.T) {
+	y, err := Parse([]byte(validYAML))
+	require.NoError(t, err)
+	j, err := Parse([]byte(`{"name":"shop-to-polardb",
+ "source":{"host":"127.0.0.1","database":"shop","user":"repl","password_secret":"src-db"},
+ "destination":{"host":"127.0.0.1","port":1521,"database":"shop","user":"owner","password_secret":"dst-db"},
+ "objects":[{"schema":"public","to":"app","tables":[{"name":"orders","to":"orders_v2","columns":{"note":"remark"},"operations":["insert","update"]}]},
+            {"schema":"sales","exclude_tables":["audit_log"]}]}`))
+	require.NoError(t, err)
+	require.Equal(t, y, j)
+}
+
+func TestParseRejectsBadInput(t *testing.T) {
+	tests := []struct {
+		name   string
+		edit   func(string) string
+		wantIn []string // each must appear in the error
+	}{
+		{"missing name", func(s string) string { return strings.Replace(s, "name: shop-to-polardb\n", "", 1) }, []string{"name: required"}},
+		{"bad name", func(s string) string { return strings.Replace(s, "shop-to-polardb", "Shop To PolarDB", 1) }, []string{"name:", "a-z 0-9"}},
+		{"missing source host", func(s string) string { return strings.Replace(s, "  host: 127.0.0.1\n  database: shop\n  user: repl", "  database: shop\n  user: repl", 1) }, []string{"source.host: required"}},
+		{"unknown field", func(s string) string { return s + "colour: blue\n" }, []string{`unknown field "colour"`}},
+		{"unknown nested field", func(s string) string { return strings.Replace(s, "  user: repl\n", "  user: repl\n  passwd: x\n", 1) }, []string{`unknown field "passwd"`}},
+		{"bad port type", func(s string) string { return strings.Replace(s, "port: 1521", "port: high", 1) }, []string{"destination.port"}},
+		{"bad port value", func(s string) string { return strings.Replace(s, "port: 1521", "port: 70000", 1) }, []string{"destination.port: 70000"}},
+		{"hyphenated source database", func(s string) string { return strings.Replace(s, "database: shop\n  user: repl", "database: my-shop\n  user: repl", 1) }, []string{"source.database", "'-'"}},
+		{"no objects", func(s string) string { return s[:strings.Index(s, "objects:")] }, []string{"objects: required"}},
+		{"bad operation", func(s string) string { return strings.Replace(s, "[insert, update]", "[insert, upsert]", 1) }, []string{"objects[0].tables[0].operations[1]", `"upsert"`}},
+		{"where not built yet", func(s string) string { return strings.Replace(s, "        to: orders_v2\n", "        to: orders_v2\n        where: \"region = 'eu'\"\n", 1) }, []string{"objects[0].tables[0].where: not supported yet"}},
+		{"exclude with tables", func(s string) string { return strings.Replace(s, "    to: app\n", "    to: app\n    exclude_tables: [x]\n", 1) }, []string{"objects[0].exclude_tables"}},
+		{"retry order", func(s string) string { return s + "retry: {connection_minutes: 10, other_minutes: 20}\n" }, []string{"retry.other_minutes: 20 must be less than"}},
+		{"retry range", func(s string) string { return s + "retry: {connection_minutes: 5}\n" }, []string{"retry.connection_minutes: 5 is outside 10..1440"}},
+		{"throttle not built yet", func(s string) string { return s + "throttle: {full: {rows_per_second: 100}}\n" }, []string{"throttle.full.rows_per_second: not supported yet"}},
+		{"tls not built yet", func(s string) string { return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: require}\n", 1) }, []string{"source.tls.mode: not supported yet"}},
+		{"bad verify mode", func(s string) string { return s + "verify: {mode: full}\n" }, []string{"verify.mode"}},
+		{"conflict ignore not built yet", func(s string) string { return s + "conflict_mode: ignore\n" }, []string{"conflict_mode: not supported yet"}},
+		{"unknown precheck id", func(s string) string { return s + "ignore_precheck: [wal_levels]\n" }, []string{"ignore_precheck[0]", "wal_levels"}},
+		{"nothing to sync", func(s string) string { return s + "sync: {schema: false, full: false, incremental: false}\n" }, []string{"sync: at least one"}},
+		{"two tables to one name", func(s string) string {
+			return strings.Replace(s, "        operations: [insert, update]\n", "        operations: [insert, update]\n      - name: orders_old\n        to: orders_v2\n", 1)
+		}, []string{"objects[0].tables[1].to", "orders_v2"}},
+		{"secret name with a path", func(s string) string { return strings.Replace(s, "password_secret: src-db", "password_secret: ../etc/passwd", 1) }, []string{"source.password_secret"}},
+		{"not yaml", func(string) string { return "name: [unclosed" }, []string{"not valid YAML or JSON"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.edit(validYAML)))
+			require.Error(t, err)
+			for _, w := range tt.wantIn {
+				require.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+func TestValidateListsEveryError(t *testing.T) {
+	_, err := Parse([]byte(`{"name": "x", "source": {}, "destination": {}, "objects": []}`))
+	require.Error(t, err)
+	var errs Errors
+	require.ErrorAs(t, err, &errs)
+	fields := map[string]bool{}
+	for _, e := range errs {
+		fields[e.Field] = true
+	}
+	for _, f := range []string{"source.host", "source.database", "source.user", "destination.host", "destination.database", "destination.user", "objects"} {
+		require.True(t, fields[f], "missing error for %s in %v", f, err)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	s, err := Parse([]byte(validYAML))
+	require.NoError(t, err)
+	existing := map[string][]string{
+		"public": {"orders", "customers"},
+		"sales":  {"audit_log", "invoices", "refunds"},
+	}
+	maps, err := Resolve(s.Objects, existing)
+	require.NoError(t, err)
+	var got []string
+	for _, m := range maps {
+		got = append(got, m.Source.String()+"->"+m.Dest.String())
+	}
+	require.Equal(t, []string{"public.orders->app.orders_v2", "sales.invoices->sales.invoices", "sales.refunds->sales.refunds"}, got)
+	require.Equal(t, "remark", maps[0].DestColumn("note"))
+	require.Equal(t, "id", maps[0].DestColumn("id"))
+	require.True(t, maps[0].Allows(OpUpdate))
+	require.False(t, maps[0].Allows(OpDelete))
+	require.True(t, maps[1].Allows(OpTruncate))
+	require.Equal(t, `"app"."orders_v2"`, maps[0].Dest.Quoted())
+
+	_, err = Resolve(s.Objects, map[string][]string{"public": {"customers"}})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), `table "public"."orders" does not exist`)
+	require.Contains(t, err.Error(), `schema "sales" does not exist`)
+}
+
+func TestParseObjects(t *testing.T) {
+	objs, err := ParseObjects([]byte("- schema: public\n  tables: [{name: a}]\n"))
+	require.NoError(t, err)
+	require.Len(t, objs, 1)
+	objs, err = ParseObjects([]byte("objects:\n  - schema: public\n"))
+	require.NoError(t, err)
+	require.Len(t, objs, 1)
+	_, err = ParseObjects([]byte("- schema: public\n  tables: [{name: a, nme: b}]\n"))
+	require.ErrorContains(t, err, `unknown field "nme"`)
+}

@@ -1,0 +1,295 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/errclass"
+	"github.com/skein-dts/skein/pkg/fullload"
+	"github.com/skein-dts/skein/pkg/precheck"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/verify"
+)
+
+func testSpec() spec.Spec {
+	s := spec.Spec{
+		Name:        "wf-test",
+		Source:      spec.Endpoint{Host: "src", Database: "shop", User: "u"},
+		Destination: spec.Endpoint{Host: "dst", Database: "shop", User: "u"},
+		Objects:     []spec.Object{{Schema: "public"}},
+	}
+	s.ApplyDefaults()
+	return s
+}
+
+var (
+	tOrders = spec.TableMap{Source: spec.QName{Schema: "public", Name: "orders"}, Dest: spec.QName{Schema: "public", Name: "orders"}}
+	tItems  = spec.TableMap{Source: spec.QName{Schema: "public", Name: "items"}, Dest: spec.QName{Schema: "public", Name: "items"}}
+)
+
+// newEnv returns a test environment whose activities succeed, with the load of two tables in three
+// chunks. over replaces the mock of the named activities (a value or a function with the
+// activity's signature); "Apply" has no default.
+func newEnv(t *testing.T, over map[string]any) *testsuite.TestWorkflowEnvironment {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.SetWorkerOptions(worker.Options{EnableSessionWorker: true})
+	env.SetTestTimeout(30 * time.Second)
+	env.RegisterWorkflowWithOptions(SyncTask, workflow.RegisterOptions{Name: WorkflowName})
+	env.RegisterActivity(&activities.Activities{})
+	defaults := map[string][]any{
+		"Precheck":           {[]precheck.Item{{ID: "wal_level", Level: precheck.Error, Passed: true}}, nil},
+		"ResolveTables":      {[]spec.TableMap{tItems, tOrders}, nil},
+		"PreparePublication": {nil},
+		"OpenSnapshot":       {cdc.SlotSnapshot{SnapshotName: "00000003-1", ConsistentPoint: "0/1"}, nil},
+		"HoldSnapshot":       {nil}, // returns at once: the test clock only skips ahead while no activity runs
+		"SchemaPreData":      {activities.SchemaReport{Created: []string{"table public.orders"}}, nil},
+		"PlanLoad": {[]activities.TablePlan{
+			{Table: tItems, RowsEstimate: 10, Chunks: []fullload.Chunk{{ID: "public.items#0", Table: tItems}}},
+			{Table: tOrders, RowsEstimate: 1000, Chunks: []fullload.Chunk{{ID: "public.orders#0", Table: tOrders}, {ID: "public.orders#1", Table: tOrders}}},
+		}, nil},
+		"CopyChunk": {func(_ context.Context, in activities.CopyChunkInput) (fullload.Result, error) {
+			if in.Chunk.Table.Source.Name == "orders" {
+				return fullload.Result{Rows: 600, Bytes: 6000}, nil
+			}
+			return fullload.Result{Rows: 10, Bytes: 100}, nil
+		}},
+		"Verify":            {[]verify.TableResult{{Source: "public.orders", Equal: true}}, nil},
+		"SchemaPostData":    {activities.SchemaReport{}, nil},
+		"EnsureBookkeeping": {nil},
+		"Release":           {nil},
+	}
+	argc := map[string]int{"PreparePublication": 3}
+	for name, ret := range over {
+		defaults[name] = []any{ret}
+	}
+	for name, ret := range defaults {
+		n := argc[name]
+		if n == 0 {
+			n = 2
+		}
+		args := make([]any, n)
+		for i := range args {
+			args[i] = mock.Anything
+		}
+		env.OnActivity(name, args...).Return(ret...).Maybe()
+	}
+	return env
+}
+
+func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) Status {
+	t.Helper()
+	v, err := env.QueryWorkflow(QueryStatus)
+	require.NoError(t, err)
+	var st Status
+	require.NoError(t, v.Get(&st))
+	return st
+}
+
+func holdUntilCancelled(ctx context.Context, _ string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// applyUntilCancelled is an Apply that streams until pause or release cancels it, signalling
+// release (or running onStart) on its first run.
+func applyUntilCancelled(onStart func(run int)) func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+	run := 0
+	return func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+		run++
+		onStart(run)
+		<-ctx.Done()
+		return activities.ApplyProgress{AppliedLSN: "0/10"}, ctx.Err()
+	}
+}
+
+func TestSyncTaskRunsEveryPhaseAndReleases(t *testing.T) {
+	var env *testsuite.TestWorkflowEnvironment
+	var seen []Status
+	env = newEnv(t, map[string]any{"HoldSnapshot": holdUntilCancelled, "Apply": applyUntilCancelled(func(int) {
+		env.RegisterDelayedCallback(func() {
+			seen = append(seen, queryStatus(t, env))
+			env.SignalWorkflow(activities.SignalApplyProgress, activities.ApplyProgress{AppliedLSN: "0/AB", LagBytes: 42, LagSeconds: 0.5})
+			env.SignalWorkflow(SignalRelease, nil)
+		}, time.Second)
+	})})
+	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, seen, 1)
+	require.Equal(t, PhaseIncremental, seen[0].Phase)
+	st := queryStatus(t, env)
+	require.Equal(t, PhaseReleased, st.Phase)
+	require.Equal(t, "0/AB", st.AppliedLSN)
+	require.Len(t, st.Tables, 2)
+	byName := map[string]TableStatus{}
+	for _, ts := range st.Tables {
+		byName[ts.Source] = ts
+	}
+	require.Equal(t, TableStatus{Source: "public.orders", Destination: "public.orders", State: TableDone, RowsCopied: 1200, RowsEstimate: 1200, BytesCopied: 12000, Chunks: 2, ChunksDone: 2}, byName["public.orders"])
+	require.Equal(t, int64(10), byName["public.items"].RowsCopied)
+	env.AssertActivityNumberOfCalls(t, "CopyChunk", 3)
+	env.AssertActivityNumberOfCalls(t, "Release", 1)
+	env.AssertActivityNumberOfCalls(t, "SchemaPostData", 1)
+}
+
+func TestSyncTaskTakesOnlyTheSpec(t *testing.T) {
+	// `temporal workflow start --input-file task.json` passes the spec alone.
+	var env *testsuite.TestWorkflowEnvironment
+	env = newEnv(t, map[string]any{"Apply": applyUntilCancelled(func(int) {
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+	})})
+	env.ExecuteWorkflow(WorkflowName, testSpec())
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
+}
+
+func TestSyncTaskRejectsAnInvalidSpec(t *testing.T) {
+	env := newEnv(t, nil)
+	s := testSpec()
+	s.Source.Database = "my-shop"
+	env.ExecuteWorkflow(SyncTask, s, nil)
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, env.GetWorkflowError(), &appErr)
+	require.Equal(t, "invalid_spec", appErr.Type())
+	require.Contains(t, appErr.Error(), "source.database")
+	env.AssertActivityNumberOfCalls(t, "Precheck", 0)
+}
+
+func TestSyncTaskStopsOnAFailedPrecheck(t *testing.T) {
+	env := newEnv(t, map[string]any{"Precheck": func(context.Context, spec.Spec) ([]precheck.Item, error) {
+		return []precheck.Item{
+			{ID: "wal_level", Level: precheck.Error, Passed: false, Detail: "wal_level is replica", Fix: "ALTER SYSTEM SET wal_level = logical"},
+			{ID: "primary_keys", Level: precheck.Warning, Passed: false, Detail: "t has no key"},
+		}, nil
+	}})
+	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, env.GetWorkflowError(), &appErr)
+	require.Equal(t, "precheck_failed", appErr.Type())
+	st := queryStatus(t, env)
+	require.Equal(t, PhasePrecheckFailed, st.Phase)
+	require.Contains(t, st.LastError, "wal_level")
+	require.Contains(t, st.LastError, "primary_keys")
+	env.AssertActivityNumberOfCalls(t, "OpenSnapshot", 0)
+}
+
+func TestSyncTaskIgnoredWarningLetsItGoOn(t *testing.T) {
+	var env *testsuite.TestWorkflowEnvironment
+	env = newEnv(t, map[string]any{
+		"Precheck": func(context.Context, spec.Spec) ([]precheck.Item, error) {
+			return []precheck.Item{{ID: "primary_keys", Level: precheck.Warning, Passed: false, Detail: "t has no key"}}, nil
+		},
+		"Apply": applyUntilCancelled(func(int) {
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+		}),
+	})
+	s := testSpec()
+	s.IgnorePrecheck = []string{"primary_keys"}
+	env.ExecuteWorkflow(SyncTask, s, nil)
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
+}
+
+func TestRetryWindows(t *testing.T) {
+	connErr := temporal.NewNonRetryableApplicationError("connect: connection refused", string(errclass.Connection), nil)
+	otherErr := temporal.NewNonRetryableApplicationError("insert: duplicate key", string(errclass.Other), nil)
+	tests := []struct {
+		name        string
+		err         error
+		failures    int  // CopyChunk fails this many times before it succeeds
+		wantFailed  bool // the task reaches failed (and is resumed by the test)
+		wantAttempt int  // attempts shown in status.retry while failed
+	}{
+		{"connection errors inside the window recover", connErr, 5, false, 0},
+		{"other errors inside the window recover", otherErr, 3, false, 0},
+		{"other errors past the 10 minute window fail, resume recovers", otherErr, 1000, true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var env *testsuite.TestWorkflowEnvironment
+			calls := 0
+			var failedSeen *Status
+			env = newEnv(t, map[string]any{
+				"CopyChunk": func(context.Context, activities.CopyChunkInput) (fullload.Result, error) {
+					calls++
+					if calls <= tt.failures {
+						return fullload.Result{}, tt.err
+					}
+					return fullload.Result{Rows: 1}, nil
+				},
+				"Apply": applyUntilCancelled(func(int) {
+					env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+				}),
+			})
+			if tt.wantFailed {
+				// Once failed, look at the status and resume (the chunk then succeeds).
+				env.RegisterDelayedCallback(func() {
+					st := queryStatus(t, env)
+					failedSeen = &st
+					calls = tt.failures
+					env.SignalWorkflow(SignalResume, nil)
+				}, 30*time.Minute)
+			}
+			env.ExecuteWorkflow(SyncTask, testSpec(), nil)
+			require.NoError(t, env.GetWorkflowError())
+			st := queryStatus(t, env)
+			require.Equal(t, PhaseReleased, st.Phase)
+			require.Equal(t, RetryState{}, st.Retry, "a success ends the streak")
+			if tt.wantFailed {
+				require.NotNil(t, failedSeen)
+				require.Equal(t, PhaseFailed, failedSeen.Phase)
+				require.Equal(t, "other", failedSeen.Retry.Class)
+				require.Equal(t, 10, failedSeen.Retry.WindowMinutes)
+				require.Greater(t, failedSeen.Retry.Attempts, 5)
+				require.Contains(t, failedSeen.LastError, "duplicate key")
+			}
+		})
+	}
+}
+
+func TestPauseStopsApplyAndResumeRestartsIt(t *testing.T) {
+	var env *testsuite.TestWorkflowEnvironment
+	var pausedSeen Status
+	env = newEnv(t, map[string]any{"Apply": applyUntilCancelled(func(run int) {
+		switch run {
+		case 1:
+			env.RegisterDelayedCallback(func() {
+				env.SignalWorkflow(SignalPause, nil)
+				env.RegisterDelayedCallback(func() {
+					pausedSeen = queryStatus(t, env)
+					env.SignalWorkflow(SignalResume, nil)
+				}, 2*time.Second)
+			}, time.Second)
+		case 2:
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+		}
+	})})
+	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, PhasePaused, pausedSeen.Phase)
+	env.AssertActivityNumberOfCalls(t, "Apply", 2)
+	require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
+}
+
+func TestContinueAsNewCarriesTheState(t *testing.T) {
+	env := newEnv(t, map[string]any{"Apply": func(context.Context, activities.ApplyInput) (activities.ApplyProgress, error) {
+		return activities.ApplyProgress{AppliedLSN: "0/5"}, nil
+	}})
+	env.ExecuteWorkflow(SyncTask, testSpec(), &Carry{HistoryLimit: 120})
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(env.GetWorkflowError(), &can), "got %v", env.GetWorkflowError())
+	require.Equal(t, WorkflowName, can.WorkflowType.Name)
+}
