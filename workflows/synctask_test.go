@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/cdc"
@@ -19,6 +19,7 @@ import (
 	"github.com/skein-dts/skein/pkg/fullload"
 	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/temporalx"
 	"github.com/skein-dts/skein/pkg/verify"
 )
 
@@ -43,6 +44,7 @@ var (
 // activity's signature); "Apply" has no default.
 func newEnv(t *testing.T, over map[string]any) *testsuite.TestWorkflowEnvironment {
 	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(temporalx.NewZapLogger(zap.NewNop()))
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetWorkerOptions(worker.Options{EnableSessionWorker: true})
 	env.SetTestTimeout(30 * time.Second)
@@ -282,14 +284,4 @@ func TestPauseStopsApplyAndResumeRestartsIt(t *testing.T) {
 	require.Equal(t, PhasePaused, pausedSeen.Phase)
 	env.AssertActivityNumberOfCalls(t, "Apply", 2)
 	require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
-}
-
-func TestContinueAsNewCarriesTheState(t *testing.T) {
-	env := newEnv(t, map[string]any{"Apply": func(context.Context, activities.ApplyInput) (activities.ApplyProgress, error) {
-		return activities.ApplyProgress{AppliedLSN: "0/5"}, nil
-	}})
-	env.ExecuteWorkflow(SyncTask, testSpec(), &Carry{HistoryLimit: 120})
-	var can *workflow.ContinueAsNewError
-	require.True(t, errors.As(env.GetWorkflowError(), &can), "got %v", env.GetWorkflowError())
-	require.Equal(t, WorkflowName, can.WorkflowType.Name)
 }

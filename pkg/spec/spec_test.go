@@ -72,20 +72,30 @@ func TestParseRejectsBadInput(t *testing.T) {
 	}{
 		{"missing name", func(s string) string { return strings.Replace(s, "name: shop-to-polardb\n", "", 1) }, []string{"name: required"}},
 		{"bad name", func(s string) string { return strings.Replace(s, "shop-to-polardb", "Shop To PolarDB", 1) }, []string{"name:", "a-z 0-9"}},
-		{"missing source host", func(s string) string { return strings.Replace(s, "  host: 127.0.0.1\n  database: shop\n  user: repl", "  database: shop\n  user: repl", 1) }, []string{"source.host: required"}},
+		{"missing source host", func(s string) string {
+			return strings.Replace(s, "  host: 127.0.0.1\n  database: shop\n  user: repl", "  database: shop\n  user: repl", 1)
+		}, []string{"source.host: required"}},
 		{"unknown field", func(s string) string { return s + "colour: blue\n" }, []string{`unknown field "colour"`}},
 		{"unknown nested field", func(s string) string { return strings.Replace(s, "  user: repl\n", "  user: repl\n  passwd: x\n", 1) }, []string{`unknown field "passwd"`}},
 		{"bad port type", func(s string) string { return strings.Replace(s, "port: 1521", "port: high", 1) }, []string{"destination.port"}},
 		{"bad port value", func(s string) string { return strings.Replace(s, "port: 1521", "port: 70000", 1) }, []string{"destination.port: 70000"}},
-		{"hyphenated source database", func(s string) string { return strings.Replace(s, "database: shop\n  user: repl", "database: my-shop\n  user: repl", 1) }, []string{"source.database", "'-'"}},
+		{"hyphenated source database", func(s string) string {
+			return strings.Replace(s, "database: shop\n  user: repl", "database: my-shop\n  user: repl", 1)
+		}, []string{"source.database", "'-'"}},
 		{"no objects", func(s string) string { return s[:strings.Index(s, "objects:")] }, []string{"objects: required"}},
 		{"bad operation", func(s string) string { return strings.Replace(s, "[insert, update]", "[insert, upsert]", 1) }, []string{"objects[0].tables[0].operations[1]", `"upsert"`}},
-		{"where not built yet", func(s string) string { return strings.Replace(s, "        to: orders_v2\n", "        to: orders_v2\n        where: \"region = 'eu'\"\n", 1) }, []string{"objects[0].tables[0].where: not supported yet"}},
-		{"exclude with tables", func(s string) string { return strings.Replace(s, "    to: app\n", "    to: app\n    exclude_tables: [x]\n", 1) }, []string{"objects[0].exclude_tables"}},
+		{"where not built yet", func(s string) string {
+			return strings.Replace(s, "        to: orders_v2\n", "        to: orders_v2\n        where: \"region = 'eu'\"\n", 1)
+		}, []string{"objects[0].tables[0].where: not supported yet"}},
+		{"exclude with tables", func(s string) string {
+			return strings.Replace(s, "    to: app\n", "    to: app\n    exclude_tables: [x]\n", 1)
+		}, []string{"objects[0].exclude_tables"}},
 		{"retry order", func(s string) string { return s + "retry: {connection_minutes: 10, other_minutes: 20}\n" }, []string{"retry.other_minutes: 20 must be less than"}},
 		{"retry range", func(s string) string { return s + "retry: {connection_minutes: 5}\n" }, []string{"retry.connection_minutes: 5 is outside 10..1440"}},
 		{"throttle not built yet", func(s string) string { return s + "throttle: {full: {rows_per_second: 100}}\n" }, []string{"throttle.full.rows_per_second: not supported yet"}},
-		{"tls not built yet", func(s string) string { return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: require}\n", 1) }, []string{"source.tls.mode: not supported yet"}},
+		{"tls not built yet", func(s string) string {
+			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: require}\n", 1)
+		}, []string{"source.tls.mode: not supported yet"}},
 		{"bad verify mode", func(s string) string { return s + "verify: {mode: full}\n" }, []string{"verify.mode"}},
 		{"conflict ignore not built yet", func(s string) string { return s + "conflict_mode: ignore\n" }, []string{"conflict_mode: not supported yet"}},
 		{"unknown precheck id", func(s string) string { return s + "ignore_precheck: [wal_levels]\n" }, []string{"ignore_precheck[0]", "wal_levels"}},
@@ -93,7 +103,9 @@ func TestParseRejectsBadInput(t *testing.T) {
 		{"two tables to one name", func(s string) string {
 			return strings.Replace(s, "        operations: [insert, update]\n", "        operations: [insert, update]\n      - name: orders_old\n        to: orders_v2\n", 1)
 		}, []string{"objects[0].tables[1].to", "orders_v2"}},
-		{"secret name with a path", func(s string) string { return strings.Replace(s, "password_secret: src-db", "password_secret: ../etc/passwd", 1) }, []string{"source.password_secret"}},
+		{"secret name with a path", func(s string) string {
+			return strings.Replace(s, "password_secret: src-db", "password_secret: ../etc/passwd", 1)
+		}, []string{"source.password_secret"}},
 		{"not yaml", func(string) string { return "name: [unclosed" }, []string{"not valid YAML or JSON"}},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,71 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/testharness"
+	"github.com/skein-dts/skein/workflows"
+)
+
+// TestContinueAsNewUnderLoad runs incremental with a tiny history threshold, so the task continues
+// as new every few seconds while the source keeps writing and pause/resume signals arrive; no
+// change and no signal may be lost.
+func TestContinueAsNewUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
+	dstPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
+	require.NoError(t, srcPG.CreateDatabase(ctx, "shop"))
+	require.NoError(t, dstPG.CreateDatabase(ctx, "target"))
+	src, err := srcPG.Connect(ctx, "shop")
+	require.NoError(t, err)
+	defer src.Close(ctx)
+	dst, err := dstPG.Connect(ctx, "target")
+	require.NoError(t, err)
+	defer dst.Close(ctx)
+	_, err = src.Exec(ctx, sourceSchema)
+	require.NoError(t, err)
+
+	c := startWorker(t, t.TempDir())
+	s := shopSpec("it-can", srcPG, dstPG)
+	s.Verify.Mode = "count"
+	run := startTask(t, c, s, &workflows.Carry{HistoryLimit: 40, ApplyReportEvery: 200 * time.Millisecond})
+	firstRun := run.GetRunID()
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+
+	write := func(n int, tag string) {
+		for i := 0; i < n; i++ {
+			_, err := src.Exec(ctx, `INSERT INTO shop.orders (customer_id, amount, big) VALUES ($1, $2, $3)`, 1+i%100, i, fmt.Sprintf("%s %d", tag, i))
+			require.NoError(t, err)
+			_, err = src.Exec(ctx, `UPDATE shop.customers SET note = $1 WHERE id = $2`, tag, 1+i%500)
+			require.NoError(t, err)
+			time.Sleep(40 * time.Millisecond)
+		}
+	}
+	write(100, "before pause")
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalPause, nil))
+	waitPhase(t, c, run.GetID(), workflows.PhasePaused, time.Minute)
+	write(50, "while paused")
+	// Paused means no writes: the destination stays behind.
+	require.Error(t, compareAll(ctx, src, dst, shopChecks))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalResume, nil))
+	write(100, "after resume")
+	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+
+	desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), "")
+	require.NoError(t, err)
+	require.NotEqual(t, firstRun, desc.WorkflowExecutionInfo.Execution.RunId, "the task continued as new")
+	st := status(t, c, run.GetID())
+	require.Equal(t, workflows.PhaseIncremental, st.Phase)
+	require.Len(t, st.Tables, 3, "table progress survives continue-as-new")
+
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))
+	var n int
+	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'skein_it_can'`).Scan(&n))
+	require.Zero(t, n)
+}
