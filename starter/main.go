@@ -107,9 +107,10 @@ func startCmd() *cobra.Command {
 			}
 			defer c.Close()
 			run, err := c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{
-				ID:                       id,
-				TaskQueue:                workflows.TaskQueue,
-				WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+				ID:                                       id,
+				TaskQueue:                                workflows.TaskQueue,
+				WorkflowIDConflictPolicy:                 enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+				WorkflowExecutionErrorWhenAlreadyStarted: true,
 			}, workflows.WorkflowName, s)
 			if err != nil {
 				var started *serviceerror.WorkflowExecutionAlreadyStarted

@@ -1,0 +1,145 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/yaml"
+
+	"github.com/skein-dts/skein/pkg/testharness"
+	"github.com/skein-dts/skein/workflows"
+)
+
+// buildSkein builds the skein binary for the test.
+func buildSkein(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "skein")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/skein-dts/skein/starter")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
+}
+
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+func runSkein(t *testing.T, bin string, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+devServer.FrontendHostPort(), "TEMPORAL_NAMESPACE=default")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		code = exitErr.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return cliResult{stdout: stdout.String(), stderr: stderr.String(), code: code}
+}
+
+func TestCLI(t *testing.T) {
+	bin := buildSkein(t)
+	ctx := context.Background()
+	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
+	dstPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
+	require.NoError(t, srcPG.CreateDatabase(ctx, "shop"))
+	require.NoError(t, dstPG.CreateDatabase(ctx, "target"))
+	src, err := srcPG.Connect(ctx, "shop")
+	require.NoError(t, err)
+	defer src.Close(ctx)
+	_, err = src.Exec(ctx, sourceSchema)
+	require.NoError(t, err)
+	startWorker(t, t.TempDir())
+
+	dir := t.TempDir()
+	s := shopSpec("it-cli", srcPG, dstPG)
+	good, err := yaml.Marshal(s)
+	require.NoError(t, err)
+	goodFile := filepath.Join(dir, "task.yaml")
+	require.NoError(t, os.WriteFile(goodFile, good, 0o600))
+	badFile := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(badFile, []byte(strings.Replace(string(good), "database: shop", "database: my-shop", 1)+"colour: blue\n"), 0o600))
+
+	t.Run("bad spec exits 2 naming the fields, starts nothing", func(t *testing.T) {
+		r := runSkein(t, bin, "start", "-f", badFile)
+		require.Equal(t, 2, r.code, r.stderr)
+		require.Contains(t, r.stderr, `unknown field "colour"`)
+		r = runSkein(t, bin, "start", "-f", strings.Replace(badFile, "bad", "missing", 1))
+		require.Equal(t, 2, r.code)
+	})
+	t.Run("bad usage exits 2", func(t *testing.T) {
+		require.Equal(t, 2, runSkein(t, bin, "status").code)
+		require.Equal(t, 2, runSkein(t, bin, "start", "--nope").code)
+		require.Equal(t, 2, runSkein(t, bin, "verify", "x").code, "a command not built yet says so")
+	})
+	t.Run("unknown task exits 1", func(t *testing.T) {
+		r := runSkein(t, bin, "status", "no-such-task")
+		require.Equal(t, 1, r.code)
+		require.Contains(t, r.stderr, "no-such-task")
+	})
+
+	r := runSkein(t, bin, "start", "-f", goodFile)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "it-cli\n", r.stdout)
+	t.Cleanup(func() { _ = devServer.Client().TerminateWorkflow(ctx, "it-cli", "", "test over") })
+	r = runSkein(t, bin, "start", "-f", goodFile)
+	require.Equal(t, 1, r.code, "a running task is not started twice")
+	require.Contains(t, r.stderr, "already running")
+
+	waitPhase(t, devServer.Client(), "it-cli", workflows.PhaseIncremental, 3*time.Minute)
+	r = runSkein(t, bin, "status", "it-cli", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var st map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r.stdout)
+	for _, k := range []string{"task", "phase", "tables", "applied_lsn", "lag_bytes", "lag_seconds", "retry", "last_error"} {
+		require.Contains(t, st, k)
+	}
+	require.Equal(t, "incremental", st["phase"])
+	table := st["tables"].([]any)[0].(map[string]any)
+	for _, k := range []string{"source", "destination", "state", "rows_copied", "rows_estimate", "bytes_copied"} {
+		require.Contains(t, table, k)
+	}
+	retry := st["retry"].(map[string]any)
+	for _, k := range []string{"class", "since", "attempts", "window_minutes"} {
+		require.Contains(t, retry, k)
+	}
+
+	r = runSkein(t, bin, "status", "it-cli")
+	require.Equal(t, 0, r.code)
+	require.Contains(t, r.stdout, "phase incremental")
+	require.Contains(t, r.stdout, "shop.orders")
+	require.Contains(t, r.stdout, "100%")
+
+	r = runSkein(t, bin, "list", "--phase", "incremental")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "it-cli")
+
+	r = runSkein(t, bin, "pause", "it-cli")
+	require.Equal(t, 0, r.code, r.stderr)
+	waitPhase(t, devServer.Client(), "it-cli", workflows.PhasePaused, time.Minute)
+	require.Equal(t, 0, runSkein(t, bin, "resume", "it-cli").code)
+	waitPhase(t, devServer.Client(), "it-cli", workflows.PhaseIncremental, time.Minute)
+
+	r = runSkein(t, bin, "release", "it-cli")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.NoError(t, devServer.Client().GetWorkflow(ctx, "it-cli", "").Get(ctx, nil))
+	r = runSkein(t, bin, "status", "it-cli", "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"phase":"released"`)
+}
