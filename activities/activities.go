@@ -20,6 +20,7 @@ import (
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/errclass"
+	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -28,6 +29,8 @@ type Activities struct {
 	Open   dbconn.Opener
 	Log    *zap.Logger
 	Client client.Client // to report apply progress to the task's workflow
+	// PrecheckOptions tune the precheck (tests shorten the long-transaction age).
+	PrecheckOptions precheck.Options
 
 	// snapshots holds, per task, the connection that exported the task's snapshot. It lives on the
 	// worker that created it; a Temporal session keeps the holder activity on the same worker.
@@ -145,4 +148,37 @@ func loadTables(ctx context.Context, q catalog.Querier, tables []spec.TableMap) 
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// sides is an open pair of connections with the selected tables' definitions, read in a
+// transaction on the source (inside the task's snapshot when one is given).
+type sides struct {
+	src, dst *pgx.Conn
+	tx       pgx.Tx // on src; read-only
+	defs     []*catalog.Table
+}
+
+// openSides connects to both databases and reads the definitions of tables.
+func (a *Activities) openSides(ctx context.Context, s spec.Spec, tables []spec.TableMap, snapshot string) (*sides, error) {
+	src, dst, err := a.connectBoth(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := inSnapshot(ctx, src, snapshot)
+	if err != nil {
+		closeAll(ctx, src, dst)
+		return nil, err
+	}
+	defs, err := loadTables(ctx, tx, tables)
+	if err != nil {
+		_ = tx.Rollback(ctx)
+		closeAll(ctx, src, dst)
+		return nil, err
+	}
+	return &sides{src: src, dst: dst, tx: tx, defs: defs}, nil
+}
+
+func (sd *sides) close(ctx context.Context) {
+	_ = sd.tx.Rollback(context.WithoutCancel(ctx))
+	closeAll(ctx, sd.src, sd.dst)
 }

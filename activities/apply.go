@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
@@ -65,45 +66,45 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 
 	runCtx, cancel := context.WithTimeout(ctx, in.MaxRun)
 	defer cancel()
-	info := activity.GetInfo(ctx)
+	// The stream only records its position; a separate reporter heartbeats (so cancellation is
+	// noticed even while a destination statement waits on a lock), measures lag and signals the
+	// workflow, keeping Temporal round trips off the apply path.
 	var mu sync.Mutex
+	var latest cdc.Progress
 	var last ApplyProgress
-	var lastSent time.Time
-	report := func(p cdc.Progress) {
-		ap := ApplyProgress{AppliedLSN: p.AppliedLSN.String(), Counts: p.Counts}
-		if cur, err := cdc.CurrentWAL(runCtx, lagConn); err == nil && cur > p.FlushedLSN {
-			ap.LagBytes = int64(cur - p.FlushedLSN)
-			if !p.LastCommitTime.IsZero() {
-				ap.LagSeconds = time.Since(p.LastCommitTime).Seconds()
-			}
-		}
-		activity.RecordHeartbeat(ctx, ap)
-		mu.Lock()
-		// A new applied position is reported within a second; lag changes every ReportEvery.
-		since := time.Since(lastSent)
-		due := (ap.AppliedLSN != last.AppliedLSN && since >= time.Second) || (ap != last && since >= in.ReportEvery)
-		if due {
-			last, lastSent = ap, time.Now()
-		}
-		mu.Unlock()
-		if due && a.Client != nil {
-			// RunID "" reaches the current run, also after continue-as-new.
-			if err := a.Client.SignalWorkflow(runCtx, info.WorkflowExecution.ID, "", SignalApplyProgress, ap); err != nil {
-				log.Warn("report apply progress", zap.Error(err))
-			}
-		}
-	}
+	reporterDone := make(chan struct{})
+	go func() {
+		defer close(reporterDone)
+		a.reportApply(runCtx, ctx, lagConn, in.ReportEvery, func() cdc.Progress {
+			mu.Lock()
+			defer mu.Unlock()
+			return latest
+		}, func(ap ApplyProgress) {
+			mu.Lock()
+			last = ap
+			mu.Unlock()
+		})
+	}()
 	err = cdc.Stream(runCtx, repl, dst, cdc.StreamOptions{
 		Task:           in.Spec.Name,
 		Slot:           in.Spec.SlotName(),
 		Publication:    in.Spec.SlotName(),
 		Tables:         in.Tables,
 		StatusInterval: min(in.ReportEvery, 5*time.Second),
-		OnProgress:     report,
-		Log:            log,
+		OnProgress: func(p cdc.Progress) {
+			mu.Lock()
+			latest = p
+			mu.Unlock()
+		},
+		Log: log,
 	})
+	cancel()
+	<-reporterDone
 	mu.Lock()
 	out := last
+	if p := latest; p.AppliedLSN != 0 {
+		out.AppliedLSN, out.Counts = p.AppliedLSN.String(), p.Counts
+	}
 	mu.Unlock()
 	switch {
 	case ctx.Err() != nil:
@@ -117,4 +118,44 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		return out, classify(err)
 	}
 	return out, nil
+}
+
+// reportApply heartbeats every second with the stream's latest position until runCtx ends, and
+// signals the workflow: a new applied position within a second, other changes (lag) every
+// reportEvery. actCtx is the activity's context (heartbeats need it).
+func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Conn, reportEvery time.Duration,
+	latest func() cdc.Progress, record func(ApplyProgress)) {
+	info := activity.GetInfo(actCtx)
+	log := a.logger(actCtx)
+	tick := time.NewTicker(min(reportEvery, time.Second))
+	defer tick.Stop()
+	var last ApplyProgress
+	var lastSent time.Time
+	for {
+		select {
+		case <-runCtx.Done():
+			return
+		case <-tick.C:
+		}
+		p := latest()
+		ap := ApplyProgress{AppliedLSN: p.AppliedLSN.String(), Counts: p.Counts}
+		if cur, err := cdc.CurrentWAL(runCtx, lagConn); err == nil && cur > p.FlushedLSN {
+			ap.LagBytes = int64(cur - p.FlushedLSN)
+			if !p.LastCommitTime.IsZero() {
+				ap.LagSeconds = time.Since(p.LastCommitTime).Seconds()
+			}
+		}
+		activity.RecordHeartbeat(actCtx, ap)
+		record(ap)
+		since := time.Since(lastSent)
+		due := (ap.AppliedLSN != last.AppliedLSN && since >= time.Second) || (ap != last && since >= reportEvery)
+		if !due || a.Client == nil {
+			continue
+		}
+		last, lastSent = ap, time.Now()
+		// RunID "" reaches the current run, also after continue-as-new.
+		if err := a.Client.SignalWorkflow(runCtx, info.WorkflowExecution.ID, "", SignalApplyProgress, ap); err != nil && runCtx.Err() == nil {
+			log.Warn("report apply progress", zap.Error(err))
+		}
+	}
 }

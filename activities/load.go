@@ -93,26 +93,17 @@ func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload
 // Verify compares every selected table on both sides (verify.mode), the source read inside the
 // task's snapshot so the comparison is exact while the source keeps changing.
 func (a *Activities) Verify(ctx context.Context, in SchemaInput) ([]verify.TableResult, error) {
-	src, dst, err := a.connectBoth(ctx, in.Spec)
+	sd, err := a.openSides(ctx, in.Spec, in.Tables, in.Snapshot)
 	if err != nil {
 		return nil, classify(err)
 	}
-	defer closeAll(ctx, src, dst)
-	tx, err := inSnapshot(ctx, src, in.Snapshot)
-	if err != nil {
-		return nil, classify(err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	defs, err := loadTables(ctx, tx, in.Tables)
-	if err != nil {
-		return nil, classify(err)
-	}
+	defer sd.close(ctx)
 	var done atomic.Int64
 	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return done.Load() })
 	defer stop()
-	out := make([]verify.TableResult, 0, len(defs))
-	for i, t := range defs {
-		r, err := verify.Table(ctx, tx, dst, t, in.Tables[i], in.Spec.Verify.Mode)
+	out := make([]verify.TableResult, 0, len(sd.defs))
+	for i, t := range sd.defs {
+		r, err := verify.Table(ctx, sd.tx, sd.dst, t, in.Tables[i], in.Spec.Verify.Mode)
 		if err != nil {
 			return nil, classify(err)
 		}

@@ -35,21 +35,13 @@ type SchemaReport struct {
 // inside the task's snapshot, so they match the data the load copies.
 func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaReport, error) {
 	var rep SchemaReport
-	src, dst, err := a.connectBoth(ctx, in.Spec)
+	sd, err := a.openSides(ctx, in.Spec, in.Tables, in.Snapshot)
 	if err != nil {
 		return rep, classify(err)
 	}
-	defer closeAll(ctx, src, dst)
-	tx, err := inSnapshot(ctx, src, in.Snapshot)
-	if err != nil {
-		return rep, classify(err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	defs, err := loadTables(ctx, tx, in.Tables)
-	if err != nil {
-		return rep, classify(err)
-	}
-	seqs, err := catalog.LoadSequences(ctx, tx, defs)
+	defer sd.close(ctx)
+	dst, defs := sd.dst, sd.defs
+	seqs, err := catalog.LoadSequences(ctx, sd.tx, defs)
 	if err != nil {
 		return rep, classify(err)
 	}
@@ -107,22 +99,14 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 // so a retried step finishes without errors or duplicates.
 func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (SchemaReport, error) {
 	var rep SchemaReport
-	src, dst, err := a.connectBoth(ctx, in.Spec)
+	sd, err := a.openSides(ctx, in.Spec, in.Tables, "")
 	if err != nil {
 		return rep, classify(err)
 	}
-	defer closeAll(ctx, src, dst)
+	defer sd.close(ctx)
+	dst, defs := sd.dst, sd.defs
 	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return len(rep.Created) })
 	defer stop()
-	tx, err := inSnapshot(ctx, src, "")
-	if err != nil {
-		return rep, classify(err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	defs, err := loadTables(ctx, tx, in.Tables)
-	if err != nil {
-		return rep, classify(err)
-	}
 	m := ddl.SpecMapper{Objects: in.Spec.Objects, Tables: in.Tables}
 	var all []ddl.Constraint
 	for i, t := range defs {
@@ -148,7 +132,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND conname = $2)`, c.Table.Quoted()
 		}
 		rep.Created = append(rep.Created, what)
 	}
-	seqs, err := catalog.LoadSequences(ctx, tx, defs)
+	seqs, err := catalog.LoadSequences(ctx, sd.tx, defs)
 	if err != nil {
 		return rep, classify(err)
 	}

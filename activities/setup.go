@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -18,7 +19,7 @@ import (
 
 // Precheck runs the precheck items.
 func (a *Activities) Precheck(ctx context.Context, s spec.Spec) ([]precheck.Item, error) {
-	items := precheck.Run(ctx, a.Open, s)
+	items := precheck.Run(ctx, a.Open, s, a.PrecheckOptions)
 	a.logger(ctx).Info("precheck done", zap.Int("items", len(items)), zap.Int("blocking", len(precheck.Failed(items, s.IgnorePrecheck))))
 	return items, nil
 }
@@ -41,13 +42,34 @@ func (a *Activities) ResolveTables(ctx context.Context, s spec.Spec) ([]spec.Tab
 	return tables, nil
 }
 
-// PreparePublication creates (or updates) the task's publication for the selected tables.
+// PreparePublication sets REPLICA IDENTITY FULL on selected tables without a usable key (unless
+// the spec ignores the replica_identity precheck item: once published, their updates and deletes
+// would fail on the source) and creates (or updates) the task's publication.
 func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables []spec.TableMap) error {
 	conn, err := a.Open.Connect(ctx, s.Source)
 	if err != nil {
 		return classify(err)
 	}
 	defer closeAll(ctx, conn)
+	if !slices.Contains(s.IgnorePrecheck, "replica_identity") {
+		tx, err := inSnapshot(ctx, conn, "")
+		if err != nil {
+			return classify(err)
+		}
+		defs, err := loadTables(ctx, tx, tables)
+		_ = tx.Rollback(ctx)
+		if err != nil {
+			return classify(err)
+		}
+		for _, t := range defs {
+			if precheck.NeedsFullIdentity(t) {
+				if _, err := conn.Exec(ctx, "ALTER TABLE "+t.Name.Quoted()+" REPLICA IDENTITY FULL"); err != nil {
+					return classify(fmt.Errorf("set REPLICA IDENTITY FULL on %s: %w", t.Name, err))
+				}
+				a.logger(ctx).Info("replica identity set to FULL (no usable key)", zap.Stringer("table", t.Name))
+			}
+		}
+	}
 	names := make([]spec.QName, len(tables))
 	for i, t := range tables {
 		names[i] = t.Source

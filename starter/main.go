@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/temporalx"
 	"github.com/skein-dts/skein/workflows"
@@ -55,7 +56,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		signalCmd("pause", workflows.SignalPause, "Stop writing to the destination; the slot is kept"),
 		signalCmd("resume", workflows.SignalResume, "Resume a paused or failed task where it stopped"),
 		signalCmd("release", workflows.SignalRelease, "Finish: stop apply and remove Skein's slot, publication and bookkeeping"),
-		notYet("precheck", "Run the precheck items now"),
+		precheckCmd(),
 		notYet("modify", "Change the synchronized objects"),
 		notYet("verify", "Compare source and destination"),
 		notYet("sequences", "Set destination sequences from the source"),
@@ -87,16 +88,9 @@ func startCmd() *cobra.Command {
 		Short: "Validate a task spec and start it; prints the workflow id",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if file == "" {
-				return usageError{errors.New("start: -f task.yaml is required")}
-			}
-			data, err := os.ReadFile(file)
+			s, err := readSpec(file)
 			if err != nil {
-				return usageError{err}
-			}
-			s, err := spec.Parse(data)
-			if err != nil {
-				return usageError{fmt.Errorf("%s: %w", file, err)}
+				return err
 			}
 			if id == "" {
 				id = s.Name
@@ -125,6 +119,71 @@ func startCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "task spec (YAML or JSON)")
 	cmd.Flags().StringVar(&id, "id", "", "workflow id (default: the spec's name)")
+	return cmd
+}
+
+// readSpec reads and validates a spec file; every problem is a usage error (exit 2).
+func readSpec(file string) (spec.Spec, error) {
+	if file == "" {
+		return spec.Spec{}, usageError{errors.New("-f task.yaml is required")}
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return spec.Spec{}, usageError{err}
+	}
+	s, err := spec.Parse(data)
+	if err != nil {
+		return spec.Spec{}, usageError{fmt.Errorf("%s: %w", file, err)}
+	}
+	return s, nil
+}
+
+func precheckCmd() *cobra.Command {
+	var file string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "precheck -f task.yaml [--json]",
+		Short: "Run the precheck items now (on a worker); exit 1 if any fails",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := readSpec(file)
+			if err != nil {
+				return err
+			}
+			c, err := dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 6*time.Minute)
+			defer cancel()
+			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+				ID:                       fmt.Sprintf("%s-precheck-%d", s.Name, time.Now().UnixNano()),
+				TaskQueue:                workflows.TaskQueue,
+				WorkflowExecutionTimeout: 6 * time.Minute,
+			}, workflows.PrecheckWorkflowName, s)
+			if err != nil {
+				return fmt.Errorf("start precheck: %w", err)
+			}
+			var items []precheck.Item
+			if err := run.Get(ctx, &items); err != nil {
+				return fmt.Errorf("precheck (is a skein-worker running?): %w", err)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				b, _ := json.MarshalIndent(items, "", "  ")
+				fmt.Fprintln(out, string(b))
+			} else {
+				renderPrecheck(out, items, s.IgnorePrecheck)
+			}
+			if failed := precheck.Failed(items, s.IgnorePrecheck); len(failed) > 0 {
+				return fmt.Errorf("precheck failed: %d item(s) stop the task", len(failed))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "task spec (YAML or JSON)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print [{"id","level","passed","detail","fix"}]`)
 	return cmd
 }
 

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"github.com/dustin/go-humanize"
+
 	"fmt"
 	"io"
 	"strings"
 
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -25,13 +28,13 @@ func renderStatus(w io.Writer, st workflows.Status) {
 	fmt.Fprintf(w, "task %s  phase %s\n", st.Task, st.Phase)
 	if st.AppliedLSN != "" {
 		fmt.Fprintf(w, "applied LSN %s  lag %s / %.1fs  changes: %d inserts, %d updates, %d deletes\n",
-			st.AppliedLSN, bytesText(st.LagBytes), st.LagSeconds, st.Changes.Inserts, st.Changes.Updates, st.Changes.Deletes)
+			st.AppliedLSN, humanize.IBytes(uint64(st.LagBytes)), st.LagSeconds, st.Changes.Inserts, st.Changes.Updates, st.Changes.Deletes)
 	}
 	if len(st.Tables) > 0 {
 		fmt.Fprintf(w, "\n%-32s %-32s %-8s %-24s %s\n", "SOURCE", "DESTINATION", "STATE", "PROGRESS", "ROWS")
 		for _, t := range st.Tables {
 			fmt.Fprintf(w, "%-32s %-32s %-8s %-24s %d/%d  %s\n", t.Source, t.Destination, t.State,
-				bar(t.RowsCopied, t.RowsEstimate, t.State == workflows.TableDone), t.RowsCopied, t.RowsEstimate, bytesText(t.BytesCopied))
+				bar(t.RowsCopied, t.RowsEstimate, t.State == workflows.TableDone), t.RowsCopied, t.RowsEstimate, humanize.IBytes(uint64(t.BytesCopied)))
 		}
 	}
 	if st.Retry.Attempts > 0 {
@@ -48,6 +51,25 @@ func renderStatus(w io.Writer, st workflows.Status) {
 	}
 }
 
+// renderPrecheck prints the precheck items as a table, with the fix under each failed item.
+func renderPrecheck(w io.Writer, items []precheck.Item, ignore []string) {
+	fmt.Fprintf(w, "%-24s %-8s %-8s %s\n", "ITEM", "LEVEL", "RESULT", "DETAIL")
+	for _, it := range items {
+		result := "ok"
+		switch {
+		case it.Passed:
+		case it.Blocking(ignore):
+			result = "FAILED"
+		default:
+			result = "ignored"
+		}
+		fmt.Fprintf(w, "%-24s %-8s %-8s %s\n", it.ID, it.Level, result, it.Detail)
+		if !it.Passed && it.Fix != "" {
+			fmt.Fprintf(w, "%-42s fix: %s\n", "", it.Fix)
+		}
+	}
+}
+
 func bar(done, total int64, complete bool) string {
 	const width = 20
 	frac := 0.0
@@ -59,16 +81,4 @@ func bar(done, total int64, complete bool) string {
 	}
 	n := int(frac * width)
 	return fmt.Sprintf("[%s%s] %3.0f%%", strings.Repeat("#", n), strings.Repeat(".", width-n), frac*100)
-}
-
-func bytesText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -10,6 +10,7 @@ import (
 // Register registers Skein's workflows on w.
 func Register(w worker.Registry) {
 	w.RegisterWorkflowWithOptions(SyncTask, workflow.RegisterOptions{Name: WorkflowName})
+	w.RegisterWorkflowWithOptions(Precheck, workflow.RegisterOptions{Name: PrecheckWorkflowName})
 }
 
 // WorkerOptions are the worker settings the workflows rely on: sessions (the snapshot holder

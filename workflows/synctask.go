@@ -44,6 +44,7 @@ type task struct {
 
 	pauseRequested   bool
 	resumes          int // resume signals received: every waiter wakes on a new one
+	progressSeq      int // apply progress reports received: a report ends a failure streak
 	releaseRequested bool
 
 	pauseCh, resumeCh, releaseCh, progressCh workflow.ReceiveChannel
@@ -155,6 +156,12 @@ func (w *task) awaitResume(ctx workflow.Context) error {
 }
 
 func (w *task) onProgress(p activities.ApplyProgress) {
+	w.progressSeq++
+	if w.status.Phase == PhaseRetrying {
+		// Apply runs again: the streak is over.
+		w.status.Phase = w.phase
+		w.status.Retry = RetryState{}
+	}
 	if p.AppliedLSN != "" && p.AppliedLSN != "0/0" {
 		w.status.AppliedLSN = p.AppliedLSN
 	}
@@ -464,7 +471,11 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		if w.releaseRequested {
 			return errReleased
 		}
+		seq := w.progressSeq
 		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, args...).Get(ctx, result)
+		if w.progressSeq != seq {
+			attempts = 0 // the activity made progress before it ended: a new streak starts
+		}
 		if err == nil {
 			if attempts > 0 {
 				w.status.Retry = RetryState{}

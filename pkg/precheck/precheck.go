@@ -3,10 +3,13 @@
 package precheck
 
 import (
+	"github.com/dustin/go-humanize"
+
 	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -57,156 +60,563 @@ func Failed(items []Item, ignore []string) []Item {
 	return out
 }
 
-// Run checks the task. It never returns an error for a failed check: the failure is an item.
-func Run(ctx context.Context, open dbconn.Opener, s spec.Spec) []Item {
-	var items []Item
-	add := func(it Item) { items = append(items, it) }
-
-	src, err := open.Connect(ctx, s.Source)
-	add(connectItem("source_connect", s.Source, err))
-	dst, derr := open.Connect(ctx, s.Destination)
-	add(connectItem("dest_connect", s.Destination, derr))
-	if src != nil {
-		defer src.Close(context.WithoutCancel(ctx))
-	}
-	if dst != nil {
-		defer dst.Close(context.WithoutCancel(ctx))
-	}
-	add(Item{
-		ID: "source_db_name", Level: Error, Passed: !strings.Contains(s.Source.Database, "-"),
-		Detail: fmt.Sprintf("source database %q", s.Source.Database),
-		Fix:    "rename the database to a name without '-' (ALTER DATABASE ... RENAME TO ...)",
-	})
-	if src != nil {
-		add(versionItem(ctx, "source_version", src, 100000, "the source must be PostgreSQL 10 or newer (pgoutput)"))
-		if s.IncrementalSync() {
-			add(walLevelItem(ctx, src))
-		}
-		tables, resolveErr := objectsItem(ctx, src, s, add)
-		if resolveErr == nil && s.IncrementalSync() {
-			add(primaryKeysItem(ctx, src, tables))
-		}
-		if resolveErr == nil && dst != nil && s.SchemaSync() {
-			add(conflictItem(ctx, dst, s, tables))
-		}
-	}
-	if dst != nil {
-		add(versionItem(ctx, "dest_version", dst, 120000, "the destination must be PostgreSQL 12 or newer (or compatible)"))
-		if s.IncrementalSync() {
-			add(replicaRoleItem(ctx, dst))
-		}
-	}
-	return items
+// Options tune the checks.
+type Options struct {
+	// LongTransaction is the age from which an open source transaction is reported (default 5m).
+	LongTransaction time.Duration
 }
 
-func connectItem(id string, ep spec.Endpoint, err error) Item {
-	it := Item{ID: id, Level: Error, Passed: err == nil, Detail: "connected to " + dbconn.Describe(ep)}
+// checker holds what the checks share.
+type checker struct {
+	s      spec.Spec
+	opts   Options
+	src    *pgx.Conn
+	dst    *pgx.Conn
+	tables []spec.TableMap  // the selection, when it resolved
+	defs   []*catalog.Table // their definitions, when they loaded
+	items  []Item
+}
+
+func (c *checker) add(it Item) { c.items = append(c.items, it) }
+
+// fail records a failed item.
+func (c *checker) fail(id, level, detail, fix string) {
+	c.add(Item{ID: id, Level: level, Detail: detail, Fix: fix})
+}
+
+// pass records a passed item.
+func (c *checker) pass(id, level, detail string) {
+	c.add(Item{ID: id, Level: level, Passed: true, Detail: detail})
+}
+
+// Run checks the task. A failed check is an item, never an error. The items depend on the sync
+// steps chosen: a full-only task gets no replication checks.
+func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) []Item {
+	if opts.LongTransaction == 0 {
+		opts.LongTransaction = 5 * time.Minute
+	}
+	c := &checker{s: s, opts: opts}
+	var err error
+	c.src, err = open.Connect(ctx, s.Source)
+	c.connectItem("source_connect", s.Source, err)
+	c.dst, err = open.Connect(ctx, s.Destination)
+	c.connectItem("dest_connect", s.Destination, err)
+	for _, conn := range []*pgx.Conn{c.src, c.dst} {
+		if conn != nil {
+			defer conn.Close(context.WithoutCancel(ctx))
+		}
+	}
+	c.sourceDBName()
+	if c.src != nil {
+		c.version(ctx, "source_version", c.src, 100000, "PostgreSQL 10 or newer (logical replication with pgoutput)")
+		if s.IncrementalSync() {
+			c.walLevel(ctx)
+			c.replicationCapacity(ctx)
+		}
+		c.resolve(ctx)
+		c.sourcePrivileges(ctx)
+		c.unsupportedTables(ctx)
+		if c.defs != nil {
+			if s.IncrementalSync() {
+				c.primaryKeys()
+				c.replicaIdentity()
+			}
+			if s.SchemaSync() {
+				c.sequencesSelected()
+				c.fkParentsSelected()
+			}
+		}
+		c.longTransactions(ctx)
+		c.sourceSize(ctx)
+	}
+	if c.dst != nil {
+		c.version(ctx, "dest_version", c.dst, 120000, "PostgreSQL 12 or newer, or a compatible server")
+		c.destPrivileges(ctx)
+		if c.tables != nil {
+			c.destSchemas(ctx)
+			c.conflictingTables(ctx)
+		}
+		if s.IncrementalSync() {
+			c.replicaRole(ctx)
+		}
+		if c.defs != nil && c.src != nil && s.SchemaSync() {
+			c.destExtensions(ctx)
+		}
+		c.destCompatibility(ctx)
+	}
+	return c.items
+}
+
+func (c *checker) connectItem(id string, ep spec.Endpoint, err error) {
 	if err != nil {
-		it.Detail = err.Error()
-		it.Fix = "check host, port, database, user and the password secret; the worker must reach the server"
+		c.fail(id, Error, err.Error(), "check host, port, database, user, the password secret and pg_hba.conf; the worker must reach "+dbconn.Describe(ep))
+		return
 	}
-	return it
+	c.pass(id, Error, "connected to "+dbconn.Describe(ep))
 }
 
-func versionItem(ctx context.Context, id string, conn *pgx.Conn, min int, fix string) Item {
+func (c *checker) sourceDBName() {
+	if strings.Contains(c.s.Source.Database, "-") {
+		c.fail("source_db_name", Error, fmt.Sprintf("source database %q contains '-'", c.s.Source.Database),
+			"rename the database: ALTER DATABASE \"old-name\" RENAME TO old_name")
+		return
+	}
+	c.pass("source_db_name", Error, fmt.Sprintf("source database %q", c.s.Source.Database))
+}
+
+// VersionItem judges a server version number against a minimum.
+func VersionItem(id string, num int, text string, min int, need string) Item {
+	if num < min {
+		return Item{ID: id, Level: Error, Detail: fmt.Sprintf("%s (version %d) is too old", text, num), Fix: "upgrade: Skein needs " + need}
+	}
+	return Item{ID: id, Level: Error, Passed: true, Detail: text}
+}
+
+func (c *checker) version(ctx context.Context, id string, conn *pgx.Conn, min int, need string) {
 	var num int
 	var text string
-	err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::int, pg_catalog.version()`).Scan(&num, &text)
-	if err != nil {
-		return Item{ID: id, Level: Error, Detail: err.Error(), Fix: fix}
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::int, pg_catalog.version()`).Scan(&num, &text); err != nil {
+		c.fail(id, Error, err.Error(), "")
+		return
 	}
-	it := Item{ID: id, Level: Error, Passed: num >= min, Detail: text}
-	if !it.Passed {
-		it.Fix = fix
-	}
-	return it
+	c.add(VersionItem(id, num, text, min, need))
 }
 
-func walLevelItem(ctx context.Context, conn *pgx.Conn) Item {
+func (c *checker) walLevel(ctx context.Context) {
 	var level string
-	err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('wal_level')`).Scan(&level)
-	it := Item{ID: "wal_level", Level: Error, Passed: err == nil && level == "logical", Detail: "wal_level is " + level}
+	if err := c.src.QueryRow(ctx, `SELECT pg_catalog.current_setting('wal_level')`).Scan(&level); err != nil {
+		c.fail("wal_level", Error, err.Error(), "")
+		return
+	}
+	if level != "logical" {
+		c.fail("wal_level", Error, "wal_level is "+level+"; incremental sync needs logical",
+			"ALTER SYSTEM SET wal_level = logical; then restart the source server")
+		return
+	}
+	c.pass("wal_level", Error, "wal_level is logical")
+}
+
+func (c *checker) replicationCapacity(ctx context.Context) {
+	var maxSlots, usedSlots, maxSenders, usedSenders int
+	err := c.src.QueryRow(ctx, `SELECT pg_catalog.current_setting('max_replication_slots')::int,
+  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name <> $1),
+  pg_catalog.current_setting('max_wal_senders')::int,
+  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'walsender')`, c.s.SlotName()).Scan(&maxSlots, &usedSlots, &maxSenders, &usedSenders)
 	if err != nil {
-		it.Detail = err.Error()
+		c.fail("replication_slots", Error, err.Error(), "")
+		return
 	}
-	if !it.Passed {
-		it.Fix = "ALTER SYSTEM SET wal_level = logical; then restart the source server"
+	// The task needs one slot, and one walsender at a time (the snapshot holder, then apply).
+	if maxSlots < usedSlots+1 {
+		c.fail("replication_slots", Error, fmt.Sprintf("max_replication_slots is %d and %d slots exist: no slot is free", maxSlots, usedSlots),
+			fmt.Sprintf("ALTER SYSTEM SET max_replication_slots = %d; then restart the source (or drop unused slots)", usedSlots+2))
+	} else {
+		c.pass("replication_slots", Error, fmt.Sprintf("max_replication_slots %d, %d in use", maxSlots, usedSlots))
 	}
-	return it
+	if maxSenders < usedSenders+1 {
+		c.fail("wal_senders", Error, fmt.Sprintf("max_wal_senders is %d and %d are in use: none is free", maxSenders, usedSenders),
+			fmt.Sprintf("ALTER SYSTEM SET max_wal_senders = %d; then restart the source", usedSenders+2))
+	} else {
+		c.pass("wal_senders", Error, fmt.Sprintf("max_wal_senders %d, %d in use", maxSenders, usedSenders))
+	}
 }
 
-func objectsItem(ctx context.Context, conn *pgx.Conn, s spec.Spec, add func(Item)) ([]spec.TableMap, error) {
-	existing, err := catalog.ListTables(ctx, conn)
+func (c *checker) resolve(ctx context.Context) {
+	existing, err := catalog.ListTables(ctx, c.src)
 	if err == nil {
-		var tables []spec.TableMap
-		tables, err = spec.Resolve(s.Objects, existing)
-		if err == nil {
-			add(Item{ID: "objects_exist", Level: Error, Passed: true, Detail: fmt.Sprintf("%d tables selected", len(tables))})
-			return tables, nil
-		}
+		c.tables, err = spec.Resolve(c.s.Objects, existing)
 	}
-	add(Item{ID: "objects_exist", Level: Error, Detail: err.Error(), Fix: "correct the objects list, or create the missing objects on the source"})
-	return nil, err
-}
-
-func primaryKeysItem(ctx context.Context, conn *pgx.Conn, tables []spec.TableMap) Item {
-	var without []string
-	for _, tm := range tables {
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			return Item{ID: "primary_keys", Level: Warning, Detail: err.Error()}
-		}
+	if err != nil {
+		c.tables = nil
+		c.fail("objects_exist", Error, err.Error(), "correct the objects list, or create the missing schemas and tables on the source")
+		return
+	}
+	c.pass("objects_exist", Error, fmt.Sprintf("%d tables selected", len(c.tables)))
+	tx, err := c.src.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	if catalog.ClearSearchPath(ctx, tx) != nil {
+		return
+	}
+	defs := make([]*catalog.Table, 0, len(c.tables))
+	for _, tm := range c.tables {
 		t, err := catalog.LoadTable(ctx, tx, tm.Source)
-		_ = tx.Rollback(ctx)
 		if err != nil {
-			return Item{ID: "primary_keys", Level: Warning, Detail: err.Error()}
+			return
 		}
-		if t.Key() == nil && t.ReplicaIdentity != "f" {
-			without = append(without, tm.Source.String())
-		}
+		defs = append(defs, t)
 	}
-	it := Item{ID: "primary_keys", Level: Warning, Passed: len(without) == 0, Detail: "every selected table has a primary key or a non-null unique key"}
-	if len(without) > 0 {
-		it.Detail = "tables without a primary key or non-null unique key: " + strings.Join(without, ", ")
-		it.Fix = "add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (slower apply); then list primary_keys in ignore_precheck"
-	}
-	return it
+	c.defs = defs
 }
 
-func conflictItem(ctx context.Context, conn *pgx.Conn, s spec.Spec, tables []spec.TableMap) Item {
+func (c *checker) sourcePrivileges(ctx context.Context) {
+	var super, repl bool
+	if err := c.src.QueryRow(ctx, `SELECT rolsuper, rolreplication FROM pg_catalog.pg_roles WHERE rolname = current_user`).Scan(&super, &repl); err != nil {
+		c.fail("source_privileges", Error, err.Error(), "")
+		return
+	}
+	if super {
+		c.pass("source_privileges", Error, "the source account is a superuser")
+		return
+	}
+	var problems []string
+	if c.s.IncrementalSync() && !repl {
+		problems = append(problems, "no REPLICATION attribute")
+	}
+	var noSelect, notOwner []string
+	for _, tm := range c.tables {
+		var canSelect, owns bool
+		if err := c.src.QueryRow(ctx, `SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT'), pg_catalog.pg_has_role(c.relowner, 'USAGE')
+FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`, tm.Source.Quoted()).Scan(&canSelect, &owns); err != nil {
+			continue
+		}
+		if !canSelect {
+			noSelect = append(noSelect, tm.Source.String())
+		}
+		if !owns {
+			notOwner = append(notOwner, tm.Source.String())
+		}
+	}
+	if len(noSelect) > 0 {
+		problems = append(problems, "no SELECT on "+strings.Join(noSelect, ", "))
+	}
+	if c.s.IncrementalSync() && len(notOwner) > 0 {
+		problems = append(problems, "not the owner of "+strings.Join(notOwner, ", ")+" (needed to add them to the publication)")
+	}
+	if len(problems) > 0 {
+		c.fail("source_privileges", Error, "the source account has "+strings.Join(problems, "; "),
+			"ALTER ROLE <user> REPLICATION; GRANT SELECT ON <tables> TO <user>; make <user> the tables' owner (or a member of the owning role), or use a superuser")
+		return
+	}
+	c.fail("source_privileges", Warning, "the source account is not a superuser: DDL changes on the source will not be captured (event triggers need superuser)",
+		"use a superuser for the source, or accept that schema changes during the task are not synchronized (list source_privileges in ignore_precheck)")
+}
+
+func (c *checker) primaryKeys() {
+	var without []string
+	for _, t := range c.defs {
+		if t.Key() == nil {
+			without = append(without, t.Name.String())
+		}
+	}
+	if len(without) > 0 {
+		c.fail("primary_keys", Warning, "tables without a primary key or non-null unique key: "+strings.Join(without, ", ")+
+			" (their updates and deletes are matched on every column, which is slow, and duplicate rows are indistinguishable)",
+			"add a primary key to each (ALTER TABLE ... ADD PRIMARY KEY (...)), or list primary_keys in ignore_precheck")
+		return
+	}
+	c.pass("primary_keys", Warning, "every selected table has a primary key or a non-null unique key")
+}
+
+// NeedsFullIdentity reports whether t must get REPLICA IDENTITY FULL for its updates and deletes
+// to be replicated: it has no usable key and its identity is not FULL already.
+func NeedsFullIdentity(t *catalog.Table) bool {
+	switch t.ReplicaIdentity {
+	case "f":
+		return false
+	case "i":
+		return false
+	case "d":
+		return t.PrimaryKey() == nil
+	}
+	return true // "n": nothing
+}
+
+func (c *checker) replicaIdentity() {
+	var need []string
+	for _, t := range c.defs {
+		if NeedsFullIdentity(t) {
+			need = append(need, t.Name.String())
+		}
+	}
+	if len(need) == 0 {
+		c.pass("replica_identity", Warning, "every selected table has a usable replica identity")
+		return
+	}
+	detail := "Skein sets REPLICA IDENTITY FULL during initialization on: " + strings.Join(need, ", ")
+	if slices.Contains(c.s.IgnorePrecheck, "replica_identity") {
+		detail = "ignored: Skein leaves the replica identity alone; updates and deletes of these tables will fail on the source once they are published: " + strings.Join(need, ", ")
+	}
+	c.add(Item{ID: "replica_identity", Level: Warning, Passed: true, Detail: detail,
+		Fix: "or set it yourself: ALTER TABLE <table> REPLICA IDENTITY FULL (or add a primary key)"})
+}
+
+func (c *checker) sequencesSelected() {
+	var outside []string
+	for _, t := range c.defs {
+		for _, col := range t.Columns {
+			if col.OwnedSequence == nil && col.Identity == "" && strings.Contains(col.Default, "nextval(") {
+				outside = append(outside, fmt.Sprintf("%s.%s (%s)", t.Name, col.Name, col.Default))
+			}
+		}
+	}
+	if len(outside) > 0 {
+		c.fail("sequences_selected", Error, "columns use sequences that are not owned by them, which schema sync does not create yet: "+strings.Join(outside, "; "),
+			"ALTER SEQUENCE <sequence> OWNED BY <table>.<column>, or create the sequence on the destination first")
+		return
+	}
+	c.pass("sequences_selected", Error, "every SERIAL and identity column's sequence comes with its table")
+}
+
+func (c *checker) fkParentsSelected() {
+	selected := map[spec.QName]bool{}
+	for _, tm := range c.tables {
+		selected[tm.Source] = true
+	}
+	var missing []string
+	for _, t := range c.defs {
+		for _, con := range t.Constraints {
+			if con.Kind == "f" && !selected[con.RefTable] {
+				missing = append(missing, fmt.Sprintf("%s -> %s (%s)", t.Name, con.RefTable, con.Name))
+			}
+		}
+	}
+	if len(missing) > 0 {
+		c.fail("fk_parents_selected", Warning, "foreign keys reference tables that are not selected; they are not created on the destination: "+strings.Join(missing, "; "),
+			"select the referenced tables too, or list fk_parents_selected in ignore_precheck")
+		return
+	}
+	c.pass("fk_parents_selected", Warning, "every referenced table is selected")
+}
+
+func (c *checker) unsupportedTables(ctx context.Context) {
+	var found []string
+	rows, err := c.src.Query(ctx, `
+SELECT pg_catalog.format('%s.%s', n.nspname, c.relname) || ': ' ||
+       CASE WHEN c.relkind = 'p' THEN 'partitioned table (not supported yet)'
+            WHEN c.relispartition THEN 'partition (not supported yet)'
+            ELSE 'inherits from ' || pn.nspname || '.' || p.relname || ' in another schema' END
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
+LEFT JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+WHERE n.nspname = ANY($1) AND (c.relkind = 'p' OR c.relispartition
+      OR (c.relkind = 'r' AND p.oid IS NOT NULL AND pn.nspname <> n.nspname))
+ORDER BY 1`, c.selectedSchemas())
+	if err == nil {
+		found, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		c.fail("unsupported_tables", Error, err.Error(), "")
+		return
+	}
+	var hyper bool
+	if err := c.src.QueryRow(ctx, `SELECT pg_catalog.to_regclass('_timescaledb_catalog.hypertable') IS NOT NULL`).Scan(&hyper); err == nil && hyper {
+		rows, err := c.src.Query(ctx, `SELECT schema_name || '.' || table_name || ': TimescaleDB hypertable' FROM _timescaledb_catalog.hypertable WHERE schema_name = ANY($1)`, c.selectedSchemas())
+		if err == nil {
+			more, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+			found = append(found, more...)
+		}
+	}
+	if len(found) > 0 {
+		c.fail("unsupported_tables", Error, "tables in the selection that Skein cannot synchronize: "+strings.Join(found, "; "),
+			"exclude them (exclude_tables) or list tables explicitly")
+		return
+	}
+	c.pass("unsupported_tables", Error, "no hypertable, partitioned table or cross-schema inheritance in the selection")
+}
+
+func (c *checker) selectedSchemas() []string {
+	out := make([]string, len(c.s.Objects))
+	for i, o := range c.s.Objects {
+		out[i] = o.Schema
+	}
+	return out
+}
+
+func (c *checker) longTransactions(ctx context.Context) {
+	rows, err := c.src.Query(ctx, `
+SELECT pg_catalog.format('pid %s (%s, %s, open %s)', pid, usename, datname, date_trunc('second', pg_catalog.now() - xact_start))
+FROM pg_catalog.pg_stat_activity
+WHERE xact_start < pg_catalog.now() - $1::pg_catalog.interval AND pid <> pg_catalog.pg_backend_pid()
+ORDER BY xact_start`, fmt.Sprintf("%d milliseconds", c.opts.LongTransaction.Milliseconds()))
+	var open []string
+	if err == nil {
+		open, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		c.fail("long_transactions", Warning, err.Error(), "")
+		return
+	}
+	if len(open) > 0 {
+		c.fail("long_transactions", Warning, fmt.Sprintf("transactions open longer than %s on the source delay the creation of the replication slot until they end: %s",
+			c.opts.LongTransaction, strings.Join(open, "; ")),
+			"end them (SELECT pg_terminate_backend(<pid>)) or wait, or list long_transactions in ignore_precheck")
+		return
+	}
+	c.pass("long_transactions", Warning, "no long-running transaction on the source")
+}
+
+func (c *checker) sourceSize(ctx context.Context) {
+	var total int64
+	for _, tm := range c.tables {
+		var n int64
+		if err := c.src.QueryRow(ctx, `SELECT pg_catalog.pg_total_relation_size(pg_catalog.to_regclass($1))`, tm.Source.Quoted()).Scan(&n); err == nil {
+			total += n
+		}
+	}
+	c.add(Item{ID: "source_size", Level: Info, Passed: true,
+		Detail: fmt.Sprintf("the selected tables take %s on the source (with indexes and TOAST)", humanize.IBytes(uint64(total))),
+		Fix:    "the destination needs more free space than that, for the data, its indexes and WAL"})
+}
+
+func (c *checker) destPrivileges(ctx context.Context) {
+	var canCreate bool
+	if err := c.dst.QueryRow(ctx, `SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')`).Scan(&canCreate); err != nil {
+		c.fail("dest_privileges", Error, err.Error(), "")
+		return
+	}
+	if !canCreate {
+		c.fail("dest_privileges", Error, fmt.Sprintf("the destination account cannot create schemas in database %q (Skein needs its bookkeeping schema \"skein\" and the target schemas)", c.s.Destination.Database),
+			fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s", quote(c.s.Destination.Database), quote(c.s.Destination.User)))
+		return
+	}
+	c.pass("dest_privileges", Error, "the destination account can create schemas")
+}
+
+func (c *checker) destSchemas(ctx context.Context) {
+	seen := map[string]bool{}
+	var problems []string
+	for _, tm := range c.tables {
+		schema := tm.Dest.Schema
+		if seen[schema] {
+			continue
+		}
+		seen[schema] = true
+		var exists, canCreate, dbCreate bool
+		err := c.dst.QueryRow(ctx, `SELECT n.oid IS NOT NULL, COALESCE(pg_catalog.has_schema_privilege(n.oid, 'CREATE'), false),
+  pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')
+FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1`, schema).Scan(&exists, &canCreate, &dbCreate)
+		switch {
+		case err != nil:
+			problems = append(problems, schema+": "+err.Error())
+		case exists && !canCreate:
+			problems = append(problems, fmt.Sprintf("schema %q exists and the account cannot create in it", schema))
+		case !exists && !dbCreate:
+			problems = append(problems, fmt.Sprintf("schema %q does not exist and the account cannot create it", schema))
+		}
+	}
+	if len(problems) > 0 {
+		c.fail("dest_schemas", Error, strings.Join(problems, "; "),
+			fmt.Sprintf("GRANT CREATE ON SCHEMA <schema> TO %s, or create the schemas with that account as owner", quote(c.s.Destination.User)))
+		return
+	}
+	c.pass("dest_schemas", Error, "the destination schemas exist or can be created")
+}
+
+func (c *checker) conflictingTables(ctx context.Context) {
 	var conflicts []string
-	for _, tm := range tables {
+	for _, tm := range c.tables {
 		var exists bool
-		if err := conn.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, tm.Dest.Quoted()).Scan(&exists); err != nil {
-			return Item{ID: "conflicting_tables", Level: Error, Detail: err.Error()}
+		if err := c.dst.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, tm.Dest.Quoted()).Scan(&exists); err != nil {
+			c.fail("conflicting_tables", Error, err.Error(), "")
+			return
 		}
 		if exists {
 			conflicts = append(conflicts, tm.Dest.String())
 		}
 	}
 	level := Error
-	if s.ConflictMode == spec.ConflictIgnore {
+	if c.s.ConflictMode == spec.ConflictIgnore {
 		level = Warning
 	}
-	it := Item{ID: "conflicting_tables", Level: level, Passed: len(conflicts) == 0, Detail: "no selected table exists on the destination"}
-	if len(conflicts) > 0 {
-		it.Detail = "tables already on the destination: " + strings.Join(conflicts, ", ")
-		it.Fix = "drop or rename them on the destination, or map the tables to other names"
+	if len(conflicts) > 0 && c.s.SchemaSync() {
+		c.fail("conflicting_tables", level, "tables already on the destination: "+strings.Join(conflicts, ", "),
+			"drop or rename them on the destination, or map the tables to other names (objects[].tables[].to)")
+		return
 	}
-	return it
+	c.pass("conflicting_tables", level, "no selected table exists on the destination")
 }
 
-func replicaRoleItem(ctx context.Context, conn *pgx.Conn) Item {
-	it := Item{ID: "replica_role_privilege", Level: Error, Passed: true, Detail: "the destination account can SET session_replication_role = replica"}
-	tx, err := conn.Begin(ctx)
+func (c *checker) replicaRole(ctx context.Context) {
+	tx, err := c.dst.Begin(ctx)
 	if err == nil {
 		_, err = tx.Exec(ctx, `SET LOCAL session_replication_role = replica`)
 		_ = tx.Rollback(ctx)
 	}
 	if err != nil {
-		it.Passed = false
-		it.Detail = err.Error()
-		it.Fix = "ALTER ROLE <user> SUPERUSER, or on PostgreSQL 15+: GRANT SET ON PARAMETER session_replication_role TO <user>"
+		c.fail("replica_role_privilege", Error, "the destination account cannot SET session_replication_role = replica: "+err.Error(),
+			fmt.Sprintf("on PostgreSQL 15+: GRANT SET ON PARAMETER session_replication_role TO %s; otherwise make the account a superuser (on PolarDB: polar_superuser)", quote(c.s.Destination.User)))
+		return
 	}
-	return it
+	c.pass("replica_role_privilege", Error, "the destination account can SET session_replication_role = replica")
 }
+
+func (c *checker) destExtensions(ctx context.Context) {
+	// Extensions that own a type used by a selected column.
+	oids := map[uint32]bool{}
+	for _, t := range c.defs {
+		for _, col := range t.Columns {
+			oids[col.Type.OID] = true
+		}
+	}
+	list := make([]uint32, 0, len(oids))
+	for o := range oids {
+		list = append(list, o)
+	}
+	rows, err := c.src.Query(ctx, `
+SELECT DISTINCT e.extname FROM pg_catalog.pg_depend d
+JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+JOIN pg_catalog.pg_type t ON t.oid = d.objid
+WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+  AND d.deptype = 'e' AND (t.oid = ANY($1) OR t.typarray = ANY($1))
+ORDER BY 1`, list)
+	var needed []string
+	if err == nil {
+		needed, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		c.fail("dest_extensions", Error, err.Error(), "")
+		return
+	}
+	var missing []string
+	for _, ext := range needed {
+		var installed, available bool
+		if err := c.dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = $1),
+  EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = $1)`, ext).Scan(&installed, &available); err != nil {
+			c.fail("dest_extensions", Error, err.Error(), "")
+			return
+		}
+		switch {
+		case !available:
+			missing = append(missing, ext+" (not available on the destination server)")
+		case !installed:
+			missing = append(missing, ext+" (available, not installed)")
+		}
+	}
+	if len(missing) > 0 {
+		c.fail("dest_extensions", Error, "selected tables use types of extensions missing on the destination: "+strings.Join(missing, ", "),
+			"on the destination: CREATE EXTENSION <name>; (install the extension's package on the server first if it is not available)")
+		return
+	}
+	detail := "no extension needed"
+	if len(needed) > 0 {
+		detail = "extensions installed on the destination: " + strings.Join(needed, ", ")
+	}
+	c.pass("dest_extensions", Error, detail)
+}
+
+func (c *checker) destCompatibility(ctx context.Context) {
+	var version string
+	var mode *string
+	// PolarDB for PostgreSQL (Oracle-compatible) reports its mode in polar_compatibility_mode;
+	// EDB-style servers in edb_redwood_date. Plain PostgreSQL has neither.
+	if err := c.dst.QueryRow(ctx, `SELECT pg_catalog.version(),
+  COALESCE(NULLIF(pg_catalog.current_setting('polar_compatibility_mode', true), ''),
+           CASE WHEN pg_catalog.current_setting('edb_redwood_date', true) = 'on' THEN 'oracle (edb_redwood_date)' END)`).Scan(&version, &mode); err != nil {
+		c.fail("dest_compatibility", Info, err.Error(), "")
+		return
+	}
+	detail := "destination: " + version
+	if mode != nil {
+		detail += "; compatibility mode: " + *mode + " (Skein qualifies types and quotes identifiers, so Oracle semantics do not apply to its SQL)"
+	} else {
+		detail += "; PostgreSQL semantics"
+	}
+	c.add(Item{ID: "dest_compatibility", Level: Info, Passed: true, Detail: detail})
+}
+
+func quote(s string) string { return pgx.Identifier{s}.Sanitize() }

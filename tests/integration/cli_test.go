@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
-	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -56,15 +55,7 @@ func runSkein(t *testing.T, bin string, args ...string) cliResult {
 func TestCLI(t *testing.T) {
 	bin := buildSkein(t)
 	ctx := context.Background()
-	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
-	dstPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
-	require.NoError(t, srcPG.CreateDatabase(ctx, "shop"))
-	require.NoError(t, dstPG.CreateDatabase(ctx, "target"))
-	src, err := srcPG.Connect(ctx, "shop")
-	require.NoError(t, err)
-	defer src.Close(ctx)
-	_, err = src.Exec(ctx, sourceSchema)
-	require.NoError(t, err)
+	srcPG, dstPG, _, _ := shopPair(t, true)
 	startWorker(t, t.TempDir())
 
 	dir := t.TempDir()

@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -17,18 +16,7 @@ import (
 // change and no signal may be lost.
 func TestContinueAsNewUnderLoad(t *testing.T) {
 	ctx := context.Background()
-	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
-	dstPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
-	require.NoError(t, srcPG.CreateDatabase(ctx, "shop"))
-	require.NoError(t, dstPG.CreateDatabase(ctx, "target"))
-	src, err := srcPG.Connect(ctx, "shop")
-	require.NoError(t, err)
-	defer src.Close(ctx)
-	dst, err := dstPG.Connect(ctx, "target")
-	require.NoError(t, err)
-	defer dst.Close(ctx)
-	_, err = src.Exec(ctx, sourceSchema)
-	require.NoError(t, err)
+	srcPG, dstPG, src, dst := shopPair(t, true)
 
 	c := startWorker(t, t.TempDir())
 	s := shopSpec("it-can", srcPG, dstPG)

@@ -104,8 +104,23 @@ func waitPhase(t *testing.T, c client.Client, id, phase string, timeout time.Dur
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	t.Fatalf("task %s did not reach phase %s in %s; status: %+v", id, phase, timeout, st)
+	t.Fatalf("task %s did not reach phase %s in %s; status: %+v\n%s", id, phase, timeout, st, describe(c, id))
 	return st
+}
+
+// describe tells what a stuck task is doing: its run and pending activities.
+func describe(c client.Client, id string) string {
+	d, err := c.DescribeWorkflowExecution(context.Background(), id, "")
+	if err != nil {
+		return "describe: " + err.Error()
+	}
+	out := fmt.Sprintf("run %s, history length %d, status %s\n", d.WorkflowExecutionInfo.Execution.RunId,
+		d.WorkflowExecutionInfo.HistoryLength, d.WorkflowExecutionInfo.Status)
+	for _, pa := range d.PendingActivities {
+		out += fmt.Sprintf("pending %s: state %s attempt %d last heartbeat %s last failure %v\n",
+			pa.ActivityType.GetName(), pa.State, pa.Attempt, pa.LastHeartbeatTime.AsTime().Format(time.RFC3339Nano), pa.LastFailure)
+	}
+	return out
 }
 
 // eventually retries check until it returns nil or timeout passes.

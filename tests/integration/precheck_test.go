@@ -1,0 +1,338 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.uber.org/zap/zaptest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/dbconn"
+	"github.com/skein-dts/skein/pkg/precheck"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
+)
+
+const precheckSource = `
+CREATE TABLE public.parent (id int PRIMARY KEY, name text);
+CREATE TABLE public.child (id int PRIMARY KEY, parent_id int REFERENCES public.parent (id));
+CREATE ROLE weak LOGIN;
+CREATE ROLE repl_owner LOGIN REPLICATION;
+CREATE SCHEMA owned AUTHORIZATION repl_owner;
+SET ROLE repl_owner;
+CREATE TABLE owned.t (id int PRIMARY KEY);
+RESET ROLE;
+CREATE SCHEMA lab;
+`
+
+const precheckDest = `
+CREATE ROLE dweak LOGIN;
+CREATE ROLE dcreator LOGIN;
+GRANT CREATE ON DATABASE target TO dcreator;
+GRANT SET ON PARAMETER session_replication_role TO dcreator;
+`
+
+func itemByID(items []precheck.Item, id string) (precheck.Item, bool) {
+	for _, it := range items {
+		if it.ID == id {
+			return it, true
+		}
+	}
+	return precheck.Item{}, false
+}
+
+func mustExec(t *testing.T, conn *pgx.Conn, sql string) {
+	t.Helper()
+	_, err := conn.Exec(context.Background(), sql)
+	require.NoError(t, err, sql)
+}
+
+// TestPrecheckItems checks every item against servers set up to pass it, then against servers set
+// up to fail it, one item at a time.
+func TestPrecheckItems(t *testing.T) {
+	ctx := context.Background()
+	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
+	dstPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
+	tightPG := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true, Settings: []string{"max_replication_slots = 1", "max_wal_senders = 1"}})
+	plainPG := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: false})
+	require.NoError(t, srcPG.CreateDatabase(ctx, "shop"))
+	require.NoError(t, dstPG.CreateDatabase(ctx, "target"))
+	src, err := srcPG.Connect(ctx, "shop")
+	require.NoError(t, err)
+	defer src.Close(ctx)
+	dst, err := dstPG.Connect(ctx, "target")
+	require.NoError(t, err)
+	defer dst.Close(ctx)
+	mustExec(t, src, precheckSource)
+	mustExec(t, dst, precheckDest)
+
+	base := func() spec.Spec {
+		s := spec.Spec{
+			Name: "pre", Source: srcPG.Endpoint("shop"), Destination: dstPG.Endpoint("target"),
+			Objects: []spec.Object{{Schema: "public"}},
+		}
+		s.ApplyDefaults()
+		return s
+	}
+	run := func(s spec.Spec, opts precheck.Options) []precheck.Item {
+		return precheck.Run(ctx, dbconn.Opener{}, s, opts)
+	}
+
+	t.Run("everything passes", func(t *testing.T) {
+		items := run(base(), precheck.Options{})
+		for _, id := range spec.PrecheckIDs {
+			it, ok := itemByID(items, id)
+			require.True(t, ok, "item %s missing", id)
+			require.True(t, it.Passed, "%s: %s", id, it.Detail)
+		}
+		require.Empty(t, precheck.Failed(items, nil))
+		size, _ := itemByID(items, "source_size")
+		require.Equal(t, precheck.Info, size.Level)
+		require.Contains(t, size.Detail, "KiB")
+		compat, _ := itemByID(items, "dest_compatibility")
+		require.Contains(t, compat.Detail, "PostgreSQL 15")
+	})
+
+	t.Run("a full-only task skips the replication items", func(t *testing.T) {
+		s := base()
+		f := false
+		s.Sync.Incremental = &f
+		s.Source = plainPG.Endpoint("postgres")
+		s.Objects = []spec.Object{{Schema: "public"}}
+		items := run(s, precheck.Options{})
+		for _, id := range []string{"wal_level", "replication_slots", "wal_senders", "replica_role_privilege", "primary_keys"} {
+			_, ok := itemByID(items, id)
+			require.False(t, ok, "%s should not be checked for a full-only task", id)
+		}
+	})
+
+	type scenario struct {
+		id     string
+		level  string
+		setup  func(t *testing.T, s *spec.Spec) (cleanup func())
+		inFix  string // the fix mentions this
+		inText string // the detail mentions this
+	}
+	none := func() {}
+	scenarios := []scenario{
+		{id: "source_connect", level: precheck.Error, inText: "connect", setup: func(t *testing.T, s *spec.Spec) func() {
+			port, _ := testharness.FreePort()
+			s.Source.Port = port
+			return none
+		}},
+		{id: "dest_connect", level: precheck.Error, inText: "connect", setup: func(t *testing.T, s *spec.Spec) func() {
+			s.Destination.Database = "no_such_db"
+			return none
+		}},
+		{id: "source_db_name", level: precheck.Error, inText: "my-shop", inFix: "RENAME", setup: func(t *testing.T, s *spec.Spec) func() {
+			require.NoError(t, srcPG.CreateDatabase(ctx, "my-shop"))
+			s.Source.Database = "my-shop" // the spec parser refuses it; the item holds on its own
+			return none
+		}},
+		{id: "wal_level", level: precheck.Error, inText: "replica", inFix: "wal_level = logical", setup: func(t *testing.T, s *spec.Spec) func() {
+			s.Source = plainPG.Endpoint("postgres")
+			return none
+		}},
+		{id: "replication_slots", level: precheck.Error, inText: "max_replication_slots is 1", inFix: "max_replication_slots", setup: func(t *testing.T, s *spec.Spec) func() {
+			conn, err := tightPG.Connect(ctx, "postgres")
+			require.NoError(t, err)
+			mustExec(t, conn, `SELECT pg_create_logical_replication_slot('other_tool', 'pgoutput')`)
+			s.Source = tightPG.Endpoint("postgres")
+			return func() {
+				mustExec(t, conn, `SELECT pg_drop_replication_slot('other_tool')`)
+				conn.Close(ctx)
+			}
+		}},
+		{id: "wal_senders", level: precheck.Error, inText: "max_wal_senders is 1", inFix: "max_wal_senders", setup: func(t *testing.T, s *spec.Spec) func() {
+			cfg, err := pgconn.ParseConfig(tightPG.URL("postgres") + "&replication=database")
+			require.NoError(t, err)
+			repl, err := pgconn.ConnectConfig(ctx, cfg)
+			require.NoError(t, err)
+			s.Source = tightPG.Endpoint("postgres")
+			return func() { repl.Close(ctx) }
+		}},
+		{id: "source_privileges", level: precheck.Error, inText: "no REPLICATION", inFix: "REPLICATION", setup: func(t *testing.T, s *spec.Spec) func() {
+			s.Source.User = "weak"
+			return none
+		}},
+		{id: "source_privileges", level: precheck.Warning, inText: "not a superuser", setup: func(t *testing.T, s *spec.Spec) func() {
+			s.Source.User = "repl_owner"
+			s.Objects = []spec.Object{{Schema: "owned"}}
+			return none
+		}},
+		{id: "dest_privileges", level: precheck.Error, inText: "cannot create schemas", inFix: "GRANT CREATE ON DATABASE", setup: func(t *testing.T, s *spec.Spec) func() {
+			s.Destination.User = "dweak"
+			return none
+		}},
+		{id: "replica_role_privilege", level: precheck.Error, inText: "session_replication_role", inFix: "GRANT SET ON PARAMETER", setup: func(t *testing.T, s *spec.Spec) func() {
+			s.Destination.User = "dweak"
+			return none
+		}},
+		{id: "objects_exist", level: precheck.Error, inText: "nope", setup: func(t *testing.T, s *spec.Spec) func() {
+			s.Objects = []spec.Object{{Schema: "public", Tables: []spec.Table{{Name: "nope"}}}, {Schema: "missing_schema"}}
+			return none
+		}},
+		{id: "primary_keys", level: precheck.Warning, inText: "lab.nokey", inFix: "PRIMARY KEY", setup: func(t *testing.T, s *spec.Spec) func() {
+			mustExec(t, src, `CREATE TABLE lab.nokey (a int, b text)`)
+			s.Objects = []spec.Object{{Schema: "lab"}}
+			return func() { mustExec(t, src, `DROP TABLE lab.nokey`) }
+		}},
+		{id: "conflicting_tables", level: precheck.Error, inText: "public.parent", setup: func(t *testing.T, s *spec.Spec) func() {
+			mustExec(t, dst, `CREATE TABLE public.parent (x int)`)
+			return func() { mustExec(t, dst, `DROP TABLE public.parent`) }
+		}},
+		{id: "conflicting_tables", level: precheck.Warning, inText: "public.parent", setup: func(t *testing.T, s *spec.Spec) func() {
+			mustExec(t, dst, `CREATE TABLE public.parent (x int)`)
+			s.ConflictMode = spec.ConflictIgnore
+			return func() { mustExec(t, dst, `DROP TABLE public.parent`) }
+		}},
+		{id: "dest_schemas", level: precheck.Error, inText: `"mart" exists`, inFix: "GRANT CREATE ON SCHEMA", setup: func(t *testing.T, s *spec.Spec) func() {
+			mustExec(t, dst, `CREATE SCHEMA mart`)
+			s.Destination.User = "dcreator"
+			s.Objects = []spec.Object{{Schema: "public", To: "mart"}}
+			return func() { mustExec(t, dst, `DROP SCHEMA mart`) }
+		}},
+		{id: "sequences_selected", level: precheck.Error, inText: "shared_seq", inFix: "OWNED BY", setup: func(t *testing.T, s *spec.Spec) func() {
+			mustExec(t, src, `CREATE SEQUENCE lab.shared_seq; CREATE TABLE lab.uses (id bigint PRIMARY KEY DEFAULT nextval('lab.shared_seq'))`)
+			s.Objects = []spec.Object{{Schema: "lab"}}
+			return func() { mustExec(t, src, `DROP TABLE lab.uses; DROP SEQUENCE lab.shared_seq`) }
+		}},
+		{id: "unsupported_tables", level: precheck.Error, inText: "inherits from public.parent", inFix: "exclude", setup: func(t *testing.T, s *spec.Spec) func() {
+			mustExec(t, src, `CREATE TABLE lab.heir (extra int) INHERITS (public.parent)`)
+			s.Objects = []spec.Object{{Schema: "lab"}}
+			return func() { mustExec(t, src, `DROP TABLE lab.heir`) }
+		}},
+		{id: "unsupported_tables", level: precheck.Error, inText: "partitioned table", setup: func(t *testing.T, s *spec.Spec) func() {
+			mustExec(t, src, `CREATE TABLE lab.parts (id int) PARTITION BY RANGE (id); CREATE TABLE lab.parts_1 PARTITION OF lab.parts FOR VALUES FROM (0) TO (10)`)
+			s.Objects = []spec.Object{{Schema: "lab"}}
+			return func() { mustExec(t, src, `DROP TABLE lab.parts`) }
+		}},
+		{id: "fk_parents_selected", level: precheck.Warning, inText: "public.child -> public.parent", setup: func(t *testing.T, s *spec.Spec) func() {
+			s.Objects = []spec.Object{{Schema: "public", Tables: []spec.Table{{Name: "child"}}}}
+			return none
+		}},
+		{id: "dest_extensions", level: precheck.Error, inText: "citext", inFix: "CREATE EXTENSION", setup: func(t *testing.T, s *spec.Spec) func() {
+			mustExec(t, src, `CREATE EXTENSION citext; CREATE TABLE lab.ci (id int PRIMARY KEY, email citext)`)
+			s.Objects = []spec.Object{{Schema: "lab"}}
+			return func() { mustExec(t, src, `DROP TABLE lab.ci; DROP EXTENSION citext`) }
+		}},
+		{id: "long_transactions", level: precheck.Warning, inText: "pid", inFix: "pg_terminate_backend", setup: func(t *testing.T, s *spec.Spec) func() {
+			conn, err := srcPG.Connect(ctx, "shop")
+			require.NoError(t, err)
+			mustExec(t, conn, `BEGIN; SELECT txid_current()`)
+			time.Sleep(1200 * time.Millisecond)
+			return func() { conn.Close(ctx) }
+		}},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.id+"_"+sc.level, func(t *testing.T) {
+			s := base()
+			cleanup := sc.setup(t, &s)
+			defer cleanup()
+			items := run(s, precheck.Options{LongTransaction: time.Second})
+			it, ok := itemByID(items, sc.id)
+			require.True(t, ok, "item %s missing from %+v", sc.id, items)
+			require.False(t, it.Passed, "%s should fail: %s", sc.id, it.Detail)
+			require.Equal(t, sc.level, it.Level)
+			require.Contains(t, it.Detail, sc.inText)
+			require.Contains(t, it.Fix, sc.inFix)
+			require.True(t, it.Blocking(nil))
+			if sc.level == precheck.Warning {
+				require.False(t, it.Blocking([]string{sc.id}), "an ignored warning does not block")
+			}
+		})
+	}
+
+	t.Run("dest_extensions passes once the extension is installed", func(t *testing.T) {
+		mustExec(t, src, `CREATE EXTENSION citext; CREATE TABLE lab.ci (id int PRIMARY KEY, email citext)`)
+		mustExec(t, dst, `CREATE EXTENSION citext`)
+		defer mustExec(t, src, `DROP TABLE lab.ci; DROP EXTENSION citext`)
+		defer mustExec(t, dst, `DROP EXTENSION citext`)
+		s := base()
+		s.Objects = []spec.Object{{Schema: "lab"}}
+		it, _ := itemByID(run(s, precheck.Options{}), "dest_extensions")
+		require.True(t, it.Passed, it.Detail)
+	})
+
+	t.Run("version thresholds", func(t *testing.T) {
+		require.False(t, precheck.VersionItem("source_version", 90624, "PostgreSQL 9.6.24", 100000, "PostgreSQL 10").Passed)
+		require.True(t, precheck.VersionItem("source_version", 100000, "PostgreSQL 10.0", 100000, "PostgreSQL 10").Passed)
+		require.False(t, precheck.VersionItem("dest_version", 110000, "PostgreSQL 11", 120000, "PostgreSQL 12").Passed)
+	})
+
+	t.Run("replica_identity: Skein sets FULL on keyless tables unless the item is ignored", func(t *testing.T) {
+		mustExec(t, src, `CREATE TABLE lab.nokey (a int, b text); CREATE TABLE lab.nokey2 (a int)`)
+		defer mustExec(t, src, `DROP TABLE lab.nokey, lab.nokey2`)
+		s := base()
+		s.Objects = []spec.Object{{Schema: "lab"}}
+		it, _ := itemByID(run(s, precheck.Options{}), "replica_identity")
+		require.Contains(t, it.Detail, "lab.nokey")
+		require.False(t, it.Blocking(nil))
+
+		var aenv testsuite.WorkflowTestSuite
+		env := aenv.NewTestActivityEnvironment()
+		env.RegisterActivity(&activities.Activities{Log: zaptest.NewLogger(t)})
+		tables := []spec.TableMap{{Source: spec.QName{Schema: "lab", Name: "nokey"}, Dest: spec.QName{Schema: "lab", Name: "nokey"}}}
+		s.IgnorePrecheck = []string{"replica_identity"}
+		_, err := env.ExecuteActivity((&activities.Activities{}).PreparePublication, s, tables)
+		require.NoError(t, err)
+		var ident string
+		require.NoError(t, src.QueryRow(ctx, `SELECT relreplident::text FROM pg_class WHERE oid = 'lab.nokey'::regclass`).Scan(&ident))
+		require.Equal(t, "d", ident, "ignored: left alone")
+
+		s.IgnorePrecheck = nil
+		_, err = env.ExecuteActivity((&activities.Activities{}).PreparePublication, s, tables)
+		require.NoError(t, err)
+		require.NoError(t, src.QueryRow(ctx, `SELECT relreplident::text FROM pg_class WHERE oid = 'lab.nokey'::regclass`).Scan(&ident))
+		require.Equal(t, "f", ident)
+		mustExec(t, src, `DROP PUBLICATION skein_pre`)
+	})
+
+	t.Run("skein precheck prints the items and exits 1 on a failure", func(t *testing.T) {
+		bin := buildSkein(t)
+		startWorker(t, t.TempDir())
+		dir := t.TempDir()
+		write := func(s spec.Spec) string {
+			b, err := yaml.Marshal(s)
+			require.NoError(t, err)
+			f := filepath.Join(dir, s.Name+".yaml")
+			require.NoError(t, os.WriteFile(f, b, 0o600))
+			return f
+		}
+		good := base()
+		r := runSkein(t, bin, "precheck", "-f", write(good), "--json")
+		require.Equal(t, 0, r.code, r.stderr+r.stdout)
+		var items []map[string]any
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &items))
+		require.NotEmpty(t, items)
+		for _, it := range items {
+			keys := make([]string, 0, len(it))
+			for k := range it {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			require.Equal(t, []string{"detail", "fix", "id", "level", "passed"}, keys)
+		}
+
+		bad := base()
+		bad.Name = "pre-bad"
+		bad.Destination.User = "dweak"
+		r = runSkein(t, bin, "precheck", "-f", write(bad))
+		require.Equal(t, 1, r.code, r.stdout)
+		require.Contains(t, r.stdout, "replica_role_privilege")
+		require.Contains(t, r.stdout, "FAILED")
+		require.Contains(t, r.stdout, "fix: ")
+		require.True(t, strings.Contains(r.stderr, "precheck failed"), r.stderr)
+	})
+}
