@@ -94,6 +94,11 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	case w.releaseRequested:
 		return w.release(ctx)
 	case err != nil:
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != "precheck_failed" {
+			w.status.Phase = PhaseFailed
+			w.status.LastError = errorText(err)
+		}
 		return err
 	}
 	// Without incremental sync the task is done: remove the bookkeeping (no slot exists).
@@ -407,14 +412,17 @@ func (w *task) incremental(ctx workflow.Context) error {
 		})
 		var res activities.ApplyProgress
 		err := w.call(runCtx, opts, acts.Apply, &res, in)
+		interrupted := runCtx.Err() != nil
 		stop()
 		if err == nil {
 			w.onProgress(res)
 			continue
 		}
 		var canceled *temporal.CanceledError
-		if errors.As(err, &canceled) || ctx.Err() != nil || errors.Is(err, workflow.ErrCanceled) {
-			continue // the loop head decides: pause, release or continue-as-new
+		if interrupted || errors.As(err, &canceled) {
+			// Stopped for pause, release or continue-as-new: however the run ended, the loop head
+			// decides what comes next. A real failure shows again on the next run, in call().
+			continue
 		}
 		return err
 	}
