@@ -57,3 +57,41 @@ func TestContinueAsNewUnderLoad(t *testing.T) {
 	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'skein_it_can'`).Scan(&n))
 	require.Zero(t, n)
 }
+
+// TestDestinationOutageRecovers stops the destination while changes stream: the task shows a
+// connection retry, and once the server is back every change arrives, exactly once.
+func TestDestinationOutageRecovers(t *testing.T) {
+	ctx := context.Background()
+	srcPG, dstPG, src, _ := shopPair(t, true)
+	c := startWorker(t, t.TempDir())
+	run := startTask(t, c, shopSpec("it-outage", srcPG, dstPG), nil)
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- dstPG.Restart(ctx, 8*time.Second) }()
+	time.Sleep(time.Second)
+	for i := 0; i < 50; i++ {
+		_, err := src.Exec(ctx, `UPDATE shop.orders SET amount = amount + 1 WHERE id = $1`, 1+i%10)
+		require.NoError(t, err)
+		_, err = src.Exec(ctx, `INSERT INTO shop.customers (name) VALUES ($1)`, fmt.Sprint("during outage ", i))
+		require.NoError(t, err)
+	}
+	st := waitPhase(t, c, run.GetID(), workflows.PhaseRetrying, time.Minute)
+	require.Equal(t, "connection", st.Retry.Class, "%+v", st.Retry)
+	require.Equal(t, 720, st.Retry.WindowMinutes)
+	require.GreaterOrEqual(t, st.Retry.Attempts, 1)
+	require.NotEmpty(t, st.Retry.Since)
+	require.NotEmpty(t, st.LastError)
+	require.NoError(t, <-stopped)
+
+	dst, err := dstPG.Connect(ctx, "target")
+	require.NoError(t, err)
+	defer dst.Close(ctx)
+	eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+	eventually(t, 30*time.Second, func() error {
+		if st := status(t, c, run.GetID()); st.Phase != workflows.PhaseIncremental || st.Retry.Attempts != 0 {
+			return fmt.Errorf("still %s, retry %+v", st.Phase, st.Retry)
+		}
+		return nil
+	})
+}
