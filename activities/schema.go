@@ -65,6 +65,30 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 			}
 		}
 	}
+	types, err := catalog.LoadUserTypes(ctx, sd.tx, defs)
+	if err != nil {
+		return rep, classify(err)
+	}
+	for _, ut := range types {
+		name := ddl.MapType(ut.Name, m)
+		if !schemas[name.Schema] {
+			schemas[name.Schema] = true
+			if err := run("schema "+name.Schema, ddl.CreateSchema(name.Schema)); err != nil {
+				return rep, classify(err)
+			}
+		}
+		var exists bool
+		if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regtype($1) IS NOT NULL`, name.Quoted()).Scan(&exists); err != nil {
+			return rep, classify(err)
+		}
+		if exists {
+			rep.Skipped = append(rep.Skipped, "type "+name.String()+" (exists)")
+			continue
+		}
+		if err := run("type "+name.String(), ddl.CreateType(ut, m)); err != nil {
+			return rep, classify(err)
+		}
+	}
 	for _, sq := range seqs {
 		if sq.Identity {
 			continue // created with its identity column

@@ -260,6 +260,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 			return err
 		}
 		w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
+		w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
 	} else if err := w.call(ctx, short, acts.EnsureBookkeeping, nil, s); err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ type Querier interface {
 // Type is a column's data type.
 type Type struct {
 	OID       uint32 // the type's OID on the source
+	BaseOID   uint32 // the element type's OID for arrays, else OID
 	Schema    string // namespace of the type (of the element type for arrays)
 	Name      string // internal name (of the element type for arrays), e.g. "varchar"
 	Modifier  string // type modifier as written, e.g. "(20)" or "(10,2)"; "" for none
@@ -236,7 +237,7 @@ SELECT a.attname, a.attnum, a.atttypid,
        pg_catalog.format_type(a.atttypid, a.atttypmod),
        CASE WHEN et.oid IS NOT NULL THEN et.typname ELSE ty.typname END,
        CASE WHEN et.oid IS NOT NULL THEN en.nspname ELSE tn.nspname END,
-       et.oid IS NOT NULL,
+       et.oid IS NOT NULL, COALESCE(et.oid, ty.oid),
        a.attnotnull, a.attidentity::text, a.attgenerated::text,
        pg_catalog.pg_get_expr(d.adbin, d.adrelid),
        CASE WHEN a.attcollation <> ty.typcollation AND a.attcollation <> 0
@@ -265,7 +266,7 @@ ORDER BY a.attnum`, t.OID)
 		var c Column
 		var def, coll, seqSchema, seqName *string
 		if err := rows.Scan(&c.Name, &c.Num, &c.Type.OID, &c.Type.Formatted, &c.Type.Name, &c.Type.Schema,
-			&c.Type.Array, &c.NotNull, &c.Identity, &c.Generated, &def, &coll, &seqSchema, &seqName); err != nil {
+			&c.Type.Array, &c.Type.BaseOID, &c.NotNull, &c.Identity, &c.Generated, &def, &coll, &seqSchema, &seqName); err != nil {
 			return err
 		}
 		c.Type.Modifier = modifierRE.FindString(c.Type.Formatted)

@@ -76,6 +76,50 @@ func isPlainInterval(t catalog.Type) bool {
 	return f == "interval" || f == "interval"+t.Modifier
 }
 
+// CreateType creates a user type under its mapped name. CREATE TYPE has no IF NOT EXISTS: the
+// caller skips types that exist (Exists).
+func CreateType(ut catalog.UserType, m Mapper) string {
+	name := MapType(ut.Name, m).Quoted()
+	switch ut.Kind {
+	case "e":
+		labels := make([]string, len(ut.Labels))
+		for i, l := range ut.Labels {
+			labels[i] = catalog.QuoteLiteral(l)
+		}
+		return fmt.Sprintf("CREATE TYPE %s AS ENUM (%s)", name, strings.Join(labels, ", "))
+	case "d":
+		var b strings.Builder
+		fmt.Fprintf(&b, "CREATE DOMAIN %s AS %s", name, TypeSQL(ut.Base, m))
+		if ut.Collation != "" {
+			b.WriteString(" COLLATE " + ut.Collation)
+		}
+		if ut.Default != "" {
+			b.WriteString(" DEFAULT " + ut.Default)
+		}
+		if ut.NotNull {
+			b.WriteString(" NOT NULL")
+		}
+		for _, c := range ut.Checks {
+			b.WriteString(" CONSTRAINT " + ident(c.Name) + " " + c.Definition)
+		}
+		return b.String()
+	case "c":
+		fields := make([]string, len(ut.Fields))
+		for i, f := range ut.Fields {
+			fields[i] = ident(f.Name) + " " + TypeSQL(f.Type, m)
+		}
+		return fmt.Sprintf("CREATE TYPE %s AS (%s)", name, strings.Join(fields, ", "))
+	case "r":
+		return fmt.Sprintf("CREATE TYPE %s AS RANGE (SUBTYPE = %s)", name, TypeSQL(ut.Subtype, m))
+	}
+	return ""
+}
+
+// MapType maps a user type's name: same name, mapped schema.
+func MapType(name spec.QName, m Mapper) spec.QName {
+	return spec.QName{Schema: m.Schema(name.Schema), Name: name.Name}
+}
+
 // CreateSchema creates a destination schema if it is missing.
 func CreateSchema(name string) string {
 	return "CREATE SCHEMA IF NOT EXISTS " + ident(name)

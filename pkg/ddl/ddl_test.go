@@ -86,3 +86,25 @@ func TestPostDataOrdersAndMaps(t *testing.T) {
 	require.Len(t, skipped, 1)
 	require.Contains(t, skipped[0], "shop.unselected, which is not selected")
 }
+
+func TestCreateType(t *testing.T) {
+	text := catalog.Type{Schema: "pg_catalog", Name: "text"}
+	mood := catalog.Type{Schema: "shop", Name: "mood", Array: true}
+	tests := []struct {
+		ut   catalog.UserType
+		want string
+	}{
+		{catalog.UserType{Name: spec.QName{Schema: "shop", Name: "mood"}, Kind: "e", Labels: []string{"sad", "it's ok"}},
+			`CREATE TYPE "mart"."mood" AS ENUM ('sad', 'it''s ok')`},
+		{catalog.UserType{Name: spec.QName{Schema: "shop", Name: "Positive"}, Kind: "d", Base: catalog.Type{Schema: "pg_catalog", Name: "numeric", Modifier: "(10,2)"},
+			NotNull: true, Default: "1", Checks: []catalog.Check{{Name: "pos", Definition: "CHECK ((VALUE > (0)::numeric))"}}},
+			`CREATE DOMAIN "mart"."Positive" AS pg_catalog."numeric"(10,2) DEFAULT 1 NOT NULL CONSTRAINT "pos" CHECK ((VALUE > (0)::numeric))`},
+		{catalog.UserType{Name: spec.QName{Schema: "other", Name: "addr"}, Kind: "c", Fields: []catalog.Column{{Name: "street", Type: text}, {Name: "moods", Type: mood}}},
+			`CREATE TYPE "other"."addr" AS ("street" pg_catalog."text", "moods" "mart"."mood"[])`},
+		{catalog.UserType{Name: spec.QName{Schema: "shop", Name: "fr"}, Kind: "r", Subtype: catalog.Type{Schema: "pg_catalog", Name: "float8"}},
+			`CREATE TYPE "mart"."fr" AS RANGE (SUBTYPE = pg_catalog."float8")`},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, CreateType(tt.ut, mapper))
+	}
+}

@@ -49,7 +49,7 @@ func TestContinueAsNewUnderLoad(t *testing.T) {
 	require.NotEqual(t, firstRun, desc.WorkflowExecutionInfo.Execution.RunId, "the task continued as new")
 	st := status(t, c, run.GetID())
 	require.Equal(t, workflows.PhaseIncremental, st.Phase)
-	require.Len(t, st.Tables, 3, "table progress survives continue-as-new")
+	require.Len(t, st.Tables, 4, "table progress survives continue-as-new")
 
 	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
 	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))

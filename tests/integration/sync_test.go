@@ -42,6 +42,14 @@ CREATE TABLE shop.orders (
 CREATE TABLE shop.events (ts timestamptz, kind text, detail text);
 ALTER TABLE shop.events REPLICA IDENTITY FULL;
 CREATE TABLE shop.ignored (id int PRIMARY KEY);
+CREATE TYPE shop.mood AS ENUM ('sad', 'ok', 'happy', 'it''s complicated');
+CREATE DOMAIN shop.positive AS numeric(10,2) NOT NULL DEFAULT 1 CONSTRAINT positive_check CHECK (VALUE > 0);
+CREATE TYPE shop.address AS (street text, zip varchar(10), moods shop.mood[]);
+CREATE TYPE shop.floatrange AS RANGE (subtype = float8);
+CREATE TABLE shop.profiles (
+  id int PRIMARY KEY REFERENCES shop.customers (id),
+  mood shop.mood, moods shop.mood[], score shop.positive, home shop.address, span shop.floatrange, spans shop.floatmultirange
+);
 
 INSERT INTO shop.customers (name, email, created, note)
 SELECT 'customer ' || i, 'c' || i || '@example.com', DATE '2020-01-01' + i,
@@ -61,6 +69,11 @@ SELECT 1 + i % 1000, (i * 1.37)::numeric(12,2), TIMESTAMPTZ '2024-01-01 00:00:00
 FROM generate_series(1, 20000) i;
 INSERT INTO shop.events SELECT TIMESTAMPTZ '2024-01-01 00:00:00+00' + i * interval '1 hour', 'kind' || i % 3, NULL FROM generate_series(1, 300) i;
 INSERT INTO shop.events VALUES ('2024-06-01', 'dup', 'same'), ('2024-06-01', 'dup', 'same');
+INSERT INTO shop.profiles
+SELECT i, (enum_range(NULL::shop.mood))[1 + i % 4], ARRAY['ok', 'it''s complicated']::shop.mood[], i / 3.0 + 0.01,
+       ROW('Main St ' || i, lpad(i::text, 5, '0'), ARRAY['happy']::shop.mood[])::shop.address,
+       shop.floatrange(i, i + 0.5), shop.floatmultirange(shop.floatrange(0, 1), shop.floatrange(i, NULL))
+FROM generate_series(1, 300) i;
 `
 
 // tableCheck names one table on both sides for row-by-row comparison.
@@ -80,6 +93,10 @@ var shopChecks = []tableCheck{
 		src: spec.QName{Schema: "shop", Name: "orders"}, dst: spec.QName{Schema: "mart", Name: "orders"},
 		srcCols: []string{"id", "customer_id", "amount", "placed_at", "tags", "payload", "blob", "uid", "ok", "span", "addr", "big", "doubled", "Mixed Case"},
 		srcKey:  []string{"id"},
+	},
+	{
+		src: spec.QName{Schema: "shop", Name: "profiles"}, dst: spec.QName{Schema: "mart", Name: "profiles"},
+		srcCols: []string{"id", "mood", "moods", "score", "home", "span", "spans"}, srcKey: []string{"id"},
 	},
 	{
 		src: spec.QName{Schema: "shop", Name: "events"}, dst: spec.QName{Schema: "mart", Name: "events"},
@@ -114,6 +131,7 @@ func shopSpec(name string, src, dst *testharness.Postgres) spec.Spec {
 				{Name: "customers", To: "clients", Columns: map[string]string{"note": "remark"}},
 				{Name: "orders"},
 				{Name: "events"},
+				{Name: "profiles"},
 			},
 		}},
 		FullLoad: spec.FullLoad{Parallelism: 3, ChunkMB: 1},
@@ -144,14 +162,14 @@ func TestSyncFullAndIncremental(t *testing.T) {
 	}
 
 	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
-	require.Len(t, st.Tables, 3)
+	require.Len(t, st.Tables, 4)
 	for _, ts := range st.Tables {
 		require.Equal(t, workflows.TableDone, ts.State, ts.Source)
 		require.Greater(t, ts.RowsCopied, int64(0), ts.Source)
 		require.Greater(t, ts.BytesCopied, int64(0), ts.Source)
 	}
 	require.Greater(t, findTable(st, "shop.orders").Chunks, 1, "orders should load in several chunks at chunk_mb 1")
-	require.Len(t, st.Verify, 3)
+	require.Len(t, st.Verify, 4)
 	for _, v := range st.Verify {
 		require.True(t, v.Equal, "verification after the full load: %+v", v)
 	}
@@ -182,6 +200,9 @@ func TestSyncFullAndIncremental(t *testing.T) {
 		`DELETE FROM shop.events WHERE ctid = (SELECT ctid FROM shop.events WHERE kind = 'dup' LIMIT 1)`,
 		`UPDATE shop.events SET detail = 'edited' WHERE kind = 'kind1' AND ts < '2024-01-02'`,
 		`INSERT INTO shop.ignored VALUES (1)`,
+		`UPDATE shop.profiles SET mood = 'it''s complicated', home.zip = 'Z-1', moods = moods || 'sad'::shop.mood WHERE id = 5`,
+		`INSERT INTO shop.profiles VALUES (1000, 'happy', '{}', 2.5, ROW('x', NULL, NULL), 'empty', '{}')`,
+		`DELETE FROM shop.profiles WHERE id = 6`,
 	}
 	for _, q := range stmts {
 		_, err := src.Exec(ctx, q)
