@@ -138,23 +138,56 @@ func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (Schema
 		all = append(all, stmts...)
 		rep.Warned = append(rep.Warned, skipped...)
 	}
-	// Every key before any foreign key: a foreign key needs the referenced table's key.
+	// Every key before any foreign key (a foreign key needs the referenced table's key), and the
+	// secondary indexes in between.
 	slices.SortStableFunc(all, func(a, b ddl.Constraint) int { return kindRank(a.Kind) - kindRank(b.Kind) })
-	for _, c := range all {
+	addConstraint := func(c ddl.Constraint) error {
 		var exists bool
 		if err := dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
 WHERE conrelid = pg_catalog.to_regclass($1) AND conname = $2)`, c.Table.Quoted(), c.Name).Scan(&exists); err != nil {
-			return rep, classify(fmt.Errorf("look up constraint %s on %s: %w", c.Name, c.Table, err))
+			return fmt.Errorf("look up constraint %s on %s: %w", c.Name, c.Table, err)
 		}
 		what := fmt.Sprintf("constraint %s on %s", c.Name, c.Table)
 		if exists {
 			rep.Skipped = append(rep.Skipped, what)
-			continue
+			return nil
 		}
 		if _, err := dst.Exec(ctx, c.SQL); err != nil {
-			return rep, classify(fmt.Errorf("create %s: %w\n%s", what, err, c.SQL))
+			return fmt.Errorf("create %s: %w\n%s", what, err, c.SQL)
 		}
 		rep.Created = append(rep.Created, what)
+		return nil
+	}
+	for _, c := range all {
+		if c.Kind != "f" {
+			if err := addConstraint(c); err != nil {
+				return rep, classify(err)
+			}
+		}
+	}
+	for i, t := range defs {
+		indexes, err := catalog.LoadIndexes(ctx, sd.tx, t)
+		if err != nil {
+			return rep, classify(err)
+		}
+		for _, ix := range indexes {
+			sql, ok, reason := ddl.CreateIndex(ix, in.Tables[i])
+			if !ok {
+				rep.Warned = append(rep.Warned, reason)
+				continue
+			}
+			if _, err := dst.Exec(ctx, sql); err != nil {
+				return rep, classify(fmt.Errorf("create index %s on %s: %w\n%s", ix.Name, in.Tables[i].Dest, err, sql))
+			}
+			rep.Created = append(rep.Created, fmt.Sprintf("index %s on %s", ix.Name, in.Tables[i].Dest))
+		}
+	}
+	for _, c := range all {
+		if c.Kind == "f" {
+			if err := addConstraint(c); err != nil {
+				return rep, classify(err)
+			}
+		}
 	}
 	seqs, err := catalog.LoadSequences(ctx, sd.tx, defs)
 	if err != nil {

@@ -242,7 +242,7 @@ SELECT a.attname, a.attnum, a.atttypid,
        pg_catalog.pg_get_expr(d.adbin, d.adrelid),
        CASE WHEN a.attcollation <> ty.typcollation AND a.attcollation <> 0
             THEN pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) END,
-       sn.nspname, s.relname
+       seq.nspname, seq.relname
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
 JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace
@@ -251,11 +251,14 @@ LEFT JOIN pg_catalog.pg_namespace en ON en.oid = et.typnamespace
 LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
 LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
-LEFT JOIN pg_catalog.pg_depend dep ON dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-     AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype = 'a'
-     AND dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-LEFT JOIN pg_catalog.pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
-LEFT JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+LEFT JOIN LATERAL (
+  -- The sequence a SERIAL column owns (other objects, such as indexes, depend on columns too).
+  SELECT sn.nspname, s.relname FROM pg_catalog.pg_depend dep
+  JOIN pg_catalog.pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
+  JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+  WHERE dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+    AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype = 'a'
+  LIMIT 1) seq ON true
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`, t.OID)
 	if err != nil {

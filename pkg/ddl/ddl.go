@@ -6,6 +6,8 @@ package ddl
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -245,6 +247,60 @@ func PostData(t *catalog.Table, tm spec.TableMap, m Mapper) (stmts []Constraint,
 		}
 	}
 	return stmts, skipped
+}
+
+// CreateIndex creates a secondary index on the mapped table. ok is false, with the reason, when
+// the index cannot be mapped: its expressions or predicate name a renamed column.
+func CreateIndex(ix catalog.Index, tm spec.TableMap) (sql string, ok bool, reason string) {
+	if ix.HasExpressions() {
+		for from := range tm.Columns {
+			if mentions(ix.Predicate, from) || slices.ContainsFunc(ix.Keys, func(k catalog.IndexKey) bool { return mentions(k.Expression, from) }) {
+				return "", false, fmt.Sprintf("index %s on %s: its expression names column %s, which is renamed; create it by hand", ix.Name, tm.Dest, from)
+			}
+		}
+	}
+	keys := make([]string, len(ix.Keys))
+	for i, k := range ix.Keys {
+		var b strings.Builder
+		if k.Column != "" {
+			b.WriteString(ident(tm.DestColumn(k.Column)))
+		} else {
+			b.WriteString("(" + k.Expression + ")")
+		}
+		if k.Opclass != "" {
+			b.WriteString(" " + k.Opclass)
+		}
+		switch {
+		case k.Desc && !k.NullsFirst:
+			b.WriteString(" DESC NULLS LAST")
+		case k.Desc:
+			b.WriteString(" DESC")
+		case k.NullsFirst:
+			b.WriteString(" NULLS FIRST")
+		}
+		keys[i] = b.String()
+	}
+	unique := ""
+	if ix.Unique {
+		unique = "UNIQUE "
+	}
+	sql = fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON %s USING %s (%s)", unique, ident(ix.Name), tm.Dest.Quoted(), ident(ix.Method), strings.Join(keys, ", "))
+	if len(ix.Include) > 0 {
+		sql += " INCLUDE (" + identList(ix.Include, tm.DestColumn) + ")"
+	}
+	if ix.Predicate != "" {
+		sql += " WHERE " + ix.Predicate
+	}
+	return sql, true, ""
+}
+
+// mentions reports whether SQL text names identifier col (bare or quoted).
+func mentions(text, col string) bool {
+	if text == "" {
+		return false
+	}
+	re := regexp.MustCompile(`(^|[^A-Za-z0-9_$"])(` + regexp.QuoteMeta(col) + `|` + regexp.QuoteMeta(ident(col)) + `)($|[^A-Za-z0-9_$"])`)
+	return re.MatchString(text)
 }
 
 func matchSQL(code string) string {

@@ -108,3 +108,31 @@ func TestCreateType(t *testing.T) {
 		require.Equal(t, tt.want, CreateType(tt.ut, mapper))
 	}
 }
+
+func TestCreateIndex(t *testing.T) {
+	tm := mapper.Tables[0] // shop.orders -> mart."Orders", note -> remark
+	tests := []struct {
+		name   string
+		ix     catalog.Index
+		want   string
+		reason string
+	}{
+		{"columns, order, nulls, include, method, unique", catalog.Index{Name: "i1", Unique: true, Method: "btree",
+			Keys:    []catalog.IndexKey{{Column: "note", Desc: true}, {Column: "id", NullsFirst: true}, {Column: "x", Desc: true, NullsFirst: true}},
+			Include: []string{"note"}},
+			`CREATE UNIQUE INDEX IF NOT EXISTS "i1" ON "mart"."Orders" USING "btree" ("remark" DESC NULLS LAST, "id" NULLS FIRST, "x" DESC) INCLUDE ("remark")`, ""},
+		{"opclass and predicate without renamed columns", catalog.Index{Name: "i2", Method: "gin",
+			Keys: []catalog.IndexKey{{Column: "payload", Opclass: "pg_catalog.jsonb_path_ops"}}, Predicate: "(notes > 0)"},
+			`CREATE INDEX IF NOT EXISTS "i2" ON "mart"."Orders" USING "gin" ("payload" pg_catalog.jsonb_path_ops) WHERE (notes > 0)`, ""},
+		{"expression naming a renamed column", catalog.Index{Name: "i3", Method: "btree", Keys: []catalog.IndexKey{{Expression: "lower(note)"}}},
+			"", "index i3 on mart.Orders: its expression names column note, which is renamed; create it by hand"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sql, ok, reason := CreateIndex(tt.ix, tm)
+			require.Equal(t, tt.want, sql)
+			require.Equal(t, tt.reason == "", ok)
+			require.Equal(t, tt.reason, reason)
+		})
+	}
+}

@@ -1,0 +1,111 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+)
+
+// Index is a secondary index: one that no primary key, unique or exclusion constraint owns (those
+// come with their constraint).
+type Index struct {
+	Name      string
+	Unique    bool
+	Method    string // access method: btree, hash, gin, gist, brin, ...
+	Keys      []IndexKey
+	Include   []string // INCLUDE columns
+	Predicate string   // partial index condition; "" = none
+}
+
+// IndexKey is one key of an index: a column or an expression.
+type IndexKey struct {
+	Column     string // set for a column key
+	Expression string // set for an expression key, as the server prints it
+	Opclass    string // quoted, qualified operator class when not the default; "" otherwise
+	Desc       bool
+	NullsFirst bool
+}
+
+// HasExpressions reports whether the index refers to columns inside expression text (keys or
+// predicate), which a column rename cannot safely rewrite.
+func (ix Index) HasExpressions() bool {
+	if ix.Predicate != "" {
+		return true
+	}
+	for _, k := range ix.Keys {
+		if k.Expression != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadIndexes reads t's secondary indexes. Call ClearSearchPath first in the same transaction.
+func LoadIndexes(ctx context.Context, q Querier, t *Table) ([]Index, error) {
+	rows, err := q.Query(ctx, `
+SELECT i.indexrelid, ic.relname::text, i.indisunique, am.amname::text, i.indnkeyatts,
+       COALESCE(pg_catalog.pg_get_expr(i.indpred, i.indrelid), '')
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+WHERE i.indrelid = $1 AND i.indisvalid
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
+ORDER BY ic.relname`, t.OID)
+	if err != nil {
+		return nil, fmt.Errorf("load indexes of %s: %w", t.Name, err)
+	}
+	type head struct {
+		oid     uint32
+		ix      Index
+		keyAtts int
+	}
+	var heads []head
+	for rows.Next() {
+		var h head
+		if err := rows.Scan(&h.oid, &h.ix.Name, &h.ix.Unique, &h.ix.Method, &h.keyAtts, &h.ix.Predicate); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load indexes of %s: %w", t.Name, err)
+		}
+		heads = append(heads, h)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]Index, 0, len(heads))
+	for _, h := range heads {
+		krows, err := q.Query(ctx, `
+SELECT k, COALESCE(a.attname::text, ''), pg_catalog.pg_get_indexdef(i.indexrelid, k, true),
+       COALESCE(CASE WHEN NOT opc.opcdefault THEN pg_catalog.quote_ident(opcn.nspname) || '.' || pg_catalog.quote_ident(opc.opcname) END, ''),
+       COALESCE(i.indoption[k - 1], 0)::int
+FROM pg_catalog.pg_index i
+CROSS JOIN pg_catalog.generate_series(1, i.indnatts) k
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k - 1] AND i.indkey[k - 1] <> 0
+LEFT JOIN pg_catalog.pg_opclass opc ON k <= i.indnkeyatts AND opc.oid = i.indclass[k - 1]
+LEFT JOIN pg_catalog.pg_namespace opcn ON opcn.oid = opc.opcnamespace
+WHERE i.indexrelid = $1
+ORDER BY k`, h.oid)
+		if err != nil {
+			return nil, fmt.Errorf("load index %s: %w", h.ix.Name, err)
+		}
+		for krows.Next() {
+			var k, option int
+			var col, def, opclass string
+			if err := krows.Scan(&k, &col, &def, &opclass, &option); err != nil {
+				krows.Close()
+				return nil, fmt.Errorf("load index %s: %w", h.ix.Name, err)
+			}
+			if k > h.keyAtts {
+				h.ix.Include = append(h.ix.Include, col)
+				continue
+			}
+			key := IndexKey{Column: col, Opclass: opclass, Desc: option&1 != 0, NullsFirst: option&2 != 0}
+			if col == "" {
+				key.Expression = def
+			}
+			h.ix.Keys = append(h.ix.Keys, key)
+		}
+		krows.Close()
+		out = append(out, h.ix)
+	}
+	return out, nil
+}
