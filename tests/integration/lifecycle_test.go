@@ -53,6 +53,7 @@ func TestContinueAsNewUnderLoad(t *testing.T) {
 
 	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
 	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))
+	recordHistory(t, c, run.GetID(), "continued-run-pause-resume-release")
 	var n int
 	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'skein_it_can'`).Scan(&n))
 	require.Zero(t, n)

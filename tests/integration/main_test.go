@@ -7,10 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
@@ -135,4 +139,25 @@ func eventually(t *testing.T, timeout time.Duration, check func() error) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	t.Fatalf("not reached in %s: %v", timeout, err)
+}
+
+// recordHistory writes the workflow's history (every run of it) to workflows/testdata when
+// SKEIN_RECORD_HISTORIES=1, for the replay test that keeps workflow changes compatible with
+// running tasks.
+func recordHistory(t *testing.T, c client.Client, id, name string) {
+	t.Helper()
+	if os.Getenv("SKEIN_RECORD_HISTORIES") != "1" {
+		return
+	}
+	ctx := context.Background()
+	iter := c.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var events []*historypb.HistoryEvent
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		events = append(events, ev)
+	}
+	b, err := protojson.Marshal(&historypb.History{Events: events})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join("..", "..", "workflows", "testdata", name+".json"), b, 0o644))
 }

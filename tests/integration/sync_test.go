@@ -251,6 +251,7 @@ WHERE schemaname = $1 AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%_k
 	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
 	require.NoError(t, run.Get(ctx, nil))
 	require.Equal(t, workflows.PhaseReleased, status(t, c, run.GetID()).Phase)
+	recordHistory(t, c, run.GetID(), "sync-full-incremental-release")
 	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'skein_it_sync'`).Scan(&n))
 	require.Zero(t, n, "slot dropped")
 	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_publication WHERE pubname = 'skein_it_sync'`).Scan(&n))
