@@ -193,7 +193,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND conname = $2)`, c.Table.Quoted()
 	if err != nil {
 		return rep, classify(err)
 	}
-	if err := syncSequences(ctx, dst, seqs, m); err != nil {
+	if _, err := syncSequences(ctx, dst, seqs, m, 0); err != nil {
 		return rep, classify(err)
 	}
 	a.logger(ctx).Info("schema post-data done", zap.Int("created", len(rep.Created)), zap.Int("skipped", len(rep.Skipped)))
@@ -202,9 +202,40 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND conname = $2)`, c.Table.Quoted()
 
 func kindRank(kind string) int { return strings.Index("puf", kind) }
 
-// syncSequences sets each destination sequence (serial and identity) to the source's state.
-func syncSequences(ctx context.Context, dst *pgx.Conn, seqs []catalog.Sequence, m ddl.SpecMapper) error {
+// SequencesInput asks to set the destination sequences from the source.
+type SequencesInput struct {
+	Spec   spec.Spec       `json:"spec"`
+	Tables []spec.TableMap `json:"tables"`
+	Offset int64           `json:"offset"`
+}
+
+// SyncSequences sets every synchronized sequence and identity column on the destination to the
+// source's current value plus Offset (for cutover: apply does not move sequences). It returns
+// "destination sequence = value" lines.
+func (a *Activities) SyncSequences(ctx context.Context, in SequencesInput) ([]string, error) {
+	sd, err := a.openSides(ctx, in.Spec, in.Tables, "")
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer sd.close(ctx)
+	seqs, err := catalog.LoadSequences(ctx, sd.tx, sd.defs)
+	if err != nil {
+		return nil, classify(err)
+	}
+	set, err := syncSequences(ctx, sd.dst, seqs, ddl.SpecMapper{Objects: in.Spec.Objects, Tables: in.Tables}, in.Offset)
+	if err != nil {
+		return nil, classify(err)
+	}
+	a.logger(ctx).Info("destination sequences set from the source", zap.Int("sequences", len(set)), zap.Int64("offset", in.Offset))
+	return set, nil
+}
+
+// syncSequences sets each destination sequence (serial and identity) to the source's state plus
+// offset, and says what it set.
+func syncSequences(ctx context.Context, dst *pgx.Conn, seqs []catalog.Sequence, m ddl.SpecMapper, offset int64) ([]string, error) {
+	var set []string
 	for _, sq := range seqs {
+		value, called := sq.LastValue+offset, sq.IsCalled || offset > 0
 		name := ddl.MapSequence(sq.Name, m)
 		if sq.Identity && sq.OwnedBy != nil {
 			tm, ok := m.Table(*sq.OwnedBy)
@@ -213,20 +244,22 @@ func syncSequences(ctx context.Context, dst *pgx.Conn, seqs []catalog.Sequence, 
 			}
 			var s *string
 			if err := dst.QueryRow(ctx, `SELECT pg_catalog.pg_get_serial_sequence($1, $2)`, tm.Dest.Quoted(), tm.DestColumn(sq.OwnedCol)).Scan(&s); err != nil {
-				return fmt.Errorf("find identity sequence of %s.%s: %w", tm.Dest, sq.OwnedCol, err)
+				return nil, fmt.Errorf("find identity sequence of %s.%s: %w", tm.Dest, sq.OwnedCol, err)
 			}
 			if s == nil {
 				continue
 			}
 			if _, err := dst.Exec(ctx, fmt.Sprintf("SELECT pg_catalog.setval(%s::pg_catalog.regclass, %d, %t)",
-				catalog.QuoteLiteral(*s), sq.LastValue, sq.IsCalled)); err != nil {
-				return fmt.Errorf("set identity sequence of %s: %w", tm.Dest, err)
+				catalog.QuoteLiteral(*s), value, called)); err != nil {
+				return nil, fmt.Errorf("set identity sequence of %s: %w", tm.Dest, err)
 			}
+			set = append(set, fmt.Sprintf("%s = %d", *s, value))
 			continue
 		}
-		if _, err := dst.Exec(ctx, ddl.SetSequenceValue(name, sq.LastValue, sq.IsCalled)); err != nil {
-			return fmt.Errorf("set sequence %s: %w", name, err)
+		if _, err := dst.Exec(ctx, ddl.SetSequenceValue(name, value, called)); err != nil {
+			return nil, fmt.Errorf("set sequence %s: %w", name, err)
 		}
+		set = append(set, fmt.Sprintf("%s = %d", name, value))
 	}
-	return nil
+	return set, nil
 }

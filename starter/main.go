@@ -59,7 +59,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		precheckCmd(),
 		notYet("modify", "Change the synchronized objects"),
 		notYet("verify", "Compare source and destination"),
-		notYet("sequences", "Set destination sequences from the source"),
+		sequencesCmd(),
 	)
 	return root
 }
@@ -323,6 +323,45 @@ func signalCmd(name, signalName, short string) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func sequencesCmd() *cobra.Command {
+	var offset int64
+	cmd := &cobra.Command{
+		Use:   "sequences ID [--offset N]",
+		Short: "Set every synced sequence and identity column on the destination to the source's value plus N",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if offset < 0 {
+				return usageError{fmt.Errorf("--offset %d is negative", offset)}
+			}
+			c, err := dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 11*time.Minute)
+			defer cancel()
+			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+				WorkflowID: args[0], UpdateName: workflows.UpdateSequences, Args: []any{offset},
+				WaitForStage: client.WorkflowUpdateStageCompleted,
+			})
+			if err != nil {
+				return fmt.Errorf("sequences %s: %w", args[0], err)
+			}
+			var set []string
+			if err := h.Get(ctx, &set); err != nil {
+				return fmt.Errorf("sequences %s: %w", args[0], err)
+			}
+			for _, line := range set {
+				fmt.Fprintln(cmd.OutOrStdout(), line)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d sequences set on the destination\n", len(set))
+			return nil
+		},
+	}
+	cmd.Flags().Int64Var(&offset, "offset", 0, "add N to each source value (room for writes that race the cutover)")
+	return cmd
 }
 
 func notYet(name, short string) *cobra.Command {

@@ -17,6 +17,9 @@ const (
 	SignalPause   = "pause"
 	SignalResume  = "resume"
 	SignalRelease = "release"
+	// UpdateSequences sets the destination sequences from the source (argument: the offset to
+	// add, >= 0); it returns what it set. `skein sequences ID [--offset N]` sends it.
+	UpdateSequences = "sequences"
 )
 
 // Phases reported by the status query.

@@ -69,6 +69,11 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 		return err
 	}
 	w.listen(ctx)
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSequences, w.syncSequences, workflow.UpdateHandlerOptions{
+		Validator: w.validateSequences,
+	}); err != nil {
+		return err
+	}
 
 	workCtx, cancelWork := workflow.WithCancel(ctx)
 	workflow.Go(ctx, func(ctx workflow.Context) {
@@ -436,11 +441,42 @@ func (w *task) historyFull(ctx workflow.Context) bool {
 
 // continueAsNew hands the task's state to a new run. Call drainSignals first.
 func (w *task) continueAsNew(ctx workflow.Context) error {
+	// Updates in flight finish in this run.
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
 	st := w.status
 	carry := w.carry
 	carry.Status = &st
 	carry.Tables = w.tables
 	return workflow.NewContinueAsNewError(ctx, SyncTask, w.spec, &carry)
+}
+
+// validateSequences accepts the update only once the tables are known and while the task runs,
+// so a rejected request leaves no trace in the history.
+func (w *task) validateSequences(offset int64) error {
+	if offset < 0 {
+		return fmt.Errorf("offset %d is negative", offset)
+	}
+	switch w.status.Phase {
+	case PhasePostSchema, PhaseIncremental, PhasePaused, PhaseRetrying, PhaseFinished:
+		if len(w.tables) > 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("the task is %s: sequences can be set once the full load is done and while the task runs", w.status.Phase)
+}
+
+// syncSequences runs the SyncSequences activity for the update.
+func (w *task) syncSequences(ctx workflow.Context, offset int64) ([]string, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var set []string
+	err := workflow.ExecuteActivity(ctx, acts.SyncSequences,
+		activities.SequencesInput{Spec: w.spec, Tables: w.tables, Offset: offset}).Get(ctx, &set)
+	return set, err
 }
 
 // paused waits for resume or release.

@@ -56,6 +56,7 @@ func TestCLI(t *testing.T) {
 	bin := buildSkein(t)
 	ctx := context.Background()
 	srcPG, dstPG, _, _ := shopPair(t, true)
+	var err error
 	startWorker(t, t.TempDir())
 
 	dir := t.TempDir()
@@ -126,6 +127,30 @@ func TestCLI(t *testing.T) {
 	waitPhase(t, devServer.Client(), "it-cli", workflows.PhasePaused, time.Minute)
 	require.Equal(t, 0, runSkein(t, bin, "resume", "it-cli").code)
 	waitPhase(t, devServer.Client(), "it-cli", workflows.PhaseIncremental, time.Minute)
+
+	// Cutover: the source's sequences move on; skein sequences carries them over with an offset.
+	src, err := srcPG.Connect(ctx, "shop")
+	require.NoError(t, err)
+	defer src.Close(ctx)
+	for i := 0; i < 5; i++ {
+		_, err := src.Exec(ctx, `INSERT INTO shop.customers (name) VALUES ('seq')`)
+		require.NoError(t, err)
+		_, err = src.Exec(ctx, `INSERT INTO shop.orders (customer_id) VALUES (1)`)
+		require.NoError(t, err)
+	}
+	r = runSkein(t, bin, "sequences", "it-cli", "--offset", "100")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "2 sequences set")
+	dst, err := dstPG.Connect(ctx, "target")
+	require.NoError(t, err)
+	defer dst.Close(ctx)
+	for _, seq := range [][2]string{{"shop.customers_id_seq", "mart.customers_id_seq"}, {"shop.orders_id_seq", "mart.orders_id_seq"}} {
+		var want, got int64
+		require.NoError(t, src.QueryRow(ctx, "SELECT last_value FROM "+seq[0]).Scan(&want))
+		require.NoError(t, dst.QueryRow(ctx, "SELECT last_value FROM "+seq[1]).Scan(&got))
+		require.Equal(t, want+100, got, seq[1])
+	}
+	require.Equal(t, 2, runSkein(t, bin, "sequences", "it-cli", "--offset", "-1").code)
 
 	r = runSkein(t, bin, "release", "it-cli")
 	require.Equal(t, 0, r.code, r.stderr)
