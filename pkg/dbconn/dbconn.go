@@ -4,6 +4,8 @@ package dbconn
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"time"
 
@@ -46,6 +48,9 @@ func (o Opener) Config(ep spec.Endpoint, replication bool) (*pgx.ConnConfig, err
 		}
 		cfg.Password = pw
 	}
+	if cfg.TLSConfig, err = o.tlsConfig(ep); err != nil {
+		return nil, err
+	}
 	cfg.RuntimeParams = map[string]string{"application_name": "skein"}
 	if replication {
 		cfg.RuntimeParams["replication"] = "database"
@@ -82,4 +87,82 @@ func (o Opener) ConnectReplication(ctx context.Context, ep spec.Endpoint) (*pgco
 // Describe names an endpoint for logs and errors: user@host:port/database, no secret.
 func Describe(ep spec.Endpoint) string {
 	return fmt.Sprintf("%s@%s:%d/%s", ep.User, ep.Host, ep.Port, ep.Database)
+}
+
+// tlsConfig builds the TLS settings of ep with libpq's meaning of each mode: require encrypts
+// without checking the server (unless a CA is given: then as verify-ca), verify-ca checks the
+// certificate chain, verify-full also the host name. PEM contents come from secrets.
+func (o Opener) tlsConfig(ep spec.Endpoint) (*tls.Config, error) {
+	t := ep.TLS
+	if t.Mode == "" || t.Mode == "disable" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	var roots *x509.CertPool
+	if t.CASecret != "" {
+		pem, err := o.Secrets.Resolve(t.CASecret)
+		if err != nil {
+			return nil, err
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM([]byte(pem)) {
+			return nil, fmt.Errorf("secret %q (tls.ca_secret): no PEM certificate in it", t.CASecret)
+		}
+	}
+	if t.CertSecret != "" {
+		certPEM, err := o.Secrets.Resolve(t.CertSecret)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := o.Secrets.Resolve(t.KeySecret)
+		if err != nil {
+			return nil, err
+		}
+		pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
+		if err != nil {
+			// The error names no key material.
+			return nil, fmt.Errorf("secrets %q and %q (tls.cert_secret, tls.key_secret): %w", t.CertSecret, t.KeySecret, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	mode := t.Mode
+	if mode == "require" && roots != nil {
+		mode = "verify-ca"
+	}
+	switch mode {
+	case "require":
+		cfg.InsecureSkipVerify = true
+	case "verify-ca":
+		// Check the chain, not the name: Go has no such mode, so verify by hand.
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return verifyChain(raw, roots)
+		}
+	case "verify-full":
+		cfg.RootCAs = roots
+		cfg.ServerName = ep.Host
+	default:
+		return nil, fmt.Errorf("tls.mode %q is not one of disable, require, verify-ca, verify-full", t.Mode)
+	}
+	return cfg, nil
+}
+
+func verifyChain(raw [][]byte, roots *x509.CertPool) error {
+	if len(raw) == 0 {
+		return fmt.Errorf("the server sent no certificate")
+	}
+	certs := make([]*x509.Certificate, len(raw))
+	for i, b := range raw {
+		c, err := x509.ParseCertificate(b)
+		if err != nil {
+			return fmt.Errorf("server certificate: %w", err)
+		}
+		certs[i] = c
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+	return err
 }

@@ -93,9 +93,18 @@ func TestParseRejectsBadInput(t *testing.T) {
 		{"retry order", func(s string) string { return s + "retry: {connection_minutes: 10, other_minutes: 20}\n" }, []string{"retry.other_minutes: 20 must be less than"}},
 		{"retry range", func(s string) string { return s + "retry: {connection_minutes: 5}\n" }, []string{"retry.connection_minutes: 5 is outside 10..1440"}},
 		{"throttle not built yet", func(s string) string { return s + "throttle: {full: {rows_per_second: 100}}\n" }, []string{"throttle.full.rows_per_second: not supported yet"}},
-		{"tls not built yet", func(s string) string {
-			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: require}\n", 1)
-		}, []string{"source.tls.mode: not supported yet"}},
+		{"tls verify needs a CA", func(s string) string {
+			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: verify-full}\n", 1)
+		}, []string{"source.tls.ca_secret: required with mode verify-full"}},
+		{"tls client cert needs its key", func(s string) string {
+			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: require, cert_secret: c}\n", 1)
+		}, []string{"source.tls.cert_secret"}},
+		{"tls encrypted keys not built yet", func(s string) string {
+			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: require, key_password_secret: k}\n", 1)
+		}, []string{"source.tls.key_password_secret: not supported yet"}},
+		{"tls bad mode", func(s string) string {
+			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: prefer}\n", 1)
+		}, []string{`source.tls.mode: "prefer"`}},
 		{"bad verify mode", func(s string) string { return s + "verify: {mode: full}\n" }, []string{"verify.mode"}},
 		{"conflict ignore not built yet", func(s string) string { return s + "conflict_mode: ignore\n" }, []string{"conflict_mode: not supported yet"}},
 		{"unknown precheck id", func(s string) string { return s + "ignore_precheck: [wal_levels]\n" }, []string{"ignore_precheck[0]", "wal_levels"}},

@@ -152,20 +152,30 @@ func validateEndpoint(errs *Errors, field string, ep Endpoint) {
 	if ep.PasswordSecret != "" && !secretNameRE.MatchString(ep.PasswordSecret) {
 		errs.add(field+".password_secret", "%q is not a secret name (letters, digits, _ . -)", ep.PasswordSecret)
 	}
-	switch ep.TLS.Mode {
+	t := ep.TLS
+	switch t.Mode {
 	case "disable":
-	case "require", "verify-ca", "verify-full":
-		errs.notSupported(field + ".tls.mode")
-	default:
-		errs.add(field+".tls.mode", "%q is not one of disable, require, verify-ca, verify-full", ep.TLS.Mode)
-	}
-	for name, v := range map[string]string{
-		"ca_secret": ep.TLS.CASecret, "cert_secret": ep.TLS.CertSecret,
-		"key_secret": ep.TLS.KeySecret, "key_password_secret": ep.TLS.KeyPasswordSecret,
-	} {
-		if v != "" {
-			errs.notSupported(field + ".tls." + name)
+		if t.CASecret != "" || t.CertSecret != "" || t.KeySecret != "" {
+			errs.add(field+".tls.mode", "is disable, but certificates are named: set a mode, or drop the secrets")
 		}
+	case "require":
+	case "verify-ca", "verify-full":
+		if t.CASecret == "" {
+			errs.add(field+".tls.ca_secret", "required with mode %s: name the secret that holds the CA certificate (PEM)", t.Mode)
+		}
+	default:
+		errs.add(field+".tls.mode", "%q is not one of disable, require, verify-ca, verify-full", t.Mode)
+	}
+	if (t.CertSecret == "") != (t.KeySecret == "") {
+		errs.add(field+".tls.cert_secret", "cert_secret and key_secret go together (client certificate and its key)")
+	}
+	for name, v := range map[string]string{"ca_secret": t.CASecret, "cert_secret": t.CertSecret, "key_secret": t.KeySecret} {
+		if v != "" && !secretNameRE.MatchString(v) {
+			errs.add(field+".tls."+name, "%q is not a secret name (letters, digits, _ . -)", v)
+		}
+	}
+	if t.KeyPasswordSecret != "" {
+		errs.notSupported(field + ".tls.key_password_secret")
 	}
 }
 

@@ -26,6 +26,9 @@ import (
 type PostgresOptions struct {
 	Logical  bool     // wal_level=logical (a source)
 	Settings []string // extra postgresql.conf lines
+	// Files are written into the data directory before the server starts (mode 0600), e.g.
+	// server.crt and server.key for ssl = on.
+	Files map[string][]byte
 }
 
 // Postgres is a running throwaway cluster. Its superuser is "postgres", trusted on 127.0.0.1.
@@ -97,6 +100,17 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 	if out, err := p.run(ctx, "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w: %s", err, out)
+	}
+	for name, content := range opts.Files {
+		path := filepath.Join(data, name)
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			return nil, err
+		}
+		if p.runAs != "" {
+			if out, err := exec.Command("chown", p.runAs+":", path).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("chown %s: %w: %s", path, err, out)
+			}
+		}
 	}
 	walLevel := "replica"
 	if opts.Logical {

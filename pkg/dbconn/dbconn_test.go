@@ -1,0 +1,126 @@
+package dbconn_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/dbconn"
+	"github.com/skein-dts/skein/pkg/secrets"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
+)
+
+type keyPair struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+	kpem []byte
+}
+
+func issue(t *testing.T, tmpl *x509.Certificate, parent *keyPair) *keyPair {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	signer, signerKey := tmpl, key
+	if parent != nil {
+		signer, signerKey = parent.cert, parent.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	return &keyPair{cert: cert, key: key,
+		pem:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		kpem: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})}
+}
+
+func newCA(t *testing.T, name string) *keyPair {
+	return issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: name}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}, nil)
+}
+
+// TestTLSModes connects to a server with TLS in every mode, with libpq's meaning of each.
+func TestTLSModes(t *testing.T) {
+	ca := newCA(t, "skein test CA")
+	other := newCA(t, "some other CA")
+	server := issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "db"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}, ca)
+	client := issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "skein-client"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}, ca)
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{
+		Settings: []string{"ssl = on", "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'", "ssl_ca_file = 'ca.crt'"},
+		Files:    map[string][]byte{"server.crt": server.pem, "server.key": server.kpem, "ca.crt": ca.pem},
+	})
+	dir := t.TempDir()
+	for name, content := range map[string][]byte{"ca": ca.pem, "other-ca": other.pem, "client-cert": client.pem, "client-key": client.kpem, "garbage": []byte("not pem")} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), content, 0o600))
+	}
+	open := dbconn.Opener{Secrets: secrets.Resolver{Dir: dir, Getenv: func(string) string { return "" }}, ConnectTimeout: 5 * time.Second}
+
+	tests := []struct {
+		name      string
+		host      string
+		tls       spec.TLS
+		wantSSL   bool
+		clientDN  string
+		wantError string
+	}{
+		{name: "disable", tls: spec.TLS{Mode: "disable"}},
+		{name: "require encrypts without checking", tls: spec.TLS{Mode: "require"}, wantSSL: true},
+		{name: "require with a CA checks the chain", tls: spec.TLS{Mode: "require", CASecret: "other-ca"}, wantError: "certificate"},
+		{name: "verify-ca", host: "localhost", tls: spec.TLS{Mode: "verify-ca", CASecret: "ca"}, wantSSL: true},
+		{name: "verify-ca with the wrong CA", tls: spec.TLS{Mode: "verify-ca", CASecret: "other-ca"}, wantError: "certificate"},
+		{name: "verify-full", tls: spec.TLS{Mode: "verify-full", CASecret: "ca"}, wantSSL: true},
+		{name: "verify-full checks the host name", host: "localhost", tls: spec.TLS{Mode: "verify-full", CASecret: "ca"}, wantError: "localhost"},
+		{name: "client certificate", tls: spec.TLS{Mode: "verify-full", CASecret: "ca", CertSecret: "client-cert", KeySecret: "client-key"},
+			wantSSL: true, clientDN: "CN=skein-client"},
+		{name: "a CA secret without a certificate", tls: spec.TLS{Mode: "verify-ca", CASecret: "garbage"}, wantError: `secret "garbage" (tls.ca_secret): no PEM certificate`},
+		{name: "a missing secret", tls: spec.TLS{Mode: "verify-ca", CASecret: "nope"}, wantError: `secret "nope"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			ep := pg.Endpoint("postgres")
+			if tt.host != "" {
+				ep.Host = tt.host
+			}
+			ep.TLS = tt.tls
+			conn, err := open.Connect(ctx, ep)
+			if tt.wantError != "" {
+				require.ErrorContains(t, err, tt.wantError)
+				return
+			}
+			require.NoError(t, err)
+			defer conn.Close(ctx)
+			var ssl bool
+			var dn *string
+			require.NoError(t, conn.QueryRow(ctx, `SELECT ssl, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl, &dn))
+			require.Equal(t, tt.wantSSL, ssl)
+			if tt.clientDN != "" {
+				require.NotNil(t, dn)
+				require.Contains(t, *dn, tt.clientDN)
+			}
+			// A replication connection takes the same settings.
+			repl, err := open.ConnectReplication(ctx, ep)
+			require.NoError(t, err)
+			repl.Close(ctx)
+		})
+	}
+}
