@@ -96,7 +96,8 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 			latest = p
 			mu.Unlock()
 		},
-		Log: log,
+		Log:    log,
+		Upsert: in.Spec.ConflictMode == spec.ConflictIgnore,
 	})
 	cancel()
 	<-reporterDone

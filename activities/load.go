@@ -79,7 +79,8 @@ func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload
 	defer stop()
 	c := &fullload.Copier{
 		Task: in.Spec.Name, Source: src, Dest: dst, Snapshot: in.Snapshot,
-		Progress: func(n int64) { streamed.Store(n); activity.RecordHeartbeat(ctx, n) },
+		KeepExisting: in.Spec.ConflictMode == spec.ConflictIgnore,
+		Progress:     func(n int64) { streamed.Store(n); activity.RecordHeartbeat(ctx, n) },
 	}
 	res, err := c.CopyChunk(ctx, defs[0], in.Chunk)
 	if err != nil {

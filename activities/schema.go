@@ -98,6 +98,14 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 		}
 	}
 	for i, t := range defs {
+		var exists bool
+		if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, in.Tables[i].Dest.Quoted()).Scan(&exists); err != nil {
+			return rep, classify(err)
+		}
+		if exists && in.Spec.ConflictMode == spec.ConflictIgnore {
+			rep.Skipped = append(rep.Skipped, "table "+in.Tables[i].Dest.String()+" (exists; kept with its rows)")
+			continue
+		}
 		if err := run("table "+in.Tables[i].Dest.String(), ddl.CreateTable(t, in.Tables[i], m)); err != nil {
 			return rep, classify(err)
 		}
@@ -143,8 +151,9 @@ func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (Schema
 	slices.SortStableFunc(all, func(a, b ddl.Constraint) int { return kindRank(a.Kind) - kindRank(b.Kind) })
 	addConstraint := func(c ddl.Constraint) error {
 		var exists bool
+		// A table kept by conflict_mode: ignore may have its primary key under another name.
 		if err := dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
-WHERE conrelid = pg_catalog.to_regclass($1) AND conname = $2)`, c.Table.Quoted(), c.Name).Scan(&exists); err != nil {
+WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype = 'p')))`, c.Table.Quoted(), c.Name, c.Kind == "p").Scan(&exists); err != nil {
 			return fmt.Errorf("look up constraint %s on %s: %w", c.Name, c.Table, err)
 		}
 		what := fmt.Sprintf("constraint %s on %s", c.Name, c.Table)

@@ -33,6 +33,7 @@ type applier struct {
 	stmts     map[string]string // SQL -> prepared statement name
 	counts    Counts
 	log       *zap.Logger
+	upsert    bool // conflict_mode: ignore: an insert overwrites a row with the same key
 }
 
 func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applier {
@@ -94,11 +95,35 @@ func (a *applier) insert(ctx context.Context, m *pglogrepl.InsertMessage) error 
 	}
 	sql := fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES (%s)",
 		tm.Dest.Quoted(), strings.Join(cols, ", "), strings.Join(ph, ", "))
+	if a.upsert {
+		sql += upsertClause(rel, tm)
+	}
 	if _, err := a.exec(ctx, sql, params); err != nil {
 		return fmt.Errorf("insert into %s: %w", tm.Dest, err)
 	}
 	a.counts.Inserts++
 	return nil
+}
+
+// upsertClause turns an insert into an overwrite on the relation's key; without a key (REPLICA
+// IDENTITY FULL) the row is inserted as is.
+func upsertClause(rel *pglogrepl.RelationMessage, tm spec.TableMap) string {
+	var keys, sets []string
+	for _, col := range rel.Columns {
+		name := quote(tm.DestColumn(col.Name))
+		if col.Flags&1 == 1 && rel.ReplicaIdentity != 'f' {
+			keys = append(keys, name)
+		} else {
+			sets = append(sets, name+" = EXCLUDED."+name)
+		}
+	}
+	switch {
+	case len(keys) == 0:
+		return ""
+	case len(sets) == 0:
+		return " ON CONFLICT (" + strings.Join(keys, ", ") + ") DO NOTHING"
+	}
+	return " ON CONFLICT (" + strings.Join(keys, ", ") + ") DO UPDATE SET " + strings.Join(sets, ", ")
 }
 
 func value(c *pglogrepl.TupleDataColumn) []byte {

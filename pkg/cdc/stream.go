@@ -33,6 +33,8 @@ type StreamOptions struct {
 	// OnProgress is called after every destination commit and every status interval.
 	OnProgress func(Progress)
 	Log        *zap.Logger
+	// Upsert (conflict_mode: ignore) makes inserts overwrite rows with the same key.
+	Upsert bool
 }
 
 // Progress is the stream's position.
@@ -95,6 +97,7 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 		opts: opts,
 		app:  newApplier(dest, opts.Tables, opts.Log),
 	}
+	s.app.upsert = opts.Upsert
 	s.prog.AppliedLSN = applied
 	s.prog.FlushedLSN = applied
 	opts.Log.Info("change stream started", zap.String("slot", opts.Slot), zap.Stringer("from", applied))

@@ -70,6 +70,9 @@ type Copier struct {
 	Snapshot string // exported snapshot to read in; "" reads the current data
 	// Progress, if set, is called with the bytes streamed so far while a chunk copies.
 	Progress func(bytes int64)
+	// KeepExisting (conflict_mode: ignore) keeps rows already on the destination: the chunk lands
+	// in a staging table and moves over with ON CONFLICT DO NOTHING.
+	KeepExisting bool
 }
 
 // CopyChunk copies one chunk of table t (the source definition) to the destination.
@@ -111,7 +114,15 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 	}
 	copyOut := fmt.Sprintf("COPY (SELECT %s FROM %s%s) TO STDOUT (FORMAT %s)",
 		strings.Join(srcCols, ", "), ch.Table.Source.Quoted(), ctidFilter(ch), format)
-	copyIn := fmt.Sprintf("COPY %s (%s) FROM STDIN (FORMAT %s)", ch.Table.Dest.Quoted(), strings.Join(dstCols, ", "), format)
+	target := ch.Table.Dest.Quoted()
+	if c.KeepExisting {
+		target = `"skein_stage"`
+		if _, err := dstTx.Exec(ctx, fmt.Sprintf(`CREATE TEMPORARY TABLE "skein_stage" ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA`,
+			strings.Join(dstCols, ", "), ch.Table.Dest.Quoted())); err != nil {
+			return Result{}, fmt.Errorf("copy %s: staging table: %w", ch.ID, err)
+		}
+	}
+	copyIn := fmt.Sprintf("COPY %s (%s) FROM STDIN (FORMAT %s)", target, strings.Join(dstCols, ", "), format)
 
 	pr, pw := io.Pipe()
 	outErr := make(chan error, 1)
@@ -130,6 +141,15 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 		return Result{}, fmt.Errorf("copy %s: write to destination %s: %w", ch.ID, ch.Table.Dest, inErr)
 	}
 	res := Result{Rows: tag.RowsAffected(), Bytes: counter.n.Load()}
+	if c.KeepExisting {
+		cols := strings.Join(dstCols, ", ")
+		tag, err := dstTx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM "skein_stage" ON CONFLICT DO NOTHING`,
+			ch.Table.Dest.Quoted(), cols, cols))
+		if err != nil {
+			return Result{}, fmt.Errorf("copy %s: move staged rows into %s: %w", ch.ID, ch.Table.Dest, err)
+		}
+		res.Rows = tag.RowsAffected()
+	}
 	if err := bookkeeping.MarkChunkDone(ctx, dstTx, c.Task, ch.ID, res.Rows, res.Bytes); err != nil {
 		return Result{}, err
 	}

@@ -106,7 +106,7 @@ func TestParseRejectsBadInput(t *testing.T) {
 			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: prefer}\n", 1)
 		}, []string{`source.tls.mode: "prefer"`}},
 		{"bad verify mode", func(s string) string { return s + "verify: {mode: full}\n" }, []string{"verify.mode"}},
-		{"conflict ignore not built yet", func(s string) string { return s + "conflict_mode: ignore\n" }, []string{"conflict_mode: not supported yet"}},
+		{"bad conflict mode", func(s string) string { return s + "conflict_mode: overwrite\n" }, []string{`conflict_mode: "overwrite"`}},
 		{"unknown precheck id", func(s string) string { return s + "ignore_precheck: [wal_levels]\n" }, []string{"ignore_precheck[0]", "wal_levels"}},
 		{"nothing to sync", func(s string) string { return s + "sync: {schema: false, full: false, incremental: false}\n" }, []string{"sync: at least one"}},
 		{"two tables to one name", func(s string) string {

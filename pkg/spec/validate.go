@@ -70,9 +70,7 @@ func (s *Spec) Validate() error {
 		errs.add("sync", "at least one of schema, full and incremental must be true")
 	}
 	switch s.ConflictMode {
-	case ConflictError:
-	case ConflictIgnore:
-		errs.notSupported("conflict_mode")
+	case ConflictError, ConflictIgnore:
 	default:
 		errs.add("conflict_mode", "%q is not one of error, ignore", s.ConflictMode)
 	}

@@ -320,3 +320,47 @@ func TestPrecheckFailsWithoutLogicalWAL(t *testing.T) {
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname IN ('mart', 'skein')`).Scan(&n))
 	require.Zero(t, n, "nothing was created on the destination")
 }
+
+// TestConflictModeIgnore keeps a destination table that exists already, with its rows: the full
+// load adds only what is missing, and incremental overwrites.
+func TestConflictModeIgnore(t *testing.T) {
+	ctx := context.Background()
+	srcPG, dstPG, src, dst := shopPair(t, true)
+	mustExec(t, src, `CREATE TABLE shop.kv (k int PRIMARY KEY, v text);
+INSERT INTO shop.kv SELECT i, 'src-' || i FROM generate_series(1, 100) i;`)
+	mustExec(t, dst, `CREATE SCHEMA mart; CREATE TABLE mart.kv (k int CONSTRAINT kv_dest_pk PRIMARY KEY, v text);
+INSERT INTO mart.kv VALUES (1, 'dest-1'), (9999, 'dest-only');`)
+
+	c := startWorker(t, t.TempDir())
+	s := spec.Spec{
+		Name: "it-ignore", Source: srcPG.Endpoint("shop"), Destination: dstPG.Endpoint("target"),
+		ConflictMode:   spec.ConflictIgnore,
+		Objects:        []spec.Object{{Schema: "shop", To: "mart", Tables: []spec.Table{{Name: "kv"}}}},
+		IgnorePrecheck: []string{"conflicting_tables"},
+		Verify:         spec.Verify{Mode: spec.VerifyNone},
+	}
+	run := startTask(t, c, s, nil)
+	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	require.Contains(t, st.Schema.Skipped, "table mart.kv (exists; kept with its rows)")
+	require.Equal(t, int64(99), st.Tables[0].RowsCopied, "rows already there are kept, not counted")
+
+	rows := func() []string {
+		r, err := dst.Query(ctx, `SELECT k || '=' || v FROM mart.kv WHERE k IN (1, 2, 3, 9999) ORDER BY k`)
+		require.NoError(t, err)
+		out, err := pgx.CollectRows(r, pgx.RowTo[string])
+		require.NoError(t, err)
+		return out
+	}
+	require.Equal(t, []string{"1=dest-1", "2=src-2", "3=src-3", "9999=dest-only"}, rows())
+
+	mustExec(t, src, `UPDATE shop.kv SET v = 'new-1' WHERE k = 1; INSERT INTO shop.kv VALUES (9999, 'src-9999'); DELETE FROM shop.kv WHERE k = 2`)
+	eventually(t, time.Minute, func() error {
+		if got := rows(); !slices.Equal(got, []string{"1=new-1", "3=src-3", "9999=src-9999"}) {
+			return fmt.Errorf("destination rows %v", got)
+		}
+		return nil
+	})
+	var n int
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_constraint WHERE conrelid = 'mart.kv'::regclass AND contype = 'p'`).Scan(&n))
+	require.Equal(t, 1, n, "the kept table keeps its own primary key")
+}
