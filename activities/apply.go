@@ -12,6 +12,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/throttle"
 )
 
 // SignalApplyProgress is the internal signal by which the apply activity reports its position to
@@ -98,6 +99,8 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		},
 		Log:    log,
 		Upsert: in.Spec.ConflictMode == spec.ConflictIgnore,
+		Throttle: throttle.New(float64(in.Spec.Throttle.Incremental.RowsPerSecond),
+			float64(in.Spec.Throttle.Incremental.MBPerSecond)),
 	})
 	cancel()
 	<-reporterDone

@@ -10,6 +10,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/fullload"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/throttle"
 	"github.com/skein-dts/skein/pkg/verify"
 )
 
@@ -80,7 +81,11 @@ func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload
 	c := &fullload.Copier{
 		Task: in.Spec.Name, Source: src, Dest: dst, Snapshot: in.Snapshot,
 		KeepExisting: in.Spec.ConflictMode == spec.ConflictIgnore,
-		Progress:     func(n int64) { streamed.Store(n); activity.RecordHeartbeat(ctx, n) },
+		// Each of the parallel chunks gets its share, so the task stays under the limit wherever
+		// its chunks run.
+		Throttle: throttle.New(float64(in.Spec.Throttle.Full.RowsPerSecond)/float64(in.Spec.FullLoad.Parallelism),
+			float64(in.Spec.Throttle.Full.MBPerSecond)/float64(in.Spec.FullLoad.Parallelism)),
+		Progress: func(n int64) { streamed.Store(n); activity.RecordHeartbeat(ctx, n) },
 	}
 	res, err := c.CopyChunk(ctx, defs[0], in.Chunk)
 	if err != nil {

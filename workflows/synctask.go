@@ -344,6 +344,24 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 	}
 	next := 0
 	var firstErr error
+	// throttle.full.source_qps: chunk queries start at most that many per second, task-wide.
+	var nextStart time.Time
+	pace := func(ctx workflow.Context) error {
+		qps := w.spec.Throttle.Full.SourceQPS
+		if qps <= 0 {
+			return nil
+		}
+		now := workflow.Now(ctx)
+		if nextStart.Before(now) {
+			nextStart = now
+		}
+		wait := nextStart.Sub(now)
+		nextStart = nextStart.Add(time.Second / time.Duration(qps))
+		if wait > 0 {
+			return workflow.Sleep(ctx, wait)
+		}
+		return nil
+	}
 	wg := workflow.NewWaitGroup(ctx)
 	for n := 0; n < min(w.spec.FullLoad.Parallelism, len(jobs)); n++ {
 		wg.Add(1)
@@ -352,6 +370,12 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 			for firstErr == nil && next < len(jobs) {
 				j := jobs[next]
 				next++
+				if err := pace(ctx); err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+					return
+				}
 				ts := &w.status.Tables[j.table]
 				ts.State = TableLoading
 				var res fullload.Result

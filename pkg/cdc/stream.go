@@ -15,6 +15,7 @@ import (
 	"github.com/skein-dts/skein/pkg/bookkeeping"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/throttle"
 )
 
 // StreamOptions configure Stream.
@@ -35,6 +36,8 @@ type StreamOptions struct {
 	Log        *zap.Logger
 	// Upsert (conflict_mode: ignore) makes inserts overwrite rows with the same key.
 	Upsert bool
+	// Throttle paces applied changes (rows) and their data (bytes); nil = unlimited.
+	Throttle *throttle.Limiter
 }
 
 // Progress is the stream's position.
@@ -223,6 +226,9 @@ func (s *stream) observeWALEnd(end pglogrepl.LSN) {
 }
 
 func (s *stream) handleWAL(walData []byte) error {
+	if err := s.opts.Throttle.Wait(s.ctx, 0, len(walData)); err != nil {
+		return err
+	}
 	msg, err := pglogrepl.Parse(walData)
 	if err != nil {
 		return fmt.Errorf("decode pgoutput message: %w", err)
@@ -268,6 +274,9 @@ func (s *stream) handleWAL(walData []byte) error {
 func (s *stream) change(apply func() error) error {
 	if s.skipTx {
 		return nil
+	}
+	if err := s.opts.Throttle.Wait(s.ctx, 1, 0); err != nil {
+		return err
 	}
 	if !s.txOpen {
 		if _, err := s.dest.Exec(s.ctx, "BEGIN"); err != nil {

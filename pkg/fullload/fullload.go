@@ -5,6 +5,7 @@
 package fullload
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/skein-dts/skein/pkg/bookkeeping"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/throttle"
 )
 
 // Chunk is one unit of copy work: a block range of one table.
@@ -73,6 +75,9 @@ type Copier struct {
 	// KeepExisting (conflict_mode: ignore) keeps rows already on the destination: the chunk lands
 	// in a staging table and moves over with ON CONFLICT DO NOTHING.
 	KeepExisting bool
+	// Throttle paces the stream (nil = unlimited). With a row limit the chunk is copied in text
+	// format, whose rows end in a newline and can be counted on the fly.
+	Throttle *throttle.Limiter
 }
 
 // CopyChunk copies one chunk of table t (the source definition) to the destination.
@@ -109,7 +114,7 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 		dstCols[i] = pgx.Identifier{ch.Table.DestColumn(col.Name)}.Sanitize()
 	}
 	format := "text"
-	if t.AllBuiltinTypes() {
+	if t.AllBuiltinTypes() && !c.Throttle.CountsRows() {
 		format = "binary"
 	}
 	copyOut := fmt.Sprintf("COPY (SELECT %s FROM %s%s) TO STDOUT (FORMAT %s)",
@@ -131,7 +136,7 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 		pw.CloseWithError(err)
 		outErr <- err
 	}()
-	counter := &countingReader{r: pr, progress: c.Progress}
+	counter := &countingReader{ctx: ctx, r: pr, progress: c.Progress, throttle: c.Throttle}
 	tag, inErr := c.Dest.PgConn().CopyFrom(ctx, counter, copyIn)
 	pr.CloseWithError(fmt.Errorf("destination stopped reading"))
 	if err := <-outErr; err != nil {
@@ -171,14 +176,25 @@ func ctidFilter(ch Chunk) string {
 }
 
 type countingReader struct {
+	ctx      context.Context
 	r        io.Reader
 	n        atomic.Int64
 	progress func(int64)
 	last     int64
+	throttle *throttle.Limiter
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
+	if c.throttle != nil && n > 0 {
+		rows := 0
+		if c.throttle.CountsRows() {
+			rows = bytes.Count(p[:n], []byte{'\n'})
+		}
+		if werr := c.throttle.Wait(c.ctx, rows, n); werr != nil {
+			return n, werr
+		}
+	}
 	total := c.n.Add(int64(n))
 	if c.progress != nil && total-c.last >= 8<<20 {
 		c.last = total

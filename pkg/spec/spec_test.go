@@ -92,7 +92,7 @@ func TestParseRejectsBadInput(t *testing.T) {
 		}, []string{"objects[0].exclude_tables"}},
 		{"retry order", func(s string) string { return s + "retry: {connection_minutes: 10, other_minutes: 20}\n" }, []string{"retry.other_minutes: 20 must be less than"}},
 		{"retry range", func(s string) string { return s + "retry: {connection_minutes: 5}\n" }, []string{"retry.connection_minutes: 5 is outside 10..1440"}},
-		{"throttle not built yet", func(s string) string { return s + "throttle: {full: {rows_per_second: 100}}\n" }, []string{"throttle.full.rows_per_second: not supported yet"}},
+		{"negative throttle", func(s string) string { return s + "throttle: {full: {rows_per_second: -1}}\n" }, []string{"throttle.full.rows_per_second: -1 is negative"}},
 		{"tls verify needs a CA", func(s string) string {
 			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: verify-full}\n", 1)
 		}, []string{"source.tls.ca_secret: required with mode verify-full"}},

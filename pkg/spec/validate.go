@@ -102,8 +102,6 @@ func (s *Spec) Validate() error {
 	} {
 		if v < 0 {
 			errs.add(field, "%d is negative; 0 means unlimited", v)
-		} else if v > 0 {
-			errs.notSupported(field)
 		}
 	}
 	switch s.Verify.Mode {

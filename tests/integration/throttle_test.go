@@ -1,0 +1,66 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/workflows"
+)
+
+// TestThrottleHolds measures a throttled full load and a throttled change apply: neither may run
+// more than 20% above its limit. Only the upper bound is asserted: a slow machine cannot fail it.
+func TestThrottleHolds(t *testing.T) {
+	ctx := context.Background()
+	srcPG, dstPG, src, dst := shopPair(t, true)
+	c := startWorker(t, t.TempDir())
+	s := shopSpec("it-throttle", srcPG, dstPG)
+	s.FullLoad.Parallelism = 2
+	const fullRows, applyRows = 8000, 200
+	s.Throttle = spec.Throttle{
+		Full:        spec.ThrottleFull{RowsPerSecond: fullRows, SourceQPS: 20},
+		Incremental: spec.ThrottleIncremental{RowsPerSecond: applyRows},
+	}
+	run := startTask(t, c, s, nil)
+
+	// The full load phase, seen from the status query.
+	var loadStart, loadEnd time.Time
+	var st workflows.Status
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) && loadEnd.IsZero() {
+		st = status(t, c, run.GetID())
+		switch st.Phase {
+		case workflows.PhasePrechecking, workflows.PhaseSchema:
+		case workflows.PhaseFullLoad:
+			if loadStart.IsZero() {
+				loadStart = time.Now()
+			}
+		default:
+			loadEnd = time.Now()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.False(t, loadStart.IsZero() || loadEnd.IsZero(), "full load not observed: %+v", st)
+	var rows int64
+	for _, ts := range st.Tables {
+		rows += ts.RowsCopied
+	}
+	rate := float64(rows) / loadEnd.Sub(loadStart).Seconds()
+	t.Logf("full load: %d rows in %s = %.0f rows/s (limit %d)", rows, loadEnd.Sub(loadStart), rate, fullRows)
+	require.LessOrEqual(t, rate, 1.2*fullRows)
+
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	start := time.Now()
+	for i := 0; i < 3*applyRows; i++ {
+		_, err := src.Exec(ctx, `UPDATE shop.customers SET note = $1 WHERE id = $2`, fmt.Sprint("throttled ", i), 1+i)
+		require.NoError(t, err)
+	}
+	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+	applyRate := float64(3*applyRows) / time.Since(start).Seconds()
+	t.Logf("apply: %d changes at %.0f changes/s (limit %d)", 3*applyRows, applyRate, applyRows)
+	require.LessOrEqual(t, applyRate, 1.2*applyRows)
+}
