@@ -271,10 +271,19 @@ func listCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "%-40s %-16s %-12s %s\n", "TASK", "PHASE", "WORKFLOW", "STARTED")
 			var token []byte
+			byAttribute := true
 			for {
+				query := "WorkflowType = '" + workflows.WorkflowName + "'"
+				if phase != "" && byAttribute {
+					query += " AND SkeinPhase = '" + strings.ReplaceAll(phase, "'", "") + "'"
+				}
 				resp, err := c.ListWorkflow(cmd.Context(), &listRequest{
-					Namespace: temporalx.Namespace(), Query: "WorkflowType = '" + workflows.WorkflowName + "'", NextPageToken: token,
+					Namespace: temporalx.Namespace(), Query: query, NextPageToken: token,
 				})
+				if err != nil && byAttribute && phase != "" {
+					byAttribute = false // the namespace lacks SkeinPhase: filter on the status query
+					continue
+				}
 				if err != nil {
 					return fmt.Errorf("list tasks: %w", err)
 				}

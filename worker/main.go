@@ -6,9 +6,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"time"
 
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
@@ -51,9 +55,40 @@ func run() error {
 		return fmt.Errorf("connect to Temporal at %s: %w", temporalx.Address(), err)
 	}
 	defer c.Close()
+	ensureSearchAttributes(c, log)
 	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{}, Log: log, Client: c})
 	log.Info("skein-worker started", zap.String("temporal", temporalx.Address()), zap.String("task_queue", workflows.TaskQueue))
 	return w.Run(worker.InterruptCh())
+}
+
+// ensureSearchAttributes registers Skein's search attributes where they are missing. A namespace
+// that refuses (no permission) only loses `skein list --phase` filtering: the workflow checks
+// before it publishes.
+func ensureSearchAttributes(c client.Client, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ns := temporalx.Namespace()
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
+	if err != nil {
+		log.Warn("list search attributes", zap.Error(err))
+		return
+	}
+	missing := map[string]enums.IndexedValueType{}
+	for _, name := range workflows.SearchAttributeNames {
+		if _, ok := resp.CustomAttributes[name]; !ok {
+			missing[name] = enums.INDEXED_VALUE_TYPE_KEYWORD
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if _, err := c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: ns, SearchAttributes: missing,
+	}); err != nil {
+		log.Warn("register search attributes (skein list --phase falls back to querying each task)", zap.Error(err))
+		return
+	}
+	log.Info("search attributes registered", zap.Int("count", len(missing)))
 }

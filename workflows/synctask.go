@@ -75,6 +75,8 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 		return err
 	}
 
+	w.publishSearchAttributes(ctx)
+
 	workCtx, cancelWork := workflow.WithCancel(ctx)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		_ = workflow.Await(ctx, func() bool { return w.releaseRequested })

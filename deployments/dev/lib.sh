@@ -80,7 +80,9 @@ start_temporal() {
   [ -x "$BIN/temporal" ] || die "temporal CLI missing: run make tools"
   say "starting Temporal dev server (gRPC :$TEMPORAL_PORT, UI :$TEMPORAL_UI_PORT, state in .dev/temporal.db)"
   nohup "$BIN/temporal" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
-    --db-filename "$DEV/temporal.db" --log-level warn --namespace default >"$DEV/temporal.log" 2>&1 &
+    --db-filename "$DEV/temporal.db" --log-level warn --namespace default \
+    --search-attribute SkeinPhase=Keyword --search-attribute SkeinSource=Keyword \
+    --search-attribute SkeinDestination=Keyword >"$DEV/temporal.log" 2>&1 &
   echo $! >"$DEV/temporal.pid"
   for _ in $(seq 1 120); do
     if "$BIN/temporal" operator namespace describe default --address "$TEMPORAL_ADDRESS" >/dev/null 2>&1; then return; fi

@@ -61,7 +61,9 @@ func StartTemporal(ctx context.Context) (*testsuite.DevServer, error) {
 		ExistingPath:  path,
 		ClientOptions: &client.Options{Namespace: "default", Logger: temporalx.NewZapLogger(warnLogger())},
 		LogLevel:      "error",
-		Stdout:        os.Stderr,
-		Stderr:        os.Stderr,
+		ExtraArgs: []string{"--search-attribute", "SkeinPhase=Keyword", "--search-attribute", "SkeinSource=Keyword",
+			"--search-attribute", "SkeinDestination=Keyword"},
+		Stdout: os.Stderr,
+		Stderr: os.Stderr,
 	})
 }

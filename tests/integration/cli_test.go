@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/skein-dts/skein/workflows"
@@ -118,9 +120,22 @@ func TestCLI(t *testing.T) {
 	require.Contains(t, r.stdout, "shop.orders")
 	require.Contains(t, r.stdout, "100%")
 
-	r = runSkein(t, bin, "list", "--phase", "incremental")
-	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stdout, "it-cli")
+	// Search attributes: the phase is published (visibility is eventually consistent), and the
+	// endpoints carry no secret.
+	eventually(t, 30*time.Second, func() error {
+		r := runSkein(t, bin, "list", "--phase", "incremental")
+		if r.code != 0 || !strings.Contains(r.stdout, "it-cli") {
+			return fmt.Errorf("list --phase incremental: %d %s %s", r.code, r.stdout, r.stderr)
+		}
+		return nil
+	})
+	resp, err := devServer.Client().ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Namespace: "default", Query: "SkeinPhase = 'incremental' AND WorkflowId = 'it-cli'"})
+	require.NoError(t, err)
+	require.Len(t, resp.Executions, 1)
+	attr := resp.Executions[0].SearchAttributes.GetIndexedFields()["SkeinSource"]
+	require.NotNil(t, attr)
+	require.Contains(t, string(attr.GetData()), "postgres@127.0.0.1:")
 
 	r = runSkein(t, bin, "pause", "it-cli")
 	require.Equal(t, 0, r.code, r.stderr)
