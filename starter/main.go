@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
@@ -55,7 +56,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	root.AddCommand(startCmd(), statusCmd(), listCmd(),
 		signalCmd("pause", workflows.SignalPause, "Stop writing to the destination; the slot is kept"),
 		signalCmd("resume", workflows.SignalResume, "Resume a paused or failed task where it stopped"),
-		signalCmd("release", workflows.SignalRelease, "Finish: stop apply and remove Skein's slot, publication and bookkeeping"),
+		releaseCmd(),
 		precheckCmd(),
 		notYet("modify", "Change the synchronized objects"),
 		notYet("verify", "Compare source and destination"),
@@ -371,6 +372,80 @@ func sequencesCmd() *cobra.Command {
 	}
 	cmd.Flags().Int64Var(&offset, "offset", 0, "add N to each source value (room for writes that race the cutover)")
 	return cmd
+}
+
+func releaseCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "release ID",
+		Short: "Finish: stop apply and remove Skein's slot, publication and bookkeeping (also of a terminated or failed task)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, id, out := cmd.Context(), args[0], cmd.OutOrStdout()
+			desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+			if err != nil {
+				var nf *serviceerror.NotFound
+				if errors.As(err, &nf) {
+					return fmt.Errorf("no task %s in namespace %s", id, temporalx.Namespace())
+				}
+				return fmt.Errorf("release %s: %w", id, err)
+			}
+			switch desc.WorkflowExecutionInfo.Status {
+			case enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
+				if err := c.SignalWorkflow(ctx, id, "", workflows.SignalRelease, nil); err != nil {
+					return fmt.Errorf("release %s: %w", id, err)
+				}
+				fmt.Fprintf(out, "release requested for %s\n", id)
+				return nil
+			case enums.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+				fmt.Fprintf(out, "task %s has ended: nothing to release\n", id)
+				return nil
+			}
+			// Terminated, failed, timed out or cancelled: the workflow cannot clean up; a Release
+			// workflow does it with the task's spec, read from its history.
+			s, err := taskSpec(ctx, c, id)
+			if err != nil {
+				return err
+			}
+			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+				ID: fmt.Sprintf("%s-release-%d", id, time.Now().UnixNano()), TaskQueue: workflows.TaskQueue,
+				WorkflowExecutionTimeout: 10 * time.Minute,
+			}, workflows.ReleaseWorkflowName, s)
+			if err != nil {
+				return fmt.Errorf("release %s: %w", id, err)
+			}
+			if err := run.Get(ctx, nil); err != nil {
+				return fmt.Errorf("release %s (is a skein-worker running?): %w", id, err)
+			}
+			fmt.Fprintf(out, "released %s: slot, publication and bookkeeping removed\n", id)
+			return nil
+		},
+	}
+}
+
+// taskSpec reads the spec a task was started (or continued) with from its latest run's history.
+func taskSpec(ctx context.Context, c client.Client, id string) (spec.Spec, error) {
+	var s spec.Spec
+	iter := c.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !iter.HasNext() {
+		return s, fmt.Errorf("task %s: no history", id)
+	}
+	ev, err := iter.Next()
+	if err != nil {
+		return s, fmt.Errorf("task %s: read history: %w", id, err)
+	}
+	started := ev.GetWorkflowExecutionStartedEventAttributes()
+	if started == nil || len(started.GetInput().GetPayloads()) == 0 {
+		return s, fmt.Errorf("task %s: its history has no spec", id)
+	}
+	if err := converter.GetDefaultDataConverter().FromPayload(started.GetInput().GetPayloads()[0], &s); err != nil {
+		return s, fmt.Errorf("task %s: decode spec: %w", id, err)
+	}
+	return s, nil
 }
 
 func notYet(name, short string) *cobra.Command {

@@ -8,9 +8,10 @@ import (
 )
 
 // Register registers Skein's workflows on w.
-func Register(w worker.Registry) {
+func Register(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(SyncTask, workflow.RegisterOptions{Name: WorkflowName})
 	w.RegisterWorkflowWithOptions(Precheck, workflow.RegisterOptions{Name: PrecheckWorkflowName})
+	w.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
 }
 
 // WorkerOptions are the worker settings the workflows rely on: sessions (the snapshot holder

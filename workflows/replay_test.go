@@ -6,7 +6,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/temporalx"
@@ -22,8 +21,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(SyncTask, workflow.RegisterOptions{Name: WorkflowName})
-			r.RegisterWorkflowWithOptions(Precheck, workflow.RegisterOptions{Name: PrecheckWorkflowName})
+			Register(r)
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(temporalx.NewZapLogger(zap.NewNop()), f))
 		})
 	}

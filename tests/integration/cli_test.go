@@ -174,3 +174,32 @@ func TestCLI(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, `"phase":"released"`)
 }
+
+// TestReleaseTerminatedTask: terminating a task's workflow leaves its slot on the source;
+// skein release still removes it.
+func TestReleaseTerminatedTask(t *testing.T) {
+	bin := buildSkein(t)
+	ctx := context.Background()
+	srcPG, dstPG, src, dst := shopPair(t, true)
+	c := startWorker(t, t.TempDir())
+	run := startTask(t, c, shopSpec("it-terminated", srcPG, dstPG), nil)
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	require.NoError(t, c.TerminateWorkflow(ctx, run.GetID(), "", "operator terminated it"))
+	slots := func() int {
+		var n int
+		require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'skein_it_terminated'`).Scan(&n))
+		return n
+	}
+	require.Equal(t, 1, slots(), "terminating leaves the slot")
+
+	r := runSkein(t, bin, "release", "it-terminated")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "released it-terminated")
+	require.Zero(t, slots())
+	var n int
+	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_publication WHERE pubname = 'skein_it_terminated'`).Scan(&n))
+	require.Zero(t, n)
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'skein'`).Scan(&n))
+	require.Zero(t, n)
+	require.Equal(t, 1, runSkein(t, bin, "release", "no-such-task").code)
+}
