@@ -74,6 +74,18 @@ func exactArgs(n int) cobra.PositionalArgs {
 	}
 }
 
+// withClient runs a command with a Temporal client that is closed when it returns.
+func withClient(run func(cmd *cobra.Command, c client.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := dial()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return run(cmd, c, args)
+	}
+}
+
 func dial() (client.Client, error) {
 	c, err := client.Dial(client.Options{HostPort: temporalx.Address(), Namespace: temporalx.Namespace(), Logger: quietLogger{}})
 	if err != nil {
@@ -209,12 +221,7 @@ func statusCmd() *cobra.Command {
 		Use:   "status ID [--json] [--watch]",
 		Short: "Show phase, per-table progress and lag",
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
 			out := cmd.OutOrStdout()
 			for {
 				st, err := queryStatus(cmd.Context(), c, args[0])
@@ -242,7 +249,7 @@ func statusCmd() *cobra.Command {
 				case <-time.After(2 * time.Second):
 				}
 			}
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status query result as JSON")
 	cmd.Flags().BoolVar(&watch, "watch", false, "refresh every 2 seconds until the task ends")
@@ -263,12 +270,7 @@ func listCmd() *cobra.Command {
 		Use:   "list [--phase P]",
 		Short: "List tasks and their phases",
 		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c client.Client, _ []string) error {
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "%-40s %-16s %-12s %s\n", "TASK", "PHASE", "WORKFLOW", "STARTED")
 			var token []byte
@@ -305,7 +307,7 @@ func listCmd() *cobra.Command {
 					return nil
 				}
 			}
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&phase, "phase", "", "only tasks in this phase")
 	return cmd
@@ -316,12 +318,7 @@ func signalCmd(name, signalName, short string) *cobra.Command {
 		Use:   name + " ID",
 		Short: short,
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
 			if err := c.SignalWorkflow(cmd.Context(), args[0], "", signalName, nil); err != nil {
 				var nf *serviceerror.NotFound
 				if errors.As(err, &nf) {
@@ -331,7 +328,7 @@ func signalCmd(name, signalName, short string) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s requested for %s\n", name, args[0])
 			return nil
-		},
+		}),
 	}
 }
 
@@ -379,12 +376,7 @@ func releaseCmd() *cobra.Command {
 		Use:   "release ID",
 		Short: "Finish: stop apply and remove Skein's slot, publication and bookkeeping (also of a terminated or failed task)",
 		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
 			ctx, id, out := cmd.Context(), args[0], cmd.OutOrStdout()
 			desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 			if err != nil {
@@ -423,7 +415,7 @@ func releaseCmd() *cobra.Command {
 			}
 			fmt.Fprintf(out, "released %s: slot, publication and bookkeeping removed\n", id)
 			return nil
-		},
+		}),
 	}
 }
 
