@@ -364,3 +364,29 @@ INSERT INTO mart.kv VALUES (1, 'dest-1'), (9999, 'dest-only');`)
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_constraint WHERE conrelid = 'mart.kv'::regclass AND contype = 'p'`).Scan(&n))
 	require.Equal(t, 1, n, "the kept table keeps its own primary key")
 }
+
+// TestFullOnlyTask copies schema and data without incremental sync from a source that is not
+// even wal_level=logical: a plain exported snapshot, no slot, and the task ends finished with
+// nothing of Skein's left behind.
+func TestFullOnlyTask(t *testing.T) {
+	ctx := context.Background()
+	srcPG, dstPG, src, dst := shopPair(t, false)
+	c := startWorker(t, t.TempDir())
+	s := shopSpec("it-full-only", srcPG, dstPG)
+	no := false
+	s.Sync.Incremental = &no
+	run := startTask(t, c, s, nil)
+	require.NoError(t, run.Get(ctx, nil))
+	st := status(t, c, run.GetID())
+	require.Equal(t, workflows.PhaseFinished, st.Phase)
+	require.Empty(t, st.LastError)
+	for _, v := range st.Verify {
+		require.True(t, v.Equal, "%+v", v)
+	}
+	require.NoError(t, compareAll(ctx, src, dst, shopChecks))
+	var n int
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'skein'`).Scan(&n))
+	require.Zero(t, n, "no bookkeeping left")
+	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_publication`).Scan(&n))
+	require.Zero(t, n, "no publication")
+}
