@@ -382,8 +382,7 @@ func (c *checker) fkParentsSelected() {
 }
 
 func (c *checker) unsupportedTables(ctx context.Context) {
-	var found []string
-	rows, err := c.src.Query(ctx, `
+	found, err := queryStrings(ctx, c.src, `
 SELECT pg_catalog.format('%s.%s', n.nspname, c.relname) || ': ' ||
        CASE WHEN c.relkind = 'p' THEN 'partitioned table (not supported yet)'
             WHEN c.relispartition THEN 'partition (not supported yet)'
@@ -396,20 +395,14 @@ LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
 WHERE n.nspname = ANY($1) AND (c.relkind = 'p' OR c.relispartition
       OR (c.relkind = 'r' AND p.oid IS NOT NULL AND pn.nspname <> n.nspname))
 ORDER BY 1`, c.selectedSchemas())
-	if err == nil {
-		found, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	}
 	if err != nil {
 		c.fail("unsupported_tables", Error, err.Error(), "")
 		return
 	}
 	var hyper bool
 	if err := c.src.QueryRow(ctx, `SELECT pg_catalog.to_regclass('_timescaledb_catalog.hypertable') IS NOT NULL`).Scan(&hyper); err == nil && hyper {
-		rows, err := c.src.Query(ctx, `SELECT schema_name || '.' || table_name || ': TimescaleDB hypertable' FROM _timescaledb_catalog.hypertable WHERE schema_name = ANY($1)`, c.selectedSchemas())
-		if err == nil {
-			more, _ := pgx.CollectRows(rows, pgx.RowTo[string])
-			found = append(found, more...)
-		}
+		more, _ := queryStrings(ctx, c.src, `SELECT schema_name || '.' || table_name || ': TimescaleDB hypertable' FROM _timescaledb_catalog.hypertable WHERE schema_name = ANY($1)`, c.selectedSchemas())
+		found = append(found, more...)
 	}
 	if len(found) > 0 {
 		c.fail("unsupported_tables", Error, "tables in the selection that Skein cannot synchronize: "+strings.Join(found, "; "),
@@ -428,15 +421,11 @@ func (c *checker) selectedSchemas() []string {
 }
 
 func (c *checker) longTransactions(ctx context.Context) {
-	rows, err := c.src.Query(ctx, `
+	open, err := queryStrings(ctx, c.src, `
 SELECT pg_catalog.format('pid %s (%s, %s, open %s)', pid, usename, datname, date_trunc('second', pg_catalog.now() - xact_start))
 FROM pg_catalog.pg_stat_activity
 WHERE xact_start < pg_catalog.now() - $1::pg_catalog.interval AND pid <> pg_catalog.pg_backend_pid()
 ORDER BY xact_start`, fmt.Sprintf("%d milliseconds", c.opts.LongTransaction.Milliseconds()))
-	var open []string
-	if err == nil {
-		open, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	}
 	if err != nil {
 		c.fail("long_transactions", Warning, err.Error(), "")
 		return
@@ -557,17 +546,13 @@ func (c *checker) destExtensions(ctx context.Context) {
 	for o := range oids {
 		list = append(list, o)
 	}
-	rows, err := c.src.Query(ctx, `
+	needed, err := queryStrings(ctx, c.src, `
 SELECT DISTINCT e.extname FROM pg_catalog.pg_depend d
 JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
 JOIN pg_catalog.pg_type t ON t.oid = d.objid
 WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
   AND d.deptype = 'e' AND (t.oid = ANY($1) OR t.typarray = ANY($1))
 ORDER BY 1`, list)
-	var needed []string
-	if err == nil {
-		needed, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	}
 	if err != nil {
 		c.fail("dest_extensions", Error, err.Error(), "")
 		return
@@ -617,6 +602,15 @@ func (c *checker) destCompatibility(ctx context.Context) {
 		detail += "; PostgreSQL semantics"
 	}
 	c.add(Item{ID: "dest_compatibility", Level: Info, Passed: true, Detail: detail})
+}
+
+// queryStrings runs a query whose rows are one text column.
+func queryStrings(ctx context.Context, conn *pgx.Conn, sql string, args ...any) ([]string, error) {
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 func quote(s string) string { return pgx.Identifier{s}.Sanitize() }
