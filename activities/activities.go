@@ -6,7 +6,6 @@ package activities
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -117,39 +116,6 @@ func heartbeatEvery(ctx context.Context, interval time.Duration, details func() 
 	return func() { close(done) }
 }
 
-// inSnapshot begins a read-only repeatable-read transaction on conn, inside snapshot if given,
-// with an empty search_path so catalog functions qualify every name.
-func inSnapshot(ctx context.Context, conn *pgx.Conn, snapshot string) (pgx.Tx, error) {
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, err
-	}
-	if snapshot != "" {
-		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+catalog.QuoteLiteral(snapshot)); err != nil {
-			_ = tx.Rollback(ctx)
-			return nil, fmt.Errorf("import snapshot %s: %w", snapshot, err)
-		}
-	}
-	if err := catalog.ClearSearchPath(ctx, tx); err != nil {
-		_ = tx.Rollback(ctx)
-		return nil, err
-	}
-	return tx, nil
-}
-
-// loadTables reads the definitions of the selected tables.
-func loadTables(ctx context.Context, q catalog.Querier, tables []spec.TableMap) ([]*catalog.Table, error) {
-	out := make([]*catalog.Table, 0, len(tables))
-	for _, tm := range tables {
-		t, err := catalog.LoadTable(ctx, q, tm.Source)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, nil
-}
-
 // sides is an open pair of connections with the selected tables' definitions, read in a
 // transaction on the source (inside the task's snapshot when one is given).
 type sides struct {
@@ -164,12 +130,12 @@ func (a *Activities) openSides(ctx context.Context, s spec.Spec, tables []spec.T
 	if err != nil {
 		return nil, err
 	}
-	tx, err := inSnapshot(ctx, src, snapshot)
+	tx, err := catalog.BeginRead(ctx, src, snapshot)
 	if err != nil {
 		closeAll(ctx, src, dst)
 		return nil, err
 	}
-	defs, err := loadTables(ctx, tx, tables)
+	defs, err := catalog.LoadTables(ctx, tx, tables)
 	if err != nil {
 		_ = tx.Rollback(ctx)
 		closeAll(ctx, src, dst)

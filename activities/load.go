@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
+	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/fullload"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/throttle"
@@ -32,12 +33,12 @@ func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan,
 	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::int`).Scan(&version); err != nil {
 		return nil, classify(err)
 	}
-	tx, err := inSnapshot(ctx, conn, in.Snapshot)
+	tx, err := catalog.BeginRead(ctx, conn, in.Snapshot)
 	if err != nil {
 		return nil, classify(err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	defs, err := loadTables(ctx, tx, in.Tables)
+	defs, err := catalog.LoadTables(ctx, tx, in.Tables)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -66,11 +67,11 @@ func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload
 		return fullload.Result{}, classify(err)
 	}
 	defer closeAll(ctx, src, dst)
-	tx, err := inSnapshot(ctx, src, in.Snapshot)
+	tx, err := catalog.BeginRead(ctx, src, in.Snapshot)
 	if err != nil {
 		return fullload.Result{}, classify(err)
 	}
-	defs, err := loadTables(ctx, tx, []spec.TableMap{in.Chunk.Table})
+	defs, err := catalog.LoadTables(ctx, tx, []spec.TableMap{in.Chunk.Table})
 	_ = tx.Rollback(ctx)
 	if err != nil {
 		return fullload.Result{}, classify(err)

@@ -52,11 +52,11 @@ func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables
 	}
 	defer closeAll(ctx, conn)
 	if !slices.Contains(s.IgnorePrecheck, "replica_identity") {
-		tx, err := inSnapshot(ctx, conn, "")
+		tx, err := catalog.BeginRead(ctx, conn, "")
 		if err != nil {
 			return classify(err)
 		}
-		defs, err := loadTables(ctx, tx, tables)
+		defs, err := catalog.LoadTables(ctx, tx, tables)
 		_ = tx.Rollback(ctx)
 		if err != nil {
 			return classify(err)

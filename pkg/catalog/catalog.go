@@ -368,6 +368,41 @@ ORDER BY s.relname`, t.OID)
 	return out, nil
 }
 
+// BeginRead begins the transaction catalog reads use: read-only, repeatable read, inside the
+// exported snapshot when one is given, and with an empty search_path so catalog functions qualify
+// every name.
+func BeginRead(ctx context.Context, conn *pgx.Conn, snapshot string) (pgx.Tx, error) {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	if snapshot != "" {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+QuoteLiteral(snapshot)); err != nil {
+			_ = tx.Rollback(ctx)
+			return nil, fmt.Errorf("import snapshot %s: %w", snapshot, err)
+		}
+	}
+	if err := ClearSearchPath(ctx, tx); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
+	}
+	return tx, nil
+}
+
+// LoadTables reads the source definitions of the selected tables, in order. Use a transaction
+// from BeginRead.
+func LoadTables(ctx context.Context, q Querier, tables []spec.TableMap) ([]*Table, error) {
+	out := make([]*Table, 0, len(tables))
+	for _, tm := range tables {
+		t, err := LoadTable(ctx, q, tm.Source)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
 // QuoteLiteral quotes s as an SQL string literal (standard_conforming_strings on).
 func QuoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"

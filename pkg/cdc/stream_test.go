@@ -96,11 +96,8 @@ func (p *pair) createAndLoad(t *testing.T, src, dst *pgx.Conn) {
 	require.NoError(t, bookkeeping.Ensure(ctx, dst))
 	m := ddl.SpecMapper{Objects: p.s.Objects, Tables: p.tables}
 	for _, tm := range p.tables {
-		tx, err := src.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		tx, err := catalog.BeginRead(ctx, src, snap.SnapshotName)
 		require.NoError(t, err)
-		_, err = tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+snap.SnapshotName+"'")
-		require.NoError(t, err)
-		require.NoError(t, catalog.ClearSearchPath(ctx, tx))
 		def, err := catalog.LoadTable(ctx, tx, tm.Source)
 		require.NoError(t, err)
 		require.NoError(t, tx.Rollback(ctx))

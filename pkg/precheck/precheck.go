@@ -232,23 +232,14 @@ func (c *checker) resolve(ctx context.Context) {
 		return
 	}
 	c.pass("objects_exist", Error, fmt.Sprintf("%d tables selected", len(c.tables)))
-	tx, err := c.src.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := catalog.BeginRead(ctx, c.src, "")
 	if err != nil {
 		return
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	if catalog.ClearSearchPath(ctx, tx) != nil {
-		return
+	if defs, err := catalog.LoadTables(ctx, tx, c.tables); err == nil {
+		c.defs = defs
 	}
-	defs := make([]*catalog.Table, 0, len(c.tables))
-	for _, tm := range c.tables {
-		t, err := catalog.LoadTable(ctx, tx, tm.Source)
-		if err != nil {
-			return
-		}
-		defs = append(defs, t)
-	}
-	c.defs = defs
 }
 
 func (c *checker) sourcePrivileges(ctx context.Context) {
