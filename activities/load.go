@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
@@ -12,7 +13,6 @@ import (
 	"github.com/skein-dts/skein/pkg/fullload"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/throttle"
-	"github.com/skein-dts/skein/pkg/verify"
 )
 
 // TablePlan is the load plan of one table.
@@ -97,29 +97,3 @@ func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload
 	return res, nil
 }
 
-// Verify compares every selected table on both sides (verify.mode), the source read inside the
-// task's snapshot so the comparison is exact while the source keeps changing.
-func (a *Activities) Verify(ctx context.Context, in SchemaInput) ([]verify.TableResult, error) {
-	sd, err := a.openSides(ctx, in.Spec, in.Tables, in.Snapshot)
-	if err != nil {
-		return nil, classify(err)
-	}
-	defer sd.close(ctx)
-	var done atomic.Int64
-	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return done.Load() })
-	defer stop()
-	out := make([]verify.TableResult, 0, len(sd.defs))
-	for i, t := range sd.defs {
-		r, err := verify.Table(ctx, sd.tx, sd.dst, t, in.Tables[i], in.Spec.Verify.Mode)
-		if err != nil {
-			return nil, classify(err)
-		}
-		if !r.Equal {
-			a.logger(ctx).Warn("verification found a difference", zap.String("table", r.Source),
-				zap.Int64("source_rows", r.SourceRows), zap.Int64("dest_rows", r.DestRows))
-		}
-		out = append(out, r)
-		done.Add(1)
-	}
-	return out, nil
-}

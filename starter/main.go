@@ -18,7 +18,6 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
@@ -59,7 +58,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		releaseCmd(),
 		precheckCmd(),
 		notYet("modify", "Change the synchronized objects"),
-		notYet("verify", "Compare source and destination"),
+		verifyCmd(),
 		sequencesCmd(),
 	)
 	return root
@@ -399,7 +398,7 @@ func releaseCmd() *cobra.Command {
 			}
 			// Terminated, failed, timed out or cancelled: the workflow cannot clean up; a Release
 			// workflow does it with the task's spec, read from its history.
-			s, err := taskSpec(ctx, c, id)
+			s, err := temporalx.TaskSpec(ctx, c, id)
 			if err != nil {
 				return err
 			}
@@ -417,27 +416,6 @@ func releaseCmd() *cobra.Command {
 			return nil
 		}),
 	}
-}
-
-// taskSpec reads the spec a task was started (or continued) with from its latest run's history.
-func taskSpec(ctx context.Context, c client.Client, id string) (spec.Spec, error) {
-	var s spec.Spec
-	iter := c.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	if !iter.HasNext() {
-		return s, fmt.Errorf("task %s: no history", id)
-	}
-	ev, err := iter.Next()
-	if err != nil {
-		return s, fmt.Errorf("task %s: read history: %w", id, err)
-	}
-	started := ev.GetWorkflowExecutionStartedEventAttributes()
-	if started == nil || len(started.GetInput().GetPayloads()) == 0 {
-		return s, fmt.Errorf("task %s: its history has no spec", id)
-	}
-	if err := converter.GetDefaultDataConverter().FromPayload(started.GetInput().GetPayloads()[0], &s); err != nil {
-		return s, fmt.Errorf("task %s: decode spec: %w", id, err)
-	}
-	return s, nil
 }
 
 func notYet(name, short string) *cobra.Command {

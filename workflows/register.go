@@ -12,6 +12,7 @@ func Register(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(SyncTask, workflow.RegisterOptions{Name: WorkflowName})
 	w.RegisterWorkflowWithOptions(Precheck, workflow.RegisterOptions{Name: PrecheckWorkflowName})
 	w.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
+	w.RegisterWorkflowWithOptions(Verify, workflow.RegisterOptions{Name: VerifyWorkflowName})
 }
 
 // WorkerOptions are the worker settings the workflows rely on: sessions (the snapshot holder

@@ -47,7 +47,7 @@ type task struct {
 	progressSeq      int // apply progress reports received: a report ends a failure streak
 	releaseRequested bool
 
-	pauseCh, resumeCh, releaseCh, progressCh workflow.ReceiveChannel
+	pauseCh, resumeCh, releaseCh, progressCh, verifyCh workflow.ReceiveChannel
 }
 
 var acts *activities.Activities // method values name the activities
@@ -122,6 +122,7 @@ func (w *task) listen(ctx workflow.Context) {
 	w.resumeCh = workflow.GetSignalChannel(ctx, SignalResume)
 	w.releaseCh = workflow.GetSignalChannel(ctx, SignalRelease)
 	w.progressCh = workflow.GetSignalChannel(ctx, activities.SignalApplyProgress)
+	w.verifyCh = workflow.GetSignalChannel(ctx, SignalVerifyReport)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			sel := workflow.NewSelector(ctx)
@@ -132,6 +133,9 @@ func (w *task) listen(ctx workflow.Context) {
 				var p activities.ApplyProgress
 				c.Receive(ctx, &p)
 				w.onProgress(p)
+			})
+			sel.AddReceive(w.verifyCh, func(c workflow.ReceiveChannel, _ bool) {
+				c.Receive(ctx, &w.status.Verify)
 			})
 			sel.Select(ctx)
 		}
@@ -152,6 +156,8 @@ func (w *task) drainSignals() {
 	var p activities.ApplyProgress
 	for w.progressCh.ReceiveAsync(&p) {
 		w.onProgress(p)
+	}
+	for w.verifyCh.ReceiveAsync(&w.status.Verify) { //nolint:revive // the receive stores the report
 	}
 }
 
@@ -286,7 +292,8 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 			var diff []string
 			for _, r := range results {
 				if !r.Equal {
-					diff = append(diff, fmt.Sprintf("%s (source %d rows, destination %d rows)", r.Source, r.SourceRows, r.DestRows))
+					diff = append(diff, fmt.Sprintf("%s (source %d rows, destination %d rows; %d missing, %d extra, %d different)",
+						r.Source, r.SourceRows, r.DestRows, r.Missing, r.Extra, r.Different))
 				}
 			}
 			if len(diff) > 0 {

@@ -111,8 +111,6 @@ func (s *Spec) Validate() error {
 	}
 	if p := s.Verify.SamplePercent; p < 1 || p > 100 {
 		errs.add("verify.sample_percent", "%d is outside 1..100", p)
-	} else if p != 100 {
-		errs.notSupported("verify.sample_percent")
 	}
 	if s.Alerts.LatencySeconds < 0 {
 		errs.add("alerts.latency_seconds", "%d is negative; 0 turns the alert off", s.Alerts.LatencySeconds)

@@ -1,0 +1,193 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.temporal.io/api/enums/v1"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/ddl"
+	"github.com/skein-dts/skein/pkg/errclass"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/temporalx"
+	"github.com/skein-dts/skein/pkg/throttle"
+	"github.com/skein-dts/skein/pkg/verify"
+)
+
+// TaskInfo is what a verification needs to know of its task.
+type TaskInfo struct {
+	Spec    spec.Spec `json:"spec"`
+	Running bool      `json:"running"`
+	// Phase is the running task's phase; "" for a closed task.
+	Phase string `json:"phase"`
+}
+
+// DescribeTask reads a task's spec from its history and, while it runs, its phase.
+func (a *Activities) DescribeTask(ctx context.Context, id string) (TaskInfo, error) {
+	var info TaskInfo
+	s, err := temporalx.TaskSpec(ctx, a.Client, id)
+	if errors.Is(err, temporalx.ErrNoTask) {
+		return info, errclass.Permanent(err)
+	}
+	if err != nil {
+		return info, err
+	}
+	info.Spec = s
+	desc, err := a.Client.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return info, fmt.Errorf("describe task %s: %w", id, err)
+	}
+	if desc.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return info, nil
+	}
+	info.Running = true
+	v, err := a.Client.QueryWorkflow(ctx, id, "", "status")
+	if err != nil {
+		return info, fmt.Errorf("query the status of task %s: %w", id, err)
+	}
+	var st struct {
+		Phase string `json:"phase"`
+	}
+	if err := v.Get(&st); err != nil {
+		return info, fmt.Errorf("decode the status of task %s: %w", id, err)
+	}
+	info.Phase = st.Phase
+	return info, nil
+}
+
+// Verify compares every selected table on both sides (verify.mode) after the full load, the source
+// read inside the task's snapshot, so the comparison is exact while the source keeps changing.
+func (a *Activities) Verify(ctx context.Context, in SchemaInput) ([]verify.TableResult, error) {
+	return a.verify(ctx, in.Spec, in.Tables, in.Snapshot, false)
+}
+
+// VerifyTaskInput asks for an on-demand verification of a task's tables.
+type VerifyTaskInput struct {
+	Spec   spec.Spec       `json:"spec"`
+	Tables []spec.TableMap `json:"tables"`
+	// Streaming is set while the task applies changes: differences are re-checked once the apply
+	// has passed them (the task's slot shows how far it got).
+	Streaming bool `json:"streaming"`
+}
+
+// VerifyProgress is the heartbeat of a verification: chunks compared and planned.
+type VerifyProgress struct {
+	Done  int `json:"done"`
+	Total int `json:"total"`
+}
+
+// VerifyTask compares a task's tables now (skein verify).
+func (a *Activities) VerifyTask(ctx context.Context, in VerifyTaskInput) ([]verify.TableResult, error) {
+	return a.verify(ctx, in.Spec, in.Tables, "", in.Streaming)
+}
+
+func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.TableMap, snapshot string, streaming bool) ([]verify.TableResult, error) {
+	sd, err := a.openSides(ctx, s, tables, snapshot)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer sd.close(ctx)
+	// One pair per parallel chunk; the first reuses sd. The source side of each pair reads inside
+	// the snapshot when there is one.
+	pairs := []verify.Pair{{Src: sd.tx, Dst: sd.dst}}
+	if snapshot == "" {
+		// No snapshot: every comparison reads the source as it is now.
+		_ = sd.tx.Rollback(ctx)
+		pairs[0].Src = sd.src
+	}
+	var extra []*pgx.Conn
+	defer func() { closeAll(ctx, extra...) }()
+	for len(pairs) < s.FullLoad.Parallelism {
+		src, dst, err := a.connectBoth(ctx, s)
+		if err != nil {
+			return nil, classify(err)
+		}
+		extra = append(extra, src, dst)
+		p := verify.Pair{Src: src, Dst: dst}
+		if snapshot != "" {
+			tx, err := catalog.BeginRead(ctx, src, snapshot)
+			if err != nil {
+				return nil, classify(err)
+			}
+			p.Src = tx
+		}
+		pairs = append(pairs, p)
+	}
+	for _, p := range pairs {
+		for _, q := range []verify.Querier{p.Src, p.Dst} {
+			if err := verify.Session(ctx, q); err != nil {
+				return nil, classify(err)
+			}
+		}
+	}
+	var progress atomic.Value
+	progress.Store(VerifyProgress{})
+	stop := heartbeatEvery(ctx, 2*time.Second, func() any { return progress.Load() })
+	defer stop()
+	opts := verify.Options{
+		Mode:          s.Verify.Mode,
+		SamplePercent: s.Verify.SamplePercent,
+		Throttle:      throttle.New(float64(s.Throttle.Full.RowsPerSecond), 0),
+		Mapper:        ddl.SpecMapper{Objects: s.Objects, Tables: tables},
+		Progress:      func(done, total int) { progress.Store(VerifyProgress{Done: done, Total: total}) },
+	}
+	if streaming {
+		opts.Settle = func(ctx context.Context) error { return a.settle(ctx, sd.src, spec.SlotNameFor(s.Name)) }
+	}
+	vt := make([]verify.Table, len(tables))
+	for i := range tables {
+		vt[i] = verify.Table{Def: sd.defs[i], Map: tables[i], ChunkRows: verify.ChunkRowsFor(sd.defs[i], s.FullLoad.ChunkMB)}
+	}
+	out, err := verify.Run(ctx, pairs, vt, opts)
+	if err != nil {
+		return nil, classify(err)
+	}
+	for _, r := range out {
+		if !r.Equal {
+			a.logger(ctx).Warn("verification found differences", zap.String("table", r.Source),
+				zap.Int64("missing", r.Missing), zap.Int64("extra", r.Extra),
+				zap.Int64("different", r.Different), zap.Int64("changing", r.Changing))
+		}
+	}
+	return out, nil
+}
+
+// settleTimeout is how long a verification waits for the apply to pass the source's position.
+const settleTimeout = 2 * time.Minute
+
+// settle waits until the task's slot has confirmed (the apply committed on the destination)
+// everything the source wrote before the call. conn is a source connection outside any snapshot.
+func (a *Activities) settle(ctx context.Context, conn *pgx.Conn, slot string) error {
+	target, err := cdc.CurrentWAL(ctx, conn)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		st, err := cdc.Slot(ctx, conn, slot)
+		if err != nil {
+			return err
+		}
+		if !st.Exists {
+			return errclass.Permanent(fmt.Errorf("replication slot %s does not exist: the task no longer streams changes", slot))
+		}
+		if st.ConfirmedFlush >= target {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the apply did not reach source position %s within %s (it is at %s): is the task paused or retrying?", target, settleTimeout, st.ConfirmedFlush)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

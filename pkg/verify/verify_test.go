@@ -1,0 +1,205 @@
+package verify_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/ddl"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
+	"github.com/skein-dts/skein/pkg/verify"
+)
+
+// The source tables; the destination has the same rows under other names: schema m, kv renamed
+// to kv2 with column v renamed to value.
+const sourceSQL = `
+CREATE TABLE public.kv (id int PRIMARY KEY, v text, f float8, ts timestamptz, b bytea, iv interval, tags text[]);
+INSERT INTO public.kv SELECT i, 'v' || i, i / 3.0, TIMESTAMPTZ '2024-01-01 00:00+00' + i * interval '1 min',
+  decode(md5(i::text), 'hex'), i * interval '1 sec', ARRAY['a', NULL]
+FROM generate_series(1, 5000) i;
+CREATE TABLE public.pair (a int, b text, n int, PRIMARY KEY (a, b));
+INSERT INTO public.pair SELECT i % 10, 'k' || i, i FROM generate_series(1, 300) i;
+CREATE TABLE public.nokey (x int, y text);
+INSERT INTO public.nokey SELECT i % 50, 'y' FROM generate_series(1, 200) i;
+`
+
+const destSQL = `
+CREATE SCHEMA m;
+CREATE TABLE m.kv2 (id int PRIMARY KEY, value text, f float8, ts timestamptz, b bytea, iv interval, tags text[]);
+INSERT INTO m.kv2 SELECT i, 'v' || i, i / 3.0, TIMESTAMPTZ '2024-01-01 00:00+00' + i * interval '1 min',
+  decode(md5(i::text), 'hex'), i * interval '1 sec', ARRAY['a', NULL]
+FROM generate_series(1, 5000) i;
+CREATE TABLE m.pair (a int, b text, n int, PRIMARY KEY (a, b));
+INSERT INTO m.pair SELECT i % 10, 'k' || i, i FROM generate_series(1, 300) i;
+CREATE TABLE m.nokey (x int, y text);
+INSERT INTO m.nokey SELECT i % 50, 'y' FROM generate_series(1, 200) i;
+-- Output settings differ on purpose: verify.Session makes the row texts comparable.
+SET TimeZone = 'Asia/Tokyo';
+`
+
+type fixture struct {
+	src, dst *pgx.Conn
+	tables   []verify.Table
+	mapper   ddl.Mapper
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{})
+	require.NoError(t, pg.CreateDatabase(ctx, "a"))
+	require.NoError(t, pg.CreateDatabase(ctx, "b"))
+	f := &fixture{}
+	var err error
+	f.src, err = pg.Connect(ctx, "a")
+	require.NoError(t, err)
+	t.Cleanup(func() { f.src.Close(ctx) })
+	f.dst, err = pg.Connect(ctx, "b")
+	require.NoError(t, err)
+	t.Cleanup(func() { f.dst.Close(ctx) })
+	_, err = f.src.Exec(ctx, sourceSQL)
+	require.NoError(t, err)
+	_, err = f.dst.Exec(ctx, destSQL)
+	require.NoError(t, err)
+	maps := []spec.TableMap{
+		{Source: spec.QName{Schema: "public", Name: "kv"}, Dest: spec.QName{Schema: "m", Name: "kv2"}, Columns: map[string]string{"v": "value"}},
+		{Source: spec.QName{Schema: "public", Name: "pair"}, Dest: spec.QName{Schema: "m", Name: "pair"}},
+		{Source: spec.QName{Schema: "public", Name: "nokey"}, Dest: spec.QName{Schema: "m", Name: "nokey"}},
+	}
+	defs, err := catalog.LoadTables(ctx, f.src, maps)
+	require.NoError(t, err)
+	for i, d := range defs {
+		f.tables = append(f.tables, verify.Table{Def: d, Map: maps[i], ChunkRows: 700})
+	}
+	f.mapper = ddl.SpecMapper{Objects: []spec.Object{{Schema: "public", To: "m"}}, Tables: maps}
+	require.NoError(t, verify.Session(ctx, f.src))
+	require.NoError(t, verify.Session(ctx, f.dst))
+	return f
+}
+
+func (f *fixture) run(t *testing.T, opts verify.Options) []verify.TableResult {
+	t.Helper()
+	opts.Mapper = f.mapper
+	if opts.Mode == "" {
+		opts.Mode = spec.VerifyChecksum
+	}
+	res, err := verify.Run(context.Background(), []verify.Pair{{Src: f.src, Dst: f.dst}}, f.tables, opts)
+	require.NoError(t, err)
+	require.Len(t, res, len(f.tables))
+	return res
+}
+
+func exec(t *testing.T, conn *pgx.Conn, sql string) {
+	t.Helper()
+	_, err := conn.Exec(context.Background(), sql)
+	require.NoError(t, err, sql)
+}
+
+func TestVerify(t *testing.T) {
+	f := setup(t)
+
+	t.Run("identical sides are equal, in chunks", func(t *testing.T) {
+		var done, total int
+		res := f.run(t, verify.Options{Progress: func(d, n int) { done, total = d, n }})
+		for _, r := range res {
+			require.True(t, r.Equal, "%+v", r)
+			require.Empty(t, r.Diffs)
+		}
+		require.Equal(t, int64(5000), res[0].SourceRows)
+		require.Equal(t, int64(5000), res[0].DestRows)
+		require.Equal(t, 8, res[0].Chunks, "5000 rows at 700 per chunk")
+		require.Equal(t, 8, res[0].ChunksChecked)
+		require.Equal(t, 1, res[2].Chunks, "a table without a key is one chunk")
+		require.Equal(t, total, done)
+		require.Equal(t, 8+1+1, total, "pair: 300 rows fit one chunk")
+	})
+
+	t.Run("sampled chunks", func(t *testing.T) {
+		res := f.run(t, verify.Options{SamplePercent: 25, Rand: rand.New(rand.NewPCG(1, 2))})
+		require.Equal(t, 8, res[0].Chunks)
+		require.Equal(t, 2, res[0].ChunksChecked)
+		require.True(t, res[0].Equal)
+		require.Less(t, res[0].SourceRows, int64(5000))
+	})
+
+	// Differences made on the destination, each reported by its key.
+	exec(t, f.dst, `DELETE FROM m.kv2 WHERE id = 5;
+INSERT INTO m.kv2 (id, value) VALUES (99999, 'extra');
+UPDATE m.kv2 SET value = 'changed' WHERE id = 4321;
+UPDATE m.kv2 SET f = f + 1e-12 WHERE id = 2000;
+UPDATE m.pair SET n = -1 WHERE a = 3 AND b = 'k13';
+DELETE FROM m.nokey WHERE ctid = (SELECT ctid FROM m.nokey WHERE x = 7 LIMIT 1);
+INSERT INTO m.nokey VALUES (1000, 'new')`)
+
+	t.Run("differences by key", func(t *testing.T) {
+		res := f.run(t, verify.Options{})
+		kv, pair, nokey := res[0], res[1], res[2]
+		require.False(t, kv.Equal)
+		require.ElementsMatch(t, []verify.Diff{
+			{Kind: verify.Missing, Key: "id=5"}, {Kind: verify.Extra, Key: "id=99999"},
+			{Kind: verify.Different, Key: "id=4321"}, {Kind: verify.Different, Key: "id=2000"},
+		}, kv.Diffs)
+		require.Equal(t, [3]int64{1, 1, 2}, [3]int64{kv.Missing, kv.Extra, kv.Different})
+		require.Equal(t, []verify.Diff{{Kind: verify.Different, Key: "a=3, b=k13"}}, pair.Diffs)
+		require.ElementsMatch(t, []verify.Diff{{Kind: verify.Missing, Key: "(7,y)"}, {Kind: verify.Extra, Key: "(1000,new)"}}, nokey.Diffs)
+	})
+
+	t.Run("count mode compares counts", func(t *testing.T) {
+		res := f.run(t, verify.Options{Mode: spec.VerifyCount})
+		require.True(t, res[0].Equal, "one row missing and one extra: the counts agree")
+		require.True(t, res[1].Equal)
+		require.True(t, res[2].Equal)
+	})
+
+	t.Run("the report is capped, the totals are not", func(t *testing.T) {
+		res := f.run(t, verify.Options{MaxDiffs: 1})
+		require.Len(t, res[0].Diffs, 1)
+		require.Equal(t, int64(4), res[0].Missing+res[0].Extra+res[0].Different)
+	})
+
+	t.Run("re-checks settle differences the apply had not reached", func(t *testing.T) {
+		settles := 0
+		res := f.run(t, verify.Options{Rounds: 3, Settle: func(ctx context.Context) error {
+			settles++
+			if settles == 1 {
+				// The "apply" catches up with two of the differences.
+				exec(t, f.dst, `INSERT INTO m.kv2 SELECT * FROM (VALUES (5, 'v5', 5 / 3.0, TIMESTAMPTZ '2024-01-01 00:00+00' + 5 * interval '1 min',
+  decode(md5('5'), 'hex'), 5 * interval '1 sec', ARRAY['a', NULL])) AS v;
+UPDATE m.pair SET n = 13 WHERE a = 3 AND b = 'k13'`)
+			}
+			// A row that changes on the source all the time is never proven either way.
+			exec(t, f.src, fmt.Sprintf(`UPDATE public.kv SET v = 'moving %d' WHERE id = 4321`, settles))
+			return nil
+		}})
+		require.Equal(t, 3, settles, "every round settles once")
+		require.ElementsMatch(t, []verify.Diff{
+			{Kind: verify.Extra, Key: "id=99999"}, {Kind: verify.Different, Key: "id=2000"}, {Kind: verify.Changing, Key: "id=4321"},
+		}, res[0].Diffs)
+		require.True(t, res[1].Equal, "%+v", res[1])
+		require.False(t, res[2].Equal)
+	})
+}
+
+func TestChunkRowsFor(t *testing.T) {
+	tests := []struct {
+		name             string
+		rows, blocks, mb int64
+		want             int64
+	}{
+		{"no statistics", 0, 0, 64, 0},
+		{"100 byte rows, 1 MB", 81920, 1000, 1, 10485},
+		{"at least 1000", 10, 1000, 1, 1000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			def := &catalog.Table{RowsEstimate: tt.rows, Blocks: tt.blocks, BlockSize: 8192}
+			require.Equal(t, tt.want, verify.ChunkRowsFor(def, int(tt.mb)))
+		})
+	}
+}
