@@ -10,9 +10,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
+	"github.com/skein-dts/skein/pkg/verify"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -387,6 +389,24 @@ func TestFullOnlyTask(t *testing.T) {
 	var n int
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'skein'`).Scan(&n))
 	require.Zero(t, n, "no bookkeeping left")
+
+	// An ended task verifies on demand (as the Temporal CLI would start it), then finds a change.
+	verifyNow := func() workflows.VerifyReport {
+		vr, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: workflows.TaskQueue},
+			workflows.VerifyWorkflowName, workflows.VerifyRequest{Task: run.GetID()})
+		require.NoError(t, err)
+		var rep workflows.VerifyReport
+		require.NoError(t, vr.Get(ctx, &rep))
+		return rep
+	}
+	rep := verifyNow()
+	require.True(t, rep.Equal, "%+v", rep)
+	require.False(t, rep.Streaming)
+	require.Len(t, rep.Tables, 4)
+	mustExec(t, src, `UPDATE shop.customers SET note = 'after the load' WHERE id = 3`)
+	rep = verifyNow()
+	require.False(t, rep.Equal)
+	require.Equal(t, []verify.Diff{{Kind: verify.Different, Key: "id=3"}}, rep.Tables[0].Diffs)
 	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_publication`).Scan(&n))
 	require.Zero(t, n, "no publication")
 }
