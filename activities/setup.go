@@ -61,20 +61,18 @@ func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables
 		if err != nil {
 			return classify(err)
 		}
-		for _, t := range defs {
-			if precheck.NeedsFullIdentity(t) {
+		for i, t := range defs {
+			// A row filter is evaluated on the old row of updates and deletes: it needs all of it.
+			filtered := tables[i].Where != "" && t.ReplicaIdentity != "f"
+			if precheck.NeedsFullIdentity(t) || filtered {
 				if _, err := conn.Exec(ctx, "ALTER TABLE "+t.Name.Quoted()+" REPLICA IDENTITY FULL"); err != nil {
 					return classify(fmt.Errorf("set REPLICA IDENTITY FULL on %s: %w", t.Name, err))
 				}
-				a.logger(ctx).Info("replica identity set to FULL (no usable key)", zap.Stringer("table", t.Name))
+				a.logger(ctx).Info("replica identity set to FULL", zap.Stringer("table", t.Name), zap.Bool("row_filter", filtered))
 			}
 		}
 	}
-	names := make([]spec.QName, len(tables))
-	for i, t := range tables {
-		names[i] = t.Source
-	}
-	return classify(cdc.EnsurePublication(ctx, conn, s.SlotName(), names))
+	return classify(cdc.EnsurePublication(ctx, conn, s.SlotName(), tables))
 }
 
 // SnapshotInput asks for the task's snapshot.

@@ -16,9 +16,9 @@ import (
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
-// EnsurePublication creates the publication name for exactly tables, or sets its table list if it
-// exists already.
-func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables []spec.QName) error {
+// EnsurePublication creates the publication name for exactly tables (with their row filters), or
+// sets its table list if it exists already.
+func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables []spec.TableMap) error {
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1)`, name).
 		Scan(&exists); err != nil {
@@ -26,7 +26,10 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables 
 	}
 	list := make([]string, len(tables))
 	for i, t := range tables {
-		list[i] = t.Quoted()
+		list[i] = t.Source.Quoted()
+		if w := t.WhereSQL(); w != "" {
+			list[i] += " WHERE " + w
+		}
 	}
 	pub := pgx.Identifier{name}.Sanitize()
 	var stmt string

@@ -74,11 +74,7 @@ func setup(t *testing.T, schemaSQL string) (*pair, *pgx.Conn, *pgx.Conn) {
 	require.NoError(t, err)
 	p.tables, err = spec.Resolve(p.s.Objects, existing)
 	require.NoError(t, err)
-	names := make([]spec.QName, len(p.tables))
-	for i, tm := range p.tables {
-		names[i] = tm.Source
-	}
-	require.NoError(t, cdc.EnsurePublication(ctx, src, p.s.SlotName(), names))
+	require.NoError(t, cdc.EnsurePublication(ctx, src, p.s.SlotName(), p.tables))
 	return p, src, dst
 }
 

@@ -164,15 +164,22 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 	return res, nil
 }
 
+// ctidFilter selects the chunk's rows: its block range and the table's row filter.
 func ctidFilter(ch Chunk) string {
-	switch {
-	case ch.FirstBlock == 0 && ch.EndBlock == 0:
-		return ""
-	case ch.EndBlock == 0:
-		return fmt.Sprintf(" WHERE ctid >= '(%d,0)'::pg_catalog.tid", ch.FirstBlock)
-	default:
-		return fmt.Sprintf(" WHERE ctid >= '(%d,0)'::pg_catalog.tid AND ctid < '(%d,0)'::pg_catalog.tid", ch.FirstBlock, ch.EndBlock)
+	var conds []string
+	if ch.FirstBlock > 0 || ch.EndBlock > 0 {
+		conds = append(conds, fmt.Sprintf("ctid >= '(%d,0)'::pg_catalog.tid", ch.FirstBlock))
 	}
+	if ch.EndBlock > 0 {
+		conds = append(conds, fmt.Sprintf("ctid < '(%d,0)'::pg_catalog.tid", ch.EndBlock))
+	}
+	if w := ch.Table.WhereSQL(); w != "" {
+		conds = append(conds, w)
+	}
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
 }
 
 type countingReader struct {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -26,6 +27,16 @@ type TableMap struct {
 	Dest       QName             `json:"dest"`
 	Columns    map[string]string `json:"columns,omitempty"`
 	Operations []string          `json:"operations"`
+	// Where is the row filter (an SQL expression over the source table's columns), or "".
+	Where string `json:"where,omitempty"`
+}
+
+// WhereSQL renders the row filter as a condition to AND with others: "(expr)", or "" for none.
+func (m TableMap) WhereSQL() string {
+	if m.Where == "" {
+		return ""
+	}
+	return "(" + m.Where + ")"
 }
 
 // DestColumn maps a source column name to its destination name.
@@ -92,6 +103,7 @@ func Resolve(objs []Object, sourceTables map[string][]string) ([]TableMap, error
 				Dest:       QName{destSchema, dest},
 				Columns:    t.Columns,
 				Operations: append([]string(nil), ops...),
+				Where:      strings.TrimSpace(t.Where),
 			})
 		}
 	}

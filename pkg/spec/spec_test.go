@@ -84,9 +84,12 @@ func TestParseRejectsBadInput(t *testing.T) {
 		}, []string{"source.database", "'-'"}},
 		{"no objects", func(s string) string { return s[:strings.Index(s, "objects:")] }, []string{"objects: required"}},
 		{"bad operation", func(s string) string { return strings.Replace(s, "[insert, update]", "[insert, upsert]", 1) }, []string{"objects[0].tables[0].operations[1]", `"upsert"`}},
-		{"where not built yet", func(s string) string {
-			return strings.Replace(s, "        to: orders_v2\n", "        to: orders_v2\n        where: \"region = 'eu'\"\n", 1)
-		}, []string{"objects[0].tables[0].where: not supported yet"}},
+		{"where breaking out of its parentheses", func(s string) string {
+			return strings.Replace(s, "        to: orders_v2\n", "        to: orders_v2\n        where: \"true) OR (true\"\n", 1)
+		}, []string{"objects[0].tables[0].where: has a ')' without its '('"}},
+		{"where with a second statement", func(s string) string {
+			return strings.Replace(s, "        to: orders_v2\n", "        to: orders_v2\n        where: \"true; DROP TABLE x\"\n", 1)
+		}, []string{"objects[0].tables[0].where: must be one SQL expression"}},
 		{"exclude with tables", func(s string) string {
 			return strings.Replace(s, "    to: app\n", "    to: app\n    exclude_tables: [x]\n", 1)
 		}, []string{"objects[0].exclude_tables"}},
@@ -178,4 +181,34 @@ func TestParseObjects(t *testing.T) {
 	require.Len(t, objs, 1)
 	_, err = ParseObjects([]byte("- schema: public\n  tables: [{name: a, nme: b}]\n"))
 	require.ErrorContains(t, err, `unknown field "nme"`)
+}
+
+func TestCheckExpression(t *testing.T) {
+	tests := []struct {
+		expr    string
+		wantErr string
+	}{
+		{"region = 'eu'", ""},
+		{"note <> 'a;b -- c' AND (x > 1 OR y IS NULL)", ""},
+		{`"odd;name" = 'it''s'`, ""},
+		{`note = E'back\'slash;'`, ""},
+		{"  ", "is empty"},
+		{"a = 1; DROP TABLE t", "without ';'"},
+		{"a = 1 -- )", "comments"},
+		{"a = 1 /* x */", "comments"},
+		{"a = $$x$$", "'$'"},
+		{"(a = 1", "'(' without"},
+		{"a = 1) OR (true", "')' without"},
+		{"a = 'open", "unterminated"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			err := checkExpression(tt.expr)
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
 }

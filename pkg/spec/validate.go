@@ -50,7 +50,7 @@ var PrecheckIDs = []string{
 	"replica_role_privilege", "objects_exist", "primary_keys", "replica_identity",
 	"conflicting_tables", "dest_schemas", "sequences_selected", "unsupported_tables",
 	"fk_parents_selected", "dest_extensions", "long_transactions", "source_size",
-	"dest_compatibility",
+	"dest_compatibility", "row_filters",
 }
 
 // Validate checks a spec whose defaults are applied. It returns Errors naming each bad field.
@@ -235,7 +235,9 @@ func validateObjects(errs *Errors, objs []Object) {
 				destCols[to] = from
 			}
 			if t.Where != "" {
-				errs.notSupported(tf + ".where")
+				if err := checkExpression(t.Where); err != nil {
+					errs.add(tf+".where", "%v", err)
+				}
 			}
 			for k, op := range t.Operations {
 				if !slices.Contains(AllOperations, op) {
@@ -244,4 +246,55 @@ func validateObjects(errs *Errors, objs []Object) {
 			}
 		}
 	}
+}
+
+// checkExpression makes sure a row filter stays one expression wherever Skein puts it between
+// parentheses: outside quoted text it may hold no ';', no comment and no unbalanced parenthesis.
+// The source checks the rest (precheck row_filters).
+func checkExpression(expr string) error {
+	if strings.TrimSpace(expr) == "" {
+		return fmt.Errorf("is empty; leave it out to copy every row")
+	}
+	depth := 0
+	for i := 0; i < len(expr); i++ {
+		switch ch := expr[i]; {
+		case ch == '\'' || ch == '"':
+			escapes := ch == '\'' && i > 0 && (expr[i-1] == 'E' || expr[i-1] == 'e')
+			j := i + 1
+			for ; j < len(expr); j++ {
+				if escapes && expr[j] == '\\' {
+					j++
+					continue
+				}
+				if expr[j] == ch {
+					if j+1 < len(expr) && expr[j+1] == ch { // doubled quote
+						j++
+						continue
+					}
+					break
+				}
+			}
+			if j >= len(expr) {
+				return fmt.Errorf("has an unterminated %c quote", ch)
+			}
+			i = j
+		case ch == '$':
+			return fmt.Errorf("uses '$' (dollar quoting or parameters); write string constants in single quotes")
+		case ch == ';':
+			return fmt.Errorf("must be one SQL expression, without ';'")
+		case strings.HasPrefix(expr[i:], "--") || strings.HasPrefix(expr[i:], "/*"):
+			return fmt.Errorf("must not contain comments")
+		case ch == '(':
+			depth++
+		case ch == ')':
+			depth--
+			if depth < 0 {
+				return fmt.Errorf("has a ')' without its '('")
+			}
+		}
+	}
+	if depth != 0 {
+		return fmt.Errorf("has a '(' without its ')'")
+	}
+	return nil
 }

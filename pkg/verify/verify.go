@@ -325,6 +325,7 @@ type tableRun struct {
 // sideSQL holds one side's names, quoted.
 type sideSQL struct {
 	table   string
+	filter  string   // the row filter, on the source side: "(expr)" or ""
 	rowText string   // ROW(c1, c2, ...)::pg_catalog.text
 	keys    []string // key columns
 	casts   []string // key column types, for parameters
@@ -334,6 +335,7 @@ func newTableRun(t Table, opts Options) *tableRun {
 	tr := &tableRun{Table: t, opts: opts, display: map[string]string{}, keyValues: map[string][]string{}}
 	tr.res = TableResult{Source: t.Map.Source.String(), Destination: t.Map.Dest.String(), Mode: opts.Mode}
 	tr.src.table = t.Map.Source.Quoted()
+	tr.src.filter = t.Map.WhereSQL()
 	tr.dst.table = t.Map.Dest.Quoted()
 	var srcCols, dstCols []string
 	for _, c := range t.Def.CopyColumns() {
@@ -373,8 +375,8 @@ func (t *tableRun) plan(ctx context.Context, src Querier) error {
 	for i, k := range t.src.keys {
 		texts[i] = k + "::pg_catalog.text"
 	}
-	q := fmt.Sprintf(`SELECT %s FROM (SELECT %s, pg_catalog.row_number() OVER (ORDER BY %s) AS "skein_rn" FROM %s) AS s
-WHERE "skein_rn" %% $1 = 0 ORDER BY "skein_rn"`, strings.Join(texts, ", "), keys, keys, t.src.table)
+	q := fmt.Sprintf(`SELECT %s FROM (SELECT %s, pg_catalog.row_number() OVER (ORDER BY %s) AS "skein_rn" FROM %s%s) AS s
+WHERE "skein_rn" %% $1 = 0 ORDER BY "skein_rn"`, strings.Join(texts, ", "), keys, keys, t.src.table, t.src.filterClause())
 	chunkRows := t.ChunkRows
 	if chunkRows <= 0 {
 		chunkRows = t.opts.ChunkRows
@@ -431,9 +433,20 @@ func scanStrings(rows pgx.Rows, n int) ([]string, error) {
 	return vals, rows.Scan(ptrs...)
 }
 
-// where renders a chunk's key range for one side; args are its parameters.
+// filterClause is " WHERE (expr)" for a filtered source, else "".
+func (s sideSQL) filterClause() string {
+	if s.filter == "" {
+		return ""
+	}
+	return " WHERE " + s.filter
+}
+
+// where renders a chunk's key range and the row filter for one side; args are its parameters.
 func (s sideSQL) where(c chunk) (string, []any) {
 	var conds []string
+	if s.filter != "" {
+		conds = append(conds, s.filter)
+	}
 	var args []any
 	bound := func(op string, vals []string) {
 		params := make([]string, len(vals))
@@ -548,6 +561,9 @@ type fp = string
 // rows reads a chunk's fingerprints, by key. It records how each key is shown.
 func (t *tableRun) rows(ctx context.Context, q Querier, source bool, c chunk) (map[string]fp, error) {
 	s := t.side(source)
+	if !t.keyed {
+		return t.readFingerprints(ctx, q, s, "", nil) // one chunk: the whole (filtered) table
+	}
 	where, args := s.where(c)
 	return t.readFingerprints(ctx, q, s, where, args)
 }
@@ -569,8 +585,9 @@ func (t *tableRun) readFingerprints(ctx context.Context, q Querier, s sideSQL, w
 		}
 		sql = fmt.Sprintf("SELECT %s, pg_catalog.md5(%s) FROM %s%s", strings.Join(texts, ", "), s.rowText, s.table, where)
 	} else {
+		// The filter applies inside; where (over "skein_rt") outside.
 		sql = fmt.Sprintf(`SELECT pg_catalog.md5("skein_rt"), pg_catalog.left(pg_catalog.min("skein_rt"), 200), pg_catalog.count(*)::pg_catalog.text
-FROM (SELECT %s AS "skein_rt" FROM %s) AS s%s GROUP BY 1`, s.rowText, s.table, where)
+FROM (SELECT %s AS "skein_rt" FROM %s%s) AS s%s GROUP BY 1`, s.rowText, s.table, s.filterClause(), where)
 	}
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
@@ -647,6 +664,9 @@ func (t *tableRun) fingerprints(ctx context.Context, q Querier, source bool) (ma
 		}
 		where = fmt.Sprintf(" WHERE (%s) IN (SELECT %s FROM ROWS FROM (%s) AS u(%s))",
 			strings.Join(s.keys, ", "), strings.Join(names, ", "), strings.Join(params, ", "), strings.Join(aliases, ", "))
+		if s.filter != "" {
+			where += " AND " + s.filter
+		}
 	} else {
 		where = ` WHERE pg_catalog.md5("skein_rt") = ANY($1::pg_catalog.text[])`
 		args = []any{t.candidates}

@@ -27,6 +27,10 @@ CREATE TABLE public.pair (a int, b text, n int, PRIMARY KEY (a, b));
 INSERT INTO public.pair SELECT i % 10, 'k' || i, i FROM generate_series(1, 300) i;
 CREATE TABLE public.nokey (x int, y text);
 INSERT INTO public.nokey SELECT i % 50, 'y' FROM generate_series(1, 200) i;
+CREATE TABLE public.ev (id int PRIMARY KEY, n int);
+INSERT INTO public.ev SELECT i, i FROM generate_series(1, 2000) i;
+CREATE TABLE public.evk (n int);
+INSERT INTO public.evk SELECT i FROM generate_series(1, 100) i;
 `
 
 const destSQL = `
@@ -39,6 +43,11 @@ CREATE TABLE m.pair (a int, b text, n int, PRIMARY KEY (a, b));
 INSERT INTO m.pair SELECT i % 10, 'k' || i, i FROM generate_series(1, 300) i;
 CREATE TABLE m.nokey (x int, y text);
 INSERT INTO m.nokey SELECT i % 50, 'y' FROM generate_series(1, 200) i;
+-- ev and evk are filtered (n % 2 = 0): the destination holds the even rows only.
+CREATE TABLE m.ev (id int PRIMARY KEY, n int);
+INSERT INTO m.ev SELECT i, i FROM generate_series(2, 2000, 2) i;
+CREATE TABLE m.evk (n int);
+INSERT INTO m.evk SELECT i FROM generate_series(2, 100, 2) i;
 -- Output settings differ on purpose: verify.Session makes the row texts comparable.
 SET TimeZone = 'Asia/Tokyo';
 `
@@ -71,6 +80,8 @@ func setup(t *testing.T) *fixture {
 		{Source: spec.QName{Schema: "public", Name: "kv"}, Dest: spec.QName{Schema: "m", Name: "kv2"}, Columns: map[string]string{"v": "value"}},
 		{Source: spec.QName{Schema: "public", Name: "pair"}, Dest: spec.QName{Schema: "m", Name: "pair"}},
 		{Source: spec.QName{Schema: "public", Name: "nokey"}, Dest: spec.QName{Schema: "m", Name: "nokey"}},
+		{Source: spec.QName{Schema: "public", Name: "ev"}, Dest: spec.QName{Schema: "m", Name: "ev"}, Where: "n % 2 = 0"},
+		{Source: spec.QName{Schema: "public", Name: "evk"}, Dest: spec.QName{Schema: "m", Name: "evk"}, Where: "n % 2 = 0"},
 	}
 	defs, err := catalog.LoadTables(ctx, f.src, maps)
 	require.NoError(t, err)
@@ -117,7 +128,8 @@ func TestVerify(t *testing.T) {
 		require.Equal(t, 8, res[0].ChunksChecked)
 		require.Equal(t, 1, res[2].Chunks, "a table without a key is one chunk")
 		require.Equal(t, total, done)
-		require.Equal(t, 8+1+1, total, "pair: 300 rows fit one chunk")
+		require.Equal(t, int64(1000), res[3].SourceRows, "the filter applies on the source")
+		require.Equal(t, 8+1+1+2+1, total, "pair: 300 rows fit one chunk; ev: 1000 filtered rows, 2 chunks")
 	})
 
 	t.Run("sampled chunks", func(t *testing.T) {
@@ -135,7 +147,8 @@ UPDATE m.kv2 SET value = 'changed' WHERE id = 4321;
 UPDATE m.kv2 SET f = f + 1e-12 WHERE id = 2000;
 UPDATE m.pair SET n = -1 WHERE a = 3 AND b = 'k13';
 DELETE FROM m.nokey WHERE ctid = (SELECT ctid FROM m.nokey WHERE x = 7 LIMIT 1);
-INSERT INTO m.nokey VALUES (1000, 'new')`)
+INSERT INTO m.nokey VALUES (1000, 'new');
+INSERT INTO m.ev VALUES (3, 3)`)
 
 	t.Run("differences by key", func(t *testing.T) {
 		res := f.run(t, verify.Options{})
@@ -148,6 +161,8 @@ INSERT INTO m.nokey VALUES (1000, 'new')`)
 		require.Equal(t, [3]int64{1, 1, 2}, [3]int64{kv.Missing, kv.Extra, kv.Different})
 		require.Equal(t, []verify.Diff{{Kind: verify.Different, Key: "a=3, b=k13"}}, pair.Diffs)
 		require.ElementsMatch(t, []verify.Diff{{Kind: verify.Missing, Key: "(7,y)"}, {Kind: verify.Extra, Key: "(1000,new)"}}, nokey.Diffs)
+		require.Equal(t, []verify.Diff{{Kind: verify.Extra, Key: "id=3"}}, res[3].Diffs, "a row outside the filter is extra")
+		require.True(t, res[4].Equal)
 	})
 
 	t.Run("count mode compares counts", func(t *testing.T) {
@@ -155,6 +170,8 @@ INSERT INTO m.nokey VALUES (1000, 'new')`)
 		require.True(t, res[0].Equal, "one row missing and one extra: the counts agree")
 		require.True(t, res[1].Equal)
 		require.True(t, res[2].Equal)
+		require.Equal(t, int64(1), res[3].Extra)
+		require.True(t, res[4].Equal)
 	})
 
 	t.Run("the report is capped, the totals are not", func(t *testing.T) {
@@ -183,6 +200,8 @@ UPDATE m.pair SET n = 13 WHERE a = 3 AND b = 'k13'`)
 		}, res[0].Diffs)
 		require.True(t, res[1].Equal, "%+v", res[1])
 		require.False(t, res[2].Equal)
+		require.Equal(t, []verify.Diff{{Kind: verify.Extra, Key: "id=3"}}, res[3].Diffs)
+		require.True(t, res[4].Equal)
 	})
 }
 

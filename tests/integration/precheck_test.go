@@ -183,6 +183,10 @@ func TestPrecheckItems(t *testing.T) {
 			s.Objects = []spec.Object{{Schema: "public", Tables: []spec.Table{{Name: "nope"}}}, {Schema: "missing_schema"}}
 			return none
 		}},
+		{id: "row_filters", level: precheck.Error, inText: `column "nope" does not exist`, inFix: "boolean SQL expression", setup: func(t *testing.T, s *spec.Spec) func() {
+			s.Objects = []spec.Object{{Schema: "public", Tables: []spec.Table{{Name: "parent", Where: "nope = 1"}}}}
+			return none
+		}},
 		{id: "primary_keys", level: precheck.Warning, inText: "lab.nokey", inFix: "PRIMARY KEY", setup: func(t *testing.T, s *spec.Spec) func() {
 			mustExec(t, src, `CREATE TABLE lab.nokey (a int, b text)`)
 			s.Objects = []spec.Object{{Schema: "lab"}}
