@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
@@ -96,4 +95,3 @@ func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload
 		zap.Int64("bytes", res.Bytes), zap.Bool("skipped", res.Skipped))
 	return res, nil
 }
-
