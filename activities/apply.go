@@ -3,14 +3,17 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/throttle"
 )
@@ -28,6 +31,21 @@ type ApplyInput struct {
 	MaxRun time.Duration `json:"max_run,omitempty"`
 	// ReportEvery is the interval of progress signals; 0 = 5s.
 	ReportEvery time.Duration `json:"report_every,omitempty"`
+	// SkipBefore lists source tables whose changes in transactions committed before an LSN were
+	// applied by the stream that loaded them (modify-objects).
+	SkipBefore []SkipBefore `json:"skip_before,omitempty"`
+	// StopAt ends the run once everything before this LSN is applied; CatchUp stops at the
+	// source's position when the run starts. Both serve the helper stream of added tables.
+	StopAt  string `json:"stop_at,omitempty"`
+	CatchUp bool   `json:"catch_up,omitempty"`
+	// Helper marks the helper stream: it reports no progress to the workflow.
+	Helper bool `json:"helper,omitempty"`
+}
+
+// SkipBefore is one table of ApplyInput.SkipBefore.
+type SkipBefore struct {
+	Table spec.QName `json:"table"`
+	LSN   string     `json:"lsn"`
 }
 
 // ApplyProgress is the apply position reported to the workflow.
@@ -36,6 +54,8 @@ type ApplyProgress struct {
 	LagBytes   int64      `json:"lag_bytes"`
 	LagSeconds float64    `json:"lag_seconds"`
 	Counts     cdc.Counts `json:"counts"`
+	// FlushedLSN: everything before it is applied (or not part of the selection).
+	FlushedLSN string `json:"flushed_lsn,omitempty"`
 }
 
 // Apply streams changes from the slot to the destination until it is cancelled (pause, release)
@@ -65,6 +85,10 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	}
 	defer closeAll(ctx, dst, lagConn)
 
+	skip, stopAt, err := streamBounds(ctx, lagConn, in)
+	if err != nil {
+		return ApplyProgress{}, classify(err)
+	}
 	runCtx, cancel := context.WithTimeout(ctx, in.MaxRun)
 	defer cancel()
 	// The stream only records its position; a separate reporter heartbeats (so cancellation is
@@ -76,7 +100,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	reporterDone := make(chan struct{})
 	go func() {
 		defer close(reporterDone)
-		a.reportApply(runCtx, ctx, lagConn, in.ReportEvery, func() cdc.Progress {
+		a.reportApply(runCtx, ctx, lagConn, in.ReportEvery, !in.Helper, func() cdc.Progress {
 			mu.Lock()
 			defer mu.Unlock()
 			return latest
@@ -101,6 +125,8 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		Upsert: in.Spec.ConflictMode == spec.ConflictIgnore,
 		Throttle: throttle.New(float64(in.Spec.Throttle.Incremental.RowsPerSecond),
 			float64(in.Spec.Throttle.Incremental.MBPerSecond)),
+		SkipBefore: skip,
+		StopAt:     stopAt,
 	})
 	cancel()
 	<-reporterDone
@@ -108,6 +134,9 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	out := last
 	if p := latest; p.AppliedLSN != 0 {
 		out.AppliedLSN, out.Counts = p.AppliedLSN.String(), p.Counts
+	}
+	if latest.FlushedLSN != 0 {
+		out.FlushedLSN = latest.FlushedLSN.String()
 	}
 	mu.Unlock()
 	switch {
@@ -127,7 +156,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 // reportApply heartbeats every second with the stream's latest position until runCtx ends, and
 // signals the workflow: a new applied position within a second, other changes (lag) every
 // reportEvery. actCtx is the activity's context (heartbeats need it).
-func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Conn, reportEvery time.Duration,
+func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Conn, reportEvery time.Duration, signal bool,
 	latest func() cdc.Progress, record func(ApplyProgress)) {
 	info := activity.GetInfo(actCtx)
 	log := a.logger(actCtx)
@@ -153,7 +182,7 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 		record(ap)
 		since := time.Since(lastSent)
 		due := (ap.AppliedLSN != last.AppliedLSN && since >= time.Second) || (ap != last && since >= reportEvery)
-		if !due || a.Client == nil {
+		if !due || a.Client == nil || !signal {
 			continue
 		}
 		last, lastSent = ap, time.Now()
@@ -162,4 +191,28 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 			log.Warn("report apply progress", zap.Error(err))
 		}
 	}
+}
+
+// streamBounds parses the run's skip list and stop position (CatchUp: the source's position now).
+func streamBounds(ctx context.Context, src *pgx.Conn, in ApplyInput) (map[spec.QName]pglogrepl.LSN, pglogrepl.LSN, error) {
+	skip := map[spec.QName]pglogrepl.LSN{}
+	for _, sb := range in.SkipBefore {
+		l, err := pglogrepl.ParseLSN(sb.LSN)
+		if err != nil {
+			return nil, 0, errclass.Permanent(fmt.Errorf("skip_before %s: %w", sb.Table, err))
+		}
+		skip[sb.Table] = l
+	}
+	var stopAt pglogrepl.LSN
+	var err error
+	switch {
+	case in.CatchUp:
+		stopAt, err = cdc.CurrentWAL(ctx, src)
+	case in.StopAt != "":
+		stopAt, err = pglogrepl.ParseLSN(in.StopAt)
+		if err != nil {
+			err = errclass.Permanent(fmt.Errorf("stop_at: %w", err))
+		}
+	}
+	return skip, stopAt, err
 }

@@ -182,15 +182,32 @@ func (a *Activities) Release(ctx context.Context, s spec.Spec) error {
 		return classify(err)
 	}
 	defer closeAll(ctx, src, dst)
-	if err := cdc.DropSlot(ctx, src, s.SlotName()); err != nil {
-		return classify(err)
+	// The helper of a modify-objects in progress goes too.
+	for _, sp := range []spec.Spec{s.Helper(), s} {
+		if err := cdc.DropSlot(ctx, src, sp.SlotName()); err != nil {
+			return classify(err)
+		}
+		if err := cdc.DropPublication(ctx, src, sp.SlotName()); err != nil {
+			return classify(err)
+		}
+		if err := bookkeeping.Drop(ctx, dst, sp.Name); err != nil {
+			return classify(err)
+		}
+		a.logger(ctx).Info("released: slot, publication and bookkeeping removed", zap.String("slot", sp.SlotName()))
 	}
-	if err := cdc.DropPublication(ctx, src, s.SlotName()); err != nil {
-		return classify(err)
-	}
-	if err := bookkeeping.Drop(ctx, dst, s.Name); err != nil {
-		return classify(err)
-	}
-	a.logger(ctx).Info("released: slot, publication and bookkeeping removed", zap.String("slot", s.SlotName()))
 	return nil
+}
+
+// SourcePosition returns the source's current WAL position.
+func (a *Activities) SourcePosition(ctx context.Context, s spec.Spec) (string, error) {
+	conn, err := a.Open.Connect(ctx, s.Source)
+	if err != nil {
+		return "", classify(err)
+	}
+	defer closeAll(ctx, conn)
+	lsn, err := cdc.CurrentWAL(ctx, conn)
+	if err != nil {
+		return "", classify(err)
+	}
+	return lsn.String(), nil
 }

@@ -53,12 +53,16 @@ func (a *Activities) DescribeTask(ctx context.Context, id string) (TaskInfo, err
 		return info, fmt.Errorf("query the status of task %s: %w", id, err)
 	}
 	var st struct {
-		Phase string `json:"phase"`
+		Phase   string        `json:"phase"`
+		Objects []spec.Object `json:"objects"`
 	}
 	if err := v.Get(&st); err != nil {
 		return info, fmt.Errorf("decode the status of task %s: %w", id, err)
 	}
 	info.Phase = st.Phase
+	if len(st.Objects) > 0 {
+		info.Spec.Objects = st.Objects // modified since the run started
+	}
 	return info, nil
 }
 

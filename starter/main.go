@@ -57,7 +57,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		signalCmd("resume", workflows.SignalResume, "Resume a paused or failed task where it stopped"),
 		releaseCmd(),
 		precheckCmd(),
-		notYet("modify", "Change the synchronized objects"),
+		modifyCmd(),
 		verifyCmd(),
 		sequencesCmd(),
 	)
@@ -415,16 +415,5 @@ func releaseCmd() *cobra.Command {
 			fmt.Fprintf(out, "released %s: slot, publication and bookkeeping removed\n", id)
 			return nil
 		}),
-	}
-}
-
-func notYet(name, short string) *cobra.Command {
-	return &cobra.Command{
-		Use:                name,
-		Short:              short + " (not supported yet)",
-		DisableFlagParsing: true,
-		RunE: func(*cobra.Command, []string) error {
-			return usageError{fmt.Errorf("%s: not supported yet", name)}
-		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/precheck"
+	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/verify"
 )
 
@@ -59,6 +60,8 @@ type Status struct {
 	Precheck   []precheck.Item         `json:"precheck,omitempty"`
 	Verify     []verify.TableResult    `json:"verify,omitempty"`
 	Schema     activities.SchemaReport `json:"schema"`
+	// Objects is the objects list after a modify-objects (the spec's otherwise).
+	Objects []spec.Object `json:"objects,omitempty"`
 }
 
 // TableStatus is the progress of one table.

@@ -30,6 +30,8 @@ type Carry struct {
 	ApplyMaxRun time.Duration `json:"apply_max_run,omitempty"`
 	// ApplyReportEvery is the interval of apply progress reports (default 5s).
 	ApplyReportEvery time.Duration `json:"apply_report_every,omitempty"`
+	// SkipBefore carries the added tables' changes the task's stream must still skip.
+	SkipBefore []activities.SkipBefore `json:"skip_before,omitempty"`
 }
 
 // errReleased ends the work of a phase when the task is being released.
@@ -46,6 +48,12 @@ type task struct {
 	resumes          int // resume signals received: every waiter wakes on a new one
 	progressSeq      int // apply progress reports received: a report ends a failure streak
 	releaseRequested bool
+
+	// modify-objects: modifying while one runs; merging while the task's stream must stay stopped;
+	// applyRunning while an apply run of the task's stream is in flight; skipBefore: the added
+	// tables' changes the stream skips (the helper applied them).
+	modifying, merging, applyRunning bool
+	skipBefore                       []activities.SkipBefore
 
 	pauseCh, resumeCh, releaseCh, progressCh, verifyCh workflow.ReceiveChannel
 }
@@ -74,6 +82,11 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	}); err != nil {
 		return err
 	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateModifyObjects, w.modifyObjects, workflow.UpdateHandlerOptions{
+		Validator: w.validateModify,
+	}); err != nil {
+		return err
+	}
 
 	w.publishSearchAttributes(ctx)
 
@@ -87,6 +100,7 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	if w.carry.Status != nil {
 		w.status = *w.carry.Status
 		w.tables = w.carry.Tables
+		w.skipBefore = w.carry.SkipBefore
 		w.setPhase(PhaseIncremental)
 	} else {
 		err = w.initialLoad(workCtx)
@@ -186,6 +200,7 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 	w.status.LagBytes = p.LagBytes
 	w.status.LagSeconds = p.LagSeconds
 	w.status.Changes = p.Counts
+	w.pruneSkips(p.AppliedLSN)
 }
 
 func (w *task) setPhase(p string) {
@@ -232,32 +247,13 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	var snap cdc.SlotSnapshot
 	var stopHolder func() error
 	if s.FullSync() || s.IncrementalSync() {
-		sessCtx, err := workflow.CreateSession(ctx, &workflow.SessionOptions{
-			CreationTimeout: 5 * time.Minute, ExecutionTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: time.Minute,
-		})
+		var done func()
+		var err error
+		snap, stopHolder, done, err = w.openSnapshot(ctx, activities.SnapshotInput{Spec: s, WithSlot: s.IncrementalSync()})
 		if err != nil {
-			return fmt.Errorf("create session for the snapshot holder: %w", err)
-		}
-		defer workflow.CompleteSession(sessCtx)
-		in := activities.SnapshotInput{Spec: s, WithSlot: s.IncrementalSync()}
-		if err := w.call(sessCtx, short, acts.OpenSnapshot, &snap, in); err != nil {
 			return err
 		}
-		holdCtx, cancelHold := workflow.WithCancel(sessCtx)
-		holdCtx = workflow.WithActivityOptions(holdCtx, workflow.ActivityOptions{
-			StartToCloseTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
-			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
-		})
-		hold := workflow.ExecuteActivity(holdCtx, acts.HoldSnapshot, s.Name)
-		stopHolder = func() error {
-			cancelHold()
-			err := hold.Get(ctx, nil)
-			var canceled *temporal.CanceledError
-			if errors.As(err, &canceled) {
-				return nil
-			}
-			return err
-		}
+		defer done()
 		defer func() {
 			if stopHolder != nil {
 				_ = stopHolder()
@@ -335,10 +331,12 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 	}
 	var jobs []job
 	order := make([]int, len(plans))
+	statusOf := make([]int, len(plans)) // plan -> its entry in status.Tables
 	for i := range plans {
 		order[i] = i
-		w.status.Tables[i].RowsEstimate = plans[i].RowsEstimate
-		w.status.Tables[i].Chunks = len(plans[i].Chunks)
+		statusOf[i] = w.statusIndex(plans[i].Table.Source)
+		w.status.Tables[statusOf[i]].RowsEstimate = plans[i].RowsEstimate
+		w.status.Tables[statusOf[i]].Chunks = len(plans[i].Chunks)
 	}
 	// Largest first (stable, deterministic).
 	for i := 1; i < len(order); i++ {
@@ -385,11 +383,11 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 					}
 					return
 				}
-				ts := &w.status.Tables[j.table]
+				ts := &w.status.Tables[statusOf[j.table]]
 				ts.State = TableLoading
 				var res fullload.Result
 				err := w.call(ctx, opts, acts.CopyChunk, &res,
-					activities.CopyChunkInput{Spec: w.spec, Chunk: j.chunk, Snapshot: in.Snapshot})
+					activities.CopyChunkInput{Spec: in.Spec, Chunk: j.chunk, Snapshot: in.Snapshot})
 				if err != nil {
 					if firstErr == nil {
 						firstErr = err
@@ -419,13 +417,7 @@ func (w *task) incremental(ctx workflow.Context) error {
 	for i := range w.status.Tables {
 		w.status.Tables[i].State = TableDone
 	}
-	opts := workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
-	}
-	if w.carry.ApplyMaxRun > 0 {
-		opts.StartToCloseTimeout = w.carry.ApplyMaxRun + time.Hour
-	}
-	in := activities.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.carry.ApplyMaxRun, ReportEvery: w.carry.ApplyReportEvery}
+	opts := w.applyOptions()
 	for {
 		if w.releaseRequested {
 			return errReleased
@@ -436,7 +428,13 @@ func (w *task) incremental(ctx workflow.Context) error {
 			}
 			continue
 		}
-		if w.historyFull(ctx) {
+		if w.merging {
+			if err := workflow.Await(ctx, func() bool { return !w.merging || w.releaseRequested }); err != nil {
+				return err
+			}
+			continue
+		}
+		if w.historyFull(ctx) && !w.modifying {
 			w.drainSignals()
 			if !w.releaseRequested && !w.pauseRequested {
 				return w.continueAsNew(ctx)
@@ -445,12 +443,18 @@ func (w *task) incremental(ctx workflow.Context) error {
 		}
 		runCtx, stop := workflow.WithCancel(ctx)
 		workflow.Go(runCtx, func(c workflow.Context) {
-			if workflow.Await(c, func() bool { return w.pauseRequested || w.releaseRequested || w.historyFull(c) }) == nil {
+			if workflow.Await(c, func() bool {
+				return w.pauseRequested || w.releaseRequested || w.merging || (w.historyFull(c) && !w.modifying)
+			}) == nil {
 				stop()
 			}
 		})
+		in := activities.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.carry.ApplyMaxRun, ReportEvery: w.carry.ApplyReportEvery,
+			SkipBefore: w.skipBefore}
 		var res activities.ApplyProgress
+		w.applyRunning = true
 		err := w.call(runCtx, opts, acts.Apply, &res, in)
+		w.applyRunning = false
 		interrupted := runCtx.Err() != nil
 		stop()
 		if err == nil {
@@ -465,6 +469,17 @@ func (w *task) incremental(ctx workflow.Context) error {
 		}
 		return err
 	}
+}
+
+// applyOptions are the options of an apply run.
+func (w *task) applyOptions() workflow.ActivityOptions {
+	opts := workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
+	}
+	if w.carry.ApplyMaxRun > 0 {
+		opts.StartToCloseTimeout = w.carry.ApplyMaxRun + time.Hour
+	}
+	return opts
 }
 
 func (w *task) historyFull(ctx workflow.Context) bool {
@@ -482,6 +497,7 @@ func (w *task) continueAsNew(ctx workflow.Context) error {
 	carry := w.carry
 	carry.Status = &st
 	carry.Tables = w.tables
+	carry.SkipBefore = w.skipBefore
 	return workflow.NewContinueAsNewError(ctx, SyncTask, w.spec, &carry)
 }
 
@@ -625,4 +641,47 @@ func errorText(err error) string {
 		return appErr.Error()
 	}
 	return err.Error()
+}
+
+// openSnapshot creates the snapshot (and the slot, with in.WithSlot) and starts the activity that
+// holds it on the same worker, in a session. stop ends the holder; done completes the session.
+func (w *task) openSnapshot(ctx workflow.Context, in activities.SnapshotInput) (snap cdc.SlotSnapshot, stop func() error, done func(), err error) {
+	sessCtx, err := workflow.CreateSession(ctx, &workflow.SessionOptions{
+		CreationTimeout: 5 * time.Minute, ExecutionTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: time.Minute,
+	})
+	if err != nil {
+		return snap, nil, nil, fmt.Errorf("create session for the snapshot holder: %w", err)
+	}
+	done = func() { workflow.CompleteSession(sessCtx) }
+	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
+	if err := w.call(sessCtx, short, acts.OpenSnapshot, &snap, in); err != nil {
+		done()
+		return snap, nil, nil, err
+	}
+	holdCtx, cancelHold := workflow.WithCancel(sessCtx)
+	holdCtx = workflow.WithActivityOptions(holdCtx, workflow.ActivityOptions{
+		StartToCloseTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	hold := workflow.ExecuteActivity(holdCtx, acts.HoldSnapshot, in.Spec.Name)
+	stop = func() error {
+		cancelHold()
+		err := hold.Get(ctx, nil)
+		var canceled *temporal.CanceledError
+		if errors.As(err, &canceled) {
+			return nil
+		}
+		return err
+	}
+	return snap, stop, done, nil
+}
+
+// statusIndex finds a source table's entry in status.Tables.
+func (w *task) statusIndex(src spec.QName) int {
+	for i, t := range w.status.Tables {
+		if t.Source == src.String() {
+			return i
+		}
+	}
+	panic("table " + src.String() + " has no status entry") // every selected table has one
 }

@@ -34,6 +34,9 @@ type applier struct {
 	counts    Counts
 	log       *zap.Logger
 	upsert    bool // conflict_mode: ignore: an insert overwrites a row with the same key
+	// skipBefore and txLSN: a table's changes in transactions committed before its LSN are skipped.
+	skipBefore map[spec.QName]pglogrepl.LSN
+	txLSN      pglogrepl.LSN // commit LSN of the current source transaction
 }
 
 func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applier {
@@ -55,7 +58,11 @@ func (a *applier) table(relID uint32) (*pglogrepl.RelationMessage, spec.TableMap
 	if !ok {
 		return nil, spec.TableMap{}, false, fmt.Errorf("change for unknown relation %d (no relation message)", relID)
 	}
-	tm, ok := a.tables[spec.QName{Schema: rel.Namespace, Name: rel.RelationName}]
+	name := spec.QName{Schema: rel.Namespace, Name: rel.RelationName}
+	tm, ok := a.tables[name]
+	if lsn, skip := a.skipBefore[name]; ok && skip && a.txLSN < lsn {
+		return rel, tm, false, nil
+	}
 	return rel, tm, ok, nil
 }
 

@@ -38,6 +38,11 @@ type StreamOptions struct {
 	Upsert bool
 	// Throttle paces applied changes (rows) and their data (bytes); nil = unlimited.
 	Throttle *throttle.Limiter
+	// SkipBefore skips a table's changes in source transactions committed before the LSN: another
+	// stream (of a table added to a running task) applied them.
+	SkipBefore map[spec.QName]pglogrepl.LSN
+	// StopAt ends the stream (nil error) once everything before it is applied; 0 = run on.
+	StopAt pglogrepl.LSN
 }
 
 // Progress is the stream's position.
@@ -101,6 +106,7 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 		app:  newApplier(dest, opts.Tables, opts.Log),
 	}
 	s.app.upsert = opts.Upsert
+	s.app.skipBefore = opts.SkipBefore
 	s.prog.AppliedLSN = applied
 	s.prog.FlushedLSN = applied
 	opts.Log.Info("change stream started", zap.String("slot", opts.Slot), zap.Stringer("from", applied))
@@ -137,6 +143,15 @@ func (s *stream) run() error {
 	}()
 	s.nextStatus = time.Now()
 	for {
+		if s.opts.StopAt != 0 && s.prog.FlushedLSN >= s.opts.StopAt && !s.txOpen && !s.inSourceTx {
+			if err := s.sendStatus(); err != nil {
+				return err
+			}
+			if s.opts.OnProgress != nil {
+				s.opts.OnProgress(s.prog)
+			}
+			return nil
+		}
 		if err := s.ctx.Err(); err != nil {
 			if s.txOpen && !s.inSourceTx {
 				if err := s.commit(context.WithoutCancel(s.ctx)); err != nil {
@@ -239,6 +254,7 @@ func (s *stream) handleWAL(walData []byte) error {
 	case *pglogrepl.BeginMessage:
 		s.inSourceTx = true
 		s.skipTx = m.FinalLSN <= s.prog.AppliedLSN
+		s.app.txLSN = m.FinalLSN
 	case *pglogrepl.CommitMessage:
 		s.inSourceTx = false
 		if s.skipTx {

@@ -267,3 +267,11 @@ func (s *Spec) SlotName() string { return SlotNameFor(s.Name) }
 func SlotNameFor(name string) string {
 	return "skein_" + strings.ReplaceAll(name, "-", "_")
 }
+
+// Helper is the spec of the helper stream that loads the tables a modify-objects adds to a running
+// task: its own slot, publication and bookkeeping, dropped once the tables join the task's stream.
+func (s Spec) Helper() Spec {
+	h := s
+	h.Name = s.Name + "--add"
+	return h
+}

@@ -1,0 +1,247 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// UpdateModifyObjects changes the synchronized objects of a running task (argument: the new
+// objects list). `skein modify ID -f objects.yaml` sends it.
+const UpdateModifyObjects = "modify-objects"
+
+// ModifyResult is what modify-objects changed.
+type ModifyResult struct {
+	Added   []string `json:"added"`
+	Removed []string `json:"removed"`
+}
+
+// validateModify accepts the update only while the task streams and the new list is a valid
+// objects list, so a rejected request leaves no trace in the history.
+func (w *task) validateModify(objs []spec.Object) error {
+	if w.modifying {
+		return badRequest(errors.New("another modify-objects is in progress; wait for it to finish"))
+	}
+	if w.status.Phase != PhaseIncremental {
+		return badRequest(fmt.Errorf("the task is %s: objects can be modified while it is incremental", w.status.Phase))
+	}
+	ns := w.spec
+	ns.Objects = objs
+	if err := ns.Validate(); err != nil {
+		return badRequest(err)
+	}
+	return nil
+}
+
+// badRequest marks a rejected request (the CLI exits 2).
+func badRequest(err error) error {
+	return temporal.NewNonRetryableApplicationError(err.Error(), "bad_request", nil)
+}
+
+// modifyObjects adds and removes tables while the others keep streaming. An added table gets its
+// own slot (the helper's, see spec.Helper) with an exported snapshot, its schema and a full load
+// in that snapshot, and its changes from the helper stream until it has caught up. Then the task's
+// stream stops for a moment: the table joins the task's publication, the helper applies up to a
+// source position after that, and the task's stream takes over, skipping the added tables'
+// changes the helper applied. Removed tables leave the publication; their rows stay.
+func (w *task) modifyObjects(ctx workflow.Context, objs []spec.Object) (ModifyResult, error) {
+	w.modifying = true
+	defer func() { w.modifying = false }()
+	var res ModifyResult
+	ns := w.spec
+	ns.Objects = objs
+	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
+	var tables []spec.TableMap
+	if err := w.call(ctx, short, acts.ResolveTables, &tables, ns); err != nil {
+		return res, err
+	}
+	added, removed, err := diffTables(w.tables, tables)
+	if err != nil {
+		return res, err
+	}
+	for _, t := range added {
+		res.Added = append(res.Added, t.Source.String())
+	}
+	for _, t := range removed {
+		res.Removed = append(res.Removed, t.Source.String())
+	}
+	if len(added) == 0 && len(removed) == 0 {
+		w.spec.Objects = objs
+		return res, nil
+	}
+	helper := ns.Helper()
+	var joinAt string // the helper applied the added tables' changes committed before it
+	if len(added) > 0 {
+		if err := w.loadAdded(ctx, ns, added); err != nil {
+			return res, err
+		}
+	}
+
+	// The switch: the task's stream stops, the publication changes, the helper finishes.
+	w.merging = true
+	defer func() { w.merging = false }()
+	if err := workflow.Await(ctx, func() bool { return !w.applyRunning }); err != nil {
+		return res, err
+	}
+	if err := w.call(ctx, short, acts.PreparePublication, nil, ns, tables); err != nil {
+		return res, err
+	}
+	if len(added) > 0 {
+		var after string
+		if err := w.call(ctx, short, acts.SourcePosition, &after, ns); err != nil {
+			return res, err
+		}
+		// Runs end after ApplyMaxRun: go on until the helper has passed the switch point.
+		target, err := pglogrepl.ParseLSN(after)
+		if err != nil {
+			return res, err
+		}
+		for {
+			var p activities.ApplyProgress
+			if err := w.call(ctx, w.applyOptions(), acts.Apply, &p,
+				activities.ApplyInput{Spec: helper, Tables: added, StopAt: after, Helper: true, MaxRun: w.carry.ApplyMaxRun}); err != nil {
+				return res, err
+			}
+			if flushed, err := pglogrepl.ParseLSN(p.FlushedLSN); err == nil && flushed >= target {
+				joinAt = p.FlushedLSN
+				break
+			}
+		}
+		if err := w.call(ctx, short, acts.Release, nil, helper); err != nil {
+			return res, err
+		}
+		for _, t := range added {
+			w.skipBefore = append(w.skipBefore, activities.SkipBefore{Table: t.Source, LSN: joinAt})
+		}
+	}
+	w.tables = tables
+	w.spec.Objects = objs
+	w.status.Objects = objs
+	kept := w.status.Tables[:0]
+	for _, ts := range w.status.Tables {
+		if !containsSource(removed, ts.Source) {
+			kept = append(kept, ts)
+		}
+	}
+	w.status.Tables = kept
+	workflow.GetLogger(ctx).Info("objects modified", "added", res.Added, "removed", res.Removed, "join_at", joinAt)
+	return res, nil
+}
+
+// loadAdded creates the helper's publication and slot for the added tables, their schema, loads
+// them in the slot's snapshot and lets the helper stream catch up with the source.
+func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableMap) error {
+	helper := ns.Helper()
+	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
+	long := workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute}
+	for _, t := range added {
+		w.status.Tables = append(w.status.Tables, TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: TablePending})
+	}
+	if err := w.call(ctx, short, acts.PreparePublication, nil, helper, added); err != nil {
+		return err
+	}
+	snap, stopHolder, done, err := w.openSnapshot(ctx, activities.SnapshotInput{Spec: helper, WithSlot: true})
+	if err != nil {
+		return err
+	}
+	defer done()
+	defer func() {
+		if stopHolder != nil {
+			_ = stopHolder()
+		}
+	}()
+	// The helper's name keeps the added tables' chunk bookkeeping apart (dropped with the helper).
+	in := activities.SchemaInput{Spec: helper, Tables: added, Snapshot: snap.SnapshotName}
+	if ns.SchemaSync() {
+		var rep activities.SchemaReport
+		if err := w.call(ctx, short, acts.SchemaPreData, &rep, in); err != nil {
+			return err
+		}
+		w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
+		w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
+	}
+	if ns.FullSync() {
+		if err := w.fullLoad(ctx, in, long); err != nil {
+			return err
+		}
+	}
+	err = stopHolder()
+	stopHolder = nil
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("snapshot holder of the added tables ended with an error", "error", err)
+	}
+	if ns.SchemaSync() {
+		var rep activities.SchemaReport
+		if err := w.call(ctx, long, acts.SchemaPostData, &rep, in); err != nil {
+			return err
+		}
+		w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
+		w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
+		w.status.Schema.Warned = append(w.status.Schema.Warned, rep.Warned...)
+	}
+	for _, t := range added {
+		w.status.Tables[w.statusIndex(t.Source)].State = TableDone
+	}
+	// Catch up while the task's stream keeps going, so the switch is short.
+	var p activities.ApplyProgress
+	return w.call(ctx, w.applyOptions(), acts.Apply, &p,
+		activities.ApplyInput{Spec: helper, Tables: added, CatchUp: true, Helper: true, MaxRun: w.carry.ApplyMaxRun})
+}
+
+// diffTables compares the selection before and after: tables added and removed. A table in both
+// whose mapping changed is an error: remove it, then add it again.
+func diffTables(before, after []spec.TableMap) (added, removed []spec.TableMap, err error) {
+	old := map[spec.QName]spec.TableMap{}
+	for _, t := range before {
+		old[t.Source] = t
+	}
+	now := map[spec.QName]bool{}
+	for _, t := range after {
+		now[t.Source] = true
+		prev, ok := old[t.Source]
+		switch {
+		case !ok:
+			added = append(added, t)
+		case !reflect.DeepEqual(prev, t):
+			return nil, nil, fmt.Errorf("table %s: its mapping (name, columns, filter or operations) changed; modify-objects adds and removes tables: remove it in one modify, then add it in another", t.Source)
+		}
+	}
+	for _, t := range before {
+		if !now[t.Source] {
+			removed = append(removed, t)
+		}
+	}
+	return added, removed, nil
+}
+
+func containsSource(tables []spec.TableMap, src string) bool {
+	for _, t := range tables {
+		if t.Source.String() == src {
+			return true
+		}
+	}
+	return false
+}
+
+// pruneSkips drops skip entries the task's stream has passed.
+func (w *task) pruneSkips(applied string) {
+	lsn, err := pglogrepl.ParseLSN(applied)
+	if err != nil || len(w.skipBefore) == 0 {
+		return
+	}
+	kept := w.skipBefore[:0]
+	for _, s := range w.skipBefore {
+		if at, err := pglogrepl.ParseLSN(s.LSN); err != nil || at > lsn {
+			kept = append(kept, s)
+		}
+	}
+	w.skipBefore = kept
+}
