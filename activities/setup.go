@@ -211,3 +211,14 @@ func (a *Activities) SourcePosition(ctx context.Context, s spec.Spec) (string, e
 	}
 	return lsn.String(), nil
 }
+
+// SlotState reads the task's replication slot: whether it exists and how far its consumer got.
+func (a *Activities) SlotState(ctx context.Context, s spec.Spec) (cdc.SlotState, error) {
+	conn, err := a.Open.Connect(ctx, s.Source)
+	if err != nil {
+		return cdc.SlotState{}, classify(err)
+	}
+	defer closeAll(ctx, conn)
+	st, err := cdc.Slot(ctx, conn, s.SlotName())
+	return st, classify(err)
+}

@@ -32,6 +32,10 @@ type Carry struct {
 	ApplyReportEvery time.Duration `json:"apply_report_every,omitempty"`
 	// SkipBefore carries the added tables' changes the task's stream must still skip.
 	SkipBefore []activities.SkipBefore `json:"skip_before,omitempty"`
+	// Paused carries a pause across continue-as-new.
+	Paused bool `json:"paused,omitempty"`
+	// RetryUnit is the unit of the spec's retry windows (default a minute; tests shorten it).
+	RetryUnit time.Duration `json:"retry_unit,omitempty"`
 }
 
 // errReleased ends the work of a phase when the task is being released.
@@ -55,6 +59,10 @@ type task struct {
 	modifying, merging, applyRunning bool
 	skipBefore                       []activities.SkipBefore
 
+	alerts          []activities.AlertEvent // queued for the sender
+	alertSending    bool
+	latencyAlerting bool // the lag is above alerts.latency_seconds and was reported
+
 	pauseCh, resumeCh, releaseCh, progressCh, verifyCh workflow.ReceiveChannel
 }
 
@@ -73,6 +81,9 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	if w.carry.HistoryLimit == 0 {
 		w.carry.HistoryLimit = 10000
 	}
+	if w.carry.RetryUnit == 0 {
+		w.carry.RetryUnit = time.Minute
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return w.status, nil }); err != nil {
 		return err
 	}
@@ -89,6 +100,9 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	}
 
 	w.publishSearchAttributes(ctx)
+	if s.Alerts.Enabled() {
+		workflow.Go(ctx, w.sendAlerts)
+	}
 
 	workCtx, cancelWork := workflow.WithCancel(ctx)
 	workflow.Go(ctx, func(ctx workflow.Context) {
@@ -101,6 +115,7 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 		w.status = *w.carry.Status
 		w.tables = w.carry.Tables
 		w.skipBefore = w.carry.SkipBefore
+		w.pauseRequested = w.carry.Paused
 		w.setPhase(PhaseIncremental)
 	} else {
 		err = w.initialLoad(workCtx)
@@ -119,6 +134,8 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 		if !errors.As(err, &appErr) || appErr.Type() != "precheck_failed" {
 			w.status.Phase = PhaseFailed
 			w.status.LastError = errorText(err)
+			w.alert(activities.AlertFailed, w.status.LastError)
+			w.flushAlerts(ctx)
 		}
 		return err
 	}
@@ -201,6 +218,7 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 	w.status.LagSeconds = p.LagSeconds
 	w.status.Changes = p.Counts
 	w.pruneSkips(p.AppliedLSN)
+	w.checkLatency()
 }
 
 func (w *task) setPhase(p string) {
@@ -423,7 +441,15 @@ func (w *task) incremental(ctx workflow.Context) error {
 			return errReleased
 		}
 		if w.pauseRequested {
-			if err := w.paused(ctx); err != nil {
+			err := w.paused(ctx)
+			if errors.Is(err, errContinuePaused) {
+				w.drainSignals()
+				if !w.releaseRequested {
+					return w.continueAsNew(ctx)
+				}
+				continue
+			}
+			if err != nil {
 				return err
 			}
 			continue
@@ -498,6 +524,8 @@ func (w *task) continueAsNew(ctx workflow.Context) error {
 	carry.Status = &st
 	carry.Tables = w.tables
 	carry.SkipBefore = w.skipBefore
+	carry.Paused = w.pauseRequested
+	w.flushAlerts(ctx)
 	return workflow.NewContinueAsNewError(ctx, SyncTask, w.spec, &carry)
 }
 
@@ -528,14 +556,106 @@ func (w *task) syncSequences(ctx workflow.Context, offset int64) ([]string, erro
 	return set, err
 }
 
-// paused waits for resume or release.
+// errContinuePaused asks the incremental loop to continue as new while the task stays paused.
+var errContinuePaused = errors.New("paused task continues as new")
+
+// paused waits for resume or release. Meanwhile it measures the growing lag from the slot every
+// few report intervals (status and latency alerts) and hands over to a new run when the history
+// is full.
 func (w *task) paused(ctx workflow.Context) error {
 	w.status.Phase = PhasePaused
-	if err := w.awaitResume(ctx); err != nil {
-		return err
+	if workflow.GetVersion(ctx, "paused-lag", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		if err := w.awaitResume(ctx); err != nil {
+			return err
+		}
+		w.status.Phase = w.phase
+		return nil
+	}
+	seen := w.resumes
+	pausedAt, lagAtPause := workflow.Now(ctx), w.status.LagSeconds
+	every := 4 * w.carry.ApplyReportEvery
+	if every <= 0 {
+		every = 20 * time.Second
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	for {
+		resumed, err := workflow.AwaitWithTimeout(ctx, every, func() bool { return w.resumes > seen || w.releaseRequested })
+		if err != nil {
+			return err
+		}
+		if resumed {
+			break
+		}
+		var st cdc.SlotState
+		if err := workflow.ExecuteActivity(actx, acts.SlotState, w.spec).Get(ctx, &st); err == nil && st.Exists {
+			w.status.LagBytes, w.status.LagSeconds = 0, 0
+			if st.CurrentWAL > st.ConfirmedFlush {
+				w.status.LagBytes = int64(st.CurrentWAL - st.ConfirmedFlush)
+				w.status.LagSeconds = lagAtPause + workflow.Now(ctx).Sub(pausedAt).Seconds()
+			}
+			w.checkLatency()
+		}
+		if w.historyFull(ctx) && !w.modifying {
+			return errContinuePaused
+		}
 	}
 	w.status.Phase = w.phase
 	return nil
+}
+
+// alert queues an alert for the sender (when alerts are configured).
+func (w *task) alert(kind, message string) {
+	if !w.spec.Alerts.Enabled() {
+		return
+	}
+	w.alerts = append(w.alerts, activities.AlertEvent{Task: w.spec.Name, Kind: kind, Phase: w.status.Phase, Message: message,
+		LagSeconds: w.status.LagSeconds, LagBytes: w.status.LagBytes})
+}
+
+// checkLatency raises a latency alert when the lag goes above alerts.latency_seconds, once until
+// it comes back below.
+func (w *task) checkLatency() {
+	limit := w.spec.Alerts.LatencySeconds
+	if limit <= 0 {
+		return
+	}
+	over := w.status.LagSeconds > float64(limit)
+	if over && !w.latencyAlerting {
+		w.alert(activities.AlertLatency, fmt.Sprintf("apply lag %.1fs is above alerts.latency_seconds (%d)", w.status.LagSeconds, limit))
+	}
+	w.latencyAlerting = over
+}
+
+// sendAlerts sends queued alerts one by one, retrying each; it never blocks the task's work.
+func (w *task) sendAlerts(ctx workflow.Context) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
+			MaximumInterval: time.Minute, MaximumAttempts: 10},
+	})
+	for {
+		if err := workflow.Await(ctx, func() bool { return len(w.alerts) > 0 }); err != nil {
+			return
+		}
+		ev := w.alerts[0]
+		w.alertSending = true
+		err := workflow.ExecuteActivity(actx, acts.Alert, activities.AlertInput{Event: ev, WebhookURL: w.spec.Alerts.WebhookURL}).Get(ctx, nil)
+		w.alerts = w.alerts[1:]
+		w.alertSending = false
+		if err != nil {
+			workflow.GetLogger(ctx).Warn("alert not delivered", "kind", ev.Kind, "error", err)
+		}
+	}
+}
+
+// flushAlerts gives queued alerts up to a minute to go out before the run ends.
+func (w *task) flushAlerts(ctx workflow.Context) {
+	if len(w.alerts) == 0 && !w.alertSending {
+		return
+	}
+	_, _ = workflow.AwaitWithTimeout(ctx, time.Minute, func() bool { return len(w.alerts) == 0 && !w.alertSending })
 }
 
 // release stops everything and removes what Skein created on both sides.
@@ -587,16 +707,18 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 			streakStart = now
 		}
 		attempts++
-		window := time.Duration(w.spec.Retry.OtherMinutes) * time.Minute
+		minutes := w.spec.Retry.OtherMinutes
 		if class == errclass.Connection {
-			window = time.Duration(w.spec.Retry.ConnectionMinutes) * time.Minute
+			minutes = w.spec.Retry.ConnectionMinutes
 		}
+		window := time.Duration(minutes) * w.carry.RetryUnit
 		w.status.LastError = errorText(err)
 		w.status.Retry = RetryState{Class: string(class), Since: streakStart.UTC().Format(time.RFC3339), Attempts: attempts,
-			WindowMinutes: int(window / time.Minute)}
+			WindowMinutes: minutes}
 		workflow.GetLogger(ctx).Warn("activity failed", "class", class, "attempts", attempts, "error", w.status.LastError)
 		if class == errclass.Fatal || now.Sub(streakStart) >= window {
 			w.status.Phase = PhaseFailed
+			w.alert(activities.AlertFailed, w.status.LastError)
 			if err := w.awaitResume(ctx); err != nil {
 				return err
 			}

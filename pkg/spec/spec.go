@@ -114,6 +114,9 @@ type Alerts struct {
 	WebhookURL     string `json:"webhook_url,omitempty"`
 }
 
+// Enabled reports whether any alert is configured.
+func (a Alerts) Enabled() bool { return a.LatencySeconds > 0 || a.WebhookURL != "" }
+
 // Operation names accepted in Table.Operations.
 const (
 	OpInsert   = "insert"

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -114,11 +115,11 @@ func (s *Spec) Validate() error {
 	}
 	if s.Alerts.LatencySeconds < 0 {
 		errs.add("alerts.latency_seconds", "%d is negative; 0 turns the alert off", s.Alerts.LatencySeconds)
-	} else if s.Alerts.LatencySeconds > 0 {
-		errs.notSupported("alerts.latency_seconds")
 	}
 	if s.Alerts.WebhookURL != "" {
-		errs.notSupported("alerts.webhook_url")
+		if u, err := url.Parse(s.Alerts.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs.add("alerts.webhook_url", "%q is not an http:// or https:// URL", s.Alerts.WebhookURL)
+		}
 	}
 	for i, id := range s.IgnorePrecheck {
 		if !slices.Contains(PrecheckIDs, id) {

@@ -1,0 +1,74 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Alert kinds.
+const (
+	AlertLatency = "latency" // apply lag went above alerts.latency_seconds
+	AlertFailed  = "failed"  // the task failed (retry window over, or a fatal error)
+)
+
+// AlertEvent is what an alert reports; it is also the JSON body POSTed to alerts.webhook_url.
+type AlertEvent struct {
+	Task       string  `json:"task"`
+	Kind       string  `json:"kind"`
+	Phase      string  `json:"phase"`
+	Message    string  `json:"message"`
+	LagSeconds float64 `json:"lag_seconds"`
+	LagBytes   int64   `json:"lag_bytes"`
+	Time       string  `json:"time,omitempty"` // set when sent
+}
+
+// AlertInput asks for one alert.
+type AlertInput struct {
+	Event      AlertEvent `json:"event"`
+	WebhookURL string     `json:"webhook_url,omitempty"`
+}
+
+// Alert logs the event and POSTs it to the webhook, if one is set. A failed POST is an error, so
+// the workflow's retry policy sends it again.
+func (a *Activities) Alert(ctx context.Context, in AlertInput) error {
+	ev := in.Event
+	ev.Time = time.Now().UTC().Format(time.RFC3339)
+	a.logger(ctx).Warn("alert", zap.String("kind", ev.Kind), zap.String("phase", ev.Phase), zap.String("message", ev.Message),
+		zap.Float64("lag_seconds", ev.LagSeconds), zap.Int64("lag_bytes", ev.LagBytes))
+	if in.WebhookURL == "" {
+		return nil
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, in.WebhookURL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("alert webhook: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "skein")
+	resp, err := http.DefaultClient.Do(req)
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err // its text repeats the whole URL, tokens included
+	}
+	if err != nil {
+		return fmt.Errorf("alert webhook %s: %w", req.URL.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("alert webhook %s: %s", req.URL.Redacted(), resp.Status)
+	}
+	return nil
+}
