@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/temporalx"
@@ -60,6 +61,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		modifyCmd(),
 		verifyCmd(),
 		sequencesCmd(),
+		cutoverCmd(),
 	)
 	return root
 }
@@ -271,11 +273,13 @@ func listCmd() *cobra.Command {
 		Args:  exactArgs(0),
 		RunE: withClient(func(cmd *cobra.Command, c client.Client, _ []string) error {
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%-40s %-16s %-12s %s\n", "TASK", "PHASE", "WORKFLOW", "STARTED")
+			fmt.Fprintf(out, "%-40s %-16s %-12s %-20s %s\n", "TASK", "PHASE", "WORKFLOW", "STARTED", "SLOT")
 			var token []byte
 			byAttribute := true
+			var leftover []string
 			for {
-				query := "WorkflowType = '" + workflows.WorkflowName + "'"
+				// A continued-as-new run is one task's history, not a task.
+				query := "WorkflowType = '" + workflows.WorkflowName + "' AND ExecutionStatus != 'ContinuedAsNew'"
 				if phase != "" && byAttribute {
 					query += " AND SkeinPhase = '" + strings.ReplaceAll(phase, "'", "") + "'"
 				}
@@ -299,10 +303,17 @@ func listCmd() *cobra.Command {
 						continue
 					}
 					state := strings.ToLower(strings.TrimPrefix(e.Status.String(), "WORKFLOW_EXECUTION_STATUS_"))
-					fmt.Fprintf(out, "%-40s %-16s %-12s %s\n", id, p, state, e.StartTime.AsTime().Local().Format(time.DateTime))
+					slot := slotColumn(cmd.Context(), c, id, e.Status)
+					if strings.HasPrefix(slot, "LEFT") {
+						leftover = append(leftover, id)
+					}
+					fmt.Fprintf(out, "%-40s %-16s %-12s %-20s %s\n", id, p, state, e.StartTime.AsTime().Local().Format(time.DateTime), slot)
 				}
 				token = resp.NextPageToken
 				if len(token) == 0 {
+					for _, id := range leftover {
+						fmt.Fprintf(out, "\ntask %s ended without releasing its replication slot, which keeps WAL on the source: run skein release %s\n", id, id)
+					}
 					return nil
 				}
 			}
@@ -416,4 +427,32 @@ func releaseCmd() *cobra.Command {
 			return nil
 		}),
 	}
+}
+
+// slotColumn tells what became of a task's replication slot: a running task uses it, a completed
+// one released it, and for one that was terminated, cancelled, timed out or failed a worker looks.
+func slotColumn(ctx context.Context, c client.Client, id string, st enums.WorkflowExecutionStatus) string {
+	switch st {
+	case enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return "in use"
+	case enums.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return "-"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: fmt.Sprintf("%s-slotcheck-%d", id, time.Now().UnixNano()), TaskQueue: workflows.TaskQueue,
+		WorkflowExecutionTimeout: 30 * time.Second,
+	}, workflows.SlotCheckWorkflowName, id)
+	if err != nil {
+		return "? (" + err.Error() + ")"
+	}
+	var slot cdc.SlotState
+	if err := run.Get(ctx, &slot); err != nil {
+		return "? (is a skein-worker running?)"
+	}
+	if slot.Exists {
+		return "LEFT OVER"
+	}
+	return "-"
 }

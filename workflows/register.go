@@ -13,6 +13,7 @@ func Register(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(Precheck, workflow.RegisterOptions{Name: PrecheckWorkflowName})
 	w.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
 	w.RegisterWorkflowWithOptions(Verify, workflow.RegisterOptions{Name: VerifyWorkflowName})
+	w.RegisterWorkflowWithOptions(SlotCheck, workflow.RegisterOptions{Name: SlotCheckWorkflowName})
 }
 
 // WorkerOptions are the worker settings the workflows rely on: sessions (the snapshot holder

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +168,22 @@ func TestCLI(t *testing.T) {
 	}
 	require.Equal(t, 2, runSkein(t, bin, "sequences", "it-cli", "--offset", "-1").code)
 
+	// skein cutover: waits for the lag, pauses, sets sequences, says what to switch.
+	_, err = src.Exec(ctx, `INSERT INTO shop.customers (name) SELECT 'before cutover' FROM generate_series(1, 50)`)
+	require.NoError(t, err)
+	r = runSkein(t, bin, "cutover", "it-cli", "--offset", "1000", "--timeout", "50s")
+	require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	require.Contains(t, r.stdout, "apply paused")
+	require.Contains(t, r.stdout, "database target")
+	require.Contains(t, r.stdout, "skein release it-cli")
+	require.Equal(t, workflows.PhasePaused, status(t, devServer.Client(), "it-cli").Phase)
+	require.NoError(t, compareAll(ctx, src, dst, shopChecks[:2]), "everything written before the cutover is applied")
+	var want, got int64
+	require.NoError(t, src.QueryRow(ctx, "SELECT last_value FROM shop.customers_id_seq").Scan(&want))
+	require.NoError(t, dst.QueryRow(ctx, "SELECT last_value FROM mart.customers_id_seq").Scan(&got))
+	require.Equal(t, want+1000, got)
+	require.Equal(t, 2, runSkein(t, bin, "cutover", "it-cli").code, "a paused task is not cut over again")
+
 	r = runSkein(t, bin, "release", "it-cli")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.NoError(t, devServer.Client().GetWorkflow(ctx, "it-cli", "").Get(ctx, nil))
@@ -191,6 +208,14 @@ func TestReleaseTerminatedTask(t *testing.T) {
 		return n
 	}
 	require.Equal(t, 1, slots(), "terminating leaves the slot")
+	eventually(t, 30*time.Second, func() error {
+		r := runSkein(t, bin, "list")
+		if !regexp.MustCompile(`it-terminated .*terminated .*LEFT OVER`).MatchString(r.stdout) ||
+			!strings.Contains(r.stdout, "run skein release it-terminated") {
+			return fmt.Errorf("list: %d %s %s", r.code, r.stdout, r.stderr)
+		}
+		return nil
+	})
 
 	r := runSkein(t, bin, "release", "it-terminated")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -202,4 +227,6 @@ func TestReleaseTerminatedTask(t *testing.T) {
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'skein'`).Scan(&n))
 	require.Zero(t, n)
 	require.Equal(t, 1, runSkein(t, bin, "release", "no-such-task").code)
+	r = runSkein(t, bin, "list")
+	require.NotContains(t, r.stdout, "LEFT OVER")
 }
