@@ -134,4 +134,8 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 		eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 		waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, time.Minute)
 	})
+
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))
+	recordHistory(t, c, run.GetID(), "alerts-pause-failed-resume-release")
 }

@@ -152,6 +152,10 @@ objects:
 	require.NoError(t, vr.Get(ctx, &rep))
 	require.True(t, rep.Equal, "%+v", rep)
 	require.Len(t, rep.Tables, 3)
+
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))
+	recordHistory(t, c, run.GetID(), "modify-verify-release")
 }
 
 // countEvents counts a workflow's history events of one type, over all its runs' current one.
