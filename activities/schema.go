@@ -89,6 +89,9 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 			return rep, classify(err)
 		}
 	}
+	if err := preDataObjects(ctx, sd, in, m, &rep); err != nil {
+		return rep, classify(err)
+	}
 	for _, sq := range seqs {
 		if sq.Identity {
 			continue // created with its identity column
@@ -180,11 +183,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 			return rep, classify(err)
 		}
 		for _, ix := range indexes {
-			sql, ok, reason := ddl.CreateIndex(ix, in.Tables[i])
-			if !ok {
-				rep.Warned = append(rep.Warned, reason)
-				continue
-			}
+			sql := ddl.CreateIndex(ix, in.Tables[i], m)
 			if _, err := dst.Exec(ctx, sql); err != nil {
 				return rep, classify(fmt.Errorf("create index %s on %s: %w\n%s", ix.Name, in.Tables[i].Dest, err, sql))
 			}
@@ -198,7 +197,10 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 			}
 		}
 	}
-	seqs, err := catalog.LoadSequences(ctx, sd.tx, defs)
+	if err := postDataObjects(ctx, sd, in, m, &rep); err != nil {
+		return rep, classify(err)
+	}
+	seqs, err := loadAllSequences(ctx, sd.tx, in.Spec, defs)
 	if err != nil {
 		return rep, classify(err)
 	}
@@ -209,7 +211,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 	return rep, nil
 }
 
-func kindRank(kind string) int { return strings.Index("puf", kind) }
+func kindRank(kind string) int { return strings.Index("puxf", kind) }
 
 // SequencesInput asks to set the destination sequences from the source.
 type SequencesInput struct {
@@ -227,7 +229,7 @@ func (a *Activities) SyncSequences(ctx context.Context, in SequencesInput) ([]st
 		return nil, classify(err)
 	}
 	defer sd.close(ctx)
-	seqs, err := catalog.LoadSequences(ctx, sd.tx, sd.defs)
+	seqs, err := loadAllSequences(ctx, sd.tx, in.Spec, sd.defs)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -271,4 +273,15 @@ func syncSequences(ctx context.Context, dst *pgx.Conn, seqs []catalog.Sequence, 
 		set = append(set, fmt.Sprintf("%s = %d", name, value))
 	}
 	return set, nil
+}
+
+// loadAllSequences reads the sequences of the selected tables and the standalone ones of whole
+// schemas.
+func loadAllSequences(ctx context.Context, q catalog.Querier, s spec.Spec, defs []*catalog.Table) ([]catalog.Sequence, error) {
+	seqs, err := catalog.LoadSequences(ctx, q, defs)
+	if err != nil {
+		return nil, err
+	}
+	more, err := catalog.LoadSchemaSequences(ctx, q, wholeSchemas(s))
+	return append(seqs, more...), err
 }

@@ -52,7 +52,7 @@ type Column struct {
 // Constraint is a table constraint.
 type Constraint struct {
 	Name       string
-	Kind       string // "p" primary key, "u" unique, "f" foreign key, "c" check
+	Kind       string // "p" primary key, "u" unique, "f" foreign key, "c" check, "x" exclusion
 	Columns    []string
 	RefTable   spec.QName // foreign keys
 	RefColumns []string   // foreign keys
@@ -306,7 +306,7 @@ SELECT c.conname, c.contype::text,
 FROM pg_catalog.pg_constraint c
 LEFT JOIN pg_catalog.pg_class r ON r.oid = c.confrelid
 LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
-WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'f', 'c')
+WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'f', 'c', 'x')
 ORDER BY c.contype DESC, c.conname`, t.OID)
 	if err != nil {
 		return err
@@ -357,15 +357,54 @@ ORDER BY s.relname`, t.OID)
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
 		}
-		for i := range seqs {
-			if err := q.QueryRow(ctx, `SELECT last_value, is_called FROM `+seqs[i].Name.Quoted()).
-				Scan(&seqs[i].LastValue, &seqs[i].IsCalled); err != nil {
-				return nil, fmt.Errorf("read sequence %s: %w", seqs[i].Name, err)
-			}
+		if err := readSequenceValues(ctx, q, seqs); err != nil {
+			return nil, err
 		}
 		out = append(out, seqs...)
 	}
 	return out, nil
+}
+
+func readSequenceValues(ctx context.Context, q Querier, seqs []Sequence) error {
+	for i := range seqs {
+		if err := q.QueryRow(ctx, `SELECT last_value, is_called FROM `+seqs[i].Name.Quoted()).
+			Scan(&seqs[i].LastValue, &seqs[i].IsCalled); err != nil {
+			return fmt.Errorf("read sequence %s: %w", seqs[i].Name, err)
+		}
+	}
+	return nil
+}
+
+// LoadSchemaSequences reads the sequences of whole schemas that no column owns (owned ones come
+// with their tables, see LoadSequences), with their current values.
+func LoadSchemaSequences(ctx context.Context, q Querier, schemas []string) ([]Sequence, error) {
+	rows, err := q.Query(ctx, `
+SELECT sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache, p.seqcycle
+FROM pg_catalog.pg_class s
+JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+JOIN pg_catalog.pg_sequence p ON p.seqrelid = s.oid
+JOIN pg_catalog.pg_type ty ON ty.oid = p.seqtypid
+WHERE s.relkind = 'S' AND sn.nspname = ANY($1)
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = s.oid AND d.deptype IN ('a', 'i', 'e')
+                  AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+ORDER BY 1, 2`, schemas)
+	if err != nil {
+		return nil, fmt.Errorf("load sequences: %w", err)
+	}
+	var seqs []Sequence
+	for rows.Next() {
+		var s Sequence
+		if err := rows.Scan(&s.Name.Schema, &s.Name.Name, &s.TypeName, &s.Start, &s.Increment, &s.Min, &s.Max, &s.Cache, &s.Cycle); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load sequences: %w", err)
+		}
+		seqs = append(seqs, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load sequences: %w", err)
+	}
+	return seqs, readSequenceValues(ctx, q, seqs)
 }
 
 // BeginRead begins the transaction catalog reads use: read-only, repeatable read, inside the

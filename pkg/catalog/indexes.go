@@ -25,20 +25,6 @@ type IndexKey struct {
 	NullsFirst bool
 }
 
-// HasExpressions reports whether the index refers to columns inside expression text (keys or
-// predicate), which a column rename cannot safely rewrite.
-func (ix Index) HasExpressions() bool {
-	if ix.Predicate != "" {
-		return true
-	}
-	for _, k := range ix.Keys {
-		if k.Expression != "" {
-			return true
-		}
-	}
-	return false
-}
-
 // LoadIndexes reads t's secondary indexes. Call ClearSearchPath first in the same transaction.
 func LoadIndexes(ctx context.Context, q Querier, t *Table) ([]Index, error) {
 	rows, err := q.Query(ctx, `

@@ -6,8 +6,6 @@ package ddl
 
 import (
 	"fmt"
-	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +30,25 @@ type SpecMapper struct {
 
 // Schema implements Mapper.
 func (m SpecMapper) Schema(src string) string { return spec.DestSchema(m.Objects, src) }
+
+// SchemaRenames maps each renamed source schema to its destination name.
+func (m SpecMapper) SchemaRenames() map[string]string {
+	out := map[string]string{}
+	for _, o := range m.Objects {
+		if o.To != "" && o.To != o.Schema {
+			out[o.Schema] = o.To
+		}
+	}
+	return out
+}
+
+// schemaRenames is m's SchemaRenames, if it has them.
+func schemaRenames(m Mapper) map[string]string {
+	if r, ok := m.(interface{ SchemaRenames() map[string]string }); ok {
+		return r.SchemaRenames()
+	}
+	return nil
+}
 
 // Table implements Mapper.
 func (m SpecMapper) Table(src spec.QName) (spec.TableMap, bool) {
@@ -96,13 +113,13 @@ func CreateType(ut catalog.UserType, m Mapper) string {
 			b.WriteString(" COLLATE " + ut.Collation)
 		}
 		if ut.Default != "" {
-			b.WriteString(" DEFAULT " + ut.Default)
+			b.WriteString(" DEFAULT " + MapExpr(ut.Default, nil, schemaRenames(m)))
 		}
 		if ut.NotNull {
 			b.WriteString(" NOT NULL")
 		}
 		for _, c := range ut.Checks {
-			b.WriteString(" CONSTRAINT " + ident(c.Name) + " " + c.Definition)
+			b.WriteString(" CONSTRAINT " + ident(c.Name) + " " + MapExpr(c.Definition, nil, schemaRenames(m)))
 		}
 		return b.String()
 	case "c":
@@ -169,7 +186,7 @@ func CreateTable(t *catalog.Table, tm spec.TableMap, m Mapper) string {
 		}
 		switch {
 		case c.Generated != "":
-			b.WriteString(" GENERATED ALWAYS AS (" + c.Generated + ") STORED")
+			b.WriteString(" GENERATED ALWAYS AS (" + MapExpr(c.Generated, tm.Columns, schemaRenames(m)) + ") STORED")
 		case c.Identity == "a":
 			b.WriteString(" GENERATED ALWAYS AS IDENTITY")
 		case c.Identity == "d":
@@ -178,7 +195,7 @@ func CreateTable(t *catalog.Table, tm spec.TableMap, m Mapper) string {
 			seq := MapSequence(*c.OwnedSequence, m)
 			b.WriteString(" DEFAULT pg_catalog.nextval(" + catalog.QuoteLiteral(seq.Quoted()) + "::pg_catalog.regclass)")
 		case c.Default != "":
-			b.WriteString(" DEFAULT " + c.Default)
+			b.WriteString(" DEFAULT " + MapExpr(c.Default, nil, schemaRenames(m)))
 		}
 		if c.NotNull {
 			b.WriteString(" NOT NULL")
@@ -187,7 +204,7 @@ func CreateTable(t *catalog.Table, tm spec.TableMap, m Mapper) string {
 	}
 	for _, con := range t.Constraints {
 		if con.Kind == "c" {
-			cols = append(cols, "CONSTRAINT "+ident(con.Name)+" "+con.Definition)
+			cols = append(cols, "CONSTRAINT "+ident(con.Name)+" "+MapExpr(con.Definition, tm.Columns, schemaRenames(m)))
 		}
 	}
 	kind := "TABLE"
@@ -200,7 +217,7 @@ func CreateTable(t *catalog.Table, tm spec.TableMap, m Mapper) string {
 // Constraint is a post-data statement that adds a named constraint; Table and Name let the caller
 // skip it when it exists already (idempotent retries).
 type Constraint struct {
-	Kind  string     // "p", "u" or "f": create all keys before any foreign key
+	Kind  string     // "p", "u", "x" or "f": create all keys before any foreign key
 	Table spec.QName // destination table
 	Name  string
 	SQL   string
@@ -210,7 +227,7 @@ type Constraint struct {
 // in that order. Foreign keys to tables outside the selection are left out and returned in
 // skipped, named for the report.
 func PostData(t *catalog.Table, tm spec.TableMap, m Mapper) (stmts []Constraint, skipped []string) {
-	for _, kind := range []string{"p", "u", "f"} {
+	for _, kind := range []string{"p", "u", "x", "f"} {
 		for _, con := range t.Constraints {
 			if con.Kind != kind {
 				continue
@@ -222,6 +239,11 @@ func PostData(t *catalog.Table, tm spec.TableMap, m Mapper) (stmts []Constraint,
 				body = "PRIMARY KEY (" + cols + ")"
 			case "u":
 				body = "UNIQUE (" + cols + ")"
+			case "x":
+				// The definition carries DEFERRABLE itself.
+				stmts = append(stmts, Constraint{Kind: kind, Table: tm.Dest, Name: con.Name,
+					SQL: fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", tm.Dest.Quoted(), ident(con.Name), MapExpr(con.Definition, tm.Columns, schemaRenames(m)))})
+				continue
 			case "f":
 				ref, ok := m.Table(con.RefTable)
 				if !ok {
@@ -249,26 +271,20 @@ func PostData(t *catalog.Table, tm spec.TableMap, m Mapper) (stmts []Constraint,
 	return stmts, skipped
 }
 
-// CreateIndex creates a secondary index on the mapped table. ok is false, with the reason, when
-// the index cannot be mapped: its expressions or predicate name a renamed column.
-func CreateIndex(ix catalog.Index, tm spec.TableMap) (sql string, ok bool, reason string) {
-	if ix.HasExpressions() {
-		for from := range tm.Columns {
-			if mentions(ix.Predicate, from) || slices.ContainsFunc(ix.Keys, func(k catalog.IndexKey) bool { return mentions(k.Expression, from) }) {
-				return "", false, fmt.Sprintf("index %s on %s: its expression names column %s, which is renamed; create it by hand", ix.Name, tm.Dest, from)
-			}
-		}
-	}
+// CreateIndex creates a secondary index on the mapped table; renamed columns are renamed in its
+// expressions and predicate too.
+func CreateIndex(ix catalog.Index, tm spec.TableMap, m Mapper) string {
+	schemas := schemaRenames(m)
 	keys := make([]string, len(ix.Keys))
 	for i, k := range ix.Keys {
 		var b strings.Builder
 		if k.Column != "" {
 			b.WriteString(ident(tm.DestColumn(k.Column)))
 		} else {
-			b.WriteString("(" + k.Expression + ")")
+			b.WriteString("(" + MapExpr(k.Expression, tm.Columns, schemas) + ")")
 		}
 		if k.Opclass != "" {
-			b.WriteString(" " + k.Opclass)
+			b.WriteString(" " + MapExpr(k.Opclass, nil, schemas))
 		}
 		switch {
 		case k.Desc && !k.NullsFirst:
@@ -284,23 +300,14 @@ func CreateIndex(ix catalog.Index, tm spec.TableMap) (sql string, ok bool, reaso
 	if ix.Unique {
 		unique = "UNIQUE "
 	}
-	sql = fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON %s USING %s (%s)", unique, ident(ix.Name), tm.Dest.Quoted(), ident(ix.Method), strings.Join(keys, ", "))
+	sql := fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON %s USING %s (%s)", unique, ident(ix.Name), tm.Dest.Quoted(), ident(ix.Method), strings.Join(keys, ", "))
 	if len(ix.Include) > 0 {
 		sql += " INCLUDE (" + identList(ix.Include, tm.DestColumn) + ")"
 	}
 	if ix.Predicate != "" {
-		sql += " WHERE " + ix.Predicate
+		sql += " WHERE " + MapExpr(ix.Predicate, tm.Columns, schemas)
 	}
-	return sql, true, ""
-}
-
-// mentions reports whether SQL text names identifier col (bare or quoted).
-func mentions(text, col string) bool {
-	if text == "" {
-		return false
-	}
-	re := regexp.MustCompile(`(^|[^A-Za-z0-9_$"])(` + regexp.QuoteMeta(col) + `|` + regexp.QuoteMeta(ident(col)) + `)($|[^A-Za-z0-9_$"])`)
-	return re.MatchString(text)
+	return sql
 }
 
 func matchSQL(code string) string {

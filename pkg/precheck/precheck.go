@@ -572,27 +572,16 @@ func (c *checker) replicaRole(ctx context.Context) {
 }
 
 func (c *checker) destExtensions(ctx context.Context) {
-	// Extensions that own a type used by a selected column.
-	oids := map[uint32]bool{}
-	for _, t := range c.defs {
-		for _, col := range t.Columns {
-			oids[col.Type.OID] = true
-		}
-	}
-	list := make([]uint32, 0, len(oids))
-	for o := range oids {
-		list = append(list, o)
-	}
-	needed, err := queryStrings(ctx, c.src, `
-SELECT DISTINCT e.extname FROM pg_catalog.pg_depend d
-JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
-JOIN pg_catalog.pg_type t ON t.oid = d.objid
-WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-  AND d.deptype = 'e' AND (t.oid = ANY($1) OR t.typarray = ANY($1))
-ORDER BY 1`, list)
+	// Extensions that own a type used by a selected column: Skein creates those that are
+	// available on the destination.
+	exts, err := catalog.TypeExtensions(ctx, c.src, c.defs)
 	if err != nil {
 		c.fail("dest_extensions", Error, err.Error(), "")
 		return
+	}
+	var needed, created []string
+	for _, e := range exts {
+		needed = append(needed, e.Name.Name)
 	}
 	var missing []string
 	for _, ext := range needed {
@@ -606,17 +595,20 @@ ORDER BY 1`, list)
 		case !available:
 			missing = append(missing, ext+" (not available on the destination server)")
 		case !installed:
-			missing = append(missing, ext+" (available, not installed)")
+			created = append(created, ext)
 		}
 	}
 	if len(missing) > 0 {
 		c.fail("dest_extensions", Error, "selected tables use types of extensions missing on the destination: "+strings.Join(missing, ", "),
-			"on the destination: CREATE EXTENSION <name>; (install the extension's package on the server first if it is not available)")
+			"install the extension's package on the destination server (Skein then creates the extension), or CREATE EXTENSION <name> there yourself")
 		return
 	}
 	detail := "no extension needed"
 	if len(needed) > 0 {
-		detail = "extensions installed on the destination: " + strings.Join(needed, ", ")
+		detail = "extensions the selected tables need: " + strings.Join(needed, ", ")
+	}
+	if len(created) > 0 {
+		detail += "; Skein creates: " + strings.Join(created, ", ")
 	}
 	c.pass("dest_extensions", Error, detail)
 }

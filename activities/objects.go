@@ -1,0 +1,234 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/ddl"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// wholeSchemas are the source schemas selected without a table list: all their objects sync.
+func wholeSchemas(s spec.Spec) []string {
+	var out []string
+	for _, o := range s.Objects {
+		if len(o.Tables) == 0 {
+			out = append(out, o.Schema)
+		}
+	}
+	return out
+}
+
+func sourceNames(tables []spec.TableMap) []spec.QName {
+	out := make([]spec.QName, len(tables))
+	for i, t := range tables {
+		out[i] = t.Source
+	}
+	return out
+}
+
+// errExists reports an object that exists already (a retried step, or conflict_mode: ignore).
+func errExists(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && slices.Contains([]string{"42710", "42723", "42P07", "42P06", "42P16"}, pgErr.Code)
+}
+
+// createIn runs stmts in one destination transaction with the search path the source deparsed
+// them with (see ddl.SearchPath), function bodies unchecked (they may name objects created
+// later, as pg_restore allows).
+func createIn(ctx context.Context, dst *pgx.Conn, searchPath string, stmts ...string) error {
+	tx, err := dst.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	if _, err := tx.Exec(ctx, `SELECT pg_catalog.set_config('search_path', $1, true), pg_catalog.set_config('check_function_bodies', 'off', true)`, searchPath); err != nil {
+		return err
+	}
+	for _, stmt := range stmts {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+// objectName names an object for the report.
+func objectName(o catalog.Object, m ddl.Mapper) string {
+	name := spec.QName{Schema: m.Schema(o.Name.Schema), Name: o.Name.Name}.String()
+	switch o.Kind {
+	case catalog.KindFunction, catalog.KindAggregate, catalog.KindOperator:
+		return fmt.Sprintf("%s %s(%s)", o.Kind, name, o.Args)
+	case catalog.KindTrigger, catalog.KindRule:
+		if tm, ok := m.Table(o.Table); ok {
+			return fmt.Sprintf("%s %s on %s", o.Kind, o.Name.Name, tm.Dest)
+		}
+	case catalog.KindExtension:
+		return fmt.Sprintf("extension %s in schema %s", o.Name.Name, m.Schema(o.Name.Schema))
+	}
+	return o.Kind + " " + name
+}
+
+// create runs one object's statements and records the outcome in rep: created, or skipped when
+// it exists already.
+func (rep *SchemaReport) create(ctx context.Context, dst *pgx.Conn, what, searchPath string, stmts ...string) error {
+	err := createIn(ctx, dst, searchPath, stmts...)
+	switch {
+	case err == nil:
+		rep.Created = append(rep.Created, what)
+	case errExists(err):
+		rep.Skipped = append(rep.Skipped, what+" (exists)")
+	default:
+		return fmt.Errorf("create %s: %w", what, err)
+	}
+	return nil
+}
+
+// preDataObjects creates, before the tables, the extensions, functions, procedures, aggregates,
+// operators and standalone sequences of whole schemas, and the trigger functions of selected
+// tables. A function body that mentions a renamed name is created as written and reported.
+func preDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecMapper, rep *SchemaReport) error {
+	schemas := wholeSchemas(in.Spec)
+	exts, err := catalog.SchemaExtensions(ctx, sd.tx, schemas)
+	if err != nil {
+		return err
+	}
+	typeExts, err := catalog.TypeExtensions(ctx, sd.tx, sd.defs)
+	if err != nil {
+		return err
+	}
+	for _, e := range typeExts {
+		if !slices.ContainsFunc(exts, func(x catalog.Object) bool { return x.OID == e.OID }) {
+			exts = append(exts, e)
+		}
+	}
+	for _, e := range exts {
+		if err := rep.create(ctx, sd.dst, objectName(e, m), "pg_catalog", ddl.CreateSchema(m.Schema(e.Name.Schema)), ddl.CreateExtension(e, m)); err != nil {
+			return err
+		}
+	}
+	objs, err := catalog.LoadObjects(ctx, sd.tx, catalog.ObjectSelection{Schemas: schemas, Tables: sourceNames(in.Tables)})
+	if err != nil {
+		return err
+	}
+	for _, kind := range []string{catalog.KindFunction, catalog.KindAggregate, catalog.KindOperator} {
+		for _, o := range objs {
+			if o.Kind != kind {
+				continue
+			}
+			what := objectName(o, m)
+			var stmt string
+			switch kind {
+			case catalog.KindFunction:
+				stmt = ddl.CreateFunction(o, m)
+				if names := ddl.Mentions(o.Body, in.Spec.Objects, in.Tables); len(names) > 0 {
+					rep.Warned = append(rep.Warned, fmt.Sprintf("%s: its body mentions %v, renamed on the destination; it is created as written: check it", what, names))
+				}
+			case catalog.KindAggregate:
+				if o.Unsupported != "" {
+					rep.Warned = append(rep.Warned, fmt.Sprintf("%s: %s is not recreated; create it by hand", what, o.Unsupported))
+					continue
+				}
+				stmt = ddl.CreateAggregate(o, m)
+			case catalog.KindOperator:
+				stmt = ddl.CreateOperator(o, m)
+			}
+			if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Name.Schema, m), ddl.CreateSchema(m.Schema(o.Name.Schema)), stmt); err != nil {
+				return err
+			}
+		}
+	}
+	seqs, err := catalog.LoadSchemaSequences(ctx, sd.tx, schemas)
+	if err != nil {
+		return err
+	}
+	for _, sq := range seqs {
+		if err := rep.create(ctx, sd.dst, "sequence "+ddl.MapSequence(sq.Name, m).String(), "pg_catalog",
+			ddl.CreateSchema(m.Schema(sq.Name.Schema)), ddl.CreateSequence(sq, m)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// postDataObjects creates, after the data, the views and materialized views of whole schemas
+// (filled), the triggers and rules of selected tables, and the comments. An object that reads a
+// table that is not selected, or whose table or columns are renamed (its text is not rewritten),
+// is reported instead.
+func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecMapper, rep *SchemaReport) error {
+	schemas := wholeSchemas(in.Spec)
+	objs, err := catalog.LoadObjects(ctx, sd.tx, catalog.ObjectSelection{Schemas: schemas, Tables: sourceNames(in.Tables)})
+	if err != nil {
+		return err
+	}
+	byOID := map[uint32]spec.TableMap{}
+	for i, t := range sd.defs {
+		byOID[t.OID] = in.Tables[i]
+	}
+	renamed := func(tm spec.TableMap) bool { return tm.Dest.Name != tm.Source.Name || len(tm.Columns) > 0 }
+	skippedViews := map[uint32]bool{}
+	for _, o := range objs {
+		if o.Kind != catalog.KindView && o.Kind != catalog.KindMatView {
+			continue
+		}
+		what := objectName(o, m)
+		reason := ""
+		for _, rel := range o.Relations {
+			tm, ok := byOID[rel]
+			switch {
+			case !ok:
+				reason = "it reads a table that is not selected"
+			case renamed(tm):
+				reason = fmt.Sprintf("it reads %s, which is renamed (the view text is not rewritten)", tm.Source)
+			}
+		}
+		for _, d := range o.Depends {
+			if skippedViews[d] {
+				reason = "it reads a view that was not created"
+			}
+		}
+		if reason != "" {
+			skippedViews[o.OID] = true
+			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: %s; create it by hand", what, reason))
+			continue
+		}
+		stmts := []string{ddl.CreateView(o, m)}
+		if o.Kind == catalog.KindMatView {
+			stmts = append(stmts, ddl.RefreshView(o, m))
+		}
+		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Name.Schema, m), stmts...); err != nil {
+			return err
+		}
+	}
+	for _, o := range objs {
+		if o.Kind != catalog.KindTrigger && o.Kind != catalog.KindRule {
+			continue
+		}
+		what := objectName(o, m)
+		if tm, ok := m.Table(o.Table); ok && renamed(tm) {
+			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: its table or columns are renamed (the definition is not rewritten); create it by hand", what))
+			continue
+		}
+		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Table.Schema, m), ddl.CreateTriggerOrRule(o)); err != nil {
+			return err
+		}
+	}
+	comments, err := catalog.LoadComments(ctx, sd.tx, schemas, sourceNames(in.Tables))
+	if err != nil {
+		return err
+	}
+	for _, c := range comments {
+		stmt := ddl.CommentOn(c, m)
+		if err := createIn(ctx, sd.dst, "pg_catalog", stmt); err != nil {
+			rep.Warned = append(rep.Warned, fmt.Sprintf("comment on %s %s: %v", c.On, c.Name, err))
+			continue
+		}
+	}
+	return nil
+}

@@ -1,0 +1,441 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// Object kinds other than tables and types.
+const (
+	KindExtension = "extension"
+	KindFunction  = "function" // functions and procedures
+	KindAggregate = "aggregate"
+	KindOperator  = "operator"
+	KindView      = "view"
+	KindMatView   = "materialized view"
+	KindTrigger   = "trigger"
+	KindRule      = "rule"
+)
+
+// Object is a schema object as the source deparses it. Definitions are printed with the search
+// path set to the object's own schema (pg_catalog first, as always), so names in that schema are
+// unqualified and land in the mapped schema when created there with the same search path.
+type Object struct {
+	Kind string
+	OID  uint32
+	Name spec.QName // schema and name (for triggers and rules: the table's schema and the name)
+	// Table is the table of a trigger or rule.
+	Table spec.QName
+	// Args are a function's, aggregate's or operator's identity arguments, e.g. "integer, text".
+	Args string
+	// Def is the deparsed definition: CREATE statement, view query, or the parts of an aggregate
+	// or operator (see the Agg* and Op* fields).
+	Def string
+	// Body is a function's source text, searched for renamed names.
+	Body string
+	// QualName is the function's name as pg_get_functiondef prints it (schema.name, quoted as
+	// needed).
+	QualName string
+	// Depends lists the views and materialized views (OIDs) a view reads from.
+	Depends []uint32
+	// Relations lists the tables (OIDs) a view reads from.
+	Relations []uint32
+	// Aggregate parts: state function, state type, final and combine functions, initial value,
+	// sort operator; Unsupported says why the aggregate cannot be recreated ("" = it can).
+	AggSFunc, AggSType, AggFinal, AggCombine, AggSortOp string
+	AggInit                                             *string
+	// Operator parts.
+	OpLeft, OpRight, OpFunc, OpCommutator, OpNegator, OpRestrict, OpJoin string
+	OpHashes, OpMerges                                                  bool
+	Unsupported                                                         string
+	// Options are a view's reloptions (check_option, security_barrier, ...).
+	Options []string
+}
+
+// ObjectSelection says which objects to read: every object of whole schemas, and the triggers,
+// rules and trigger functions of selected tables.
+type ObjectSelection struct {
+	Schemas []string     // whole schemas
+	Tables  []spec.QName // selected tables (triggers, rules)
+}
+
+// SchemaExtensions lists the extensions installed in schemas (created on the destination with
+// CREATE EXTENSION IF NOT EXISTS in the mapped schema).
+func SchemaExtensions(ctx context.Context, q Querier, schemas []string) ([]Object, error) {
+	rows, err := q.Query(ctx, `
+SELECT e.oid, n.nspname, e.extname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+WHERE n.nspname = ANY($1) ORDER BY e.extname`, schemas)
+	if err != nil {
+		return nil, fmt.Errorf("list extensions: %w", err)
+	}
+	defer rows.Close()
+	var out []Object
+	for rows.Next() {
+		o := Object{Kind: KindExtension}
+		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// TypeExtensions lists the extensions that own a type (or the element type of an array type) the
+// columns of tables use.
+func TypeExtensions(ctx context.Context, q Querier, tables []*Table) ([]Object, error) {
+	var oids []uint32
+	for _, t := range tables {
+		for _, col := range t.Columns {
+			oids = append(oids, col.Type.OID)
+		}
+	}
+	rows, err := q.Query(ctx, `
+SELECT DISTINCT e.oid, n.nspname, e.extname FROM pg_catalog.pg_depend d
+JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+JOIN pg_catalog.pg_type t ON t.oid = d.objid
+WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+  AND d.deptype = 'e' AND (t.oid = ANY($1) OR t.typarray = ANY($1))
+ORDER BY 3`, oids)
+	if err != nil {
+		return nil, fmt.Errorf("list extensions of column types: %w", err)
+	}
+	defer rows.Close()
+	var out []Object
+	for rows.Next() {
+		o := Object{Kind: KindExtension}
+		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// setSearchPath deparses the next reads relative to schema ("" = qualify everything).
+func setSearchPath(ctx context.Context, q Querier, schema string) error {
+	path := ""
+	if schema != "" {
+		path = QuoteIdent(schema)
+	}
+	_, err := q.Exec(ctx, `SELECT pg_catalog.set_config('search_path', $1, true)`, path)
+	return err
+}
+
+// QuoteIdent quotes an identifier as SQL would: always.
+func QuoteIdent(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// notExtensionMember keeps out objects that belong to an extension (CREATE EXTENSION makes them)
+// or are part of another object (a range type's constructor functions come with the type).
+const notExtensionMember = `NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = %s AND d.deptype IN ('e', 'i'))`
+
+// LoadObjects reads the selected objects other than tables and types. Use a transaction from
+// BeginRead; the search path is left empty again afterwards.
+func LoadObjects(ctx context.Context, q Querier, sel ObjectSelection) ([]Object, error) {
+	var out []Object
+	defer setSearchPath(context.WithoutCancel(ctx), q, "") //nolint:errcheck // best effort
+	fnSeen := map[uint32]bool{}
+	for _, schema := range sel.Schemas {
+		if err := setSearchPath(ctx, q, schema); err != nil {
+			return nil, err
+		}
+		fns, err := loadFunctions(ctx, q, `p.pronamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1)`, schema)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range fns {
+			fnSeen[f.OID] = true
+		}
+		out = append(out, fns...)
+		for _, load := range []func(context.Context, Querier, string) ([]Object, error){loadOperators, loadViews} {
+			objs, err := load(ctx, q, schema)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, objs...)
+		}
+	}
+	for _, t := range sel.Tables {
+		if err := setSearchPath(ctx, q, t.Schema); err != nil {
+			return nil, err
+		}
+		// The functions a selected table needs come along, wherever they live: its trigger
+		// functions, and those its defaults, generated columns, constraints and indexes call.
+		fns, err := loadFunctions(ctx, q, `n.nspname NOT IN `+excludedSchemas+` AND (
+  p.oid IN (SELECT tgfoid FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass($1) AND NOT tgisinternal)
+  OR p.oid IN (SELECT d.refobjid FROM pg_catalog.pg_depend d
+               WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND (
+                 (d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid IN (SELECT oid FROM pg_catalog.pg_attrdef WHERE adrelid = pg_catalog.to_regclass($1)))
+                 OR (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid IN (SELECT oid FROM pg_catalog.pg_constraint WHERE conrelid = pg_catalog.to_regclass($1)))
+                 OR (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid IN (SELECT indexrelid FROM pg_catalog.pg_index WHERE indrelid = pg_catalog.to_regclass($1))))))`, t.Quoted())
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range fns {
+			if !fnSeen[f.OID] {
+				fnSeen[f.OID] = true
+				out = append(out, f)
+			}
+		}
+		objs, err := loadTriggersAndRules(ctx, q, t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+func loadFunctions(ctx context.Context, q Querier, where string, arg any) ([]Object, error) {
+	rows, err := q.Query(ctx, `
+SELECT p.oid, n.nspname, p.proname, p.prokind::text, pg_catalog.pg_get_function_identity_arguments(p.oid),
+       pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname),
+       CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_catalog.pg_get_functiondef(p.oid) ELSE '' END,
+       COALESCE(p.prosrc, ''),
+       COALESCE(a.aggtransfn::pg_catalog.regproc::pg_catalog.text, ''), COALESCE(pg_catalog.format_type(a.aggtranstype, NULL), ''),
+       COALESCE(NULLIF(a.aggfinalfn, 0)::pg_catalog.regproc::pg_catalog.text, ''),
+       COALESCE(NULLIF(a.aggcombinefn, 0)::pg_catalog.regproc::pg_catalog.text, ''),
+       COALESCE((SELECT pg_catalog.quote_ident(on2.nspname) || '.' || o.oprname FROM pg_catalog.pg_operator o
+                 JOIN pg_catalog.pg_namespace on2 ON on2.oid = o.oprnamespace WHERE o.oid = a.aggsortop), ''),
+       a.agginitval,
+       CASE WHEN a.aggfnoid IS NULL THEN ''
+            WHEN a.aggkind <> 'n' THEN 'ordered-set or hypothetical-set aggregate'
+            WHEN a.aggmtransfn <> 0 THEN 'moving-aggregate mode'
+            WHEN a.aggserialfn <> 0 OR a.aggfinalextra OR a.aggfinalmodify <> 'r' THEN 'serial functions or final function options'
+            ELSE '' END
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
+WHERE `+where+` AND `+fmt.Sprintf(notExtensionMember, "p.oid")+`
+ORDER BY p.proname, p.oid`, arg)
+	if err != nil {
+		return nil, fmt.Errorf("list functions: %w", err)
+	}
+	defer rows.Close()
+	var out []Object
+	for rows.Next() {
+		var o Object
+		var kind string
+		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name, &kind, &o.Args, &o.QualName, &o.Def, &o.Body,
+			&o.AggSFunc, &o.AggSType, &o.AggFinal, &o.AggCombine, &o.AggSortOp, &o.AggInit, &o.Unsupported); err != nil {
+			return nil, fmt.Errorf("list functions: %w", err)
+		}
+		o.Kind = KindFunction
+		if kind == "a" {
+			o.Kind = KindAggregate
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+func loadOperators(ctx context.Context, q Querier, schema string) ([]Object, error) {
+	rows, err := q.Query(ctx, `
+SELECT o.oid, n.nspname, o.oprname,
+       COALESCE(pg_catalog.format_type(NULLIF(o.oprleft, 0), NULL), 'NONE') || ', ' || COALESCE(pg_catalog.format_type(NULLIF(o.oprright, 0), NULL), 'NONE'),
+       COALESCE(pg_catalog.format_type(NULLIF(o.oprleft, 0), NULL), ''), COALESCE(pg_catalog.format_type(NULLIF(o.oprright, 0), NULL), ''),
+       o.oprcode::pg_catalog.regproc::pg_catalog.text,
+       COALESCE((SELECT pg_catalog.quote_ident(cn.nspname) || '.' || c.oprname FROM pg_catalog.pg_operator c JOIN pg_catalog.pg_namespace cn ON cn.oid = c.oprnamespace WHERE c.oid = o.oprcom), ''),
+       COALESCE((SELECT pg_catalog.quote_ident(cn.nspname) || '.' || c.oprname FROM pg_catalog.pg_operator c JOIN pg_catalog.pg_namespace cn ON cn.oid = c.oprnamespace WHERE c.oid = o.oprnegate), ''),
+       COALESCE(NULLIF(o.oprrest, 0)::pg_catalog.regproc::pg_catalog.text, ''), COALESCE(NULLIF(o.oprjoin, 0)::pg_catalog.regproc::pg_catalog.text, ''),
+       o.oprcanhash, o.oprcanmerge
+FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+WHERE n.nspname = $1 AND `+fmt.Sprintf(notExtensionMember, "o.oid")+`
+ORDER BY o.oprname, o.oid`, schema)
+	if err != nil {
+		return nil, fmt.Errorf("list operators of %s: %w", schema, err)
+	}
+	defer rows.Close()
+	var out []Object
+	for rows.Next() {
+		o := Object{Kind: KindOperator}
+		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name, &o.Args, &o.OpLeft, &o.OpRight, &o.OpFunc,
+			&o.OpCommutator, &o.OpNegator, &o.OpRestrict, &o.OpJoin, &o.OpHashes, &o.OpMerges); err != nil {
+			return nil, fmt.Errorf("list operators of %s: %w", schema, err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// loadViews reads the views and materialized views of a schema, each after the views it reads
+// from.
+func loadViews(ctx context.Context, q Querier, schema string) ([]Object, error) {
+	rows, err := q.Query(ctx, `
+SELECT c.oid, n.nspname, c.relname, c.relkind::text, pg_catalog.pg_get_viewdef(c.oid), COALESCE(c.reloptions, '{}'),
+       ARRAY(SELECT DISTINCT d.refobjid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d
+             ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
+             AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+             JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid AND rc.relkind IN ('v', 'm')
+             WHERE r.ev_class = c.oid AND d.refobjid <> c.oid),
+       ARRAY(SELECT DISTINCT d.refobjid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d
+             ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
+             AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+             JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid AND rc.relkind IN ('r', 'p', 'f')
+             WHERE r.ev_class = c.oid)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relkind IN ('v', 'm') AND `+fmt.Sprintf(notExtensionMember, "c.oid")+`
+ORDER BY c.relname`, schema)
+	if err != nil {
+		return nil, fmt.Errorf("list views of %s: %w", schema, err)
+	}
+	defer rows.Close()
+	var views []Object
+	for rows.Next() {
+		var o Object
+		var kind string
+		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name, &kind, &o.Def, &o.Options, &o.Depends, &o.Relations); err != nil {
+			return nil, fmt.Errorf("list views of %s: %w", schema, err)
+		}
+		o.Kind = KindView
+		if kind == "m" {
+			o.Kind = KindMatView
+		}
+		views = append(views, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return sortViews(views), nil
+}
+
+// sortViews orders views so that each comes after the views (of the same list) it reads from.
+func sortViews(views []Object) []Object {
+	byOID := map[uint32]int{}
+	for i, v := range views {
+		byOID[v.OID] = i
+	}
+	done := map[uint32]bool{}
+	var out []Object
+	var visit func(i int, depth int)
+	visit = func(i, depth int) {
+		v := views[i]
+		if done[v.OID] || depth > len(views) {
+			return
+		}
+		for _, d := range v.Depends {
+			if j, ok := byOID[d]; ok {
+				visit(j, depth+1)
+			}
+		}
+		if !done[v.OID] {
+			done[v.OID] = true
+			out = append(out, v)
+		}
+	}
+	for i := range views {
+		visit(i, 0)
+	}
+	return out
+}
+
+func loadTriggersAndRules(ctx context.Context, q Querier, t spec.QName) ([]Object, error) {
+	rows, err := q.Query(ctx, `
+SELECT t.oid, 'trigger', t.tgname, pg_catalog.pg_get_triggerdef(t.oid, true)
+FROM pg_catalog.pg_trigger t WHERE t.tgrelid = pg_catalog.to_regclass($1) AND NOT t.tgisinternal
+UNION ALL
+SELECT r.oid, 'rule', r.rulename, pg_catalog.pg_get_ruledef(r.oid, true)
+FROM pg_catalog.pg_rewrite r WHERE r.ev_class = pg_catalog.to_regclass($1) AND r.rulename <> '_RETURN'
+ORDER BY 2, 3`, t.Quoted())
+	if err != nil {
+		return nil, fmt.Errorf("list triggers and rules of %s: %w", t, err)
+	}
+	defer rows.Close()
+	var out []Object
+	for rows.Next() {
+		o := Object{Table: t, Name: spec.QName{Schema: t.Schema}}
+		if err := rows.Scan(&o.OID, &o.Kind, &o.Name.Name, &o.Def); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// Comment is a comment on an object, with what it is on.
+type Comment struct {
+	// On is the kind as COMMENT ON spells it: TABLE, COLUMN, VIEW, ...
+	On     string
+	Name   spec.QName
+	Column string // COLUMN; CONSTRAINT and TRIGGER: the name of the constraint or trigger
+	Table  spec.QName
+	Args   string // FUNCTION, PROCEDURE, AGGREGATE
+	Text   string
+}
+
+// LoadComments reads the comments on the selected tables (and their columns, constraints,
+// indexes and triggers), and on every object of whole schemas.
+func LoadComments(ctx context.Context, q Querier, schemas []string, tables []spec.QName) ([]Comment, error) {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Quoted()
+	}
+	rows, err := q.Query(ctx, `
+WITH sel AS (SELECT pg_catalog.to_regclass(t)::pg_catalog.oid AS oid FROM pg_catalog.unnest($2::pg_catalog.text[]) t)
+SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'i' THEN 'INDEX' WHEN 'I' THEN 'INDEX' ELSE 'TABLE' END,
+       n.nspname, c.relname, '', '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objoid = c.oid AND d.objsubid = 0
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid IN (SELECT oid FROM sel) OR n.nspname = ANY($1)
+   OR (c.relkind IN ('i', 'I') AND c.oid IN (SELECT indexrelid FROM pg_catalog.pg_index WHERE indrelid IN (SELECT oid FROM sel)))
+UNION ALL
+SELECT 'COLUMN', n.nspname, c.relname, a.attname, '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objoid = c.oid
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid IN (SELECT oid FROM sel) OR n.nspname = ANY($1)
+UNION ALL
+SELECT 'CONSTRAINT', n.nspname, cl.relname, co.conname, '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_constraint co ON d.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objoid = co.oid
+JOIN pg_catalog.pg_class cl ON cl.oid = co.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace
+WHERE cl.oid IN (SELECT oid FROM sel) OR n.nspname = ANY($1)
+UNION ALL
+SELECT 'TRIGGER', n.nspname, cl.relname, tg.tgname, '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_trigger tg ON d.classoid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.objoid = tg.oid
+JOIN pg_catalog.pg_class cl ON cl.oid = tg.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace
+WHERE cl.oid IN (SELECT oid FROM sel)
+UNION ALL
+SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, n.nspname, p.proname, '', '', '',
+       pg_catalog.pg_get_function_identity_arguments(p.oid), d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_proc p ON d.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objoid = p.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ANY($1)
+UNION ALL
+SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname, '', '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_type t ON d.classoid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objoid = t.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = ANY($1)
+UNION ALL
+SELECT 'SCHEMA', n.nspname, n.nspname, '', '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_namespace n ON d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objoid = n.oid
+WHERE n.nspname = ANY($1)
+ORDER BY 1, 2, 3, 4`, schemas, names)
+	if err != nil {
+		return nil, fmt.Errorf("list comments: %w", err)
+	}
+	defer rows.Close()
+	var out []Comment
+	for rows.Next() {
+		var c Comment
+		var schema, name, col, tschema, tname string
+		if err := rows.Scan(&c.On, &schema, &name, &col, &tschema, &tname, &c.Args, &c.Text); err != nil {
+			return nil, fmt.Errorf("list comments: %w", err)
+		}
+		c.Name = spec.QName{Schema: schema, Name: name}
+		c.Column = col
+		switch c.On {
+		case "COLUMN", "CONSTRAINT", "TRIGGER":
+			c.Table = c.Name
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].On < out[j].On })
+	return out, nil
+}

@@ -1,0 +1,201 @@
+package ddl
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// SearchPath is the search path to create an object deparsed relative to source schema src
+// with: pg_catalog first (as on the source, where it is implicit), then the mapped schema. Names
+// the source printed unqualified resolve to the same objects, renamed schemas included.
+func SearchPath(src string, m Mapper) string {
+	return "pg_catalog, " + ident(m.Schema(src))
+}
+
+// CreateExtension installs an extension in the mapped schema, if it is not installed.
+func CreateExtension(o catalog.Object, m Mapper) string {
+	return fmt.Sprintf("CREATE EXTENSION IF NOT EXISTS %s WITH SCHEMA %s", ident(o.Name.Name), ident(m.Schema(o.Name.Schema)))
+}
+
+// CreateFunction recreates a function or procedure under its mapped name (pg_get_functiondef's
+// CREATE OR REPLACE, so a retry replaces it).
+func CreateFunction(o catalog.Object, m Mapper) string {
+	mapped := pgx.Identifier{m.Schema(o.Name.Schema), o.Name.Name}.Sanitize()
+	def := o.Def
+	for _, kind := range []string{"FUNCTION ", "PROCEDURE "} {
+		head := "CREATE OR REPLACE " + kind + o.QualName + "("
+		if strings.HasPrefix(def, head) {
+			return "CREATE OR REPLACE " + kind + mapped + "(" + def[len(head):]
+		}
+	}
+	return def
+}
+
+// CreateAggregate recreates an aggregate from its parts.
+func CreateAggregate(o catalog.Object, m Mapper) string {
+	args := o.Args
+	if args == "" {
+		args = "*"
+	}
+	parts := []string{"SFUNC = " + o.AggSFunc, "STYPE = " + o.AggSType}
+	if o.AggFinal != "" {
+		parts = append(parts, "FINALFUNC = "+o.AggFinal)
+	}
+	if o.AggCombine != "" {
+		parts = append(parts, "COMBINEFUNC = "+o.AggCombine)
+	}
+	if o.AggInit != nil {
+		parts = append(parts, "INITCOND = "+catalog.QuoteLiteral(*o.AggInit))
+	}
+	if o.AggSortOp != "" {
+		parts = append(parts, "SORTOP = OPERATOR("+o.AggSortOp+")")
+	}
+	return fmt.Sprintf("CREATE AGGREGATE %s (%s) (\n  %s\n)", pgx.Identifier{m.Schema(o.Name.Schema), o.Name.Name}.Sanitize(), args, strings.Join(parts, ",\n  "))
+}
+
+// CreateOperator recreates an operator from its parts. Its name is not an identifier: it is
+// written as is, after the quoted mapped schema.
+func CreateOperator(o catalog.Object, m Mapper) string {
+	parts := []string{"FUNCTION = " + o.OpFunc}
+	if o.OpLeft != "" {
+		parts = append(parts, "LEFTARG = "+o.OpLeft)
+	}
+	if o.OpRight != "" {
+		parts = append(parts, "RIGHTARG = "+o.OpRight)
+	}
+	if o.OpCommutator != "" {
+		parts = append(parts, "COMMUTATOR = OPERATOR("+mapOperator(o.OpCommutator, o.Name.Schema, m)+")")
+	}
+	if o.OpNegator != "" {
+		parts = append(parts, "NEGATOR = OPERATOR("+mapOperator(o.OpNegator, o.Name.Schema, m)+")")
+	}
+	if o.OpRestrict != "" {
+		parts = append(parts, "RESTRICT = "+o.OpRestrict)
+	}
+	if o.OpJoin != "" {
+		parts = append(parts, "JOIN = "+o.OpJoin)
+	}
+	if o.OpHashes {
+		parts = append(parts, "HASHES")
+	}
+	if o.OpMerges {
+		parts = append(parts, "MERGES")
+	}
+	return fmt.Sprintf("CREATE OPERATOR %s.%s (\n  %s\n)", ident(m.Schema(o.Name.Schema)), o.Name.Name, strings.Join(parts, ",\n  "))
+}
+
+// mapOperator maps "schema.op" (schema as quote_ident prints it) when schema is the object's.
+func mapOperator(qualified, schema string, m Mapper) string {
+	for _, prefix := range []string{catalog.QuoteIdent(schema) + ".", schema + "."} {
+		if strings.HasPrefix(qualified, prefix) {
+			return ident(m.Schema(schema)) + "." + qualified[len(prefix):]
+		}
+	}
+	return qualified
+}
+
+// CreateView recreates a view or materialized view (without data: REFRESH fills it).
+func CreateView(o catalog.Object, m Mapper) string {
+	name := pgx.Identifier{m.Schema(o.Name.Schema), o.Name.Name}.Sanitize()
+	with := ""
+	if len(o.Options) > 0 {
+		with = " WITH (" + strings.Join(o.Options, ", ") + ")"
+	}
+	query := strings.TrimSuffix(strings.TrimSpace(o.Def), ";")
+	if o.Kind == catalog.KindMatView {
+		return fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s%s AS\n%s\nWITH NO DATA", name, with, query)
+	}
+	return fmt.Sprintf("CREATE OR REPLACE VIEW %s%s AS\n%s", name, with, query)
+}
+
+// RefreshView fills a materialized view.
+func RefreshView(o catalog.Object, m Mapper) string {
+	return "REFRESH MATERIALIZED VIEW " + pgx.Identifier{m.Schema(o.Name.Schema), o.Name.Name}.Sanitize()
+}
+
+// CreateTriggerOrRule is the trigger's or rule's own definition, created with SearchPath.
+func CreateTriggerOrRule(o catalog.Object) string {
+	return strings.TrimSuffix(strings.TrimSpace(o.Def), ";")
+}
+
+// CommentOn sets a comment on the mapped object.
+func CommentOn(c catalog.Comment, m Mapper) string {
+	var target string
+	schema := m.Schema(c.Name.Schema)
+	table := func() (spec.QName, func(string) string) {
+		if tm, ok := m.Table(c.Table); ok {
+			return tm.Dest, tm.DestColumn
+		}
+		return spec.QName{Schema: schema, Name: c.Table.Name}, func(s string) string { return s }
+	}
+	switch c.On {
+	case "TABLE":
+		if tm, ok := m.Table(c.Name); ok {
+			target = tm.Dest.Quoted()
+		} else {
+			target = pgx.Identifier{schema, c.Name.Name}.Sanitize()
+		}
+	case "COLUMN":
+		t, col := table()
+		target = t.Quoted() + "." + ident(col(c.Column))
+	case "CONSTRAINT", "TRIGGER":
+		t, _ := table()
+		target = ident(c.Column) + " ON " + t.Quoted()
+	case "FUNCTION", "PROCEDURE", "AGGREGATE":
+		args := c.Args
+		if c.On == "AGGREGATE" && args == "" {
+			args = "*"
+		}
+		target = pgx.Identifier{schema, c.Name.Name}.Sanitize() + "(" + args + ")"
+	case "SCHEMA":
+		target = ident(schema)
+	default: // VIEW, MATERIALIZED VIEW, SEQUENCE, INDEX, TYPE, DOMAIN
+		target = pgx.Identifier{schema, c.Name.Name}.Sanitize()
+	}
+	return fmt.Sprintf("COMMENT ON %s %s IS %s", c.On, target, catalog.QuoteLiteral(c.Text))
+}
+
+// Mentions reports the renamed names (schemas, tables, columns) that text mentions as words, for
+// function bodies that are not rewritten: "shop." for a renamed schema, a renamed table or column
+// name as a whole word.
+func Mentions(text string, objs []spec.Object, tables []spec.TableMap) []string {
+	var out []string
+	lower := strings.ToLower(text)
+	word := func(w string) bool {
+		w = strings.ToLower(w)
+		for i := 0; ; {
+			k := strings.Index(lower[i:], w)
+			if k < 0 {
+				return false
+			}
+			k += i
+			before := k == 0 || !isIdentPart(lower[k-1])
+			after := k+len(w) >= len(lower) || !isIdentPart(lower[k+len(w)])
+			if before && after {
+				return true
+			}
+			i = k + 1
+		}
+	}
+	for _, o := range objs {
+		if o.To != "" && o.To != o.Schema && word(o.Schema) {
+			out = append(out, "schema "+o.Schema)
+		}
+	}
+	for _, t := range tables {
+		if t.Dest.Name != t.Source.Name && word(t.Source.Name) {
+			out = append(out, "table "+t.Source.String())
+		}
+		for from := range t.Columns {
+			if word(from) {
+				out = append(out, "column "+t.Source.String()+"."+from)
+			}
+		}
+	}
+	return out
+}
