@@ -50,8 +50,8 @@ type Object struct {
 	AggInit                                             *string
 	// Operator parts.
 	OpLeft, OpRight, OpFunc, OpCommutator, OpNegator, OpRestrict, OpJoin string
-	OpHashes, OpMerges                                                  bool
-	Unsupported                                                         string
+	OpHashes, OpMerges                                                   bool
+	Unsupported                                                          string
 	// Options are a view's reloptions (check_option, security_barrier, ...).
 	Options []string
 }
