@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/bookkeeping"
@@ -40,6 +41,8 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 		return rep, classify(err)
 	}
 	defer sd.close(ctx)
+	// Partitioned tables before their partitions.
+	sd.defs, in.Tables = catalog.ParentsFirst(sd.defs, in.Tables)
 	dst, defs := sd.dst, sd.defs
 	seqs, err := catalog.LoadSequences(ctx, sd.tx, defs)
 	if err != nil {
@@ -139,6 +142,8 @@ func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (Schema
 		return rep, classify(err)
 	}
 	defer sd.close(ctx)
+	// Keys on partitioned tables first: their partitions get them from there.
+	sd.defs, in.Tables = catalog.ParentsFirst(sd.defs, in.Tables)
 	dst, defs := sd.dst, sd.defs
 	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return len(rep.Created) })
 	defer stop()
@@ -177,17 +182,28 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 			}
 		}
 	}
+	// Secondary indexes, built in parallel: first those of tables that are not partitions, then
+	// the partitions' (most of which their parent's indexes created already).
+	waves := make([][]ddlJob, 2)
 	for i, t := range defs {
 		indexes, err := catalog.LoadIndexes(ctx, sd.tx, t)
 		if err != nil {
 			return rep, classify(err)
 		}
+		wave := 0
+		if t.PartitionOf != nil {
+			wave = 1
+		}
 		for _, ix := range indexes {
-			sql := ddl.CreateIndex(ix, in.Tables[i], m)
-			if _, err := dst.Exec(ctx, sql); err != nil {
-				return rep, classify(fmt.Errorf("create index %s on %s: %w\n%s", ix.Name, in.Tables[i].Dest, err, sql))
-			}
-			rep.Created = append(rep.Created, fmt.Sprintf("index %s on %s", ix.Name, in.Tables[i].Dest))
+			waves[wave] = append(waves[wave], ddlJob{what: fmt.Sprintf("index %s on %s", ix.Name, in.Tables[i].Dest), sql: ddl.CreateIndex(ix, in.Tables[i], m)})
+		}
+	}
+	for _, jobs := range waves {
+		if err := a.runParallel(ctx, in.Spec, dst, jobs); err != nil {
+			return rep, classify(err)
+		}
+		for _, j := range jobs {
+			rep.Created = append(rep.Created, j.what)
 		}
 	}
 	for _, c := range all {
@@ -284,4 +300,40 @@ func loadAllSequences(ctx context.Context, q catalog.Querier, s spec.Spec, defs 
 	}
 	more, err := catalog.LoadSchemaSequences(ctx, q, wholeSchemas(s))
 	return append(seqs, more...), err
+}
+
+// ddlJob is one statement of a parallel schema step.
+type ddlJob struct{ what, sql string }
+
+// runParallel runs jobs on the destination over full_load.parallelism connections (first is one
+// of them).
+func (a *Activities) runParallel(ctx context.Context, s spec.Spec, first *pgx.Conn, jobs []ddlJob) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	conns := make(chan *pgx.Conn, max(1, s.FullLoad.Parallelism))
+	conns <- first
+	var extra []*pgx.Conn
+	defer func() { closeAll(ctx, extra...) }()
+	for len(conns) < cap(conns) && len(extra)+1 < len(jobs) {
+		c, err := a.Open.Connect(ctx, s.Destination)
+		if err != nil {
+			return err
+		}
+		extra = append(extra, c)
+		conns <- c
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(len(conns))
+	for _, j := range jobs {
+		g.Go(func() error {
+			c := <-conns
+			defer func() { conns <- c }()
+			if _, err := c.Exec(gctx, j.sql); err != nil {
+				return fmt.Errorf("create %s: %w\n%s", j.what, err, j.sql)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }

@@ -36,6 +36,9 @@ func (a *Activities) ResolveTables(ctx context.Context, s spec.Spec) ([]spec.Tab
 		return nil, classify(err)
 	}
 	tables, err := spec.Resolve(s.Objects, existing)
+	if err == nil {
+		tables, err = catalog.AddPartitions(ctx, conn, s.Objects, tables)
+	}
 	if err != nil {
 		return nil, classify(errclass.Permanent(err))
 	}

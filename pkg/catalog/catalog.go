@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -75,6 +76,11 @@ type Table struct {
 	Blocks          int64  // current size in blocks
 	BlockSize       int64
 	RowsEstimate    int64
+	// PartitionKey is a partitioned table's PARTITION BY clause ("RANGE (ts)"), else "".
+	PartitionKey string
+	// PartitionOf and PartitionBound describe a partition: its parent and FOR VALUES clause.
+	PartitionOf    *spec.QName
+	PartitionBound string
 }
 
 // PrimaryKey returns the table's primary key, or nil.
@@ -162,13 +168,13 @@ type Sequence struct {
 // excludedSchemas are never listed.
 const excludedSchemas = `('pg_catalog', 'information_schema', 'pg_toast', 'skein')`
 
-// ListTables returns the ordinary tables of each non-system schema, schemas without tables
-// included with an empty list. Partitions and partitioned tables are not listed yet.
+// ListTables returns the ordinary and partitioned tables (partitions included) of each non-system
+// schema, schemas without tables included with an empty list.
 func ListTables(ctx context.Context, q Querier) (map[string][]string, error) {
 	rows, err := q.Query(ctx, `
 SELECT n.nspname, c.relname
 FROM pg_catalog.pg_namespace n
-LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r' AND NOT c.relispartition
+LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
 WHERE n.nspname NOT IN `+excludedSchemas+` AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
 ORDER BY 1, 2`)
 	if err != nil {
@@ -204,22 +210,32 @@ var modifierRE = regexp.MustCompile(`\([0-9, ]+\)`)
 func LoadTable(ctx context.Context, q Querier, name spec.QName) (*Table, error) {
 	t := &Table{Name: name}
 	var relkind, persistence string
+	var parentSchema, parentName *string
 	err := q.QueryRow(ctx, `
 SELECT c.oid, c.relkind::text, c.relpersistence::text, c.relreplident::text,
        pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int8,
        pg_catalog.current_setting('block_size')::int8,
-       GREATEST(c.reltuples, 0)::int8
+       GREATEST(c.reltuples, 0)::int8,
+       CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) ELSE '' END,
+       pn.nspname, p.relname, COALESCE(pg_catalog.pg_get_expr(c.relpartbound, c.oid), '')
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_inherits i ON c.relispartition AND i.inhrelid = c.oid
+LEFT JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2`, name.Schema, name.Name).
-		Scan(&t.OID, &relkind, &persistence, &t.ReplicaIdentity, &t.Blocks, &t.BlockSize, &t.RowsEstimate)
+		Scan(&t.OID, &relkind, &persistence, &t.ReplicaIdentity, &t.Blocks, &t.BlockSize, &t.RowsEstimate,
+			&t.PartitionKey, &parentSchema, &parentName, &t.PartitionBound)
 	if err == pgx.ErrNoRows {
 		return nil, fmt.Errorf("table %s does not exist on the source", name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load table %s: %w", name, err)
 	}
-	if relkind != "r" {
-		return nil, fmt.Errorf("load table %s: relation kind %q is not supported yet", name, relkind)
+	if relkind != "r" && relkind != "p" {
+		return nil, fmt.Errorf("load table %s: relation kind %q is not supported", name, relkind)
+	}
+	if parentSchema != nil && parentName != nil {
+		t.PartitionOf = &spec.QName{Schema: *parentSchema, Name: *parentName}
 	}
 	t.Unlogged = persistence == "u"
 	if err := loadColumns(ctx, q, t); err != nil {
@@ -445,4 +461,73 @@ func LoadTables(ctx context.Context, q Querier, tables []spec.TableMap) ([]*Tabl
 // QuoteLiteral quotes s as an SQL string literal (standard_conforming_strings on).
 func QuoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// AddPartitions completes a selection with the partitions (at every level) of its partitioned
+// tables that it does not list: they land in their mapped schema under their own name, with the
+// parent's column renames, operations and row filter.
+func AddPartitions(ctx context.Context, q Querier, objs []spec.Object, tables []spec.TableMap) ([]spec.TableMap, error) {
+	selected := map[spec.QName]bool{}
+	for _, t := range tables {
+		selected[t.Source] = true
+	}
+	out := tables
+	for i := 0; i < len(out); i++ {
+		parent := out[i]
+		rows, err := q.Query(ctx, `
+SELECT n.nspname, c.relname FROM pg_catalog.pg_inherits i
+JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid AND c.relispartition
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE i.inhparent = pg_catalog.to_regclass($1) ORDER BY 1, 2`, parent.Source.Quoted())
+		if err != nil {
+			return nil, fmt.Errorf("list partitions of %s: %w", parent.Source, err)
+		}
+		for rows.Next() {
+			var p spec.QName
+			if err := rows.Scan(&p.Schema, &p.Name); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if selected[p] {
+				continue
+			}
+			selected[p] = true
+			out = append(out, spec.TableMap{Source: p, Dest: spec.QName{Schema: spec.DestSchema(objs, p.Schema), Name: p.Name},
+				Columns: parent.Columns, Operations: parent.Operations, Where: parent.Where})
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ParentsFirst orders tables so that every partitioned table comes before its partitions; defs
+// are the tables' definitions, in the same order, and are reordered with them.
+func ParentsFirst(defs []*Table, tables []spec.TableMap) ([]*Table, []spec.TableMap) {
+	depth := func(t *Table) int {
+		d := 0
+		for p := t.PartitionOf; p != nil && d < 64; d++ {
+			var next *spec.QName
+			for _, o := range defs {
+				if o.Name == *p {
+					next = o.PartitionOf
+				}
+			}
+			p = next
+		}
+		return d
+	}
+	idx := make([]int, len(defs))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return depth(defs[idx[a]]) < depth(defs[idx[b]]) })
+	d2 := make([]*Table, len(defs))
+	t2 := make([]spec.TableMap, len(tables))
+	for i, j := range idx {
+		d2[i], t2[i] = defs[j], tables[j]
+	}
+	return d2, t2
 }

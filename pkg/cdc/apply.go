@@ -217,7 +217,8 @@ func (a *applier) update(ctx context.Context, m *pglogrepl.UpdateMessage) error 
 		return err
 	}
 	params = append(params, wparams...)
-	sql := fmt.Sprintf("UPDATE %s SET %s WHERE %s", tm.Dest.Quoted(), strings.Join(sets, ", "), cond)
+	// ONLY: a change is for this table's own rows, not those of tables that inherit from it.
+	sql := fmt.Sprintf("UPDATE ONLY %s SET %s WHERE %s", tm.Dest.Quoted(), strings.Join(sets, ", "), cond)
 	n, err := a.exec(ctx, sql, params)
 	key := m.OldTuple
 	if key == nil {
@@ -243,10 +244,10 @@ func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error 
 	if err != nil {
 		return err
 	}
-	sql := fmt.Sprintf("DELETE FROM %s WHERE %s", tm.Dest.Quoted(), cond)
+	sql := fmt.Sprintf("DELETE FROM ONLY %s WHERE %s", tm.Dest.Quoted(), cond)
 	if rel.ReplicaIdentity == 'f' {
 		// Without a key, delete one matching row only: duplicates are distinct rows.
-		sql = fmt.Sprintf("DELETE FROM %s WHERE ctid = (SELECT ctid FROM %s WHERE %s LIMIT 1)", tm.Dest.Quoted(), tm.Dest.Quoted(), cond)
+		sql = fmt.Sprintf("DELETE FROM ONLY %s WHERE ctid = (SELECT ctid FROM ONLY %s WHERE %s LIMIT 1)", tm.Dest.Quoted(), tm.Dest.Quoted(), cond)
 	}
 	n, err := a.exec(ctx, sql, params)
 	if err != nil {

@@ -175,6 +175,16 @@ func SetSequenceValue(name spec.QName, lastValue int64, isCalled bool) string {
 // columns and CHECK constraints: everything the full load needs, nothing that slows it down
 // (keys, indexes and foreign keys come after the load, see PostData).
 func CreateTable(t *catalog.Table, tm spec.TableMap, m Mapper) string {
+	partitionBy := ""
+	if t.PartitionKey != "" {
+		partitionBy = " PARTITION BY " + MapExpr(t.PartitionKey, tm.Columns, schemaRenames(m))
+	}
+	if t.PartitionOf != nil {
+		// A partition takes its columns and constraints from its parent (created first).
+		if parent, ok := m.Table(*t.PartitionOf); ok {
+			return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s %s%s", tm.Dest.Quoted(), parent.Dest.Quoted(), t.PartitionBound, partitionBy)
+		}
+	}
 	var cols []string
 	for _, c := range t.Columns {
 		var b strings.Builder
@@ -211,7 +221,7 @@ func CreateTable(t *catalog.Table, tm spec.TableMap, m Mapper) string {
 	if t.Unlogged {
 		kind = "UNLOGGED TABLE"
 	}
-	return fmt.Sprintf("CREATE %s IF NOT EXISTS %s (\n  %s\n)", kind, tm.Dest.Quoted(), strings.Join(cols, ",\n  "))
+	return fmt.Sprintf("CREATE %s IF NOT EXISTS %s (\n  %s\n)%s", kind, tm.Dest.Quoted(), strings.Join(cols, ",\n  "), partitionBy)
 }
 
 // Constraint is a post-data statement that adds a named constraint; Table and Name let the caller

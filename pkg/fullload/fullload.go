@@ -117,7 +117,8 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 	if t.AllBuiltinTypes() && !c.Throttle.CountsRows() {
 		format = "binary"
 	}
-	copyOut := fmt.Sprintf("COPY (SELECT %s FROM %s%s) TO STDOUT (FORMAT %s)",
+	// ONLY: the rows of tables that inherit from this one (partitions too) are theirs to copy.
+	copyOut := fmt.Sprintf("COPY (SELECT %s FROM ONLY %s%s) TO STDOUT (FORMAT %s)",
 		strings.Join(srcCols, ", "), ch.Table.Source.Quoted(), ctidFilter(ch), format)
 	target := ch.Table.Dest.Quoted()
 	if c.KeepExisting {

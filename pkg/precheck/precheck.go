@@ -227,6 +227,9 @@ func (c *checker) resolve(ctx context.Context) {
 	if err == nil {
 		c.tables, err = spec.Resolve(c.s.Objects, existing)
 	}
+	if err == nil {
+		c.tables, err = catalog.AddPartitions(ctx, c.src, c.s.Objects, c.tables)
+	}
 	if err != nil {
 		c.tables = nil
 		c.fail("objects_exist", Error, err.Error(), "correct the objects list, or create the missing schemas and tables on the source")
@@ -421,16 +424,13 @@ func (c *checker) fkParentsSelected() {
 func (c *checker) unsupportedTables(ctx context.Context) {
 	found, err := queryStrings(ctx, c.src, `
 SELECT pg_catalog.format('%s.%s', n.nspname, c.relname) || ': ' ||
-       CASE WHEN c.relkind = 'p' THEN 'partitioned table (not supported yet)'
-            WHEN c.relispartition THEN 'partition (not supported yet)'
-            ELSE 'inherits from ' || pn.nspname || '.' || p.relname || ' in another schema' END
+       'inherits from ' || pn.nspname || '.' || p.relname || ' in another schema'
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
 LEFT JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
 LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
-WHERE n.nspname = ANY($1) AND (c.relkind = 'p' OR c.relispartition
-      OR (c.relkind = 'r' AND p.oid IS NOT NULL AND pn.nspname <> n.nspname))
+WHERE n.nspname = ANY($1) AND c.relkind = 'r' AND NOT c.relispartition AND p.oid IS NOT NULL AND pn.nspname <> n.nspname
 ORDER BY 1`, c.selectedSchemas())
 	if err != nil {
 		c.fail("unsupported_tables", Error, err.Error(), "")
@@ -446,7 +446,7 @@ ORDER BY 1`, c.selectedSchemas())
 			"exclude them (exclude_tables) or list tables explicitly")
 		return
 	}
-	c.pass("unsupported_tables", Error, "no hypertable, partitioned table or cross-schema inheritance in the selection")
+	c.pass("unsupported_tables", Error, "no hypertable or cross-schema inheritance in the selection")
 }
 
 func (c *checker) selectedSchemas() []string {

@@ -334,9 +334,10 @@ type sideSQL struct {
 func newTableRun(t Table, opts Options) *tableRun {
 	tr := &tableRun{Table: t, opts: opts, display: map[string]string{}, keyValues: map[string][]string{}}
 	tr.res = TableResult{Source: t.Map.Source.String(), Destination: t.Map.Dest.String(), Mode: opts.Mode}
-	tr.src.table = t.Map.Source.Quoted()
+	// ONLY: each table compares its own rows; partitions and inheriting tables compare theirs.
+	tr.src.table = "ONLY " + t.Map.Source.Quoted()
 	tr.src.filter = t.Map.WhereSQL()
-	tr.dst.table = t.Map.Dest.Quoted()
+	tr.dst.table = "ONLY " + t.Map.Dest.Quoted()
 	var srcCols, dstCols []string
 	for _, c := range t.Def.CopyColumns() {
 		srcCols = append(srcCols, pgx.Identifier{c.Name}.Sanitize())

@@ -217,11 +217,6 @@ func TestPrecheckItems(t *testing.T) {
 			s.Objects = []spec.Object{{Schema: "lab"}}
 			return func() { mustExec(t, src, `DROP TABLE lab.heir`) }
 		}},
-		{id: "unsupported_tables", level: precheck.Error, inText: "partitioned table", setup: func(t *testing.T, s *spec.Spec) func() {
-			mustExec(t, src, `CREATE TABLE lab.parts (id int) PARTITION BY RANGE (id); CREATE TABLE lab.parts_1 PARTITION OF lab.parts FOR VALUES FROM (0) TO (10)`)
-			s.Objects = []spec.Object{{Schema: "lab"}}
-			return func() { mustExec(t, src, `DROP TABLE lab.parts`) }
-		}},
 		{id: "fk_parents_selected", level: precheck.Warning, inText: "public.child -> public.parent", setup: func(t *testing.T, s *spec.Spec) func() {
 			s.Objects = []spec.Object{{Schema: "public", Tables: []spec.Table{{Name: "child"}}}}
 			return none

@@ -14,7 +14,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.uber.org/zap/zaptest"
 
+	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
@@ -62,6 +66,13 @@ CREATE TABLE app.bookings (
   CONSTRAINT no_overlap EXCLUDE USING gist (during WITH &&)
 );
 CREATE UNLOGGED TABLE app.cache (k text PRIMARY KEY, v jsonb);
+CREATE TABLE app.events (id bigint, at date NOT NULL, kind text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE app.events_2024 PARTITION OF app.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY RANGE (at);
+CREATE TABLE app.events_2024_a PARTITION OF app.events_2024 FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
+CREATE TABLE app.events_2024_other PARTITION OF app.events_2024 DEFAULT;
+CREATE TABLE app.events_2025 PARTITION OF app.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE INDEX events_kind ON app.events (kind);
+INSERT INTO app.events SELECT i, DATE '2024-01-01' + (i % 700), (ARRAY['a', 'b'])[1 + i % 2] FROM generate_series(1, 1000) i;
 CREATE PROCEDURE app.reset_qty() LANGUAGE sql AS $$ UPDATE app.items SET qty = 1 $$;
 CREATE VIEW app.expensive AS SELECT id, name, price FROM app.items WHERE price > 100;
 COMMENT ON VIEW app.expensive IS 'pricey';
@@ -198,7 +209,27 @@ func TestSchemaEveryObjectKind(t *testing.T) {
 		"sequence app.ticket_seq"} {
 		require.Contains(t, st.Schema.Created, want)
 	}
-	require.Equal(t, schemaDump(t, srcPG, "app", "app", nil), schemaDump(t, dstPG, "target", "app", nil))
+	srcDump := schemaDump(t, srcPG, "app", "app", nil)
+	require.Equal(t, srcDump, schemaDump(t, dstPG, "target", "app", nil))
+
+	// A schema step retried after a crash finishes without errors and without duplicates.
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	acts := &activities.Activities{Open: dbconn.Opener{}, Log: zaptest.NewLogger(t)}
+	env.RegisterActivity(acts)
+	s.ApplyDefaults()
+	v, err := env.ExecuteActivity(acts.ResolveTables, s)
+	require.NoError(t, err)
+	var tables []spec.TableMap
+	require.NoError(t, v.Get(&tables))
+	for _, step := range []any{acts.SchemaPreData, acts.SchemaPostData} {
+		v, err := env.ExecuteActivity(step, activities.SchemaInput{Spec: s, Tables: tables})
+		require.NoError(t, err)
+		var rep activities.SchemaReport
+		require.NoError(t, v.Get(&rep))
+		require.NotEmpty(t, rep.Skipped, "existing objects are skipped")
+	}
+	require.Equal(t, srcDump, schemaDump(t, dstPG, "target", "app", nil), "nothing doubled")
 
 	var n int64
 	require.NoError(t, dst.QueryRow(ctx, `SELECT sum(n) FROM app.mood_counts`).Scan(&n))
@@ -208,6 +239,13 @@ func TestSchemaEveryObjectKind(t *testing.T) {
 	require.Equal(t, int64(110), next, "a standalone sequence continues where the source is")
 	require.NoError(t, dst.QueryRow(ctx, `SELECT app.my_max(qty) FROM app.items`).Scan(&n))
 	require.Equal(t, int64(5), n)
+	require.NoError(t, testharness.CompareRows(ctx, src, dst, spec.QName{Schema: "app", Name: "events"}, spec.QName{Schema: "app", Name: "events"},
+		[]string{"id", "at", "kind"}, []string{"id", "at", "kind"}, []string{"id", "at"}, []string{"id", "at"}), "partitions loaded once each")
+	var srcLeaf int64
+	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM ONLY app.events_2024_a`).Scan(&srcLeaf))
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM ONLY app.events_2024_a`).Scan(&n))
+	require.Positive(t, n)
+	require.Equal(t, srcLeaf, n, "rows land in their own partition")
 }
 
 // TestSchemaWithRenames selects tables of a schema with schema, table and column renames: what
