@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"golang.org/x/sync/errgroup"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skein-dts/skein/pkg/bookkeeping"
 	"github.com/skein-dts/skein/pkg/catalog"
