@@ -37,6 +37,7 @@ type applier struct {
 	// skipBefore and txLSN: a table's changes in transactions committed before its LSN are skipped.
 	skipBefore map[spec.QName]pglogrepl.LSN
 	txLSN      pglogrepl.LSN // commit LSN of the current source transaction
+	batch      *insertBatch  // a run of inserts into one table, not sent yet
 }
 
 func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applier {
@@ -90,6 +91,12 @@ func (a *applier) insert(ctx context.Context, m *pglogrepl.InsertMessage) error 
 	if err != nil || !ok || !tm.Allows(spec.OpInsert) {
 		return err
 	}
+	if !a.upsert {
+		return a.batchInsert(ctx, m, rel, tm)
+	}
+	if err := a.flush(ctx); err != nil {
+		return err
+	}
 	var cols, ph []string
 	var params [][]byte
 	for i, c := range m.Tuple.Columns {
@@ -106,7 +113,7 @@ func (a *applier) insert(ctx context.Context, m *pglogrepl.InsertMessage) error 
 		sql += upsertClause(rel, tm)
 	}
 	if _, err := a.exec(ctx, sql, params); err != nil {
-		return fmt.Errorf("insert into %s: %w", tm.Dest, err)
+		return fmt.Errorf("insert into %s key %s: %w (statement: %s)", tm.Dest, keyText(rel, m.Tuple), withDetail(err), sql)
 	}
 	a.counts.Inserts++
 	return nil
@@ -197,6 +204,9 @@ func (a *applier) update(ctx context.Context, m *pglogrepl.UpdateMessage) error 
 	if err != nil || !ok || !tm.Allows(spec.OpUpdate) {
 		return err
 	}
+	if err := a.flush(ctx); err != nil {
+		return err
+	}
 	var sets []string
 	var params [][]byte
 	for i, c := range m.NewTuple.Columns {
@@ -225,7 +235,7 @@ func (a *applier) update(ctx context.Context, m *pglogrepl.UpdateMessage) error 
 		key = m.NewTuple
 	}
 	if err != nil {
-		return fmt.Errorf("update %s key %s: %w", tm.Dest, keyText(rel, key), err)
+		return fmt.Errorf("update %s key %s: %w (statement: %s)", tm.Dest, keyText(rel, key), withDetail(err), sql)
 	}
 	if n == 0 {
 		a.counts.Missing++
@@ -240,6 +250,9 @@ func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error 
 	if err != nil || !ok || !tm.Allows(spec.OpDelete) {
 		return err
 	}
+	if err := a.flush(ctx); err != nil {
+		return err
+	}
 	cond, params, err := where(rel, tm, m.OldTuple, nil, 0)
 	if err != nil {
 		return err
@@ -251,7 +264,7 @@ func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error 
 	}
 	n, err := a.exec(ctx, sql, params)
 	if err != nil {
-		return fmt.Errorf("delete from %s key %s: %w", tm.Dest, keyText(rel, m.OldTuple), err)
+		return fmt.Errorf("delete from %s key %s: %w (statement: %s)", tm.Dest, keyText(rel, m.OldTuple), withDetail(err), sql)
 	}
 	if n == 0 {
 		a.counts.Missing++
@@ -262,6 +275,9 @@ func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error 
 }
 
 func (a *applier) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {
+	if err := a.flush(ctx); err != nil {
+		return err
+	}
 	var names []string
 	for _, id := range m.RelationIDs {
 		_, tm, ok, err := a.table(id)

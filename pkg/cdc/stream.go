@@ -138,6 +138,7 @@ type stream struct {
 func (s *stream) run() error {
 	defer func() {
 		if s.txOpen {
+			s.app.discard()
 			_, _ = s.dest.Exec(context.WithoutCancel(s.ctx), "ROLLBACK")
 		}
 	}()
@@ -309,8 +310,12 @@ func (s *stream) change(apply func() error) error {
 func (s *stream) commit(ctx context.Context) error {
 	if s.pendingApplied == 0 || s.pendingApplied <= s.prog.AppliedLSN {
 		// Only a partial source transaction is open: drop it; it will be sent again.
+		s.app.discard()
 		_, err := s.dest.Exec(ctx, "ROLLBACK")
 		s.txOpen = false
+		return err
+	}
+	if err := s.app.flush(ctx); err != nil {
 		return err
 	}
 	if err := bookkeeping.SetAppliedLSN(ctx, s.dest, s.opts.Task, s.pendingApplied); err != nil {

@@ -135,6 +135,22 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 		waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, time.Minute)
 	})
 
+	t.Run("an apply error fails the task after the other-errors window, naming table, key and statement", func(t *testing.T) {
+		dst, err := dstPG.Connect(ctx, "target")
+		require.NoError(t, err)
+		defer dst.Close(ctx)
+		mustExec(t, dst, `INSERT INTO mart.clients (id, name) VALUES (999999, 'in the way')`)
+		mustExec(t, src, `INSERT INTO shop.customers (id, name) VALUES (999999, 'blocked')`)
+		st := waitPhase(t, c, run.GetID(), workflows.PhaseFailed, time.Minute)
+		require.Equal(t, "other", st.Retry.Class)
+		for _, want := range []string{"mart.clients", "id=999999", "COPY", "already exists"} {
+			require.Contains(t, st.LastError, want)
+		}
+		mustExec(t, dst, `DELETE FROM mart.clients WHERE id = 999999`)
+		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalResume, nil))
+		eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+	})
+
 	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
 	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))
 	recordHistory(t, c, run.GetID(), "alerts-pause-failed-resume-release")
