@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build tools postgres test test-unit demo up down bench clean help
+.PHONY: all build tools postgres test test-unit demo up down bench bench-cdc clean help
 
 all: build
 
@@ -38,8 +38,10 @@ up: build tools postgres ## Temporal dev server + worker, for using bin/skein by
 down: ## stop everything make up / make demo started
 	deployments/dev/down.sh
 
-bench: ## benchmarks (separate from tests)
-	@echo "no benchmarks yet: see the open issues for make bench-full and make bench-cdc"
+bench: bench-cdc ## benchmarks (separate from tests): each prints Skein against its anchor, measured in the same run
+
+bench-cdc: postgres ## change apply catch-up of 1M changes: Skein vs a native subscription (BENCH_CDC_TRANSACTIONS=N, 50 changes each)
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkCDCCatchUp -benchtime 1x -timeout 60m ./tests/bench/
 
 clean: down
 	rm -rf $(BIN) .dev

@@ -148,18 +148,13 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 	if err := w.call(ctx, short, acts.PreparePublication, nil, helper, added); err != nil {
 		return err
 	}
-	snap, stopHolder, done, err := w.openSnapshot(ctx, activities.SnapshotInput{Spec: helper, WithSlot: true})
+	hold, err := w.openSnapshot(ctx, activities.SnapshotInput{Spec: helper, WithSlot: true})
 	if err != nil {
 		return err
 	}
-	defer done()
-	defer func() {
-		if stopHolder != nil {
-			_ = stopHolder()
-		}
-	}()
+	defer hold.close(ctx)
 	// The helper's name keeps the added tables' chunk bookkeeping apart (dropped with the helper).
-	in := activities.SchemaInput{Spec: helper, Tables: added, Snapshot: snap.SnapshotName}
+	in := activities.SchemaInput{Spec: helper, Tables: added, Snapshot: hold.name()}
 	if ns.SchemaSync() {
 		var rep activities.SchemaReport
 		if err := w.call(ctx, short, acts.SchemaPreData, &rep, in); err != nil {
@@ -173,11 +168,7 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 			return err
 		}
 	}
-	err = stopHolder()
-	stopHolder = nil
-	if err != nil {
-		workflow.GetLogger(ctx).Warn("snapshot holder of the added tables ended with an error", "error", err)
-	}
+	hold.release(ctx, false)
 	if ns.SchemaSync() {
 		var rep activities.SchemaReport
 		if err := w.call(ctx, long, acts.SchemaPostData, &rep, in); err != nil {

@@ -262,24 +262,16 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 
 	// The snapshot: the slot's (incremental) or a plain exported one, held by one worker.
 	w.setPhase(PhaseSchema)
-	var snap cdc.SlotSnapshot
-	var stopHolder func() error
+	var hold *snapshotHold
 	if s.FullSync() || s.IncrementalSync() {
-		var done func()
 		var err error
-		snap, stopHolder, done, err = w.openSnapshot(ctx, activities.SnapshotInput{Spec: s, WithSlot: s.IncrementalSync()})
-		if err != nil {
+		if hold, err = w.openSnapshot(ctx, activities.SnapshotInput{Spec: s, WithSlot: s.IncrementalSync()}); err != nil {
 			return err
 		}
-		defer done()
-		defer func() {
-			if stopHolder != nil {
-				_ = stopHolder()
-			}
-		}()
+		defer hold.close(ctx)
 	}
 
-	schemaIn := activities.SchemaInput{Spec: s, Tables: w.tables, Snapshot: snap.SnapshotName}
+	schemaIn := activities.SchemaInput{Spec: s, Tables: w.tables, Snapshot: hold.name()}
 	long := workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute}
 	if s.SchemaSync() {
 		var rep activities.SchemaReport
@@ -316,13 +308,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 			}
 		}
 	}
-	if stopHolder != nil {
-		err := stopHolder()
-		stopHolder = nil
-		if err != nil && !w.releaseRequested {
-			workflow.GetLogger(ctx).Warn("snapshot holder ended with an error", "error", err)
-		}
-	}
+	hold.release(ctx, w.releaseRequested)
 
 	if s.SchemaSync() {
 		w.setPhase(PhasePostSchema)
@@ -765,20 +751,53 @@ func errorText(err error) string {
 	return err.Error()
 }
 
+// snapshotHold is a snapshot held by an activity on one worker, in a session.
+type snapshotHold struct {
+	snap cdc.SlotSnapshot
+	stop func() error // nil once stopped
+	done func()       // completes the session
+}
+
+// name is the exported snapshot's name ("" without a snapshot).
+func (h *snapshotHold) name() string {
+	if h == nil {
+		return ""
+	}
+	return h.snap.SnapshotName
+}
+
+// release ends the holder once; quiet leaves an error it ended with unlogged.
+func (h *snapshotHold) release(ctx workflow.Context, quiet bool) {
+	if h == nil || h.stop == nil {
+		return
+	}
+	err := h.stop()
+	h.stop = nil
+	if err != nil && !quiet {
+		workflow.GetLogger(ctx).Warn("snapshot holder ended with an error", "error", err)
+	}
+}
+
+// close releases the holder if it still holds and completes the session.
+func (h *snapshotHold) close(ctx workflow.Context) {
+	h.release(ctx, true)
+	h.done()
+}
+
 // openSnapshot creates the snapshot (and the slot, with in.WithSlot) and starts the activity that
-// holds it on the same worker, in a session. stop ends the holder; done completes the session.
-func (w *task) openSnapshot(ctx workflow.Context, in activities.SnapshotInput) (snap cdc.SlotSnapshot, stop func() error, done func(), err error) {
+// holds it on the same worker, in a session.
+func (w *task) openSnapshot(ctx workflow.Context, in activities.SnapshotInput) (*snapshotHold, error) {
 	sessCtx, err := workflow.CreateSession(ctx, &workflow.SessionOptions{
 		CreationTimeout: 5 * time.Minute, ExecutionTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: time.Minute,
 	})
 	if err != nil {
-		return snap, nil, nil, fmt.Errorf("create session for the snapshot holder: %w", err)
+		return nil, fmt.Errorf("create session for the snapshot holder: %w", err)
 	}
-	done = func() { workflow.CompleteSession(sessCtx) }
+	h := &snapshotHold{done: func() { workflow.CompleteSession(sessCtx) }}
 	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
-	if err := w.call(sessCtx, short, acts.OpenSnapshot, &snap, in); err != nil {
-		done()
-		return snap, nil, nil, err
+	if err := w.call(sessCtx, short, acts.OpenSnapshot, &h.snap, in); err != nil {
+		h.done()
+		return nil, err
 	}
 	holdCtx, cancelHold := workflow.WithCancel(sessCtx)
 	holdCtx = workflow.WithActivityOptions(holdCtx, workflow.ActivityOptions{
@@ -786,7 +805,7 @@ func (w *task) openSnapshot(ctx workflow.Context, in activities.SnapshotInput) (
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
 	hold := workflow.ExecuteActivity(holdCtx, acts.HoldSnapshot, in.Spec.Name)
-	stop = func() error {
+	h.stop = func() error {
 		cancelHold()
 		err := hold.Get(ctx, nil)
 		var canceled *temporal.CanceledError
@@ -795,7 +814,7 @@ func (w *task) openSnapshot(ctx workflow.Context, in activities.SnapshotInput) (
 		}
 		return err
 	}
-	return snap, stop, done, nil
+	return h, nil
 }
 
 // statusIndex finds a source table's entry in status.Tables.

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -72,6 +74,11 @@ WHERE n.nspname = ANY($1) ORDER BY e.extname`, schemas)
 	if err != nil {
 		return nil, fmt.Errorf("list extensions: %w", err)
 	}
+	return scanExtensions(rows)
+}
+
+// scanExtensions reads rows of (oid, schema, name).
+func scanExtensions(rows pgx.Rows) ([]Object, error) {
 	defer rows.Close()
 	var out []Object
 	for rows.Next() {
@@ -104,16 +111,7 @@ ORDER BY 3`, oids)
 	if err != nil {
 		return nil, fmt.Errorf("list extensions of column types: %w", err)
 	}
-	defer rows.Close()
-	var out []Object
-	for rows.Next() {
-		o := Object{Kind: KindExtension}
-		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name); err != nil {
-			return nil, err
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
+	return scanExtensions(rows)
 }
 
 // setSearchPath deparses the next reads relative to schema ("" = qualify everything).

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/spec"
@@ -37,7 +38,9 @@ type applier struct {
 	// skipBefore and txLSN: a table's changes in transactions committed before its LSN are skipped.
 	skipBefore map[spec.QName]pglogrepl.LSN
 	txLSN      pglogrepl.LSN // commit LSN of the current source transaction
-	batch      *insertBatch  // a run of inserts into one table, not sent yet
+	run        *insertBatch  // a run of inserts into one table, not sent yet
+	pipe       *pgconn.Batch // updates and deletes, not sent yet
+	piped      []queued      // what pipe holds, in order
 }
 
 func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applier {
@@ -67,15 +70,24 @@ func (a *applier) table(relID uint32) (*pglogrepl.RelationMessage, spec.TableMap
 	return rel, tm, ok, nil
 }
 
-// exec runs sql as a prepared statement with text parameters and returns the rows affected.
-func (a *applier) exec(ctx context.Context, sql string, params [][]byte) (int64, error) {
+// prepared returns the name of the prepared statement for sql, preparing it the first time.
+func (a *applier) prepared(ctx context.Context, sql string) (string, error) {
 	name, ok := a.stmts[sql]
 	if !ok {
 		name = fmt.Sprintf("skein_apply_%d", len(a.stmts)+1)
 		if _, err := a.dest.PgConn().Prepare(ctx, name, sql, nil); err != nil {
-			return 0, err
+			return "", err
 		}
 		a.stmts[sql] = name
+	}
+	return name, nil
+}
+
+// exec runs sql as a prepared statement with text parameters and returns the rows affected.
+func (a *applier) exec(ctx context.Context, sql string, params [][]byte) (int64, error) {
+	name, err := a.prepared(ctx, sql)
+	if err != nil {
+		return 0, err
 	}
 	res := a.dest.PgConn().ExecPrepared(ctx, name, params, nil, nil).Read()
 	if res.Err != nil {
@@ -204,9 +216,6 @@ func (a *applier) update(ctx context.Context, m *pglogrepl.UpdateMessage) error 
 	if err != nil || !ok || !tm.Allows(spec.OpUpdate) {
 		return err
 	}
-	if err := a.flush(ctx); err != nil {
-		return err
-	}
 	var sets []string
 	var params [][]byte
 	for i, c := range m.NewTuple.Columns {
@@ -229,28 +238,16 @@ func (a *applier) update(ctx context.Context, m *pglogrepl.UpdateMessage) error 
 	params = append(params, wparams...)
 	// ONLY: a change is for this table's own rows, not those of tables that inherit from it.
 	sql := fmt.Sprintf("UPDATE ONLY %s SET %s WHERE %s", tm.Dest.Quoted(), strings.Join(sets, ", "), cond)
-	n, err := a.exec(ctx, sql, params)
 	key := m.OldTuple
 	if key == nil {
 		key = m.NewTuple
 	}
-	if err != nil {
-		return fmt.Errorf("update %s key %s: %w (statement: %s)", tm.Dest, keyText(rel, key), withDetail(err), sql)
-	}
-	if n == 0 {
-		a.counts.Missing++
-		a.log.Warn("update found no row on the destination", zap.Stringer("table", tm.Dest), zap.String("key", keyText(rel, key)))
-	}
-	a.counts.Updates++
-	return nil
+	return a.queue(ctx, sql, params, queued{op: "update", table: tm.Dest, key: keyText(rel, key), sql: sql})
 }
 
 func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error {
 	rel, tm, ok, err := a.table(m.RelationID)
 	if err != nil || !ok || !tm.Allows(spec.OpDelete) {
-		return err
-	}
-	if err := a.flush(ctx); err != nil {
 		return err
 	}
 	cond, params, err := where(rel, tm, m.OldTuple, nil, 0)
@@ -262,16 +259,7 @@ func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error 
 		// Without a key, delete one matching row only: duplicates are distinct rows.
 		sql = fmt.Sprintf("DELETE FROM ONLY %s WHERE ctid = (SELECT ctid FROM ONLY %s WHERE %s LIMIT 1)", tm.Dest.Quoted(), tm.Dest.Quoted(), cond)
 	}
-	n, err := a.exec(ctx, sql, params)
-	if err != nil {
-		return fmt.Errorf("delete from %s key %s: %w (statement: %s)", tm.Dest, keyText(rel, m.OldTuple), withDetail(err), sql)
-	}
-	if n == 0 {
-		a.counts.Missing++
-		a.log.Warn("delete found no row on the destination", zap.Stringer("table", tm.Dest), zap.String("key", keyText(rel, m.OldTuple)))
-	}
-	a.counts.Deletes++
-	return nil
+	return a.queue(ctx, sql, params, queued{op: "delete from", table: tm.Dest, key: keyText(rel, m.OldTuple), sql: sql})
 }
 
 func (a *applier) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {

@@ -9,16 +9,80 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
 // Limits of one batch of inserts: it is sent with COPY when it reaches either, when another kind
-// of change or another table comes, and before every destination commit.
+// of change or another table comes, and before every destination commit. Updates and deletes are
+// pipelined: up to pipeStatements are sent in one round trip.
 const (
-	batchRows  = 5000
-	batchBytes = 8 << 20
+	batchRows      = 5000
+	batchBytes     = 8 << 20
+	pipeStatements = 1000
 )
+
+// queued is an update or delete waiting in the pipeline, for its result.
+type queued struct {
+	op    string // "update" or "delete from"
+	table spec.QName
+	key   string
+	sql   string
+}
+
+// queue adds an update or delete to the pipeline (after the current run of inserts).
+func (a *applier) queue(ctx context.Context, sql string, params [][]byte, q queued) error {
+	if err := a.flushInserts(ctx); err != nil {
+		return err
+	}
+	name, err := a.prepared(ctx, sql)
+	if err != nil {
+		return fmt.Errorf("%s %s: prepare: %w (statement: %s)", q.op, q.table, err, sql)
+	}
+	if a.pipe == nil {
+		a.pipe = &pgconn.Batch{}
+	}
+	a.pipe.ExecPrepared(name, params, nil, nil)
+	a.piped = append(a.piped, q)
+	if len(a.piped) >= pipeStatements {
+		return a.flushPipe(ctx)
+	}
+	return nil
+}
+
+// flushPipe sends the pipelined statements and reads their results: one that found no row is
+// counted and logged, one that failed fails the apply with its table, key and statement.
+func (a *applier) flushPipe(ctx context.Context) error {
+	if a.pipe == nil {
+		return nil
+	}
+	pipe, piped := a.pipe, a.piped
+	a.pipe, a.piped = nil, nil
+	results, err := a.dest.PgConn().ExecBatch(ctx, pipe).ReadAll()
+	for i, r := range results {
+		if i >= len(piped) {
+			break
+		}
+		q := piped[i]
+		if r.Err != nil {
+			return fmt.Errorf("%s %s key %s: %w (statement: %s)", q.op, q.table, q.key, withDetail(r.Err), q.sql)
+		}
+		if r.CommandTag.RowsAffected() == 0 {
+			a.counts.Missing++
+			a.log.Warn(q.op+" found no row on the destination", zap.Stringer("table", q.table), zap.String("key", q.key))
+		}
+		if q.op == "update" {
+			a.counts.Updates++
+		} else {
+			a.counts.Deletes++
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("apply %d updates and deletes: %w", len(piped), withDetail(err))
+	}
+	return nil
+}
 
 // insertBatch is a run of inserts into one table, in COPY text format.
 type insertBatch struct {
@@ -34,34 +98,45 @@ type insertBatch struct {
 // batchInsert adds an insert to the current run, sending the run first when the table or the
 // column list changes.
 func (a *applier) batchInsert(ctx context.Context, m *pglogrepl.InsertMessage, rel *pglogrepl.RelationMessage, tm spec.TableMap) error {
-	if a.batch != nil && (a.batch.relID != m.RelationID || a.batch.ncols != len(m.Tuple.Columns)) {
-		if err := a.flush(ctx); err != nil {
+	if err := a.flushPipe(ctx); err != nil {
+		return err
+	}
+	if a.run != nil && (a.run.relID != m.RelationID || a.run.ncols != len(m.Tuple.Columns)) {
+		if err := a.flushInserts(ctx); err != nil {
 			return err
 		}
 	}
-	if a.batch == nil {
+	if a.run == nil {
 		cols := make([]string, 0, len(m.Tuple.Columns))
 		for i := range m.Tuple.Columns {
 			cols = append(cols, quote(tm.DestColumn(rel.Columns[i].Name)))
 		}
-		a.batch = &insertBatch{relID: m.RelationID, tm: tm, ncols: len(m.Tuple.Columns), firstKey: keyText(rel, m.Tuple),
+		a.run = &insertBatch{relID: m.RelationID, tm: tm, ncols: len(m.Tuple.Columns), firstKey: keyText(rel, m.Tuple),
 			copySQL: fmt.Sprintf("COPY %s (%s) FROM STDIN", tm.Dest.Quoted(), strings.Join(cols, ", "))}
 	}
-	appendCopyRow(&a.batch.buf, m.Tuple)
-	a.batch.rows++
-	if a.batch.rows >= batchRows || a.batch.buf.Len() >= batchBytes {
-		return a.flush(ctx)
+	appendCopyRow(&a.run.buf, m.Tuple)
+	a.run.rows++
+	if a.run.rows >= batchRows || a.run.buf.Len() >= batchBytes {
+		return a.flushInserts(ctx)
 	}
 	return nil
 }
 
-// flush sends the current run of inserts, if any.
+// flush sends whatever is pending: the run of inserts or the pipelined statements.
 func (a *applier) flush(ctx context.Context) error {
-	b := a.batch
+	if err := a.flushInserts(ctx); err != nil {
+		return err
+	}
+	return a.flushPipe(ctx)
+}
+
+// flushInserts sends the current run of inserts, if any.
+func (a *applier) flushInserts(ctx context.Context) error {
+	b := a.run
 	if b == nil {
 		return nil
 	}
-	a.batch = nil
+	a.run = nil
 	if _, err := a.dest.PgConn().CopyFrom(ctx, &b.buf, b.copySQL); err != nil {
 		return fmt.Errorf("insert %d rows into %s (the first with key %s): %w (statement: %s)", b.rows, b.tm.Dest, b.firstKey, withDetail(err), b.copySQL)
 	}
@@ -69,8 +144,8 @@ func (a *applier) flush(ctx context.Context) error {
 	return nil
 }
 
-// discard drops the current run (its destination transaction is rolled back).
-func (a *applier) discard() { a.batch = nil }
+// discard drops what is pending (its destination transaction is rolled back).
+func (a *applier) discard() { a.run, a.pipe, a.piped = nil, nil, nil }
 
 // appendCopyRow writes one row in COPY's text format: tab-separated, \N for NULL, backslash,
 // tab, newline and carriage return escaped. The values are the types' own text output, which COPY

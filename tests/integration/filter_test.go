@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/client"
 
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/workflows"
@@ -68,11 +67,7 @@ UPDATE shop.regional SET v = 'edited again' WHERE id = 50;           -- big unch
 	require.NoError(t, dst.QueryRow(ctx, `SELECT big FROM mart.regional WHERE id = 50`).Scan(&big))
 	require.Len(t, big, 32*3000, "a row entering the filter arrives with its TOASTed value")
 
-	vr, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: workflows.TaskQueue},
-		workflows.VerifyWorkflowName, workflows.VerifyRequest{Task: run.GetID()})
-	require.NoError(t, err)
-	var rep workflows.VerifyReport
-	require.NoError(t, vr.Get(ctx, &rep))
+	rep := verifyTask(t, c, run.GetID())
 	require.True(t, rep.Equal, "%+v", rep)
 	require.Equal(t, int64(1002), rep.Tables[0].SourceRows)
 }

@@ -145,11 +145,7 @@ objects:
 	require.Equal(t, []string{"shop.customers", "shop.extra", "shop.profiles"}, names)
 
 	// On-demand verification compares the new selection.
-	vr, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: workflows.TaskQueue},
-		workflows.VerifyWorkflowName, workflows.VerifyRequest{Task: run.GetID()})
-	require.NoError(t, err)
-	var rep workflows.VerifyReport
-	require.NoError(t, vr.Get(ctx, &rep))
+	rep := verifyTask(t, c, run.GetID())
 	require.True(t, rep.Equal, "%+v", rep)
 	require.Len(t, rep.Tables, 3)
 

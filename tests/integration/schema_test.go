@@ -179,17 +179,7 @@ func runSchemaTask(t *testing.T, s spec.Spec) workflows.Status {
 // is filled, and a second run of the schema steps (a retry) changes nothing.
 func TestSchemaEveryObjectKind(t *testing.T) {
 	ctx := context.Background()
-	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
-	dstPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
-	require.NoError(t, srcPG.CreateDatabase(ctx, "app"))
-	require.NoError(t, dstPG.CreateDatabase(ctx, "target"))
-	src, err := srcPG.Connect(ctx, "app")
-	require.NoError(t, err)
-	defer src.Close(ctx)
-	mustExec(t, src, appSchema)
-	dst, err := dstPG.Connect(ctx, "target")
-	require.NoError(t, err)
-	defer dst.Close(ctx)
+	srcPG, dstPG, src, dst := clusterPair(t, false, "app", appSchema)
 	mustExec(t, dst, `CREATE EXTENSION IF NOT EXISTS btree_gist`) // unrelated: the destination may have more
 
 	s := spec.Spec{
@@ -254,14 +244,7 @@ func TestSchemaEveryObjectKind(t *testing.T) {
 // whose table is renamed is reported instead of being rewritten; unrelated objects stay behind.
 func TestSchemaWithRenames(t *testing.T) {
 	ctx := context.Background()
-	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
-	dstPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
-	require.NoError(t, srcPG.CreateDatabase(ctx, "crm"))
-	require.NoError(t, dstPG.CreateDatabase(ctx, "target"))
-	src, err := srcPG.Connect(ctx, "crm")
-	require.NoError(t, err)
-	defer src.Close(ctx)
-	mustExec(t, src, crmSchema)
+	srcPG, dstPG, _, dst := clusterPair(t, false, "crm", crmSchema)
 
 	s := spec.Spec{
 		Name: "it-schema-renames", Source: srcPG.Endpoint("crm"), Destination: dstPG.Endpoint("target"),
@@ -284,9 +267,6 @@ func TestSchemaWithRenames(t *testing.T) {
 	got := schemaDump(t, dstPG, "target", "crm2", map[string]string{"crm2": "crm", "clients": "customers", "title": "name"})
 	require.Equal(t, want, got)
 
-	dst, err := dstPG.Connect(ctx, "target")
-	require.NoError(t, err)
-	defer dst.Close(ctx)
 	var code string
 	require.NoError(t, dst.QueryRow(ctx, `INSERT INTO crm2.clients (title) VALUES ('new one') RETURNING code`).Scan(&code))
 	require.True(t, strings.HasPrefix(code, "C"), "the default function came along: %q", code)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/client"
 
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
@@ -269,21 +268,26 @@ WHERE schemaname = $1 AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%_k
 // shopPair starts a source cluster (logical when asked) with the shop schema in database "shop"
 // and a destination cluster with an empty database "target", and connects to both.
 func shopPair(t *testing.T, logical bool) (srcPG, dstPG *testharness.Postgres, src, dst *pgx.Conn) {
+	return clusterPair(t, logical, "shop", sourceSchema)
+}
+
+// clusterPair starts a source cluster (logical when asked) with database srcDB made by srcSQL,
+// and a destination cluster with an empty database "target", and connects to both.
+func clusterPair(t *testing.T, logical bool, srcDB, srcSQL string) (srcPG, dstPG *testharness.Postgres, src, dst *pgx.Conn) {
 	t.Helper()
 	ctx := context.Background()
 	srcPG = testharness.NewPostgres(t, testharness.PostgresOptions{Logical: logical})
 	dstPG = testharness.NewPostgres(t, testharness.PostgresOptions{})
-	require.NoError(t, srcPG.CreateDatabase(ctx, "shop"))
+	require.NoError(t, srcPG.CreateDatabase(ctx, srcDB))
 	require.NoError(t, dstPG.CreateDatabase(ctx, "target"))
 	var err error
-	src, err = srcPG.Connect(ctx, "shop")
+	src, err = srcPG.Connect(ctx, srcDB)
 	require.NoError(t, err)
 	t.Cleanup(func() { src.Close(ctx) })
 	dst, err = dstPG.Connect(ctx, "target")
 	require.NoError(t, err)
 	t.Cleanup(func() { dst.Close(ctx) })
-	_, err = src.Exec(ctx, sourceSchema)
-	require.NoError(t, err)
+	mustExec(t, src, srcSQL)
 	return srcPG, dstPG, src, dst
 }
 
@@ -393,20 +397,12 @@ func TestFullOnlyTask(t *testing.T) {
 	require.Zero(t, n, "no bookkeeping left")
 
 	// An ended task verifies on demand (as the Temporal CLI would start it), then finds a change.
-	verifyNow := func() workflows.VerifyReport {
-		vr, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: workflows.TaskQueue},
-			workflows.VerifyWorkflowName, workflows.VerifyRequest{Task: run.GetID()})
-		require.NoError(t, err)
-		var rep workflows.VerifyReport
-		require.NoError(t, vr.Get(ctx, &rep))
-		return rep
-	}
-	rep := verifyNow()
+	rep := verifyTask(t, c, run.GetID())
 	require.True(t, rep.Equal, "%+v", rep)
 	require.False(t, rep.Streaming)
 	require.Len(t, rep.Tables, 4)
 	mustExec(t, src, `UPDATE shop.customers SET note = 'after the load' WHERE id = 3`)
-	rep = verifyNow()
+	rep = verifyTask(t, c, run.GetID())
 	require.False(t, rep.Equal)
 	require.Equal(t, []verify.Diff{{Kind: verify.Different, Key: "id=3"}}, rep.Tables[0].Diffs)
 	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_publication`).Scan(&n))

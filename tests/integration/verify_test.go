@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/skein-dts/skein/pkg/verify"
 	"github.com/skein-dts/skein/workflows"
@@ -122,4 +123,17 @@ DELETE FROM mart.events WHERE ctid = (SELECT ctid FROM mart.events WHERE kind = 
 		require.Equal(t, 2, r.code, r.stderr)
 		require.True(t, strings.Contains(r.stderr, "is paused"), r.stderr)
 	})
+}
+
+// verifyTask runs a Verify workflow for task id, as the Temporal CLI would start it, and returns
+// its report.
+func verifyTask(t *testing.T, c client.Client, id string) workflows.VerifyReport {
+	t.Helper()
+	ctx := context.Background()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: workflows.TaskQueue},
+		workflows.VerifyWorkflowName, workflows.VerifyRequest{Task: id})
+	require.NoError(t, err)
+	var rep workflows.VerifyReport
+	require.NoError(t, run.Get(ctx, &rep))
+	return rep
 }
