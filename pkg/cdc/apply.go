@@ -37,19 +37,23 @@ type applier struct {
 	upsert    bool // conflict_mode: ignore: an insert overwrites a row with the same key
 	// skipBefore and txLSN: a table's changes in transactions committed before its LSN are skipped.
 	skipBefore map[spec.QName]pglogrepl.LSN
-	txLSN      pglogrepl.LSN // commit LSN of the current source transaction
-	run        *insertBatch  // a run of inserts into one table, not sent yet
-	pipe       *pgconn.Batch // updates and deletes, not sent yet
-	piped      []queued      // what pipe holds, in order
+	txLSN      pglogrepl.LSN           // commit LSN of the current source transaction
+	runs       map[uint32]*insertBatch // per table: a run of inserts, not sent yet
+	runBytes   int                     // size of all runs
+	pipe       *pgconn.Batch           // updates and deletes, not sent yet
+	piped      []queued                // what pipe holds, in order
+	pipeTables map[uint32]bool         // the tables pipe holds statements of
 }
 
 func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applier {
 	a := &applier{
-		dest:      dest,
-		tables:    map[spec.QName]spec.TableMap{},
-		relations: map[uint32]*pglogrepl.RelationMessage{},
-		stmts:     map[string]string{},
-		log:       log,
+		dest:       dest,
+		tables:     map[spec.QName]spec.TableMap{},
+		relations:  map[uint32]*pglogrepl.RelationMessage{},
+		stmts:      map[string]string{},
+		runs:       map[uint32]*insertBatch{},
+		pipeTables: map[uint32]bool{},
+		log:        log,
 	}
 	for _, t := range tables {
 		a.tables[t.Source] = t
@@ -242,7 +246,7 @@ func (a *applier) update(ctx context.Context, m *pglogrepl.UpdateMessage) error 
 	if key == nil {
 		key = m.NewTuple
 	}
-	return a.queue(ctx, sql, params, queued{op: "update", table: tm.Dest, key: keyText(rel, key), sql: sql})
+	return a.queue(ctx, sql, params, queued{rel: m.RelationID, op: "update", table: tm.Dest, key: keyText(rel, key), sql: sql})
 }
 
 func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error {
@@ -259,7 +263,7 @@ func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error 
 		// Without a key, delete one matching row only: duplicates are distinct rows.
 		sql = fmt.Sprintf("DELETE FROM ONLY %s WHERE ctid = (SELECT ctid FROM ONLY %s WHERE %s LIMIT 1)", tm.Dest.Quoted(), tm.Dest.Quoted(), cond)
 	}
-	return a.queue(ctx, sql, params, queued{op: "delete from", table: tm.Dest, key: keyText(rel, m.OldTuple), sql: sql})
+	return a.queue(ctx, sql, params, queued{rel: m.RelationID, op: "delete from", table: tm.Dest, key: keyText(rel, m.OldTuple), sql: sql})
 }
 
 func (a *applier) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {

@@ -14,9 +14,13 @@ import (
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
-// Limits of one batch of inserts: it is sent with COPY when it reaches either, when another kind
-// of change or another table comes, and before every destination commit. Updates and deletes are
-// pipelined: up to pipeStatements are sent in one round trip.
+// Pending changes of one destination transaction: inserts gather per table as COPY rows, updates
+// and deletes of all tables in one pipeline (up to pipeStatements per round trip). Order is kept
+// per table, the only order that matters inside one destination transaction (the destination runs
+// with session_replication_role = replica: no triggers, no foreign-key checks): a table's inserts
+// are sent before one of its updates or deletes is queued, and its pipelined statements before
+// one of its inserts is gathered. Everything is sent before the commit. A table's run is sent at
+// batchRows rows, all runs when they hold batchBytes together.
 const (
 	batchRows      = 5000
 	batchBytes     = 8 << 20
@@ -25,6 +29,7 @@ const (
 
 // queued is an update or delete waiting in the pipeline, for its result.
 type queued struct {
+	rel   uint32 // relation id
 	op    string // "update" or "delete from"
 	table spec.QName
 	key   string
@@ -33,7 +38,7 @@ type queued struct {
 
 // queue adds an update or delete to the pipeline (after the current run of inserts).
 func (a *applier) queue(ctx context.Context, sql string, params [][]byte, q queued) error {
-	if err := a.flushInserts(ctx); err != nil {
+	if err := a.flushRun(ctx, q.rel); err != nil {
 		return err
 	}
 	name, err := a.prepared(ctx, sql)
@@ -45,6 +50,7 @@ func (a *applier) queue(ctx context.Context, sql string, params [][]byte, q queu
 	}
 	a.pipe.ExecPrepared(name, params, nil, nil)
 	a.piped = append(a.piped, q)
+	a.pipeTables[q.rel] = true
 	if len(a.piped) >= pipeStatements {
 		return a.flushPipe(ctx)
 	}
@@ -59,6 +65,7 @@ func (a *applier) flushPipe(ctx context.Context) error {
 	}
 	pipe, piped := a.pipe, a.piped
 	a.pipe, a.piped = nil, nil
+	clear(a.pipeTables)
 	results, err := a.dest.PgConn().ExecBatch(ctx, pipe).ReadAll()
 	for i, r := range results {
 		if i >= len(piped) {
@@ -95,48 +102,68 @@ type insertBatch struct {
 	firstKey string
 }
 
-// batchInsert adds an insert to the current run, sending the run first when the table or the
-// column list changes.
+// batchInsert adds an insert to its table's run.
 func (a *applier) batchInsert(ctx context.Context, m *pglogrepl.InsertMessage, rel *pglogrepl.RelationMessage, tm spec.TableMap) error {
-	if err := a.flushPipe(ctx); err != nil {
-		return err
-	}
-	if a.run != nil && (a.run.relID != m.RelationID || a.run.ncols != len(m.Tuple.Columns)) {
-		if err := a.flushInserts(ctx); err != nil {
+	if a.pipeTables[m.RelationID] {
+		if err := a.flushPipe(ctx); err != nil {
 			return err
 		}
 	}
-	if a.run == nil {
+	run := a.runs[m.RelationID]
+	if run != nil && run.ncols != len(m.Tuple.Columns) {
+		if err := a.flushRun(ctx, m.RelationID); err != nil {
+			return err
+		}
+		run = nil
+	}
+	if run == nil {
 		cols := make([]string, 0, len(m.Tuple.Columns))
 		for i := range m.Tuple.Columns {
 			cols = append(cols, quote(tm.DestColumn(rel.Columns[i].Name)))
 		}
-		a.run = &insertBatch{relID: m.RelationID, tm: tm, ncols: len(m.Tuple.Columns), firstKey: keyText(rel, m.Tuple),
+		run = &insertBatch{relID: m.RelationID, tm: tm, ncols: len(m.Tuple.Columns), firstKey: keyText(rel, m.Tuple),
 			copySQL: fmt.Sprintf("COPY %s (%s) FROM STDIN", tm.Dest.Quoted(), strings.Join(cols, ", "))}
+		a.runs[m.RelationID] = run
 	}
-	appendCopyRow(&a.run.buf, m.Tuple)
-	a.run.rows++
-	if a.run.rows >= batchRows || a.run.buf.Len() >= batchBytes {
-		return a.flushInserts(ctx)
+	before := run.buf.Len()
+	appendCopyRow(&run.buf, m.Tuple)
+	a.runBytes += run.buf.Len() - before
+	run.rows++
+	switch {
+	case run.rows >= batchRows:
+		return a.flushRun(ctx, m.RelationID)
+	case a.runBytes >= batchBytes:
+		return a.flushRuns(ctx)
 	}
 	return nil
 }
 
-// flush sends whatever is pending: the run of inserts or the pipelined statements.
+// flush sends everything pending.
 func (a *applier) flush(ctx context.Context) error {
-	if err := a.flushInserts(ctx); err != nil {
+	if err := a.flushRuns(ctx); err != nil {
 		return err
 	}
 	return a.flushPipe(ctx)
 }
 
-// flushInserts sends the current run of inserts, if any.
-func (a *applier) flushInserts(ctx context.Context) error {
-	b := a.run
+// flushRuns sends every table's run of inserts.
+func (a *applier) flushRuns(ctx context.Context) error {
+	for rel := range a.runs {
+		if err := a.flushRun(ctx, rel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flushRun sends one table's run of inserts, if it has one.
+func (a *applier) flushRun(ctx context.Context, rel uint32) error {
+	b := a.runs[rel]
 	if b == nil {
 		return nil
 	}
-	a.run = nil
+	delete(a.runs, rel)
+	a.runBytes -= b.buf.Len()
 	if _, err := a.dest.PgConn().CopyFrom(ctx, &b.buf, b.copySQL); err != nil {
 		return fmt.Errorf("insert %d rows into %s (the first with key %s): %w (statement: %s)", b.rows, b.tm.Dest, b.firstKey, withDetail(err), b.copySQL)
 	}
@@ -145,7 +172,11 @@ func (a *applier) flushInserts(ctx context.Context) error {
 }
 
 // discard drops what is pending (its destination transaction is rolled back).
-func (a *applier) discard() { a.run, a.pipe, a.piped = nil, nil, nil }
+func (a *applier) discard() {
+	clear(a.runs)
+	clear(a.pipeTables)
+	a.runBytes, a.pipe, a.piped = 0, nil, nil
+}
 
 // appendCopyRow writes one row in COPY's text format: tab-separated, \N for NULL, backslash,
 // tab, newline and carriage return escaped. The values are the types' own text output, which COPY
