@@ -163,7 +163,8 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 	tick := time.NewTicker(min(reportEvery, time.Second))
 	defer tick.Stop()
 	var last ApplyProgress
-	var lastSent time.Time
+	var lastSent, lastBeat time.Time
+	beats := true
 	for {
 		select {
 		case <-runCtx.Done():
@@ -180,6 +181,14 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 		}
 		activity.RecordHeartbeat(actCtx, ap)
 		record(ap)
+		// A quiet selection: a heartbeat into the source's WAL moves the slot and the lag.
+		if beats && time.Since(p.LastCommitTime) >= reportEvery && time.Since(lastBeat) >= reportEvery {
+			lastBeat = time.Now()
+			if err := cdc.EmitHeartbeat(runCtx, lagConn, info.WorkflowExecution.ID); err != nil && runCtx.Err() == nil {
+				log.Warn("heartbeats into the source WAL are off; the slot advances only with changes of the selection", zap.Error(err))
+				beats = false
+			}
+		}
 		since := time.Since(lastSent)
 		due := (ap.AppliedLSN != last.AppliedLSN && since >= time.Second) || (ap != last && since >= reportEvery)
 		if !due || a.Client == nil || !signal {

@@ -22,6 +22,9 @@ type Counts struct {
 	Truncates    int64 `json:"truncates"`
 	// Missing counts updates and deletes that found no row on the destination.
 	Missing int64 `json:"missing"`
+	// Streamed counts transactions the source sent in parts before their commit (large ones),
+	// kept on the worker's disk and applied at their commit.
+	Streamed int64 `json:"streamed,omitempty"`
 }
 
 // applier turns pgoutput row messages into statements on the destination. Values stay in

@@ -88,6 +88,22 @@ func CurrentWAL(ctx context.Context, conn *pgx.Conn) (pglogrepl.LSN, error) {
 	return pglogrepl.ParseLSN(s)
 }
 
+// HeartbeatPrefix is the prefix of the logical decoding messages Skein writes into the source's
+// WAL while the selected tables are quiet.
+const HeartbeatPrefix = "skein-heartbeat"
+
+// EmitHeartbeat writes a small transactional logical decoding message into the source's WAL. It
+// reaches the task's stream as a transaction of its own, so the slot's confirmed position and the
+// measured lag advance even when none of the selected tables change while the rest of the
+// database writes.
+func EmitHeartbeat(ctx context.Context, conn *pgx.Conn, task string) error {
+	if _, err := conn.Exec(ctx, `SELECT pg_catalog.pg_logical_emit_message(true, $1::pg_catalog.text, $2::pg_catalog.text)`,
+		HeartbeatPrefix, task); err != nil {
+		return fmt.Errorf("emit heartbeat into the source WAL: %w", err)
+	}
+	return nil
+}
+
 // SlotSnapshot is what creating the slot returns: the exported snapshot, valid while the
 // replication connection that created it stays open and idle, and the slot's consistent point.
 type SlotSnapshot struct {

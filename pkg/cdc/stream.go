@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -43,6 +46,11 @@ type StreamOptions struct {
 	SkipBefore map[spec.QName]pglogrepl.LSN
 	// StopAt ends the stream (nil error) once everything before it is applied; 0 = run on.
 	StopAt pglogrepl.LSN
+	// SpoolDir holds large in-progress transactions the source streams before their commit
+	// (protocol version 2, PostgreSQL 14+); "" = $SKEIN_SPOOL_DIR or the system's temp directory.
+	SpoolDir string
+	// NoStreaming keeps protocol version 1: the source sends each transaction whole at its commit.
+	NoStreaming bool
 }
 
 // Progress is the stream's position.
@@ -88,9 +96,19 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	if err != nil {
 		return err
 	}
-	err = pglogrepl.StartReplication(ctx, repl, opts.Slot, applied, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", opts.Publication)},
-	})
+	if opts.SpoolDir == "" {
+		opts.SpoolDir = os.Getenv("SKEIN_SPOOL_DIR")
+	}
+	// PostgreSQL 14+ streams large transactions while they run (protocol 2) and forwards the
+	// heartbeat messages Skein emits into the WAL.
+	proto := 1
+	args := []string{"proto_version '1'"}
+	if major := serverMajor(repl); major >= 14 && !opts.NoStreaming {
+		proto = 2
+		args = []string{"proto_version '2'", "streaming 'on'", "messages 'true'"}
+	}
+	args = append(args, fmt.Sprintf("publication_names '%s'", opts.Publication))
+	err = pglogrepl.StartReplication(ctx, repl, opts.Slot, applied, pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42704" {
@@ -99,17 +117,20 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 		return fmt.Errorf("start replication from slot %s at %s: %w", opts.Slot, applied, err)
 	}
 	s := &stream{
-		ctx:  ctx,
-		repl: repl,
-		dest: dest,
-		opts: opts,
-		app:  newApplier(dest, opts.Tables, opts.Log),
+		ctx:    ctx,
+		repl:   repl,
+		dest:   dest,
+		opts:   opts,
+		app:    newApplier(dest, opts.Tables, opts.Log),
+		proto:  proto,
+		spools: map[uint32]*spool{},
 	}
+	defer s.closeSpools()
 	s.app.upsert = opts.Upsert
 	s.app.skipBefore = opts.SkipBefore
 	s.prog.AppliedLSN = applied
 	s.prog.FlushedLSN = applied
-	opts.Log.Info("change stream started", zap.String("slot", opts.Slot), zap.Stringer("from", applied))
+	opts.Log.Info("change stream started", zap.String("slot", opts.Slot), zap.Stringer("from", applied), zap.Int("protocol", proto))
 	return s.run()
 }
 
@@ -133,6 +154,29 @@ type stream struct {
 	pendingCommitTime time.Time
 	pendingCounts     Counts
 	nextStatus        time.Time
+
+	proto     int               // pgoutput protocol version
+	inStream  bool              // between StreamStart and StreamStop
+	streamXid uint32            // the transaction the current stream segment belongs to
+	spools    map[uint32]*spool // streamed transactions waiting for their commit or abort
+}
+
+// serverMajor is the source's major version as the replication connection reports it.
+func serverMajor(conn *pgconn.PgConn) int {
+	v := conn.ParameterStatus("server_version")
+	end := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		end = len(v)
+	}
+	n, _ := strconv.Atoi(v[:end])
+	return n
+}
+
+func (s *stream) closeSpools() {
+	for xid, sp := range s.spools {
+		sp.close()
+		delete(s.spools, xid)
+	}
 }
 
 func (s *stream) run() error {
@@ -245,10 +289,142 @@ func (s *stream) handleWAL(walData []byte) error {
 	if err := s.opts.Throttle.Wait(s.ctx, 0, len(walData)); err != nil {
 		return err
 	}
-	msg, err := pglogrepl.Parse(walData)
+	if s.proto == 1 {
+		msg, err := pglogrepl.Parse(walData)
+		if err != nil {
+			return fmt.Errorf("decode pgoutput message: %w", err)
+		}
+		return s.dispatch(msg)
+	}
+	msg, err := pglogrepl.ParseV2(walData, s.inStream)
 	if err != nil {
 		return fmt.Errorf("decode pgoutput message: %w", err)
 	}
+	switch m := msg.(type) {
+	case *pglogrepl.StreamStartMessageV2:
+		s.inStream, s.streamXid = true, m.Xid
+		if sp, ok := s.spools[m.Xid]; ok && m.FirstSegment == 1 {
+			sp.close() // sent again from its start
+			delete(s.spools, m.Xid)
+		}
+		if _, ok := s.spools[m.Xid]; !ok {
+			sp, err := newSpool(s.opts.SpoolDir, m.Xid)
+			if err != nil {
+				return err
+			}
+			s.spools[m.Xid] = sp
+		}
+		return nil
+	case *pglogrepl.StreamStopMessageV2:
+		s.inStream = false
+		return nil
+	case *pglogrepl.StreamAbortMessageV2:
+		sp, ok := s.spools[m.Xid]
+		switch {
+		case !ok:
+			return nil
+		case m.SubXid == m.Xid || m.SubXid == 0:
+			sp.close()
+			delete(s.spools, m.Xid)
+			return nil
+		default:
+			return sp.abortSub(m.SubXid)
+		}
+	case *pglogrepl.StreamCommitMessageV2:
+		return s.replaySpool(m)
+	}
+	if s.inStream {
+		sp := s.spools[s.streamXid]
+		if sp == nil {
+			return fmt.Errorf("streamed change of transaction %d outside a stream", s.streamXid)
+		}
+		return sp.add(streamedXid(msg, s.streamXid), walData)
+	}
+	return s.dispatch(unwrapV2(msg))
+}
+
+// streamedXid is the (sub)transaction a streamed message belongs to.
+func streamedXid(msg pglogrepl.Message, top uint32) uint32 {
+	var xid uint32
+	switch m := msg.(type) {
+	case *pglogrepl.InsertMessageV2:
+		xid = m.Xid
+	case *pglogrepl.UpdateMessageV2:
+		xid = m.Xid
+	case *pglogrepl.DeleteMessageV2:
+		xid = m.Xid
+	case *pglogrepl.TruncateMessageV2:
+		xid = m.Xid
+	case *pglogrepl.RelationMessageV2:
+		xid = m.Xid
+	case *pglogrepl.TypeMessageV2:
+		xid = m.Xid
+	case *pglogrepl.LogicalDecodingMessageV2:
+		xid = m.Xid
+	}
+	if xid == 0 {
+		return top
+	}
+	return xid
+}
+
+// unwrapV2 returns the protocol 1 message inside a protocol 2 one.
+func unwrapV2(msg pglogrepl.Message) pglogrepl.Message {
+	switch m := msg.(type) {
+	case *pglogrepl.InsertMessageV2:
+		return &m.InsertMessage
+	case *pglogrepl.UpdateMessageV2:
+		return &m.UpdateMessage
+	case *pglogrepl.DeleteMessageV2:
+		return &m.DeleteMessage
+	case *pglogrepl.TruncateMessageV2:
+		return &m.TruncateMessage
+	case *pglogrepl.RelationMessageV2:
+		return &m.RelationMessage
+	case *pglogrepl.TypeMessageV2:
+		return &m.TypeMessage
+	case *pglogrepl.LogicalDecodingMessageV2:
+		return &m.LogicalDecodingMessage
+	}
+	return msg
+}
+
+// replaySpool applies a streamed transaction at its commit, exactly as if it had been sent whole:
+// begin, its messages in order, commit.
+func (s *stream) replaySpool(m *pglogrepl.StreamCommitMessageV2) error {
+	sp, ok := s.spools[m.Xid]
+	if !ok {
+		return nil
+	}
+	defer func() {
+		sp.close()
+		delete(s.spools, m.Xid)
+	}()
+	if m.CommitLSN > s.prog.AppliedLSN {
+		s.opts.Log.Info("applying streamed transaction", zap.Uint32("xid", m.Xid),
+			zap.Int64("messages", sp.messages), zap.Int64("spooled_bytes", sp.size), zap.Stringer("commit_lsn", m.CommitLSN))
+	}
+	if err := s.dispatch(&pglogrepl.BeginMessage{FinalLSN: m.CommitLSN, CommitTime: m.CommitTime, Xid: m.Xid}); err != nil {
+		return err
+	}
+	if !s.skipTx {
+		s.app.counts.Streamed++
+		err := sp.replay(func(data []byte) error {
+			msg, err := pglogrepl.ParseV2(data, true)
+			if err != nil {
+				return fmt.Errorf("decode spooled message of transaction %d: %w", m.Xid, err)
+			}
+			return s.dispatch(unwrapV2(msg))
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return s.dispatch(&pglogrepl.CommitMessage{CommitLSN: m.CommitLSN, TransactionEndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime})
+}
+
+// dispatch handles one protocol 1 message.
+func (s *stream) dispatch(msg pglogrepl.Message) error {
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
 		s.app.relations[m.RelationID] = m
@@ -263,9 +439,14 @@ func (s *stream) handleWAL(walData []byte) error {
 			return nil
 		}
 		if !s.txOpen {
-			// Nothing of the selection changed in this transaction.
-			if !s.txOpen && m.TransactionEndLSN > s.prog.FlushedLSN {
+			// Nothing of the selection changed in this transaction (a heartbeat, or other
+			// tables): everything before its end is applied, and the selection is current as
+			// of its commit time.
+			if m.TransactionEndLSN > s.prog.FlushedLSN {
 				s.prog.FlushedLSN = m.TransactionEndLSN
+			}
+			if m.CommitTime.After(s.prog.LastCommitTime) {
+				s.prog.LastCommitTime = m.CommitTime
 			}
 			return nil
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,6 +122,12 @@ func (p *pair) createAndLoad(t *testing.T, src, dst *pgx.Conn) {
 // stream runs Stream in the background until the returned stop is called.
 func (p *pair) stream(t *testing.T) (stop func() error) {
 	t.Helper()
+	return p.streamWith(t, nil)
+}
+
+// streamWith is stream with options changed by tune.
+func (p *pair) streamWith(t *testing.T, tune func(*cdc.StreamOptions)) (stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	open := dbconn.Opener{}
 	repl, err := open.ConnectReplication(ctx, p.s.Source)
@@ -128,12 +135,14 @@ func (p *pair) stream(t *testing.T) (stop func() error) {
 	dst, err := open.Connect(ctx, p.s.Destination)
 	require.NoError(t, err)
 	done := make(chan error, 1)
-	go func() {
-		done <- cdc.Stream(ctx, repl, dst, cdc.StreamOptions{
-			Task: p.s.Name, Slot: p.s.SlotName(), Publication: p.s.SlotName(), Tables: p.tables,
-			StatusInterval: 200 * time.Millisecond, Log: zaptest.NewLogger(t),
-		})
-	}()
+	opts := cdc.StreamOptions{
+		Task: p.s.Name, Slot: p.s.SlotName(), Publication: p.s.SlotName(), Tables: p.tables,
+		StatusInterval: 200 * time.Millisecond, Log: zaptest.NewLogger(t),
+	}
+	if tune != nil {
+		tune(&opts)
+	}
+	go func() { done <- cdc.Stream(ctx, repl, dst, opts) }()
 	return func() error {
 		cancel()
 		err := <-done
@@ -211,7 +220,17 @@ func TestTypeMatrixRoundTrips(t *testing.T) {
 // TestRestartIsExactlyOnce stops the stream at arbitrary points, also inside a large transaction,
 // makes changes while it is down and restarts it: no change is lost or applied twice.
 func TestRestartIsExactlyOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		noStreaming bool
+	}{{"protocol 2", false}, {"protocol 1", true}} {
+		t.Run(tc.name, func(t *testing.T) { testRestartIsExactlyOnce(t, tc.noStreaming) })
+	}
+}
+
+func testRestartIsExactlyOnce(t *testing.T, noStreaming bool) {
 	ctx := context.Background()
+	tune := func(o *cdc.StreamOptions) { o.NoStreaming = noStreaming }
 	p, src, dst := setup(t, `CREATE TABLE public.acct (id int PRIMARY KEY, balance bigint NOT NULL, note text);
 INSERT INTO public.acct SELECT i, 1000, NULL FROM generate_series(1, 500) i;`)
 	p.createAndLoad(t, src, dst)
@@ -221,7 +240,7 @@ INSERT INTO public.acct SELECT i, 1000, NULL FROM generate_series(1, 500) i;`)
 	// applied-twice insert fails on the key), a big transaction, and a stop at some point.
 	nextID := 1000
 	for round := 0; round < 4; round++ {
-		stop := p.stream(t)
+		stop := p.streamWith(t, tune)
 		for i := 0; i < 30; i++ {
 			_, err := src.Exec(ctx, `UPDATE public.acct SET balance = balance + 1 WHERE id = $1`, 1+(i*7+round)%500)
 			require.NoError(t, err)
@@ -243,7 +262,7 @@ INSERT INTO public.acct SELECT i, 1000, NULL FROM generate_series(1, 500) i;`)
 		_, err = src.Exec(ctx, `UPDATE public.acct SET balance = balance - 1 WHERE id = $1`, 1+round)
 		require.NoError(t, err)
 	}
-	stop := p.stream(t)
+	stop := p.streamWith(t, tune)
 	waitEqual(t, func() error { return compare(ctx, src, dst, "acct", cols) })
 	require.NoError(t, stop())
 
@@ -267,4 +286,83 @@ func TestDroppedSlotFailsAtOnce(t *testing.T) {
 	err := stop()
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "no longer exists")
+}
+
+// TestStreamedTransactions makes the source stream large transactions before their commit
+// (logical_decoding_work_mem at its 64 kB minimum) while small ones commit in between: committed
+// ones apply whole and in commit order, rolled-back subtransactions and aborted transactions leave
+// no trace, and a stream stopped in the middle of a streamed transaction resumes exactly once.
+func TestStreamedTransactions(t *testing.T) {
+	ctx := context.Background()
+	p, src, dst := setup(t, `CREATE TABLE public.big (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
+CREATE TABLE public.small (id int PRIMARY KEY, note text);
+INSERT INTO public.big SELECT i, md5(i::text), 0 FROM generate_series(1, 1000) i;`)
+	for _, q := range []string{`ALTER SYSTEM SET logical_decoding_work_mem = '64kB'`, `SELECT pg_reload_conf()`} {
+		_, err := src.Exec(ctx, q)
+		require.NoError(t, err)
+	}
+	p.createAndLoad(t, src, dst)
+	var mu sync.Mutex
+	var last cdc.Progress
+	tune := func(o *cdc.StreamOptions) {
+		o.SpoolDir = t.TempDir()
+		o.OnProgress = func(pr cdc.Progress) { mu.Lock(); last = pr; mu.Unlock() }
+	}
+	other, err := p.src.Connect(ctx, "postgres")
+	require.NoError(t, err)
+	defer other.Close(ctx)
+	smallID := 0
+	small := func(n int) {
+		for i := 0; i < n; i++ {
+			smallID++
+			_, err := other.Exec(ctx, `INSERT INTO public.small VALUES ($1, $2)`, smallID, fmt.Sprint("between ", i))
+			require.NoError(t, err)
+		}
+	}
+	exec := func(tx pgx.Tx, q string, args ...any) {
+		_, err := tx.Exec(ctx, q, args...)
+		require.NoError(t, err, q)
+	}
+
+	stop := p.streamWith(t, tune)
+	// A committed large transaction with a rolled-back and a released subtransaction.
+	tx, err := src.Begin(ctx)
+	require.NoError(t, err)
+	exec(tx, `INSERT INTO public.big SELECT i, repeat(md5(i::text), 4), 1 FROM generate_series(10001, 30000) i`)
+	small(5)
+	exec(tx, `SAVEPOINT a`)
+	exec(tx, `UPDATE public.big SET n = -1 WHERE id > 10000`)
+	exec(tx, `ROLLBACK TO SAVEPOINT a`)
+	exec(tx, `SAVEPOINT b`)
+	exec(tx, `DELETE FROM public.big WHERE id BETWEEN 10001 AND 10500`)
+	exec(tx, `RELEASE SAVEPOINT b`)
+	exec(tx, `UPDATE public.big SET n = n + 5 WHERE id % 3 = 0`)
+	small(5)
+	require.NoError(t, tx.Commit(ctx))
+	// An aborted large transaction.
+	tx, err = src.Begin(ctx)
+	require.NoError(t, err)
+	exec(tx, `INSERT INTO public.big SELECT i, repeat(md5(i::text), 4), 2 FROM generate_series(50001, 70000) i`)
+	small(3)
+	require.NoError(t, tx.Rollback(ctx))
+	small(2)
+	waitEqual(t, func() error { return compare(ctx, src, dst, "big", []string{"id", "v", "n"}) })
+	waitEqual(t, func() error { return compare(ctx, src, dst, "small", []string{"id", "note"}) })
+	mu.Lock()
+	require.GreaterOrEqual(t, last.Counts.Streamed, int64(1), "the large transaction was streamed before its commit")
+	mu.Unlock()
+
+	// Stopped while a large transaction streams; it commits while nothing runs.
+	tx, err = src.Begin(ctx)
+	require.NoError(t, err)
+	exec(tx, `UPDATE public.big SET n = n + 1`)
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, stop())
+	exec(tx, `INSERT INTO public.big SELECT i, 'late', 3 FROM generate_series(80001, 90000) i`)
+	require.NoError(t, tx.Commit(ctx))
+	small(3)
+	stop = p.streamWith(t, tune)
+	waitEqual(t, func() error { return compare(ctx, src, dst, "big", []string{"id", "v", "n"}) })
+	waitEqual(t, func() error { return compare(ctx, src, dst, "small", []string{"id", "note"}) })
+	require.NoError(t, stop())
 }
