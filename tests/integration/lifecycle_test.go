@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -92,6 +94,58 @@ func TestDestinationOutageRecovers(t *testing.T) {
 	eventually(t, 30*time.Second, func() error {
 		if st := status(t, c, run.GetID()); st.Phase != workflows.PhaseIncremental || st.Retry.Attempts != 0 {
 			return fmt.Errorf("still %s, retry %+v", st.Phase, st.Retry)
+		}
+		return nil
+	})
+}
+
+// TestQuietSelectionKeepsSlotAndLagCurrent writes only to a table outside the selection: Skein's
+// heartbeats into the source WAL keep the slot's confirmed position moving (the source keeps no
+// WAL for the task) and the lag in seconds small, though no selected table changes.
+func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
+	ctx := context.Background()
+	srcPG, dstPG, src, _ := shopPair(t, true)
+	mustExec(t, src, `CREATE TABLE shop.noise (id bigserial PRIMARY KEY, pad text)`)
+	c := startWorker(t, t.TempDir())
+	run := startTask(t, c, shopSpec("it-quiet", srcPG, dstPG), nil)
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+
+	writer, err := srcPG.Connect(ctx, "shop")
+	require.NoError(t, err)
+	defer writer.Close(ctx)
+	slotFlush := func() pglogrepl.LSN {
+		st, err := cdc.Slot(ctx, src, "skein_it_quiet")
+		require.NoError(t, err)
+		require.True(t, st.Exists)
+		return st.ConfirmedFlush
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	var checked int
+	for time.Now().Before(deadline) {
+		_, err := writer.Exec(ctx, `INSERT INTO shop.noise (pad) SELECT repeat('x', 200) FROM generate_series(1, 100)`)
+		require.NoError(t, err)
+		time.Sleep(50 * time.Millisecond)
+		if time.Until(deadline) < 5*time.Second && checked == 0 {
+			// Ten seconds into the writes, the selection has been quiet for longer than that.
+			cur, err := cdc.CurrentWAL(ctx, src)
+			require.NoError(t, err)
+			eventually(t, 10*time.Second, func() error {
+				if f := slotFlush(); f < cur {
+					return fmt.Errorf("slot confirmed %s, source was at %s", f, cur)
+				}
+				return nil
+			})
+			st := status(t, c, run.GetID())
+			require.Less(t, st.LagSeconds, 5.0, "lag of a quiet selection while the database writes: %+v", st)
+			checked++
+		}
+	}
+	require.Equal(t, 1, checked)
+	cur, err := cdc.CurrentWAL(ctx, src)
+	require.NoError(t, err)
+	eventually(t, 15*time.Second, func() error {
+		if f := slotFlush(); f < cur {
+			return fmt.Errorf("slot confirmed %s, source at %s", f, cur)
 		}
 		return nil
 	})
