@@ -340,55 +340,36 @@ func (s *stream) handleWAL(walData []byte) error {
 		if sp == nil {
 			return fmt.Errorf("streamed change of transaction %d outside a stream", s.streamXid)
 		}
-		return sp.add(streamedXid(msg, s.streamXid), walData)
+		_, xid := unwrapV2(msg)
+		if xid == 0 {
+			xid = s.streamXid
+		}
+		return sp.add(xid, walData)
 	}
-	return s.dispatch(unwrapV2(msg))
+	inner, _ := unwrapV2(msg)
+	return s.dispatch(inner)
 }
 
-// streamedXid is the (sub)transaction a streamed message belongs to.
-func streamedXid(msg pglogrepl.Message, top uint32) uint32 {
-	var xid uint32
+// unwrapV2 returns the protocol 1 message inside a protocol 2 one and, for a streamed message,
+// the (sub)transaction it belongs to (0 otherwise).
+func unwrapV2(msg pglogrepl.Message) (pglogrepl.Message, uint32) {
 	switch m := msg.(type) {
 	case *pglogrepl.InsertMessageV2:
-		xid = m.Xid
+		return &m.InsertMessage, m.Xid
 	case *pglogrepl.UpdateMessageV2:
-		xid = m.Xid
+		return &m.UpdateMessage, m.Xid
 	case *pglogrepl.DeleteMessageV2:
-		xid = m.Xid
+		return &m.DeleteMessage, m.Xid
 	case *pglogrepl.TruncateMessageV2:
-		xid = m.Xid
+		return &m.TruncateMessage, m.Xid
 	case *pglogrepl.RelationMessageV2:
-		xid = m.Xid
+		return &m.RelationMessage, m.Xid
 	case *pglogrepl.TypeMessageV2:
-		xid = m.Xid
+		return &m.TypeMessage, m.Xid
 	case *pglogrepl.LogicalDecodingMessageV2:
-		xid = m.Xid
+		return &m.LogicalDecodingMessage, m.Xid
 	}
-	if xid == 0 {
-		return top
-	}
-	return xid
-}
-
-// unwrapV2 returns the protocol 1 message inside a protocol 2 one.
-func unwrapV2(msg pglogrepl.Message) pglogrepl.Message {
-	switch m := msg.(type) {
-	case *pglogrepl.InsertMessageV2:
-		return &m.InsertMessage
-	case *pglogrepl.UpdateMessageV2:
-		return &m.UpdateMessage
-	case *pglogrepl.DeleteMessageV2:
-		return &m.DeleteMessage
-	case *pglogrepl.TruncateMessageV2:
-		return &m.TruncateMessage
-	case *pglogrepl.RelationMessageV2:
-		return &m.RelationMessage
-	case *pglogrepl.TypeMessageV2:
-		return &m.TypeMessage
-	case *pglogrepl.LogicalDecodingMessageV2:
-		return &m.LogicalDecodingMessage
-	}
-	return msg
+	return msg, 0
 }
 
 // replaySpool applies a streamed transaction at its commit, exactly as if it had been sent whole:
@@ -416,7 +397,8 @@ func (s *stream) replaySpool(m *pglogrepl.StreamCommitMessageV2) error {
 			if err != nil {
 				return fmt.Errorf("decode spooled message of transaction %d: %w", m.Xid, err)
 			}
-			return s.dispatch(unwrapV2(msg))
+			inner, _ := unwrapV2(msg)
+			return s.dispatch(inner)
 		})
 		if err != nil {
 			return err
