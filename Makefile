@@ -40,8 +40,8 @@ down: ## stop everything make up / make demo started
 
 bench: bench-cdc ## benchmarks (separate from tests): each prints Skein against its anchor, measured in the same run
 
-bench-cdc: postgres ## change apply catch-up of 1M changes: Skein vs a native subscription (BENCH_CDC_TRANSACTIONS=N, 50 changes each)
-	$(GO) test -count=1 -run '^$$' -bench BenchmarkCDCCatchUp -benchtime 1x -timeout 60m ./tests/bench/
+bench-cdc: postgres ## change apply: catch-up of 1M changes (BENCH_CDC_TRANSACTIONS=N, 50 changes each) and lag at 1,000 tps (BENCH_LAG_TPS, BENCH_LAG_SECONDS), Skein vs a native subscription
+	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkCDC' -benchtime 1x -timeout 60m ./tests/bench/
 
 clean: down
 	rm -rf $(BIN) .dev

@@ -32,6 +32,9 @@ type StreamOptions struct {
 	// BatchWindow is how long a destination transaction may stay open to group source
 	// transactions that arrive back to back (default 100ms).
 	BatchWindow time.Duration
+	// BatchIdle commits the destination transaction once nothing arrived for this long after a
+	// source commit (default 1ms): a backlog is grouped, a steady trickle is applied at once.
+	BatchIdle time.Duration
 	// BatchChanges caps the changes grouped into one destination transaction (default 5000).
 	BatchChanges int
 	// OnProgress is called after every destination commit and every status interval.
@@ -49,10 +52,10 @@ type StreamOptions struct {
 	// SpoolDir holds large in-progress transactions the source streams before their commit
 	// (protocol version 2, PostgreSQL 14+); "" = $SKEIN_SPOOL_DIR or the system's temp directory.
 	SpoolDir string
-	// Streaming asks PostgreSQL 14+ for protocol version 2: large transactions arrive in parts
-	// before their commit and are spooled. Off by default until the 300 MB integration test
-	// passes with it (protocol 1: the source sends each transaction whole at its commit).
-	Streaming bool
+	// DisableStreaming keeps protocol version 1 on PostgreSQL 14+, where the source sends each
+	// transaction whole at its commit. By default protocol 2 streams large transactions in parts
+	// before their commit and they are spooled.
+	DisableStreaming bool
 }
 
 // Progress is the stream's position.
@@ -82,6 +85,9 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	if opts.BatchWindow == 0 {
 		opts.BatchWindow = 100 * time.Millisecond
 	}
+	if opts.BatchIdle == 0 {
+		opts.BatchIdle = time.Millisecond
+	}
 	if opts.BatchChanges == 0 {
 		opts.BatchChanges = 5000
 	}
@@ -105,7 +111,7 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	// heartbeat messages Skein emits into the WAL.
 	proto := 1
 	args := []string{"proto_version '1'"}
-	if major := serverMajor(repl); major >= 14 && opts.Streaming {
+	if major := serverMajor(repl); major >= 14 && !opts.DisableStreaming {
 		proto = 2
 		args = []string{"proto_version '2'", "streaming 'on'", "messages 'true'"}
 	}
@@ -148,6 +154,7 @@ type stream struct {
 	skipTx     bool // the current source transaction was applied before
 	txOpen     bool // a destination transaction is open
 	txStarted  time.Time
+	lastCommit time.Time // when the last source commit of the open destination transaction arrived
 	txChanges  int
 	// pendingApplied/pendingFlush/pendingCommitTime describe the source transactions grouped in
 	// the open destination transaction.
@@ -217,7 +224,7 @@ func (s *stream) run() error {
 		}
 		deadline := s.nextStatus
 		if s.txOpen && !s.inSourceTx {
-			if d := s.txStarted.Add(s.opts.BatchWindow); d.Before(deadline) {
+			if d := s.commitDue(); d.Before(deadline) {
 				deadline = d
 			}
 		}
@@ -226,7 +233,7 @@ func (s *stream) run() error {
 		cancel()
 		if err != nil {
 			if pgconn.Timeout(err) && s.ctx.Err() == nil {
-				if s.txOpen && !s.inSourceTx && !time.Now().Before(s.txStarted.Add(s.opts.BatchWindow)) {
+				if s.txOpen && !s.inSourceTx && !time.Now().Before(s.commitDue()) {
 					if err := s.commit(s.ctx); err != nil {
 						return err
 					}
@@ -438,6 +445,7 @@ func (s *stream) dispatch(msg pglogrepl.Message) error {
 		s.pendingFlush = m.TransactionEndLSN
 		s.pendingCommitTime = m.CommitTime
 		s.pendingCounts.Transactions++
+		s.lastCommit = time.Now()
 		if s.txChanges >= s.opts.BatchChanges || !time.Now().Before(s.txStarted.Add(s.opts.BatchWindow)) {
 			return s.commit(s.ctx)
 		}
@@ -451,6 +459,16 @@ func (s *stream) dispatch(msg pglogrepl.Message) error {
 		return s.change(func() error { return s.app.truncate(s.ctx, m) })
 	}
 	return nil
+}
+
+// commitDue is when the open destination transaction, holding only whole source transactions,
+// commits: at the end of its batch window or once the stream went idle after a source commit.
+func (s *stream) commitDue() time.Time {
+	due := s.txStarted.Add(s.opts.BatchWindow)
+	if idle := s.lastCommit.Add(s.opts.BatchIdle); s.pendingApplied > s.prog.AppliedLSN && idle.Before(due) {
+		due = idle
+	}
+	return due
 }
 
 func (s *stream) change(apply func() error) error {

@@ -230,7 +230,7 @@ func TestRestartIsExactlyOnce(t *testing.T) {
 
 func testRestartIsExactlyOnce(t *testing.T, noStreaming bool) {
 	ctx := context.Background()
-	tune := func(o *cdc.StreamOptions) { o.Streaming = !noStreaming }
+	tune := func(o *cdc.StreamOptions) { o.DisableStreaming = noStreaming }
 	p, src, dst := setup(t, `CREATE TABLE public.acct (id int PRIMARY KEY, balance bigint NOT NULL, note text);
 INSERT INTO public.acct SELECT i, 1000, NULL FROM generate_series(1, 500) i;`)
 	p.createAndLoad(t, src, dst)
@@ -305,7 +305,6 @@ INSERT INTO public.big SELECT i, md5(i::text), 0 FROM generate_series(1, 1000) i
 	var mu sync.Mutex
 	var last cdc.Progress
 	tune := func(o *cdc.StreamOptions) {
-		o.Streaming = true
 		o.SpoolDir = t.TempDir()
 		o.OnProgress = func(pr cdc.Progress) { mu.Lock(); last = pr; mu.Unlock() }
 	}

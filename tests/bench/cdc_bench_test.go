@@ -6,7 +6,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -59,10 +58,7 @@ func start(b *testing.B, logical bool) (*testharness.Postgres, *pgx.Conn) {
 // second and the ratio.
 func BenchmarkCDCCatchUp(b *testing.B) {
 	ctx := context.Background()
-	txs := 20000
-	if v := os.Getenv("BENCH_CDC_TRANSACTIONS"); v != "" {
-		_, _ = fmt.Sscan(v, &txs)
-	}
+	txs := envInt("BENCH_CDC_TRANSACTIONS", 20000)
 	srcPG, src := start(b, true)
 	dstPG, dst := start(b, false)
 	_, native := start(b, false)

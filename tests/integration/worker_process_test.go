@@ -34,12 +34,14 @@ func buildWorker(t *testing.T) string {
 	return bin
 }
 
-func startWorkerProcess(t *testing.T, bin, logFile string) *workerProcess {
+// startWorkerProcess runs bin against the dev server; env adds or overrides variables.
+func startWorkerProcess(t *testing.T, bin, logFile string, env ...string) *workerProcess {
 	t.Helper()
 	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	require.NoError(t, err)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+devServer.FrontendHostPort(), "TEMPORAL_NAMESPACE=default", "SKEIN_LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	require.NoError(t, cmd.Start())
 	p := &workerProcess{cmd: cmd}
@@ -83,14 +85,7 @@ func TestWorkerKilledMidStream(t *testing.T) {
 	ctx := context.Background()
 	bin := buildWorker(t)
 	logFile := filepath.Join(t.TempDir(), "worker.log")
-	t.Cleanup(func() {
-		if t.Failed() {
-			if out, err := os.ReadFile(logFile); err == nil {
-				lines := strings.Split(string(out), "\n")
-				t.Logf("worker log (last lines):\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
-			}
-		}
-	})
+	dumpLogOnFailure(t, logFile)
 	srcPG, dstPG, src, dst := shopPair(t, true)
 	mustExec(t, src, `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`)
 	c := devServer.Client()
@@ -145,4 +140,64 @@ func TestWorkerKilledMidStream(t *testing.T) {
 	eventually(t, 3*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	t.Logf("the new worker caught up %s after the kill", time.Since(started).Round(time.Second))
 
+}
+
+// TestLargeTransactionBoundedMemory applies one ~300 MB source transaction: the source streams it
+// before its commit (protocol 2), the worker spools it to disk and applies it at the commit, and
+// the worker process's peak memory stays far below the transaction's size.
+func TestLargeTransactionBoundedMemory(t *testing.T) {
+	ctx := context.Background()
+	bin := buildWorker(t)
+	logFile := filepath.Join(t.TempDir(), "worker.log")
+	dumpLogOnFailure(t, logFile)
+	srcPG, dstPG, src, dst := shopPair(t, true)
+	mustExec(t, src, `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`)
+	c := devServer.Client()
+	w := startWorkerProcess(t, bin, logFile, "SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
+	s := shopSpec("it-large-tx", srcPG, dstPG)
+	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: "bulk"})
+	s.Verify.Mode = spec.VerifyCount
+	run := startTask(t, c, s, nil)
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	before := w.peakRSS(t)
+
+	const rows = 1400000 // 1.4 M rows of 192 characters: about 300 MB of WAL
+	mustExec(t, src, fmt.Sprintf(`INSERT INTO shop.bulk SELECT i, repeat(md5(i::text), 6) FROM generate_series(1, %d) i`, rows))
+	var walBytes int64
+	require.NoError(t, src.QueryRow(ctx, `SELECT pg_current_wal_lsn() - '0/0'::pg_lsn`).Scan(&walBytes))
+	eventually(t, 10*time.Minute, func() error {
+		var n int64
+		if err := dst.QueryRow(ctx, `SELECT count(*) FROM mart.bulk`).Scan(&n); err != nil {
+			return err
+		}
+		if n != rows {
+			return fmt.Errorf("%d of %d rows applied", n, rows)
+		}
+		return nil
+	})
+	require.NoError(t, compareAll(ctx, src, dst, append(shopChecks, tableCheck{
+		src: spec.QName{Schema: "shop", Name: "bulk"}, dst: spec.QName{Schema: "mart", Name: "bulk"},
+		srcCols: []string{"id", "v"}, srcKey: []string{"id"},
+	})))
+	eventually(t, time.Minute, func() error {
+		if st := status(t, c, run.GetID()); st.Changes.Streamed < 1 {
+			return fmt.Errorf("status counts %d streamed transactions", st.Changes.Streamed)
+		}
+		return nil
+	})
+	peak := w.peakRSS(t)
+	t.Logf("worker peak RSS %d MiB before the transaction, %d MiB after; source WAL %d MiB", before>>20, peak>>20, walBytes>>20)
+	require.Less(t, peak, int64(300<<20), "the worker held the transaction in memory")
+}
+
+// dumpLogOnFailure prints the end of a worker process's log when the test fails.
+func dumpLogOnFailure(t *testing.T, logFile string) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			if out, err := os.ReadFile(logFile); err == nil {
+				lines := strings.Split(string(out), "\n")
+				t.Logf("worker log (last lines):\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			}
+		}
+	})
 }
