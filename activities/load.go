@@ -2,10 +2,12 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/catalog"
@@ -52,6 +54,17 @@ func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan,
 	return plans, nil
 }
 
+// ErrSnapshotLost is the ApplicationError type of a chunk that could not import the task's
+// snapshot because its holder ended: the workflow reloads the unfinished tables in a new one.
+const ErrSnapshotLost = "snapshot_lost"
+
+func classifyChunk(err error) error {
+	if errors.Is(err, catalog.ErrSnapshotGone) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrSnapshotLost, nil)
+	}
+	return classify(err)
+}
+
 // CopyChunkInput asks for one chunk.
 type CopyChunkInput struct {
 	Spec     spec.Spec      `json:"spec"`
@@ -68,12 +81,12 @@ func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload
 	defer closeAll(ctx, src, dst)
 	tx, err := catalog.BeginRead(ctx, src, in.Snapshot)
 	if err != nil {
-		return fullload.Result{}, classify(err)
+		return fullload.Result{}, classifyChunk(err)
 	}
 	defs, err := catalog.LoadTables(ctx, tx, []spec.TableMap{in.Chunk.Table})
 	_ = tx.Rollback(ctx)
 	if err != nil {
-		return fullload.Result{}, classify(err)
+		return fullload.Result{}, classifyChunk(err)
 	}
 	var streamed atomic.Int64
 	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return streamed.Load() })
@@ -89,7 +102,7 @@ func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload
 	}
 	res, err := c.CopyChunk(ctx, defs[0], in.Chunk)
 	if err != nil {
-		return res, classify(err)
+		return res, classifyChunk(err)
 	}
 	a.logger(ctx).Info("chunk copied", zap.String("chunk", in.Chunk.ID), zap.Int64("rows", res.Rows),
 		zap.Int64("bytes", res.Bytes), zap.Bool("skipped", res.Skipped))

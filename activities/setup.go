@@ -13,6 +13,7 @@ import (
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/errclass"
+	"github.com/skein-dts/skein/pkg/fullload"
 	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
 )
@@ -84,6 +85,9 @@ type SnapshotInput struct {
 	// WithSlot creates the replication slot and exports its snapshot (incremental tasks);
 	// otherwise a plain exported snapshot is held (full-only tasks).
 	WithSlot bool `json:"with_slot"`
+	// Temporary (with WithSlot) creates a temporary slot, gone when the holder ends: it serves
+	// only its snapshot and consistent point (a reload after the first snapshot was lost).
+	Temporary bool `json:"temporary,omitempty"`
 }
 
 // OpenSnapshot creates the replication slot with an exported snapshot (or, without incremental
@@ -132,7 +136,11 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 	if err != nil {
 		return cdc.SlotSnapshot{}, classify(err)
 	}
-	snap, err := cdc.CreateSlot(ctx, repl, s.SlotName())
+	create := cdc.CreateSlot
+	if in.Temporary {
+		create = cdc.CreateTemporarySlot
+	}
+	snap, err := create(ctx, repl, s.SlotName())
 	if err != nil {
 		_ = repl.Close(ctx)
 		return cdc.SlotSnapshot{}, classify(err)
@@ -165,6 +173,23 @@ func (a *Activities) HoldSnapshot(ctx context.Context, task string) error {
 		case <-t.C:
 		}
 	}
+}
+
+// ResetLoadInput names tables whose load starts over.
+type ResetLoadInput struct {
+	Spec   spec.Spec       `json:"spec"`
+	Tables []spec.TableMap `json:"tables"`
+}
+
+// ResetLoad empties the destination tables and forgets their committed chunks, so they load
+// again from the start (in a new snapshot, after the first one was lost).
+func (a *Activities) ResetLoad(ctx context.Context, in ResetLoadInput) error {
+	conn, err := a.Open.Connect(ctx, in.Spec.Destination)
+	if err != nil {
+		return classify(err)
+	}
+	defer closeAll(ctx, conn)
+	return classify(fullload.Reset(ctx, conn, in.Spec.Name, in.Tables))
 }
 
 // EnsureBookkeeping creates Skein's bookkeeping tables on the destination.

@@ -164,7 +164,7 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 		w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
 	}
 	if ns.FullSync() {
-		if err := w.fullLoad(ctx, in, long); err != nil {
+		if err := w.fullLoad(ctx, in, long, nil); err != nil {
 			return err
 		}
 	}

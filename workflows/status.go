@@ -74,6 +74,8 @@ type TableStatus struct {
 	BytesCopied  int64  `json:"bytes_copied"`
 	Chunks       int    `json:"chunks"`
 	ChunksDone   int    `json:"chunks_done"`
+	// Reloads counts the times the table's load started over in a new snapshot (its holder ended).
+	Reloads int `json:"reloads,omitempty"`
 }
 
 // RetryState is the current streak of failures, empty when there is none.

@@ -286,10 +286,14 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 
 	if s.FullSync() {
 		w.setPhase(PhaseFullLoad)
-		if err := w.fullLoad(ctx, schemaIn, long); err != nil {
+		if err := w.fullLoad(ctx, schemaIn, long, hold); err != nil {
 			return err
 		}
-		if s.Verify.Mode != spec.VerifyNone {
+		if s.Verify.Mode != spec.VerifyNone && w.reloaded() {
+			// The tables loaded in different snapshots: compare them while the task streams.
+			w.status.LastError = "verification after the full load skipped: the load's snapshot was lost and tables were reloaded in a new one; run skein verify once the task streams"
+			workflow.GetLogger(ctx).Warn(w.status.LastError)
+		} else if s.Verify.Mode != spec.VerifyNone {
 			var results []verify.TableResult
 			if err := w.call(ctx, long, acts.Verify, &results, schemaIn); err != nil {
 				return err
@@ -323,17 +327,14 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	return nil
 }
 
-// fullLoad copies every chunk with bounded parallelism, largest tables first.
-func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions) error {
+// fullLoad copies every chunk with bounded parallelism, largest tables first. With hold (the
+// task's snapshot holder), losing the holder does not fail the load: the tables with chunks not
+// yet committed load again from the start in a new snapshot (see reload).
+func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, hold *snapshotHold) error {
 	var plans []activities.TablePlan
 	if err := w.call(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, acts.PlanLoad, &plans, in); err != nil {
 		return err
 	}
-	type job struct {
-		table int
-		chunk fullload.Chunk
-	}
-	var jobs []job
 	order := make([]int, len(plans))
 	statusOf := make([]int, len(plans)) // plan -> its entry in status.Tables
 	for i := range plans {
@@ -348,13 +349,54 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 			order[j], order[j-1] = order[j-1], order[j]
 		}
 	}
-	for _, i := range order {
-		for _, c := range plans[i].Chunks {
-			jobs = append(jobs, job{table: i, chunk: c})
+	load := make([]bool, len(plans)) // the tables to load (all, then those to reload)
+	for i := range load {
+		load[i] = true
+	}
+	for {
+		var jobs []loadJob
+		for _, i := range order {
+			if load[i] {
+				for _, c := range plans[i].Chunks {
+					jobs = append(jobs, loadJob{table: i, chunk: c})
+				}
+			}
+		}
+		unfinished, err := w.copyChunks(ctx, in, opts, jobs, statusOf)
+		if err != nil || len(unfinished) == 0 {
+			return err
+		}
+		if hold == nil {
+			return fmt.Errorf("the snapshot of the load was lost (its holder ended) with %d chunks left", len(unfinished))
+		}
+		clear(load)
+		for _, j := range unfinished {
+			load[j.table] = true
+		}
+		var tables []spec.TableMap
+		for _, i := range order {
+			if load[i] {
+				tables = append(tables, plans[i].Table)
+			}
+		}
+		if in.Snapshot, err = w.reload(ctx, in.Spec, tables, hold); err != nil {
+			return err
 		}
 	}
+}
+
+// loadJob is one chunk of the plan of table (an index into the plans).
+type loadJob struct {
+	table int
+	chunk fullload.Chunk
+}
+
+// copyChunks copies the jobs with bounded parallelism and returns the jobs left undone because
+// the snapshot was lost (its holder ended): those that could not import it and those not started.
+func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, jobs []loadJob, statusOf []int) ([]loadJob, error) {
 	next := 0
 	var firstErr error
+	var lost []loadJob
 	// throttle.full.source_qps: chunk queries start at most that many per second, task-wide.
 	var nextStart time.Time
 	pace := func(ctx workflow.Context) error {
@@ -378,7 +420,7 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
-			for firstErr == nil && next < len(jobs) {
+			for firstErr == nil && lost == nil && next < len(jobs) {
 				j := jobs[next]
 				next++
 				if err := pace(ctx); err != nil {
@@ -392,6 +434,11 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 				var res fullload.Result
 				err := w.call(ctx, opts, acts.CopyChunk, &res,
 					activities.CopyChunkInput{Spec: in.Spec, Chunk: j.chunk, Snapshot: in.Snapshot})
+				var appErr *temporal.ApplicationError
+				if errors.As(err, &appErr) && appErr.Type() == activities.ErrSnapshotLost {
+					lost = append(lost, j)
+					return
+				}
 				if err != nil {
 					if firstErr == nil {
 						firstErr = err
@@ -411,7 +458,42 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 		})
 	}
 	wg.Wait(ctx)
-	return firstErr
+	if firstErr != nil || lost == nil {
+		return nil, firstErr
+	}
+	return append(lost, jobs[next:]...), nil
+}
+
+// reload starts the load of tables over after the snapshot holder ended: their destination rows
+// and committed chunks are removed, a new holder exports a new snapshot (of a temporary slot, for
+// its exact consistent point) and, for incremental tasks, the task's stream skips those tables'
+// changes committed before that point, which the new snapshot holds. The tables loaded completely
+// keep the first snapshot. It returns the new snapshot's name.
+func (w *task) reload(ctx workflow.Context, s spec.Spec, tables []spec.TableMap, hold *snapshotHold) (string, error) {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Source.String()
+		ts := &w.status.Tables[w.statusIndex(t.Source)]
+		ts.State, ts.RowsCopied, ts.BytesCopied, ts.ChunksDone = TablePending, 0, 0, 0
+		ts.Reloads++
+	}
+	workflow.GetLogger(ctx).Warn("the snapshot holder ended during the full load: tables load again in a new snapshot", "tables", names)
+	hold.close(ctx)
+	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
+	if err := w.call(ctx, short, acts.ResetLoad, nil, activities.ResetLoadInput{Spec: s, Tables: tables}); err != nil {
+		return "", err
+	}
+	next, err := w.openSnapshot(ctx, activities.SnapshotInput{Spec: s.Helper(), WithSlot: s.IncrementalSync(), Temporary: true})
+	if err != nil {
+		return "", err
+	}
+	*hold = *next
+	if s.IncrementalSync() {
+		for _, t := range tables {
+			w.skipBefore = append(w.skipBefore, activities.SkipBefore{Table: t.Source, LSN: next.snap.ConsistentPoint})
+		}
+	}
+	return next.name(), nil
 }
 
 // incremental runs the apply activity until release, pausing and resuming on signals and
@@ -687,6 +769,10 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		if errors.As(err, &canceled) || ctx.Err() != nil {
 			return err
 		}
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == activities.ErrSnapshotLost {
+			return err // the caller starts over in a new snapshot
+		}
 		class := classOf(err)
 		now := workflow.Now(ctx)
 		if attempts == 0 {
@@ -815,6 +901,16 @@ func (w *task) openSnapshot(ctx workflow.Context, in activities.SnapshotInput) (
 		return err
 	}
 	return h, nil
+}
+
+// reloaded reports whether a table's load started over in a new snapshot.
+func (w *task) reloaded() bool {
+	for _, t := range w.status.Tables {
+		if t.Reloads > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // statusIndex finds a source table's entry in status.Tables.

@@ -65,6 +65,16 @@ func MarkChunkDone(ctx context.Context, db Execer, task, chunk string, rows, byt
 	return nil
 }
 
+// ForgetChunks deletes the task's chunk-done rows whose chunk id starts with prefix.
+func ForgetChunks(ctx context.Context, db Execer, task, prefix string) error {
+	_, err := db.Exec(ctx, `DELETE FROM "skein"."chunks" WHERE "task" = $1 AND pg_catalog.left("chunk", pg_catalog.length($2)) = $2`,
+		task, prefix)
+	if err != nil {
+		return fmt.Errorf("forget chunks %s*: %w", prefix, err)
+	}
+	return nil
+}
+
 // AppliedLSN returns the last source LSN whose changes are committed on the destination, 0 if none.
 func AppliedLSN(ctx context.Context, db Execer, task string) (pglogrepl.LSN, error) {
 	var s string

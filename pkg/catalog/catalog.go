@@ -4,6 +4,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -431,11 +432,9 @@ func BeginRead(ctx context.Context, conn *pgx.Conn, snapshot string) (pgx.Tx, er
 	if err != nil {
 		return nil, err
 	}
-	if snapshot != "" {
-		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+QuoteLiteral(snapshot)); err != nil {
-			_ = tx.Rollback(ctx)
-			return nil, fmt.Errorf("import snapshot %s: %w", snapshot, err)
-		}
+	if err := ImportSnapshot(ctx, tx, snapshot); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
 	}
 	if err := ClearSearchPath(ctx, tx); err != nil {
 		_ = tx.Rollback(ctx)
@@ -456,6 +455,26 @@ func LoadTables(ctx context.Context, q Querier, tables []spec.TableMap) ([]*Tabl
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// ErrSnapshotGone is returned when an exported snapshot can no longer be imported: the
+// transaction that exported it (the task's snapshot holder) has ended.
+var ErrSnapshotGone = errors.New("the exported snapshot no longer exists (its holder ended)")
+
+// ImportSnapshot makes tx (repeatable read, no statement run yet) read in the exported snapshot;
+// "" leaves it alone.
+func ImportSnapshot(ctx context.Context, tx pgx.Tx, snapshot string) error {
+	if snapshot == "" {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+QuoteLiteral(snapshot)); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "22023" { // invalid snapshot identifier
+			return fmt.Errorf("import snapshot %s: %w: %w", snapshot, ErrSnapshotGone, err)
+		}
+		return fmt.Errorf("import snapshot %s: %w", snapshot, err)
+	}
+	return nil
 }
 
 // QuoteLiteral quotes s as an SQL string literal (standard_conforming_strings on).

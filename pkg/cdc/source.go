@@ -122,6 +122,17 @@ func CreateSlot(ctx context.Context, repl *pgconn.PgConn, name string) (SlotSnap
 	return SlotSnapshot{SnapshotName: res.SnapshotName, ConsistentPoint: res.ConsistentPoint}, nil
 }
 
+// CreateTemporarySlot creates a temporary logical slot, dropped when repl closes, with an exported
+// snapshot: a snapshot whose consistent point is known exactly.
+func CreateTemporarySlot(ctx context.Context, repl *pgconn.PgConn, name string) (SlotSnapshot, error) {
+	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, name, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Temporary: true, Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+	if err != nil {
+		return SlotSnapshot{}, fmt.Errorf("create temporary replication slot %s: %w", name, err)
+	}
+	return SlotSnapshot{SnapshotName: res.SnapshotName, ConsistentPoint: res.ConsistentPoint}, nil
+}
+
 // DropSlot drops slot name if it exists, first ending the walsender that holds it.
 func DropSlot(ctx context.Context, conn *pgx.Conn, name string) error {
 	deadline := time.Now().Add(30 * time.Second)

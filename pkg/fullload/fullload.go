@@ -95,10 +95,8 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 		return Result{}, fmt.Errorf("copy %s: begin on source: %w", ch.ID, err)
 	}
 	defer srcTx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	if c.Snapshot != "" {
-		if _, err := srcTx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+catalog.QuoteLiteral(c.Snapshot)); err != nil {
-			return Result{}, fmt.Errorf("copy %s: import snapshot %s: %w", ch.ID, c.Snapshot, err)
-		}
+	if err := catalog.ImportSnapshot(ctx, srcTx, c.Snapshot); err != nil {
+		return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
 	}
 	dstTx, err := c.Dest.Begin(ctx)
 	if err != nil {
@@ -163,6 +161,36 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 		return Result{}, fmt.Errorf("copy %s: commit: %w", ch.ID, err)
 	}
 	return res, nil
+}
+
+// Reset empties the destination tables of tables (their leaf or ordinary tables; a partitioned
+// table holds no rows itself) and deletes the task's chunk-done rows of them, in one transaction.
+func Reset(ctx context.Context, dest *pgx.Conn, task string, tables []spec.TableMap) error {
+	tx, err := dest.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("reset load: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	for _, t := range tables {
+		var kind string
+		err := tx.QueryRow(ctx, `SELECT c.relkind::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`,
+			t.Dest.Quoted()).Scan(&kind)
+		if err != nil {
+			return fmt.Errorf("reset load of %s: find %s: %w", t.Source, t.Dest, err)
+		}
+		if kind == "r" {
+			if _, err := tx.Exec(ctx, "TRUNCATE ONLY "+t.Dest.Quoted()); err != nil {
+				return fmt.Errorf("reset load of %s: truncate %s: %w", t.Source, t.Dest, err)
+			}
+		}
+		if err := bookkeeping.ForgetChunks(ctx, tx, task, t.Source.String()+"#"); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("reset load: commit: %w", err)
+	}
+	return nil
 }
 
 // ctidFilter selects the chunk's rows: its block range and the table's row filter.

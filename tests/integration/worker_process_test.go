@@ -201,3 +201,73 @@ func dumpLogOnFailure(t *testing.T, logFile string) {
 		}
 	})
 }
+
+// TestWorkerKilledDuringLoad kills the only worker process (SIGKILL) in the middle of the full
+// load of a multi-chunk table while the source takes writes. The snapshot holder dies with it: the
+// second process reloads the unfinished tables in a new snapshot, the change stream skips their
+// changes that snapshot holds, and the destination ends with exactly the source's rows.
+func TestWorkerKilledDuringLoad(t *testing.T) {
+	ctx := context.Background()
+	bin := buildWorker(t)
+	logFile := filepath.Join(t.TempDir(), "worker.log")
+	dumpLogOnFailure(t, logFile)
+	srcPG, dstPG, src, dst := shopPair(t, true)
+	mustExec(t, src, `CREATE TABLE shop.wide (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL DEFAULT 0);
+INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 3), 0 FROM generate_series(1, 300000) i;`)
+	c := devServer.Client()
+	first := startWorkerProcess(t, bin, logFile, "SKEIN_LOG_LEVEL=info")
+	s := shopSpec("it-kill-load", srcPG, dstPG)
+	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: "wide"})
+	s.FullLoad.ChunkMB, s.FullLoad.Parallelism = 2, 2
+	s.Throttle.Full.RowsPerSecond = 20000 // about 15 s for wide: time to kill the worker in the middle
+	s.Verify.Mode = spec.VerifyCount
+	run := startTask(t, c, s, nil)
+
+	writer, err := srcPG.Connect(ctx, "shop")
+	require.NoError(t, err)
+	defer writer.Close(ctx)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; !stop.Load(); i++ {
+			for _, q := range []string{
+				fmt.Sprintf(`UPDATE shop.wide SET n = n + 1, v = 'u%d' WHERE id = %d`, i, 1+(i*7919)%300000),
+				fmt.Sprintf(`DELETE FROM shop.wide WHERE id = %d`, 1+(i*104729)%300000),
+				fmt.Sprintf(`INSERT INTO shop.wide (id, v) VALUES (%d, 'new') ON CONFLICT DO NOTHING`, 300001+i),
+				fmt.Sprintf(`UPDATE shop.orders SET amount = amount + 1 WHERE id = %d`, 1+(i*31)%20000),
+			} {
+				if _, err := writer.Exec(ctx, q); err != nil {
+					t.Errorf("%s: %v", q, err)
+					return
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	// Kill once part of wide is committed on the destination.
+	eventually(t, 3*time.Minute, func() error {
+		st := status(t, c, run.GetID())
+		if w := findTable(st, "shop.wide"); w.ChunksDone < 2 || w.ChunksDone == w.Chunks {
+			return fmt.Errorf("phase %s, wide: %d of %d chunks", st.Phase, w.ChunksDone, w.Chunks)
+		}
+		return nil
+	})
+	first.kill(t)
+	killed := time.Now()
+	time.Sleep(2 * time.Second)
+	startWorkerProcess(t, bin, logFile, "SKEIN_LOG_LEVEL=info")
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 6*time.Minute)
+	t.Logf("incremental %s after the kill", time.Since(killed).Round(time.Second))
+	stop.Store(true)
+	wg.Wait()
+	checks := append(shopChecks, tableCheck{
+		src: spec.QName{Schema: "shop", Name: "wide"}, dst: spec.QName{Schema: "mart", Name: "wide"},
+		srcCols: []string{"id", "v", "n"}, srcKey: []string{"id"},
+	})
+	eventually(t, 3*time.Minute, func() error { return compareAll(ctx, src, dst, checks) })
+	st := status(t, c, run.GetID())
+	require.Equal(t, 1, findTable(st, "shop.wide").Reloads, "wide loaded again in a new snapshot")
+	require.Equal(t, workflows.TableDone, findTable(st, "shop.wide").State)
+}
