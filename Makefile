@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build tools postgres test test-unit demo up down bench bench-cdc clean help
+.PHONY: all build tools postgres test test-unit demo up down bench bench-cdc bench-full clean help
 
 all: build
 
@@ -38,10 +38,14 @@ up: build tools postgres ## Temporal dev server + worker, for using bin/skein by
 down: ## stop everything make up / make demo started
 	deployments/dev/down.sh
 
-bench: bench-cdc ## benchmarks (separate from tests): each prints Skein against its anchor, measured in the same run
+bench: bench-cdc bench-full ## benchmarks (separate from tests): each prints Skein against its anchor, measured in the same run
 
 bench-cdc: postgres ## change apply: catch-up of 1M changes (BENCH_CDC_TRANSACTIONS=N, 50 changes each) and lag at 1,000 tps (BENCH_LAG_TPS, BENCH_LAG_SECONDS), Skein vs a native subscription
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkCDC' -benchtime 1x -timeout 60m ./tests/bench/
+
+bench-full: tools postgres ## full load of ~2.3 GB (BENCH_FULL_SCALE percent, BENCH_FULL_JOBS): Skein vs pgcopydb, pg_dump/pg_restore -j and bare parallel COPY
+	@command -v pgcopydb >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgcopydb >/dev/null; } || echo "pgcopydb not installed: it is left out"
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkFullLoad -benchtime 1x -timeout 90m ./tests/bench/
 
 clean: down
 	rm -rf $(BIN) .dev

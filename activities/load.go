@@ -21,6 +21,8 @@ type TablePlan struct {
 	Table        spec.TableMap    `json:"table"`
 	RowsEstimate int64            `json:"rows_estimate"`
 	Chunks       []fullload.Chunk `json:"chunks"`
+	// Bytes is the table's size on disk without TOAST (an estimate of the copy's size).
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // PlanLoad cuts every selected table into chunks, largest tables first.
@@ -49,6 +51,7 @@ func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan,
 			Table:        in.Tables[i],
 			RowsEstimate: t.RowsEstimate,
 			Chunks:       fullload.Plan(t, in.Tables[i], in.Spec.FullLoad.ChunkMB, version),
+			Bytes:        t.Blocks * t.BlockSize,
 		}
 	}
 	return plans, nil
@@ -74,19 +77,41 @@ type CopyChunkInput struct {
 
 // CopyChunk copies one chunk inside the task's snapshot; a chunk committed before is a no-op.
 func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload.Result, error) {
+	res, err := a.CopyChunks(ctx, CopyChunksInput{Spec: in.Spec, Chunks: []fullload.Chunk{in.Chunk}, Snapshot: in.Snapshot})
+	if err != nil {
+		return fullload.Result{}, err
+	}
+	return res[0], nil
+}
+
+// CopyChunksInput asks for a batch of chunks (of small tables), copied one after the other.
+type CopyChunksInput struct {
+	Spec     spec.Spec        `json:"spec"`
+	Chunks   []fullload.Chunk `json:"chunks"`
+	Snapshot string           `json:"snapshot"`
+}
+
+// CopyChunks copies the chunks in order over one pair of connections, inside the task's snapshot:
+// thousands of small tables cost a few activities, not thousands. Chunks committed before are
+// no-ops, so a retried batch goes on where the last attempt stopped.
+func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]fullload.Result, error) {
 	src, dst, err := a.connectBoth(ctx, in.Spec)
 	if err != nil {
-		return fullload.Result{}, classify(err)
+		return nil, classify(err)
 	}
 	defer closeAll(ctx, src, dst)
+	tables := make([]spec.TableMap, len(in.Chunks))
+	for i, ch := range in.Chunks {
+		tables[i] = ch.Table
+	}
 	tx, err := catalog.BeginRead(ctx, src, in.Snapshot)
 	if err != nil {
-		return fullload.Result{}, classifyChunk(err)
+		return nil, classifyChunk(err)
 	}
-	defs, err := catalog.LoadTables(ctx, tx, []spec.TableMap{in.Chunk.Table})
+	defs, err := catalog.LoadTables(ctx, tx, tables)
 	_ = tx.Rollback(ctx)
 	if err != nil {
-		return fullload.Result{}, classifyChunk(err)
+		return nil, classifyChunk(err)
 	}
 	var streamed atomic.Int64
 	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return streamed.Load() })
@@ -98,13 +123,20 @@ func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload
 		// its chunks run.
 		Throttle: throttle.New(float64(in.Spec.Throttle.Full.RowsPerSecond)/float64(in.Spec.FullLoad.Parallelism),
 			float64(in.Spec.Throttle.Full.MBPerSecond)/float64(in.Spec.FullLoad.Parallelism)),
-		Progress: func(n int64) { streamed.Store(n); activity.RecordHeartbeat(ctx, n) },
 	}
-	res, err := c.CopyChunk(ctx, defs[0], in.Chunk)
-	if err != nil {
-		return res, classifyChunk(err)
+	results := make([]fullload.Result, len(in.Chunks))
+	var before int64
+	for i, ch := range in.Chunks {
+		c.Progress = func(n int64) { streamed.Store(before + n); activity.RecordHeartbeat(ctx, before+n) }
+		res, err := c.CopyChunk(ctx, defs[i], ch)
+		if err != nil {
+			return nil, classifyChunk(err)
+		}
+		results[i] = res
+		before += res.Bytes
+		streamed.Store(before)
+		a.logger(ctx).Info("chunk copied", zap.String("chunk", ch.ID), zap.Int64("rows", res.Rows),
+			zap.Int64("bytes", res.Bytes), zap.Bool("skipped", res.Skipped))
 	}
-	a.logger(ctx).Info("chunk copied", zap.String("chunk", in.Chunk.ID), zap.Int64("rows", res.Rows),
-		zap.Int64("bytes", res.Bytes), zap.Bool("skipped", res.Skipped))
-	return res, nil
+	return results, nil
 }

@@ -353,15 +353,10 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 	for i := range load {
 		load[i] = true
 	}
+	// Histories from before small tables were batched replay without batches.
+	batching := workflow.GetVersion(ctx, "batch-small-tables", workflow.DefaultVersion, 1) == 1
 	for {
-		var jobs []loadJob
-		for _, i := range order {
-			if load[i] {
-				for _, c := range plans[i].Chunks {
-					jobs = append(jobs, loadJob{table: i, chunk: c})
-				}
-			}
-		}
+		jobs := w.loadJobs(plans, order, load, batching)
 		unfinished, err := w.copyChunks(ctx, in, opts, jobs, statusOf)
 		if err != nil || len(unfinished) == 0 {
 			return err
@@ -371,7 +366,9 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 		}
 		clear(load)
 		for _, j := range unfinished {
-			load[j.table] = true
+			for _, i := range j.tables {
+				load[i] = true
+			}
 		}
 		var tables []spec.TableMap
 		for _, i := range order {
@@ -385,10 +382,49 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 	}
 }
 
-// loadJob is one chunk of the plan of table (an index into the plans).
+// loadJob is one activity of the load: one chunk, or a batch of small tables' single chunks.
+// tables[i] is the plan (an index into the plans) chunks[i] belongs to.
 type loadJob struct {
-	table int
-	chunk fullload.Chunk
+	tables []int
+	chunks []fullload.Chunk
+}
+
+// Small tables (one chunk of at most a quarter of full_load.chunk_mb) are copied in batches of up
+// to chunk_mb and batchTables tables: a schema of thousands of tiny tables costs a few activities.
+const batchTables = 100
+
+// loadJobs lists the chunks of the tables to load, in order (largest tables first), small tables
+// batched when batching is on.
+func (w *task) loadJobs(plans []activities.TablePlan, order []int, load []bool, batching bool) []loadJob {
+	limit := int64(w.spec.FullLoad.ChunkMB) << 20
+	var jobs []loadJob
+	var batch loadJob
+	var batchBytes int64
+	closeBatch := func() {
+		if len(batch.chunks) > 0 {
+			jobs = append(jobs, batch)
+		}
+		batch, batchBytes = loadJob{}, 0
+	}
+	for _, i := range order {
+		if !load[i] {
+			continue
+		}
+		p := plans[i]
+		if batching && len(p.Chunks) == 1 && p.Bytes <= limit/4 {
+			batch.tables = append(batch.tables, i)
+			batch.chunks = append(batch.chunks, p.Chunks[0])
+			if batchBytes += p.Bytes; batchBytes >= limit || len(batch.chunks) >= batchTables {
+				closeBatch()
+			}
+			continue
+		}
+		for _, c := range p.Chunks {
+			jobs = append(jobs, loadJob{tables: []int{i}, chunks: []fullload.Chunk{c}})
+		}
+	}
+	closeBatch()
+	return jobs
 }
 
 // copyChunks copies the jobs with bounded parallelism and returns the jobs left undone because
@@ -429,11 +465,20 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 					}
 					return
 				}
-				ts := &w.status.Tables[statusOf[j.table]]
-				ts.State = TableLoading
-				var res fullload.Result
-				err := w.call(ctx, opts, acts.CopyChunk, &res,
-					activities.CopyChunkInput{Spec: in.Spec, Chunk: j.chunk, Snapshot: in.Snapshot})
+				for _, i := range j.tables {
+					w.status.Tables[statusOf[i]].State = TableLoading
+				}
+				var results []fullload.Result
+				var err error
+				if len(j.chunks) == 1 {
+					var res fullload.Result
+					err = w.call(ctx, opts, acts.CopyChunk, &res,
+						activities.CopyChunkInput{Spec: in.Spec, Chunk: j.chunks[0], Snapshot: in.Snapshot})
+					results = []fullload.Result{res}
+				} else {
+					err = w.call(ctx, opts, acts.CopyChunks, &results,
+						activities.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot})
+				}
 				var appErr *temporal.ApplicationError
 				if errors.As(err, &appErr) && appErr.Type() == activities.ErrSnapshotLost {
 					lost = append(lost, j)
@@ -445,13 +490,16 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 					}
 					return
 				}
-				ts.RowsCopied += res.Rows
-				ts.BytesCopied += res.Bytes
-				ts.ChunksDone++
-				if ts.ChunksDone == ts.Chunks {
-					ts.State = TableDone
-					if ts.RowsEstimate < ts.RowsCopied {
-						ts.RowsEstimate = ts.RowsCopied
+				for k, res := range results {
+					ts := &w.status.Tables[statusOf[j.tables[k]]]
+					ts.RowsCopied += res.Rows
+					ts.BytesCopied += res.Bytes
+					ts.ChunksDone++
+					if ts.ChunksDone == ts.Chunks {
+						ts.State = TableDone
+						if ts.RowsEstimate < ts.RowsCopied {
+							ts.RowsEstimate = ts.RowsCopied
+						}
 					}
 				}
 			}

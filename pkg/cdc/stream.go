@@ -116,7 +116,19 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 		args = []string{"proto_version '2'", "streaming 'on'", "messages 'true'"}
 	}
 	args = append(args, fmt.Sprintf("publication_names '%s'", opts.Publication))
-	err = pglogrepl.StartReplication(ctx, repl, opts.Slot, applied, pglogrepl.StartReplicationOptions{PluginArgs: args})
+	// The walsender of a stream that just ended (a restart) may hold the slot a moment longer.
+	for wait := time.Now().Add(10 * time.Second); ; {
+		err = pglogrepl.StartReplication(ctx, repl, opts.Slot, applied, pglogrepl.StartReplicationOptions{PluginArgs: args})
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "55006" || time.Now().After(wait) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42704" {

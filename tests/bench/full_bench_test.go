@@ -1,0 +1,226 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/dbconn"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
+	"github.com/skein-dts/skein/workflows"
+)
+
+// fullDataset is the full-load benchmark's source database (at scale 100, about 2.3 GB): a wide
+// table with TOASTed text and bytea, a narrow table of 20 million rows, and 500 small tables.
+const fullDataset = `
+CREATE SCHEMA bench;
+CREATE TABLE bench.wide (id bigint PRIMARY KEY, title text NOT NULL, body text NOT NULL, blob bytea NOT NULL, created timestamptz NOT NULL);
+INSERT INTO bench.wide
+SELECT i, md5(i::text),
+       (SELECT string_agg(md5(i::text || '-' || k), '') FROM generate_series(1, 100) k),
+       (SELECT decode(string_agg(md5(k || '-' || i::text), ''), 'hex') FROM generate_series(1, 32) k),
+       timestamptz '2024-01-01' + i * interval '1 second'
+FROM generate_series(1, 2500 * %[1]d) i;
+CREATE TABLE bench.narrow (id bigint PRIMARY KEY, a int NOT NULL, b int NOT NULL, at timestamptz NOT NULL);
+INSERT INTO bench.narrow SELECT i, i %% 1000, (i * 7) %% 100000, timestamptz '2024-01-01' + i * interval '1 ms'
+FROM generate_series(1, 200000 * %[1]d) i;
+DO $$
+BEGIN
+  FOR t IN 1..500 LOOP
+    EXECUTE format('CREATE TABLE bench.small_%%s (id int PRIMARY KEY, v text NOT NULL)', t);
+    EXECUTE format('INSERT INTO bench.small_%%s SELECT i, md5(i::text) FROM generate_series(1, 1000) i', t);
+  END LOOP;
+END $$;
+VACUUM ANALYZE;
+`
+
+// BenchmarkFullLoad loads the same database (BENCH_FULL_SCALE percent of about 2.3 GB, default
+// 100) into empty destination databases with Skein (a full-only task with schema sync), pgcopydb
+// clone, pg_dump -Fd -j N + pg_restore -j N, and a bare lower bound (N parallel psql COPY pipes,
+// tables created beforehand, no indexes, no orchestration), N = BENCH_FULL_JOBS (default 4), and
+// prints each time and Skein's ratio to each.
+func BenchmarkFullLoad(b *testing.B) {
+	ctx := context.Background()
+	scale, jobs := envInt("BENCH_FULL_SCALE", 100), envInt("BENCH_FULL_JOBS", 4)
+	bin, err := testharness.BinDir()
+	require.NoError(b, err)
+	tools := map[string]string{}
+	for _, t := range []string{"pg_dump", "pg_restore", "psql"} {
+		tools[t] = filepath.Join(bin, t)
+	}
+	pgcopydb, _ := exec.LookPath("pgcopydb")
+
+	settings := []string{"shared_buffers = 1GB", "max_wal_size = 16GB", "checkpoint_timeout = 30min",
+		"maintenance_work_mem = 512MB", "max_parallel_maintenance_workers = 2"}
+	srcPG, err := testharness.StartPostgres(ctx, testharness.PostgresOptions{Settings: settings})
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = srcPG.Stop() })
+	dstPG, err := testharness.StartPostgres(ctx, testharness.PostgresOptions{Settings: settings})
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = dstPG.Stop() })
+	require.NoError(b, srcPG.CreateDatabase(ctx, "src"))
+	src, err := srcPG.Connect(ctx, "src")
+	require.NoError(b, err)
+	defer src.Close(ctx)
+	began := time.Now()
+	_, err = src.Exec(ctx, fmt.Sprintf(fullDataset, scale))
+	require.NoError(b, err)
+	var size int64
+	require.NoError(b, src.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&size))
+	want := rowCounts(b, src)
+	b.Logf("dataset: %s in %d tables, made in %s", byteSize(size), len(want), time.Since(began).Round(time.Second))
+	srcURL := srcPG.URL("src")
+	b.ResetTimer()
+
+	times := map[string]time.Duration{}
+	run := func(name string, load func(dstURL string)) {
+		require.NoError(b, dstPG.CreateDatabase(ctx, name))
+		t0 := time.Now()
+		load(dstPG.URL(name))
+		times[name] = time.Since(t0)
+		dst, err := dstPG.Connect(ctx, name)
+		require.NoError(b, err)
+		defer dst.Close(ctx)
+		require.Equal(b, want, rowCounts(b, dst), "%s: row counts differ from the source", name)
+		fmt.Printf("  %-10s %8s\n", name, times[name].Round(100*time.Millisecond))
+	}
+	sh := func(script string) {
+		cmd := exec.Command("bash", "-o", "pipefail", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		require.NoError(b, err, "%s\n%s", script, tail(out))
+	}
+	fmt.Printf("\nfull load of %s (%d tables), %d jobs\n", byteSize(size), len(want), jobs)
+
+	run("skein", func(dstURL string) { skeinLoad(b, srcPG, dstPG, jobs) })
+	if pgcopydb != "" {
+		run("pgcopydb", func(dstURL string) {
+			dir := b.TempDir()
+			sh(fmt.Sprintf("%s clone --source '%s' --target '%s' --table-jobs %d --index-jobs %d --dir %s --no-owner --no-acl",
+				pgcopydb, srcURL, dstURL, jobs, jobs, dir))
+		})
+	} else {
+		fmt.Println("  pgcopydb   not installed (apt-get install pgcopydb): skipped")
+	}
+	run("pg_dump", func(dstURL string) {
+		dir := filepath.Join(b.TempDir(), "dump")
+		sh(fmt.Sprintf("%s -Fd -j %d -f %s '%s' && %s -j %d --no-owner -d '%s' %s",
+			tools["pg_dump"], jobs, dir, srcURL, tools["pg_restore"], jobs, dstURL, dir))
+	})
+	// The lower bound: the tables exist beforehand (not timed) and nothing but the data moves.
+	require.NoError(b, dstPG.CreateDatabase(ctx, "bare"))
+	sh(fmt.Sprintf("%s --schema-only --section=pre-data '%s' | %s -q -v ON_ERROR_STOP=1 '%s'",
+		tools["pg_dump"], srcURL, tools["psql"], dstPG.URL("bare")))
+	t0 := time.Now()
+	bareLoad(b, sh, tools["psql"], srcURL, dstPG.URL("bare"), tablesOf(want), jobs)
+	times["bare COPY"] = time.Since(t0)
+	fmt.Printf("  %-10s %8s (tables created beforehand, no indexes)\n", "bare COPY", times["bare COPY"].Round(100*time.Millisecond))
+	b.StopTimer()
+
+	fmt.Println("skein / other (time; below 1 is faster)")
+	for _, name := range []string{"pgcopydb", "pg_dump", "bare COPY"} {
+		if d, ok := times[name]; ok {
+			r := times["skein"].Seconds() / d.Seconds()
+			fmt.Printf("  skein / %-10s %5.2fx\n", name, r)
+			b.ReportMetric(r, "skein/"+strings.ReplaceAll(name, " ", "_"))
+		}
+	}
+	b.ReportMetric(times["skein"].Seconds(), "skein_s")
+}
+
+// skeinLoad runs a full-only task with schema sync (no verification, as the other tools) on a
+// Temporal dev server with a worker in this process, until it finishes.
+func skeinLoad(b *testing.B, srcPG, dstPG *testharness.Postgres, jobs int) {
+	ctx := context.Background()
+	dev, err := testharness.StartTemporal(ctx)
+	require.NoError(b, err)
+	defer func() { _ = dev.Stop() }()
+	c := dev.Client()
+	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
+	workflows.Register(w)
+	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{}, Log: zap.NewNop(), Client: c})
+	require.NoError(b, w.Start())
+	defer w.Stop()
+	off := false
+	s := spec.Spec{Name: "bench-full", Source: srcPG.Endpoint("src"), Destination: dstPG.Endpoint("skein"),
+		Objects: []spec.Object{{Schema: "bench"}}, Sync: spec.Sync{Incremental: &off}}
+	s.FullLoad.Parallelism = jobs
+	s.Verify.Mode = spec.VerifyNone
+	s.ApplyDefaults()
+	require.NoError(b, s.Validate())
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: workflows.TaskQueue}, workflows.WorkflowName, s, nil)
+	require.NoError(b, err)
+	require.NoError(b, run.Get(ctx, nil))
+}
+
+// bareLoad copies every table with jobs parallel psql COPY pipes.
+func bareLoad(b *testing.B, sh func(string), psql, srcURL, dstURL string, tables []string, jobs int) {
+	next := make(chan string)
+	var wg sync.WaitGroup
+	for i := 0; i < jobs; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range next {
+				sh(fmt.Sprintf(`%s -X -q -c "COPY %s TO STDOUT" '%s' | %s -X -q -c "COPY %s FROM STDIN" '%s'`, psql, t, srcURL, psql, t, dstURL))
+			}
+		}()
+	}
+	for _, t := range tables {
+		next <- t
+	}
+	close(next)
+	wg.Wait()
+}
+
+// rowCounts is the row count of every table of schema bench.
+func rowCounts(b *testing.B, conn *pgx.Conn) map[string]int64 {
+	ctx := context.Background()
+	rows, err := conn.Query(ctx, `SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables WHERE schemaname = 'bench' ORDER BY 1`)
+	require.NoError(b, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(b, err)
+	counts := map[string]int64{}
+	for _, n := range names {
+		var c int64
+		require.NoError(b, conn.QueryRow(ctx, "SELECT count(*) FROM "+n).Scan(&c))
+		counts[n] = c
+	}
+	return counts
+}
+
+// tablesOf lists the tables of counts, largest first (as every tool schedules them).
+func tablesOf(counts map[string]int64) []string {
+	var names []string
+	for n := range counts {
+		names = append(names, n)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if c := cmp.Compare(counts[b], counts[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return names
+}
+
+func tail(out []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return strings.Join(lines[max(0, len(lines)-20):], "\n")
+}
