@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build tools postgres test test-unit demo up down bench bench-cdc bench-full clean help
+.PHONY: all build tools postgres test test-long test-unit demo up down bench bench-cdc bench-full clean help
 
 all: build
 
@@ -25,6 +25,9 @@ postgres: ## make sure PostgreSQL server binaries are installed (apt-get when ro
 
 test: tools postgres ## unit and integration tests (real PostgreSQL clusters, real Temporal dev server)
 	$(GO) test -count=1 -timeout 30m ./...
+
+test-long: tools postgres ## the long tests: a 2 GB transaction and 1,000 MiB values through load and apply (run before resolving change-apply work)
+	SKEIN_TEST_LONG=1 $(GO) test -count=1 -timeout 90m -run 'TestLong' -v ./tests/integration/
 
 test-unit: ## unit tests only (no servers)
 	$(GO) test -count=1 -short ./...

@@ -5,6 +5,7 @@
 package fullload
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -131,7 +132,13 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 	pr, pw := io.Pipe()
 	outErr := make(chan error, 1)
 	go func() {
-		_, err := c.Source.PgConn().CopyTo(ctx, pw, copyOut)
+		// The source sends a message per row: handing them over one by one would cost the
+		// destination a message (and a system call) per row too. Hand over 256 kB at a time.
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		_, err := c.Source.PgConn().CopyTo(ctx, bw, copyOut)
+		if err == nil {
+			err = bw.Flush()
+		}
 		pw.CloseWithError(err)
 		outErr <- err
 	}()

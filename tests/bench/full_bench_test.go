@@ -47,7 +47,6 @@ BEGIN
     EXECUTE format('INSERT INTO bench.small_%%s SELECT i, md5(i::text) FROM generate_series(1, 1000) i', t);
   END LOOP;
 END $$;
-VACUUM ANALYZE;
 `
 
 // BenchmarkFullLoad loads the same database (BENCH_FULL_SCALE percent of about 2.3 GB, default
@@ -81,6 +80,8 @@ func BenchmarkFullLoad(b *testing.B) {
 	began := time.Now()
 	_, err = src.Exec(ctx, fmt.Sprintf(fullDataset, scale))
 	require.NoError(b, err)
+	_, err = src.Exec(ctx, "VACUUM ANALYZE")
+	require.NoError(b, err)
 	var size int64
 	require.NoError(b, src.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&size))
 	want := rowCounts(b, src)
@@ -89,7 +90,15 @@ func BenchmarkFullLoad(b *testing.B) {
 	b.ResetTimer()
 
 	times := map[string]time.Duration{}
+	// BENCH_FULL_TOOLS (comma-separated: skein,pgcopydb,pg_dump,bare) runs some of them only.
+	selected := func(name string) bool {
+		v := os.Getenv("BENCH_FULL_TOOLS")
+		return v == "" || slices.Contains(strings.Split(v, ","), name)
+	}
 	run := func(name string, load func(dstURL string)) {
+		if !selected(name) {
+			return
+		}
 		require.NoError(b, dstPG.CreateDatabase(ctx, name))
 		t0 := time.Now()
 		load(dstPG.URL(name))
@@ -108,8 +117,12 @@ func BenchmarkFullLoad(b *testing.B) {
 	}
 	fmt.Printf("\nfull load of %s (%d tables), %d jobs\n", byteSize(size), len(want), jobs)
 
-	run("skein", func(dstURL string) { skeinLoad(b, srcPG, dstPG, jobs) })
-	if pgcopydb != "" {
+	if selected("skein") {
+		c, stopTemporal := startSkein(b)
+		run("skein", func(dstURL string) { skeinLoad(b, c, srcPG, dstPG, jobs) })
+		stopTemporal()
+	}
+	if pgcopydb != "" || !selected("pgcopydb") {
 		run("pgcopydb", func(dstURL string) {
 			dir := b.TempDir()
 			sh(fmt.Sprintf("%s clone --source '%s' --target '%s' --table-jobs %d --index-jobs %d --dir %s --no-owner --no-acl",
@@ -124,18 +137,20 @@ func BenchmarkFullLoad(b *testing.B) {
 			tools["pg_dump"], jobs, dir, srcURL, tools["pg_restore"], jobs, dstURL, dir))
 	})
 	// The lower bound: the tables exist beforehand (not timed) and nothing but the data moves.
-	require.NoError(b, dstPG.CreateDatabase(ctx, "bare"))
-	sh(fmt.Sprintf("%s --schema-only --section=pre-data '%s' | %s -q -v ON_ERROR_STOP=1 '%s'",
-		tools["pg_dump"], srcURL, tools["psql"], dstPG.URL("bare")))
-	t0 := time.Now()
-	bareLoad(b, sh, tools["psql"], srcURL, dstPG.URL("bare"), tablesOf(want), jobs)
-	times["bare COPY"] = time.Since(t0)
-	fmt.Printf("  %-10s %8s (tables created beforehand, no indexes)\n", "bare COPY", times["bare COPY"].Round(100*time.Millisecond))
+	if selected("bare") {
+		require.NoError(b, dstPG.CreateDatabase(ctx, "bare"))
+		sh(fmt.Sprintf("%s --schema-only --section=pre-data '%s' | %s -q -v ON_ERROR_STOP=1 '%s'",
+			tools["pg_dump"], srcURL, tools["psql"], dstPG.URL("bare")))
+		t0 := time.Now()
+		bareLoad(b, sh, tools["psql"], srcURL, dstPG.URL("bare"), tablesOf(want), jobs)
+		times["bare COPY"] = time.Since(t0)
+		fmt.Printf("  %-10s %8s (tables created beforehand, no indexes)\n", "bare COPY", times["bare COPY"].Round(100*time.Millisecond))
+	}
 	b.StopTimer()
 
 	fmt.Println("skein / other (time; below 1 is faster)")
 	for _, name := range []string{"pgcopydb", "pg_dump", "bare COPY"} {
-		if d, ok := times[name]; ok {
+		if d, ok := times[name]; ok && times["skein"] > 0 {
 			r := times["skein"].Seconds() / d.Seconds()
 			fmt.Printf("  skein / %-10s %5.2fx\n", name, r)
 			b.ReportMetric(r, "skein/"+strings.ReplaceAll(name, " ", "_"))
@@ -144,19 +159,22 @@ func BenchmarkFullLoad(b *testing.B) {
 	b.ReportMetric(times["skein"].Seconds(), "skein_s")
 }
 
-// skeinLoad runs a full-only task with schema sync (no verification, as the other tools) on a
-// Temporal dev server with a worker in this process, until it finishes.
-func skeinLoad(b *testing.B, srcPG, dstPG *testharness.Postgres, jobs int) {
-	ctx := context.Background()
-	dev, err := testharness.StartTemporal(ctx)
+// startSkein starts a Temporal dev server and a worker in this process.
+func startSkein(b *testing.B) (client.Client, func()) {
+	dev, err := testharness.StartTemporal(context.Background())
 	require.NoError(b, err)
-	defer func() { _ = dev.Stop() }()
 	c := dev.Client()
 	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{}, Log: zap.NewNop(), Client: c})
 	require.NoError(b, w.Start())
-	defer w.Stop()
+	return c, func() { w.Stop(); _ = dev.Stop() }
+}
+
+// skeinLoad runs a full-only task with schema sync (no verification, as the other tools) until it
+// finishes.
+func skeinLoad(b *testing.B, c client.Client, srcPG, dstPG *testharness.Postgres, jobs int) {
+	ctx := context.Background()
 	off := false
 	s := spec.Spec{Name: "bench-full", Source: srcPG.Endpoint("src"), Destination: dstPG.Endpoint("skein"),
 		Objects: []spec.Object{{Schema: "bench"}}, Sync: spec.Sync{Incremental: &off}}
@@ -166,7 +184,35 @@ func skeinLoad(b *testing.B, srcPG, dstPG *testharness.Postgres, jobs int) {
 	require.NoError(b, s.Validate())
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: workflows.TaskQueue}, workflows.WorkflowName, s, nil)
 	require.NoError(b, err)
-	require.NoError(b, run.Get(ctx, nil))
+	// Where the time goes: the phases as the status query shows them.
+	done := make(chan error, 1)
+	go func() { done <- run.Get(ctx, nil) }()
+	t0 := time.Now()
+	var phases []string
+	var at []time.Duration
+	for {
+		select {
+		case err := <-done:
+			require.NoError(b, err)
+			at = append(at, time.Since(t0))
+			var parts []string
+			for i, p := range phases {
+				parts = append(parts, fmt.Sprintf("%s %s", p, (at[i+1]-at[i]).Round(100*time.Millisecond)))
+			}
+			fmt.Printf("             skein phases: %s\n", strings.Join(parts, ", "))
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		v, err := c.QueryWorkflow(ctx, s.Name, "", workflows.QueryStatus)
+		if err != nil {
+			continue
+		}
+		var st workflows.Status
+		if v.Get(&st) == nil && (len(phases) == 0 || phases[len(phases)-1] != st.Phase) {
+			phases = append(phases, st.Phase)
+			at = append(at, time.Since(t0))
+		}
+	}
 }
 
 // bareLoad copies every table with jobs parallel psql COPY pipes.

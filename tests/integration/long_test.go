@@ -1,0 +1,113 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/workflows"
+)
+
+// The long tests run with make test-long (SKEIN_TEST_LONG=1): sizes CI has no time for.
+func skipUnlessLong(t *testing.T) {
+	if os.Getenv("SKEIN_TEST_LONG") == "" {
+		t.Skip("a long test: make test-long runs it")
+	}
+}
+
+// TestLongTransaction2GB applies one source transaction of 2 GB of row data (about 3.4 GB of WAL),
+// streamed by the source before its commit and spooled by the worker: every row arrives and the
+// worker's memory stays bounded.
+func TestLongTransaction2GB(t *testing.T) {
+	skipUnlessLong(t)
+	ctx := context.Background()
+	bin := buildWorker(t)
+	logFile := filepath.Join(t.TempDir(), "worker.log")
+	dumpLogOnFailure(t, logFile)
+	srcPG, dstPG, src, dst := shopPair(t, true)
+	mustExec(t, src, `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`)
+	c := devServer.Client()
+	w := startWorkerProcess(t, bin, logFile, "SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
+	s := shopSpec("it-long-tx", srcPG, dstPG)
+	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: "bulk"})
+	s.Verify.Mode = spec.VerifyCount
+	run := startTask(t, c, s, nil)
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+
+	const rows = 10_000_000 // 200 characters each: 2 GB
+	began := time.Now()
+	mustExec(t, src, fmt.Sprintf(`INSERT INTO shop.bulk SELECT i, repeat(md5(i::text), 6) || lpad(i::text, 8, '0') FROM generate_series(1, %d) i`, rows))
+	t.Logf("source transaction committed after %s", time.Since(began).Round(time.Second))
+	eventually(t, 30*time.Minute, func() error {
+		var n int64
+		if err := dst.QueryRow(ctx, `SELECT count(*) FROM mart.bulk`).Scan(&n); err != nil {
+			return err
+		}
+		if n != rows {
+			return fmt.Errorf("%d of %d rows applied", n, rows)
+		}
+		return nil
+	})
+	t.Logf("applied %s after the source commit began", time.Since(began).Round(time.Second))
+	require.Equal(t, tableDigest(t, src, "shop.bulk"), tableDigest(t, dst, "mart.bulk"))
+	peak := w.peakRSS(t)
+	t.Logf("worker peak RSS %d MiB", peak>>20)
+	require.Less(t, peak, int64(400<<20), "the worker held the transaction in memory")
+}
+
+// TestLongValue1GB moves single values of 1,000 MiB, within PostgreSQL's 1 GB limit for one value:
+// through the full load, and through change apply as an insert (a streamed transaction), an
+// update of another column (the value left untouched) and an update of the value itself.
+func TestLongValue1GB(t *testing.T) {
+	skipUnlessLong(t)
+	bin := buildWorker(t)
+	logFile := filepath.Join(t.TempDir(), "worker.log")
+	dumpLogOnFailure(t, logFile)
+	srcPG, dstPG, src, dst := shopPair(t, true)
+	const size = 1000 << 20
+	mustExec(t, src, fmt.Sprintf(`CREATE TABLE shop.huge (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL DEFAULT 0);
+INSERT INTO shop.huge (id, v) VALUES (1, repeat('a', %d));`, size))
+	c := devServer.Client()
+	w := startWorkerProcess(t, bin, logFile, "SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
+	s := shopSpec("it-long-value", srcPG, dstPG)
+	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: "huge"})
+	s.Verify.Mode = spec.VerifyCount
+	run := startTask(t, c, s, nil)
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 10*time.Minute)
+	require.Equal(t, hugeDigest(t, src, "shop.huge"), hugeDigest(t, dst, "mart.huge"), "after the full load")
+
+	mustExec(t, src, fmt.Sprintf(`INSERT INTO shop.huge (id, v) VALUES (2, repeat('b', %d))`, size))
+	mustExec(t, src, `UPDATE shop.huge SET n = 1 WHERE id = 2`)
+	mustExec(t, src, fmt.Sprintf(`UPDATE shop.huge SET v = repeat('c', %d) WHERE id = 1`, size))
+	want := hugeDigest(t, src, "shop.huge")
+	eventually(t, 20*time.Minute, func() error {
+		if got := hugeDigest(t, dst, "mart.huge"); got != want {
+			return fmt.Errorf("destination %s, source %s", got, want)
+		}
+		return nil
+	})
+	t.Logf("worker peak RSS %d MiB", w.peakRSS(t)>>20)
+}
+
+// tableDigest is an order-independent digest of a table's rows.
+func tableDigest(t *testing.T, conn *pgx.Conn, table string) string {
+	var d string
+	require.NoError(t, conn.QueryRow(context.Background(),
+		fmt.Sprintf(`SELECT count(*) || ':' || coalesce(sum(('x' || left(md5(t::text), 15))::bit(60)::bigint), 0) FROM %s t`, table)).Scan(&d))
+	return d
+}
+
+// hugeDigest names each row by id, value length and md5, and n.
+func hugeDigest(t *testing.T, conn *pgx.Conn, table string) string {
+	var d string
+	require.NoError(t, conn.QueryRow(context.Background(),
+		fmt.Sprintf(`SELECT string_agg(id || ':' || length(v) || ':' || md5(v) || ':' || n, ',' ORDER BY id) FROM %s`, table)).Scan(&d))
+	return d
+}
