@@ -45,12 +45,13 @@ func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan,
 	if err != nil {
 		return nil, classify(err)
 	}
+	chunks := fullload.PlanAll(defs, in.Tables, in.Spec.FullLoad.ChunkMB, version)
 	plans := make([]TablePlan, len(defs))
 	for i, t := range defs {
 		plans[i] = TablePlan{
 			Table:        in.Tables[i],
 			RowsEstimate: t.RowsEstimate,
-			Chunks:       fullload.Plan(t, in.Tables[i], in.Spec.FullLoad.ChunkMB, version),
+			Chunks:       chunks[i],
 			Bytes:        t.Blocks * t.BlockSize,
 		}
 	}
@@ -73,11 +74,14 @@ type CopyChunkInput struct {
 	Spec     spec.Spec      `json:"spec"`
 	Chunk    fullload.Chunk `json:"chunk"`
 	Snapshot string         `json:"snapshot"`
+	// Share is the number of chunks that may run at once, which share the task's throttle
+	// limits; 0 = full_load.parallelism.
+	Share int `json:"share,omitempty"`
 }
 
 // CopyChunk copies one chunk inside the task's snapshot; a chunk committed before is a no-op.
 func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload.Result, error) {
-	res, err := a.CopyChunks(ctx, CopyChunksInput{Spec: in.Spec, Chunks: []fullload.Chunk{in.Chunk}, Snapshot: in.Snapshot})
+	res, err := a.CopyChunks(ctx, CopyChunksInput{Spec: in.Spec, Chunks: []fullload.Chunk{in.Chunk}, Snapshot: in.Snapshot, Share: in.Share})
 	if err != nil {
 		return fullload.Result{}, err
 	}
@@ -89,6 +93,7 @@ type CopyChunksInput struct {
 	Spec     spec.Spec        `json:"spec"`
 	Chunks   []fullload.Chunk `json:"chunks"`
 	Snapshot string           `json:"snapshot"`
+	Share    int              `json:"share,omitempty"` // as in CopyChunkInput
 }
 
 // CopyChunks copies the chunks in order over one pair of connections, inside the task's snapshot:
@@ -116,13 +121,17 @@ func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]full
 	var streamed atomic.Int64
 	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return streamed.Load() })
 	defer stop()
+	share := in.Share
+	if share <= 0 {
+		share = in.Spec.FullLoad.Parallelism
+	}
 	c := &fullload.Copier{
 		Task: in.Spec.Name, Source: src, Dest: dst, Snapshot: in.Snapshot,
 		KeepExisting: in.Spec.ConflictMode == spec.ConflictIgnore,
-		// Each of the parallel chunks gets its share, so the task stays under the limit wherever
-		// its chunks run.
-		Throttle: throttle.New(float64(in.Spec.Throttle.Full.RowsPerSecond)/float64(in.Spec.FullLoad.Parallelism),
-			float64(in.Spec.Throttle.Full.MBPerSecond)/float64(in.Spec.FullLoad.Parallelism)),
+		// Each of the chunks that may run at once gets its share, so the task stays under the
+		// limit wherever its chunks run.
+		Throttle: throttle.New(float64(in.Spec.Throttle.Full.RowsPerSecond)/float64(share),
+			float64(in.Spec.Throttle.Full.MBPerSecond)/float64(share)),
 	}
 	results := make([]fullload.Result, len(in.Chunks))
 	var before int64

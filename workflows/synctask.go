@@ -451,8 +451,10 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 		}
 		return nil
 	}
+	// At most share chunks run at once: each gets that share of the throttle limits.
+	share := min(w.spec.FullLoad.Parallelism, len(jobs))
 	wg := workflow.NewWaitGroup(ctx)
-	for n := 0; n < min(w.spec.FullLoad.Parallelism, len(jobs)); n++ {
+	for n := 0; n < share; n++ {
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
@@ -473,11 +475,11 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 				if len(j.chunks) == 1 {
 					var res fullload.Result
 					err = w.call(ctx, opts, acts.CopyChunk, &res,
-						activities.CopyChunkInput{Spec: in.Spec, Chunk: j.chunks[0], Snapshot: in.Snapshot})
+						activities.CopyChunkInput{Spec: in.Spec, Chunk: j.chunks[0], Snapshot: in.Snapshot, Share: share})
 					results = []fullload.Result{res}
 				} else {
 					err = w.call(ctx, opts, acts.CopyChunks, &results,
-						activities.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot})
+						activities.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot, Share: share})
 				}
 				var appErr *temporal.ApplicationError
 				if errors.As(err, &appErr) && appErr.Type() == activities.ErrSnapshotLost {

@@ -58,6 +58,27 @@ func Plan(t *catalog.Table, tm spec.TableMap, chunkMB int, serverVersionNum int)
 	return chunks
 }
 
+// MaxChunks bounds the chunks of one load: each is an activity in the task's history (three
+// events), so a very large database is cut into larger chunks rather than into more of them.
+const MaxChunks = 2000
+
+// PlanAll plans every table (defs[i] is the definition of tables[i]) with chunks of about chunkMB,
+// or larger ones if that would make more than MaxChunks in all.
+func PlanAll(defs []*catalog.Table, tables []spec.TableMap, chunkMB int, serverVersionNum int) [][]Chunk {
+	for {
+		plans := make([][]Chunk, len(defs))
+		total := 0
+		for i, t := range defs {
+			plans[i] = Plan(t, tables[i], chunkMB, serverVersionNum)
+			total += len(plans[i])
+		}
+		if total <= MaxChunks || total <= len(defs) {
+			return plans
+		}
+		chunkMB *= (total + MaxChunks - 1) / MaxChunks
+	}
+}
+
 // Result is what one chunk copied.
 type Result struct {
 	Rows    int64 `json:"rows"`

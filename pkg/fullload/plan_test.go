@@ -49,3 +49,28 @@ func TestCtidFilter(t *testing.T) {
 	require.Equal(t, ` WHERE ctid >= '(128,0)'::pg_catalog.tid`, ctidFilter(Chunk{FirstBlock: 128}))
 	require.Equal(t, ` WHERE ctid >= '(0,0)'::pg_catalog.tid AND ctid < '(128,0)'::pg_catalog.tid`, ctidFilter(Chunk{EndBlock: 128}))
 }
+
+// TestPlanAllBoundsChunks: a database that would need more than MaxChunks chunks of chunk_mb gets
+// larger chunks instead, so the load's history stays bounded; a small one keeps chunk_mb.
+func TestPlanAllBoundsChunks(t *testing.T) {
+	tm := spec.TableMap{Source: spec.QName{Schema: "s", Name: "big"}, Dest: spec.QName{Schema: "s", Name: "big"}}
+	small := spec.TableMap{Source: spec.QName{Schema: "s", Name: "small"}, Dest: spec.QName{Schema: "s", Name: "small"}}
+	const gb = 1 << 30 / 8192 // blocks per GB
+	tests := []struct {
+		name       string
+		blocks     int64
+		wantChunks int
+	}{
+		{"64 GB in 64 MB chunks: 1024", 64 * gb, 1024},
+		{"1 TB would be 16384 chunks: at most MaxChunks", 1024 * gb, 1821},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defs := []*catalog.Table{{Name: tm.Source, Blocks: tt.blocks, BlockSize: 8192}, {Name: small.Source, Blocks: 1, BlockSize: 8192}}
+			plans := PlanAll(defs, []spec.TableMap{tm, small}, 64, 150000)
+			require.Len(t, plans[0], tt.wantChunks)
+			require.Len(t, plans[1], 1)
+			require.LessOrEqual(t, len(plans[0])+len(plans[1]), MaxChunks)
+		})
+	}
+}

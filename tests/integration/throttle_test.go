@@ -64,3 +64,41 @@ func TestThrottleHolds(t *testing.T) {
 	t.Logf("apply: %d changes at %.0f changes/s (limit %d)", 3*applyRows, applyRate, applyRows)
 	require.LessOrEqual(t, applyRate, 1.2*applyRows)
 }
+
+// TestThrottleMBPerSecond loads about 8 MB with throttle.full.mb_per_second at 2: the load may
+// not run more than 20% above the limit.
+func TestThrottleMBPerSecond(t *testing.T) {
+	srcPG, dstPG, src, _ := shopPair(t, false)
+	mustExec(t, src, `CREATE TABLE shop.filler (id int PRIMARY KEY, v text NOT NULL);
+INSERT INTO shop.filler SELECT i, repeat(md5(i::text), 12) FROM generate_series(1, 20000) i;`)
+	c := startWorker(t, t.TempDir())
+	s := shopSpec("it-throttle-mb", srcPG, dstPG)
+	off := false
+	s.Sync.Incremental = &off
+	s.Verify.Mode = spec.VerifyNone
+	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: "filler"})
+	const limitMB = 2
+	s.Throttle.Full.MBPerSecond = limitMB
+	run := startTask(t, c, s, nil)
+	var loadStart time.Time
+	var st workflows.Status
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		st = status(t, c, run.GetID())
+		if st.Phase == workflows.PhaseFullLoad && loadStart.IsZero() {
+			loadStart = time.Now()
+		}
+		if !loadStart.IsZero() && st.Phase != workflows.PhaseFullLoad {
+			break
+		}
+	}
+	elapsed := time.Since(loadStart)
+	require.False(t, loadStart.IsZero(), "full load not observed: %+v", st)
+	var bytes int64
+	for _, ts := range st.Tables {
+		bytes += ts.BytesCopied
+	}
+	rate := float64(bytes) / (1 << 20) / elapsed.Seconds()
+	t.Logf("full load: %.1f MB in %s = %.2f MB/s (limit %d)", float64(bytes)/(1<<20), elapsed.Round(time.Millisecond), rate, limitMB)
+	require.Greater(t, bytes, int64(6<<20))
+	require.LessOrEqual(t, rate, 1.2*limitMB)
+}
