@@ -46,6 +46,8 @@ type applier struct {
 	pipe       *pgconn.Batch           // updates and deletes, not sent yet
 	piped      []queued                // what pipe holds, in order
 	pipeTables map[uint32]bool         // the tables pipe holds statements of
+	inflight   *pgconn.MultiResultReader
+	inflightQ  []queued // what inflight executes, in order
 }
 
 func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applier {
@@ -81,6 +83,9 @@ func (a *applier) table(relID uint32) (*pglogrepl.RelationMessage, spec.TableMap
 func (a *applier) prepared(ctx context.Context, sql string) (string, error) {
 	name, ok := a.stmts[sql]
 	if !ok {
+		if err := a.resolve(); err != nil {
+			return "", err
+		}
 		name = fmt.Sprintf("skein_apply_%d", len(a.stmts)+1)
 		if _, err := a.dest.PgConn().Prepare(ctx, name, sql, nil); err != nil {
 			return "", err
@@ -94,6 +99,9 @@ func (a *applier) prepared(ctx context.Context, sql string) (string, error) {
 func (a *applier) exec(ctx context.Context, sql string, params [][]byte) (int64, error) {
 	name, err := a.prepared(ctx, sql)
 	if err != nil {
+		return 0, err
+	}
+	if err := a.resolve(); err != nil {
 		return 0, err
 	}
 	res := a.dest.PgConn().ExecPrepared(ctx, name, params, nil, nil).Read()

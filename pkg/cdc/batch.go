@@ -24,7 +24,7 @@ import (
 const (
 	batchRows      = 5000
 	batchBytes     = 8 << 20
-	pipeStatements = 1000
+	pipeStatements = 250
 )
 
 // queued is an update or delete waiting in the pipeline, for its result.
@@ -34,6 +34,11 @@ type queued struct {
 	table spec.QName
 	key   string
 	sql   string
+}
+
+// failed names the statement, its table and key in err.
+func (q queued) failed(err error) error {
+	return fmt.Errorf("%s %s key %s: %w (statement: %s)", q.op, q.table, q.key, withDetail(err), q.sql)
 }
 
 // queue adds an update or delete to the pipeline (after the current run of inserts).
@@ -57,23 +62,39 @@ func (a *applier) queue(ctx context.Context, sql string, params [][]byte, q queu
 	return nil
 }
 
-// flushPipe sends the pipelined statements and reads their results: one that found no row is
-// counted and logged, one that failed fails the apply with its table, key and statement.
+// flushPipe sends the pipelined statements without waiting for their results: the destination
+// executes them while the next changes are decoded. The results are read (resolve) before the
+// connection is used for anything else, and before every commit.
 func (a *applier) flushPipe(ctx context.Context) error {
 	if a.pipe == nil {
 		return nil
 	}
-	pipe, piped := a.pipe, a.piped
+	if err := a.resolve(); err != nil {
+		return err
+	}
+	a.inflight = a.dest.PgConn().ExecBatch(ctx, a.pipe)
+	a.inflightQ = a.piped
 	a.pipe, a.piped = nil, nil
 	clear(a.pipeTables)
-	results, err := a.dest.PgConn().ExecBatch(ctx, pipe).ReadAll()
+	return nil
+}
+
+// resolve reads the results of the statements in flight: one that found no row is counted and
+// logged, one that failed fails the apply with its table, key and statement.
+func (a *applier) resolve() error {
+	if a.inflight == nil {
+		return nil
+	}
+	piped := a.inflightQ
+	results, err := a.inflight.ReadAll()
+	a.inflight, a.inflightQ = nil, nil
 	for i, r := range results {
 		if i >= len(piped) {
 			break
 		}
 		q := piped[i]
 		if r.Err != nil {
-			return fmt.Errorf("%s %s key %s: %w (statement: %s)", q.op, q.table, q.key, withDetail(r.Err), q.sql)
+			return q.failed(r.Err)
 		}
 		if r.CommandTag.RowsAffected() == 0 {
 			a.counts.Missing++
@@ -84,6 +105,10 @@ func (a *applier) flushPipe(ctx context.Context) error {
 		} else {
 			a.counts.Deletes++
 		}
+	}
+	if err != nil && len(results) < len(piped) {
+		// The server's error ends the results: it is the next statement's.
+		return piped[len(results)].failed(err)
 	}
 	if err != nil {
 		return fmt.Errorf("apply %d updates and deletes: %w", len(piped), withDetail(err))
@@ -138,12 +163,15 @@ func (a *applier) batchInsert(ctx context.Context, m *pglogrepl.InsertMessage, r
 	return nil
 }
 
-// flush sends everything pending.
+// flush sends everything pending and reads every result.
 func (a *applier) flush(ctx context.Context) error {
 	if err := a.flushRuns(ctx); err != nil {
 		return err
 	}
-	return a.flushPipe(ctx)
+	if err := a.flushPipe(ctx); err != nil {
+		return err
+	}
+	return a.resolve()
 }
 
 // flushRuns sends every table's run of inserts.
@@ -164,6 +192,9 @@ func (a *applier) flushRun(ctx context.Context, rel uint32) error {
 	}
 	delete(a.runs, rel)
 	a.runBytes -= b.buf.Len()
+	if err := a.resolve(); err != nil {
+		return err
+	}
 	if _, err := a.dest.PgConn().CopyFrom(ctx, &b.buf, b.copySQL); err != nil {
 		return fmt.Errorf("insert %d rows into %s (the first with key %s): %w (statement: %s)", b.rows, b.tm.Dest, b.firstKey, withDetail(err), b.copySQL)
 	}
@@ -173,6 +204,10 @@ func (a *applier) flushRun(ctx context.Context, rel uint32) error {
 
 // discard drops what is pending (its destination transaction is rolled back).
 func (a *applier) discard() {
+	if a.inflight != nil {
+		_ = a.inflight.Close() // reads and drops the results
+		a.inflight, a.inflightQ = nil, nil
+	}
 	clear(a.runs)
 	clear(a.pipeTables)
 	a.runBytes, a.pipe, a.piped = 0, nil, nil

@@ -366,3 +366,44 @@ INSERT INTO public.big SELECT i, md5(i::text), 0 FROM generate_series(1, 1000) i
 	waitEqual(t, func() error { return compare(ctx, src, dst, "small", []string{"id", "note"}) })
 	require.NoError(t, stop())
 }
+
+// TestApplyErrorNamesTableKeyAndStatement: an update the destination rejects (a CHECK the source
+// does not have), sent in a pipeline whose results are read later, fails the stream with the
+// table, the key and the statement.
+func TestApplyErrorNamesTableKeyAndStatement(t *testing.T) {
+	ctx := context.Background()
+	p, src, dst := setup(t, `CREATE TABLE public.acct (id int PRIMARY KEY, n int NOT NULL);
+INSERT INTO public.acct SELECT i, 0 FROM generate_series(1, 100) i;`)
+	p.createAndLoad(t, src, dst)
+	_, err := dst.Exec(ctx, `ALTER TABLE public.acct ADD CONSTRAINT acct_n CHECK (n >= 0)`)
+	require.NoError(t, err)
+	open := dbconn.Opener{}
+	repl, err := open.ConnectReplication(ctx, p.s.Source)
+	require.NoError(t, err)
+	defer repl.Close(ctx)
+	applyConn, err := open.Connect(ctx, p.s.Destination)
+	require.NoError(t, err)
+	defer applyConn.Close(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: p.s.Name, Slot: p.s.SlotName(), Publication: p.s.SlotName(), Tables: p.tables})
+	}()
+	_, err = src.Exec(ctx, `UPDATE public.acct SET n = n + 1 WHERE id <= 50`)
+	require.NoError(t, err)
+	_, err = src.Exec(ctx, `UPDATE public.acct SET n = -1 WHERE id = 77`)
+	require.NoError(t, err)
+	select {
+	case err := <-done:
+		require.Error(t, err)
+		for _, want := range []string{"public.acct", "id=77", "UPDATE ONLY", "acct_n"} {
+			require.Contains(t, err.Error(), want)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the stream did not fail")
+	}
+	// Nothing of the failed destination transaction was committed: the first update is applied
+	// again by the next run (here: checked not to be half there).
+	var applied int
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM public.acct WHERE n = 1`).Scan(&applied))
+	require.Contains(t, []int{0, 50}, applied)
+}
