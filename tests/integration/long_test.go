@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -27,34 +25,16 @@ func skipUnlessLong(t *testing.T) {
 // worker's memory stays bounded.
 func TestLongTransaction2GB(t *testing.T) {
 	skipUnlessLong(t)
-	ctx := context.Background()
-	bin := buildWorker(t)
-	logFile := filepath.Join(t.TempDir(), "worker.log")
-	dumpLogOnFailure(t, logFile)
-	srcPG, dstPG, src, dst := shopPair(t, true)
-	mustExec(t, src, `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`)
-	c := devServer.Client()
-	w := startWorkerProcess(t, bin, logFile, "SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
-	s := shopSpec("it-long-tx", srcPG, dstPG)
-	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: "bulk"})
-	s.Verify.Mode = spec.VerifyCount
-	run := startTask(t, c, s, nil)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	p := startProcessTask(t, "it-long-tx", `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`, "bulk", nil,
+		"SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
+	src, dst, w := p.src, p.dst, p.first
+	waitPhase(t, p.c, p.run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
 
 	const rows = 10_000_000 // 200 characters each: 2 GB
 	began := time.Now()
 	mustExec(t, src, fmt.Sprintf(`INSERT INTO shop.bulk SELECT i, repeat(md5(i::text), 6) || lpad(i::text, 8, '0') FROM generate_series(1, %d) i`, rows))
 	t.Logf("source transaction committed after %s", time.Since(began).Round(time.Second))
-	eventually(t, 30*time.Minute, func() error {
-		var n int64
-		if err := dst.QueryRow(ctx, `SELECT count(*) FROM mart.bulk`).Scan(&n); err != nil {
-			return err
-		}
-		if n != rows {
-			return fmt.Errorf("%d of %d rows applied", n, rows)
-		}
-		return nil
-	})
+	waitRows(t, dst, "mart.bulk", rows, 30*time.Minute)
 	t.Logf("applied %s after the source commit began", time.Since(began).Round(time.Second))
 	require.Equal(t, tableDigest(t, src, "shop.bulk"), tableDigest(t, dst, "mart.bulk"))
 	peak := w.peakRSS(t)
@@ -67,20 +47,11 @@ func TestLongTransaction2GB(t *testing.T) {
 // update of another column (the value left untouched) and an update of the value itself.
 func TestLongValue1GB(t *testing.T) {
 	skipUnlessLong(t)
-	bin := buildWorker(t)
-	logFile := filepath.Join(t.TempDir(), "worker.log")
-	dumpLogOnFailure(t, logFile)
-	srcPG, dstPG, src, dst := shopPair(t, true)
 	const size = 1000 << 20
-	mustExec(t, src, fmt.Sprintf(`CREATE TABLE shop.huge (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL DEFAULT 0);
-INSERT INTO shop.huge (id, v) VALUES (1, repeat('a', %d));`, size))
-	c := devServer.Client()
-	w := startWorkerProcess(t, bin, logFile, "SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
-	s := shopSpec("it-long-value", srcPG, dstPG)
-	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: "huge"})
-	s.Verify.Mode = spec.VerifyCount
-	run := startTask(t, c, s, nil)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 10*time.Minute)
+	p := startProcessTask(t, "it-long-value", fmt.Sprintf(`CREATE TABLE shop.huge (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL DEFAULT 0);
+INSERT INTO shop.huge (id, v) VALUES (1, repeat('a', %d));`, size), "huge", nil, "SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
+	src, dst, w := p.src, p.dst, p.first
+	waitPhase(t, p.c, p.run.GetID(), workflows.PhaseIncremental, 10*time.Minute)
 	require.Equal(t, hugeDigest(t, src, "shop.huge"), hugeDigest(t, dst, "mart.huge"), "after the full load")
 
 	mustExec(t, src, fmt.Sprintf(`INSERT INTO shop.huge (id, v) VALUES (2, repeat('b', %d))`, size))

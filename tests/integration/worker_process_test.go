@@ -17,8 +17,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -79,49 +81,104 @@ func (p *workerProcess) peakRSS(t *testing.T) int64 {
 	return 0
 }
 
-// TestWorkerKilledMidStream kills the worker process (SIGKILL) while changes
-// stream under constant writes: a new worker process resumes from the LSN committed with the data
-// and the destination ends with exactly the source's rows, nothing lost or doubled.
-func TestWorkerKilledMidStream(t *testing.T) {
-	ctx := context.Background()
-	bin := buildWorker(t)
-	logFile := filepath.Join(t.TempDir(), "worker.log")
-	dumpLogOnFailure(t, logFile)
-	srcPG, dstPG, src, dst := shopPair(t, true)
-	mustExec(t, src, `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`)
-	c := devServer.Client()
-	first := startWorkerProcess(t, bin, logFile)
-	s := shopSpec("it-kill", srcPG, dstPG)
-	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: "bulk"})
-	s.Verify.Mode = spec.VerifyCount
-	run := startTask(t, c, s, nil)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+// processTask is a task over the shop pair, plus one table, run by skein-worker processes.
+type processTask struct {
+	srcPG, dstPG *testharness.Postgres
+	src, dst     *pgx.Conn
+	c            client.Client
+	run          client.WorkflowRun
+	first        *workerProcess // the process started with the task
+	bin, logFile string
+}
 
-	writer, err := srcPG.Connect(ctx, "shop")
+// startProcessTask creates the extra table with tableSQL (table is its name), starts a worker
+// process (env as for startWorkerProcess) and the task named name; tune adjusts the spec.
+func startProcessTask(t *testing.T, name, tableSQL, table string, tune func(*spec.Spec), env ...string) *processTask {
+	t.Helper()
+	p := &processTask{bin: buildWorker(t), logFile: filepath.Join(t.TempDir(), "worker.log"), c: devServer.Client()}
+	dumpLogOnFailure(t, p.logFile)
+	p.srcPG, p.dstPG, p.src, p.dst = shopPair(t, true)
+	mustExec(t, p.src, tableSQL)
+	p.first = startWorkerProcess(t, p.bin, p.logFile, env...)
+	s := shopSpec(name, p.srcPG, p.dstPG)
+	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: table})
+	s.Verify.Mode = spec.VerifyCount
+	if tune != nil {
+		tune(&s)
+	}
+	p.run = startTask(t, p.c, s, nil)
+	return p
+}
+
+// waitRows waits until table has rows rows.
+func waitRows(t *testing.T, conn *pgx.Conn, table string, rows int64, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, func() error {
+		var n int64
+		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+			return err
+		}
+		if n != rows {
+			return fmt.Errorf("%s: %d of %d rows applied", table, n, rows)
+		}
+		return nil
+	})
+}
+
+// startWriter runs the statements of round i = 0, 1, … on the shop database, pausing between
+// rounds, until the returned stop is called; stop returns the rounds done.
+func startWriter(t *testing.T, pg *testharness.Postgres, pause time.Duration, round func(i int) []string) (stop func() int) {
+	t.Helper()
+	ctx := context.Background()
+	writer, err := pg.Connect(ctx, "shop")
 	require.NoError(t, err)
-	defer writer.Close(ctx)
-	var stop atomic.Bool
-	var writes atomic.Int64
+	var done atomic.Bool
+	var rounds atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for i := 0; !stop.Load(); i++ {
-			for _, q := range []string{
-				fmt.Sprintf(`INSERT INTO shop.orders (customer_id, amount, big) VALUES (%d, %d, 'kill %d')`, 1+i%1000, i, i),
-				fmt.Sprintf(`UPDATE shop.orders SET amount = amount + 1 WHERE id = %d`, 1+(i*7919)%20000),
-				fmt.Sprintf(`DELETE FROM shop.orders WHERE id = %d`, 1+(i*104729)%20000),
-				fmt.Sprintf(`UPDATE shop.customers SET note = 'k%d' WHERE id = %d`, i, 1+(i*31)%2000),
-			} {
+		defer writer.Close(ctx)
+		for i := 0; !done.Load(); i++ {
+			for _, q := range round(i) {
 				if _, err := writer.Exec(ctx, q); err != nil {
 					t.Errorf("%s: %v", q, err)
 					return
 				}
 			}
-			writes.Add(1)
-			time.Sleep(10 * time.Millisecond)
+			rounds.Add(1)
+			time.Sleep(pause)
 		}
 	}()
+	return func() int {
+		done.Store(true)
+		wg.Wait()
+		return int(rounds.Load())
+	}
+}
+
+// another starts one more worker process.
+func (p *processTask) another(t *testing.T, env ...string) *workerProcess {
+	return startWorkerProcess(t, p.bin, p.logFile, env...)
+}
+
+// TestWorkerKilledMidStream kills the worker process (SIGKILL) while changes
+// stream under constant writes: a new worker process resumes from the LSN committed with the data
+// and the destination ends with exactly the source's rows, nothing lost or doubled.
+func TestWorkerKilledMidStream(t *testing.T) {
+	ctx := context.Background()
+	p := startProcessTask(t, "it-kill", `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`, "bulk", nil)
+	srcPG, src, dst, c, run := p.srcPG, p.src, p.dst, p.c, p.run
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+
+	stopWriter := startWriter(t, srcPG, 10*time.Millisecond, func(i int) []string {
+		return []string{
+			fmt.Sprintf(`INSERT INTO shop.orders (customer_id, amount, big) VALUES (%d, %d, 'kill %d')`, 1+i%1000, i, i),
+			fmt.Sprintf(`UPDATE shop.orders SET amount = amount + 1 WHERE id = %d`, 1+(i*7919)%20000),
+			fmt.Sprintf(`DELETE FROM shop.orders WHERE id = %d`, 1+(i*104729)%20000),
+			fmt.Sprintf(`UPDATE shop.customers SET note = 'k%d' WHERE id = %d`, i, 1+(i*31)%2000),
+		}
+	})
 	// Kill once changes are being applied.
 	eventually(t, time.Minute, func() error {
 		if st := status(t, c, run.GetID()); st.Changes.Updates < 50 {
@@ -129,13 +186,11 @@ func TestWorkerKilledMidStream(t *testing.T) {
 		}
 		return nil
 	})
-	first.kill(t)
+	p.first.kill(t)
 	time.Sleep(2 * time.Second)
-	startWorkerProcess(t, bin, logFile)
+	p.another(t)
 	time.Sleep(3 * time.Second)
-	stop.Store(true)
-	wg.Wait()
-	require.Greater(t, writes.Load(), int64(50))
+	require.Greater(t, stopWriter(), 50)
 	// The apply run of the killed worker times out on its heartbeat (30 s); the next run resumes.
 	started := time.Now()
 	eventually(t, 3*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
@@ -148,17 +203,9 @@ func TestWorkerKilledMidStream(t *testing.T) {
 // the worker process's peak memory stays far below the transaction's size.
 func TestLargeTransactionBoundedMemory(t *testing.T) {
 	ctx := context.Background()
-	bin := buildWorker(t)
-	logFile := filepath.Join(t.TempDir(), "worker.log")
-	dumpLogOnFailure(t, logFile)
-	srcPG, dstPG, src, dst := shopPair(t, true)
-	mustExec(t, src, `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`)
-	c := devServer.Client()
-	w := startWorkerProcess(t, bin, logFile, "SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
-	s := shopSpec("it-large-tx", srcPG, dstPG)
-	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: "bulk"})
-	s.Verify.Mode = spec.VerifyCount
-	run := startTask(t, c, s, nil)
+	p := startProcessTask(t, "it-large-tx", `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`, "bulk", nil,
+		"SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
+	src, dst, c, run, w := p.src, p.dst, p.c, p.run, p.first
 	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
 	before := w.peakRSS(t)
 
@@ -166,16 +213,7 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 	mustExec(t, src, fmt.Sprintf(`INSERT INTO shop.bulk SELECT i, repeat(md5(i::text), 6) FROM generate_series(1, %d) i`, rows))
 	var walBytes int64
 	require.NoError(t, src.QueryRow(ctx, `SELECT pg_current_wal_lsn() - '0/0'::pg_lsn`).Scan(&walBytes))
-	eventually(t, 10*time.Minute, func() error {
-		var n int64
-		if err := dst.QueryRow(ctx, `SELECT count(*) FROM mart.bulk`).Scan(&n); err != nil {
-			return err
-		}
-		if n != rows {
-			return fmt.Errorf("%d of %d rows applied", n, rows)
-		}
-		return nil
-	})
+	waitRows(t, dst, "mart.bulk", rows, 10*time.Minute)
 	require.NoError(t, compareAll(ctx, src, dst, append(shopChecks, tableCheck{
 		src: spec.QName{Schema: "shop", Name: "bulk"}, dst: spec.QName{Schema: "mart", Name: "bulk"},
 		srcCols: []string{"id", "v"}, srcKey: []string{"id"},
@@ -209,44 +247,21 @@ func dumpLogOnFailure(t *testing.T, logFile string) {
 // changes that snapshot holds, and the destination ends with exactly the source's rows.
 func TestWorkerKilledDuringLoad(t *testing.T) {
 	ctx := context.Background()
-	bin := buildWorker(t)
-	logFile := filepath.Join(t.TempDir(), "worker.log")
-	dumpLogOnFailure(t, logFile)
-	srcPG, dstPG, src, dst := shopPair(t, true)
-	mustExec(t, src, `CREATE TABLE shop.wide (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL DEFAULT 0);
-INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 3), 0 FROM generate_series(1, 300000) i;`)
-	c := devServer.Client()
-	first := startWorkerProcess(t, bin, logFile, "SKEIN_LOG_LEVEL=info")
-	s := shopSpec("it-kill-load", srcPG, dstPG)
-	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: "wide"})
-	s.FullLoad.ChunkMB, s.FullLoad.Parallelism = 2, 2
-	s.Throttle.Full.RowsPerSecond = 20000 // about 15 s for wide: time to kill the worker in the middle
-	s.Verify.Mode = spec.VerifyCount
-	run := startTask(t, c, s, nil)
+	p := startProcessTask(t, "it-kill-load", `CREATE TABLE shop.wide (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL DEFAULT 0);
+INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 3), 0 FROM generate_series(1, 300000) i;`, "wide", func(s *spec.Spec) {
+		s.FullLoad.ChunkMB, s.FullLoad.Parallelism = 2, 2
+		s.Throttle.Full.RowsPerSecond = 20000 // about 15 s for wide: time to kill the worker in the middle
+	}, "SKEIN_LOG_LEVEL=info")
+	srcPG, src, dst, c, run := p.srcPG, p.src, p.dst, p.c, p.run
 
-	writer, err := srcPG.Connect(ctx, "shop")
-	require.NoError(t, err)
-	defer writer.Close(ctx)
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; !stop.Load(); i++ {
-			for _, q := range []string{
-				fmt.Sprintf(`UPDATE shop.wide SET n = n + 1, v = 'u%d' WHERE id = %d`, i, 1+(i*7919)%300000),
-				fmt.Sprintf(`DELETE FROM shop.wide WHERE id = %d`, 1+(i*104729)%300000),
-				fmt.Sprintf(`INSERT INTO shop.wide (id, v) VALUES (%d, 'new') ON CONFLICT DO NOTHING`, 300001+i),
-				fmt.Sprintf(`UPDATE shop.orders SET amount = amount + 1 WHERE id = %d`, 1+(i*31)%20000),
-			} {
-				if _, err := writer.Exec(ctx, q); err != nil {
-					t.Errorf("%s: %v", q, err)
-					return
-				}
-			}
-			time.Sleep(5 * time.Millisecond)
+	stopWriter := startWriter(t, srcPG, 5*time.Millisecond, func(i int) []string {
+		return []string{
+			fmt.Sprintf(`UPDATE shop.wide SET n = n + 1, v = 'u%d' WHERE id = %d`, i, 1+(i*7919)%300000),
+			fmt.Sprintf(`DELETE FROM shop.wide WHERE id = %d`, 1+(i*104729)%300000),
+			fmt.Sprintf(`INSERT INTO shop.wide (id, v) VALUES (%d, 'new') ON CONFLICT DO NOTHING`, 300001+i),
+			fmt.Sprintf(`UPDATE shop.orders SET amount = amount + 1 WHERE id = %d`, 1+(i*31)%20000),
 		}
-	}()
+	})
 	// Kill once part of wide is committed on the destination.
 	eventually(t, 3*time.Minute, func() error {
 		st := status(t, c, run.GetID())
@@ -255,14 +270,13 @@ INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 3), 0 FROM generate_series(
 		}
 		return nil
 	})
-	first.kill(t)
+	p.first.kill(t)
 	killed := time.Now()
 	time.Sleep(2 * time.Second)
-	startWorkerProcess(t, bin, logFile, "SKEIN_LOG_LEVEL=info")
+	p.another(t, "SKEIN_LOG_LEVEL=info")
 	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 6*time.Minute)
 	t.Logf("incremental %s after the kill", time.Since(killed).Round(time.Second))
-	stop.Store(true)
-	wg.Wait()
+	stopWriter()
 	checks := append(shopChecks, tableCheck{
 		src: spec.QName{Schema: "shop", Name: "wide"}, dst: spec.QName{Schema: "mart", Name: "wide"},
 		srcCols: []string{"id", "v", "n"}, srcKey: []string{"id"},
@@ -279,19 +293,10 @@ INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 3), 0 FROM generate_series(
 // value arrives intact.
 func TestLoadLargeValuesBoundedMemory(t *testing.T) {
 	ctx := context.Background()
-	bin := buildWorker(t)
-	logFile := filepath.Join(t.TempDir(), "worker.log")
-	dumpLogOnFailure(t, logFile)
-	srcPG, dstPG, src, dst := shopPair(t, true)
 	const valueMB, rows = 100, 10
-	mustExec(t, src, fmt.Sprintf(`CREATE TABLE shop.blobs (id int PRIMARY KEY, v text NOT NULL);
-INSERT INTO shop.blobs SELECT i, repeat(md5(i::text), %d * 1024 * 1024 / 32) FROM generate_series(1, %d) i;`, valueMB, rows))
-	c := devServer.Client()
-	w := startWorkerProcess(t, bin, logFile)
-	s := shopSpec("it-large-values", srcPG, dstPG)
-	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: "blobs"})
-	s.Verify.Mode = spec.VerifyCount
-	run := startTask(t, c, s, nil)
+	p := startProcessTask(t, "it-large-values", fmt.Sprintf(`CREATE TABLE shop.blobs (id int PRIMARY KEY, v text NOT NULL);
+INSERT INTO shop.blobs SELECT i, repeat(md5(i::text), %d * 1024 * 1024 / 32) FROM generate_series(1, %d) i;`, valueMB, rows), "blobs", nil)
+	src, dst, c, run, w := p.src, p.dst, p.c, p.run, p.first
 	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 5*time.Minute)
 	loadPeak := w.peakRSS(t)
 	mustExec(t, src, fmt.Sprintf(`UPDATE shop.blobs SET v = repeat(md5('changed'), %d * 1024 * 1024 / 32) WHERE id = 3`, valueMB))
