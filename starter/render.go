@@ -33,8 +33,13 @@ func renderStatus(w io.Writer, st workflows.Status) {
 	if len(st.Tables) > 0 {
 		fmt.Fprintf(w, "\n%-32s %-32s %-8s %-24s %s\n", "SOURCE", "DESTINATION", "STATE", "PROGRESS", "ROWS")
 		for _, t := range st.Tables {
-			fmt.Fprintf(w, "%-32s %-32s %-8s %-24s %d/%d  %s\n", t.Source, t.Destination, t.State,
-				bar(t.RowsCopied, t.RowsEstimate, t.State == workflows.TableDone), t.RowsCopied, t.RowsEstimate, humanize.IBytes(uint64(t.BytesCopied)))
+			reloaded := ""
+			if t.Reloads > 0 {
+				reloaded = fmt.Sprintf("  (loaded again %d× in a new snapshot)", t.Reloads)
+			}
+			fmt.Fprintf(w, "%-32s %-32s %-8s %-24s %d/%d  %s%s\n", t.Source, t.Destination, t.State,
+				bar(t.RowsCopied, t.RowsEstimate, t.State == workflows.TableDone), t.RowsCopied, t.RowsEstimate,
+				humanize.IBytes(uint64(t.BytesCopied)), reloaded)
 		}
 	}
 	if st.Retry.Attempts > 0 {
