@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -284,4 +285,114 @@ func TestPauseStopsApplyAndResumeRestartsIt(t *testing.T) {
 	require.Equal(t, PhasePaused, pausedSeen.Phase)
 	env.AssertActivityNumberOfCalls(t, "Apply", 2)
 	require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
+}
+
+// TestLostSnapshotReloadsUnfinishedTables: a chunk finds the load's snapshot gone (its holder
+// ended); the tables not completely loaded are reset and load again in a new snapshot from a
+// temporary slot, those completely loaded keep theirs, and the task's stream skips the reloaded
+// tables' changes committed before the new snapshot's consistent point.
+func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
+	var env *testsuite.TestWorkflowEnvironment
+	var snapshots []activities.SnapshotInput
+	var reset []activities.ResetLoadInput
+	var skip []activities.SkipBefore
+	var copies []string // chunk@snapshot, in order
+	lostOnce := false
+	env = newEnv(t, map[string]any{
+		"OpenSnapshot": func(_ context.Context, in activities.SnapshotInput) (cdc.SlotSnapshot, error) {
+			snapshots = append(snapshots, in)
+			if len(snapshots) == 1 {
+				return cdc.SlotSnapshot{SnapshotName: "00000003-1", ConsistentPoint: "0/1"}, nil
+			}
+			return cdc.SlotSnapshot{SnapshotName: "00000003-2", ConsistentPoint: "0/5"}, nil
+		},
+		"CopyChunk": func(_ context.Context, in activities.CopyChunkInput) (fullload.Result, error) {
+			copies = append(copies, in.Chunk.ID+"@"+in.Snapshot)
+			if in.Chunk.ID == "public.orders#1" && !lostOnce {
+				lostOnce = true
+				return fullload.Result{}, temporal.NewNonRetryableApplicationError("import snapshot: gone", activities.ErrSnapshotLost, nil)
+			}
+			if in.Chunk.Table.Source.Name == "orders" {
+				return fullload.Result{Rows: 600, Bytes: 6000}, nil
+			}
+			return fullload.Result{Rows: 10, Bytes: 100}, nil
+		},
+		"ResetLoad": func(_ context.Context, in activities.ResetLoadInput) error {
+			reset = append(reset, in)
+			return nil
+		},
+		"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+			skip = in.SkipBefore
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+			<-ctx.Done()
+			return activities.ApplyProgress{}, ctx.Err()
+		},
+	})
+	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
+	require.NoError(t, env.GetWorkflowError())
+
+	require.ElementsMatch(t, []string{"public.orders#0@00000003-1", "public.orders#1@00000003-1", "public.items#0@00000003-1"}, copies[:3])
+	require.ElementsMatch(t, []string{"public.orders#0@00000003-2", "public.orders#1@00000003-2"}, copies[3:], "orders loads again in the new snapshot, items does not")
+	require.Len(t, snapshots, 2)
+	require.False(t, snapshots[0].Temporary)
+	require.True(t, snapshots[1].Temporary && snapshots[1].WithSlot, "the new snapshot comes from a temporary slot")
+	require.Len(t, reset, 1)
+	require.Equal(t, []spec.TableMap{tOrders}, reset[0].Tables, "only the unfinished table is reset")
+	require.Equal(t, []activities.SkipBefore{{Table: tOrders.Source, LSN: "0/5"}}, skip)
+	st := queryStatus(t, env)
+	for _, ts := range st.Tables {
+		switch ts.Source {
+		case "public.orders":
+			require.Equal(t, TableStatus{Source: "public.orders", Destination: "public.orders", State: TableDone, RowsCopied: 1200,
+				RowsEstimate: 1200, BytesCopied: 12000, Chunks: 2, ChunksDone: 2, Reloads: 1}, ts)
+		case "public.items":
+			require.Equal(t, 0, ts.Reloads)
+			require.Equal(t, int64(10), ts.RowsCopied)
+		}
+	}
+	env.AssertActivityNumberOfCalls(t, "Verify", 0) // skipped: the tables come from two snapshots
+}
+
+// TestSmallTablesLoadInBatches: tables of one small chunk are copied by one CopyChunks activity
+// per batch, and each table's progress comes from its own result.
+func TestSmallTablesLoadInBatches(t *testing.T) {
+	var env *testsuite.TestWorkflowEnvironment
+	tables := []spec.TableMap{tItems, tOrders}
+	var plans []activities.TablePlan
+	for i := 0; i < 3; i++ {
+		tm := spec.TableMap{Source: spec.QName{Schema: "public", Name: fmt.Sprintf("small%d", i)}, Dest: spec.QName{Schema: "public", Name: fmt.Sprintf("small%d", i)}}
+		tables = append(tables, tm)
+		plans = append(plans, activities.TablePlan{Table: tm, RowsEstimate: int64(i), Bytes: 8192, Chunks: []fullload.Chunk{{ID: tm.Source.String() + "#0", Table: tm}}})
+	}
+	plans = append(plans, activities.TablePlan{Table: tOrders, RowsEstimate: 1000, Bytes: 1 << 30, Chunks: []fullload.Chunk{{ID: "public.orders#0", Table: tOrders}}},
+		activities.TablePlan{Table: tItems, RowsEstimate: 10, Bytes: 1 << 30, Chunks: []fullload.Chunk{{ID: "public.items#0", Table: tItems}}})
+	var batches [][]string
+	env = newEnv(t, map[string]any{
+		"ResolveTables": func(context.Context, spec.Spec) ([]spec.TableMap, error) { return tables, nil },
+		"PlanLoad":      func(context.Context, activities.SchemaInput) ([]activities.TablePlan, error) { return plans, nil },
+		"CopyChunks": func(_ context.Context, in activities.CopyChunksInput) ([]fullload.Result, error) {
+			var ids []string
+			res := make([]fullload.Result, len(in.Chunks))
+			for i, c := range in.Chunks {
+				ids = append(ids, c.ID)
+				res[i] = fullload.Result{Rows: int64(100 + i), Bytes: 1000}
+			}
+			batches = append(batches, ids)
+			return res, nil
+		},
+		"Apply": applyUntilCancelled(func(int) {
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+		}),
+	})
+	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, [][]string{{"public.small2#0", "public.small1#0", "public.small0#0"}}, batches, "one batch, largest first")
+	env.AssertActivityNumberOfCalls(t, "CopyChunk", 2) // the two large tables
+	st := queryStatus(t, env)
+	rows := map[string]int64{}
+	for _, ts := range st.Tables {
+		require.Equal(t, TableDone, ts.State, ts.Source)
+		rows[ts.Source] = ts.RowsCopied
+	}
+	require.Equal(t, map[string]int64{"public.small2": 100, "public.small1": 101, "public.small0": 102, "public.orders": 600, "public.items": 10}, rows)
 }
