@@ -119,6 +119,17 @@ func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
 		require.True(t, st.Exists)
 		return st.ConfirmedFlush
 	}
+	// slotPassesSource waits until the slot has confirmed the source's position now.
+	slotPassesSource := func(timeout time.Duration) {
+		cur, err := cdc.CurrentWAL(ctx, src)
+		require.NoError(t, err)
+		eventually(t, timeout, func() error {
+			if f := slotFlush(); f < cur {
+				return fmt.Errorf("slot confirmed %s, source was at %s", f, cur)
+			}
+			return nil
+		})
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	var checked int
 	for time.Now().Before(deadline) {
@@ -127,26 +138,12 @@ func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		if time.Until(deadline) < 5*time.Second && checked == 0 {
 			// Ten seconds into the writes, the selection has been quiet for longer than that.
-			cur, err := cdc.CurrentWAL(ctx, src)
-			require.NoError(t, err)
-			eventually(t, 10*time.Second, func() error {
-				if f := slotFlush(); f < cur {
-					return fmt.Errorf("slot confirmed %s, source was at %s", f, cur)
-				}
-				return nil
-			})
+			slotPassesSource(10 * time.Second)
 			st := status(t, c, run.GetID())
 			require.Less(t, st.LagSeconds, 5.0, "lag of a quiet selection while the database writes: %+v", st)
 			checked++
 		}
 	}
 	require.Equal(t, 1, checked)
-	cur, err := cdc.CurrentWAL(ctx, src)
-	require.NoError(t, err)
-	eventually(t, 15*time.Second, func() error {
-		if f := slotFlush(); f < cur {
-			return fmt.Errorf("slot confirmed %s, source at %s", f, cur)
-		}
-		return nil
-	})
+	slotPassesSource(15 * time.Second)
 }

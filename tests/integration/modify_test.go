@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,34 +39,17 @@ ANALYZE`)
 	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 200 * time.Millisecond, ApplyMaxRun: 20 * time.Second})
 	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
 
-	writer, err := srcPG.Connect(ctx, "shop")
-	require.NoError(t, err)
-	defer writer.Close(ctx)
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	var writes atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; !stop.Load(); i++ {
-			for _, q := range []string{
-				fmt.Sprintf(`INSERT INTO shop.extra VALUES (%d, 'new', %d)`, 100000+i, i),
-				fmt.Sprintf(`UPDATE shop.extra SET n = n + 1, v = 'u%d' WHERE id = %d`, i, 1+(i*7919)%20000),
-				fmt.Sprintf(`DELETE FROM shop.extra WHERE id = %d`, 1+(i*104729)%20000),
-				fmt.Sprintf(`UPDATE shop.customers SET note = 'm%d' WHERE id = %d`, i, 1+(i*31)%2000),
-				fmt.Sprintf(`UPDATE shop.profiles SET score = score + 1 WHERE id = %d`, 1+i%300),
-				fmt.Sprintf(`INSERT INTO shop.orders (customer_id, amount) VALUES (%d, %d)`, 1+i%1000, i),
-			} {
-				if _, err := writer.Exec(ctx, q); err != nil {
-					t.Errorf("%s: %v", q, err)
-					return
-				}
-			}
-			writes.Add(1)
-			time.Sleep(5 * time.Millisecond)
+	stopWriter := startWriter(t, srcPG, 5*time.Millisecond, func(i int) []string {
+		return []string{
+			fmt.Sprintf(`INSERT INTO shop.extra VALUES (%d, 'new', %d)`, 100000+i, i),
+			fmt.Sprintf(`UPDATE shop.extra SET n = n + 1, v = 'u%d' WHERE id = %d`, i, 1+(i*7919)%20000),
+			fmt.Sprintf(`DELETE FROM shop.extra WHERE id = %d`, 1+(i*104729)%20000),
+			fmt.Sprintf(`UPDATE shop.customers SET note = 'm%d' WHERE id = %d`, i, 1+(i*31)%2000),
+			fmt.Sprintf(`UPDATE shop.profiles SET score = score + 1 WHERE id = %d`, 1+i%300),
+			fmt.Sprintf(`INSERT INTO shop.orders (customer_id, amount) VALUES (%d, %d)`, 1+i%1000, i),
 		}
-	}()
-	defer func() { stop.Store(true); wg.Wait() }()
+	})
+	defer stopWriter()
 
 	dir := t.TempDir()
 	write := func(name, body string) string {
@@ -106,9 +87,7 @@ objects:
 	require.Contains(t, r.stdout, "added: shop.extra, shop.profiles")
 	require.Contains(t, r.stdout, "removed: shop.orders")
 	time.Sleep(2 * time.Second) // writes go on after the switch
-	stop.Store(true)
-	wg.Wait()
-	require.Greater(t, writes.Load(), int64(100))
+	require.Greater(t, stopWriter(), 100)
 
 	checks := []tableCheck{shopChecks[0], shopChecks[2], {
 		src: spec.QName{Schema: "shop", Name: "extra"}, dst: spec.QName{Schema: "mart", Name: "extra2"},

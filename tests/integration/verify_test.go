@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,38 +34,18 @@ func TestVerifyWhileStreaming(t *testing.T) {
 	})
 
 	t.Run("constant writes report no false difference", func(t *testing.T) {
-		writer, err := srcPG.Connect(ctx, "shop")
-		require.NoError(t, err)
-		defer writer.Close(ctx)
-		var stop atomic.Bool
-		var wg sync.WaitGroup
-		var writes atomic.Int64
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; !stop.Load(); i++ {
-				stmts := []string{
-					fmt.Sprintf(`INSERT INTO shop.orders (customer_id, amount) VALUES (%d, %d)`, 1+i%1000, i),
-					fmt.Sprintf(`UPDATE shop.orders SET amount = amount + 1, payload = '{"w": %d}' WHERE id = %d`, i, 1+(i*7919)%20000),
-					fmt.Sprintf(`DELETE FROM shop.orders WHERE id = %d`, 1+(i*104729)%20000),
-					fmt.Sprintf(`UPDATE shop.customers SET note = 'w%d' WHERE id = %d`, i, 1+(i*31)%2000),
-					fmt.Sprintf(`INSERT INTO shop.events VALUES (now(), 'w', '%d')`, i),
-				}
-				for _, q := range stmts {
-					if _, err := writer.Exec(ctx, q); err != nil {
-						t.Errorf("%s: %v", q, err)
-						return
-					}
-					writes.Add(1)
-				}
-				time.Sleep(5 * time.Millisecond)
+		stopWriter := startWriter(t, srcPG, 5*time.Millisecond, func(i int) []string {
+			return []string{
+				fmt.Sprintf(`INSERT INTO shop.orders (customer_id, amount) VALUES (%d, %d)`, 1+i%1000, i),
+				fmt.Sprintf(`UPDATE shop.orders SET amount = amount + 1, payload = '{"w": %d}' WHERE id = %d`, i, 1+(i*7919)%20000),
+				fmt.Sprintf(`DELETE FROM shop.orders WHERE id = %d`, 1+(i*104729)%20000),
+				fmt.Sprintf(`UPDATE shop.customers SET note = 'w%d' WHERE id = %d`, i, 1+(i*31)%2000),
+				fmt.Sprintf(`INSERT INTO shop.events VALUES (now(), 'w', '%d')`, i),
 			}
-		}()
+		})
 		time.Sleep(time.Second)
 		r := runSkein(t, bin, "verify", run.GetID())
-		before := writes.Load()
-		stop.Store(true)
-		wg.Wait()
+		before := int64(stopWriter()) * 5 // statements: five per round
 		require.Equal(t, 0, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 		require.Contains(t, r.stdout, "the destination equals the source (4 tables)")
 		require.Contains(t, r.stdout, "re-checked after the apply passed it")
