@@ -142,6 +142,17 @@ func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.Tabl
 		Mapper:        ddl.SpecMapper{Objects: s.Objects, Tables: tables},
 		Progress:      func(done, total int) { progress.Store(VerifyProgress{Done: done, Total: total}) },
 	}
+	if snapshot != "" {
+		// A new transaction in the same snapshot every 100 tables or chunks: it releases the
+		// previous one's table locks. Committed, so the session's settings stay.
+		opts.RenewSource = func(ctx context.Context, src verify.Querier) (verify.Querier, error) {
+			tx := src.(pgx.Tx)
+			if err := tx.Commit(ctx); err != nil {
+				return nil, err
+			}
+			return catalog.BeginRead(ctx, tx.Conn(), snapshot)
+		}
+	}
 	if streaming {
 		opts.Settle = func(ctx context.Context) error { return a.settle(ctx, sd.src, spec.SlotNameFor(s.Name)) }
 	}

@@ -88,7 +88,8 @@ func withClient(run func(cmd *cobra.Command, c client.Client, args []string) err
 }
 
 func dial() (client.Client, error) {
-	c, err := client.Dial(client.Options{HostPort: temporalx.Address(), Namespace: temporalx.Namespace(), Logger: quietLogger{}})
+	c, err := client.Dial(client.Options{HostPort: temporalx.Address(), Namespace: temporalx.Namespace(), Logger: quietLogger{},
+		DataConverter: temporalx.DataConverter()})
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (set TEMPORAL_ADDRESS): %w", temporalx.Address(), err)
 	}
@@ -217,9 +218,9 @@ func queryStatus(ctx context.Context, c client.Client, id string) (workflows.Sta
 }
 
 func statusCmd() *cobra.Command {
-	var asJSON, watch bool
+	var asJSON, watch, all bool
 	cmd := &cobra.Command{
-		Use:   "status ID [--json] [--watch]",
+		Use:   "status ID [--json] [--watch] [--all]",
 		Short: "Show phase, per-table progress and lag",
 		Args:  exactArgs(1),
 		RunE: withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
@@ -236,7 +237,7 @@ func statusCmd() *cobra.Command {
 					if watch {
 						fmt.Fprint(out, "\033[H\033[2J")
 					}
-					renderStatus(out, st)
+					renderStatus(out, st, all)
 				}
 				if !watch || terminal(st.Phase) {
 					if st.Phase == workflows.PhaseFailed || st.Phase == workflows.PhasePrecheckFailed {
@@ -254,6 +255,7 @@ func statusCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status query result as JSON")
 	cmd.Flags().BoolVar(&watch, "watch", false, "refresh every 2 seconds until the task ends")
+	cmd.Flags().BoolVar(&all, "all", false, fmt.Sprintf("list every table (without it, a task of more than %d tables shows totals and %d tables)", tableRows, tableRows))
 	return cmd
 }
 

@@ -23,16 +23,26 @@ func (quietLogger) Info(string, ...any)  {}
 func (quietLogger) Warn(string, ...any)  {}
 func (quietLogger) Error(string, ...any) {}
 
-// renderStatus prints a status for people: phase, lag, a progress bar per table, retry state.
-func renderStatus(w io.Writer, st workflows.Status) {
+// tableRows is how many tables renderStatus lists unless asked for all: the tables loading come
+// first, then those pending, then those done.
+const tableRows = 40
+
+// renderStatus prints a status for people: phase, lag, a progress bar per table (at most
+// tableRows of them unless all), retry state.
+func renderStatus(w io.Writer, st workflows.Status, all bool) {
 	fmt.Fprintf(w, "task %s  phase %s\n", st.Task, st.Phase)
 	if st.AppliedLSN != "" {
 		fmt.Fprintf(w, "applied LSN %s  lag %s / %.1fs  changes: %d inserts, %d updates, %d deletes\n",
 			st.AppliedLSN, humanize.IBytes(uint64(st.LagBytes)), st.LagSeconds, st.Changes.Inserts, st.Changes.Updates, st.Changes.Deletes)
 	}
 	if len(st.Tables) > 0 {
-		fmt.Fprintf(w, "\n%-32s %-32s %-8s %-24s %s\n", "SOURCE", "DESTINATION", "STATE", "PROGRESS", "ROWS")
-		for _, t := range st.Tables {
+		fmt.Fprintln(w)
+		tables := st.Tables
+		if len(tables) > tableRows && !all {
+			tables = summarizeTables(w, st.Tables)
+		}
+		fmt.Fprintf(w, "%-32s %-32s %-8s %-24s %s\n", "SOURCE", "DESTINATION", "STATE", "PROGRESS", "ROWS")
+		for _, t := range tables {
 			reloaded := ""
 			if t.Reloads > 0 {
 				reloaded = fmt.Sprintf("  (loaded again %d× in a new snapshot)", t.Reloads)
@@ -54,6 +64,32 @@ func renderStatus(w io.Writer, st workflows.Status) {
 	if st.LastError != "" {
 		fmt.Fprintf(w, "\nlast error: %s\n", st.LastError)
 	}
+}
+
+// summarizeTables prints the totals of many tables and returns the tableRows to list: loading,
+// then pending, then done.
+func summarizeTables(w io.Writer, all []workflows.TableStatus) []workflows.TableStatus {
+	count := map[string]int{}
+	var rows, estimate, bytes int64
+	for _, t := range all {
+		count[t.State]++
+		rows += t.RowsCopied
+		estimate += max(t.RowsEstimate, t.RowsCopied)
+		bytes += t.BytesCopied
+	}
+	fmt.Fprintf(w, "%d tables: %d loading, %d pending, %d done  %s %d/%d rows  %s\n", len(all),
+		count[workflows.TableLoading], count[workflows.TablePending], count[workflows.TableDone],
+		bar(rows, estimate, count[workflows.TableDone] == len(all)), rows, estimate, humanize.IBytes(uint64(bytes)))
+	var shown []workflows.TableStatus
+	for _, state := range []string{workflows.TableLoading, workflows.TablePending, workflows.TableDone} {
+		for _, t := range all {
+			if t.State == state && len(shown) < tableRows {
+				shown = append(shown, t)
+			}
+		}
+	}
+	fmt.Fprintf(w, "(%d of them below; skein status --all lists every table)\n", len(shown))
+	return shown
 }
 
 // renderPrecheck prints the precheck items as a table, with the fix under each failed item.

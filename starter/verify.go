@@ -13,7 +13,6 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/skein-dts/skein/activities"
@@ -109,7 +108,7 @@ func showVerifyProgress(ctx context.Context, c client.Client, run client.Workflo
 			}
 			for _, pa := range desc.GetPendingActivities() {
 				var p activities.VerifyProgress
-				if pa.GetHeartbeatDetails() == nil || converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p) != nil || p.Total == 0 {
+				if pa.GetHeartbeatDetails() == nil || temporalx.DataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p) != nil || p.Total == 0 {
 					continue
 				}
 				line := fmt.Sprintf("compared %d/%d chunks %s", p.Done, p.Total, bar(int64(p.Done), int64(p.Total), p.Done == p.Total))

@@ -62,6 +62,8 @@ func run() error {
 		HostPort:  temporalx.Address(),
 		Namespace: temporalx.Namespace(),
 		Logger:    temporalx.NewZapLogger(log),
+		// Large payloads (table lists of big databases) compressed: same converter as the CLI's.
+		DataConverter: temporalx.DataConverter(),
 	})
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s: %w", temporalx.Address(), err)

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -23,18 +24,15 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 	}
 	order := make([]int, len(plans))
 	statusOf := make([]int, len(plans)) // plan -> its entry in status.Tables
+	at := w.statusIndexes()
 	for i := range plans {
 		order[i] = i
-		statusOf[i] = w.statusIndex(plans[i].Table.Source)
+		statusOf[i] = statusIndex(at, plans[i].Table.Source)
 		w.status.Tables[statusOf[i]].RowsEstimate = plans[i].RowsEstimate
 		w.status.Tables[statusOf[i]].Chunks = len(plans[i].Chunks)
 	}
 	// Largest first (stable, deterministic).
-	for i := 1; i < len(order); i++ {
-		for j := i; j > 0 && plans[order[j]].RowsEstimate > plans[order[j-1]].RowsEstimate; j-- {
-			order[j], order[j-1] = order[j-1], order[j]
-		}
-	}
+	sort.SliceStable(order, func(a, b int) bool { return plans[order[a]].RowsEstimate > plans[order[b]].RowsEstimate })
 	load := make([]bool, len(plans)) // the tables to load (all, then those to reload)
 	for i := range load {
 		load[i] = true
@@ -207,9 +205,10 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 // keep the first snapshot. It returns the new snapshot's name.
 func (w *task) reload(ctx workflow.Context, s spec.Spec, tables []spec.TableMap, hold *snapshotHold) (string, error) {
 	names := make([]string, len(tables))
+	at := w.statusIndexes()
 	for i, t := range tables {
 		names[i] = t.Source.String()
-		ts := &w.status.Tables[w.statusIndex(t.Source)]
+		ts := &w.status.Tables[statusIndex(at, t.Source)]
 		ts.State, ts.RowsCopied, ts.BytesCopied, ts.ChunksDone = TablePending, 0, 0, 0
 		ts.Reloads++
 	}

@@ -178,8 +178,9 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 		w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
 		w.status.Schema.Warned = append(w.status.Schema.Warned, rep.Warned...)
 	}
+	at := w.statusIndexes()
 	for _, t := range added {
-		w.status.Tables[w.statusIndex(t.Source)].State = TableDone
+		w.status.Tables[statusIndex(at, t.Source)].State = TableDone
 	}
 	// Catch up while the task's stream keeps going, so the switch is short.
 	var p activities.ApplyProgress

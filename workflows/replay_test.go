@@ -20,7 +20,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 	require.NotEmpty(t, files, "no recorded histories in workflows/testdata")
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
+			r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: temporalx.DataConverter()})
+			require.NoError(t, err)
 			Register(r)
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(temporalx.NewZapLogger(zap.NewNop()), f))
 		})

@@ -733,12 +733,20 @@ func (w *task) openSnapshot(ctx workflow.Context, in activities.SnapshotInput) (
 	return h, nil
 }
 
-// statusIndex finds a source table's entry in status.Tables.
-func (w *task) statusIndex(src spec.QName) int {
+// statusIndexes maps each source table (spec.QName.String()) to its entry in status.Tables.
+func (w *task) statusIndexes() map[string]int {
+	at := make(map[string]int, len(w.status.Tables))
 	for i, t := range w.status.Tables {
-		if t.Source == src.String() {
-			return i
-		}
+		at[t.Source] = i
 	}
-	panic("table " + src.String() + " has no status entry") // every selected table has one
+	return at
+}
+
+// statusIndex finds a source table's entry in at (statusIndexes).
+func statusIndex(at map[string]int, src spec.QName) int {
+	i, ok := at[src.String()]
+	if !ok {
+		panic("table " + src.String() + " has no status entry") // every selected table has one
+	}
+	return i
 }

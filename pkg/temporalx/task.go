@@ -8,7 +8,6 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/skein-dts/skein/pkg/spec"
 )
@@ -36,7 +35,7 @@ func TaskSpec(ctx context.Context, c client.Client, id string) (spec.Spec, error
 	if started == nil || len(started.GetInput().GetPayloads()) == 0 {
 		return s, fmt.Errorf("task %s: its history has no spec", id)
 	}
-	if err := converter.GetDefaultDataConverter().FromPayload(started.GetInput().GetPayloads()[0], &s); err != nil {
+	if err := DataConverter().FromPayload(started.GetInput().GetPayloads()[0], &s); err != nil {
 		return s, fmt.Errorf("task %s: decode spec: %w", id, err)
 	}
 	return s, nil

@@ -59,7 +59,7 @@ func StartTemporal(ctx context.Context) (*testsuite.DevServer, error) {
 	}
 	return testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  path,
-		ClientOptions: &client.Options{Namespace: "default", Logger: temporalx.NewZapLogger(warnLogger())},
+		ClientOptions: &client.Options{Namespace: "default", Logger: temporalx.NewZapLogger(warnLogger()), DataConverter: temporalx.DataConverter()},
 		LogLevel:      "error",
 		ExtraArgs: []string{"--search-attribute", "SkeinPhase=Keyword", "--search-attribute", "SkeinSource=Keyword",
 			"--search-attribute", "SkeinDestination=Keyword"},

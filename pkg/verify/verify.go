@@ -70,6 +70,7 @@ type Querier = catalog.Querier
 // time.
 type Pair struct {
 	Src, Dst Querier
+	uses     int // queries since Src was renewed (Options.RenewSource)
 }
 
 // Options configure Run.
@@ -93,6 +94,11 @@ type Options struct {
 	Progress func(done, total int)
 	// Rand chooses the sampled chunks; nil = a random source.
 	Rand *rand.Rand
+	// RenewSource, when set, replaces a pair's source querier after RenewEvery uses: a transaction
+	// in the load's snapshot holds a lock on every table it read until it ends, and a database of
+	// thousands of tables would exhaust the server's lock table (max_locks_per_transaction).
+	RenewSource func(ctx context.Context, src Querier) (Querier, error)
+	RenewEvery  int // default 100
 }
 
 // Table describes one table to verify.
@@ -150,6 +156,9 @@ func Run(ctx context.Context, pairs []Pair, tables []Table, opts Options) ([]Tab
 	if opts.Rand == nil {
 		opts.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
+	if opts.RenewEvery <= 0 {
+		opts.RenewEvery = 100
+	}
 	r := &run{opts: opts, pairs: make(chan Pair, len(pairs))}
 	for _, p := range pairs {
 		r.pairs <- p
@@ -195,6 +204,14 @@ func (r *run) withPair(ctx context.Context, f func(Pair) error) error {
 		return ctx.Err()
 	}
 	defer func() { r.pairs <- p }()
+	if r.opts.RenewSource != nil && p.uses >= r.opts.RenewEvery {
+		src, err := r.opts.RenewSource(ctx, p.Src)
+		if err != nil {
+			return fmt.Errorf("renew the source transaction: %w", err)
+		}
+		p.Src, p.uses = src, 0
+	}
+	p.uses++
 	return f(p)
 }
 

@@ -222,3 +222,55 @@ func TestChunkRowsFor(t *testing.T) {
 		})
 	}
 }
+
+// TestRenewSourceBoundsTableLocks: a source transaction is replaced after RenewEvery uses, so it
+// never holds locks on more tables than that (thousands of tables would exhaust the lock table).
+func TestRenewSourceBoundsTableLocks(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	lockedTables := func(q verify.Querier) int {
+		var n int
+		require.NoError(t, q.QueryRow(ctx, `SELECT count(DISTINCT l.relation) FROM pg_catalog.pg_locks l
+JOIN pg_catalog.pg_class c ON c.oid = l.relation
+WHERE l.pid = pg_catalog.pg_backend_pid() AND c.relkind = 'r' AND c.relnamespace = 'public'::pg_catalog.regnamespace`).Scan(&n))
+		return n
+	}
+	for _, tc := range []struct {
+		name      string
+		renew     bool
+		maxLocked int
+	}{
+		{"without renewal the transaction locks every table", false, 5},
+		{"renewed every 2 uses it locks at most 2 tables", true, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tx, err := f.src.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+			require.NoError(t, err)
+			renewals, most := 0, 0
+			opts := verify.Options{Mode: spec.VerifyChecksum, Mapper: f.mapper, ChunkRows: 100000}
+			if tc.renew {
+				opts.RenewEvery = 2
+				opts.RenewSource = func(ctx context.Context, src verify.Querier) (verify.Querier, error) {
+					renewals++
+					most = max(most, lockedTables(src))
+					if err := src.(pgx.Tx).Commit(ctx); err != nil {
+						return nil, err
+					}
+					return f.src.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+				}
+			}
+			res, err := verify.Run(ctx, []verify.Pair{{Src: tx, Dst: f.dst}}, f.tables, opts)
+			require.NoError(t, err)
+			for _, r := range res {
+				require.True(t, r.Equal, "%+v", r)
+			}
+			if tc.renew {
+				require.Positive(t, renewals)
+			} else {
+				most = lockedTables(tx)
+			}
+			require.Equal(t, tc.maxLocked, most)
+			_, _ = f.src.Exec(ctx, "ROLLBACK")
+		})
+	}
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/workflows"
+)
+
+func TestRenderStatusSummarizesManyTables(t *testing.T) {
+	tablesOf := func(n int) []workflows.TableStatus {
+		ts := make([]workflows.TableStatus, n)
+		for i := range ts {
+			ts[i] = workflows.TableStatus{Source: fmt.Sprintf("s.t%d", i), Destination: fmt.Sprintf("d.t%d", i),
+				State: workflows.TableDone, RowsCopied: 10, RowsEstimate: 10}
+		}
+		if n > 5 {
+			ts[n-1].State, ts[n-1].RowsCopied = workflows.TableLoading, 3
+			ts[n-2].State, ts[n-2].RowsCopied = workflows.TablePending, 0
+		}
+		return ts
+	}
+	for _, tc := range []struct {
+		name     string
+		tables   int
+		all      bool
+		rows     int
+		summary  string
+		firstRow string
+	}{
+		{"few tables: every one, no totals", 3, false, 3, "", "s.t0"},
+		{"many tables: totals, loading and pending first", 10000, false, tableRows,
+			"10000 tables: 1 loading, 1 pending, 9998 done", "s.t9999"},
+		{"many tables with --all: every one", 10000, true, 10000, "", "s.t0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			renderStatus(&out, workflows.Status{Task: "t", Phase: workflows.PhaseFullLoad, Tables: tablesOf(tc.tables)}, tc.all)
+			text := out.String()
+			var rows []string
+			for _, line := range strings.Split(text, "\n") {
+				if strings.HasPrefix(line, "s.t") {
+					rows = append(rows, line)
+				}
+			}
+			require.Len(t, rows, tc.rows)
+			require.True(t, strings.HasPrefix(rows[0], tc.firstRow+" "), rows[0])
+			if tc.summary != "" {
+				require.Contains(t, text, tc.summary)
+				require.Contains(t, text, "99983/100000 rows")
+			} else {
+				require.NotContains(t, text, " tables: ")
+			}
+		})
+	}
+}
