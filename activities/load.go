@@ -62,9 +62,16 @@ func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan,
 // snapshot because its holder ended: the workflow reloads the unfinished tables in a new one.
 const ErrSnapshotLost = "snapshot_lost"
 
+// ErrStaleChunk is the ApplicationError type of a chunk whose table was reset after it was
+// planned: only an activity that outlived its run (the workflow no longer waits for it) sees it.
+const ErrStaleChunk = "stale_chunk"
+
 func classifyChunk(err error) error {
 	if errors.Is(err, catalog.ErrSnapshotGone) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrSnapshotLost, nil)
+	}
+	if errors.Is(err, fullload.ErrStaleChunk) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrStaleChunk, nil)
 	}
 	return classify(err)
 }

@@ -179,6 +179,8 @@ func (a *Activities) HoldSnapshot(ctx context.Context, task string) error {
 type ResetLoadInput struct {
 	Spec   spec.Spec       `json:"spec"`
 	Tables []spec.TableMap `json:"tables"`
+	// Generations are the tables' new load generations (fullload.Reset).
+	Generations []int `json:"generations,omitempty"`
 }
 
 // ResetLoad empties the destination tables and forgets their committed chunks, so they load
@@ -189,7 +191,7 @@ func (a *Activities) ResetLoad(ctx context.Context, in ResetLoadInput) error {
 		return classify(err)
 	}
 	defer closeAll(ctx, conn)
-	return classify(fullload.Reset(ctx, conn, in.Spec.Name, in.Tables))
+	return classify(fullload.Reset(ctx, conn, in.Spec.Name, in.Tables, in.Generations))
 }
 
 // EnsureBookkeeping creates Skein's bookkeeping tables on the destination.

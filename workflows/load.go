@@ -40,7 +40,7 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 	// Histories from before small tables were batched replay without batches.
 	batching := workflow.GetVersion(ctx, "batch-small-tables", workflow.DefaultVersion, 1) == 1
 	for {
-		jobs := w.loadJobs(plans, order, load, batching)
+		jobs := w.loadJobs(plans, order, load, statusOf, batching)
 		unfinished, err := w.copyChunks(ctx, in, opts, jobs, statusOf)
 		if err != nil || len(unfinished) == 0 {
 			return err
@@ -78,8 +78,8 @@ type loadJob struct {
 const batchTables = 100
 
 // loadJobs lists the chunks of the tables to load, in order (largest tables first), small tables
-// batched when batching is on.
-func (w *task) loadJobs(plans []activities.TablePlan, order []int, load []bool, batching bool) []loadJob {
+// batched when batching is on. Each chunk carries its table's load generation (its reloads).
+func (w *task) loadJobs(plans []activities.TablePlan, order []int, load []bool, statusOf []int, batching bool) []loadJob {
 	limit := int64(w.spec.FullLoad.ChunkMB) << 20
 	var jobs []loadJob
 	var batch loadJob
@@ -95,15 +95,19 @@ func (w *task) loadJobs(plans []activities.TablePlan, order []int, load []bool, 
 			continue
 		}
 		p := plans[i]
+		gen := w.status.Tables[statusOf[i]].Reloads
 		if batching && len(p.Chunks) == 1 && p.Bytes <= limit/4 {
 			batch.tables = append(batch.tables, i)
-			batch.chunks = append(batch.chunks, p.Chunks[0])
+			c := p.Chunks[0]
+			c.Generation = gen
+			batch.chunks = append(batch.chunks, c)
 			if batchBytes += p.Bytes; batchBytes >= limit || len(batch.chunks) >= batchTables {
 				closeBatch()
 			}
 			continue
 		}
 		for _, c := range p.Chunks {
+			c.Generation = gen
 			jobs = append(jobs, loadJob{tables: []int{i}, chunks: []fullload.Chunk{c}})
 		}
 	}
@@ -205,17 +209,19 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 // keep the first snapshot. It returns the new snapshot's name.
 func (w *task) reload(ctx workflow.Context, s spec.Spec, tables []spec.TableMap, hold *snapshotHold) (string, error) {
 	names := make([]string, len(tables))
+	gens := make([]int, len(tables))
 	at := w.statusIndexes()
 	for i, t := range tables {
 		names[i] = t.Source.String()
 		ts := &w.status.Tables[statusIndex(at, t.Source)]
 		ts.State, ts.RowsCopied, ts.BytesCopied, ts.ChunksDone = TablePending, 0, 0, 0
 		ts.Reloads++
+		gens[i] = ts.Reloads
 	}
 	workflow.GetLogger(ctx).Warn("the snapshot holder ended during the full load: tables load again in a new snapshot", "tables", names)
 	hold.close(ctx)
 	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
-	if err := w.call(ctx, short, acts.ResetLoad, nil, activities.ResetLoadInput{Spec: s, Tables: tables}); err != nil {
+	if err := w.call(ctx, short, acts.ResetLoad, nil, activities.ResetLoadInput{Spec: s, Tables: tables, Generations: gens}); err != nil {
 		return "", err
 	}
 	next, err := w.openSnapshot(ctx, activities.SnapshotInput{Spec: s.Helper(), WithSlot: s.IncrementalSync(), Temporary: true})

@@ -307,7 +307,7 @@ func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 			return cdc.SlotSnapshot{SnapshotName: "00000003-2", ConsistentPoint: "0/5"}, nil
 		},
 		"CopyChunk": func(_ context.Context, in activities.CopyChunkInput) (fullload.Result, error) {
-			copies = append(copies, in.Chunk.ID+"@"+in.Snapshot)
+			copies = append(copies, fmt.Sprintf("%s@%s/%d", in.Chunk.ID, in.Snapshot, in.Chunk.Generation))
 			if in.Chunk.ID == "public.orders#1" && !lostOnce {
 				lostOnce = true
 				return fullload.Result{}, temporal.NewNonRetryableApplicationError("import snapshot: gone", activities.ErrSnapshotLost, nil)
@@ -331,13 +331,15 @@ func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
 	require.NoError(t, env.GetWorkflowError())
 
-	require.ElementsMatch(t, []string{"public.orders#0@00000003-1", "public.orders#1@00000003-1", "public.items#0@00000003-1"}, copies[:3])
-	require.ElementsMatch(t, []string{"public.orders#0@00000003-2", "public.orders#1@00000003-2"}, copies[3:], "orders loads again in the new snapshot, items does not")
+	require.ElementsMatch(t, []string{"public.orders#0@00000003-1/0", "public.orders#1@00000003-1/0", "public.items#0@00000003-1/0"}, copies[:3])
+	require.ElementsMatch(t, []string{"public.orders#0@00000003-2/1", "public.orders#1@00000003-2/1"}, copies[3:],
+		"orders loads again in the new snapshot as its generation 1, items does not")
 	require.Len(t, snapshots, 2)
 	require.False(t, snapshots[0].Temporary)
 	require.True(t, snapshots[1].Temporary && snapshots[1].WithSlot, "the new snapshot comes from a temporary slot")
 	require.Len(t, reset, 1)
 	require.Equal(t, []spec.TableMap{tOrders}, reset[0].Tables, "only the unfinished table is reset")
+	require.Equal(t, []int{1}, reset[0].Generations, "chunks of generation 0 still running must not commit")
 	require.Equal(t, []activities.SkipBefore{{Table: tOrders.Source, LSN: "0/5"}}, skip)
 	st := queryStatus(t, env)
 	for _, ts := range st.Tables {

@@ -65,6 +65,28 @@ func MarkChunkDone(ctx context.Context, db Execer, task, chunk string, rows, byt
 	return nil
 }
 
+// resetSuffix ends the id of a table's reset marker in "skein"."chunks": "<table>#reset", which
+// no chunk id ("<table>#<n>") can equal. Its rows column holds the table's load generation.
+const resetSuffix = "#reset"
+
+// MarkReset records that the load of table (its source name) started over as generation gen:
+// chunks of older generations still running must not commit. Call it in the transaction that
+// empties the table, after ForgetChunks.
+func MarkReset(ctx context.Context, db Execer, task, table string, gen int) error {
+	_, err := db.Exec(ctx, `INSERT INTO "skein"."chunks" ("task", "chunk", "rows", "bytes") VALUES ($1, $2, $3, 0)
+ON CONFLICT ("task", "chunk") DO UPDATE SET "rows" = GREATEST("chunks"."rows", EXCLUDED."rows")`, task, table+resetSuffix, gen)
+	if err != nil {
+		return fmt.Errorf("record reset of %s: %w", table, err)
+	}
+	return nil
+}
+
+// LoadGeneration returns the load generation of table (its source name): 0 until a reset.
+func LoadGeneration(ctx context.Context, db Execer, task, table string) (int, error) {
+	_, gen, _, err := ChunkDone(ctx, db, task, table+resetSuffix)
+	return int(gen), err
+}
+
 // ForgetChunks deletes the task's chunk-done rows whose chunk id starts with prefix.
 func ForgetChunks(ctx context.Context, db Execer, task, prefix string) error {
 	_, err := db.Exec(ctx, `DELETE FROM "skein"."chunks" WHERE "task" = $1 AND pg_catalog.left("chunk", pg_catalog.length($2)) = $2`,

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -31,7 +32,14 @@ type Chunk struct {
 	EndBlock   int64 `json:"end_block,omitempty"`
 	// RowsEstimate is the chunk's share of the table's estimated rows.
 	RowsEstimate int64 `json:"rows_estimate"`
+	// Generation is the table's load generation the chunk belongs to: the times its load started
+	// over (Reset). A chunk of an older generation does not commit.
+	Generation int `json:"generation,omitempty"`
 }
+
+// ErrStaleChunk is returned for a chunk of a load generation older than its table's: the table
+// was reset after the chunk was planned (an activity that outlived the snapshot it read).
+var ErrStaleChunk = errors.New("the table's load started over after this chunk was planned")
 
 // Plan cuts a table into chunks of about chunkMB. Tables are split by ctid block ranges, which
 // PostgreSQL 14+ scans directly (TID range scan); older servers get one chunk per table.
@@ -125,6 +133,19 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 		return Result{}, fmt.Errorf("copy %s: begin on destination: %w", ch.ID, err)
 	}
 	defer dstTx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	// The table's lock first, then its generation: a Reset (which truncates) either waits for
+	// this transaction to end and then empties the table, or has committed and its generation is
+	// seen here.
+	if _, err := dstTx.Exec(ctx, "LOCK TABLE ONLY "+ch.Table.Dest.Quoted()+" IN ROW EXCLUSIVE MODE"); err != nil {
+		return Result{}, fmt.Errorf("copy %s: lock %s: %w", ch.ID, ch.Table.Dest, err)
+	}
+	gen, err := bookkeeping.LoadGeneration(ctx, dstTx, c.Task, ch.Table.Source.String())
+	if err != nil {
+		return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
+	}
+	if gen > ch.Generation {
+		return Result{}, fmt.Errorf("copy %s (load generation %d, the table's is %d): %w", ch.ID, ch.Generation, gen, ErrStaleChunk)
+	}
 
 	cols := t.CopyColumns()
 	srcCols := make([]string, len(cols))
@@ -193,13 +214,15 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 
 // Reset empties the destination tables of tables (their leaf or ordinary tables; a partitioned
 // table holds no rows itself) and deletes the task's chunk-done rows of them, in one transaction.
-func Reset(ctx context.Context, dest *pgx.Conn, task string, tables []spec.TableMap) error {
+// generations[i] (when given) is tables[i]'s new load generation: chunks of older ones that are
+// still running will not commit.
+func Reset(ctx context.Context, dest *pgx.Conn, task string, tables []spec.TableMap, generations []int) error {
 	tx, err := dest.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("reset load: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
-	for _, t := range tables {
+	for i, t := range tables {
 		var kind string
 		err := tx.QueryRow(ctx, `SELECT c.relkind::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`,
 			t.Dest.Quoted()).Scan(&kind)
@@ -213,6 +236,11 @@ func Reset(ctx context.Context, dest *pgx.Conn, task string, tables []spec.Table
 		}
 		if err := bookkeeping.ForgetChunks(ctx, tx, task, t.Source.String()+"#"); err != nil {
 			return err
+		}
+		if i < len(generations) && generations[i] > 0 {
+			if err := bookkeeping.MarkReset(ctx, tx, task, t.Source.String(), generations[i]); err != nil {
+				return err
+			}
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -1,0 +1,121 @@
+package fullload_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/bookkeeping"
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/fullload"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
+)
+
+// copyFixture is a source and a destination database with table public.t (10 MB on the source,
+// empty on the destination) and one chunk of all of it.
+type copyFixture struct {
+	src, dst, other *pgx.Conn
+	def             *catalog.Table
+	tm              spec.TableMap
+}
+
+func newCopyFixture(t *testing.T) *copyFixture {
+	t.Helper()
+	ctx := context.Background()
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{})
+	require.NoError(t, pg.CreateDatabase(ctx, "src"))
+	require.NoError(t, pg.CreateDatabase(ctx, "dst"))
+	f := &copyFixture{}
+	for _, c := range []struct {
+		conn **pgx.Conn
+		db   string
+	}{{&f.src, "src"}, {&f.dst, "dst"}, {&f.other, "dst"}} {
+		conn, err := pg.Connect(ctx, c.db)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close(ctx) })
+		*c.conn = conn
+	}
+	_, err := f.src.Exec(ctx, `CREATE TABLE public.t (id int PRIMARY KEY, v text);
+INSERT INTO public.t SELECT g, pg_catalog.repeat('x', 100) FROM pg_catalog.generate_series(1, 100000) g; ANALYZE public.t`)
+	require.NoError(t, err)
+	_, err = f.dst.Exec(ctx, `CREATE TABLE public.t (id int PRIMARY KEY, v text)`)
+	require.NoError(t, err)
+	require.NoError(t, bookkeeping.Ensure(ctx, f.dst))
+	f.tm = spec.TableMap{Source: spec.QName{Schema: "public", Name: "t"}, Dest: spec.QName{Schema: "public", Name: "t"}}
+	f.def, err = catalog.LoadTable(ctx, f.src, f.tm.Source)
+	require.NoError(t, err)
+	return f
+}
+
+func (f *copyFixture) chunk(gen int) fullload.Chunk {
+	return fullload.Chunk{ID: "public.t#0", Table: f.tm, Generation: gen}
+}
+
+func (f *copyFixture) destRows(t *testing.T) (rows int64, chunkDone bool) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, f.other.QueryRow(ctx, `SELECT count(*) FROM public.t`).Scan(&rows))
+	done, _, _, err := bookkeeping.ChunkDone(ctx, f.other, "task", "public.t#0")
+	require.NoError(t, err)
+	return rows, done
+}
+
+// TestStaleChunkDoesNotCommit: a chunk of a load generation older than its table's (the table was
+// reset for a reload while an activity of the first load still ran) commits nothing; the new
+// generation's chunk loads the table.
+func TestStaleChunkDoesNotCommit(t *testing.T) {
+	ctx := context.Background()
+	f := newCopyFixture(t)
+	c := &fullload.Copier{Task: "task", Source: f.src, Dest: f.dst}
+	require.NoError(t, fullload.Reset(ctx, f.other, "task", []spec.TableMap{f.tm}, []int{1}))
+
+	_, err := c.CopyChunk(ctx, f.def, f.chunk(0))
+	require.ErrorIs(t, err, fullload.ErrStaleChunk)
+	rows, done := f.destRows(t)
+	require.Zero(t, rows)
+	require.False(t, done)
+
+	res, err := c.CopyChunk(ctx, f.def, f.chunk(1))
+	require.NoError(t, err)
+	require.Equal(t, int64(100000), res.Rows)
+	rows, done = f.destRows(t)
+	require.Equal(t, int64(100000), rows)
+	require.True(t, done)
+	gen, err := bookkeeping.LoadGeneration(ctx, f.other, "task", "public.t")
+	require.NoError(t, err)
+	require.Equal(t, 1, gen, "a chunk's rows do not change the generation")
+}
+
+// TestResetWaitsForChunkInFlight: a reset that comes while an older generation's chunk is
+// copying waits for it and then removes its rows and its chunk-done row.
+func TestResetWaitsForChunkInFlight(t *testing.T) {
+	ctx := context.Background()
+	f := newCopyFixture(t)
+	resetDone := make(chan error, 1)
+	resetting := false
+	c := &fullload.Copier{Task: "task", Source: f.src, Dest: f.dst, Progress: func(int64) {
+		if resetting {
+			return
+		}
+		resetting = true
+		go func() { resetDone <- fullload.Reset(ctx, f.other, "task", []spec.TableMap{f.tm}, []int{1}) }()
+		select {
+		case err := <-resetDone:
+			resetDone <- errors.Join(errors.New("the reset did not wait for the chunk in flight"), err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}}
+	res, err := c.CopyChunk(ctx, f.def, f.chunk(0))
+	require.NoError(t, err, "the chunk started before the reset commits")
+	require.Equal(t, int64(100000), res.Rows)
+	require.True(t, resetting, "the copy reported progress")
+	require.NoError(t, <-resetDone)
+	rows, done := f.destRows(t)
+	require.Zero(t, rows, "the reset removed the chunk's rows")
+	require.False(t, done, "and its chunk-done row")
+}
