@@ -76,6 +76,44 @@ func classifyChunk(err error) error {
 	return classify(err)
 }
 
+// QueryLoadShare is the workflow query that answers how many chunk copies run now.
+const QueryLoadShare = "load_share"
+
+// loadShareEvery is how often a throttled chunk asks its workflow how many chunks run now.
+var loadShareEvery = time.Second
+
+// followLoadShare asks the activity's workflow every loadShareEvery how many chunks run now and
+// gives limiter that share, until the returned stop is called. Without a client (or an answer)
+// the limiter keeps its share.
+func (a *Activities) followLoadShare(ctx context.Context, limiter *throttle.Limiter) (stop func()) {
+	if a.Client == nil {
+		return func() {}
+	}
+	info := activity.GetInfo(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(loadShareEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			qctx, qcancel := context.WithTimeout(ctx, loadShareEvery)
+			v, err := a.Client.QueryWorkflow(qctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, QueryLoadShare)
+			var n int
+			if err == nil && v.Get(&n) == nil {
+				limiter.SetShare(n)
+			}
+			qcancel()
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
 // CopyChunkInput asks for one chunk.
 type CopyChunkInput struct {
 	Spec     spec.Spec      `json:"spec"`
@@ -132,13 +170,18 @@ func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]full
 	if share <= 0 {
 		share = in.Spec.FullLoad.Parallelism
 	}
+	// Each of the chunks that may run at once starts with its share, so the task stays under the
+	// limit wherever its chunks run; the share follows the chunks running now (fewer at the end of
+	// the load, or beside a short batch), so the task also runs close to its limit.
+	limiter := throttle.Shared(float64(in.Spec.Throttle.Full.RowsPerSecond), float64(in.Spec.Throttle.Full.MBPerSecond), share)
+	if limiter != nil {
+		stopShare := a.followLoadShare(ctx, limiter)
+		defer stopShare()
+	}
 	c := &fullload.Copier{
 		Task: in.Spec.Name, Source: src, Dest: dst, Snapshot: in.Snapshot,
 		KeepExisting: in.Spec.ConflictMode == spec.ConflictIgnore,
-		// Each of the chunks that may run at once gets its share, so the task stays under the
-		// limit wherever its chunks run.
-		Throttle: throttle.New(float64(in.Spec.Throttle.Full.RowsPerSecond)/float64(share),
-			float64(in.Spec.Throttle.Full.MBPerSecond)/float64(share)),
+		Throttle:     limiter,
 	}
 	results := make([]fullload.Result, len(in.Chunks))
 	var before int64

@@ -163,7 +163,9 @@ func (a *Activities) HoldSnapshot(ctx context.Context, task string) error {
 		a.snapshots.Delete(task)
 		held.close(context.WithoutCancel(ctx))
 	}()
-	t := time.NewTicker(5 * time.Second)
+	// Every second: the release (a cancellation) reaches the activity with its next heartbeat,
+	// and the task waits for it before the post-data phase.
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		activity.RecordHeartbeat(ctx, "holding")

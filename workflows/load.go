@@ -160,6 +160,7 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 				}
 				var results []fullload.Result
 				var err error
+				w.copying++
 				if len(j.chunks) == 1 {
 					var res fullload.Result
 					err = w.call(ctx, opts, acts.CopyChunk, &res,
@@ -169,6 +170,7 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 					err = w.call(ctx, opts, acts.CopyChunks, &results,
 						activities.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot, Share: share})
 				}
+				w.copying--
 				var appErr *temporal.ApplicationError
 				if errors.As(err, &appErr) && appErr.Type() == activities.ErrSnapshotLost {
 					lost = append(lost, j)

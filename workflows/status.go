@@ -18,6 +18,9 @@ const (
 	SignalPause   = "pause"
 	SignalResume  = "resume"
 	SignalRelease = "release"
+	// QueryLoadShare answers how many chunk copies of the full load run now: each takes that
+	// share of the throttle limits (activities.CopyChunks asks every few seconds).
+	QueryLoadShare = activities.QueryLoadShare
 	// UpdateSequences sets the destination sequences from the source (argument: the offset to
 	// add, >= 0); it returns what it set. `skein sequences ID [--offset N]` sends it.
 	UpdateSequences = "sequences"

@@ -56,6 +56,7 @@ type task struct {
 	// applyRunning while an apply run of the task's stream is in flight; skipBefore: the added
 	// tables' changes the stream skips (the helper applied them).
 	modifying, merging, applyRunning bool
+	copying                          int // chunk copy activities running (QueryLoadShare)
 	skipBefore                       []activities.SkipBefore
 
 	alerts          []activities.AlertEvent // queued for the sender
@@ -84,6 +85,9 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 		w.carry.RetryUnit = time.Minute
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return w.status, nil }); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryLoadShare, func() (int, error) { return max(1, w.copying), nil }); err != nil {
 		return err
 	}
 	w.listen(ctx)

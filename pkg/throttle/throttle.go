@@ -12,6 +12,8 @@ import (
 type Limiter struct {
 	rows  *rate.Limiter
 	bytes *rate.Limiter
+	// The task-wide rates, of which SetShare gives this limiter a part.
+	rowsPerSecond, bytesPerSecond float64
 }
 
 // New returns a limiter for rowsPerSecond and mbPerSecond (0 = unlimited), or nil when both are
@@ -20,7 +22,7 @@ func New(rowsPerSecond, mbPerSecond float64) *Limiter {
 	if rowsPerSecond <= 0 && mbPerSecond <= 0 {
 		return nil
 	}
-	l := &Limiter{}
+	l := &Limiter{rowsPerSecond: rowsPerSecond, bytesPerSecond: mbPerSecond * 1024 * 1024}
 	if rowsPerSecond > 0 {
 		l.rows = rate.NewLimiter(rate.Limit(rowsPerSecond), max(1, int(rowsPerSecond/10)))
 	}
@@ -29,6 +31,32 @@ func New(rowsPerSecond, mbPerSecond float64) *Limiter {
 		l.bytes = rate.NewLimiter(rate.Limit(bps), max(1, int(bps/10)))
 	}
 	return l
+}
+
+// Shared returns a limiter for one of share workers that together keep to the rates: each gets
+// 1/share of them until SetShare says how many run now.
+func Shared(rowsPerSecond, mbPerSecond float64, share int) *Limiter {
+	share = max(1, share)
+	l := New(rowsPerSecond/float64(share), mbPerSecond/float64(share))
+	if l != nil {
+		l.rowsPerSecond, l.bytesPerSecond = rowsPerSecond, mbPerSecond*1024*1024
+	}
+	return l
+}
+
+// SetShare gives the limiter 1/share of the rates it was made for (with Shared): call it when
+// the number of workers running at once changes.
+func (l *Limiter) SetShare(share int) {
+	if l == nil {
+		return
+	}
+	share = max(1, share)
+	if l.rows != nil {
+		l.rows.SetLimit(rate.Limit(l.rowsPerSecond / float64(share)))
+	}
+	if l.bytes != nil {
+		l.bytes.SetLimit(rate.Limit(l.bytesPerSecond / float64(share)))
+	}
 }
 
 // CountsRows reports whether the limiter needs rows counted.
