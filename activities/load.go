@@ -80,7 +80,7 @@ func classifyChunk(err error) error {
 const QueryLoadShare = "load_share"
 
 // loadShareEvery is how often a throttled chunk asks its workflow how many chunks run now.
-var loadShareEvery = time.Second
+const loadShareEvery = time.Second
 
 // followLoadShare asks the activity's workflow every loadShareEvery how many chunks run now and
 // gives limiter that share, until the returned stop is called. Without a client (or an answer)
