@@ -58,6 +58,16 @@ type ApplyProgress struct {
 	FlushedLSN string `json:"flushed_lsn,omitempty"`
 }
 
+// exactChanges is how many changes an attempt after a failed one applies statement by statement.
+const exactChanges = 10000
+
+func exactAfterFailure(attempt int32) int {
+	if attempt > 1 {
+		return exactChanges
+	}
+	return 0
+}
+
 // Apply streams changes from the slot to the destination until it is cancelled (pause, release)
 // or MaxRun passes. It heartbeats its position; a restart resumes from the LSN committed on the
 // destination.
@@ -127,6 +137,9 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 			float64(in.Spec.Throttle.Incremental.MBPerSecond)),
 		SkipBefore: skip,
 		StopAt:     stopAt,
+		// After a failed attempt the first changes go statement by statement, so that a change
+		// the destination rejects is named exactly (a keyed batch names its first and last key).
+		ExactChanges: exactAfterFailure(activity.GetInfo(ctx).Attempt),
 	})
 	cancel()
 	<-reporterDone

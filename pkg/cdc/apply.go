@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -46,8 +47,19 @@ type applier struct {
 	pipe       *pgconn.Batch           // updates and deletes, not sent yet
 	piped      []queued                // what pipe holds, in order
 	pipeTables map[uint32]bool         // the tables pipe holds statements of
+	pipeRows   int                     // changes pipe holds
 	inflight   *pgconn.MultiResultReader
 	inflightQ  []queued // what inflight executes, in order
+	// Keyed batches (keyed.go): per table a run of updates or deletes not sent yet, the
+	// statements by shape, the destination tables' array types. exact sends every change as
+	// its own statement (after a failed attempt: the error then names the change exactly).
+	batches    map[uint32]*keyedBatch
+	keyedStmts map[string]*keyedStmt
+	arrayTypes map[spec.QName]map[string]catalog.ArrayType
+	exact      bool
+	prepares   int
+	scratch    []byte
+	keyScratch []byte
 }
 
 func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applier {
@@ -58,6 +70,9 @@ func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applie
 		stmts:      map[string]string{},
 		runs:       map[uint32]*insertBatch{},
 		pipeTables: map[uint32]bool{},
+		batches:    map[uint32]*keyedBatch{},
+		keyedStmts: map[string]*keyedStmt{},
+		arrayTypes: map[spec.QName]map[string]catalog.ArrayType{},
 		log:        log,
 	}
 	for _, t := range tables {
@@ -231,6 +246,11 @@ func (a *applier) update(ctx context.Context, m *pglogrepl.UpdateMessage) error 
 	if err != nil || !ok || !tm.Allows(spec.OpUpdate) {
 		return err
 	}
+	if m.OldTuple == nil {
+		if batched, err := a.batchKeyed(ctx, m.RelationID, rel, tm, opUpdate, m.NewTuple); batched || err != nil {
+			return err
+		}
+	}
 	var sets []string
 	var params [][]byte
 	for i, c := range m.NewTuple.Columns {
@@ -257,13 +277,18 @@ func (a *applier) update(ctx context.Context, m *pglogrepl.UpdateMessage) error 
 	if key == nil {
 		key = m.NewTuple
 	}
-	return a.queue(ctx, sql, params, queued{rel: m.RelationID, op: "update", table: tm.Dest, key: keyText(rel, key), sql: sql})
+	return a.queue(ctx, sql, params, queued{rel: m.RelationID, op: opUpdate, table: tm.Dest, key: keyText(rel, key), sql: sql})
 }
 
 func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error {
 	rel, tm, ok, err := a.table(m.RelationID)
 	if err != nil || !ok || !tm.Allows(spec.OpDelete) {
 		return err
+	}
+	if m.OldTuple != nil {
+		if batched, err := a.batchKeyed(ctx, m.RelationID, rel, tm, opDelete, m.OldTuple); batched || err != nil {
+			return err
+		}
 	}
 	cond, params, err := where(rel, tm, m.OldTuple, nil, 0)
 	if err != nil {
@@ -274,7 +299,7 @@ func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error 
 		// Without a key, delete one matching row only: duplicates are distinct rows.
 		sql = fmt.Sprintf("DELETE FROM ONLY %s WHERE ctid = (SELECT ctid FROM ONLY %s WHERE %s LIMIT 1)", tm.Dest.Quoted(), tm.Dest.Quoted(), cond)
 	}
-	return a.queue(ctx, sql, params, queued{rel: m.RelationID, op: "delete from", table: tm.Dest, key: keyText(rel, m.OldTuple), sql: sql})
+	return a.queue(ctx, sql, params, queued{rel: m.RelationID, op: opDelete, table: tm.Dest, key: keyText(rel, m.OldTuple), sql: sql})
 }
 
 func (a *applier) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {

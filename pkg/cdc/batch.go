@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
-	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/spec"
 )
@@ -20,24 +19,35 @@ import (
 // with session_replication_role = replica: no triggers, no foreign-key checks): a table's inserts
 // are sent before one of its updates or deletes is queued, and its pipelined statements before
 // one of its inserts is gathered. Everything is sent before the commit. A table's run is sent at
-// batchRows rows, all runs when they hold batchBytes together.
+// batchRows rows, all runs when they hold batchBytes together. Updates and deletes by key gather
+// in keyed batches (keyed.go), which go into the same pipeline.
 const (
 	batchRows      = 5000
 	batchBytes     = 8 << 20
 	pipeStatements = 250
 )
 
-// queued is an update or delete waiting in the pipeline, for its result.
+// Operations of pipelined statements, as error messages name them.
+const (
+	opUpdate = "update"
+	opDelete = "delete from"
+)
+
+// queued is an update or delete (or a keyed batch of them) waiting in the pipeline, for its result.
 type queued struct {
 	rel   uint32 // relation id
-	op    string // "update" or "delete from"
+	op    string // opUpdate or opDelete
 	table spec.QName
 	key   string
 	sql   string
+	rows  int // changes it applies
 }
 
 // failed names the statement, its table and key in err.
 func (q queued) failed(err error) error {
+	if q.rows > 1 {
+		return fmt.Errorf("%s %s, one of %d rows with keys %s: %w (statement: %s)", q.op, q.table, q.rows, q.key, withDetail(err), q.sql)
+	}
 	return fmt.Errorf("%s %s key %s: %w (statement: %s)", q.op, q.table, q.key, withDetail(err), q.sql)
 }
 
@@ -46,17 +56,28 @@ func (a *applier) queue(ctx context.Context, sql string, params [][]byte, q queu
 	if err := a.flushRun(ctx, q.rel); err != nil {
 		return err
 	}
+	if err := a.sendBatch(ctx, q.rel); err != nil {
+		return err
+	}
 	name, err := a.prepared(ctx, sql)
 	if err != nil {
 		return fmt.Errorf("%s %s: prepare: %w (statement: %s)", q.op, q.table, err, sql)
 	}
+	q.rows = 1
+	return a.pipeline(ctx, name, params, q)
+}
+
+// pipeline adds a prepared statement to the pipeline and sends the pipeline once it holds
+// pipeStatements changes.
+func (a *applier) pipeline(ctx context.Context, name string, params [][]byte, q queued) error {
 	if a.pipe == nil {
 		a.pipe = &pgconn.Batch{}
 	}
 	a.pipe.ExecPrepared(name, params, nil, nil)
 	a.piped = append(a.piped, q)
 	a.pipeTables[q.rel] = true
-	if len(a.piped) >= pipeStatements {
+	a.pipeRows += q.rows
+	if a.pipeRows >= pipeStatements {
 		return a.flushPipe(ctx)
 	}
 	return nil
@@ -74,7 +95,7 @@ func (a *applier) flushPipe(ctx context.Context) error {
 	}
 	a.inflight = a.dest.PgConn().ExecBatch(ctx, a.pipe)
 	a.inflightQ = a.piped
-	a.pipe, a.piped = nil, nil
+	a.pipe, a.piped, a.pipeRows = nil, nil, 0
 	clear(a.pipeTables)
 	return nil
 }
@@ -96,14 +117,14 @@ func (a *applier) resolve() error {
 		if r.Err != nil {
 			return q.failed(r.Err)
 		}
-		if r.CommandTag.RowsAffected() == 0 {
-			a.counts.Missing++
-			a.log.Warn(q.op+" found no row on the destination", zap.Stringer("table", q.table), zap.String("key", q.key))
+		if missing := int64(q.rows) - r.CommandTag.RowsAffected(); missing > 0 {
+			a.counts.Missing += missing
+			a.logMissing(q, missing)
 		}
-		if q.op == "update" {
-			a.counts.Updates++
+		if q.op == opUpdate {
+			a.counts.Updates += int64(q.rows)
 		} else {
-			a.counts.Deletes++
+			a.counts.Deletes += int64(q.rows)
 		}
 	}
 	if err != nil && len(results) < len(piped) {
@@ -129,6 +150,9 @@ type insertBatch struct {
 
 // batchInsert adds an insert to its table's run.
 func (a *applier) batchInsert(ctx context.Context, m *pglogrepl.InsertMessage, rel *pglogrepl.RelationMessage, tm spec.TableMap) error {
+	if err := a.sendBatch(ctx, m.RelationID); err != nil {
+		return err
+	}
 	if a.pipeTables[m.RelationID] {
 		if err := a.flushPipe(ctx); err != nil {
 			return err
@@ -166,6 +190,9 @@ func (a *applier) batchInsert(ctx context.Context, m *pglogrepl.InsertMessage, r
 // flush sends everything pending and reads every result.
 func (a *applier) flush(ctx context.Context) error {
 	if err := a.flushRuns(ctx); err != nil {
+		return err
+	}
+	if err := a.sendBatches(ctx); err != nil {
 		return err
 	}
 	if err := a.flushPipe(ctx); err != nil {
@@ -209,8 +236,9 @@ func (a *applier) discard() {
 		a.inflight, a.inflightQ = nil, nil
 	}
 	clear(a.runs)
+	clear(a.batches)
 	clear(a.pipeTables)
-	a.runBytes, a.pipe, a.piped = 0, nil, nil
+	a.runBytes, a.pipe, a.piped, a.pipeRows = 0, nil, nil, 0
 }
 
 // appendCopyRow writes one row in COPY's text format: tab-separated, \N for NULL, backslash,

@@ -52,6 +52,10 @@ type StreamOptions struct {
 	// SpoolDir holds large in-progress transactions the source streams before their commit
 	// (protocol version 2, PostgreSQL 14+); "" = $SKEIN_SPOOL_DIR or the system's temp directory.
 	SpoolDir string
+	// ExactChanges applies the destination transactions that begin within the first
+	// ExactChanges changes statement by statement, not in keyed batches (keyed.go): set after a
+	// failed attempt, so that a change the destination rejects is named exactly.
+	ExactChanges int
 	// DisableStreaming keeps protocol version 1 on PostgreSQL 14+, where the source sends each
 	// transaction whole at its commit. By default protocol 2 streams large transactions in parts
 	// before their commit and they are spooled.
@@ -168,6 +172,7 @@ type stream struct {
 	txStarted  time.Time
 	lastCommit time.Time // when the last source commit of the open destination transaction arrived
 	txChanges  int
+	changes    int // since the stream started
 	// pendingApplied/pendingFlush/pendingCommitTime describe the source transactions grouped in
 	// the open destination transaction.
 	pendingApplied    pglogrepl.LSN
@@ -175,6 +180,7 @@ type stream struct {
 	pendingCommitTime time.Time
 	pendingCounts     Counts
 	nextStatus        time.Time
+	readDeadline      time.Time // set on the replication connection
 
 	proto     int               // pgoutput protocol version
 	inStream  bool              // between StreamStart and StreamStop
@@ -200,7 +206,31 @@ func (s *stream) closeSpools() {
 	}
 }
 
+// receive reads the next message from the source, or times out at deadline. The deadline is set
+// on the connection itself, not through a context: a context per message costs a goroutine
+// handoff and a timer, which showed as a sixth of the apply's CPU time. The stream's context
+// interrupts a read through the same deadline (run's context.AfterFunc).
+func (s *stream) receive(deadline time.Time) (pgproto3.BackendMessage, error) {
+	if !deadline.Equal(s.readDeadline) {
+		if err := s.repl.Conn().SetReadDeadline(deadline); err != nil {
+			return nil, fmt.Errorf("receive from slot %s: %w", s.opts.Slot, err)
+		}
+		s.readDeadline = deadline
+	}
+	if err := s.ctx.Err(); err != nil {
+		// Cancelled between the check at the top of the loop and the deadline just set, which
+		// may have replaced the one the cancellation set: do not wait for the new one.
+		return nil, err
+	}
+	return s.repl.ReceiveMessage(context.Background())
+}
+
 func (s *stream) run() error {
+	stop := context.AfterFunc(s.ctx, func() { _ = s.repl.Conn().SetReadDeadline(time.Unix(1, 0)) })
+	defer func() {
+		stop()
+		_ = s.repl.Conn().SetReadDeadline(time.Time{})
+	}()
 	defer func() {
 		if s.txOpen {
 			s.app.discard()
@@ -240,9 +270,7 @@ func (s *stream) run() error {
 				deadline = d
 			}
 		}
-		recvCtx, cancel := context.WithDeadline(s.ctx, deadline)
-		raw, err := s.repl.ReceiveMessage(recvCtx)
-		cancel()
+		raw, err := s.receive(deadline)
 		if err != nil {
 			if pgconn.Timeout(err) && s.ctx.Err() == nil {
 				if s.txOpen && !s.inSourceTx && !time.Now().Before(s.commitDue()) {
@@ -430,6 +458,9 @@ func (s *stream) replaySpool(m *pglogrepl.StreamCommitMessageV2) error {
 func (s *stream) dispatch(msg pglogrepl.Message) error {
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
+		if err := s.app.forgetRelation(s.ctx, m.RelationID); err != nil {
+			return err
+		}
 		s.app.relations[m.RelationID] = m
 	case *pglogrepl.BeginMessage:
 		s.inSourceTx = true
@@ -497,8 +528,10 @@ func (s *stream) change(apply func() error) error {
 		s.txOpen = true
 		s.txStarted = time.Now()
 		s.txChanges = 0
+		s.app.exact = s.changes < s.opts.ExactChanges
 	}
 	s.txChanges++
+	s.changes++
 	return apply()
 }
 

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/skein-dts/skein/pkg/bookkeeping"
 	"github.com/skein-dts/skein/pkg/catalog"
@@ -173,8 +177,10 @@ func waitEqual(t *testing.T, check func() error) {
 	t.Fatalf("destination never matched the source: %v", err)
 }
 
-func matrixColumns(t *testing.T, conn *pgx.Conn) []string {
-	rows, err := conn.Query(context.Background(), `SELECT attname FROM pg_attribute WHERE attrelid = 'public.matrix'::regclass AND attnum > 0 ORDER BY attnum`)
+// columnsOf lists the columns of public.<table>.
+func columnsOf(t *testing.T, conn *pgx.Conn, table string) []string {
+	rows, err := conn.Query(context.Background(), `SELECT attname FROM pg_attribute
+WHERE attrelid = pg_catalog.to_regclass('public.' || pg_catalog.quote_ident($1)) AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, table)
 	require.NoError(t, err)
 	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
@@ -193,7 +199,7 @@ func TestTypeMatrixRoundTrips(t *testing.T) {
 	_, err := src.Exec(ctx, `INSERT INTO public.matrix (id) VALUES (100)`) // all NULL
 	require.NoError(t, err)
 	p.createAndLoad(t, src, dst)
-	cols := matrixColumns(t, src)
+	cols := columnsOf(t, src, "matrix")
 	require.NoError(t, compare(ctx, src, dst, "matrix", cols), "after the full load")
 
 	stop := p.stream(t)
@@ -215,6 +221,64 @@ func TestTypeMatrixRoundTrips(t *testing.T) {
 	}
 	waitEqual(t, func() error { return compare(ctx, src, dst, "matrix", cols) })
 	require.NoError(t, stop())
+}
+
+// TestKeyedBatchesRoundTrip: updates and deletes identified by a key go in keyed batches (one
+// statement per run of a table's changes, the values in array parameters). Every scalar type of
+// the matrix round-trips through them; runs that must be split (the same key twice, other
+// columns set, an insert or a key change in between) keep their order.
+func TestKeyedBatchesRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	p, src, dst := setup(t, typeMatrix+`
+CREATE TABLE public.scalars (LIKE public.matrix INCLUDING ALL);
+ALTER TABLE public.scalars DROP COLUMN an, DROP COLUMN at, DROP COLUMN ab;`)
+	cols := columnsOf(t, src, "scalars")
+	copyRows := fmt.Sprintf(`INSERT INTO public.scalars SELECT %s FROM public.matrix`, strings.Join(cols, ", "))
+	for i := 1; i <= 200; i++ {
+		_, err := src.Exec(ctx, matrixRow, i)
+		require.NoError(t, err)
+	}
+	_, err := src.Exec(ctx, `INSERT INTO public.matrix (id) VALUES (1000)`) // all NULL
+	require.NoError(t, err)
+	_, err = src.Exec(ctx, copyRows)
+	require.NoError(t, err)
+	p.createAndLoad(t, src, dst)
+	require.NoError(t, compare(ctx, src, dst, "scalars", cols), "after the full load")
+
+	logs, observed := observer.New(zap.DebugLevel)
+	stop := p.streamWith(t, func(o *cdc.StreamOptions) { o.Log = zap.New(zapcore.NewTee(logs, zaptest.NewLogger(t).Core())) })
+	tx, err := src.Begin(ctx)
+	require.NoError(t, err)
+	for _, q := range []string{
+		`UPDATE public.scalars SET n = 'Infinity', f8 = '-0', ts = '-infinity', iv = '1 day', ba = '\x22275c', bt = B'00000001', vb = B'',
+		   j = '"quote\" and \\ backslash"', x = '<a b="c"/>', tv = 'NULL "x"', pg = '((0,0),(2,2),(2,0))', rts = 'empty', mr = '{}',
+		   c5 = ' ', vc = '', tx = 'NULL', ch = '"' WHERE id <= 100`,
+		`UPDATE public.scalars SET i2 = i2 + 1 WHERE id <= 10`, // the same keys again: a new batch
+		`DELETE FROM public.scalars WHERE id BETWEEN 150 AND 160`,
+		`INSERT INTO public.scalars (id, tx) VALUES (150, 'back')`, // inserted again after its delete
+		`UPDATE public.scalars SET tx = repeat('toast ', 100000) WHERE id = 20`,
+		`UPDATE public.scalars SET i2 = 7 WHERE id = 20`,          // tx (TOASTed) unchanged: other columns set
+		`UPDATE public.scalars SET id = id + 10000 WHERE id = 30`, // a key change: statement by statement
+		`UPDATE public.scalars SET i2 = 8 WHERE id IN (31, 10030)`,
+		`UPDATE public.scalars SET tx = repeat('big ', 300000) || id WHERE id IN (40, 41)`, // above keyedValueMax
+		`UPDATE public.scalars SET n = NULL, tx = '', c5 = NULL, u = NULL WHERE id IN (1000, 50)`,
+	} {
+		_, err := tx.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	require.NoError(t, tx.Commit(ctx))
+	_, err = src.Exec(ctx, `DELETE FROM public.scalars WHERE id > 190 AND id < 1000`)
+	require.NoError(t, err)
+	waitEqual(t, func() error { return compare(ctx, src, dst, "scalars", cols) })
+	require.NoError(t, stop())
+	batches := map[string]int{}
+	for _, e := range observed.FilterMessage("keyed batch").All() {
+		batches[e.ContextMap()["op"].(string)]++
+	}
+	// 100 updates; 10 again; the two around the TOASTed value; 31 and 10030 (split by
+	// the key change); 50 and 1000. Deletes: 150-160, 191-200.
+	require.GreaterOrEqual(t, batches["update"], 5, "keyed update batches")
+	require.GreaterOrEqual(t, batches["delete from"], 2, "keyed delete batches")
 }
 
 // TestRestartIsExactlyOnce stops the stream at arbitrary points, also inside a large transaction,
@@ -368,8 +432,9 @@ INSERT INTO public.big SELECT i, md5(i::text), 0 FROM generate_series(1, 1000) i
 }
 
 // TestApplyErrorNamesTableKeyAndStatement: an update the destination rejects (a CHECK the source
-// does not have), sent in a pipeline whose results are read later, fails the stream with the
-// table, the key and the statement.
+// does not have), sent in a keyed batch whose result is read later, fails the stream with the
+// table, the batch's keys and the statement; applied statement by statement (as after a failed
+// attempt), with exactly the key.
 func TestApplyErrorNamesTableKeyAndStatement(t *testing.T) {
 	ctx := context.Background()
 	p, src, dst := setup(t, `CREATE TABLE public.acct (id int PRIMARY KEY, n int NOT NULL);
@@ -377,29 +442,36 @@ INSERT INTO public.acct SELECT i, 0 FROM generate_series(1, 100) i;`)
 	p.createAndLoad(t, src, dst)
 	_, err := dst.Exec(ctx, `ALTER TABLE public.acct ADD CONSTRAINT acct_n CHECK (n >= 0)`)
 	require.NoError(t, err)
-	open := dbconn.Opener{}
-	repl, err := open.ConnectReplication(ctx, p.s.Source)
-	require.NoError(t, err)
-	defer repl.Close(ctx)
-	applyConn, err := open.Connect(ctx, p.s.Destination)
-	require.NoError(t, err)
-	defer applyConn.Close(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: p.s.Name, Slot: p.s.SlotName(), Publication: p.s.SlotName(), Tables: p.tables})
-	}()
 	_, err = src.Exec(ctx, `UPDATE public.acct SET n = n + 1 WHERE id <= 50`)
 	require.NoError(t, err)
 	_, err = src.Exec(ctx, `UPDATE public.acct SET n = -1 WHERE id = 77`)
 	require.NoError(t, err)
-	select {
-	case err := <-done:
-		require.Error(t, err)
-		for _, want := range []string{"public.acct", "id=77", "UPDATE ONLY", "acct_n"} {
-			require.Contains(t, err.Error(), want)
+	for _, exact := range []int{0, 1000} {
+		open := dbconn.Opener{}
+		repl, err := open.ConnectReplication(ctx, p.s.Source)
+		require.NoError(t, err)
+		applyConn, err := open.Connect(ctx, p.s.Destination)
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() {
+			done <- cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: p.s.Name, Slot: p.s.SlotName(), Publication: p.s.SlotName(),
+				Tables: p.tables, ExactChanges: exact})
+		}()
+		want := []string{"public.acct", "(id=77)", `UPDATE ONLY "public"."acct" AS "t"`, "acct_n"}
+		if exact > 0 {
+			want = []string{"public.acct key (id=77)", `UPDATE ONLY "public"."acct" SET "n" = $1 WHERE "id" = $2`, "acct_n"}
 		}
-	case <-time.After(time.Minute):
-		t.Fatal("the stream did not fail")
+		select {
+		case err := <-done:
+			require.Error(t, err)
+			for _, w := range want {
+				require.Contains(t, err.Error(), w)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("the stream did not fail")
+		}
+		repl.Close(ctx)
+		applyConn.Close(ctx)
 	}
 	// Nothing of the failed destination transaction was committed: the first update is applied
 	// again by the next run (here: checked not to be half there).

@@ -1,0 +1,289 @@
+package cdc
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// Keyed batches: a run of updates of one table that set the same columns, or a run of its
+// deletes, all identified by the table's key, is sent as one statement that joins the table to
+// the rows unnested from one array parameter per column:
+//
+//	UPDATE ONLY t AS "t" SET "c" = "v"."p1" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS "v"("p1", "p2") WHERE "t"."id" = "v"."p2"
+//
+// The destination parses, plans and starts one statement per batch instead of one per row (a
+// quarter less of its CPU time per update). The parameters are typed with the array types of
+// the destination's columns and carry the values in their text form, so every type round-trips as
+// it does statement by statement. A batch never holds one key twice (the join would apply only
+// one of the two changes). Changes without a usable key (REPLICA IDENTITY FULL or NOTHING), that
+// change their key, with a value above keyedValueMax, or of a column whose type has no array type
+// go statement by statement, after the table's batch.
+const (
+	keyedRows     = 2000
+	keyedBytes    = 8 << 20
+	keyedValueMax = 1 << 20
+)
+
+// Column roles in a keyed batch's shape.
+const (
+	roleKey  = 'k' // identifies the row
+	roleSet  = 's' // set by the update
+	roleSkip = '-' // not sent: unchanged TOAST value, or not part of a delete's key
+)
+
+// keyedStmt is the prepared statement of one shape: table, operation and column roles. An empty
+// name means the shape cannot be batched (a column type without an array type).
+type keyedStmt struct {
+	name   string
+	sql    string
+	cols   []int  // relation columns in parameter order
+	delims []byte // the array element delimiter of each parameter
+}
+
+// keyedBatch is a run of changes of one shape, not sent yet.
+type keyedBatch struct {
+	stmt        *keyedStmt
+	op          string
+	table       spec.QName
+	arrays      []bytes.Buffer // one array literal per parameter, without its closing brace
+	rows        int
+	size        int
+	keys        map[string]struct{}
+	first, last *pglogrepl.TupleData
+}
+
+// batchKeyed adds a change identified by the table's key to the table's keyed batch. It reports
+// false when the change must go statement by statement instead.
+func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.RelationMessage, tm spec.TableMap, op string, tuple *pglogrepl.TupleData) (bool, error) {
+	if a.exact || (rel.ReplicaIdentity != 'd' && rel.ReplicaIdentity != 'i') || len(tuple.Columns) != len(rel.Columns) {
+		return false, nil
+	}
+	shape := binary.BigEndian.AppendUint32(a.scratch[:0], relID)
+	shape = append(shape, op[0])
+	sets := 0
+	for i, c := range tuple.Columns {
+		key := rel.Columns[i].Flags&1 == 1
+		switch {
+		case len(c.Data) > keyedValueMax:
+			return false, nil
+		case key && c.DataType != pglogrepl.TupleDataTypeText:
+			return false, nil // a key sent as null or unchanged TOAST cannot identify the row
+		case key:
+			shape = append(shape, roleKey)
+		case op == opDelete || c.DataType == pglogrepl.TupleDataTypeToast:
+			shape = append(shape, roleSkip)
+		default:
+			shape = append(shape, roleSet)
+			sets++
+		}
+	}
+	a.scratch = shape
+	if op == opUpdate && sets == 0 {
+		return true, nil // only the key, unchanged: nothing to do
+	}
+	st := a.keyedStmts[string(shape)]
+	if st == nil {
+		var err error
+		if st, err = a.prepareKeyed(ctx, rel, tm, op, string(shape)); err != nil {
+			return false, err
+		}
+	}
+	if st.name == "" {
+		return false, nil
+	}
+	key := a.keyScratch[:0]
+	for _, i := range st.cols[len(st.cols)-keyCount(shape):] {
+		key = binary.BigEndian.AppendUint32(key, uint32(len(tuple.Columns[i].Data)))
+		key = append(key, tuple.Columns[i].Data...)
+	}
+	a.keyScratch = key
+	b := a.batches[relID]
+	if b != nil {
+		if _, dup := b.keys[string(key)]; dup || b.stmt != st {
+			if err := a.sendBatch(ctx, relID); err != nil {
+				return false, err
+			}
+			b = nil
+		}
+	}
+	if b == nil {
+		if err := a.flushRun(ctx, relID); err != nil { // the table's inserts come first
+			return false, err
+		}
+		b = &keyedBatch{stmt: st, op: op, table: tm.Dest, arrays: make([]bytes.Buffer, len(st.cols)), keys: map[string]struct{}{}, first: tuple}
+		for i := range b.arrays {
+			b.arrays[i].WriteByte('{')
+		}
+		a.batches[relID] = b
+	}
+	b.keys[string(key)] = struct{}{}
+	for j, i := range st.cols {
+		before := b.arrays[j].Len()
+		if b.rows > 0 {
+			b.arrays[j].WriteByte(st.delims[j])
+		}
+		appendArrayElement(&b.arrays[j], tuple.Columns[i])
+		b.size += b.arrays[j].Len() - before
+	}
+	b.rows++
+	b.last = tuple
+	if b.rows >= keyedRows || b.size >= keyedBytes {
+		return true, a.sendBatch(ctx, relID)
+	}
+	return true, nil
+}
+
+// keyCount is the number of key columns in shape.
+func keyCount(shape []byte) int {
+	return bytes.Count(shape[5:], []byte{roleKey})
+}
+
+// prepareKeyed prepares the statement of a shape (see batchKeyed), or records that it cannot be
+// batched.
+func (a *applier) prepareKeyed(ctx context.Context, rel *pglogrepl.RelationMessage, tm spec.TableMap, op, shape string) (*keyedStmt, error) {
+	if err := a.resolve(); err != nil {
+		return nil, err
+	}
+	types, ok := a.arrayTypes[tm.Dest]
+	if !ok {
+		var err error
+		if types, err = catalog.ArrayTypes(ctx, a.dest, tm.Dest); err != nil {
+			return nil, err
+		}
+		a.arrayTypes[tm.Dest] = types
+	}
+	st := &keyedStmt{}
+	a.keyedStmts[shape] = st
+	var oids []uint32
+	var sets, conds, unnest, names []string
+	for _, role := range []byte{roleSet, roleKey} {
+		for i := range rel.Columns {
+			if shape[5+i] != role {
+				continue
+			}
+			col := quote(tm.DestColumn(rel.Columns[i].Name))
+			at := types[tm.DestColumn(rel.Columns[i].Name)]
+			if at.OID == 0 {
+				return st, nil // no array type (or no such column: statement by statement says so)
+			}
+			st.cols = append(st.cols, i)
+			st.delims = append(st.delims, at.Delimiter)
+			oids = append(oids, at.OID)
+			p := fmt.Sprintf(`"p%d"`, len(st.cols))
+			names = append(names, p)
+			unnest = append(unnest, fmt.Sprintf("pg_catalog.unnest($%d)", len(st.cols)))
+			if role == roleSet {
+				sets = append(sets, col+` = "v".`+p)
+			} else {
+				conds = append(conds, `"t".`+col+` = "v".`+p)
+			}
+		}
+	}
+	rows := fmt.Sprintf(`ROWS FROM (%s) AS "v"(%s)`, strings.Join(unnest, ", "), strings.Join(names, ", "))
+	if op == opUpdate {
+		st.sql = fmt.Sprintf(`UPDATE ONLY %s AS "t" SET %s FROM %s WHERE %s`, tm.Dest.Quoted(), strings.Join(sets, ", "), rows, strings.Join(conds, " AND "))
+	} else {
+		st.sql = fmt.Sprintf(`DELETE FROM ONLY %s AS "t" USING %s WHERE %s`, tm.Dest.Quoted(), rows, strings.Join(conds, " AND "))
+	}
+	a.prepares++
+	name := fmt.Sprintf("skein_keyed_%d", a.prepares)
+	if _, err := a.dest.PgConn().Prepare(ctx, name, st.sql, oids); err != nil {
+		return nil, fmt.Errorf("%s %s: prepare: %w (statement: %s)", op, tm.Dest, withDetail(err), st.sql)
+	}
+	st.name = name
+	return st, nil
+}
+
+// sendBatch adds a table's keyed batch, if it has one, to the pipeline.
+func (a *applier) sendBatch(ctx context.Context, relID uint32) error {
+	b := a.batches[relID]
+	if b == nil {
+		return nil
+	}
+	delete(a.batches, relID)
+	params := make([][]byte, len(b.arrays))
+	for i := range b.arrays {
+		b.arrays[i].WriteByte('}')
+		params[i] = b.arrays[i].Bytes()
+	}
+	keys := keyText(a.relations[relID], b.first)
+	if b.rows > 1 {
+		keys += " … " + keyText(a.relations[relID], b.last)
+	}
+	if ce := a.log.Check(zap.DebugLevel, "keyed batch"); ce != nil {
+		ce.Write(zap.String("op", b.op), zap.Stringer("table", b.table), zap.Int("rows", b.rows), zap.String("keys", keys))
+	}
+	return a.pipeline(ctx, b.stmt.name, params, queued{rel: relID, op: b.op, table: b.table, key: keys, sql: b.stmt.sql, rows: b.rows})
+}
+
+// sendBatches adds every table's keyed batch to the pipeline.
+func (a *applier) sendBatches(ctx context.Context) error {
+	for rel := range a.batches {
+		if err := a.sendBatch(ctx, rel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forgetRelation drops what was derived from a relation's columns before its new description
+// replaces it: its pending batch is sent, its batch statements are prepared anew when used.
+func (a *applier) forgetRelation(ctx context.Context, relID uint32) error {
+	if err := a.sendBatch(ctx, relID); err != nil {
+		return err
+	}
+	prefix := string(binary.BigEndian.AppendUint32(nil, relID))
+	for shape := range a.keyedStmts {
+		if strings.HasPrefix(shape, prefix) {
+			delete(a.keyedStmts, shape)
+		}
+	}
+	if rel, ok := a.relations[relID]; ok {
+		if tm, ok := a.tables[spec.QName{Schema: rel.Namespace, Name: rel.RelationName}]; ok {
+			delete(a.arrayTypes, tm.Dest)
+		}
+	}
+	return nil
+}
+
+// appendArrayElement writes one value as an element of an array literal: double-quoted with
+// backslash and double quote escaped, or NULL.
+func appendArrayElement(buf *bytes.Buffer, c *pglogrepl.TupleDataColumn) {
+	if c.DataType == pglogrepl.TupleDataTypeNull {
+		buf.WriteString("NULL")
+		return
+	}
+	buf.WriteByte('"')
+	data := c.Data
+	for len(data) > 0 {
+		i := bytes.IndexAny(data, `"\`)
+		if i < 0 {
+			buf.Write(data)
+			break
+		}
+		buf.Write(data[:i])
+		buf.WriteByte('\\')
+		buf.WriteByte(data[i])
+		data = data[i+1:]
+	}
+	buf.WriteByte('"')
+}
+
+// logMissing warns of updates or deletes that found no row on the destination.
+func (a *applier) logMissing(q queued, missing int64) {
+	if q.rows <= 1 {
+		a.log.Warn(q.op+" found no row on the destination", zap.Stringer("table", q.table), zap.String("key", q.key))
+		return
+	}
+	a.log.Warn(fmt.Sprintf("%d of %d changes (%s) found no row on the destination", missing, q.rows, q.op),
+		zap.Stringer("table", q.table), zap.String("keys", q.key))
+}
