@@ -54,6 +54,7 @@ type applier struct {
 	// statements by shape, the destination tables' array types. exact sends every change as
 	// its own statement (after a failed attempt: the error then names the change exactly).
 	batches    map[uint32]*keyedBatch
+	batchBytes int // size of all batches
 	keyedStmts map[string]*keyedStmt
 	arrayTypes map[spec.QName]map[string]catalog.ArrayType
 	exact      bool

@@ -237,6 +237,7 @@ func (a *applier) discard() {
 	}
 	clear(a.runs)
 	clear(a.batches)
+	a.batchBytes = 0
 	clear(a.pipeTables)
 	a.runBytes, a.pipe, a.piped, a.pipeRows = 0, nil, nil, 0
 }

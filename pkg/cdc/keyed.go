@@ -26,9 +26,12 @@ import (
 // it does statement by statement. A batch never holds one key twice (the join would apply only
 // one of the two changes). Changes without a usable key (REPLICA IDENTITY FULL or NOTHING), that
 // change their key, with a value above keyedValueMax, or of a column whose type has no array type
-// go statement by statement, after the table's batch.
+// go statement by statement, after the table's batch. Box values are separated by ';' in their
+// arrays, every other built-in type's by ','.
+//
+// A batch is sent at keyedRows rows or keyedBytes, all batches when they hold batchBytes together.
 const (
-	keyedRows     = 2000
+	keyedRows     = 500
 	keyedBytes    = 8 << 20
 	keyedValueMax = 1 << 20
 )
@@ -45,20 +48,22 @@ const (
 type keyedStmt struct {
 	name   string
 	sql    string
-	cols   []int  // relation columns in parameter order
+	cols   []int  // relation columns in parameter order: the columns set, then the key
+	keys   int    // how many of cols are the key
 	delims []byte // the array element delimiter of each parameter
 }
 
 // keyedBatch is a run of changes of one shape, not sent yet.
 type keyedBatch struct {
-	stmt        *keyedStmt
-	op          string
-	table       spec.QName
-	arrays      []bytes.Buffer // one array literal per parameter, without its closing brace
-	rows        int
-	size        int
-	keys        map[string]struct{}
-	first, last *pglogrepl.TupleData
+	stmt     *keyedStmt
+	op       string
+	table    spec.QName
+	arrays   []bytes.Buffer // one array literal per parameter, without its closing brace
+	rows     int
+	size     int
+	keys     map[string]struct{}
+	firstKey string
+	lastKey  []byte // as in keys: each key column's length and value
 }
 
 // batchKeyed adds a change identified by the table's key to the table's keyed batch. It reports
@@ -101,7 +106,7 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 		return false, nil
 	}
 	key := a.keyScratch[:0]
-	for _, i := range st.cols[len(st.cols)-keyCount(shape):] {
+	for _, i := range st.cols[len(st.cols)-st.keys:] {
 		key = binary.BigEndian.AppendUint32(key, uint32(len(tuple.Columns[i].Data)))
 		key = append(key, tuple.Columns[i].Data...)
 	}
@@ -119,32 +124,48 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 		if err := a.flushRun(ctx, relID); err != nil { // the table's inserts come first
 			return false, err
 		}
-		b = &keyedBatch{stmt: st, op: op, table: tm.Dest, arrays: make([]bytes.Buffer, len(st.cols)), keys: map[string]struct{}{}, first: tuple}
+		b = &keyedBatch{stmt: st, op: op, table: tm.Dest, arrays: make([]bytes.Buffer, len(st.cols)), keys: map[string]struct{}{}, firstKey: keyText(rel, tuple)}
 		for i := range b.arrays {
 			b.arrays[i].WriteByte('{')
 		}
 		a.batches[relID] = b
 	}
 	b.keys[string(key)] = struct{}{}
+	grown := 0
 	for j, i := range st.cols {
-		before := b.arrays[j].Len()
+		n := b.arrays[j].Len()
 		if b.rows > 0 {
 			b.arrays[j].WriteByte(st.delims[j])
 		}
 		appendArrayElement(&b.arrays[j], tuple.Columns[i])
-		b.size += b.arrays[j].Len() - before
+		grown += b.arrays[j].Len() - n
 	}
+	b.size += grown
+	a.batchBytes += grown
 	b.rows++
-	b.last = tuple
-	if b.rows >= keyedRows || b.size >= keyedBytes {
+	b.lastKey = append(b.lastKey[:0], key...)
+	switch {
+	case b.rows >= keyedRows || b.size >= keyedBytes:
 		return true, a.sendBatch(ctx, relID)
+	case a.batchBytes >= batchBytes:
+		return true, a.sendBatches(ctx)
 	}
 	return true, nil
 }
 
-// keyCount is the number of key columns in shape.
-func keyCount(shape []byte) int {
-	return bytes.Count(shape[5:], []byte{roleKey})
+// lastKeyText renders the last key as keyText does.
+func (b *keyedBatch) lastKeyText(rel *pglogrepl.RelationMessage) string {
+	key := b.lastKey
+	var parts []string
+	for _, i := range b.stmt.cols[len(b.stmt.cols)-b.stmt.keys:] {
+		if len(key) < 4 {
+			break
+		}
+		n := int(binary.BigEndian.Uint32(key))
+		parts = append(parts, rel.Columns[i].Name+"="+string(key[4:4+n]))
+		key = key[4+n:]
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
 }
 
 // prepareKeyed prepares the statement of a shape (see batchKeyed), or records that it cannot be
@@ -185,6 +206,7 @@ func (a *applier) prepareKeyed(ctx context.Context, rel *pglogrepl.RelationMessa
 				sets = append(sets, col+` = "v".`+p)
 			} else {
 				conds = append(conds, `"t".`+col+` = "v".`+p)
+				st.keys++
 			}
 		}
 	}
@@ -210,14 +232,15 @@ func (a *applier) sendBatch(ctx context.Context, relID uint32) error {
 		return nil
 	}
 	delete(a.batches, relID)
+	a.batchBytes -= b.size
 	params := make([][]byte, len(b.arrays))
 	for i := range b.arrays {
 		b.arrays[i].WriteByte('}')
 		params[i] = b.arrays[i].Bytes()
 	}
-	keys := keyText(a.relations[relID], b.first)
+	keys := b.firstKey
 	if b.rows > 1 {
-		keys += " … " + keyText(a.relations[relID], b.last)
+		keys += " … " + b.lastKeyText(a.relations[relID])
 	}
 	if ce := a.log.Check(zap.DebugLevel, "keyed batch"); ce != nil {
 		ce.Write(zap.String("op", b.op), zap.Stringer("table", b.table), zap.Int("rows", b.rows), zap.String("keys", keys))

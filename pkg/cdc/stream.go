@@ -35,7 +35,7 @@ type StreamOptions struct {
 	// BatchIdle commits the destination transaction once nothing arrived for this long after a
 	// source commit (default 1ms): a backlog is grouped, a steady trickle is applied at once.
 	BatchIdle time.Duration
-	// BatchChanges caps the changes grouped into one destination transaction (default 5000).
+	// BatchChanges caps the changes grouped into one destination transaction (default 20000).
 	BatchChanges int
 	// OnProgress is called after every destination commit and every status interval.
 	OnProgress func(Progress)
@@ -93,7 +93,7 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 		opts.BatchIdle = time.Millisecond
 	}
 	if opts.BatchChanges == 0 {
-		opts.BatchChanges = 5000
+		opts.BatchChanges = 20000
 	}
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
@@ -103,6 +103,12 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	}
 	if _, err := dest.Exec(ctx, "SET session_replication_role = replica"); err != nil {
 		return errclass.Permanent(fmt.Errorf("destination: SET session_replication_role = replica: %w (grant the account superuser or the right to set it)", err))
+	}
+	// Keyed batches (keyed.go) pass their rows in array parameters. A custom plan, made for the
+	// arrays' sizes, may hash them and scan the whole table; the generic plan probes the key's
+	// index row by row, and is not planned again for every batch.
+	if _, err := dest.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		return fmt.Errorf("destination: SET plan_cache_mode: %w", err)
 	}
 	applied, err := bookkeeping.AppliedLSN(ctx, dest, opts.Task)
 	if err != nil {
@@ -165,6 +171,7 @@ type stream struct {
 	opts StreamOptions
 	app  *applier
 	prog Progress
+	rows rowDecoder
 
 	inSourceTx bool // between Begin and Commit
 	skipTx     bool // the current source transaction was applied before
@@ -338,6 +345,13 @@ func (s *stream) handleWAL(walData []byte) error {
 	if err := s.opts.Throttle.Wait(s.ctx, 0, len(walData)); err != nil {
 		return err
 	}
+	if isRowMessage(walData) && !s.inStream {
+		msg, err := s.rows.decode(walData[0], walData[1:])
+		if err != nil {
+			return fmt.Errorf("decode pgoutput message: %w", err)
+		}
+		return s.dispatch(msg)
+	}
 	if s.proto == 1 {
 		msg, err := pglogrepl.Parse(walData)
 		if err != nil {
@@ -440,6 +454,13 @@ func (s *stream) replaySpool(m *pglogrepl.StreamCommitMessageV2) error {
 	if !s.skipTx {
 		s.app.counts.Streamed++
 		err := sp.replay(func(data []byte) error {
+			if isRowMessage(data) && len(data) > 5 {
+				msg, err := s.rows.decode(data[0], data[5:]) // after the transaction id
+				if err != nil {
+					return fmt.Errorf("decode spooled message of transaction %d: %w", m.Xid, err)
+				}
+				return s.dispatch(msg)
+			}
 			msg, err := pglogrepl.ParseV2(data, true)
 			if err != nil {
 				return fmt.Errorf("decode spooled message of transaction %d: %w", m.Xid, err)
