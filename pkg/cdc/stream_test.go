@@ -229,16 +229,27 @@ func TestTypeMatrixRoundTrips(t *testing.T) {
 // columns set, an insert or a key change in between) keep their order.
 func TestKeyedBatchesRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	p, src, dst := setup(t, typeMatrix+`
+	const userTypes = `
+CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'it''s "fine"');
+CREATE DOMAIN public.posint AS int CHECK (VALUE > 0);
+CREATE TYPE public.pair AS (a int, b text);`
+	p, src, dst := setup(t, typeMatrix+userTypes+`
 CREATE TABLE public.scalars (LIKE public.matrix INCLUDING ALL);
-ALTER TABLE public.scalars DROP COLUMN an, DROP COLUMN at, DROP COLUMN ab;`)
+ALTER TABLE public.scalars DROP COLUMN an, DROP COLUMN at, DROP COLUMN ab;
+CREATE TABLE public.custom (k text PRIMARY KEY, m public.mood, p public.posint, c public.pair, n int);
+INSERT INTO public.custom VALUES ('a"b', 'sad', 1, '(1,"x y")', 0), ('c\d', 'ok', 2, '(2,"q\"uote")', 0),
+  ('{x}', 'sad', 3, NULL, 0), ('NULL', NULL, NULL, '(,)', 0), ('', 'ok', 5, '(5,)', 0), (' sp ', 'sad', 6, '(6,"")', 0),
+  (',', 'ok', 7, '(7,",")', 0);`)
+	_, err := dst.Exec(ctx, userTypes)
+	require.NoError(t, err)
 	cols := columnsOf(t, src, "scalars")
+	custom := columnsOf(t, src, "custom")
 	copyRows := fmt.Sprintf(`INSERT INTO public.scalars SELECT %s FROM public.matrix`, strings.Join(cols, ", "))
 	for i := 1; i <= 200; i++ {
 		_, err := src.Exec(ctx, matrixRow, i)
 		require.NoError(t, err)
 	}
-	_, err := src.Exec(ctx, `INSERT INTO public.matrix (id) VALUES (1000)`) // all NULL
+	_, err = src.Exec(ctx, `INSERT INTO public.matrix (id) VALUES (1000)`) // all NULL
 	require.NoError(t, err)
 	_, err = src.Exec(ctx, copyRows)
 	require.NoError(t, err)
@@ -262,6 +273,9 @@ ALTER TABLE public.scalars DROP COLUMN an, DROP COLUMN at, DROP COLUMN ab;`)
 		`UPDATE public.scalars SET i2 = 8 WHERE id IN (31, 10030)`,
 		`UPDATE public.scalars SET tx = repeat('big ', 300000) || id WHERE id IN (40, 41)`, // above keyedValueMax
 		`UPDATE public.scalars SET n = NULL, tx = '', c5 = NULL, u = NULL WHERE id IN (1000, 50)`,
+		// Keys that need quoting in an array, an enum label with quotes, a domain, a composite.
+		`UPDATE public.custom SET m = 'it''s "fine"', p = p + 10, c = ROW((c).a, (c).b || '}{'), n = n + 1`,
+		`DELETE FROM public.custom WHERE k IN ('{x}', ',')`,
 	} {
 		_, err := tx.Exec(ctx, q)
 		require.NoError(t, err, q)
@@ -269,16 +283,21 @@ ALTER TABLE public.scalars DROP COLUMN an, DROP COLUMN at, DROP COLUMN ab;`)
 	require.NoError(t, tx.Commit(ctx))
 	_, err = src.Exec(ctx, `DELETE FROM public.scalars WHERE id > 190 AND id < 1000`)
 	require.NoError(t, err)
-	waitEqual(t, func() error { return compare(ctx, src, dst, "scalars", cols) })
+	waitEqual(t, func() error {
+		if err := compare(ctx, src, dst, "custom", custom); err != nil {
+			return err
+		}
+		return compare(ctx, src, dst, "scalars", cols)
+	})
 	require.NoError(t, stop())
 	batches := map[string]int{}
 	for _, e := range observed.FilterMessage("keyed batch").All() {
 		batches[e.ContextMap()["op"].(string)]++
 	}
 	// 100 updates; 10 again; the two around the TOASTed value; 31 and 10030 (split by
-	// the key change); 50 and 1000. Deletes: 150-160, 191-200.
-	require.GreaterOrEqual(t, batches["update"], 5, "keyed update batches")
-	require.GreaterOrEqual(t, batches["delete from"], 2, "keyed delete batches")
+	// the key change); 50 and 1000; custom. Deletes: 150-160, custom, 191-200.
+	require.GreaterOrEqual(t, batches["update"], 6, "keyed update batches")
+	require.GreaterOrEqual(t, batches["delete from"], 3, "keyed delete batches")
 }
 
 // TestRestartIsExactlyOnce stops the stream at arbitrary points, also inside a large transaction,
