@@ -554,13 +554,14 @@ func ParentsFirst(defs []*Table, tables []spec.TableMap) ([]*Table, []spec.Table
 // ArrayType is the array type of a column's type.
 type ArrayType struct {
 	OID       uint32 // 0: none (the column is an array itself)
+	Elem      uint32 // its element type: the column's type
 	Delimiter byte   // between elements in the array's text form: ',' except for box (';')
 }
 
 // ArrayTypes returns, for each column of table, the array type of the column's type.
 func ArrayTypes(ctx context.Context, q Querier, table spec.QName) (map[string]ArrayType, error) {
 	rows, err := q.Query(ctx, `
-SELECT a.attname, t.typarray, t.typdelim::text
+SELECT a.attname, t.typarray, a.atttypid, t.typdelim::text
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
@@ -571,9 +572,9 @@ WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`
 	}
 	out := map[string]ArrayType{}
 	var name, delim string
-	var oid uint32
-	if _, err := pgx.ForEachRow(rows, []any{&name, &oid, &delim}, func() error {
-		at := ArrayType{OID: oid, Delimiter: ','}
+	var oid, elem uint32
+	if _, err := pgx.ForEachRow(rows, []any{&name, &oid, &elem, &delim}, func() error {
+		at := ArrayType{OID: oid, Elem: elem, Delimiter: ','}
 		if len(delim) == 1 {
 			at.Delimiter = delim[0]
 		}

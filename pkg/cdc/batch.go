@@ -64,16 +64,16 @@ func (a *applier) queue(ctx context.Context, sql string, params [][]byte, q queu
 		return fmt.Errorf("%s %s: prepare: %w (statement: %s)", q.op, q.table, err, sql)
 	}
 	q.rows = 1
-	return a.pipeline(ctx, name, params, q)
+	return a.pipeline(ctx, name, params, nil, q)
 }
 
 // pipeline adds a prepared statement to the pipeline and sends the pipeline once it holds
-// pipeStatements changes.
-func (a *applier) pipeline(ctx context.Context, name string, params [][]byte, q queued) error {
+// pipeStatements changes. formats: nil for text parameters, else one per parameter.
+func (a *applier) pipeline(ctx context.Context, name string, params [][]byte, formats []int16, q queued) error {
 	if a.pipe == nil {
 		a.pipe = &pgconn.Batch{}
 	}
-	a.pipe.ExecPrepared(name, params, nil, nil)
+	a.pipe.ExecPrepared(name, params, formats, nil)
 	a.piped = append(a.piped, q)
 	a.pipeTables[q.rel] = true
 	a.pipeRows += q.rows

@@ -55,7 +55,19 @@ type keyedStmt struct {
 	cols   []int  // relation columns in parameter order: the columns set, then the key
 	keys   int    // how many of cols are the key
 	delims []byte // the array element delimiter of each parameter
+	// formats: 1 where a parameter is sent in binary (text types, see binaryArrayElem), else 0.
+	formats []int16
+	elems   []uint32 // element type of each parameter
 }
+
+// Text, varchar and bpchar arrays are sent in binary: their elements' binary form is their text,
+// and the destination reads a binary array without scanning it character by character, as it
+// does a text array literal (a sixth of its CPU time on a table with a char(84) column).
+var binaryArrayElem = map[uint32]bool{25: true, 1043: true, 1042: true}
+
+// arrayHeader is the size of a one-dimensional binary array's header: dimensions, flags, element
+// type, length, lower bound.
+const arrayHeader = 20
 
 // keyedBatch is a run of changes of one shape, not sent yet.
 type keyedBatch struct {
@@ -130,7 +142,11 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 		}
 		b = &keyedBatch{stmt: st, op: op, table: tm.Dest, arrays: make([]bytes.Buffer, len(st.cols)), keys: map[string]struct{}{}, firstKey: keyText(rel, tuple)}
 		for i := range b.arrays {
-			b.arrays[i].WriteByte('{')
+			if st.formats[i] == 1 {
+				b.arrays[i].Write(make([]byte, arrayHeader)) // filled in by sendBatch
+			} else {
+				b.arrays[i].WriteByte('{')
+			}
 		}
 		a.batches[relID] = b
 	}
@@ -138,10 +154,15 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 	grown := 0
 	for j, i := range st.cols {
 		n := b.arrays[j].Len()
-		if b.rows > 0 {
+		switch {
+		case st.formats[j] == 1:
+			appendBinaryElement(&b.arrays[j], tuple.Columns[i])
+		case b.rows > 0:
 			b.arrays[j].WriteByte(st.delims[j])
+			fallthrough
+		default:
+			appendArrayElement(&b.arrays[j], tuple.Columns[i])
 		}
-		appendArrayElement(&b.arrays[j], tuple.Columns[i])
 		grown += b.arrays[j].Len() - n
 	}
 	b.size += grown
@@ -202,6 +223,12 @@ func (a *applier) prepareKeyed(ctx context.Context, rel *pglogrepl.RelationMessa
 			}
 			st.cols = append(st.cols, i)
 			st.delims = append(st.delims, at.Delimiter)
+			st.elems = append(st.elems, at.Elem)
+			if binaryArrayElem[at.Elem] {
+				st.formats = append(st.formats, 1)
+			} else {
+				st.formats = append(st.formats, 0)
+			}
 			oids = append(oids, at.OID)
 			p := fmt.Sprintf(`"p%d"`, len(st.cols))
 			unnest = append(unnest, fmt.Sprintf("pg_catalog.unnest($%d) AS %s", len(st.cols), p))
@@ -238,6 +265,16 @@ func (a *applier) sendBatch(ctx context.Context, relID uint32) error {
 	a.batchBytes -= b.size
 	params := make([][]byte, len(b.arrays))
 	for i := range b.arrays {
+		if b.stmt.formats[i] == 1 {
+			params[i] = b.arrays[i].Bytes()
+			h := params[i][:0]
+			h = binary.BigEndian.AppendUint32(h, 1) // dimensions
+			h = binary.BigEndian.AppendUint32(h, 0) // flags (NULLs are marked per element)
+			h = binary.BigEndian.AppendUint32(h, b.stmt.elems[i])
+			h = binary.BigEndian.AppendUint32(h, uint32(b.rows))
+			binary.BigEndian.AppendUint32(h, 1) // lower bound
+			continue
+		}
 		b.arrays[i].WriteByte('}')
 		params[i] = b.arrays[i].Bytes()
 	}
@@ -248,7 +285,7 @@ func (a *applier) sendBatch(ctx context.Context, relID uint32) error {
 	if ce := a.log.Check(zap.DebugLevel, "keyed batch"); ce != nil {
 		ce.Write(zap.String("op", b.op), zap.Stringer("table", b.table), zap.Int("rows", b.rows), zap.String("keys", keys))
 	}
-	return a.pipeline(ctx, b.stmt.name, params, queued{rel: relID, op: b.op, table: b.table, key: keys, sql: b.stmt.sql, rows: b.rows})
+	return a.pipeline(ctx, b.stmt.name, params, b.stmt.formats, queued{rel: relID, op: b.op, table: b.table, key: keys, sql: b.stmt.sql, rows: b.rows})
 }
 
 // sendBatches adds every table's keyed batch to the pipeline.
@@ -302,6 +339,19 @@ func appendArrayElement(buf *bytes.Buffer, c *pglogrepl.TupleDataColumn) {
 		data = data[i+1:]
 	}
 	buf.WriteByte('"')
+}
+
+// appendBinaryElement writes one value as an element of a binary array: its length (-1 for
+// NULL) and its bytes.
+func appendBinaryElement(buf *bytes.Buffer, c *pglogrepl.TupleDataColumn) {
+	if c.DataType == pglogrepl.TupleDataTypeNull {
+		buf.Write([]byte{0xff, 0xff, 0xff, 0xff})
+		return
+	}
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(c.Data)))
+	buf.Write(n[:])
+	buf.Write(c.Data)
 }
 
 // logMissing warns of updates or deletes that found no row on the destination.
