@@ -3,6 +3,7 @@ package cdc
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
@@ -61,6 +62,7 @@ type applier struct {
 	prepares   int
 	scratch    []byte
 	keyScratch []byte
+	seed       maphash.Seed // of the key hashes
 }
 
 func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applier {
@@ -74,6 +76,7 @@ func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applie
 		batches:    map[uint32]*keyedBatch{},
 		keyedStmts: map[string]*keyedStmt{},
 		arrayTypes: map[spec.QName]map[string]catalog.ArrayType{},
+		seed:       maphash.MakeSeed(),
 		log:        log,
 	}
 	for _, t := range tables {

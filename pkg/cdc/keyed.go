@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
@@ -57,7 +58,8 @@ type keyedStmt struct {
 	delims []byte // the array element delimiter of each parameter
 	// formats: 1 where a parameter is sent in binary (text types, see binaryArrayElem), else 0.
 	formats []int16
-	elems   []uint32 // element type of each parameter
+	elems   []uint32    // element type of each parameter
+	spare   *keyedBatch // a sent batch, its buffers kept for the next one
 }
 
 // Text, varchar and bpchar arrays are sent in binary: their elements' binary form is their text,
@@ -77,7 +79,7 @@ type keyedBatch struct {
 	arrays   []bytes.Buffer // one array literal per parameter, without its closing brace
 	rows     int
 	size     int
-	keys     map[string]struct{}
+	keys     map[uint64]struct{} // hashes of the keys: a collision only ends the batch early
 	firstKey string
 	lastKey  []byte // as in keys: each key column's length and value
 }
@@ -129,7 +131,7 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 	a.keyScratch = key
 	b := a.batches[relID]
 	if b != nil {
-		if _, dup := b.keys[string(key)]; dup || b.stmt != st {
+		if _, dup := b.keys[maphash.Bytes(a.seed, key)]; dup || b.stmt != st {
 			if err := a.sendBatch(ctx, relID); err != nil {
 				return false, err
 			}
@@ -140,7 +142,12 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 		if err := a.flushRun(ctx, relID); err != nil { // the table's inserts come first
 			return false, err
 		}
-		b = &keyedBatch{stmt: st, op: op, table: tm.Dest, arrays: make([]bytes.Buffer, len(st.cols)), keys: map[string]struct{}{}, firstKey: keyText(rel, tuple)}
+		if b = st.spare; b != nil {
+			st.spare = nil
+		} else {
+			b = &keyedBatch{stmt: st, op: op, table: tm.Dest, arrays: make([]bytes.Buffer, len(st.cols)), keys: map[uint64]struct{}{}}
+		}
+		b.firstKey = keyText(rel, tuple)
 		for i := range b.arrays {
 			if st.formats[i] == 1 {
 				b.arrays[i].Write(make([]byte, arrayHeader)) // filled in by sendBatch
@@ -150,7 +157,7 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 		}
 		a.batches[relID] = b
 	}
-	b.keys[string(key)] = struct{}{}
+	b.keys[maphash.Bytes(a.seed, key)] = struct{}{}
 	grown := 0
 	for j, i := range st.cols {
 		n := b.arrays[j].Len()
@@ -285,7 +292,15 @@ func (a *applier) sendBatch(ctx context.Context, relID uint32) error {
 	if ce := a.log.Check(zap.DebugLevel, "keyed batch"); ce != nil {
 		ce.Write(zap.String("op", b.op), zap.Stringer("table", b.table), zap.Int("rows", b.rows), zap.String("keys", keys))
 	}
-	return a.pipeline(ctx, b.stmt.name, params, b.stmt.formats, queued{rel: relID, op: b.op, table: b.table, key: keys, sql: b.stmt.sql, rows: b.rows})
+	err := a.pipeline(ctx, b.stmt.name, params, b.stmt.formats, queued{rel: relID, op: b.op, table: b.table, key: keys, sql: b.stmt.sql, rows: b.rows})
+	// The pipeline holds its own copy of the parameters: the batch's buffers serve the next one.
+	for i := range b.arrays {
+		b.arrays[i].Reset()
+	}
+	clear(b.keys)
+	b.rows, b.size = 0, 0
+	b.stmt.spare = b
+	return err
 }
 
 // sendBatches adds every table's keyed batch to the pipeline.
