@@ -76,7 +76,7 @@ type keyedBatch struct {
 	stmt     *keyedStmt
 	op       string
 	table    spec.QName
-	arrays   []bytes.Buffer // one array literal per parameter, without its closing brace
+	arrays   []bytes.Buffer // per parameter: a text array literal without its closing brace, or a binary array without its header
 	rows     int
 	size     int
 	keys     map[uint64]struct{} // hashes of the keys: a collision only ends the batch early
@@ -129,9 +129,10 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 		key = append(key, tuple.Columns[i].Data...)
 	}
 	a.keyScratch = key
+	hash := maphash.Bytes(a.seed, key)
 	b := a.batches[relID]
 	if b != nil {
-		if _, dup := b.keys[maphash.Bytes(a.seed, key)]; dup || b.stmt != st {
+		if _, dup := b.keys[hash]; dup || b.stmt != st {
 			if err := a.sendBatch(ctx, relID); err != nil {
 				return false, err
 			}
@@ -157,7 +158,7 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 		}
 		a.batches[relID] = b
 	}
-	b.keys[maphash.Bytes(a.seed, key)] = struct{}{}
+	b.keys[hash] = struct{}{}
 	grown := 0
 	for j, i := range st.cols {
 		n := b.arrays[j].Len()
@@ -313,9 +314,14 @@ func (a *applier) sendBatches(ctx context.Context) error {
 	return nil
 }
 
-// forgetRelation drops what was derived from a relation's columns before its new description
-// replaces it: its pending batch is sent, its batch statements are prepared anew when used.
-func (a *applier) forgetRelation(ctx context.Context, relID uint32) error {
+// forgetRelation drops what was derived from a relation's columns before a new description
+// replaces it: its pending batch is sent, its batch statements are prepared anew when used. The
+// source sends a relation again also when nothing of it changed (after a VACUUM or ANALYZE): then
+// everything is kept.
+func (a *applier) forgetRelation(ctx context.Context, relID uint32, next *pglogrepl.RelationMessage) error {
+	if prev, ok := a.relations[relID]; !ok || sameRelation(prev, next) {
+		return nil
+	}
 	if err := a.sendBatch(ctx, relID); err != nil {
 		return err
 	}
@@ -377,4 +383,19 @@ func (a *applier) logMissing(q queued, missing int64) {
 	}
 	a.log.Warn(fmt.Sprintf("%d of %d changes (%s) found no row on the destination", missing, q.rows, q.op),
 		zap.Stringer("table", q.table), zap.String("keys", q.key))
+}
+
+// sameRelation reports whether two descriptions of a relation agree on everything a keyed
+// statement depends on.
+func sameRelation(a, b *pglogrepl.RelationMessage) bool {
+	if a.Namespace != b.Namespace || a.RelationName != b.RelationName || a.ReplicaIdentity != b.ReplicaIdentity || len(a.Columns) != len(b.Columns) {
+		return false
+	}
+	for i, c := range a.Columns {
+		d := b.Columns[i]
+		if c.Name != d.Name || c.Flags != d.Flags || c.DataType != d.DataType || c.TypeModifier != d.TypeModifier {
+			return false
+		}
+	}
+	return true
 }

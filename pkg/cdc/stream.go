@@ -479,7 +479,7 @@ func (s *stream) replaySpool(m *pglogrepl.StreamCommitMessageV2) error {
 func (s *stream) dispatch(msg pglogrepl.Message) error {
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
-		if err := s.app.forgetRelation(s.ctx, m.RelationID); err != nil {
+		if err := s.app.forgetRelation(s.ctx, m.RelationID, m); err != nil {
 			return err
 		}
 		s.app.relations[m.RelationID] = m

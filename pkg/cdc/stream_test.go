@@ -289,14 +289,28 @@ INSERT INTO public.custom VALUES ('a"b', 'sad', 1, '(1,"x y")', 0), ('c\d', 'ok'
 		}
 		return compare(ctx, src, dst, "scalars", cols)
 	})
+	// A column added (on both sides, as the schema change would be): the table's statements are
+	// made anew for its new description.
+	_, err = dst.Exec(ctx, `ALTER TABLE public.custom ADD COLUMN extra text`)
+	require.NoError(t, err)
+	_, err = src.Exec(ctx, `ALTER TABLE public.custom ADD COLUMN extra text`)
+	require.NoError(t, err)
+	_, err = src.Exec(ctx, `UPDATE public.custom SET extra = k || '!', n = n + 1`)
+	require.NoError(t, err)
+	custom = columnsOf(t, src, "custom")
+	waitEqual(t, func() error { return compare(ctx, src, dst, "custom", custom) })
 	require.NoError(t, stop())
 	batches := map[string]int{}
 	for _, e := range observed.FilterMessage("keyed batch").All() {
 		batches[e.ContextMap()["op"].(string)]++
+		if e.ContextMap()["table"] == "public.custom" {
+			batches["custom "+e.ContextMap()["op"].(string)]++
+		}
 	}
+	require.Equal(t, 2, batches["custom update"], "keyed update batches of public.custom, before and after its new column")
 	// 100 updates; 10 again; the two around the TOASTed value; 31 and 10030 (split by
 	// the key change); 50 and 1000; custom. Deletes: 150-160, custom, 191-200.
-	require.GreaterOrEqual(t, batches["update"], 6, "keyed update batches")
+	require.GreaterOrEqual(t, batches["update"], 7, "keyed update batches")
 	require.GreaterOrEqual(t, batches["delete from"], 3, "keyed delete batches")
 }
 
