@@ -36,7 +36,7 @@ import (
 //
 // A batch is sent at keyedRows rows or keyedBytes, all batches when they hold batchBytes together.
 const (
-	keyedRows     = 500
+	keyedRows     = 2000
 	keyedBytes    = 8 << 20
 	keyedValueMax = 1 << 20
 )
