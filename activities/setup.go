@@ -76,7 +76,7 @@ func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables
 			}
 		}
 	}
-	return classify(cdc.EnsurePublication(ctx, conn, s.SlotName(), tables))
+	return classify(cdc.EnsurePublication(ctx, conn, s.SlotName(), cdc.Owner(s.Name), tables))
 }
 
 // SnapshotInput asks for the task's snapshot.
@@ -123,7 +123,12 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 	if err != nil {
 		return cdc.SlotSnapshot{}, classify(err)
 	}
-	st, err := cdc.Slot(ctx, conn, s.SlotName())
+	// Never drop another task's slot (one whose name differs from this one's only in '-' and '_').
+	err = cdc.CheckOwner(ctx, conn, s.SlotName(), cdc.Owner(s.Name))
+	var st cdc.SlotState
+	if err == nil {
+		st, err = cdc.Slot(ctx, conn, s.SlotName())
+	}
 	if err == nil && st.Exists {
 		log.Warn("replication slot exists from an earlier attempt: recreating it", zap.String("slot", s.SlotName()))
 		err = cdc.DropSlot(ctx, conn, s.SlotName())
@@ -216,11 +221,18 @@ func (a *Activities) Release(ctx context.Context, s spec.Spec) error {
 	defer closeAll(ctx, src, dst)
 	// The helper of a modify-objects in progress goes too.
 	for _, sp := range []spec.Spec{s.Helper(), s} {
-		if err := cdc.DropSlot(ctx, src, sp.SlotName()); err != nil {
+		if err := cdc.CheckOwner(ctx, src, sp.SlotName(), cdc.Owner(sp.Name)); errclass.Of(err) == errclass.Fatal {
+			// Another task's (its name differs only in '-' and '_'): not ours to drop.
+			a.logger(ctx).Warn("slot and publication left in place", zap.String("slot", sp.SlotName()), zap.Error(err))
+		} else if err != nil {
 			return classify(err)
-		}
-		if err := cdc.DropPublication(ctx, src, sp.SlotName()); err != nil {
-			return classify(err)
+		} else {
+			if err := cdc.DropSlot(ctx, src, sp.SlotName()); err != nil {
+				return classify(err)
+			}
+			if err := cdc.DropPublication(ctx, src, sp.SlotName()); err != nil {
+				return classify(err)
+			}
 		}
 		if err := bookkeeping.Drop(ctx, dst, sp.Name); err != nil {
 			return classify(err)

@@ -13,16 +13,20 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
 // EnsurePublication creates the publication name for exactly tables (with their row filters), or
 // sets its table list if it exists already.
-func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables []spec.TableMap) error {
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1)`, name).
-		Scan(&exists); err != nil {
-		return fmt.Errorf("publication %s: %w", name, err)
+func EnsurePublication(ctx context.Context, conn *pgx.Conn, name, owner string, tables []spec.TableMap) error {
+	exists, comment, err := publication(ctx, conn, name)
+	if err != nil {
+		return err
+	}
+	if err := checkOwner(name, owner, comment); err != nil {
+		return err
 	}
 	list := make([]string, len(tables))
 	for i, t := range tables {
@@ -46,7 +50,49 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, name string, tables 
 	if _, err := conn.Exec(ctx, stmt); err != nil {
 		return fmt.Errorf("publication %s: %w", name, err)
 	}
+	if comment != owner {
+		if _, err := conn.Exec(ctx, "COMMENT ON PUBLICATION "+pub+" IS "+catalog.QuoteLiteral(owner)); err != nil {
+			return fmt.Errorf("publication %s: %w", name, err)
+		}
+	}
 	return nil
+}
+
+// Owner is what a task's publication says of its owner (in its comment). Task names that differ
+// only in '-' and '_' map to the same slot and publication name: the comment tells the tasks
+// apart, so that one never uses or drops what the other created.
+func Owner(task string) string { return "skein task " + task }
+
+// CheckOwner fails (permanently) if publication name exists and belongs to another task than
+// owner. A publication without Skein's comment (made before Skein wrote it) passes.
+func CheckOwner(ctx context.Context, conn *pgx.Conn, name, owner string) error {
+	_, comment, err := publication(ctx, conn, name)
+	if err != nil {
+		return err
+	}
+	return checkOwner(name, owner, comment)
+}
+
+func checkOwner(name, owner, comment string) error {
+	if other, ok := strings.CutPrefix(comment, "skein task "); ok && comment != owner {
+		return errclass.Permanent(fmt.Errorf("the replication slot and publication %s belong to task %q (task names that differ only in '-' and '_' share them): give this task another name", name, other))
+	}
+	return nil
+}
+
+// publication reports whether publication name exists, and its comment.
+func publication(ctx context.Context, conn *pgx.Conn, name string) (bool, string, error) {
+	var comment *string
+	err := conn.QueryRow(ctx, `SELECT pg_catalog.obj_description(p.oid, 'pg_publication') FROM pg_catalog.pg_publication p WHERE p.pubname = $1`, name).Scan(&comment)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, "", nil
+	case err != nil:
+		return false, "", fmt.Errorf("publication %s: %w", name, err)
+	case comment == nil:
+		return true, "", nil
+	}
+	return true, *comment, nil
 }
 
 // SlotState describes a replication slot on the source.

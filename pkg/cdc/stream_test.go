@@ -21,6 +21,7 @@ import (
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/ddl"
+	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/fullload"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
@@ -79,7 +80,7 @@ func setup(t *testing.T, schemaSQL string) (*pair, *pgx.Conn, *pgx.Conn) {
 	require.NoError(t, err)
 	p.tables, err = spec.Resolve(p.s.Objects, existing)
 	require.NoError(t, err)
-	require.NoError(t, cdc.EnsurePublication(ctx, src, p.s.SlotName(), p.tables))
+	require.NoError(t, cdc.EnsurePublication(ctx, src, p.s.SlotName(), cdc.Owner(p.s.Name), p.tables))
 	return p, src, dst
 }
 
@@ -312,6 +313,25 @@ INSERT INTO public.custom VALUES ('a"b', 'sad', 1, '(1,"x y")', 0), ('c\d', 'ok'
 	// the key change); 50 and 1000; custom. Deletes: 150-160, custom, 191-200.
 	require.GreaterOrEqual(t, batches["update"], 7, "keyed update batches")
 	require.GreaterOrEqual(t, batches["delete from"], 3, "keyed delete batches")
+}
+
+// TestPublicationOwner: tasks whose names differ only in '-' and '_' share a slot and publication
+// name; the publication's comment tells them apart, so one never adopts the other's.
+func TestPublicationOwner(t *testing.T) {
+	ctx := context.Background()
+	p, src, _ := setup(t, `CREATE TABLE public.t (id int PRIMARY KEY);`)
+	require.Equal(t, spec.SlotNameFor("cdc-test"), spec.SlotNameFor("cdc_test"))
+	name := p.s.SlotName()
+	require.NoError(t, cdc.CheckOwner(ctx, src, name, cdc.Owner("cdc-test")))
+	err := cdc.EnsurePublication(ctx, src, name, cdc.Owner("cdc_test"), p.tables)
+	require.ErrorContains(t, err, `belong to task "cdc-test"`)
+	require.Equal(t, errclass.Fatal, errclass.Of(err))
+	require.ErrorContains(t, cdc.CheckOwner(ctx, src, name, cdc.Owner("cdc_test")), `belong to task "cdc-test"`)
+	// A publication from before the comment is adopted by the task that ensures it.
+	_, err = src.Exec(ctx, `COMMENT ON PUBLICATION `+pgx.Identifier{name}.Sanitize()+` IS NULL`)
+	require.NoError(t, err)
+	require.NoError(t, cdc.EnsurePublication(ctx, src, name, cdc.Owner("cdc_test"), p.tables))
+	require.ErrorContains(t, cdc.CheckOwner(ctx, src, name, cdc.Owner("cdc-test")), `belong to task "cdc_test"`)
 }
 
 // TestRestartIsExactlyOnce stops the stream at arbitrary points, also inside a large transaction,

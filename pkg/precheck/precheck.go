@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/spec"
 )
@@ -208,7 +209,9 @@ func (c *checker) replicationCapacity(ctx context.Context) {
 		return
 	}
 	// The task needs one slot, and one walsender at a time (the snapshot holder, then apply).
-	if maxSlots < usedSlots+1 {
+	if err := cdc.CheckOwner(ctx, c.src, c.s.SlotName(), cdc.Owner(c.s.Name)); err != nil {
+		c.fail("replication_slots", Error, err.Error(), "start the task under a name that no other task's name equals after replacing '-' with '_'")
+	} else if maxSlots < usedSlots+1 {
 		c.fail("replication_slots", Error, fmt.Sprintf("max_replication_slots is %d and %d slots exist: no slot is free", maxSlots, usedSlots),
 			fmt.Sprintf("ALTER SYSTEM SET max_replication_slots = %d; then restart the source (or drop unused slots)", usedSlots+2))
 	} else {

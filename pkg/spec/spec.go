@@ -275,6 +275,9 @@ func SlotNameFor(name string) string {
 // task: its own slot, publication and bookkeeping, dropped once the tables join the task's stream.
 func (s Spec) Helper() Spec {
 	h := s
-	h.Name = s.Name + "--add"
+	h.Name = s.Name + helperSuffix
 	return h
 }
+
+// helperSuffix ends the name of a task's helper stream; task names may not end in it.
+const helperSuffix = "--add"

@@ -72,6 +72,7 @@ func TestParseRejectsBadInput(t *testing.T) {
 	}{
 		{"missing name", func(s string) string { return strings.Replace(s, "name: shop-to-polardb\n", "", 1) }, []string{"name: required"}},
 		{"bad name", func(s string) string { return strings.Replace(s, "shop-to-polardb", "Shop To PolarDB", 1) }, []string{"name:", "a-z 0-9"}},
+		{"name of a helper stream", func(s string) string { return strings.Replace(s, "shop-to-polardb", "shop--add", 1) }, []string{"name:", `"shop--add" ends in "--add"`}},
 		{"missing source host", func(s string) string {
 			return strings.Replace(s, "  host: 127.0.0.1\n  database: shop\n  user: repl", "  database: shop\n  user: repl", 1)
 		}, []string{"source.host: required"}},

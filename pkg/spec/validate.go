@@ -61,6 +61,8 @@ func (s *Spec) Validate() error {
 		errs.add("name", "required: 1-48 characters of a-z 0-9 _ -")
 	} else if !nameRE.MatchString(s.Name) {
 		errs.add("name", "%q is not 1-48 characters of a-z 0-9 _ -", s.Name)
+	} else if strings.HasSuffix(s.Name, helperSuffix) {
+		errs.add("name", "%q ends in %q, which names the helper stream of a task adding tables: choose another name", s.Name, helperSuffix)
 	}
 	validateEndpoint(&errs, "source", s.Source)
 	validateEndpoint(&errs, "destination", s.Destination)

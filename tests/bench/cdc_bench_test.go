@@ -71,7 +71,7 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 		{Source: spec.QName{Schema: "public", Name: "accounts"}, Dest: spec.QName{Schema: "public", Name: "accounts"}, Operations: spec.AllOperations},
 		{Source: spec.QName{Schema: "public", Name: "history"}, Dest: spec.QName{Schema: "public", Name: "history"}, Operations: spec.AllOperations},
 	}
-	require.NoError(b, cdc.EnsurePublication(ctx, src, s.SlotName(), tables))
+	require.NoError(b, cdc.EnsurePublication(ctx, src, s.SlotName(), cdc.Owner(s.Name), tables))
 	open := dbconn.Opener{}
 	repl, err := open.ConnectReplication(ctx, s.Source)
 	require.NoError(b, err)

@@ -69,7 +69,7 @@ func BenchmarkCDCLag(b *testing.B) {
 		q := spec.QName{Schema: "public", Name: n}
 		tables = append(tables, spec.TableMap{Source: q, Dest: q, Operations: spec.AllOperations})
 	}
-	require.NoError(b, cdc.EnsurePublication(ctx, src, s.SlotName(), tables))
+	require.NoError(b, cdc.EnsurePublication(ctx, src, s.SlotName(), cdc.Owner(s.Name), tables))
 	open := dbconn.Opener{}
 	repl, err := open.ConnectReplication(ctx, s.Source)
 	require.NoError(b, err)
