@@ -96,6 +96,11 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	defer closeAll(ctx, dst, lagConn)
 
 	skip, stopAt, err := streamBounds(ctx, lagConn, in)
+	if err == nil {
+		// Tasks started before publications named their owner claim theirs here, so that a new
+		// task whose name differs only in '-' and '_' cannot take it for its own.
+		err = cdc.ClaimPublication(ctx, lagConn, in.Spec.SlotName(), cdc.Owner(in.Spec.Name))
+	}
 	if err != nil {
 		return ApplyProgress{}, classify(err)
 	}

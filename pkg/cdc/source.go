@@ -51,9 +51,27 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, name, owner string, 
 		return fmt.Errorf("publication %s: %w", name, err)
 	}
 	if comment != owner {
-		if _, err := conn.Exec(ctx, "COMMENT ON PUBLICATION "+pub+" IS "+catalog.QuoteLiteral(owner)); err != nil {
-			return fmt.Errorf("publication %s: %w", name, err)
-		}
+		return setOwner(ctx, conn, name, owner)
+	}
+	return nil
+}
+
+// ClaimPublication writes owner into publication name's comment if it has none (a publication
+// made before Skein wrote it), and fails if it belongs to another task.
+func ClaimPublication(ctx context.Context, conn *pgx.Conn, name, owner string) error {
+	exists, comment, err := publication(ctx, conn, name)
+	if err != nil {
+		return err
+	}
+	if err := checkOwner(name, owner, comment); err != nil || !exists || comment == owner {
+		return err
+	}
+	return setOwner(ctx, conn, name, owner)
+}
+
+func setOwner(ctx context.Context, conn *pgx.Conn, name, owner string) error {
+	if _, err := conn.Exec(ctx, "COMMENT ON PUBLICATION "+pgx.Identifier{name}.Sanitize()+" IS "+catalog.QuoteLiteral(owner)); err != nil {
+		return fmt.Errorf("publication %s: %w", name, err)
 	}
 	return nil
 }
