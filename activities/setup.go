@@ -221,18 +221,19 @@ func (a *Activities) Release(ctx context.Context, s spec.Spec) error {
 	defer closeAll(ctx, src, dst)
 	// The helper of a modify-objects in progress goes too.
 	for _, sp := range []spec.Spec{s.Helper(), s} {
-		if err := cdc.CheckOwner(ctx, src, sp.SlotName(), cdc.Owner(sp.Name)); errclass.Of(err) == errclass.Fatal {
+		err := cdc.CheckOwner(ctx, src, sp.SlotName(), cdc.Owner(sp.Name))
+		if errclass.Of(err) == errclass.Fatal {
 			// Another task's (its name differs only in '-' and '_'): not ours to drop.
 			a.logger(ctx).Warn("slot and publication left in place", zap.String("slot", sp.SlotName()), zap.Error(err))
-		} else if err != nil {
+			err = nil
+		} else if err == nil {
+			err = cdc.DropSlot(ctx, src, sp.SlotName())
+			if err == nil {
+				err = cdc.DropPublication(ctx, src, sp.SlotName())
+			}
+		}
+		if err != nil {
 			return classify(err)
-		} else {
-			if err := cdc.DropSlot(ctx, src, sp.SlotName()); err != nil {
-				return classify(err)
-			}
-			if err := cdc.DropPublication(ctx, src, sp.SlotName()); err != nil {
-				return classify(err)
-			}
 		}
 		if err := bookkeeping.Drop(ctx, dst, sp.Name); err != nil {
 			return classify(err)

@@ -2,6 +2,7 @@ package cdc
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pglogrepl"
@@ -52,29 +53,40 @@ func TestRowDecoderMatchesPglogrepl(t *testing.T) {
 			require.True(t, isRowMessage(tc.msg))
 			got, err := d.decode(tc.msg[0], tc.msg[1:])
 			require.NoError(t, err)
-			switch w := want.(type) {
-			case *pglogrepl.InsertMessage:
-				g := got.(*pglogrepl.InsertMessage)
-				require.Equal(t, w.RelationID, g.RelationID)
-				requireSameTuple(t, w.Tuple, g.Tuple)
-			case *pglogrepl.UpdateMessage:
-				g := got.(*pglogrepl.UpdateMessage)
-				require.Equal(t, w.RelationID, g.RelationID)
-				require.Equal(t, w.OldTupleType, g.OldTupleType)
-				requireSameTuple(t, w.OldTuple, g.OldTuple)
-				requireSameTuple(t, w.NewTuple, g.NewTuple)
-			case *pglogrepl.DeleteMessage:
-				g := got.(*pglogrepl.DeleteMessage)
-				require.Equal(t, w.RelationID, g.RelationID)
-				require.Equal(t, w.OldTupleType, g.OldTupleType)
-				requireSameTuple(t, w.OldTuple, g.OldTuple)
-			}
+			requireSameRow(t, rowOf(want), rowOf(got))
 			for cut := 1; cut < len(tc.msg)-1; cut++ {
 				_, err := d.decode(tc.msg[0], tc.msg[1:len(tc.msg)-cut])
 				require.Error(t, err, "cut by %d bytes", cut)
 			}
 		})
 	}
+}
+
+// row is what an insert, update or delete message says, whichever it is.
+type row struct {
+	relation      uint32
+	oldType       uint8
+	old, newTuple *pglogrepl.TupleData
+}
+
+func rowOf(msg pglogrepl.Message) row {
+	switch m := msg.(type) {
+	case *pglogrepl.InsertMessage:
+		return row{relation: m.RelationID, newTuple: m.Tuple}
+	case *pglogrepl.UpdateMessage:
+		return row{relation: m.RelationID, oldType: m.OldTupleType, old: m.OldTuple, newTuple: m.NewTuple}
+	case *pglogrepl.DeleteMessage:
+		return row{relation: m.RelationID, oldType: m.OldTupleType, old: m.OldTuple}
+	}
+	panic(fmt.Sprintf("not a row message: %T", msg))
+}
+
+func requireSameRow(t *testing.T, want, got row) {
+	t.Helper()
+	require.Equal(t, want.relation, got.relation)
+	require.Equal(t, want.oldType, got.oldType)
+	requireSameTuple(t, want.old, got.old)
+	requireSameTuple(t, want.newTuple, got.newTuple)
 }
 
 func requireSameTuple(t *testing.T, want, got *pglogrepl.TupleData) {

@@ -53,6 +53,8 @@ const (
 type keyedStmt struct {
 	name   string
 	sql    string
+	op     string // opUpdate or opDelete
+	table  spec.QName
 	cols   []int  // relation columns in parameter order: the columns set, then the key
 	keys   int    // how many of cols are the key
 	delims []byte // the array element delimiter of each parameter
@@ -74,8 +76,6 @@ const arrayHeader = 20
 // keyedBatch is a run of changes of one shape, not sent yet.
 type keyedBatch struct {
 	stmt     *keyedStmt
-	op       string
-	table    spec.QName
 	arrays   []bytes.Buffer // per parameter: a text array literal without its closing brace, or a binary array without its header
 	rows     int
 	size     int
@@ -146,7 +146,7 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 		if b = st.spare; b != nil {
 			st.spare = nil
 		} else {
-			b = &keyedBatch{stmt: st, op: op, table: tm.Dest, arrays: make([]bytes.Buffer, len(st.cols)), keys: map[uint64]struct{}{}}
+			b = &keyedBatch{stmt: st, arrays: make([]bytes.Buffer, len(st.cols)), keys: map[uint64]struct{}{}}
 		}
 		b.firstKey = keyText(rel, tuple)
 		for i := range b.arrays {
@@ -215,7 +215,7 @@ func (a *applier) prepareKeyed(ctx context.Context, rel *pglogrepl.RelationMessa
 		}
 		a.arrayTypes[tm.Dest] = types
 	}
-	st := &keyedStmt{}
+	st := &keyedStmt{op: op, table: tm.Dest}
 	a.keyedStmts[shape] = st
 	var oids []uint32
 	var sets, conds, unnest []string
@@ -291,9 +291,9 @@ func (a *applier) sendBatch(ctx context.Context, relID uint32) error {
 		keys += " … " + b.lastKeyText(a.relations[relID])
 	}
 	if ce := a.log.Check(zap.DebugLevel, "keyed batch"); ce != nil {
-		ce.Write(zap.String("op", b.op), zap.Stringer("table", b.table), zap.Int("rows", b.rows), zap.String("keys", keys))
+		ce.Write(zap.String("op", b.stmt.op), zap.Stringer("table", b.stmt.table), zap.Int("rows", b.rows), zap.String("keys", keys))
 	}
-	err := a.pipeline(ctx, b.stmt.name, params, b.stmt.formats, queued{rel: relID, op: b.op, table: b.table, key: keys, sql: b.stmt.sql, rows: b.rows})
+	err := a.pipeline(ctx, b.stmt.name, params, b.stmt.formats, queued{rel: relID, op: b.stmt.op, table: b.stmt.table, key: keys, sql: b.stmt.sql, rows: b.rows})
 	// The pipeline holds its own copy of the parameters: the batch's buffers serve the next one.
 	for i := range b.arrays {
 		b.arrays[i].Reset()

@@ -79,7 +79,9 @@ func setOwner(ctx context.Context, conn *pgx.Conn, name, owner string) error {
 // Owner is what a task's publication says of its owner (in its comment). Task names that differ
 // only in '-' and '_' map to the same slot and publication name: the comment tells the tasks
 // apart, so that one never uses or drops what the other created.
-func Owner(task string) string { return "skein task " + task }
+func Owner(task string) string { return ownerPrefix + task }
+
+const ownerPrefix = "skein task "
 
 // CheckOwner fails (permanently) if publication name exists and belongs to another task than
 // owner. A publication without Skein's comment (made before Skein wrote it) passes.
@@ -92,7 +94,7 @@ func CheckOwner(ctx context.Context, conn *pgx.Conn, name, owner string) error {
 }
 
 func checkOwner(name, owner, comment string) error {
-	if other, ok := strings.CutPrefix(comment, "skein task "); ok && comment != owner {
+	if other, ok := strings.CutPrefix(comment, ownerPrefix); ok && comment != owner {
 		return errclass.Permanent(fmt.Errorf("the replication slot and publication %s belong to task %q (task names that differ only in '-' and '_' share them): give this task another name", name, other))
 	}
 	return nil

@@ -133,13 +133,29 @@ func (p *pair) stream(t *testing.T) (stop func() error) {
 // streamWith is stream with options changed by tune.
 func (p *pair) streamWith(t *testing.T, tune func(*cdc.StreamOptions)) (stop func() error) {
 	t.Helper()
+	done, cancel, closeConns := p.startStream(t, tune)
+	return func() error {
+		cancel()
+		err := <-done
+		closeConns()
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+}
+
+// startStream runs Stream on connections of its own in the background: done receives its
+// result, cancel ends it, closeConns closes its connections once it has ended.
+func (p *pair) startStream(t *testing.T, tune func(*cdc.StreamOptions)) (done <-chan error, cancel func(), closeConns func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	open := dbconn.Opener{}
 	repl, err := open.ConnectReplication(ctx, p.s.Source)
 	require.NoError(t, err)
 	dst, err := open.Connect(ctx, p.s.Destination)
 	require.NoError(t, err)
-	done := make(chan error, 1)
+	result := make(chan error, 1)
 	opts := cdc.StreamOptions{
 		Task: p.s.Name, Slot: p.s.SlotName(), Publication: p.s.SlotName(), Tables: p.tables,
 		StatusInterval: 200 * time.Millisecond, Log: zaptest.NewLogger(t),
@@ -147,16 +163,10 @@ func (p *pair) streamWith(t *testing.T, tune func(*cdc.StreamOptions)) (stop fun
 	if tune != nil {
 		tune(&opts)
 	}
-	go func() { done <- cdc.Stream(ctx, repl, dst, opts) }()
-	return func() error {
-		cancel()
-		err := <-done
+	go func() { result <- cdc.Stream(ctx, repl, dst, opts) }()
+	return result, cancel, func() {
 		repl.Close(context.Background())
 		dst.Close(context.Background())
-		if errors.Is(err, context.Canceled) {
-			return nil
-		}
-		return err
 	}
 }
 
@@ -508,16 +518,7 @@ INSERT INTO public.acct SELECT i, 0 FROM generate_series(1, 100) i;`)
 	_, err = src.Exec(ctx, `UPDATE public.acct SET n = -1 WHERE id = 77`)
 	require.NoError(t, err)
 	for _, exact := range []int{0, 1000} {
-		open := dbconn.Opener{}
-		repl, err := open.ConnectReplication(ctx, p.s.Source)
-		require.NoError(t, err)
-		applyConn, err := open.Connect(ctx, p.s.Destination)
-		require.NoError(t, err)
-		done := make(chan error, 1)
-		go func() {
-			done <- cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: p.s.Name, Slot: p.s.SlotName(), Publication: p.s.SlotName(),
-				Tables: p.tables, ExactChanges: exact})
-		}()
+		done, cancel, closeConns := p.startStream(t, func(o *cdc.StreamOptions) { o.ExactChanges = exact })
 		want := []string{"public.acct", "(id=77)", `UPDATE ONLY "public"."acct" AS "t"`, "acct_n"}
 		if exact > 0 {
 			want = []string{"public.acct key (id=77)", `UPDATE ONLY "public"."acct" SET "n" = $1 WHERE "id" = $2`, "acct_n"}
@@ -529,10 +530,11 @@ INSERT INTO public.acct SELECT i, 0 FROM generate_series(1, 100) i;`)
 				require.Contains(t, err.Error(), w)
 			}
 		case <-time.After(time.Minute):
+			cancel()
 			t.Fatal("the stream did not fail")
 		}
-		repl.Close(ctx)
-		applyConn.Close(ctx)
+		cancel()
+		closeConns()
 	}
 	// Nothing of the failed destination transaction was committed: the first update is applied
 	// again by the next run (here: checked not to be half there).
