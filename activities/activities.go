@@ -79,7 +79,7 @@ func (a *Activities) connectBoth(ctx context.Context, s spec.Spec) (src, dst *pg
 	if err != nil {
 		return nil, nil, err
 	}
-	dst, err = a.Open.Connect(ctx, s.Destination)
+	dst, err = a.Open.ConnectDestination(ctx, s.Destination)
 	if err != nil {
 		src.Close(ctx)
 		return nil, nil, err

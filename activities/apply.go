@@ -84,7 +84,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		return ApplyProgress{}, classify(err)
 	}
 	defer repl.Close(context.WithoutCancel(ctx))
-	dst, err := a.Open.Connect(ctx, in.Spec.Destination)
+	dst, err := a.Open.ConnectDestination(ctx, in.Spec.Destination)
 	if err != nil {
 		return ApplyProgress{}, classify(err)
 	}

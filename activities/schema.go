@@ -316,7 +316,7 @@ func (a *Activities) runParallel(ctx context.Context, s spec.Spec, first *pgx.Co
 	var extra []*pgx.Conn
 	defer func() { closeAll(ctx, extra...) }()
 	for len(conns) < cap(conns) && len(extra)+1 < len(jobs) {
-		c, err := a.Open.Connect(ctx, s.Destination)
+		c, err := a.Open.ConnectDestination(ctx, s.Destination)
 		if err != nil {
 			return err
 		}

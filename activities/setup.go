@@ -193,7 +193,7 @@ type ResetLoadInput struct {
 // ResetLoad empties the destination tables and forgets their committed chunks, so they load
 // again from the start (in a new snapshot, after the first one was lost).
 func (a *Activities) ResetLoad(ctx context.Context, in ResetLoadInput) error {
-	conn, err := a.Open.Connect(ctx, in.Spec.Destination)
+	conn, err := a.Open.ConnectDestination(ctx, in.Spec.Destination)
 	if err != nil {
 		return classify(err)
 	}
@@ -203,7 +203,7 @@ func (a *Activities) ResetLoad(ctx context.Context, in ResetLoadInput) error {
 
 // EnsureBookkeeping creates Skein's bookkeeping tables on the destination.
 func (a *Activities) EnsureBookkeeping(ctx context.Context, s spec.Spec) error {
-	conn, err := a.Open.Connect(ctx, s.Destination)
+	conn, err := a.Open.ConnectDestination(ctx, s.Destination)
 	if err != nil {
 		return classify(err)
 	}

@@ -153,7 +153,7 @@ func (p *pair) startStream(t *testing.T, tune func(*cdc.StreamOptions)) (done <-
 	open := dbconn.Opener{}
 	repl, err := open.ConnectReplication(ctx, p.s.Source)
 	require.NoError(t, err)
-	dst, err := open.Connect(ctx, p.s.Destination)
+	dst, err := open.ConnectDestination(ctx, p.s.Destination)
 	require.NoError(t, err)
 	result := make(chan error, 1)
 	opts := cdc.StreamOptions{

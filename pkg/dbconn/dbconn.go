@@ -6,12 +6,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/skein-dts/skein/pkg/dialect"
+	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/secrets"
 	"github.com/skein-dts/skein/pkg/spec"
 )
@@ -52,6 +55,9 @@ func (o Opener) Config(ep spec.Endpoint, replication bool) (*pgx.ConnConfig, err
 		return nil, err
 	}
 	cfg.RuntimeParams = map[string]string{"application_name": "skein"}
+	for k, v := range dialect.TextFormats {
+		cfg.RuntimeParams[k] = v
+	}
 	if replication {
 		cfg.RuntimeParams["replication"] = "database"
 	}
@@ -63,6 +69,32 @@ func (o Opener) Connect(ctx context.Context, ep spec.Endpoint) (*pgx.Conn, error
 	cfg, err := o.Config(ep, false)
 	if err != nil {
 		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", Describe(ep), err)
+	}
+	return conn, nil
+}
+
+// ConnectDestination opens a regular connection to a task's destination with PostgreSQL
+// semantics (dialect.Pin): an Oracle-mode session is switched to PostgreSQL mode, the search path
+// is pg_catalog alone (everything Skein sends names its schema), and a session that cannot be
+// pinned fails at once with the reason (a permanent error). dialect.Of(conn.PgConn()) tells what
+// was found and pinned.
+func (o Opener) ConnectDestination(ctx context.Context, ep spec.Endpoint) (*pgx.Conn, error) {
+	cfg, err := o.Config(ep, false)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams["search_path"] = "pg_catalog"
+	cfg.AfterConnect = func(ctx context.Context, c *pgconn.PgConn) error {
+		_, err := dialect.Pin(ctx, c)
+		var de *dialect.Error
+		if errors.As(err, &de) {
+			return errclass.Permanent(err)
+		}
+		return err
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

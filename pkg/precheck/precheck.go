@@ -3,19 +3,20 @@
 package precheck
 
 import (
-	"github.com/dustin/go-humanize"
-
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/dbconn"
+	"github.com/skein-dts/skein/pkg/dialect"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -100,8 +101,16 @@ func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) []I
 	var err error
 	c.src, err = open.Connect(ctx, s.Source)
 	c.connectItem("source_connect", s.Source, err)
-	c.dst, err = open.Connect(ctx, s.Destination)
-	c.connectItem("dest_connect", s.Destination, err)
+	c.dst, err = open.ConnectDestination(ctx, s.Destination)
+	var pinErr *dialect.Error
+	if errors.As(err, &pinErr) {
+		// Connected, but the session cannot read SQL as PostgreSQL does.
+		c.pass("dest_connect", Error, "connected to "+dbconn.Describe(s.Destination))
+		c.fail("dest_compatibility", Error, "destination: "+pinErr.Dialect.String()+"; "+pinErr.Reason,
+			"connect to the server's PostgreSQL-mode port, or let the task's user set the parameters named (Skein sets them in each of its sessions)")
+	} else {
+		c.connectItem("dest_connect", s.Destination, err)
+	}
 	for _, conn := range []*pgx.Conn{c.src, c.dst} {
 		if conn != nil {
 			defer conn.Close(context.WithoutCancel(ctx))
@@ -144,7 +153,7 @@ func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) []I
 		if c.defs != nil && c.src != nil && s.SchemaSync() {
 			c.destExtensions(ctx)
 		}
-		c.destCompatibility(ctx)
+		c.destCompatibility(dialect.Of(c.dst.PgConn()))
 	}
 	return c.items
 }
@@ -616,24 +625,11 @@ func (c *checker) destExtensions(ctx context.Context) {
 	c.pass("dest_extensions", Error, detail)
 }
 
-func (c *checker) destCompatibility(ctx context.Context) {
-	var version string
-	var mode *string
-	// PolarDB for PostgreSQL (Oracle-compatible) reports its mode in polar_compatibility_mode;
-	// EDB-style servers in edb_redwood_date. Plain PostgreSQL has neither.
-	if err := c.dst.QueryRow(ctx, `SELECT pg_catalog.version(),
-  COALESCE(NULLIF(pg_catalog.current_setting('polar_compatibility_mode', true), ''),
-           CASE WHEN pg_catalog.current_setting('edb_redwood_date', true) = 'on' THEN 'oracle (edb_redwood_date)' END)`).Scan(&version, &mode); err != nil {
-		c.fail("dest_compatibility", Info, err.Error(), "")
-		return
-	}
-	detail := "destination: " + version
-	if mode != nil {
-		detail += "; compatibility mode: " + *mode + " (Skein qualifies types and quotes identifiers, so Oracle semantics do not apply to its SQL)"
-	} else {
-		detail += "; PostgreSQL semantics"
-	}
-	c.add(Item{ID: "dest_compatibility", Level: Info, Passed: true, Detail: detail})
+// destCompatibility reports the destination's dialect: the product, the mode its sessions start
+// in, the settings found that change what SQL means and what Skein pins in every session
+// (dialect.Pin). A session that could not be given PostgreSQL semantics fails the item.
+func (c *checker) destCompatibility(d dialect.Dialect) {
+	c.pass("dest_compatibility", Error, "destination: "+d.String())
 }
 
 // queryStrings runs a query whose rows are one text column.

@@ -29,13 +29,18 @@ type PostgresOptions struct {
 	// Files are written into the data directory before the server starts (mode 0600), e.g.
 	// server.crt and server.key for ssl = on.
 	Files map[string][]byte
+
+	binDir string // server binaries other than PostgreSQL's (NewIvorySQL)
+	oracle bool   // IvorySQL: also listen on an Oracle-mode port
 }
 
 // Postgres is a running throwaway cluster. Its superuser is "postgres", trusted on 127.0.0.1.
 type Postgres struct {
-	Dir    string
-	Port   int
-	binDir string
+	Dir  string
+	Port int
+	// OraclePort is IvorySQL's Oracle-mode port (ivorysql.port); 0 on PostgreSQL.
+	OraclePort int
+	binDir     string
 	runAs  string // "postgres" when we are root
 }
 
@@ -75,9 +80,12 @@ func FreePort() (int, error) {
 
 // StartPostgres creates and starts a cluster in a new temporary directory.
 func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error) {
-	bin, err := BinDir()
-	if err != nil {
-		return nil, err
+	bin := opts.binDir
+	if bin == "" {
+		var err error
+		if bin, err = BinDir(); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp("", "skein-pg-")
 	if err != nil {
@@ -121,6 +129,11 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 		if err != nil {
 			return nil, err
 		}
+		if opts.oracle {
+			if p.OraclePort, err = FreePort(); err != nil {
+				return nil, err
+			}
+		}
 		conf := []string{
 			fmt.Sprintf("port = %d", p.Port),
 			"listen_addresses = '127.0.0.1'",
@@ -130,6 +143,9 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 			"fsync = off", "synchronous_commit = off", "full_page_writes = off",
 			"shared_buffers = 64MB", "max_connections = 100",
 			"log_min_messages = warning",
+		}
+		if opts.oracle {
+			conf = append(conf, fmt.Sprintf("ivorysql.port = %d", p.OraclePort), "ivorysql.listen_addresses = '127.0.0.1'")
 		}
 		conf = append(conf, opts.Settings...)
 		if err := writeConf(filepath.Join(data, "postgresql.auto.conf"), conf); err != nil {
@@ -188,12 +204,20 @@ func (p *Postgres) Restart(ctx context.Context, down time.Duration) error {
 	return nil
 }
 
-// Endpoint is the spec endpoint of database db as the superuser.
+// Endpoint is the spec endpoint of database db as the superuser: the port applications use, which
+// on an IvorySQL cluster is its Oracle-mode port.
 func (p *Postgres) Endpoint(db string) spec.Endpoint {
-	return spec.Endpoint{Host: "127.0.0.1", Port: p.Port, Database: db, User: "postgres", TLS: spec.TLS{Mode: "disable"}}
+	port := p.Port
+	if p.OraclePort != 0 {
+		port = p.OraclePort
+	}
+	return spec.Endpoint{Host: "127.0.0.1", Port: port, Database: db, User: "postgres", TLS: spec.TLS{Mode: "disable"}}
 }
 
-// URL is a connection string for database db.
+// Oracle reports an IvorySQL cluster, whose Endpoint starts sessions in Oracle mode.
+func (p *Postgres) Oracle() bool { return p.OraclePort != 0 }
+
+// URL is a connection string for database db on Port (PostgreSQL semantics on every cluster).
 func (p *Postgres) URL(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", p.Port, db)
 }

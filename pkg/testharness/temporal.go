@@ -31,24 +31,15 @@ func TemporalPath() (string, error) {
 	if p := os.Getenv("TEMPORAL_CLI"); p != "" {
 		return p, nil
 	}
-	dir, err := os.Getwd()
+	root, err := repoRoot()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("temporal CLI not found: set TEMPORAL_CLI or run from the repository")
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, "bin", "temporal")
-			if _, err := os.Stat(p); err != nil {
-				return "", fmt.Errorf("temporal CLI not found at %s: run 'make tools' (or set TEMPORAL_CLI)", p)
-			}
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("temporal CLI not found: set TEMPORAL_CLI or run from the repository")
-		}
-		dir = parent
+	p := filepath.Join(root, "bin", "temporal")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("temporal CLI not found at %s: run 'make tools' (or set TEMPORAL_CLI)", p)
 	}
+	return p, nil
 }
 
 // StartTemporal starts a Temporal dev server on a free port with in-memory state.

@@ -83,7 +83,7 @@ func BenchmarkCDCLag(b *testing.B) {
 	// Skein: the apply engine of the incremental phase, with its defaults.
 	repl, err = open.ConnectReplication(ctx, s.Source)
 	require.NoError(b, err)
-	applyConn, err := open.Connect(ctx, s.Destination)
+	applyConn, err := open.ConnectDestination(ctx, s.Destination)
 	require.NoError(b, err)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,7 +147,7 @@ func eventually(t *testing.T, timeout time.Duration, check func() error) {
 // running tasks.
 func recordHistory(t *testing.T, c client.Client, id, name string) {
 	t.Helper()
-	if os.Getenv("SKEIN_RECORD_HISTORIES") != "1" {
+	if os.Getenv("SKEIN_RECORD_HISTORIES") != "1" || strings.HasSuffix(t.Name(), "/"+string(oracleDest)) {
 		return
 	}
 	ctx := context.Background()

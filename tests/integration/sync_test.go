@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +65,7 @@ INSERT INTO shop.customers (name, email, created, note)
 SELECT 'customer ' || i, 'c' || i || '@example.com', DATE '2020-01-01' + i,
        CASE WHEN i % 7 = 0 THEN 'note ' || i END
 FROM generate_series(1, 2000) i;
+UPDATE shop.customers SET note = '' WHERE id % 50 = 1;
 INSERT INTO shop.orders (customer_id, amount, placed_at, tags, payload, blob, uid, ok, span, addr, big, "Mixed Case")
 SELECT 1 + i % 1000, (i * 1.37)::numeric(12,2), TIMESTAMPTZ '2024-01-01 00:00:00+00' + i * interval '1 minute',
        CASE WHEN i % 3 = 0 THEN ARRAY['a', 'b''q', NULL] END,
@@ -150,8 +152,11 @@ func shopSpec(name string, src, dst *testharness.Postgres) spec.Spec {
 }
 
 // TestSyncFullAndIncremental syncs a small schema with schema + full + incremental through the
-// real dev server, with writes during and after the load, and compares every row.
-func TestSyncFullAndIncremental(t *testing.T) {
+// real dev server, with writes during and after the load, and compares every row; into
+// PostgreSQL and into IvorySQL's Oracle-mode port.
+func TestSyncFullAndIncremental(t *testing.T) { eachDestination(t, testSyncFullAndIncremental) }
+
+func testSyncFullAndIncremental(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
 	_, err := src.Exec(ctx, "ANALYZE")
@@ -228,6 +233,11 @@ WHERE schemaname = $1 AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%_k
 		`UPDATE shop.profiles SET mood = 'it''s complicated', home.zip = 'Z-1', moods = moods || 'sad'::shop.mood WHERE id = 5`,
 		`INSERT INTO shop.profiles VALUES (1000, 'happy', '{}', 2.5, ROW('x', NULL, NULL), 'empty', '{}')`,
 		`DELETE FROM shop.profiles WHERE id = 6`,
+		// Empty strings stay empty strings, NULLs stay NULL (an Oracle-mode session would merge them).
+		`INSERT INTO shop.customers (name, email, note) VALUES ('', 'empty@example.com', '')`,
+		`UPDATE shop.customers SET note = '' WHERE id BETWEEN 20 AND 30`,
+		`UPDATE shop.customers SET note = NULL WHERE id = 51`,
+		`UPDATE shop.orders SET "Mixed Case" = '', tags = ARRAY['', NULL] WHERE id BETWEEN 90 AND 95`,
 	}
 	for _, q := range stmts {
 		_, err := src.Exec(ctx, q)
@@ -237,6 +247,11 @@ WHERE schemaname = $1 AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%_k
 	var big string
 	require.NoError(t, dst.QueryRow(ctx, `SELECT big FROM mart.orders WHERE id = 2500`).Scan(&big))
 	require.Len(t, big, 32*4000, "a TOASTed value survives an update of another column")
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM mart.clients WHERE remark = ''`).Scan(&n))
+	require.Equal(t, 39+1+11, n, "empty strings arrive as empty strings")
+	if dstPG.Oracle() {
+		oracleDestinationChecks(t, dstPG, dst)
+	}
 
 	// Progress is committed with the data and reported in status.
 	eventually(t, 30*time.Second, func() error {
@@ -271,13 +286,45 @@ func shopPair(t *testing.T, logical bool) (srcPG, dstPG *testharness.Postgres, s
 	return clusterPair(t, logical, "shop", sourceSchema)
 }
 
+// A destination kind: plain PostgreSQL, or IvorySQL reached on its Oracle-mode port.
+type destination string
+
+const (
+	postgresDest destination = "postgres"
+	oracleDest   destination = "oracle"
+)
+
+// eachDestination runs test once into PostgreSQL and once into IvorySQL's Oracle-mode port, as
+// subtests named by the destination; clusterPair and shopPair inside follow the subtest's kind.
+func eachDestination(t *testing.T, test func(t *testing.T)) {
+	for _, d := range []destination{postgresDest, oracleDest} {
+		t.Run(string(d), func(t *testing.T) {
+			destOf.Store(t.Name(), d)
+			t.Cleanup(func() { destOf.Delete(t.Name()) })
+			test(t)
+		})
+	}
+}
+
+// destOf holds the destination kind of each running eachDestination subtest, by test name.
+var destOf sync.Map
+
+// newDestination starts the destination cluster of t's kind (PostgreSQL by default).
+func newDestination(t *testing.T) *testharness.Postgres {
+	if d, _ := destOf.Load(t.Name()); d == oracleDest {
+		return testharness.NewIvorySQL(t, testharness.PostgresOptions{})
+	}
+	return testharness.NewPostgres(t, testharness.PostgresOptions{})
+}
+
 // clusterPair starts a source cluster (logical when asked) with database srcDB made by srcSQL,
-// and a destination cluster with an empty database "target", and connects to both.
+// and a destination cluster with an empty database "target", and connects to both (to the
+// destination with PostgreSQL semantics, also on IvorySQL, so comparisons read what is stored).
 func clusterPair(t *testing.T, logical bool, srcDB, srcSQL string) (srcPG, dstPG *testharness.Postgres, src, dst *pgx.Conn) {
 	t.Helper()
 	ctx := context.Background()
+	dstPG = newDestination(t)
 	srcPG = testharness.NewPostgres(t, testharness.PostgresOptions{Logical: logical})
-	dstPG = testharness.NewPostgres(t, testharness.PostgresOptions{})
 	require.NoError(t, srcPG.CreateDatabase(ctx, srcDB))
 	require.NoError(t, dstPG.CreateDatabase(ctx, "target"))
 	var err error
@@ -407,4 +454,38 @@ func TestFullOnlyTask(t *testing.T) {
 	require.Equal(t, []verify.Diff{{Kind: verify.Different, Key: "id=3"}}, rep.Tables[0].Diffs)
 	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_publication`).Scan(&n))
 	require.Zero(t, n, "no publication")
+}
+
+// oracleDestinationChecks checks the shop tables on an IvorySQL destination: PostgreSQL types
+// kept (date is not Oracle DATE, varchar not varchar2), read through dst (a PostgreSQL-mode
+// session), and the tables found by their usual unquoted names from an Oracle-mode session.
+func oracleDestinationChecks(t *testing.T, dstPG *testharness.Postgres, dst *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	ora, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/target?sslmode=disable", dstPG.OraclePort))
+	require.NoError(t, err)
+	defer ora.Close(ctx)
+	var mode string
+	require.NoError(t, ora.QueryRow(ctx, `SHOW ivorysql.compatible_mode`).Scan(&mode))
+	require.Equal(t, "oracle", mode)
+	var n int
+	require.NoError(t, ora.QueryRow(ctx, `SELECT count(*) FROM mart.clients WHERE id > 0`).Scan(&n))
+	require.Greater(t, n, 1000, "unquoted names find the tables from an Oracle-mode session")
+	require.NoError(t, ora.QueryRow(ctx, `SELECT count(*) FROM MART.ORDERS`).Scan(&n))
+	require.Greater(t, n, 1000)
+	types := map[string]string{}
+	rows, err := dst.Query(ctx, `SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)::text FROM pg_catalog.pg_attribute a
+WHERE a.attrelid IN (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+  WHERE ns.nspname = 'mart' AND c.relname IN ('clients', 'orders')) AND a.attnum > 0 AND NOT a.attisdropped`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var name, typ string
+		require.NoError(t, rows.Scan(&name, &typ))
+		types[name] = typ
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, "date", types["created"])
+	require.Equal(t, "character varying(20)", types["Mixed Case"])
+	require.Equal(t, "text", types["remark"])
+	require.Equal(t, "numeric(12,2)", types["amount"])
 }
