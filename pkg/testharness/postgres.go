@@ -41,7 +41,7 @@ type Postgres struct {
 	// OraclePort is IvorySQL's Oracle-mode port (ivorysql.port); 0 on PostgreSQL.
 	OraclePort int
 	binDir     string
-	runAs  string // "postgres" when we are root
+	runAs      string // "postgres" when we are root
 }
 
 // BinDir finds the PostgreSQL server binaries: $PG_BINDIR, the newest /usr/lib/postgresql/*/bin,
