@@ -148,3 +148,7 @@ func (sd *sides) close(ctx context.Context) {
 	_ = sd.tx.Rollback(context.WithoutCancel(ctx))
 	closeAll(ctx, sd.src, sd.dst)
 }
+
+// classifyDDL classifies an error of a schema step: a SQL error the same statement would get
+// again fails the task at once (errclass.DDL) instead of using up the retry window.
+func classifyDDL(err error) error { return classify(errclass.DDL(err)) }

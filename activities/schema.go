@@ -38,7 +38,7 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 	var rep SchemaReport
 	sd, err := a.openSides(ctx, in.Spec, in.Tables, in.Snapshot)
 	if err != nil {
-		return rep, classify(err)
+		return rep, classifyDDL(err)
 	}
 	defer sd.close(ctx)
 	// Partitioned tables before their partitions.
@@ -46,11 +46,11 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 	dst, defs := sd.dst, sd.defs
 	seqs, err := catalog.LoadSequences(ctx, sd.tx, defs)
 	if err != nil {
-		return rep, classify(err)
+		return rep, classifyDDL(err)
 	}
 	m := ddl.SpecMapper{Objects: in.Spec.Objects, Tables: in.Tables}
 	if err := bookkeeping.Ensure(ctx, dst); err != nil {
-		return rep, classify(err)
+		return rep, classifyDDL(err)
 	}
 	run := func(what, stmt string) error {
 		if _, err := dst.Exec(ctx, stmt); err != nil {
@@ -64,56 +64,56 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 		if !schemas[tm.Dest.Schema] {
 			schemas[tm.Dest.Schema] = true
 			if err := run("schema "+tm.Dest.Schema, ddl.CreateSchema(tm.Dest.Schema)); err != nil {
-				return rep, classify(err)
+				return rep, classifyDDL(err)
 			}
 		}
 	}
 	types, err := catalog.LoadUserTypes(ctx, sd.tx, defs)
 	if err != nil {
-		return rep, classify(err)
+		return rep, classifyDDL(err)
 	}
 	for _, ut := range types {
 		name := ddl.MapType(ut.Name, m)
 		if !schemas[name.Schema] {
 			schemas[name.Schema] = true
 			if err := run("schema "+name.Schema, ddl.CreateSchema(name.Schema)); err != nil {
-				return rep, classify(err)
+				return rep, classifyDDL(err)
 			}
 		}
 		var exists bool
 		if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regtype($1) IS NOT NULL`, name.Quoted()).Scan(&exists); err != nil {
-			return rep, classify(err)
+			return rep, classifyDDL(err)
 		}
 		if exists {
 			rep.Skipped = append(rep.Skipped, "type "+name.String()+" (exists)")
 			continue
 		}
 		if err := run("type "+name.String(), ddl.CreateType(ut, m)); err != nil {
-			return rep, classify(err)
+			return rep, classifyDDL(err)
 		}
 	}
 	if err := preDataObjects(ctx, sd, in, m, &rep); err != nil {
-		return rep, classify(err)
+		return rep, classifyDDL(err)
 	}
 	for _, sq := range seqs {
 		if sq.Identity {
 			continue // created with its identity column
 		}
 		if err := run("sequence "+ddl.MapSequence(sq.Name, m).String(), ddl.CreateSequence(sq, m)); err != nil {
-			return rep, classify(err)
+			return rep, classifyDDL(err)
 		}
 	}
 	for i, t := range defs {
 		var exists bool
 		if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, in.Tables[i].Dest.Quoted()).Scan(&exists); err != nil {
-			return rep, classify(err)
+			return rep, classifyDDL(err)
 		}
 		if exists && in.Spec.ConflictMode == spec.ConflictIgnore {
 			rep.Skipped = append(rep.Skipped, "table "+in.Tables[i].Dest.String()+" (exists; kept with its rows)")
 			continue
 		}
 		if err := run("table "+in.Tables[i].Dest.String(), ddl.CreateTable(t, in.Tables[i], m)); err != nil {
-			return rep, classify(err)
+			return rep, classifyDDL(err)
 		}
 	}
 	for _, sq := range seqs {
@@ -125,7 +125,7 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 			continue
 		}
 		if _, err := dst.Exec(ctx, ddl.SequenceOwnedBy(sq, tm, m)); err != nil {
-			return rep, classify(fmt.Errorf("sequence %s owned by %s: %w", sq.Name, tm.Dest, err))
+			return rep, classifyDDL(fmt.Errorf("sequence %s owned by %s: %w", sq.Name, tm.Dest, err))
 		}
 	}
 	a.logger(ctx).Info("schema pre-data done", zap.Int("created", len(rep.Created)))
@@ -139,7 +139,7 @@ func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (Schema
 	var rep SchemaReport
 	sd, err := a.openSides(ctx, in.Spec, in.Tables, "")
 	if err != nil {
-		return rep, classify(err)
+		return rep, classifyDDL(err)
 	}
 	defer sd.close(ctx)
 	// Keys on partitioned tables first: their partitions get them from there.
@@ -178,7 +178,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 	for _, c := range all {
 		if c.Kind != "f" {
 			if err := addConstraint(c); err != nil {
-				return rep, classify(err)
+				return rep, classifyDDL(err)
 			}
 		}
 	}
@@ -188,7 +188,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 	for i, t := range defs {
 		indexes, err := catalog.LoadIndexes(ctx, sd.tx, t)
 		if err != nil {
-			return rep, classify(err)
+			return rep, classifyDDL(err)
 		}
 		wave := 0
 		if t.PartitionOf != nil {
@@ -200,7 +200,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 	}
 	for _, jobs := range waves {
 		if err := a.runParallel(ctx, in.Spec, dst, jobs); err != nil {
-			return rep, classify(err)
+			return rep, classifyDDL(err)
 		}
 		for _, j := range jobs {
 			rep.Created = append(rep.Created, j.what)
@@ -209,19 +209,19 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 	for _, c := range all {
 		if c.Kind == "f" {
 			if err := addConstraint(c); err != nil {
-				return rep, classify(err)
+				return rep, classifyDDL(err)
 			}
 		}
 	}
 	if err := postDataObjects(ctx, sd, in, m, &rep); err != nil {
-		return rep, classify(err)
+		return rep, classifyDDL(err)
 	}
 	seqs, err := loadAllSequences(ctx, sd.tx, in.Spec, defs)
 	if err != nil {
-		return rep, classify(err)
+		return rep, classifyDDL(err)
 	}
 	if _, err := syncSequences(ctx, dst, seqs, m, 0); err != nil {
-		return rep, classify(err)
+		return rep, classifyDDL(err)
 	}
 	a.logger(ctx).Info("schema post-data done", zap.Int("created", len(rep.Created)), zap.Int("skipped", len(rep.Skipped)))
 	return rep, nil
@@ -242,16 +242,16 @@ type SequencesInput struct {
 func (a *Activities) SyncSequences(ctx context.Context, in SequencesInput) ([]string, error) {
 	sd, err := a.openSides(ctx, in.Spec, in.Tables, "")
 	if err != nil {
-		return nil, classify(err)
+		return nil, classifyDDL(err)
 	}
 	defer sd.close(ctx)
 	seqs, err := loadAllSequences(ctx, sd.tx, in.Spec, sd.defs)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classifyDDL(err)
 	}
 	set, err := syncSequences(ctx, sd.dst, seqs, ddl.SpecMapper{Objects: in.Spec.Objects, Tables: in.Tables}, in.Offset)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classifyDDL(err)
 	}
 	a.logger(ctx).Info("destination sequences set from the source", zap.Int("sequences", len(set)), zap.Int64("offset", in.Offset))
 	return set, nil

@@ -90,3 +90,25 @@ func ofSQLState(code string) Class {
 	}
 	return Other
 }
+
+// DDL marks err permanent when it is a SQL error that the same schema statement gets on every
+// try: a syntax or name error, a missing object or type, a feature the server lacks, bad data in
+// a definition, a dependency or constraint that fails. Locks, deadlocks, cancellations, resources
+// and connection errors stay retryable.
+func DDL(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch pgErr.Code[:2] {
+	case "42", // syntax error or access rule violation (undefined object, wrong type, ...)
+		"0A", // feature not supported
+		"22", // data exception
+		"23", // integrity constraint violation (a key over duplicate rows)
+		"2B", // dependent objects still exist
+		"3F", // invalid schema name
+		"44": // WITH CHECK OPTION violation
+		return Permanent(err)
+	}
+	return err
+}

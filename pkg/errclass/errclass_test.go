@@ -39,3 +39,26 @@ func TestOf(t *testing.T) {
 		})
 	}
 }
+
+func TestDDL(t *testing.T) {
+	for _, tc := range []struct {
+		code string
+		want Class
+	}{
+		{"42704", Fatal}, // undefined object: type "pg_catalog.TEXT" does not exist
+		{"42601", Fatal}, // syntax error
+		{"0A000", Fatal},
+		{"23505", Fatal},
+		{"40P01", Other},      // deadlock: may succeed later
+		{"55P03", Other},      // lock not available
+		{"57014", Other},      // canceled
+		{"53100", Other},      // disk full
+		{"08006", Connection}, // connection failure
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			err := fmt.Errorf("create type x: %w", &pgconn.PgError{Code: tc.code})
+			require.Equal(t, tc.want, Of(DDL(err)))
+		})
+	}
+	require.Equal(t, Connection, Of(DDL(io.EOF)))
+}

@@ -18,7 +18,9 @@ import (
 // matching rows, and the change stream follows old-row semantics (an update that leaves the
 // filter deletes on the destination, one that enters it inserts the whole row, TOASTed values
 // included). On-demand verification compares what should be equal and finds it clean.
-func TestRowFilter(t *testing.T) {
+func TestRowFilter(t *testing.T) { eachDestination(t, testRowFilter) }
+
+func testRowFilter(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
 	mustExec(t, src, `CREATE TABLE shop.regional (id int PRIMARY KEY, region text NOT NULL, v text, big text);
@@ -75,7 +77,9 @@ UPDATE shop.regional SET v = 'edited again' WHERE id = 50;           -- big unch
 // TestPartitionedIncremental selects a partitioned table by name (its partitions come along) into
 // a renamed schema; rows load through the partitions, and changes, including an update that
 // moves a row to another partition, apply to the right ones.
-func TestPartitionedIncremental(t *testing.T) {
+func TestPartitionedIncremental(t *testing.T) { eachDestination(t, testPartitionedIncremental) }
+
+func testPartitionedIncremental(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
 	mustExec(t, src, `CREATE TABLE shop.metrics (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);

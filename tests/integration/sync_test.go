@@ -378,7 +378,9 @@ func TestPrecheckFailsWithoutLogicalWAL(t *testing.T) {
 
 // TestConflictModeIgnore keeps a destination table that exists already, with its rows: the full
 // load adds only what is missing, and incremental overwrites.
-func TestConflictModeIgnore(t *testing.T) {
+func TestConflictModeIgnore(t *testing.T) { eachDestination(t, testConflictModeIgnore) }
+
+func testConflictModeIgnore(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
 	mustExec(t, src, `CREATE TABLE shop.kv (k int PRIMARY KEY, v text);
@@ -423,7 +425,9 @@ INSERT INTO mart.kv VALUES (1, 'dest-1'), (9999, 'dest-only');`)
 // TestFullOnlyTask copies schema and data without incremental sync from a source that is not
 // even wal_level=logical: a plain exported snapshot, no slot, and the task ends finished with
 // nothing of Skein's left behind.
-func TestFullOnlyTask(t *testing.T) {
+func TestFullOnlyTask(t *testing.T) { eachDestination(t, testFullOnlyTask) }
+
+func testFullOnlyTask(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, false)
 	c := startWorker(t, t.TempDir())

@@ -18,7 +18,9 @@ import (
 // TestVerifyWhileStreaming runs `skein verify` on a task in incremental: clean while the source
 // takes constant writes (no false differences), then differences made on the destination are each
 // reported by key, in the JSON, the table and the task's status.
-func TestVerifyWhileStreaming(t *testing.T) {
+func TestVerifyWhileStreaming(t *testing.T) { eachDestination(t, testVerifyWhileStreaming) }
+
+func testVerifyWhileStreaming(t *testing.T) {
 	bin := buildSkein(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
