@@ -85,7 +85,8 @@ func ofSQLState(code string) Class {
 		return Connection
 	case code == "28000", code == "28P01", // invalid authorization, bad password
 		code == "3D000", // database does not exist
-		code == "42501": // insufficient privilege
+		code == "42501", // insufficient privilege
+		strings.HasPrefix(code, "0A"): // feature not supported (e.g. a server built without XML)
 		return Fatal
 	}
 	return Other
