@@ -64,6 +64,10 @@ type task struct {
 	latencyAlerting bool // the lag is above alerts.latency_seconds and was reported
 
 	pauseCh, resumeCh, releaseCh, progressCh, verifyCh workflow.ReceiveChannel
+	// drainReq asks the listener to take every signal delivered so far (syncSignals); drains
+	// counts the drains it did.
+	drainReq workflow.Channel
+	drains   int
 }
 
 var acts *activities.Activities // method values name the activities
@@ -157,9 +161,15 @@ func (w *task) listen(ctx workflow.Context) {
 	w.releaseCh = workflow.GetSignalChannel(ctx, SignalRelease)
 	w.progressCh = workflow.GetSignalChannel(ctx, activities.SignalApplyProgress)
 	w.verifyCh = workflow.GetSignalChannel(ctx, SignalVerifyReport)
+	w.drainReq = workflow.NewChannel(ctx)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(w.drainReq, func(c workflow.ReceiveChannel, _ bool) {
+				c.Receive(ctx, nil)
+				w.drainSignals()
+				w.drains++
+			})
 			sel.AddReceive(w.pauseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.onPause() })
 			sel.AddReceive(w.resumeCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.onResume() })
 			sel.AddReceive(w.releaseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.releaseRequested = true })
@@ -176,7 +186,18 @@ func (w *task) listen(ctx workflow.Context) {
 	})
 }
 
-// drainSignals takes every signal already delivered, so none is lost across continue-as-new.
+// syncSignals makes sure every signal delivered so far has been handled, before the run decides
+// to continue as new. A signal that arrives while the listener waits in its selector is handed
+// to the selector at once, and handled only when the listener runs next: a ReceiveAsync from
+// another coroutine does not see it, and a run that continued as new then would lose it. So the
+// listener itself drains, on request: it runs any branch it holds first.
+func (w *task) syncSignals(ctx workflow.Context) {
+	n := w.drains
+	w.drainReq.Send(ctx, nil)
+	_ = workflow.Await(ctx, func() bool { return w.drains > n })
+}
+
+// drainSignals takes every signal already in the channels (the listener runs it: syncSignals).
 func (w *task) drainSignals() {
 	for w.pauseCh.ReceiveAsync(nil) {
 		w.onPause()
@@ -345,9 +366,8 @@ func (w *task) incremental(ctx workflow.Context) error {
 		if w.pauseRequested {
 			err := w.paused(ctx)
 			if errors.Is(err, errContinuePaused) {
-				w.drainSignals()
-				if !w.releaseRequested {
-					return w.continueAsNew(ctx)
+				if err := w.continueAsNew(ctx, func() bool { return !w.releaseRequested }); err != nil {
+					return err
 				}
 				continue
 			}
@@ -363,9 +383,8 @@ func (w *task) incremental(ctx workflow.Context) error {
 			continue
 		}
 		if w.historyFull(ctx) && !w.modifying {
-			w.drainSignals()
-			if !w.releaseRequested && !w.pauseRequested {
-				return w.continueAsNew(ctx)
+			if err := w.continueAsNew(ctx, func() bool { return !w.releaseRequested && !w.pauseRequested }); err != nil {
+				return err
 			}
 			continue
 		}
@@ -415,11 +434,23 @@ func (w *task) historyFull(ctx workflow.Context) bool {
 	return info.GetCurrentHistoryLength() >= w.carry.HistoryLimit || info.GetContinueAsNewSuggested()
 }
 
-// continueAsNew hands the task's state to a new run. Call drainSignals first.
-func (w *task) continueAsNew(ctx workflow.Context) error {
+// continueAsNew hands the task's state to a new run once every signal delivered so far is handled
+// (syncSignals) and if still() holds then; else it returns nil and the caller's loop decides what
+// the signals asked for.
+func (w *task) continueAsNew(ctx workflow.Context, still func() bool) error {
+	w.syncSignals(ctx)
+	if !still() {
+		return nil
+	}
 	// Updates in flight finish in this run.
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
+	}
+	w.flushAlerts(ctx)
+	// Waiting for handlers and alerts may have let more signals in.
+	w.syncSignals(ctx)
+	if !still() {
+		return nil
 	}
 	st := w.status
 	carry := w.carry
@@ -427,7 +458,6 @@ func (w *task) continueAsNew(ctx workflow.Context) error {
 	carry.Tables = w.tables
 	carry.SkipBefore = w.skipBefore
 	carry.Paused = w.pauseRequested
-	w.flushAlerts(ctx)
 	return workflow.NewContinueAsNewError(ctx, SyncTask, w.spec, &carry)
 }
 
