@@ -84,8 +84,8 @@ func ofSQLState(code string) Class {
 		code == "55006": // object in use (e.g. replication slot still active after a reconnect)
 		return Connection
 	case code == "28000", code == "28P01", // invalid authorization, bad password
-		code == "3D000", // database does not exist
-		code == "42501", // insufficient privilege
+		code == "3D000",               // database does not exist
+		code == "42501",               // insufficient privilege
 		strings.HasPrefix(code, "0A"): // feature not supported (e.g. a server built without XML)
 		return Fatal
 	}
