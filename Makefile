@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build tools postgres test test-long test-unit demo up down bench bench-cdc bench-full clean help
+.PHONY: all build tools postgres test test-long test-unit demo demo-oracle up down bench bench-cdc bench-full clean help
 
 all: build
 
@@ -32,8 +32,11 @@ test-long: tools postgres ## the long tests: a 2 GB transaction and 1,000 MiB va
 test-unit: ## unit tests only (no servers)
 	$(GO) test -count=1 -short ./...
 
-demo: build tools postgres ## local stack + sample database + a task synced end to end, compared row by row
+demo: build tools postgres ## local stack + sample database + a task synced end to end, compared row by row (DEST=oracle: into IvorySQL's Oracle-mode port)
 	deployments/dev/demo.sh
+
+demo-oracle: ## make demo into an Oracle-mode IvorySQL (the stand-in for PolarDB-O)
+	$(MAKE) demo DEST=oracle
 
 up: build tools postgres ## Temporal dev server + worker, for using bin/skein by hand
 	deployments/dev/up.sh

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # make demo: the main job on an embedded local stack. Starts Temporal, two PostgreSQL clusters and a
 # worker, loads a sample database, syncs it (schema + full + incremental), makes live changes,
-# and compares both sides row by row. Safe to run again.
+# and compares both sides row by row. Safe to run again. DEST=oracle syncs into IvorySQL's
+# Oracle-mode port instead (deployments/dev/demo-task-oracle.yaml).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 SKEIN="$BIN/skein"
 TASK=demo
 
 start_cluster source "$SRC_PORT" "wal_level = logical"
-start_cluster destination "$DST_PORT"
+# Both kinds of destination listen on DST_PORT: stop the other one.
+if [ "$DEST" = oracle ]; then stop_cluster destination; else stop_oracle_destination; fi
+write_port=$(start_destination)
+SPEC=deployments/dev/demo-task.yaml
+[ "$DEST" = oracle ] && SPEC=deployments/dev/demo-task-oracle.yaml
 start_temporal
 start_worker
 
@@ -45,8 +50,8 @@ ALTER ROLE :"role" PASSWORD :'pw';
 SQL
 done
 
-say "starting the task from deployments/dev/demo-task.yaml"
-"$SKEIN" start -f deployments/dev/demo-task.yaml >/dev/null
+say "starting the task from $SPEC (destination port $write_port)"
+"$SKEIN" start -f "$SPEC" >/dev/null
 
 say "waiting for the task to reach incremental"
 deadline=$((SECONDS + 300))
@@ -99,7 +104,17 @@ printf '%s' "$report"
 echo
 cat <<MSG
 Source:      postgres://skein_src@127.0.0.1:$SRC_PORT/shop        (password: .dev/secrets/demo-src)
-Destination: postgres://skein_dst@127.0.0.1:$DST_PORT/shop_copy   (password: .dev/secrets/demo-dst)
+Destination: postgres://skein_dst@127.0.0.1:$write_port/shop_copy   (password: .dev/secrets/demo-dst)
+MSG
+if [ "$DEST" = oracle ]; then
+  cat <<MSG
+             IvorySQL in Oracle mode on :$DST_ORA_PORT (PostgreSQL mode on :$DST_PORT); the rows above were
+             read through the PostgreSQL-mode port. From the Oracle-mode port, by their usual names:
+MSG
+  "$(pg_bindir)/psql" -X -h 127.0.0.1 -p "$DST_ORA_PORT" -U postgres -d shop_copy -c "SELECT count(*) AS orders FROM shop.orders" |
+    sed 's/^/             /'
+fi
+cat <<MSG
 Temporal UI: http://localhost:$TEMPORAL_UI_PORT/namespaces/default/workflows/$TASK
 The task keeps streaming: change the source and watch 'bin/skein status demo --watch'.
 'bin/skein release demo' finishes it; 'make down' stops everything.

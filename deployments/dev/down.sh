@@ -5,3 +5,4 @@ stop_pid worker
 stop_pid temporal
 stop_cluster source
 stop_cluster destination
+stop_oracle_destination

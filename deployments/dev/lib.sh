@@ -7,6 +7,10 @@ DEV="$ROOT/.dev"
 BIN="$ROOT/bin"
 SRC_PORT="${SKEIN_DEV_SRC_PORT:-55432}"
 DST_PORT="${SKEIN_DEV_DST_PORT:-55433}"
+# DEST=oracle: the destination is IvorySQL (Oracle mode, the stand-in for PolarDB-O); Skein writes
+# to its Oracle-mode port DST_ORA_PORT, the comparison reads its PostgreSQL-mode port DST_PORT.
+DEST="${DEST:-postgres}"
+DST_ORA_PORT="${SKEIN_DEV_DST_ORA_PORT:-55434}"
 TEMPORAL_PORT=7233
 TEMPORAL_UI_PORT=8233
 export TEMPORAL_ADDRESS="${TEMPORAL_ADDRESS:-127.0.0.1:$TEMPORAL_PORT}"
@@ -33,11 +37,29 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 psql_src() { "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SRC_PORT" -U postgres "$@"; }
 psql_dst() { "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$DST_PORT" -U postgres "$@"; }
 
-# start_cluster NAME PORT [postgres.conf lines...]: create once, start if not running.
+# ivory_bindir prints IvorySQL's bin folder: $SKEIN_IVORYSQL (an extracted folder or the
+# tarball), else ../shared/ivorysql/*.tar.gz beside the repository, extracted once into .dev/.
+ivory_bindir() {
+  local src="${SKEIN_IVORYSQL:-}"
+  if [ -z "$src" ]; then src=$(ls "$ROOT"/../shared/ivorysql/ivorysql-*.tar.gz 2>/dev/null | tail -1 || true); fi
+  [ -n "$src" ] || return 1
+  if [ -d "$src" ]; then
+    for d in "$src/bin" "$src/ivorysql/bin"; do [ -x "$d/initdb" ] && { echo "$d"; return; }; done
+    return 1
+  fi
+  if [ ! -x "$DEV/ivorysql/ivorysql/bin/initdb" ]; then
+    mkdir -p "$DEV/ivorysql" && tar -xzf "$src" -C "$DEV/ivorysql" || return 1
+    chmod 755 "$DEV" "$DEV/ivorysql"
+  fi
+  echo "$DEV/ivorysql/ivorysql/bin"
+}
+
+# start_cluster NAME PORT [postgres.conf lines...]: create once, start if not running. With
+# CLUSTER_BINDIR set, that server's binaries (IvorySQL) make the cluster.
 start_cluster() {
   local name=$1 port=$2; shift 2
   local bindir data
-  bindir=$(pg_bindir) || die "PostgreSQL server binaries not found (run: make postgres)"
+  bindir=${CLUSTER_BINDIR:-$(pg_bindir)} || die "PostgreSQL server binaries not found (run: make postgres)"
   data="$DEV/pg/$name"
   mkdir -p "$DEV/pg"
   if [ ! -f "$data/PG_VERSION" ]; then
@@ -67,11 +89,30 @@ start_cluster() {
 
 stop_cluster() {
   local data="$DEV/pg/$1" bindir
-  bindir=$(pg_bindir) || return 0
+  bindir=${CLUSTER_BINDIR:-$(pg_bindir)} || return 0
   if [ -f "$data/PG_VERSION" ] && as_pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     as_pg "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null
     echo "stopped PostgreSQL '$1'"
   fi
+}
+
+# start_destination starts the destination cluster of $DEST and prints the port Skein writes to.
+start_destination() {
+  if [ "$DEST" = oracle ]; then
+    local bin
+    bin=$(ivory_bindir) || die "DEST=oracle needs IvorySQL: set SKEIN_IVORYSQL to its tarball or folder (or keep ../shared/ivorysql/)"
+    CLUSTER_BINDIR=$bin start_cluster destination-oracle "$DST_PORT" "ivorysql.port = $DST_ORA_PORT" \
+      "ivorysql.listen_addresses = '127.0.0.1'" >&2
+    echo "$DST_ORA_PORT"
+  else
+    start_cluster destination "$DST_PORT" >&2
+    echo "$DST_PORT"
+  fi
+}
+
+stop_oracle_destination() {
+  local bin
+  if [ -d "$DEV/pg/destination-oracle" ] && bin=$(ivory_bindir); then CLUSTER_BINDIR=$bin stop_cluster destination-oracle; fi
 }
 
 start_temporal() {
