@@ -104,6 +104,22 @@ func TestPrecheckItems(t *testing.T) {
 		require.Contains(t, compat.Detail, "PostgreSQL 15")
 	})
 
+	t.Run("an Oracle-mode destination is pinned to PostgreSQL semantics", func(t *testing.T) {
+		ivory := testharness.NewIvorySQL(t, testharness.PostgresOptions{})
+		require.NoError(t, ivory.CreateDatabase(ctx, "target"))
+		s := base()
+		s.Destination = ivory.Endpoint("target")
+		require.Equal(t, ivory.OraclePort, s.Destination.Port)
+		items := run(s, precheck.Options{})
+		require.Empty(t, precheck.Failed(items, nil), "%+v", items)
+		compat, _ := itemByID(items, "dest_compatibility")
+		require.True(t, compat.Passed)
+		for _, want := range []string{"IvorySQL", "IvorySQL 5.4", "sessions start in oracle mode", "ivorysql.identifier_case_switch = interchange",
+			"ivorysql.enable_emptystring_to_NULL = on", "Skein pins per session: ivorysql.compatible_mode = pg"} {
+			require.Contains(t, compat.Detail, want)
+		}
+	})
+
 	t.Run("a full-only task skips the replication items", func(t *testing.T) {
 		s := base()
 		f := false
