@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/skein-dts/skein/pkg/dbconn"
@@ -123,4 +124,38 @@ func TestTLSModes(t *testing.T) {
 			repl.Close(ctx)
 		})
 	}
+}
+
+// TestSessionsPinTextFormats: a server whose defaults change the text form of values (DMY dates,
+// SQL-standard intervals, rounded floats, escaped bytea) still gives every Skein session the
+// same formats, on a regular connection to the source and to the destination alike.
+func TestSessionsPinTextFormats(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a PostgreSQL server")
+	}
+	ctx := context.Background()
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{Settings: []string{
+		"DateStyle = 'SQL, DMY'", "IntervalStyle = 'sql_standard'", "extra_float_digits = 0", "bytea_output = 'escape'",
+	}})
+	open := dbconn.Opener{}
+	src, err := open.Connect(ctx, pg.Endpoint("postgres"))
+	require.NoError(t, err)
+	defer src.Close(ctx)
+	dst, err := open.ConnectDestination(ctx, pg.Endpoint("postgres"))
+	require.NoError(t, err)
+	defer dst.Close(ctx)
+	for name, conn := range map[string]interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}{"source": src, "destination": dst} {
+		var date, interval, float, bytea string
+		require.NoError(t, conn.QueryRow(ctx, `SELECT DATE '2024-02-03'::text, INTERVAL '1 day 02:03:04'::text, (0.1::float8 + 0.2)::text, '\x01ff'::bytea::text`).
+			Scan(&date, &interval, &float, &bytea))
+		require.Equal(t, "2024-02-03", date, name)
+		require.Equal(t, "1 day 02:03:04", interval, name)
+		require.Equal(t, "0.30000000000000004", float, name)
+		require.Equal(t, `\x01ff`, bytea, name)
+	}
+	var path string
+	require.NoError(t, dst.QueryRow(ctx, `SHOW search_path`).Scan(&path))
+	require.Equal(t, "pg_catalog", path, "destination sessions search pg_catalog alone")
 }

@@ -301,3 +301,39 @@ func testSchemaWithRenames(t *testing.T) {
 	require.NoError(t, dst.QueryRow(ctx, `INSERT INTO crm2.clients (title) VALUES ('new one') RETURNING code`).Scan(&code))
 	require.True(t, strings.HasPrefix(code, "C"), "the default function came along: %q", code)
 }
+
+// TestPermanentSchemaErrorFailsAtOnce: a definition the destination cannot create (a column with
+// an ICU collation, into the IvorySQL build that has no ICU) fails the task at once with the
+// server's reason, instead of retrying the same statement for retry.other_minutes.
+func TestPermanentSchemaErrorFailsAtOnce(t *testing.T) {
+	ctx := context.Background()
+	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
+	dstPG := testharness.NewIvorySQL(t, testharness.PostgresOptions{})
+	require.NoError(t, srcPG.CreateDatabase(ctx, "icu"))
+	require.NoError(t, dstPG.CreateDatabase(ctx, "target"))
+	src, err := srcPG.Connect(ctx, "icu")
+	require.NoError(t, err)
+	defer src.Close(ctx)
+	mustExec(t, src, `CREATE SCHEMA intl;
+CREATE TABLE intl.names (id int PRIMARY KEY, name text COLLATE "und-x-icu");
+INSERT INTO intl.names VALUES (1, 'Ångström'), (2, 'Zoë');`)
+	dst, err := dstPG.Connect(ctx, "target")
+	require.NoError(t, err)
+	defer dst.Close(ctx)
+	if _, err := dst.Exec(ctx, `SELECT 'x' COLLATE "und-x-icu"`); err == nil {
+		t.Skip("this destination has ICU collations: nothing fails")
+	}
+
+	c := startWorker(t, t.TempDir())
+	no := false
+	s := spec.Spec{Name: "it-permanent", Source: srcPG.Endpoint("icu"), Destination: dstPG.Endpoint("target"),
+		Objects: []spec.Object{{Schema: "intl"}}, Sync: spec.Sync{Incremental: &no}}
+	start := time.Now()
+	run := startTask(t, c, s, nil)
+	st := waitPhase(t, c, run.GetID(), workflows.PhaseFailed, time.Minute)
+	require.Less(t, time.Since(start), 45*time.Second, "fails at once, not after the retry window")
+	require.Equal(t, "fatal", st.Retry.Class, "%+v", st.Retry)
+	require.Equal(t, 1, st.Retry.Attempts)
+	require.Contains(t, st.LastError, "und-x-icu")
+	require.Contains(t, st.LastError, "intl.names")
+}
