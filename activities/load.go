@@ -66,7 +66,10 @@ const ErrSnapshotLost = "snapshot_lost"
 // planned: only an activity that outlived its run (the workflow no longer waits for it) sees it.
 const ErrStaleChunk = "stale_chunk"
 
-func classifyChunk(err error) error {
+// classifySnapshotRead classifies an error of an activity that reads the task's exported
+// snapshot (chunk copies, the verification after the load): a snapshot that can no longer be
+// imported is ErrSnapshotLost, for the workflow to go on without it.
+func classifySnapshotRead(err error) error {
 	if errors.Is(err, catalog.ErrSnapshotGone) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrSnapshotLost, nil)
 	}
@@ -156,12 +159,12 @@ func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]full
 	}
 	tx, err := catalog.BeginRead(ctx, src, in.Snapshot)
 	if err != nil {
-		return nil, classifyChunk(err)
+		return nil, classifySnapshotRead(err)
 	}
 	defs, err := catalog.LoadTables(ctx, tx, tables)
 	_ = tx.Rollback(ctx)
 	if err != nil {
-		return nil, classifyChunk(err)
+		return nil, classifySnapshotRead(err)
 	}
 	var streamed atomic.Int64
 	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return streamed.Load() })
@@ -189,7 +192,7 @@ func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]full
 		c.Progress = func(n int64) { streamed.Store(before + n); activity.RecordHeartbeat(ctx, before+n) }
 		res, err := c.CopyChunk(ctx, defs[i], ch)
 		if err != nil {
-			return nil, classifyChunk(err)
+			return nil, classifySnapshotRead(err)
 		}
 		results[i] = res
 		before += res.Bytes

@@ -95,7 +95,7 @@ func (a *Activities) VerifyTask(ctx context.Context, in VerifyTaskInput) ([]veri
 func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.TableMap, snapshot string, streaming bool) ([]verify.TableResult, error) {
 	sd, err := a.openSides(ctx, s, tables, snapshot)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classifySnapshotRead(err)
 	}
 	defer sd.close(ctx)
 	// One pair per parallel chunk; the first reuses sd. The source side of each pair reads inside
@@ -118,7 +118,7 @@ func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.Tabl
 		if snapshot != "" {
 			tx, err := catalog.BeginRead(ctx, src, snapshot)
 			if err != nil {
-				return nil, classify(err)
+				return nil, classifySnapshotRead(err)
 			}
 			p.Src = tx
 		}

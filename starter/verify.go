@@ -37,7 +37,7 @@ func verifyCmd() *cobra.Command {
 			}
 			// One verification per task at a time: a second `skein verify` joins the running one.
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-				ID:                       id + "-verify",
+				ID:                       workflows.VerifyWorkflowID(id),
 				TaskQueue:                workflows.TaskQueue,
 				WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 				WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,

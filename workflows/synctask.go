@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -64,6 +65,8 @@ type task struct {
 	latencyAlerting bool // the lag is above alerts.latency_seconds and was reported
 
 	pauseCh, resumeCh, releaseCh, progressCh, verifyCh workflow.ReceiveChannel
+	// verifyWhenStreaming: the comparison after the load had no snapshot; incremental starts one.
+	verifyWhenStreaming bool
 	// drainReq asks the listener to take every signal delivered so far (syncSignals); drains
 	// counts the drains it did.
 	drainReq workflow.Channel
@@ -313,26 +316,9 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		if err := w.fullLoad(ctx, schemaIn, long, hold); err != nil {
 			return err
 		}
-		if s.Verify.Mode != spec.VerifyNone && w.reloaded() {
-			// The tables loaded in different snapshots: compare them while the task streams.
-			w.status.LastError = "verification after the full load skipped: the load's snapshot was lost and tables were reloaded in a new one; run skein verify once the task streams"
-			workflow.GetLogger(ctx).Warn(w.status.LastError)
-		} else if s.Verify.Mode != spec.VerifyNone {
-			var results []verify.TableResult
-			if err := w.call(ctx, long, acts.Verify, &results, schemaIn); err != nil {
+		if s.Verify.Mode != spec.VerifyNone {
+			if err := w.verifyAfterLoad(ctx, schemaIn, long); err != nil {
 				return err
-			}
-			w.status.Verify = results
-			var diff []string
-			for _, r := range results {
-				if !r.Equal {
-					diff = append(diff, fmt.Sprintf("%s (source %d rows, destination %d rows; %d missing, %d extra, %d different)",
-						r.Source, r.SourceRows, r.DestRows, r.Missing, r.Extra, r.Different))
-				}
-			}
-			if len(diff) > 0 {
-				w.status.LastError = "verification after the full load found differences: " + strings.Join(diff, ", ")
-				workflow.GetLogger(ctx).Warn(w.status.LastError)
 			}
 		}
 	}
@@ -351,12 +337,73 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	return nil
 }
 
+// verifyAfterLoad compares the loaded tables with the load's snapshot (verify.mode). When tables
+// were reloaded in another snapshot, or the snapshot's holder ended during the comparison, there
+// is no consistent point to compare with: an incremental task then verifies once it streams (a
+// Verify child workflow, which re-checks what changes meanwhile), a full-only task leaves it to
+// skein verify.
+func (w *task) verifyAfterLoad(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions) error {
+	why := "tables were reloaded in a new snapshot after the load's snapshot was lost"
+	if !w.reloaded() {
+		var results []verify.TableResult
+		err := w.call(ctx, opts, acts.Verify, &results, in)
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != activities.ErrSnapshotLost {
+			if err != nil {
+				return err
+			}
+			w.status.Verify = results
+			var diff []string
+			for _, r := range results {
+				if !r.Equal {
+					diff = append(diff, fmt.Sprintf("%s (source %d rows, destination %d rows; %d missing, %d extra, %d different)",
+						r.Source, r.SourceRows, r.DestRows, r.Missing, r.Extra, r.Different))
+				}
+			}
+			if len(diff) > 0 {
+				w.status.LastError = "verification after the full load found differences: " + strings.Join(diff, ", ")
+				workflow.GetLogger(ctx).Warn(w.status.LastError)
+			}
+			return nil
+		}
+		why = "the load's snapshot was lost during the comparison (its holder ended)"
+	}
+	if w.spec.IncrementalSync() && workflow.GetVersion(ctx, "verify-while-streaming", workflow.DefaultVersion, 1) == 1 {
+		w.verifyWhenStreaming = true
+		w.status.LastError = "verification after the full load deferred: " + why + "; the task compares the tables once it streams (workflow " +
+			VerifyWorkflowID(w.spec.Name) + ")"
+	} else {
+		w.status.LastError = "verification after the full load skipped: " + why + "; run skein verify once the task streams"
+	}
+	workflow.GetLogger(ctx).Warn(w.status.LastError)
+	return nil
+}
+
+// startStreamingVerify starts the task's Verify workflow as a child that outlives this run (it
+// reports to the task by signal) and waits until it has started.
+func (w *task) startStreamingVerify(ctx workflow.Context) {
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:               VerifyWorkflowID(w.spec.Name),
+		ParentClosePolicy:        enums.PARENT_CLOSE_POLICY_ABANDON,
+		WorkflowExecutionTimeout: 25 * time.Hour,
+	})
+	f := workflow.ExecuteChildWorkflow(cctx, VerifyWorkflowName, VerifyRequest{Task: w.spec.Name})
+	if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+		w.status.LastError = "verification while streaming not started: " + errorText(err) + "; run skein verify"
+		workflow.GetLogger(ctx).Warn(w.status.LastError)
+	}
+}
+
 // incremental runs the apply activity until release, pausing and resuming on signals and
 // continuing as new when the history grows.
 func (w *task) incremental(ctx workflow.Context) error {
 	w.setPhase(PhaseIncremental)
 	for i := range w.status.Tables {
 		w.status.Tables[i].State = TableDone
+	}
+	if w.verifyWhenStreaming {
+		w.verifyWhenStreaming = false
+		w.startStreamingVerify(ctx)
 	}
 	opts := w.applyOptions()
 	for {

@@ -328,6 +328,11 @@ func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 			return activities.ApplyProgress{}, ctx.Err()
 		},
 	})
+	verifies := 0
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
+		verifies++
+		return VerifyReport{Task: req.Task, Equal: true}, nil
+	}, workflow.RegisterOptions{Name: VerifyWorkflowName})
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
 	require.NoError(t, env.GetWorkflowError())
 
@@ -352,7 +357,8 @@ func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 			require.Equal(t, int64(10), ts.RowsCopied)
 		}
 	}
-	env.AssertActivityNumberOfCalls(t, "Verify", 0) // skipped: the tables come from two snapshots
+	env.AssertActivityNumberOfCalls(t, "Verify", 0) // not against a snapshot: the tables come from two
+	require.Equal(t, 1, verifies, "the task verifies while it streams instead")
 }
 
 // TestSmallTablesLoadInBatches: tables of one small chunk are copied by one CopyChunks activity
@@ -397,4 +403,37 @@ func TestSmallTablesLoadInBatches(t *testing.T) {
 		rows[ts.Source] = ts.RowsCopied
 	}
 	require.Equal(t, map[string]int64{"public.small2": 100, "public.small1": 101, "public.small0": 102, "public.orders": 600, "public.items": 10}, rows)
+}
+
+// TestVerifyAfterLostSnapshotRunsWhileStreaming: the snapshot's holder ends while the comparison
+// after the load runs; the task does not retry a comparison that can never import the snapshot,
+// it goes on and, once it streams, starts its Verify workflow (which re-checks what changes).
+func TestVerifyAfterLostSnapshotRunsWhileStreaming(t *testing.T) {
+	var env *testsuite.TestWorkflowEnvironment
+	var verifyRequests []VerifyRequest
+	var applyStarted bool
+	env = newEnv(t, map[string]any{
+		"Verify": func(context.Context, activities.SchemaInput) ([]verify.TableResult, error) {
+			return nil, temporal.NewNonRetryableApplicationError("import snapshot: gone", activities.ErrSnapshotLost, nil)
+		},
+		"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+			applyStarted = true
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+			<-ctx.Done()
+			return activities.ApplyProgress{}, ctx.Err()
+		},
+	})
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
+		require.False(t, applyStarted, "the verification starts before the first apply run")
+		verifyRequests = append(verifyRequests, req)
+		return VerifyReport{Task: req.Task, Equal: true}, nil
+	}, workflow.RegisterOptions{Name: VerifyWorkflowName})
+	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
+	require.NoError(t, env.GetWorkflowError())
+	env.AssertActivityNumberOfCalls(t, "Verify", 1)
+	require.Equal(t, []VerifyRequest{{Task: "wf-test"}}, verifyRequests)
+	require.True(t, applyStarted)
+	st := queryStatus(t, env)
+	require.Contains(t, st.LastError, "the task compares the tables once it streams (workflow wf-test-verify)")
+	require.Equal(t, PhaseReleased, st.Phase)
 }

@@ -17,6 +17,9 @@ import (
 // '{"task":"ID"}'`).
 const VerifyWorkflowName = "Verify"
 
+// VerifyWorkflowID is the workflow id of task's verification: one at a time per task.
+func VerifyWorkflowID(task string) string { return task + "-verify" }
+
 // SignalVerifyReport carries a finished verification's results to its running task, so they show
 // in the task's status and history.
 const SignalVerifyReport = "verify-report"
