@@ -38,7 +38,7 @@ func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan,
 	}
 	tx, err := catalog.BeginRead(ctx, conn, in.Snapshot)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classifySnapshotRead(err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
 	defs, err := catalog.LoadTables(ctx, tx, in.Tables)

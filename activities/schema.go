@@ -38,7 +38,7 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 	var rep SchemaReport
 	sd, err := a.openSides(ctx, in.Spec, in.Tables, in.Snapshot)
 	if err != nil {
-		return rep, classifyDDL(err)
+		return rep, classifySnapshotRead(err)
 	}
 	defer sd.close(ctx)
 	// Partitioned tables before their partitions.

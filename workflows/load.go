@@ -1,12 +1,10 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/skein-dts/skein/activities"
@@ -19,8 +17,18 @@ import (
 // yet committed load again from the start in a new snapshot (see reload).
 func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, hold *snapshotHold) error {
 	var plans []activities.TablePlan
-	if err := w.call(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, acts.PlanLoad, &plans, in); err != nil {
-		return err
+	for {
+		err := w.call(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, acts.PlanLoad, &plans, in)
+		if snapshotLost(err) && hold != nil && workflow.GetVersion(ctx, "reload-before-load", workflow.DefaultVersion, 1) == 1 {
+			// Nothing is copied yet: every table loads in a new snapshot.
+			if in.Snapshot, err = w.reload(ctx, in.Spec, in.Tables, hold); err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			return err
+		}
+		break
 	}
 	order := make([]int, len(plans))
 	statusOf := make([]int, len(plans)) // plan -> its entry in status.Tables
@@ -171,8 +179,7 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 						activities.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot, Share: share})
 				}
 				w.copying--
-				var appErr *temporal.ApplicationError
-				if errors.As(err, &appErr) && appErr.Type() == activities.ErrSnapshotLost {
+				if snapshotLost(err) {
 					lost = append(lost, j)
 					return
 				}

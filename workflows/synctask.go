@@ -302,8 +302,18 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	long := workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute}
 	if s.SchemaSync() {
 		var rep activities.SchemaReport
-		if err := w.call(ctx, short, acts.SchemaPreData, &rep, schemaIn); err != nil {
-			return err
+		for {
+			err := w.call(ctx, short, acts.SchemaPreData, &rep, schemaIn)
+			if snapshotLost(err) && hold != nil && workflow.GetVersion(ctx, "reload-before-load", workflow.DefaultVersion, 1) == 1 {
+				// Nothing is loaded yet: every table loads in a new snapshot, read from there.
+				if schemaIn.Snapshot, err = w.reload(ctx, s, w.tables, hold); err == nil {
+					continue
+				}
+			}
+			if err != nil {
+				return err
+			}
+			break
 		}
 		w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
 		w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
@@ -347,8 +357,7 @@ func (w *task) verifyAfterLoad(ctx workflow.Context, in activities.SchemaInput, 
 	if !w.reloaded() {
 		var results []verify.TableResult
 		err := w.call(ctx, opts, acts.Verify, &results, in)
-		var appErr *temporal.ApplicationError
-		if !errors.As(err, &appErr) || appErr.Type() != activities.ErrSnapshotLost {
+		if !snapshotLost(err) {
 			if err != nil {
 				return err
 			}
@@ -680,8 +689,7 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		if errors.As(err, &canceled) || ctx.Err() != nil {
 			return err
 		}
-		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) && appErr.Type() == activities.ErrSnapshotLost {
+		if snapshotLost(err) {
 			return err // the caller starts over in a new snapshot
 		}
 		class := classOf(err)
@@ -737,6 +745,13 @@ func classOf(err error) errclass.Class {
 		return errclass.Connection
 	}
 	return errclass.Other
+}
+
+// snapshotLost reports an activity error saying the task's exported snapshot can no longer be
+// imported (its holder ended).
+func snapshotLost(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == activities.ErrSnapshotLost
 }
 
 // errorText is the innermost message, without the SDK's wrapping.

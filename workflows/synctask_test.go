@@ -437,3 +437,62 @@ func TestVerifyAfterLostSnapshotRunsWhileStreaming(t *testing.T) {
 	require.Contains(t, st.LastError, "the task compares the tables once it streams (workflow wf-test-verify)")
 	require.Equal(t, PhaseReleased, st.Phase)
 }
+
+// TestSnapshotLostBeforeTheLoad: the holder ends while the schema is read (or the load planned),
+// before any chunk is copied; every table then loads in a new snapshot, read from there, and the
+// stream skips the changes that snapshot holds.
+func TestSnapshotLostBeforeTheLoad(t *testing.T) {
+	for _, step := range []string{"SchemaPreData", "PlanLoad"} {
+		t.Run(step, func(t *testing.T) {
+			var env *testsuite.TestWorkflowEnvironment
+			var snapshots, reads []string
+			var skip []activities.SkipBefore
+			opens := 0
+			lost := func(in activities.SchemaInput) bool {
+				reads = append(reads, in.Snapshot)
+				return len(reads) == 1
+			}
+			over := map[string]any{
+				"OpenSnapshot": func(_ context.Context, in activities.SnapshotInput) (cdc.SlotSnapshot, error) {
+					opens++
+					name := fmt.Sprintf("00000003-%d", opens)
+					snapshots = append(snapshots, fmt.Sprintf("%s temporary=%v", name, in.Temporary))
+					return cdc.SlotSnapshot{SnapshotName: name, ConsistentPoint: fmt.Sprintf("0/%d", opens)}, nil
+				},
+				"ResetLoad": func(context.Context, activities.ResetLoadInput) error { return nil },
+				"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+					skip = in.SkipBefore
+					env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+					<-ctx.Done()
+					return activities.ApplyProgress{}, ctx.Err()
+				},
+			}
+			gone := temporal.NewNonRetryableApplicationError("import snapshot: gone", activities.ErrSnapshotLost, nil)
+			if step == "SchemaPreData" {
+				over[step] = func(_ context.Context, in activities.SchemaInput) (activities.SchemaReport, error) {
+					if lost(in) {
+						return activities.SchemaReport{}, gone
+					}
+					return activities.SchemaReport{}, nil
+				}
+			} else {
+				over[step] = func(_ context.Context, in activities.SchemaInput) ([]activities.TablePlan, error) {
+					if lost(in) {
+						return nil, gone
+					}
+					return []activities.TablePlan{{Table: tOrders, RowsEstimate: 10, Chunks: []fullload.Chunk{{ID: "public.orders#0", Table: tOrders}}}}, nil
+				}
+			}
+			env = newEnv(t, over)
+			env.RegisterWorkflowWithOptions(func(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
+				return VerifyReport{Task: req.Task, Equal: true}, nil
+			}, workflow.RegisterOptions{Name: VerifyWorkflowName})
+			env.ExecuteWorkflow(SyncTask, testSpec(), nil)
+			require.NoError(t, env.GetWorkflowError())
+			require.Equal(t, []string{"00000003-1 temporary=false", "00000003-2 temporary=true"}, snapshots)
+			require.Equal(t, []string{"00000003-1", "00000003-2"}, reads, "read again in the new snapshot")
+			require.ElementsMatch(t, []activities.SkipBefore{{Table: tItems.Source, LSN: "0/2"}, {Table: tOrders.Source, LSN: "0/2"}}, skip)
+			require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
+		})
+	}
+}
