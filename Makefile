@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build tools postgres test test-long test-unit demo demo-oracle up down bench bench-cdc bench-full clean help
+.PHONY: all build tools postgres test test-long test-chaos test-unit demo demo-oracle up down bench bench-cdc bench-full clean help
 
 all: build
 
@@ -28,6 +28,10 @@ test: tools postgres ## unit and integration tests (real PostgreSQL clusters, re
 
 test-long: tools postgres ## the long tests: a 2 GB transaction and 1,000 MiB values through load and apply (run before resolving change-apply work)
 	SKEIN_TEST_LONG=1 $(GO) test -count=1 -timeout 90m -run 'TestLong' -v ./tests/integration/
+
+test-chaos: tools postgres ## the chaos suite: SKEIN_CHAOS_FAULTS (50) faults while pgbench writes (SKEIN_CHAOS_SEED repeats a run)
+	SKEIN_CHAOS_FAULTS=$${SKEIN_CHAOS_FAULTS:-50} SKEIN_CHAOS_SCALE=$${SKEIN_CHAOS_SCALE:-2} \
+	  $(GO) test -count=1 -timeout 60m -run 'TestChaos$$' -v ./tests/integration/ | grep -E '^(chaos:|fault|kill|restart|reset|stall|---|ok|FAIL|PASS)|Error|seed'; exit $${PIPESTATUS[0]}
 
 test-unit: ## unit tests only (no servers)
 	$(GO) test -count=1 -short ./...

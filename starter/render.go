@@ -30,7 +30,11 @@ const tableRows = 40
 // renderStatus prints a status for people: phase, lag, a progress bar per table (at most
 // tableRows of them unless all), retry state.
 func renderStatus(w io.Writer, st workflows.Status, all bool) {
-	fmt.Fprintf(w, "task %s  phase %s\n", st.Task, st.Phase)
+	phase := st.Phase
+	if st.Step != "" && st.Step != st.Phase {
+		phase += " (" + st.Step + ")" // what is retried, failed or paused
+	}
+	fmt.Fprintf(w, "task %s  phase %s\n", st.Task, phase)
 	if st.AppliedLSN != "" {
 		fmt.Fprintf(w, "applied LSN %s  lag %s / %.1fs  changes: %d inserts, %d updates, %d deletes\n",
 			st.AppliedLSN, humanize.IBytes(uint64(st.LagBytes)), st.LagSeconds, st.Changes.Inserts, st.Changes.Updates, st.Changes.Deletes)

@@ -51,8 +51,11 @@ const (
 
 // Status is the answer to the status query.
 type Status struct {
-	Task       string                  `json:"task"`
-	Phase      string                  `json:"phase"`
+	Task  string `json:"task"`
+	Phase string `json:"phase"`
+	// Step is the phase of the work under a retrying, failed or paused phase (the same as Phase
+	// otherwise): what is being retried.
+	Step       string                  `json:"step,omitempty"`
 	Tables     []TableStatus           `json:"tables"`
 	AppliedLSN string                  `json:"applied_lsn"`
 	LagBytes   int64                   `json:"lag_bytes"`

@@ -251,6 +251,7 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 func (w *task) setPhase(p string) {
 	w.phase = p
 	w.status.Phase = p
+	w.status.Step = p
 }
 
 // initialLoad runs precheck, snapshot, schema and full load.

@@ -191,17 +191,9 @@ func (p *Postgres) Stop() error {
 	return rmErr
 }
 
-// Restart stops the server and starts it again on the same port (for outage tests).
+// Restart stops the server (fast) and starts it again on the same port (for outage tests).
 func (p *Postgres) Restart(ctx context.Context, down time.Duration) error {
-	data := filepath.Join(p.Dir, "data")
-	if out, err := p.run(ctx, "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"); err != nil {
-		return fmt.Errorf("pg_ctl stop: %w: %s", err, out)
-	}
-	time.Sleep(down)
-	if out, err := p.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(p.Dir, "server.log"), "-w", "start"); err != nil {
-		return fmt.Errorf("pg_ctl start: %w: %s", err, out)
-	}
-	return nil
+	return p.RestartMode(ctx, "fast", down)
 }
 
 // Endpoint is the spec endpoint of database db as the superuser: the port applications use, which
@@ -254,3 +246,23 @@ func NewPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 	})
 	return p
 }
+
+// RestartMode stops the server with mode ("fast" or "immediate": a crash, recovered at start)
+// and starts it again on the same port after down.
+func (p *Postgres) RestartMode(ctx context.Context, mode string, down time.Duration) error {
+	data := filepath.Join(p.Dir, "data")
+	if out, err := p.run(ctx, "pg_ctl", "-D", data, "-m", mode, "-w", "stop"); err != nil {
+		return fmt.Errorf("pg_ctl stop -m %s: %w: %s", mode, err, out)
+	}
+	time.Sleep(down)
+	if out, err := p.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(p.Dir, "server.log"), "-w", "-t", "120", "start"); err != nil {
+		return fmt.Errorf("pg_ctl start: %w: %s", err, out)
+	}
+	return nil
+}
+
+// Bin is the path of one of the cluster's server programs (pgbench, pg_dump, ...).
+func (p *Postgres) Bin(name string) string { return filepath.Join(p.binDir, name) }
+
+// RunAs runs cmd's program as the user that runs the server (postgres when we are root).
+func (p *Postgres) RunAs() string { return p.runAs }
