@@ -48,7 +48,9 @@ func StartProxy(target string) (*Proxy, error) {
 }
 
 // NewProxyTo starts a proxy in front of port on 127.0.0.1.
-func NewProxyTo(port int) (*Proxy, error) { return StartProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(port))) }
+func NewProxyTo(port int) (*Proxy, error) {
+	return StartProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+}
 
 func (p *Proxy) accept() {
 	for {
