@@ -114,6 +114,15 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	if err != nil {
 		return err
 	}
+	ident, err := pglogrepl.IdentifySystem(ctx, repl)
+	if err != nil {
+		return fmt.Errorf("identify the source: %w", err)
+	}
+	if applied > ident.XLogPos {
+		return errclass.Permanent(fmt.Errorf("the destination has applied the source's changes up to %s but the source's WAL ends at %s: "+
+			"this is not the server the task streamed from (a failover to a server that was behind, or a restore); "+
+			"the change stream cannot continue: release the task and start it again", applied, ident.XLogPos))
+	}
 	if opts.SpoolDir == "" {
 		opts.SpoolDir = os.Getenv("SKEIN_SPOOL_DIR")
 	}
@@ -144,7 +153,7 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 		if errors.As(err, &pgErr) && pgErr.Code == "42704" {
 			return errclass.Permanent(fmt.Errorf("replication slot %s no longer exists on the source: the change stream is lost; release the task and start it again: %w", opts.Slot, err))
 		}
-		return fmt.Errorf("start replication from slot %s at %s: %w", opts.Slot, applied, err)
+		return slotLost(opts.Slot, fmt.Errorf("start replication from slot %s at %s: %w", opts.Slot, applied, err))
 	}
 	s := &stream{
 		ctx:    ctx,
@@ -162,6 +171,25 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	s.prog.FlushedLSN = applied
 	opts.Log.Info("change stream started", zap.String("slot", opts.Slot), zap.Stringer("from", applied), zap.Int("protocol", proto))
 	return s.run()
+}
+
+// slotLost marks err permanent, with the reason, when the source says the slot can no longer give
+// its changes: invalidated (it kept more WAL than max_slot_wal_keep_size allows) or its WAL
+// removed. Nothing can bring those changes back.
+func slotLost(slot string, err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch {
+	case pgErr.Code == "55000" && (strings.Contains(pgErr.Message, "cannot read from logical replication slot") ||
+		strings.Contains(pgErr.Message, "can no longer get changes")):
+		return errclass.Permanent(fmt.Errorf("replication slot %s was invalidated on the source (it needed more WAL than max_slot_wal_keep_size keeps, or the WAL was removed): "+
+			"the changes since are lost; release the task and start it again (raise max_slot_wal_keep_size, or keep the task streaming): %w", slot, err))
+	case pgErr.Code == "58P01" && strings.Contains(pgErr.Message, "has already been removed"):
+		return errclass.Permanent(fmt.Errorf("the WAL the replication slot %s needs was removed from the source: the changes since are lost; release the task and start it again: %w", slot, err))
+	}
+	return err
 }
 
 type stream struct {
@@ -220,7 +248,7 @@ func (s *stream) closeSpools() {
 func (s *stream) receive(deadline time.Time) (pgproto3.BackendMessage, error) {
 	if !deadline.Equal(s.readDeadline) {
 		if err := s.repl.Conn().SetReadDeadline(deadline); err != nil {
-			return nil, fmt.Errorf("receive from slot %s: %w", s.opts.Slot, err)
+			return nil, slotLost(s.opts.Slot, fmt.Errorf("receive from slot %s: %w", s.opts.Slot, err))
 		}
 		s.readDeadline = deadline
 	}
@@ -290,7 +318,7 @@ func (s *stream) run() error {
 			if s.ctx.Err() != nil {
 				continue // handled at the top of the loop
 			}
-			return fmt.Errorf("receive from slot %s: %w", s.opts.Slot, err)
+			return slotLost(s.opts.Slot, fmt.Errorf("receive from slot %s: %w", s.opts.Slot, err))
 		}
 		switch msg := raw.(type) {
 		case *pgproto3.ErrorResponse:

@@ -67,11 +67,12 @@ func setup(t *testing.T, schemaSQL string) (*pair, *pgx.Conn, *pgx.Conn) {
 // semantics there; the test's own connections use the PostgreSQL-mode port).
 var destinations = []string{"postgres", "oracle"}
 
-// setupInto is setup into a destination of the kind dest (one of destinations).
-func setupInto(t *testing.T, dest, schemaSQL string) (*pair, *pgx.Conn, *pgx.Conn) {
+// setupInto is setup into a destination of the kind dest (one of destinations), with extra
+// postgresql.conf lines for the source.
+func setupInto(t *testing.T, dest, schemaSQL string, srcSettings ...string) (*pair, *pgx.Conn, *pgx.Conn) {
 	t.Helper()
 	ctx := context.Background()
-	p := &pair{src: testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})}
+	p := &pair{src: testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true, Settings: srcSettings})}
 	if dest == "oracle" {
 		p.dst = testharness.NewIvorySQL(t, testharness.PostgresOptions{})
 	} else {
@@ -450,6 +451,51 @@ func TestDroppedSlotFailsAtOnce(t *testing.T) {
 	err := stop()
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "no longer exists")
+}
+
+// TestInvalidatedSlotFailsAtOnce: the slot kept more WAL than max_slot_wal_keep_size allows
+// while the stream was stopped and the source invalidated it; the stream fails at once with the
+// reason, a permanent error (retrying cannot bring the changes back).
+func TestInvalidatedSlotFailsAtOnce(t *testing.T) {
+	ctx := context.Background()
+	p, src, dst := setupInto(t, "postgres", `CREATE TABLE public.t (id int PRIMARY KEY, pad text);`,
+		"max_slot_wal_keep_size = '32MB'", "wal_keep_size = 0", "max_wal_size = '64MB'", "min_wal_size = '32MB'")
+	p.createAndLoad(t, src, dst)
+	for i := 0; i < 4; i++ {
+		_, err := src.Exec(ctx, `INSERT INTO public.t SELECT g, repeat('x', 200) FROM generate_series($1::int, $1::int + 99999) g`, i*100000)
+		require.NoError(t, err)
+		_, err = src.Exec(ctx, `SELECT pg_switch_wal()`)
+		require.NoError(t, err)
+		_, err = src.Exec(ctx, `CHECKPOINT`)
+		require.NoError(t, err)
+	}
+	var status string
+	require.NoError(t, src.QueryRow(ctx, `SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1`, p.s.SlotName()).Scan(&status))
+	require.Equal(t, "lost", status, "the source invalidated the slot")
+	stop := p.stream(t)
+	time.Sleep(500 * time.Millisecond)
+	err := stop()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "was invalidated on the source")
+	require.Equal(t, errclass.Fatal, errclass.Of(err))
+}
+
+// TestProgressAheadOfTheSourceFailsAtOnce: the destination applied changes up to a position the
+// source's WAL has not reached (the task now points at a failed-over or restored server that
+// was behind): streaming would skip that server's own changes up to there, so it stops.
+func TestProgressAheadOfTheSourceFailsAtOnce(t *testing.T) {
+	ctx := context.Background()
+	p, src, dst := setup(t, `CREATE TABLE public.t (id int PRIMARY KEY);`)
+	p.createAndLoad(t, src, dst)
+	_, err := dst.Exec(ctx, `INSERT INTO skein.progress (task, lsn) VALUES ($1, 'FF/0')
+ON CONFLICT (task) DO UPDATE SET lsn = excluded.lsn`, p.s.Name)
+	require.NoError(t, err)
+	stop := p.stream(t)
+	time.Sleep(500 * time.Millisecond)
+	err = stop()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "this is not the server the task streamed from")
+	require.Equal(t, errclass.Fatal, errclass.Of(err))
 }
 
 // TestStreamedTransactions makes the source stream large transactions before their commit

@@ -86,7 +86,8 @@ func ofSQLState(code string) Class {
 	case code == "28000", code == "28P01", // invalid authorization, bad password
 		code == "3D000",               // database does not exist
 		code == "42501",               // insufficient privilege
-		strings.HasPrefix(code, "0A"): // feature not supported (e.g. a server built without XML)
+		strings.HasPrefix(code, "0A"), // feature not supported (e.g. a server built without XML)
+		code == "53100": // disk full: the task waits, failed, until space is freed and it is resumed
 		return Fatal
 	}
 	return Other

@@ -52,7 +52,7 @@ func TestDDL(t *testing.T) {
 		{"40P01", Other},      // deadlock: may succeed later
 		{"55P03", Other},      // lock not available
 		{"57014", Other},      // canceled
-		{"53100", Other},      // disk full
+		{"53100", Fatal},      // disk full: failed until an operator frees space and resumes
 		{"08006", Connection}, // connection failure
 	} {
 		t.Run(tc.code, func(t *testing.T) {
