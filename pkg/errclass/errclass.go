@@ -87,7 +87,7 @@ func ofSQLState(code string) Class {
 		code == "3D000",               // database does not exist
 		code == "42501",               // insufficient privilege
 		strings.HasPrefix(code, "0A"), // feature not supported (e.g. a server built without XML)
-		code == "53100": // disk full: the task waits, failed, until space is freed and it is resumed
+		code == "53100":               // disk full: the task waits, failed, until space is freed and it is resumed
 		return Fatal
 	}
 	return Other
