@@ -1,6 +1,6 @@
 // Package dialect knows what a server's sessions mean by the SQL Skein sends: the product, its
 // compatibility mode, and the settings that change how SQL is read (an Oracle-mode session of
-// IvorySQL or PolarDB for PostgreSQL (Compatible with Oracle) folds quoted names, turns ” into
+// IvorySQL or PolarDB for PostgreSQL (Compatible with Oracle) folds quoted names, turns an empty string into
 // NULL, reads date as Oracle DATE, searches sys before pg_catalog). Pin gives a session
 // PostgreSQL semantics where the server lets a session choose and says exactly what it could not
 // pin otherwise. It is the one place that knows these settings; every connection Skein opens
@@ -174,7 +174,7 @@ func canonicalName(name string) string {
 }
 
 // Pin detects conn's dialect, sets every meaning-changing setting to its PostgreSQL value, then
-// checks that the session reads SQL as PostgreSQL does: quoted lower-case names kept, ” not
+// checks that the session reads SQL as PostgreSQL does: quoted lower-case names kept, an empty string not
 // NULL, date the PostgreSQL date, pg_catalog searched first. The dialect is recorded on conn (Of).
 // A session that cannot be pinned returns an *Error.
 func Pin(ctx context.Context, conn *pgconn.PgConn) (Dialect, error) {

@@ -263,6 +263,3 @@ func (p *Postgres) RestartMode(ctx context.Context, mode string, down time.Durat
 
 // Bin is the path of one of the cluster's server programs (pgbench, pg_dump, ...).
 func (p *Postgres) Bin(name string) string { return filepath.Join(p.binDir, name) }
-
-// RunAs runs cmd's program as the user that runs the server (postgres when we are root).
-func (p *Postgres) RunAs() string { return p.runAs }
