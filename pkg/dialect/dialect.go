@@ -1,10 +1,10 @@
 // Package dialect knows what a server's sessions mean by the SQL Skein sends: the product, its
 // compatibility mode, and the settings that change how SQL is read (an Oracle-mode session of
-// IvorySQL or PolarDB for PostgreSQL (Compatible with Oracle) folds quoted names, turns an empty string into
-// NULL, reads date as Oracle DATE, searches sys before pg_catalog). Pin gives a session
+// IvorySQL or PolarDB for PostgreSQL (Compatible with Oracle) folds quoted names, turns an empty
+// string into NULL, reads date as Oracle DATE, searches sys before pg_catalog). Pin gives a session
 // PostgreSQL semantics where the server lets a session choose and says exactly what it could not
-// pin otherwise. It is the one place that knows these settings; every connection Skein opens
-// (pkg/dbconn) goes through it.
+// pin otherwise. It is the one place that knows these settings; every destination connection
+// Skein opens (pkg/dbconn) goes through it.
 package dialect
 
 import (
