@@ -36,7 +36,8 @@ ANALYZE`)
 		{Name: "orders"},
 	}
 	s.Verify.Mode = spec.VerifyCount
-	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 200 * time.Millisecond, ApplyMaxRun: 20 * time.Second})
+	// A small history limit: the task continues as new around the update (never during it).
+	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 200 * time.Millisecond, ApplyMaxRun: 20 * time.Second, HistoryLimit: 120})
 	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
 
 	stopWriter := startWriter(t, srcPG, 5*time.Millisecond, func(i int) []string {
@@ -127,6 +128,10 @@ objects:
 	rep := verifyTask(t, c, run.GetID())
 	require.True(t, rep.Equal, "%+v", rep)
 	require.Len(t, rep.Tables, 3)
+
+	desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), "")
+	require.NoError(t, err)
+	require.NotEqual(t, run.GetRunID(), desc.WorkflowExecutionInfo.Execution.RunId, "the task continued as new meanwhile")
 
 	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
 	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))
