@@ -30,7 +30,7 @@ test-long: tools postgres ## the long tests: a 2 GB transaction and 1,000 MiB va
 	SKEIN_TEST_LONG=1 $(GO) test -count=1 -timeout 90m -run 'TestLong' -v ./tests/integration/
 
 test-chaos: tools postgres ## the chaos suite: SKEIN_CHAOS_FAULTS (50) faults while pgbench writes (SKEIN_CHAOS_SEED repeats a run)
-	SKEIN_CHAOS_FAULTS=$${SKEIN_CHAOS_FAULTS:-50} SKEIN_CHAOS_SCALE=$${SKEIN_CHAOS_SCALE:-2} \
+	SKEIN_CHAOS_FAULTS=$${SKEIN_CHAOS_FAULTS:-50} SKEIN_CHAOS_SCALE=$${SKEIN_CHAOS_SCALE:-2} SKEIN_CHAOS_LOAD_ROWS_PER_SECOND=$${SKEIN_CHAOS_LOAD_ROWS_PER_SECOND:-15000} \
 	  $(GO) test -count=1 -timeout 60m -run 'TestChaos$$' -v ./tests/integration/ | grep -E '^(chaos:|fault|kill|restart|reset|stall|---|ok|FAIL|PASS)|Error|seed'; exit $${PIPESTATUS[0]}
 
 test-unit: ## unit tests only (no servers)

@@ -119,3 +119,16 @@ func TestResetWaitsForChunkInFlight(t *testing.T) {
 	require.Zero(t, rows, "the reset removed the chunk's rows")
 	require.False(t, done, "and its chunk-done row")
 }
+
+// TestResetBeforeTheSchemaStep: a snapshot lost before the schema step created anything resets
+// tables that do not exist yet, on a destination without bookkeeping: nothing to empty, no error.
+func TestResetBeforeTheSchemaStep(t *testing.T) {
+	ctx := context.Background()
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{})
+	conn, err := pg.Connect(ctx, "postgres")
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	tm := spec.TableMap{Source: spec.QName{Schema: "public", Name: "later"}, Dest: spec.QName{Schema: "app", Name: "later"}}
+	require.NoError(t, fullload.Reset(ctx, conn, "task", []spec.TableMap{tm}, []int{1}))
+	require.NoError(t, fullload.Reset(ctx, conn, "task", []spec.TableMap{tm}, []int{2}), "and again")
+}

@@ -217,6 +217,10 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 // generations[i] (when given) is tables[i]'s new load generation: chunks of older ones that are
 // still running will not commit.
 func Reset(ctx context.Context, dest *pgx.Conn, task string, tables []spec.TableMap, generations []int) error {
+	// A snapshot lost before the schema step created anything leaves no bookkeeping yet.
+	if err := bookkeeping.Ensure(ctx, dest); err != nil {
+		return fmt.Errorf("reset load: %w", err)
+	}
 	tx, err := dest.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("reset load: %w", err)
@@ -226,7 +230,10 @@ func Reset(ctx context.Context, dest *pgx.Conn, task string, tables []spec.Table
 		var kind string
 		err := tx.QueryRow(ctx, `SELECT c.relkind::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`,
 			t.Dest.Quoted()).Scan(&kind)
-		if err != nil {
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			kind = "" // not created yet (the snapshot was lost before the schema step): nothing to empty
+		case err != nil:
 			return fmt.Errorf("reset load of %s: find %s: %w", t.Source, t.Dest, err)
 		}
 		if kind == "r" {
