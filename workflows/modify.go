@@ -160,8 +160,7 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 		if err := w.call(ctx, short, acts.SchemaPreData, &rep, in); err != nil {
 			return err
 		}
-		w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
-		w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
+		w.recordSchema(rep) // pre-data warns too (function bodies that mention renamed names)
 	}
 	if ns.FullSync() {
 		if err := w.fullLoad(ctx, in, long, nil); err != nil {
@@ -174,9 +173,7 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 		if err := w.call(ctx, long, acts.SchemaPostData, &rep, in); err != nil {
 			return err
 		}
-		w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
-		w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
-		w.status.Schema.Warned = append(w.status.Schema.Warned, rep.Warned...)
+		w.recordSchema(rep)
 	}
 	at := w.statusIndexes()
 	for _, t := range added {

@@ -316,8 +316,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 			}
 			break
 		}
-		w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
-		w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
+		w.recordSchema(rep) // pre-data warns too (function bodies that mention renamed names)
 	} else if err := w.call(ctx, short, acts.EnsureBookkeeping, nil, s); err != nil {
 		return err
 	}
@@ -341,11 +340,16 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		if err := w.call(ctx, long, acts.SchemaPostData, &rep, schemaIn); err != nil {
 			return err
 		}
-		w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
-		w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
-		w.status.Schema.Warned = append(w.status.Schema.Warned, rep.Warned...)
+		w.recordSchema(rep)
 	}
 	return nil
+}
+
+// recordSchema adds a schema step's report to the status.
+func (w *task) recordSchema(rep activities.SchemaReport) {
+	w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
+	w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
+	w.status.Schema.Warned = append(w.status.Schema.Warned, rep.Warned...)
 }
 
 // verifyAfterLoad compares the loaded tables with the load's snapshot (verify.mode). When tables

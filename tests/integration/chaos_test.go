@@ -126,22 +126,10 @@ var chaosFaults = []fault{
 		require.NoError(r.t, r.temporal.Start(ctx))
 		return "SIGKILL, restarted on its state"
 	}},
-	{"restart the source (fast)", func(r *chaosRig) string {
-		require.NoError(r.t, r.srcPG.RestartMode(context.Background(), "fast", r.pause(0, 2000)))
-		return ""
-	}},
-	{"restart the source (immediate)", func(r *chaosRig) string {
-		require.NoError(r.t, r.srcPG.RestartMode(context.Background(), "immediate", r.pause(0, 2000)))
-		return ""
-	}},
-	{"restart the destination (fast)", func(r *chaosRig) string {
-		require.NoError(r.t, r.dstPG.RestartMode(context.Background(), "fast", r.pause(0, 2000)))
-		return ""
-	}},
-	{"restart the destination (immediate)", func(r *chaosRig) string {
-		require.NoError(r.t, r.dstPG.RestartMode(context.Background(), "immediate", r.pause(0, 2000)))
-		return ""
-	}},
+	restartFault("source", "fast"),
+	restartFault("source", "immediate"),
+	restartFault("destination", "fast"),
+	restartFault("destination", "immediate"),
 	{"reset source connections", func(r *chaosRig) string {
 		return fmt.Sprintf("%d reset", r.srcProxy.Reset())
 	}},
@@ -168,6 +156,19 @@ var chaosFaults = []fault{
 		r.dstProxy.Stall(testharness.ToServer, d)
 		return d.String()
 	}},
+}
+
+// restartFault restarts the source or the destination server with pg_ctl stop mode (fast, or
+// immediate: a crash the server recovers from at start).
+func restartFault(side, mode string) fault {
+	return fault{fmt.Sprintf("restart the %s (%s)", side, mode), func(r *chaosRig) string {
+		pg := r.srcPG
+		if side == "destination" {
+			pg = r.dstPG
+		}
+		require.NoError(r.t, pg.RestartMode(context.Background(), mode, r.pause(0, 2000)))
+		return ""
+	}}
 }
 
 // phase asks the task's phase (with the step being retried), "unreachable" while Temporal cannot
