@@ -190,6 +190,22 @@ func (r *chaosRig) phase() (workflows.Status, string) {
 	return st, st.Phase
 }
 
+// waitIncremental waits until the task streams (with faults stopped meanwhile).
+func waitIncremental(t *testing.T, r *chaosRig, seed int64, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(time.Second) {
+		st, phase := r.phase()
+		switch {
+		case phase == workflows.PhaseIncremental:
+			return
+		case phase == workflows.PhaseFailed || phase == workflows.PhasePrecheckFailed:
+			t.Fatalf("seed %d: the task is %s: %s", seed, phase, st.LastError)
+		case time.Now().After(deadline):
+			t.Fatalf("seed %d: the task did not reach incremental in %s: phase %s\n%s", seed, timeout, phase, describe(r.c, r.task))
+		}
+	}
+}
+
 // startPgbench runs pgbench against db until stop is called, starting it again whenever it ends
 // (a source restart aborts its clients).
 func startPgbench(t *testing.T, pg *testharness.Postgres, db string, args ...string) (stop func() int) {
@@ -304,6 +320,10 @@ func TestChaos(t *testing.T) {
 	table := map[string]map[string]int{}
 	phases := map[string]bool{}
 	for i := 0; i < faults; i++ {
+		if i == faults/2 && faults >= 10 {
+			// The first half hit the start and the load; the second half hits the stream.
+			waitIncremental(t, r, seed, 6*time.Minute)
+		}
 		if i < 3 {
 			time.Sleep(r.pause(300, 1500))
 		} else {
