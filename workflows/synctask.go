@@ -694,8 +694,8 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		if errors.As(err, &canceled) || ctx.Err() != nil {
 			return err
 		}
-		if snapshotLost(err) {
-			return err // the caller starts over in a new snapshot
+		if snapshotLost(err) || errors.Is(err, workflow.ErrSessionFailed) {
+			return err // the caller starts over in a new snapshot, or a new session
 		}
 		class := classOf(err)
 		now := workflow.Now(ctx)
@@ -804,12 +804,29 @@ func (h *snapshotHold) close(ctx workflow.Context) {
 // openSnapshot creates the snapshot (and the slot, with in.WithSlot) and starts the activity that
 // holds it on the same worker, in a session.
 func (w *task) openSnapshot(ctx workflow.Context, in activities.SnapshotInput) (*snapshotHold, error) {
+	for {
+		h, err := w.openSnapshotOnce(ctx, in)
+		var canceled *temporal.CanceledError
+		sessionLost := errors.As(err, &canceled) || errors.Is(err, workflow.ErrSessionFailed)
+		if err == nil || !sessionLost || ctx.Err() != nil || w.releaseRequested ||
+			workflow.GetVersion(ctx, "reopen-snapshot-session", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			return h, err
+		}
+		// The session's worker went away while the snapshot was opened (its activities were
+		// canceled with the session): open it again, in a new session.
+		workflow.GetLogger(ctx).Warn("the snapshot's session failed while it was opened: opening it again", "error", err)
+	}
+}
+
+// openSnapshotOnce is openSnapshot in one session.
+func (w *task) openSnapshotOnce(ctx workflow.Context, in activities.SnapshotInput) (*snapshotHold, error) {
 	sessCtx, err := workflow.CreateSession(ctx, &workflow.SessionOptions{
 		CreationTimeout: 5 * time.Minute, ExecutionTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: time.Minute,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create session for the snapshot holder: %w", err)
 	}
+
 	h := &snapshotHold{done: func() { workflow.CompleteSession(sessCtx) }}
 	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
 	if err := w.call(sessCtx, short, acts.OpenSnapshot, &h.snap, in); err != nil {

@@ -496,3 +496,29 @@ func TestSnapshotLostBeforeTheLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotSessionLostWhileOpening: the worker of the snapshot's session goes away while the
+// snapshot is opened (its activities are canceled with the session): the task opens it again in
+// a new session instead of failing with "canceled".
+func TestSnapshotSessionLostWhileOpening(t *testing.T) {
+	var env *testsuite.TestWorkflowEnvironment
+	opens := 0
+	env = newEnv(t, map[string]any{
+		"OpenSnapshot": func(_ context.Context, in activities.SnapshotInput) (cdc.SlotSnapshot, error) {
+			opens++
+			if opens == 1 {
+				return cdc.SlotSnapshot{}, temporal.NewCanceledError()
+			}
+			return cdc.SlotSnapshot{SnapshotName: "00000003-1", ConsistentPoint: "0/1"}, nil
+		},
+		"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+			<-ctx.Done()
+			return activities.ApplyProgress{}, ctx.Err()
+		},
+	})
+	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, 2, opens)
+	require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
+}
