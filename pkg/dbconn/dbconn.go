@@ -79,7 +79,8 @@ func (o Opener) Connect(ctx context.Context, ep spec.Endpoint) (*pgx.Conn, error
 
 // ConnectDestination opens a regular connection to a task's destination with PostgreSQL
 // semantics (dialect.Pin): an Oracle-mode session is switched to PostgreSQL mode, the search path
-// is pg_catalog alone (everything Skein sends names its schema), and a session that cannot be
+// is pg_catalog alone (everything Skein sends names its schema), commits are synchronous (durable
+// before Skein confirms them to the source), and a session that cannot be
 // pinned fails at once with the reason (a permanent error). dialect.Of(conn.PgConn()) tells what
 // was found and pinned.
 func (o Opener) ConnectDestination(ctx context.Context, ep spec.Endpoint) (*pgx.Conn, error) {
@@ -88,6 +89,10 @@ func (o Opener) ConnectDestination(ctx context.Context, ep spec.Endpoint) (*pgx.
 		return nil, err
 	}
 	cfg.RuntimeParams["search_path"] = "pg_catalog"
+	// A commit must be durable before Skein builds on it: the slot's position moves past applied
+	// changes and a chunk counts as copied once its transaction commits. With a server default of
+	// synchronous_commit = off, a destination crash would lose commits Skein already confirmed.
+	cfg.RuntimeParams["synchronous_commit"] = "on"
 	cfg.AfterConnect = func(ctx context.Context, c *pgconn.PgConn) error {
 		_, err := dialect.Pin(ctx, c)
 		var de *dialect.Error

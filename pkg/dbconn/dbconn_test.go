@@ -136,6 +136,7 @@ func TestSessionsPinTextFormats(t *testing.T) {
 	ctx := context.Background()
 	pg := testharness.NewPostgres(t, testharness.PostgresOptions{Settings: []string{
 		"DateStyle = 'SQL, DMY'", "IntervalStyle = 'sql_standard'", "extra_float_digits = 0", "bytea_output = 'escape'",
+		"synchronous_commit = off",
 	}})
 	open := dbconn.Opener{}
 	src, err := open.Connect(ctx, pg.Endpoint("postgres"))
@@ -155,7 +156,9 @@ func TestSessionsPinTextFormats(t *testing.T) {
 		require.Equal(t, "0.30000000000000004", float, name)
 		require.Equal(t, `\x01ff`, bytea, name)
 	}
-	var path string
+	var path, syncCommit string
 	require.NoError(t, dst.QueryRow(ctx, `SHOW search_path`).Scan(&path))
 	require.Equal(t, "pg_catalog", path, "destination sessions search pg_catalog alone")
+	require.NoError(t, dst.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&syncCommit))
+	require.Equal(t, "on", syncCommit, "destination commits are durable before the slot moves past them")
 }
