@@ -522,3 +522,29 @@ func TestSnapshotSessionLostWhileOpening(t *testing.T) {
 	require.Equal(t, 2, opens)
 	require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
 }
+
+// TestVerifyRetriesConnectionErrors: a verification whose activities meet a restarting server
+// tries again instead of failing at the first connection error.
+func TestVerifyRetriesConnectionErrors(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(temporalx.NewZapLogger(zap.NewNop()))
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Verify, workflow.RegisterOptions{Name: VerifyWorkflowName})
+	env.RegisterActivity(&activities.Activities{})
+	describes := 0
+	env.OnActivity("DescribeTask", mock.Anything, mock.Anything).Return(func(context.Context, string) (activities.TaskInfo, error) {
+		describes++
+		if describes < 3 {
+			return activities.TaskInfo{}, temporal.NewNonRetryableApplicationError("connect to src: refused", string(errclass.Connection), nil)
+		}
+		return activities.TaskInfo{Spec: testSpec()}, nil
+	})
+	env.OnActivity("ResolveTables", mock.Anything, mock.Anything).Return([]spec.TableMap{tOrders}, nil)
+	env.OnActivity("VerifyTask", mock.Anything, mock.Anything).Return([]verify.TableResult{{Source: "public.orders", Equal: true}}, nil)
+	env.ExecuteWorkflow(VerifyWorkflowName, VerifyRequest{Task: "wf-test"})
+	require.NoError(t, env.GetWorkflowError())
+	var rep VerifyReport
+	require.NoError(t, env.GetWorkflowResult(&rep))
+	require.True(t, rep.Equal)
+	require.Equal(t, 3, describes)
+}

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/verify"
 )
@@ -53,7 +54,9 @@ func Verify(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
 	var info activities.TaskInfo
-	if err := workflow.ExecuteActivity(short, acts.DescribeTask, req.Task).Get(ctx, &info); err != nil {
+	if err := retryConnection(ctx, func() error {
+		return workflow.ExecuteActivity(short, acts.DescribeTask, req.Task).Get(ctx, &info)
+	}); err != nil {
 		return rep, err
 	}
 	if info.Running && info.Phase != PhaseIncremental {
@@ -67,7 +70,7 @@ func Verify(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
 		s.Verify.Mode = spec.VerifyChecksum
 	}
 	var tables []spec.TableMap
-	if err := workflow.ExecuteActivity(short, acts.ResolveTables, s).Get(ctx, &tables); err != nil {
+	if err := retryConnection(ctx, func() error { return workflow.ExecuteActivity(short, acts.ResolveTables, s).Get(ctx, &tables) }); err != nil {
 		return rep, err
 	}
 	rep.Streaming = info.Running && s.IncrementalSync()
@@ -77,7 +80,7 @@ func Verify(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
 	in := activities.VerifyTaskInput{Spec: s, Tables: tables, Streaming: rep.Streaming}
-	if err := workflow.ExecuteActivity(long, acts.VerifyTask, in).Get(ctx, &rep.Tables); err != nil {
+	if err := retryConnection(ctx, func() error { return workflow.ExecuteActivity(long, acts.VerifyTask, in).Get(ctx, &rep.Tables) }); err != nil {
 		return rep, err
 	}
 	rep.Equal = true
@@ -92,4 +95,23 @@ func Verify(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
 		}
 	}
 	return rep, nil
+}
+
+// retryConnection runs f again, with backoff, while it fails with a connection error (a server
+// restarting, a network blip), for up to 15 minutes: a verification (also the one a task starts
+// after a lost snapshot) outlives such faults. Other errors return at once.
+func retryConnection(ctx workflow.Context, f func() error) error {
+	start, backoff := workflow.Now(ctx), time.Second
+	for {
+		err := f()
+		if err == nil || classOf(err) != errclass.Connection || workflow.Now(ctx).Sub(start) > 15*time.Minute ||
+			workflow.GetVersion(ctx, "verify-retries-connection", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			return err
+		}
+		workflow.GetLogger(ctx).Warn("verification: connection error, trying again", "error", err, "in", backoff)
+		if err := workflow.Sleep(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
 }
