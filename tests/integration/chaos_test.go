@@ -136,26 +136,24 @@ var chaosFaults = []fault{
 	{"reset destination connections", func(r *chaosRig) string {
 		return fmt.Sprintf("%d reset", r.dstProxy.Reset())
 	}},
-	{"stall the source both ways", func(r *chaosRig) string {
+	stallFault("stall the source both ways", "source", testharness.BothWays),
+	stallFault("stall the source to the worker", "source", testharness.ToClient),
+	stallFault("stall the destination both ways", "destination", testharness.BothWays),
+	stallFault("stall the worker to the destination", "destination", testharness.ToServer),
+}
+
+// stallFault stalls the proxy of the source or the destination in dir for 2-10 s: connections
+// stay open and nothing passes, as on a network that drops packets without a reset.
+func stallFault(name, side string, dir testharness.Direction) fault {
+	return fault{name, func(r *chaosRig) string {
+		p := r.srcProxy
+		if side == "destination" {
+			p = r.dstProxy
+		}
 		d := r.pause(2000, 10000)
-		r.srcProxy.Stall(testharness.BothWays, d)
+		p.Stall(dir, d)
 		return d.String()
-	}},
-	{"stall the source to the worker", func(r *chaosRig) string {
-		d := r.pause(2000, 10000)
-		r.srcProxy.Stall(testharness.ToClient, d)
-		return d.String()
-	}},
-	{"stall the destination both ways", func(r *chaosRig) string {
-		d := r.pause(2000, 10000)
-		r.dstProxy.Stall(testharness.BothWays, d)
-		return d.String()
-	}},
-	{"stall the worker to the destination", func(r *chaosRig) string {
-		d := r.pause(2000, 10000)
-		r.dstProxy.Stall(testharness.ToServer, d)
-		return d.String()
-	}},
+	}}
 }
 
 // restartFault restarts the source or the destination server with pg_ctl stop mode (fast, or
