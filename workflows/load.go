@@ -17,18 +17,8 @@ import (
 // yet committed load again from the start in a new snapshot (see reload).
 func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, hold *snapshotHold) error {
 	var plans []activities.TablePlan
-	for {
-		err := w.call(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, acts.PlanLoad, &plans, in)
-		if snapshotLost(err) && hold != nil && workflow.GetVersion(ctx, "reload-before-load", workflow.DefaultVersion, 1) == 1 {
-			// Nothing is copied yet: every table loads in a new snapshot.
-			if in.Snapshot, err = w.reload(ctx, in.Spec, in.Tables, hold); err == nil {
-				continue
-			}
-		}
-		if err != nil {
-			return err
-		}
-		break
+	if err := w.callBeforeLoad(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, acts.PlanLoad, &plans, &in, hold); err != nil {
+		return err
 	}
 	order := make([]int, len(plans))
 	statusOf := make([]int, len(plans)) // plan -> its entry in status.Tables

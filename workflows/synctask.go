@@ -303,18 +303,8 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	long := workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute}
 	if s.SchemaSync() {
 		var rep activities.SchemaReport
-		for {
-			err := w.call(ctx, short, acts.SchemaPreData, &rep, schemaIn)
-			if snapshotLost(err) && hold != nil && workflow.GetVersion(ctx, "reload-before-load", workflow.DefaultVersion, 1) == 1 {
-				// Nothing is loaded yet: every table loads in a new snapshot, read from there.
-				if schemaIn.Snapshot, err = w.reload(ctx, s, w.tables, hold); err == nil {
-					continue
-				}
-			}
-			if err != nil {
-				return err
-			}
-			break
+		if err := w.callBeforeLoad(ctx, short, acts.SchemaPreData, &rep, &schemaIn, hold); err != nil {
+			return err
 		}
 		w.recordSchema(rep) // pre-data warns too (function bodies that mention renamed names)
 	} else if err := w.call(ctx, short, acts.EnsureBookkeeping, nil, s); err != nil {
@@ -343,6 +333,22 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		w.recordSchema(rep)
 	}
 	return nil
+}
+
+// callBeforeLoad runs an activity that reads in's snapshot before any chunk is copied (the schema,
+// the load plan). When the snapshot is lost, nothing is loaded yet: every table loads in a new
+// snapshot (reload), in.Snapshot names it, and the activity runs again, reading there.
+func (w *task) callBeforeLoad(ctx workflow.Context, opts workflow.ActivityOptions, fn, result any, in *activities.SchemaInput,
+	hold *snapshotHold) error {
+	for {
+		err := w.call(ctx, opts, fn, result, *in)
+		if snapshotLost(err) && hold != nil && workflow.GetVersion(ctx, "reload-before-load", workflow.DefaultVersion, 1) == 1 {
+			if in.Snapshot, err = w.reload(ctx, in.Spec, in.Tables, hold); err == nil {
+				continue
+			}
+		}
+		return err
+	}
 }
 
 // recordSchema adds a schema step's report to the status.

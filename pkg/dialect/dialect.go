@@ -193,7 +193,7 @@ func Pin(ctx context.Context, conn *pgconn.PgConn) (Dialect, error) {
 	}
 	if len(sets) > 0 {
 		if _, err := conn.Exec(ctx, strings.Join(sets, "; ")).ReadAll(); err != nil {
-			if pgconn.SafeToRetry(err) || conn.IsClosed() {
+			if connectionLost(conn, err) {
 				return d, fmt.Errorf("pin the session's semantics: %w", err)
 			}
 			return d, &Error{Dialect: d, Reason: fmt.Sprintf("the session cannot set %s: %v", strings.Join(d.Pinned, ", "), err)}
@@ -210,6 +210,12 @@ func Pin(ctx context.Context, conn *pgconn.PgConn) (Dialect, error) {
 	return d, nil
 }
 
+// connectionLost reports an error of the connection rather than of the SQL: retryable, and
+// never a verdict on the session's semantics.
+func connectionLost(conn *pgconn.PgConn, err error) bool {
+	return pgconn.SafeToRetry(err) || conn.IsClosed()
+}
+
 // check runs one query whose answers differ under Oracle semantics and says what differs ("" when
 // nothing does).
 func check(ctx context.Context, conn *pgconn.PgConn) (string, error) {
@@ -217,7 +223,7 @@ func check(ctx context.Context, conn *pgconn.PgConn) (string, error) {
 	pg_catalog.pg_typeof(CAST('2000-01-02' AS date))::pg_catalog.oid = 1082,
 	(pg_catalog.current_schemas(true))[1] OPERATOR(pg_catalog.=) 'pg_catalog' OR (pg_catalog.current_schemas(true))[1] OPERATOR(pg_catalog.~) '^pg_temp'`).ReadAll()
 	if err != nil {
-		if pgconn.SafeToRetry(err) || conn.IsClosed() {
+		if connectionLost(conn, err) {
 			return "", fmt.Errorf("check the session's semantics: %w", err)
 		}
 		return fmt.Sprintf("checking its semantics failed: %v", err), nil
