@@ -40,6 +40,10 @@ type ApplyInput struct {
 	CatchUp bool   `json:"catch_up,omitempty"`
 	// Helper marks the helper stream: it reports no progress to the workflow.
 	Helper bool `json:"helper,omitempty"`
+	// FailedAttempts counts the runs of this streak that failed before this one (the workflow
+	// starts each run as a single attempt and retries in its own loop): after a failure, the first
+	// changes go statement by statement.
+	FailedAttempts int `json:"failed_attempts,omitempty"`
 }
 
 // SkipBefore is one table of ApplyInput.SkipBefore.
@@ -61,8 +65,10 @@ type ApplyProgress struct {
 // exactChanges is how many changes an attempt after a failed one applies statement by statement.
 const exactChanges = 10000
 
-func exactAfterFailure(attempt int32) int {
-	if attempt > 1 {
+// exactAfterFailure is StreamOptions.ExactChanges for a run after failed ones (failed in the
+// workflow's count, or attempts of the activity's own retry policy).
+func exactAfterFailure(failed int, attempt int32) int {
+	if failed > 0 || attempt > 1 {
 		return exactChanges
 	}
 	return 0
@@ -104,8 +110,15 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	if err != nil {
 		return ApplyProgress{}, classify(err)
 	}
-	runCtx, cancel := context.WithTimeout(ctx, in.MaxRun)
+	// The run ends after MaxRun at a transaction boundary (StreamOptions.RunFor), never inside one.
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var source *pgx.Conn // for relations the stream names that the task does not know, opened once needed
+	defer func() {
+		if source != nil {
+			closeAll(ctx, source)
+		}
+	}()
 	// The stream only records its position; a separate reporter heartbeats (so cancellation is
 	// noticed even while a destination statement waits on a lock), measures lag and signals the
 	// workflow, keeping Temporal round trips off the apply path.
@@ -142,9 +155,20 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 			float64(in.Spec.Throttle.Incremental.MBPerSecond)),
 		SkipBefore: skip,
 		StopAt:     stopAt,
+		RunFor:     in.MaxRun,
+		Unknown: func(ctx context.Context, relID uint32, name spec.QName) error {
+			if source == nil {
+				c, err := a.Open.Connect(ctx, in.Spec.Source)
+				if err != nil {
+					return err
+				}
+				source = c
+			}
+			return cdc.CheckUnknownRelation(ctx, source, in.Spec.SlotName(), relID, name)
+		},
 		// After a failed attempt the first changes go statement by statement, so that a change
 		// the destination rejects is named exactly (a keyed batch names its first and last key).
-		ExactChanges: exactAfterFailure(activity.GetInfo(ctx).Attempt),
+		ExactChanges: exactAfterFailure(in.FailedAttempts, activity.GetInfo(ctx).Attempt),
 	})
 	cancel()
 	<-reporterDone

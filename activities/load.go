@@ -23,6 +23,8 @@ type TablePlan struct {
 	Chunks       []fullload.Chunk `json:"chunks"`
 	// Bytes is the table's size on disk without TOAST (an estimate of the copy's size).
 	Bytes int64 `json:"bytes,omitempty"`
+	// Unlogged: the table writes no WAL, so it is loaded but cannot stream its changes.
+	Unlogged bool `json:"unlogged,omitempty"`
 }
 
 // PlanLoad cuts every selected table into chunks, largest tables first.
@@ -53,6 +55,7 @@ func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan,
 			RowsEstimate: t.RowsEstimate,
 			Chunks:       chunks[i],
 			Bytes:        t.Blocks * t.BlockSize,
+			Unlogged:     t.Unlogged,
 		}
 	}
 	return plans, nil

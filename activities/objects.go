@@ -15,15 +15,7 @@ import (
 )
 
 // wholeSchemas are the source schemas selected without a table list: all their objects sync.
-func wholeSchemas(s spec.Spec) []string {
-	var out []string
-	for _, o := range s.Objects {
-		if len(o.Tables) == 0 {
-			out = append(out, o.Schema)
-		}
-	}
-	return out
-}
+func wholeSchemas(s spec.Spec) []string { return s.WholeSchemas() }
 
 func sourceNames(tables []spec.TableMap) []spec.QName {
 	out := make([]spec.QName, len(tables))
@@ -90,16 +82,16 @@ func (rep *SchemaReport) create(ctx context.Context, dst *pgx.Conn, what, search
 	return nil
 }
 
-// preDataObjects creates, before the tables, the extensions, functions, procedures, aggregates,
-// operators and standalone sequences of whole schemas, and the trigger functions of selected
-// tables. A function body that mentions a renamed name is created as written and reported.
+// preDataObjects creates, before the tables, the extensions, functions, procedures, aggregates and
+// operators of whole schemas, and the trigger functions of selected tables (SchemaPreData creates
+// the sequences). A function body that mentions a renamed name is created as written and reported.
 func preDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecMapper, rep *SchemaReport) error {
 	schemas := wholeSchemas(in.Spec)
 	exts, err := catalog.SchemaExtensions(ctx, sd.tx, schemas)
 	if err != nil {
 		return err
 	}
-	typeExts, err := catalog.TypeExtensions(ctx, sd.tx, sd.defs)
+	typeExts, err := catalog.DependentExtensions(ctx, sd.tx, sd.defs, schemas)
 	if err != nil {
 		return err
 	}
@@ -144,13 +136,19 @@ func preDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecMa
 			}
 		}
 	}
-	seqs, err := catalog.LoadSchemaSequences(ctx, sd.tx, schemas)
+	return nil
+}
+
+// matViewIndexes creates the indexes of a materialized view once it is filled (a unique one is
+// what REFRESH MATERIALIZED VIEW CONCURRENTLY needs).
+func matViewIndexes(ctx context.Context, sd *sides, o catalog.Object, m ddl.SpecMapper, rep *SchemaReport) error {
+	indexes, err := catalog.LoadIndexes(ctx, sd.tx, &catalog.Table{OID: o.OID, Name: o.Name})
 	if err != nil {
 		return err
 	}
-	for _, sq := range seqs {
-		if err := rep.create(ctx, sd.dst, "sequence "+ddl.MapSequence(sq.Name, m).String(), "pg_catalog",
-			ddl.CreateSchema(m.Schema(sq.Name.Schema)), ddl.CreateSequence(sq, m)); err != nil {
+	tm := spec.TableMap{Source: o.Name, Dest: spec.QName{Schema: m.Schema(o.Name.Schema), Name: o.Name.Name}}
+	for _, ix := range indexes {
+		if err := rep.create(ctx, sd.dst, fmt.Sprintf("index %s on %s", ix.Name, tm.Dest), ddl.SearchPath(o.Name.Schema, m), ddl.CreateIndex(ix, tm, m)); err != nil {
 			return err
 		}
 	}
@@ -204,6 +202,11 @@ func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecM
 		}
 		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Name.Schema, m), stmts...); err != nil {
 			return err
+		}
+		if o.Kind == catalog.KindMatView {
+			if err := matViewIndexes(ctx, sd, o, m, rep); err != nil {
+				return err
+			}
 		}
 	}
 	for _, o := range objs {

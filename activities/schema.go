@@ -44,7 +44,7 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 	// Partitioned tables before their partitions.
 	sd.defs, in.Tables = catalog.ParentsFirst(sd.defs, in.Tables)
 	dst, defs := sd.dst, sd.defs
-	seqs, err := catalog.LoadSequences(ctx, sd.tx, defs)
+	seqs, err := loadAllSequences(ctx, sd.tx, in.Spec, defs)
 	if err != nil {
 		return rep, classifyDDL(err)
 	}
@@ -95,11 +95,20 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 	if err := preDataObjects(ctx, sd, in, m, &rep); err != nil {
 		return rep, classifyDDL(err)
 	}
+	// The sequences of the tables' columns and defaults, and the other sequences of whole
+	// schemas, in their (mapped) schemas: those of schemas that are not selected keep their name.
 	for _, sq := range seqs {
 		if sq.Identity {
 			continue // created with its identity column
 		}
-		if err := run("sequence "+ddl.MapSequence(sq.Name, m).String(), ddl.CreateSequence(sq, m)); err != nil {
+		name := ddl.MapSequence(sq.Name, m)
+		if !schemas[name.Schema] {
+			schemas[name.Schema] = true
+			if err := run("schema "+name.Schema, ddl.CreateSchema(name.Schema)); err != nil {
+				return rep, classifyDDL(err)
+			}
+		}
+		if err := run("sequence "+name.String(), ddl.CreateSequence(sq, m)); err != nil {
 			return rep, classifyDDL(err)
 		}
 	}
@@ -291,15 +300,23 @@ func syncSequences(ctx context.Context, dst *pgx.Conn, seqs []catalog.Sequence, 
 	return set, nil
 }
 
-// loadAllSequences reads the sequences of the selected tables and the standalone ones of whole
-// schemas.
+// loadAllSequences reads the sequences of the selected tables (owned by their columns or used by
+// their defaults) and the other sequences of whole schemas, each once.
 func loadAllSequences(ctx context.Context, q catalog.Querier, s spec.Spec, defs []*catalog.Table) ([]catalog.Sequence, error) {
 	seqs, err := catalog.LoadSequences(ctx, q, defs)
 	if err != nil {
 		return nil, err
 	}
 	more, err := catalog.LoadSchemaSequences(ctx, q, wholeSchemas(s))
-	return append(seqs, more...), err
+	if err != nil {
+		return nil, err
+	}
+	for _, sq := range more {
+		if !slices.ContainsFunc(seqs, func(x catalog.Sequence) bool { return x.Name == sq.Name }) {
+			seqs = append(seqs, sq)
+		}
+	}
+	return seqs, nil
 }
 
 // ddlJob is one statement of a parallel schema step.

@@ -70,13 +70,13 @@ func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables
 			filtered := tables[i].Where != "" && t.ReplicaIdentity != "f"
 			if precheck.NeedsFullIdentity(t) || filtered {
 				if _, err := conn.Exec(ctx, "ALTER TABLE "+t.Name.Quoted()+" REPLICA IDENTITY FULL"); err != nil {
-					return classify(fmt.Errorf("set REPLICA IDENTITY FULL on %s: %w", t.Name, err))
+					return classifyDDL(fmt.Errorf("set REPLICA IDENTITY FULL on %s: %w", t.Name, err))
 				}
 				a.logger(ctx).Info("replica identity set to FULL", zap.Stringer("table", t.Name), zap.Bool("row_filter", filtered))
 			}
 		}
 	}
-	return classify(cdc.EnsurePublication(ctx, conn, s.SlotName(), cdc.Owner(s.Name), tables))
+	return classifyDDL(cdc.EnsurePublication(ctx, conn, s.SlotName(), cdc.Owner(s.Name), tables))
 }
 
 // SnapshotInput asks for the task's snapshot.

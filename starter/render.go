@@ -51,6 +51,9 @@ func renderStatus(w io.Writer, st workflows.Status, all bool) {
 			if t.Reloads > 0 {
 				reloaded = fmt.Sprintf("  (loaded again %d× in a new snapshot)", t.Reloads)
 			}
+			if t.Note != "" {
+				reloaded += "  (" + t.Note + ")"
+			}
 			fmt.Fprintf(w, "%-32s %-32s %-8s %-24s %d/%d  %s%s\n", t.Source, t.Destination, t.State,
 				bar(t.RowsCopied, t.RowsEstimate, t.State == workflows.TableDone), t.RowsCopied, t.RowsEstimate,
 				humanize.IBytes(uint64(t.BytesCopied)), reloaded)

@@ -28,6 +28,9 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 		statusOf[i] = statusIndex(at, plans[i].Table.Source)
 		w.status.Tables[statusOf[i]].RowsEstimate = plans[i].RowsEstimate
 		w.status.Tables[statusOf[i]].Chunks = len(plans[i].Chunks)
+		if plans[i].Unlogged && w.spec.IncrementalSync() {
+			w.status.Tables[statusOf[i]].Note = NoteUnlogged
+		}
 	}
 	// Largest first (stable, deterministic).
 	sort.SliceStable(order, func(a, b int) bool { return plans[order[a]].RowsEstimate > plans[order[b]].RowsEstimate })

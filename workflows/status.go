@@ -82,7 +82,12 @@ type TableStatus struct {
 	ChunksDone   int    `json:"chunks_done"`
 	// Reloads counts the times the table's load started over in a new snapshot (its holder ended).
 	Reloads int `json:"reloads,omitempty"`
+	// Note says what is special about the table's sync (an unlogged table does not stream).
+	Note string `json:"note,omitempty"`
 }
+
+// NoteUnlogged is the note of an unlogged table in an incremental task.
+const NoteUnlogged = "unlogged on the source: loaded, but its changes are not streamed"
 
 // RetryState is the current streak of failures, empty when there is none.
 type RetryState struct {

@@ -487,8 +487,11 @@ func (w *task) incremental(ctx workflow.Context) error {
 
 // applyOptions are the options of an apply run.
 func (w *task) applyOptions() workflow.ActivityOptions {
+	// A run ends after ApplyMaxRun (30 minutes by default) at a transaction boundary, so it may
+	// go on while a long source transaction arrives: the heartbeat, not the run's length, tells a
+	// lost worker.
 	opts := workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
+		StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
 	}
 	if w.carry.ApplyMaxRun > 0 {
 		opts.StartToCloseTimeout = w.carry.ApplyMaxRun + time.Hour
@@ -685,7 +688,7 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 			return errReleased
 		}
 		seq := w.progressSeq
-		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, args...).Get(ctx, result)
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, afterFailures(args, attempts)...).Get(ctx, result)
 		if w.progressSeq != seq {
 			attempts = 0 // the activity made progress before it ended: a new streak starts
 		}
@@ -738,6 +741,21 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 			return err
 		}
 	}
+}
+
+// afterFailures tells an apply run how many runs of its streak failed before it (each run is a
+// single attempt: the retries are call's loop), so that it applies its first changes statement by
+// statement and an error names the exact change.
+func afterFailures(args []any, failed int) []any {
+	if failed == 0 || len(args) != 1 {
+		return args
+	}
+	in, ok := args[0].(activities.ApplyInput)
+	if !ok {
+		return args
+	}
+	in.FailedAttempts = failed
+	return []any{in}
 }
 
 // classOf reads the retry class an activity put in its ApplicationError. A timeout (a worker that

@@ -263,6 +263,28 @@ func TestRetryWindows(t *testing.T) {
 	}
 }
 
+// TestApplyAfterAFailureKnowsIt: each apply run is a single activity attempt and the workflow
+// retries in its own loop, so the run after a failed one is told how many failed before it (it
+// then applies its first changes statement by statement, naming the exact change).
+func TestApplyAfterAFailureKnowsIt(t *testing.T) {
+	var env *testsuite.TestWorkflowEnvironment
+	var seen []int
+	env = newEnv(t, map[string]any{
+		"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+			seen = append(seen, in.FailedAttempts)
+			if len(seen) <= 2 {
+				return activities.ApplyProgress{}, temporal.NewNonRetryableApplicationError("update t key (id=1): check violated", string(errclass.Other), nil)
+			}
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+			<-ctx.Done()
+			return activities.ApplyProgress{}, ctx.Err()
+		},
+	})
+	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, []int{0, 1, 2}, seen, "the first run knows of no failure, the next ones count them")
+}
+
 func TestPauseStopsApplyAndResumeRestartsIt(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
 	var pausedSeen Status

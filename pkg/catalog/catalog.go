@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -340,11 +341,39 @@ ORDER BY c.contype DESC, c.conname`, t.OID)
 	return rows.Err()
 }
 
-// LoadSequences reads the sequences owned by the columns of tables, with their current values.
+// UnloggedTables returns which of tables are unlogged on the source.
+func UnloggedTables(ctx context.Context, q Querier, tables []spec.TableMap) (map[spec.QName]bool, error) {
+	var schemas []string
+	for _, t := range tables {
+		if !slices.Contains(schemas, t.Source.Schema) {
+			schemas = append(schemas, t.Source.Schema)
+		}
+	}
+	rows, err := q.Query(ctx, `
+SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p') AND n.nspname = ANY($1)`, schemas)
+	if err != nil {
+		return nil, fmt.Errorf("find unlogged tables: %w", err)
+	}
+	out := map[spec.QName]bool{}
+	var name spec.QName
+	if _, err := pgx.ForEachRow(rows, []any{&name.Schema, &name.Name}, func() error {
+		out[name] = true
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("find unlogged tables: %w", err)
+	}
+	return out, nil
+}
+
+// LoadSequences reads the sequences the columns of tables own (SERIAL, identity) and the other
+// sequences their defaults call nextval on (created before the tables, restored from older
+// dumps, or shared), each once, with their current values.
 func LoadSequences(ctx context.Context, q Querier, tables []*Table) ([]Sequence, error) {
 	var out []Sequence
+	seen := map[spec.QName]bool{}
 	for _, t := range tables {
-		rows, err := q.Query(ctx, `
+		seqs, err := querySequences(ctx, q, t, `
 SELECT sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache,
        p.seqcycle, a.attname, dep.deptype = 'i'
 FROM pg_catalog.pg_depend dep
@@ -356,30 +385,70 @@ JOIN pg_catalog.pg_attribute a ON a.attrelid = dep.refobjid AND a.attnum = dep.r
 WHERE dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
   AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
   AND dep.refobjid = $1 AND dep.deptype IN ('a', 'i')
-ORDER BY s.relname`, t.OID)
+ORDER BY s.relname`)
 		if err != nil {
-			return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
-		}
-		var seqs []Sequence
-		for rows.Next() {
-			s := Sequence{OwnedBy: &t.Name}
-			if err := rows.Scan(&s.Name.Schema, &s.Name.Name, &s.TypeName, &s.Start, &s.Increment, &s.Min, &s.Max,
-				&s.Cache, &s.Cycle, &s.OwnedCol, &s.Identity); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
-			}
-			seqs = append(seqs, s)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
-		}
-		if err := readSequenceValues(ctx, q, seqs); err != nil {
 			return nil, err
 		}
-		out = append(out, seqs...)
+		for _, sq := range seqs {
+			if !seen[sq.Name] {
+				seen[sq.Name] = true
+				sq.OwnedBy = &t.Name
+				out = append(out, sq)
+			}
+		}
+	}
+	// Sequences a default uses without its column owning them (a partition's columns use the
+	// parent's): created as standalone sequences unless a selected table owns them.
+	for _, t := range tables {
+		seqs, err := querySequences(ctx, q, t, `
+SELECT DISTINCT sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache,
+       p.seqcycle, '', false
+FROM pg_catalog.pg_attrdef ad
+JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = ad.oid
+  AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+JOIN pg_catalog.pg_class s ON s.oid = dep.refobjid AND s.relkind = 'S'
+JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+JOIN pg_catalog.pg_sequence p ON p.seqrelid = s.oid
+JOIN pg_catalog.pg_type ty ON ty.oid = p.seqtypid
+WHERE ad.adrelid = $1
+ORDER BY 1, 2`)
+		if err != nil {
+			return nil, err
+		}
+		for _, sq := range seqs {
+			if !seen[sq.Name] {
+				seen[sq.Name] = true
+				out = append(out, sq)
+			}
+		}
 	}
 	return out, nil
+}
+
+// querySequences runs one of LoadSequences' queries for table t and reads the values.
+func querySequences(ctx context.Context, q Querier, t *Table, sql string) ([]Sequence, error) {
+	rows, err := q.Query(ctx, sql, t.OID)
+	if err != nil {
+		return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
+	}
+	var seqs []Sequence
+	for rows.Next() {
+		var s Sequence
+		if err := rows.Scan(&s.Name.Schema, &s.Name.Name, &s.TypeName, &s.Start, &s.Increment, &s.Min, &s.Max,
+			&s.Cache, &s.Cycle, &s.OwnedCol, &s.Identity); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
+		}
+		seqs = append(seqs, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
+	}
+	if err := readSequenceValues(ctx, q, seqs); err != nil {
+		return nil, err
+	}
+	return seqs, nil
 }
 
 func readSequenceValues(ctx context.Context, q Querier, seqs []Sequence) error {
@@ -550,38 +619,49 @@ func ParentsFirst(defs []*Table, tables []spec.TableMap) ([]*Table, []spec.Table
 	}
 	return d2, t2
 }
-
-// ArrayType is the array type of a column's type.
-type ArrayType struct {
-	OID       uint32 // 0: none (the column is an array itself)
-	Elem      uint32 // its element type: the column's type
+// DestColumn is what change apply needs to know of a destination column.
+type DestColumn struct {
+	ArrayOID  uint32 // the array type of the column's type; 0: none (the column is an array itself)
+	Elem      uint32 // the column's type (the array's element type)
 	Delimiter byte   // between elements in the array's text form: ',' except for box (';')
+	// AlwaysIdentity: GENERATED ALWAYS AS IDENTITY, which an UPDATE cannot set.
+	AlwaysIdentity bool
+	// PlainEquality: a built-in type (or an enum, or a domain over one) whose = compares values;
+	// other types (json, xml, point, box, arrays, composites, extension types) are matched by
+	// their text form.
+	PlainEquality bool
+	InPrimaryKey  bool
 }
 
-// ArrayTypes returns, for each column of table, the array type of the column's type.
-func ArrayTypes(ctx context.Context, q Querier, table spec.QName) (map[string]ArrayType, error) {
+// DestColumns returns, for each column of table, what change apply needs to know of it.
+func DestColumns(ctx context.Context, q Querier, table spec.QName) (map[string]DestColumn, error) {
 	rows, err := q.Query(ctx, `
-SELECT a.attname, t.typarray, a.atttypid, t.typdelim::text
+SELECT a.attname, t.typarray, a.atttypid, t.typdelim::text, a.attidentity = 'a',
+       bt.typtype = 'e' OR (bt.typtype = 'b' AND bt.typcategory <> 'A' AND bt.oid < 16384 AND EXISTS (
+         SELECT 1 FROM pg_catalog.pg_opclass o JOIN pg_catalog.pg_am m ON m.oid = o.opcmethod
+         WHERE m.amname = 'btree' AND o.opcdefault AND (o.opcintype = bt.oid OR (bt.typcategory = 'S' AND o.opcintype = 'pg_catalog.text'::pg_catalog.regtype)))),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey))
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, table.Schema, table.Name)
 	if err != nil {
-		return nil, fmt.Errorf("column types of %s: %w", table, err)
+		return nil, fmt.Errorf("columns of %s: %w", table, err)
 	}
-	out := map[string]ArrayType{}
+	out := map[string]DestColumn{}
 	var name, delim string
-	var oid, elem uint32
-	if _, err := pgx.ForEachRow(rows, []any{&name, &oid, &elem, &delim}, func() error {
-		at := ArrayType{OID: oid, Elem: elem, Delimiter: ','}
+	var col DestColumn
+	if _, err := pgx.ForEachRow(rows, []any{&name, &col.ArrayOID, &col.Elem, &delim, &col.AlwaysIdentity, &col.PlainEquality, &col.InPrimaryKey}, func() error {
+		col.Delimiter = ','
 		if len(delim) == 1 {
-			at.Delimiter = delim[0]
+			col.Delimiter = delim[0]
 		}
-		out[name] = at
+		out[name] = col
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("column types of %s: %w", table, err)
+		return nil, fmt.Errorf("columns of %s: %w", table, err)
 	}
 	return out, nil
 }

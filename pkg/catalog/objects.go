@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -112,6 +113,52 @@ ORDER BY 3`, oids)
 		return nil, fmt.Errorf("list extensions of column types: %w", err)
 	}
 	return scanExtensions(rows)
+}
+
+// DependentExtensions lists the extensions, in whatever schema, that own an object the selection
+// uses: the column types (TypeExtensions) and whatever the tables' indexes, defaults,
+// constraints and triggers, and the views of whole schemas, refer to (operator classes,
+// functions, operators: pg_trgm's gin_trgm_ops in public, used by an index of a selected table).
+func DependentExtensions(ctx context.Context, q Querier, tables []*Table, schemas []string) ([]Object, error) {
+	exts, err := TypeExtensions(ctx, q, tables)
+	if err != nil {
+		return nil, err
+	}
+	oids := make([]uint32, len(tables))
+	for i, t := range tables {
+		oids[i] = t.OID
+	}
+	rows, err := q.Query(ctx, `
+WITH users (classid, objid) AS (
+  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, i.indexrelid FROM pg_catalog.pg_index i WHERE i.indrelid = ANY($1)
+  UNION ALL SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, d.oid FROM pg_catalog.pg_attrdef d WHERE d.adrelid = ANY($1)
+  UNION ALL SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, c.oid FROM pg_catalog.pg_constraint c WHERE c.conrelid = ANY($1)
+  UNION ALL SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, t.oid FROM pg_catalog.pg_trigger t WHERE t.tgrelid = ANY($1) AND NOT t.tgisinternal
+  UNION ALL SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, r.oid FROM pg_catalog.pg_rewrite r
+    JOIN pg_catalog.pg_class v ON v.oid = r.ev_class JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace
+    WHERE v.relkind IN ('v', 'm') AND n.nspname = ANY($2)
+)
+SELECT DISTINCT e.oid, n.nspname, e.extname
+FROM users u
+JOIN pg_catalog.pg_depend d ON d.classid = u.classid AND d.objid = u.objid AND d.deptype = 'n'
+JOIN pg_catalog.pg_depend x ON x.classid = d.refclassid AND x.objid = d.refobjid AND x.deptype = 'e'
+  AND x.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+JOIN pg_catalog.pg_extension e ON e.oid = x.refobjid
+JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+ORDER BY 3`, oids, schemas)
+	if err != nil {
+		return nil, fmt.Errorf("list extensions the selection uses: %w", err)
+	}
+	more, err := scanExtensions(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list extensions the selection uses: %w", err)
+	}
+	for _, e := range more {
+		if !slices.ContainsFunc(exts, func(x Object) bool { return x.OID == e.OID }) {
+			exts = append(exts, e)
+		}
+	}
+	return exts, nil
 }
 
 // setSearchPath deparses the next reads relative to schema ("" = qualify everything).

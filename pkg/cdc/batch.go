@@ -40,7 +40,8 @@ type queued struct {
 	table spec.QName
 	key   string
 	sql   string
-	rows  int // changes it applies
+	rows  int           // changes it applies
+	guard identityGuard // the identity columns its RETURNING checks
 }
 
 // failed names the statement, its table and key in err.
@@ -116,6 +117,9 @@ func (a *applier) resolve() error {
 		q := piped[i]
 		if r.Err != nil {
 			return q.failed(r.Err)
+		}
+		if q.guard.changed(r.Rows) {
+			return q.guard.failed(q.op, q.table, q.key)
 		}
 		if missing := int64(q.rows) - r.CommandTag.RowsAffected(); missing > 0 {
 			a.counts.Missing += missing

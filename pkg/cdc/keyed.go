@@ -45,7 +45,8 @@ const (
 const (
 	roleKey  = 'k' // identifies the row
 	roleSet  = 's' // set by the update
-	roleSkip = '-' // not sent: unchanged TOAST value, or not part of a delete's key
+	roleSkip  = '-' // not sent: unchanged TOAST value, or not part of a delete's key
+	roleGuard = 'g' // a GENERATED ALWAYS identity column an update cannot set: checked (identityGuard)
 )
 
 // keyedStmt is the prepared statement of one shape: table, operation and column roles. An empty
@@ -55,8 +56,9 @@ type keyedStmt struct {
 	sql    string
 	op     string // opUpdate or opDelete
 	table  spec.QName
-	cols   []int  // relation columns in parameter order: the columns set, then the key
+	cols   []int  // relation columns in parameter order: the columns set, the guarded, the key
 	keys   int    // how many of cols are the key
+	guard  identityGuard
 	delims []byte // the array element delimiter of each parameter
 	// formats: 1 where a parameter is sent in binary (text types, see binaryArrayElem), else 0.
 	formats []int16
@@ -86,7 +88,7 @@ type keyedBatch struct {
 
 // batchKeyed adds a change identified by the table's key to the table's keyed batch. It reports
 // false when the change must go statement by statement instead.
-func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.RelationMessage, tm spec.TableMap, op string, tuple *pglogrepl.TupleData) (bool, error) {
+func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.RelationMessage, tm spec.TableMap, cols map[string]catalog.DestColumn, op string, tuple *pglogrepl.TupleData) (bool, error) {
 	if a.exact || (rel.ReplicaIdentity != 'd' && rel.ReplicaIdentity != 'i') || len(tuple.Columns) != len(rel.Columns) {
 		return false, nil
 	}
@@ -104,6 +106,11 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 			shape = append(shape, roleKey)
 		case op == opDelete || c.DataType == pglogrepl.TupleDataTypeToast:
 			shape = append(shape, roleSkip)
+		case cols[tm.DestColumn(rel.Columns[i].Name)].AlwaysIdentity:
+			if c.DataType != pglogrepl.TupleDataTypeText {
+				return false, nil
+			}
+			shape = append(shape, roleGuard)
 		default:
 			shape = append(shape, roleSet)
 			sets++
@@ -116,7 +123,7 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 	st := a.keyedStmts[string(shape)]
 	if st == nil {
 		var err error
-		if st, err = a.prepareKeyed(ctx, rel, tm, op, string(shape)); err != nil {
+		if st, err = a.prepareKeyed(ctx, rel, tm, cols, op, string(shape)); err != nil {
 			return false, err
 		}
 	}
@@ -203,30 +210,22 @@ func (b *keyedBatch) lastKeyText(rel *pglogrepl.RelationMessage) string {
 
 // prepareKeyed prepares the statement of a shape (see batchKeyed), or records that it cannot be
 // batched.
-func (a *applier) prepareKeyed(ctx context.Context, rel *pglogrepl.RelationMessage, tm spec.TableMap, op, shape string) (*keyedStmt, error) {
+func (a *applier) prepareKeyed(ctx context.Context, rel *pglogrepl.RelationMessage, tm spec.TableMap, types map[string]catalog.DestColumn, op, shape string) (*keyedStmt, error) {
 	if err := a.resolve(); err != nil {
 		return nil, err
-	}
-	types, ok := a.arrayTypes[tm.Dest]
-	if !ok {
-		var err error
-		if types, err = catalog.ArrayTypes(ctx, a.dest, tm.Dest); err != nil {
-			return nil, err
-		}
-		a.arrayTypes[tm.Dest] = types
 	}
 	st := &keyedStmt{op: op, table: tm.Dest}
 	a.keyedStmts[shape] = st
 	var oids []uint32
 	var sets, conds, unnest []string
-	for _, role := range []byte{roleSet, roleKey} {
+	for _, role := range []byte{roleSet, roleGuard, roleKey} {
 		for i := range rel.Columns {
 			if shape[5+i] != role {
 				continue
 			}
 			col := quote(tm.DestColumn(rel.Columns[i].Name))
 			at := types[tm.DestColumn(rel.Columns[i].Name)]
-			if at.OID == 0 {
+			if at.ArrayOID == 0 {
 				return st, nil // no array type (or no such column: statement by statement says so)
 			}
 			st.cols = append(st.cols, i)
@@ -237,12 +236,15 @@ func (a *applier) prepareKeyed(ctx context.Context, rel *pglogrepl.RelationMessa
 			} else {
 				st.formats = append(st.formats, 0)
 			}
-			oids = append(oids, at.OID)
+			oids = append(oids, at.ArrayOID)
 			p := fmt.Sprintf(`"p%d"`, len(st.cols))
 			unnest = append(unnest, fmt.Sprintf("pg_catalog.unnest($%d) AS %s", len(st.cols), p))
-			if role == roleSet {
+			switch role {
+			case roleSet:
 				sets = append(sets, col+` = "v".`+p)
-			} else {
+			case roleGuard:
+				st.guard.add(tm.DestColumn(rel.Columns[i].Name), `"t".`+col+` <> "v".`+p)
+			default:
 				conds = append(conds, `"t".`+col+` = "v".`+p)
 				st.keys++
 			}
@@ -250,7 +252,7 @@ func (a *applier) prepareKeyed(ctx context.Context, rel *pglogrepl.RelationMessa
 	}
 	rows := fmt.Sprintf(`(SELECT %s) AS "v"`, strings.Join(unnest, ", "))
 	if op == opUpdate {
-		st.sql = fmt.Sprintf(`UPDATE ONLY %s AS "t" SET %s FROM %s WHERE %s`, tm.Dest.Quoted(), strings.Join(sets, ", "), rows, strings.Join(conds, " AND "))
+		st.sql = fmt.Sprintf(`UPDATE ONLY %s AS "t" SET %s FROM %s WHERE %s%s`, tm.Dest.Quoted(), strings.Join(sets, ", "), rows, strings.Join(conds, " AND "), st.guard.returning())
 	} else {
 		st.sql = fmt.Sprintf(`DELETE FROM ONLY %s AS "t" USING %s WHERE %s`, tm.Dest.Quoted(), rows, strings.Join(conds, " AND "))
 	}
@@ -293,7 +295,7 @@ func (a *applier) sendBatch(ctx context.Context, relID uint32) error {
 	if ce := a.log.Check(zap.DebugLevel, "keyed batch"); ce != nil {
 		ce.Write(zap.String("op", b.stmt.op), zap.Stringer("table", b.stmt.table), zap.Int("rows", b.rows), zap.String("keys", keys))
 	}
-	err := a.pipeline(ctx, b.stmt.name, params, b.stmt.formats, queued{rel: relID, op: b.stmt.op, table: b.stmt.table, key: keys, sql: b.stmt.sql, rows: b.rows})
+	err := a.pipeline(ctx, b.stmt.name, params, b.stmt.formats, queued{rel: relID, op: b.stmt.op, table: b.stmt.table, key: keys, sql: b.stmt.sql, rows: b.rows, guard: b.stmt.guard})
 	// The pipeline holds its own copy of the parameters: the batch's buffers serve the next one.
 	for i := range b.arrays {
 		b.arrays[i].Reset()
@@ -333,7 +335,7 @@ func (a *applier) forgetRelation(ctx context.Context, relID uint32, next *pglogr
 	}
 	if rel, ok := a.relations[relID]; ok {
 		if tm, ok := a.tables[spec.QName{Schema: rel.Namespace, Name: rel.RelationName}]; ok {
-			delete(a.arrayTypes, tm.Dest)
+			delete(a.columns, tm.Dest)
 		}
 	}
 	return nil

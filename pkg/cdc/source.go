@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 )
 
 // EnsurePublication creates the publication name for exactly tables (with their row filters), or
-// sets its table list if it exists already.
+// sets its table list if it exists already. Unlogged tables write no WAL and cannot be published:
+// they are left out (the precheck warns of them, the load copies them).
 func EnsurePublication(ctx context.Context, conn *pgx.Conn, name, owner string, tables []spec.TableMap) error {
 	exists, comment, err := publication(ctx, conn, name)
 	if err != nil {
@@ -28,6 +30,11 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, name, owner string, 
 	if err := checkOwner(name, owner, comment); err != nil {
 		return err
 	}
+	unlogged, err := catalog.UnloggedTables(ctx, conn, tables)
+	if err != nil {
+		return fmt.Errorf("publication %s: %w", name, err)
+	}
+	tables = slices.DeleteFunc(slices.Clone(tables), func(t spec.TableMap) bool { return unlogged[t.Source] })
 	list := make([]string, len(tables))
 	for i, t := range tables {
 		list[i] = t.Source.Quoted()
@@ -239,4 +246,41 @@ func DropPublication(ctx context.Context, conn *pgx.Conn, name string) error {
 		return fmt.Errorf("drop publication %s: %w", name, err)
 	}
 	return nil
+}
+
+// CheckUnknownRelation decides about the changes of relation relID (named name in the change
+// stream), which the task's selection does not hold (an UnknownRelation). Gone from the source, or
+// no longer in the publication (removed from the selection), its changes are skipped (nil). Still
+// in the publication, it is a table the task should apply but cannot: a partition created or
+// attached, or a table renamed, after the task started. Its changes are not skipped: the error
+// names it and stops the task.
+func CheckUnknownRelation(ctx context.Context, conn *pgx.Conn, publication string, relID uint32, name spec.QName) error {
+	var current, parent string
+	var published bool
+	err := conn.QueryRow(ctx, `
+SELECT pg_catalog.format('%s.%s', n.nspname, c.relname),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables p WHERE p.pubname = $2 AND p.schemaname = n.nspname AND p.tablename = c.relname),
+       COALESCE((SELECT pg_catalog.format('%s.%s', pn.nspname, pc.relname) FROM pg_catalog.pg_inherits i
+                 JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+                 WHERE i.inhrelid = c.oid LIMIT 1), '')
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = $1`, relID, publication).Scan(&current, &published, &parent)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil // dropped since
+	case err != nil:
+		return fmt.Errorf("look up relation %s (OID %d) of the change stream: %w", name, relID, err)
+	case !published:
+		return nil
+	}
+	what := "a table renamed or added after the task started"
+	if parent != "" {
+		what = "a partition of " + parent + " created or attached after the task started"
+	}
+	now := ""
+	if current != name.String() {
+		now = ", now named " + current
+	}
+	return errclass.Permanent(fmt.Errorf("changes of %s (OID %d%s) arrive in the task's stream, but the table is not in the task's table list (%s): "+
+		"Skein does not apply schema changes while streaming yet, and does not skip them: release the task and start it again to include the table", name, relID, now, what))
 }

@@ -49,6 +49,11 @@ type StreamOptions struct {
 	SkipBefore map[spec.QName]pglogrepl.LSN
 	// StopAt ends the stream (nil error) once everything before it is applied; 0 = run on.
 	StopAt pglogrepl.LSN
+	// RunFor ends the stream (nil error) once it has run this long, at a moment when no source
+	// transaction is being received or applied and none is spooled: a run never cuts one, so a
+	// transaction that takes longer than a run to arrive and apply is not started over at every
+	// run. 0 = until ctx ends.
+	RunFor time.Duration
 	// SpoolDir holds large in-progress transactions the source streams before their commit
 	// (protocol version 2, PostgreSQL 14+); "" = $SKEIN_SPOOL_DIR or the system's temp directory.
 	SpoolDir string
@@ -56,6 +61,9 @@ type StreamOptions struct {
 	// ExactChanges changes statement by statement, not in keyed batches (keyed.go): set after a
 	// failed attempt, so that a change the destination rejects is named exactly.
 	ExactChanges int
+	// Unknown decides about changes of relations that are not in Tables (nil: they stop the
+	// apply); see UnknownRelation and CheckUnknownRelation.
+	Unknown UnknownRelation
 	// DisableStreaming keeps protocol version 1 on PostgreSQL 14+, where the source sends each
 	// transaction whole at its commit. By default protocol 2 streams large transactions in parts
 	// before their commit and they are spooled.
@@ -166,6 +174,7 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	}
 	defer s.closeSpools()
 	s.app.upsert = opts.Upsert
+	s.app.unknown = opts.Unknown
 	s.app.skipBefore = opts.SkipBefore
 	s.prog.AppliedLSN = applied
 	s.prog.FlushedLSN = applied
@@ -273,7 +282,22 @@ func (s *stream) run() error {
 		}
 	}()
 	s.nextStatus = time.Now()
+	started := time.Now()
 	for {
+		if s.opts.RunFor > 0 && time.Since(started) >= s.opts.RunFor && !s.inSourceTx && !s.inStream && len(s.spools) == 0 {
+			if s.txOpen {
+				if err := s.commit(s.ctx); err != nil {
+					return err
+				}
+			}
+			if err := s.sendStatus(); err != nil {
+				return err
+			}
+			if s.opts.OnProgress != nil {
+				s.opts.OnProgress(s.prog)
+			}
+			return nil
+		}
 		if s.opts.StopAt != 0 && s.prog.FlushedLSN >= s.opts.StopAt && !s.txOpen && !s.inSourceTx {
 			if err := s.sendStatus(); err != nil {
 				return err
@@ -511,6 +535,7 @@ func (s *stream) dispatch(msg pglogrepl.Message) error {
 			return err
 		}
 		s.app.relations[m.RelationID] = m
+		delete(s.app.skipped, m.RelationID) // decided again under its new description
 	case *pglogrepl.BeginMessage:
 		s.inSourceTx = true
 		s.skipTx = m.FinalLSN <= s.prog.AppliedLSN

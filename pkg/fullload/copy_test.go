@@ -53,14 +53,14 @@ INSERT INTO public.t SELECT g, pg_catalog.repeat('x', 100) FROM pg_catalog.gener
 }
 
 func (f *copyFixture) chunk(gen int) fullload.Chunk {
-	return fullload.Chunk{ID: "public.t#0", Table: f.tm, Generation: gen}
+	return fullload.Chunk{ID: fullload.TableKey(f.tm.Source) + "#0", Table: f.tm, Generation: gen}
 }
 
 func (f *copyFixture) destRows(t *testing.T) (rows int64, chunkDone bool) {
 	t.Helper()
 	ctx := context.Background()
 	require.NoError(t, f.other.QueryRow(ctx, `SELECT count(*) FROM public.t`).Scan(&rows))
-	done, _, _, err := bookkeeping.ChunkDone(ctx, f.other, "task", "public.t#0")
+	done, _, _, err := bookkeeping.ChunkDone(ctx, f.other, "task", fullload.TableKey(f.tm.Source)+"#0")
 	require.NoError(t, err)
 	return rows, done
 }
@@ -86,7 +86,7 @@ func TestStaleChunkDoesNotCommit(t *testing.T) {
 	rows, done = f.destRows(t)
 	require.Equal(t, int64(100000), rows)
 	require.True(t, done)
-	gen, err := bookkeeping.LoadGeneration(ctx, f.other, "task", "public.t")
+	gen, err := bookkeeping.LoadGeneration(ctx, f.other, "task", fullload.TableKey(f.tm.Source))
 	require.NoError(t, err)
 	require.Equal(t, 1, gen, "a chunk's rows do not change the generation")
 }

@@ -41,18 +41,22 @@ type Chunk struct {
 // was reset after the chunk was planned (an activity that outlived the snapshot it read).
 var ErrStaleChunk = errors.New("the table's load started over after this chunk was planned")
 
+// TableKey names a table in chunk ids and reset markers: both parts quoted, so that "s"."a.b"
+// and "s.a"."b" (or a table named t#1) never share ids or prefixes.
+func TableKey(q spec.QName) string { return q.Quoted() }
+
 // Plan cuts a table into chunks of about chunkMB. Tables are split by ctid block ranges, which
 // PostgreSQL 14+ scans directly (TID range scan); older servers get one chunk per table.
 func Plan(t *catalog.Table, tm spec.TableMap, chunkMB int, serverVersionNum int) []Chunk {
 	perChunk := int64(chunkMB) * 1024 * 1024 / max(t.BlockSize, 1)
 	if serverVersionNum < 140000 || t.Blocks <= perChunk || perChunk < 1 {
-		return []Chunk{{ID: tm.Source.String() + "#0", Table: tm, RowsEstimate: t.RowsEstimate}}
+		return []Chunk{{ID: TableKey(tm.Source) + "#0", Table: tm, RowsEstimate: t.RowsEstimate}}
 	}
 	n := (t.Blocks + perChunk - 1) / perChunk
 	chunks := make([]Chunk, 0, n)
 	for i := int64(0); i < n; i++ {
 		c := Chunk{
-			ID:           fmt.Sprintf("%s#%d", tm.Source, i),
+			ID:           fmt.Sprintf("%s#%d", TableKey(tm.Source), i),
 			Table:        tm,
 			FirstBlock:   i * perChunk,
 			EndBlock:     (i + 1) * perChunk,
@@ -139,7 +143,7 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 	if _, err := dstTx.Exec(ctx, "LOCK TABLE ONLY "+ch.Table.Dest.Quoted()+" IN ROW EXCLUSIVE MODE"); err != nil {
 		return Result{}, fmt.Errorf("copy %s: lock %s: %w", ch.ID, ch.Table.Dest, err)
 	}
-	gen, err := bookkeeping.LoadGeneration(ctx, dstTx, c.Task, ch.Table.Source.String())
+	gen, err := bookkeeping.LoadGeneration(ctx, dstTx, c.Task, TableKey(ch.Table.Source))
 	if err != nil {
 		return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
 	}
@@ -241,11 +245,15 @@ func Reset(ctx context.Context, dest *pgx.Conn, task string, tables []spec.Table
 				return fmt.Errorf("reset load of %s: truncate %s: %w", t.Source, t.Dest, err)
 			}
 		}
+		if err := bookkeeping.ForgetChunks(ctx, tx, task, TableKey(t.Source)+"#"); err != nil {
+			return err
+		}
+		// Chunks planned before the ids were quoted (a load in flight across an upgrade).
 		if err := bookkeeping.ForgetChunks(ctx, tx, task, t.Source.String()+"#"); err != nil {
 			return err
 		}
 		if i < len(generations) && generations[i] > 0 {
-			if err := bookkeeping.MarkReset(ctx, tx, task, t.Source.String(), generations[i]); err != nil {
+			if err := bookkeeping.MarkReset(ctx, tx, task, TableKey(t.Source), generations[i]); err != nil {
 				return err
 			}
 		}

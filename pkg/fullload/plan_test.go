@@ -1,6 +1,7 @@
 package fullload
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -72,5 +73,27 @@ func TestPlanAllBoundsChunks(t *testing.T) {
 			require.Len(t, plans[1], 1)
 			require.LessOrEqual(t, len(plans[0])+len(plans[1]), MaxChunks)
 		})
+	}
+}
+
+// TestChunkIDsAreUnambiguous: tables whose dotted names read alike ("s"."a.b" and "s.a"."b"), or
+// whose name looks like another's chunk id (t#1), never share a chunk id or a reset prefix.
+func TestChunkIDsAreUnambiguous(t *testing.T) {
+	names := []spec.QName{{Schema: "s", Name: "a.b"}, {Schema: "s.a", Name: "b"}, {Schema: "s", Name: "t"}, {Schema: "s", Name: "t#1"}, {Schema: "s", Name: "t#"}}
+	ids := map[string]spec.QName{}
+	for _, q := range names {
+		tm := spec.TableMap{Source: q, Dest: q}
+		for _, c := range Plan(&catalog.Table{Name: q, Blocks: 300, BlockSize: 8192}, tm, 1, 150000) {
+			prev, dup := ids[c.ID]
+			require.False(t, dup, "%s and %s share chunk id %s", prev, q, c.ID)
+			ids[c.ID] = q
+		}
+	}
+	for id, owner := range ids {
+		for _, q := range names {
+			if q != owner {
+				require.False(t, strings.HasPrefix(id, TableKey(q)+"#"), "chunk %s of %s matches the reset prefix of %s", id, owner, q)
+			}
+		}
 	}
 }

@@ -131,6 +131,7 @@ func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) []I
 			if s.IncrementalSync() {
 				c.primaryKeys()
 				c.replicaIdentity()
+				c.unloggedTables()
 			}
 			if s.SchemaSync() {
 				c.sequencesSelected()
@@ -236,18 +237,24 @@ func (c *checker) replicationCapacity(ctx context.Context) {
 
 func (c *checker) resolve(ctx context.Context) {
 	existing, err := catalog.ListTables(ctx, c.src)
-	if err == nil {
-		c.tables, err = spec.Resolve(c.s.Objects, existing)
-	}
-	if err == nil {
-		c.tables, err = catalog.AddPartitions(ctx, c.src, c.s.Objects, c.tables)
-	}
 	if err != nil {
-		c.tables = nil
-		c.fail("objects_exist", Error, err.Error(), "correct the objects list, or create the missing schemas and tables on the source")
+		c.fail("objects_exist", Error, err.Error(), "")
 		return
 	}
-	c.pass("objects_exist", Error, fmt.Sprintf("%d tables selected", len(c.tables)))
+	// Missing tables fail this item; the other items still check the tables that exist, so that
+	// one run reports every problem.
+	tables, missing := spec.Resolve(c.s.Objects, existing)
+	tables, err = catalog.AddPartitions(ctx, c.src, c.s.Objects, tables)
+	if err != nil {
+		c.fail("objects_exist", Error, err.Error(), "")
+		return
+	}
+	c.tables = tables
+	if missing != nil {
+		c.fail("objects_exist", Error, missing.Error(), "correct the objects list, or create the missing schemas and tables on the source; the other items checked the tables that exist")
+	} else {
+		c.pass("objects_exist", Error, fmt.Sprintf("%d tables selected", len(c.tables)))
+	}
 	tx, err := catalog.BeginRead(ctx, c.src, "")
 	if err != nil {
 		return
@@ -350,6 +357,24 @@ func (c *checker) replicaIdentity() {
 		Fix: "or set it yourself: ALTER TABLE <table> REPLICA IDENTITY FULL (or add a primary key); a table with a row filter needs FULL, so that the filter is evaluated on the old row of its updates and deletes"})
 }
 
+// unloggedTables warns of selected unlogged tables: they write no WAL, so a publication cannot
+// hold them and their changes cannot stream. Skein creates and loads them and leaves them out of
+// the publication; status notes them.
+func (c *checker) unloggedTables() {
+	var unlogged []string
+	for _, t := range c.defs {
+		if t.Unlogged {
+			unlogged = append(unlogged, t.Name.String())
+		}
+	}
+	if len(unlogged) == 0 {
+		c.pass("unlogged_tables", Warning, "no unlogged table is selected")
+		return
+	}
+	c.fail("unlogged_tables", Warning, "unlogged tables write no WAL, so their changes cannot stream: Skein creates and loads them, and their later changes are not replicated: "+strings.Join(unlogged, ", "),
+		"ALTER TABLE <table> SET LOGGED on the source to stream it, exclude it (exclude_tables), or list unlogged_tables in ignore_precheck to load it once")
+}
+
 // rowFilters checks each table's where filter on the source: one expression over its columns,
 // and, for a task with incremental sync, a source whose publications filter rows (PostgreSQL 15+).
 func (c *checker) rowFilters(ctx context.Context) {
@@ -395,21 +420,26 @@ func checkFilter(ctx context.Context, conn *pgx.Conn, tm spec.TableMap) error {
 	return err
 }
 
+// sequencesSelected reports the sequences that column defaults use without owning them (laid out
+// by hand or restored from older dumps, or a partition's columns using its parent's): schema sync
+// creates them with the tables and sets them at post-data and cutover, as the owned ones.
 func (c *checker) sequencesSelected() {
-	var outside []string
+	var standalone []string
 	for _, t := range c.defs {
+		if t.PartitionOf != nil {
+			continue // its columns use its parent's sequences
+		}
 		for _, col := range t.Columns {
 			if col.OwnedSequence == nil && col.Identity == "" && strings.Contains(col.Default, "nextval(") {
-				outside = append(outside, fmt.Sprintf("%s.%s (%s)", t.Name, col.Name, col.Default))
+				standalone = append(standalone, fmt.Sprintf("%s.%s (%s)", t.Name, col.Name, col.Default))
 			}
 		}
 	}
-	if len(outside) > 0 {
-		c.fail("sequences_selected", Error, "columns use sequences that are not owned by them, which schema sync does not create yet: "+strings.Join(outside, "; "),
-			"ALTER SEQUENCE <sequence> OWNED BY <table>.<column>, or create the sequence on the destination first")
-		return
+	detail := "every sequence the selected tables use is owned by its column and comes with its table"
+	if len(standalone) > 0 {
+		detail = "sequences that columns use without owning them are created on the destination too, and set at post-data and cutover: " + strings.Join(standalone, "; ")
 	}
-	c.pass("sequences_selected", Error, "every SERIAL and identity column's sequence comes with its table")
+	c.pass("sequences_selected", Error, detail)
 }
 
 func (c *checker) fkParentsSelected() {
@@ -584,16 +614,24 @@ func (c *checker) replicaRole(ctx context.Context) {
 }
 
 func (c *checker) destExtensions(ctx context.Context) {
-	// Extensions that own a type used by a selected column: Skein creates those that are
-	// available on the destination.
-	exts, err := catalog.TypeExtensions(ctx, c.src, c.defs)
+	// Extensions of whole schemas, and those owning an object a selected table or view uses (a
+	// column type, an operator class, a function), in any schema: Skein creates those that are
+	// available on the destination, in their own schema.
+	exts, err := catalog.SchemaExtensions(ctx, c.src, c.s.WholeSchemas())
+	if err != nil {
+		c.fail("dest_extensions", Error, err.Error(), "")
+		return
+	}
+	used, err := catalog.DependentExtensions(ctx, c.src, c.defs, c.s.WholeSchemas())
 	if err != nil {
 		c.fail("dest_extensions", Error, err.Error(), "")
 		return
 	}
 	var needed, created []string
-	for _, e := range exts {
-		needed = append(needed, e.Name.Name)
+	for _, e := range append(exts, used...) {
+		if !slices.Contains(needed, e.Name.Name) {
+			needed = append(needed, e.Name.Name)
+		}
 	}
 	var missing []string
 	for _, ext := range needed {
@@ -611,7 +649,7 @@ func (c *checker) destExtensions(ctx context.Context) {
 		}
 	}
 	if len(missing) > 0 {
-		c.fail("dest_extensions", Error, "selected tables use types of extensions missing on the destination: "+strings.Join(missing, ", "),
+		c.fail("dest_extensions", Error, "the selection uses extensions missing on the destination: "+strings.Join(missing, ", "),
 			"install the extension's package on the destination server (Skein then creates the extension), or CREATE EXTENSION <name> there yourself")
 		return
 	}

@@ -61,7 +61,8 @@ func DestSchema(objs []Object, schema string) string {
 }
 
 // Resolve expands the selection against the tables that exist on the source (schema -> table
-// names). It fails naming every selected schema or table that does not exist.
+// names). It fails naming every selected schema or table that does not exist, and returns the
+// tables that do exist with the error (the precheck goes on checking them).
 func Resolve(objs []Object, sourceTables map[string][]string) ([]TableMap, error) {
 	var out []TableMap
 	var missing Errors
@@ -107,9 +108,6 @@ func Resolve(objs []Object, sourceTables map[string][]string) ([]TableMap, error
 			})
 		}
 	}
-	if len(missing) > 0 {
-		return nil, missing
-	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Source.String() < out[j].Source.String() })
-	return out, nil
+	return out, missing.orNil()
 }

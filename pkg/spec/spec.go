@@ -153,6 +153,9 @@ func Parse(data []byte) (Spec, error) {
 	if err := decodeStrict(js, &s); err != nil {
 		return s, err
 	}
+	if errs := explicitZeros(js); len(errs) > 0 {
+		return s, errs
+	}
 	s.ApplyDefaults()
 	if err := s.Validate(); err != nil {
 		return s, err
@@ -251,6 +254,18 @@ func (s *Spec) ApplyDefaults() {
 	if s.Verify.SamplePercent == 0 {
 		s.Verify.SamplePercent = 100
 	}
+}
+
+// WholeSchemas lists the schemas selected whole (no table list): their other objects (views,
+// functions, sequences...) come with their tables.
+func (s *Spec) WholeSchemas() []string {
+	var out []string
+	for _, o := range s.Objects {
+		if len(o.Tables) == 0 {
+			out = append(out, o.Schema)
+		}
+	}
+	return out
 }
 
 // SchemaSync reports whether schema synchronization is on.

@@ -223,10 +223,10 @@ func TestPrecheckItems(t *testing.T) {
 			s.Objects = []spec.Object{{Schema: "public", To: "mart"}}
 			return func() { mustExec(t, dst, `DROP SCHEMA mart`) }
 		}},
-		{id: "sequences_selected", level: precheck.Error, inText: "shared_seq", inFix: "OWNED BY", setup: func(t *testing.T, s *spec.Spec) func() {
-			mustExec(t, src, `CREATE SEQUENCE lab.shared_seq; CREATE TABLE lab.uses (id bigint PRIMARY KEY DEFAULT nextval('lab.shared_seq'))`)
+		{id: "unlogged_tables", level: precheck.Warning, inText: "lab.scratch", inFix: "SET LOGGED", setup: func(t *testing.T, s *spec.Spec) func() {
+			mustExec(t, src, `CREATE UNLOGGED TABLE lab.scratch (id int PRIMARY KEY)`)
 			s.Objects = []spec.Object{{Schema: "lab"}}
-			return func() { mustExec(t, src, `DROP TABLE lab.uses; DROP SEQUENCE lab.shared_seq`) }
+			return func() { mustExec(t, src, `DROP TABLE lab.scratch`) }
 		}},
 		{id: "unsupported_tables", level: precheck.Error, inText: "inherits from public.parent", inFix: "exclude", setup: func(t *testing.T, s *spec.Spec) func() {
 			mustExec(t, src, `CREATE TABLE lab.heir (extra int) INHERITS (public.parent)`)
@@ -263,6 +263,35 @@ func TestPrecheckItems(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("sequences that columns use without owning them are created, not refused", func(t *testing.T) {
+		mustExec(t, src, `CREATE SEQUENCE lab.shared_seq; CREATE TABLE lab.uses (id bigint PRIMARY KEY DEFAULT nextval('lab.shared_seq'))`)
+		defer mustExec(t, src, `DROP TABLE lab.uses; DROP SEQUENCE lab.shared_seq`)
+		s := base()
+		s.Objects = []spec.Object{{Schema: "lab"}}
+		it, _ := itemByID(run(s, precheck.Options{}), "sequences_selected")
+		require.True(t, it.Passed, it.Detail)
+		require.Contains(t, it.Detail, "lab.uses.id")
+		require.Contains(t, it.Detail, "created on the destination too")
+	})
+
+	t.Run("a missing table does not stop the other items", func(t *testing.T) {
+		mustExec(t, src, `CREATE TABLE lab.nokey (a int, b text); CREATE UNLOGGED TABLE lab.scratch (id int PRIMARY KEY)`)
+		defer mustExec(t, src, `DROP TABLE lab.nokey, lab.scratch`)
+		s := base()
+		s.Objects = []spec.Object{{Schema: "lab", Tables: []spec.Table{{Name: "nope"}, {Name: "nokey"}, {Name: "scratch"}}},
+			{Schema: "public", Tables: []spec.Table{{Name: "child"}}}}
+		items := run(s, precheck.Options{})
+		failed := map[string]string{}
+		for _, it := range precheck.Failed(items, nil) {
+			failed[it.ID] = it.Detail
+		}
+		require.Contains(t, failed["objects_exist"], `"lab"."nope"`)
+		require.Contains(t, failed["primary_keys"], "lab.nokey", "checked on the tables that exist")
+		require.Contains(t, failed["unlogged_tables"], "lab.scratch")
+		require.Contains(t, failed["fk_parents_selected"], "public.child -> public.parent")
+		require.Len(t, failed, 4, "%v", failed)
+	})
 
 	t.Run("dest_extensions: an available extension is created by Skein, an installed one is used", func(t *testing.T) {
 		// (Both test servers share one installation, so "not available" cannot be set up here.)
