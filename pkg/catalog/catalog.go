@@ -619,6 +619,7 @@ func ParentsFirst(defs []*Table, tables []spec.TableMap) ([]*Table, []spec.Table
 	}
 	return d2, t2
 }
+
 // DestColumn is what change apply needs to know of a destination column.
 type DestColumn struct {
 	ArrayOID  uint32 // the array type of the column's type; 0: none (the column is an array itself)

@@ -43,8 +43,8 @@ const (
 
 // Column roles in a keyed batch's shape.
 const (
-	roleKey  = 'k' // identifies the row
-	roleSet  = 's' // set by the update
+	roleKey   = 'k' // identifies the row
+	roleSet   = 's' // set by the update
 	roleSkip  = '-' // not sent: unchanged TOAST value, or not part of a delete's key
 	roleGuard = 'g' // a GENERATED ALWAYS identity column an update cannot set: checked (identityGuard)
 )
@@ -56,8 +56,8 @@ type keyedStmt struct {
 	sql    string
 	op     string // opUpdate or opDelete
 	table  spec.QName
-	cols   []int  // relation columns in parameter order: the columns set, the guarded, the key
-	keys   int    // how many of cols are the key
+	cols   []int // relation columns in parameter order: the columns set, the guarded, the key
+	keys   int   // how many of cols are the key
 	guard  identityGuard
 	delims []byte // the array element delimiter of each parameter
 	// formats: 1 where a parameter is sent in binary (text types, see binaryArrayElem), else 0.
