@@ -220,13 +220,22 @@ WHERE attrelid = pg_catalog.to_regclass('public.' || pg_catalog.quote_ident($1))
 // column by insert, update and delete through the change stream; both sides stay equal.
 func TestTypeMatrixRoundTrips(t *testing.T) {
 	for _, dest := range destinations {
-		t.Run(dest, func(t *testing.T) { testTypeMatrixRoundTrips(t, dest) })
+		t.Run(dest, func(t *testing.T) { testTypeMatrixRoundTrips(t, dest, typeMatrix) })
 	}
 }
 
-func testTypeMatrixRoundTrips(t *testing.T, dest string) {
+// TestTypeMatrixKeyless runs the type matrix through a table without a key (REPLICA IDENTITY
+// FULL): its updates and deletes find their row by every column, of every type.
+func TestTypeMatrixKeyless(t *testing.T) {
+	keyless := strings.Replace(typeMatrix, "id int PRIMARY KEY,", "id int,", 1) + "ALTER TABLE public.matrix REPLICA IDENTITY FULL;"
+	for _, dest := range destinations {
+		t.Run(dest, func(t *testing.T) { testTypeMatrixRoundTrips(t, dest, keyless) })
+	}
+}
+
+func testTypeMatrixRoundTrips(t *testing.T, dest, schema string) {
 	ctx := context.Background()
-	p, src, dst := setupInto(t, dest, typeMatrix)
+	p, src, dst := setupInto(t, dest, schema)
 	for i := 1; i <= 3; i++ {
 		_, err := src.Exec(ctx, matrixRow, i)
 		require.NoError(t, err)
