@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/throttle"
@@ -60,6 +61,8 @@ type ApplyProgress struct {
 	Counts     cdc.Counts `json:"counts"`
 	// FlushedLSN: everything before it is applied (or not part of the selection).
 	FlushedLSN string `json:"flushed_lsn,omitempty"`
+	// LastSchemaChange is the last source schema change this run applied (tag and statement).
+	LastSchemaChange string `json:"last_schema_change,omitempty"`
 }
 
 // exactChanges is how many changes an attempt after a failed one applies statement by statement.
@@ -110,6 +113,17 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	if err != nil {
 		return ApplyProgress{}, classify(err)
 	}
+	schemaChanges := ""
+	if !in.Helper && in.Spec.CapturesSchemaChanges() {
+		installed, err := ddlcapture.IsInstalled(ctx, lagConn, in.Spec.SlotName())
+		if err == nil && installed {
+			schemaChanges = ddlcapture.Prefix(in.Spec.SlotName())
+			err = cdc.RecordMissing(ctx, lagConn, dst, in.Spec.Name, in.Tables)
+		}
+		if err != nil {
+			return ApplyProgress{}, classify(err)
+		}
+	}
 	// The run ends after MaxRun at a transaction boundary (StreamOptions.RunFor), never inside one.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -153,9 +167,11 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		Upsert: in.Spec.ConflictMode == spec.ConflictIgnore,
 		Throttle: throttle.New(float64(in.Spec.Throttle.Incremental.RowsPerSecond),
 			float64(in.Spec.Throttle.Incremental.MBPerSecond)),
-		SkipBefore: skip,
-		StopAt:     stopAt,
-		RunFor:     in.MaxRun,
+		SkipBefore:    skip,
+		StopAt:        stopAt,
+		RunFor:        in.MaxRun,
+		SchemaChanges: schemaChanges,
+		Objects:       in.Spec.Objects,
 		Unknown: func(ctx context.Context, relID uint32, name spec.QName) error {
 			if source == nil {
 				c, err := a.Open.Connect(ctx, in.Spec.Source)
@@ -175,7 +191,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	mu.Lock()
 	out := last
 	if p := latest; p.AppliedLSN != 0 {
-		out.AppliedLSN, out.Counts = p.AppliedLSN.String(), p.Counts
+		out.AppliedLSN, out.Counts, out.LastSchemaChange = p.AppliedLSN.String(), p.Counts, p.LastSchemaChange
 	}
 	if latest.FlushedLSN != 0 {
 		out.FlushedLSN = latest.FlushedLSN.String()
@@ -214,7 +230,7 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 		case <-tick.C:
 		}
 		p := latest()
-		ap := ApplyProgress{AppliedLSN: p.AppliedLSN.String(), Counts: p.Counts}
+		ap := ApplyProgress{AppliedLSN: p.AppliedLSN.String(), Counts: p.Counts, LastSchemaChange: p.LastSchemaChange}
 		if cur, err := cdc.CurrentWAL(runCtx, lagConn); err == nil && cur > p.FlushedLSN {
 			ap.LagBytes = int64(cur - p.FlushedLSN)
 			if !p.LastCommitTime.IsZero() {

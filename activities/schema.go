@@ -13,7 +13,9 @@ import (
 
 	"github.com/skein-dts/skein/pkg/bookkeeping"
 	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/ddl"
+	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -135,6 +137,19 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 		}
 		if _, err := dst.Exec(ctx, ddl.SequenceOwnedBy(sq, tm, m)); err != nil {
 			return rep, classifyDDL(fmt.Errorf("sequence %s owned by %s: %w", sq.Name, tm.Dest, err))
+		}
+	}
+	// The tables' state in the snapshot: the base the schema changes that stream after it are
+	// applied against.
+	if in.Spec.CapturesSchemaChanges() {
+		for i, t := range defs {
+			st, err := ddlcapture.LoadTable(ctx, sd.tx, t.OID)
+			if err == nil && st != nil {
+				err = cdc.RecordTable(ctx, dst, in.Spec.Name, st, in.Tables[i])
+			}
+			if err != nil {
+				return rep, classifyDDL(err)
+			}
 		}
 	}
 	a.logger(ctx).Info("schema pre-data done", zap.Int("created", len(rep.Created)))

@@ -12,6 +12,7 @@ import (
 	"github.com/skein-dts/skein/pkg/bookkeeping"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/fullload"
 	"github.com/skein-dts/skein/pkg/precheck"
@@ -76,7 +77,17 @@ func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables
 			}
 		}
 	}
-	return classifyDDL(cdc.EnsurePublication(ctx, conn, s.SlotName(), cdc.Owner(s.Name), tables))
+	if err := cdc.EnsurePublication(ctx, conn, s.SlotName(), cdc.Owner(s.Name), tables); err != nil {
+		return classifyDDL(err)
+	}
+	// Schema changes are captured from before the slot exists: the schema read in its snapshot
+	// and the events after it meet exactly.
+	if s.CapturesSchemaChanges() && ddlcapture.Supported(conn) {
+		if err := ddlcapture.Install(ctx, conn, s.SlotName(), ddlcapture.SelectionOf(s)); err != nil {
+			return classifyDDL(err)
+		}
+	}
+	return nil
 }
 
 // SnapshotInput asks for the task's snapshot.
@@ -230,6 +241,9 @@ func (a *Activities) Release(ctx context.Context, s spec.Spec) error {
 			err = cdc.DropSlot(ctx, src, sp.SlotName())
 			if err == nil {
 				err = cdc.DropPublication(ctx, src, sp.SlotName())
+			}
+			if err == nil {
+				err = ddlcapture.Remove(ctx, src, sp.SlotName())
 			}
 		}
 		if err != nil {

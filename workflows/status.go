@@ -55,17 +55,20 @@ type Status struct {
 	Phase string `json:"phase"`
 	// Step is the phase of the work under a retrying, failed or paused phase (the same as Phase
 	// otherwise): what is being retried.
-	Step       string                  `json:"step,omitempty"`
-	Tables     []TableStatus           `json:"tables"`
-	AppliedLSN string                  `json:"applied_lsn"`
-	LagBytes   int64                   `json:"lag_bytes"`
-	LagSeconds float64                 `json:"lag_seconds"`
-	Retry      RetryState              `json:"retry"`
-	LastError  string                  `json:"last_error"`
-	Changes    cdc.Counts              `json:"changes"`
-	Precheck   []precheck.Item         `json:"precheck,omitempty"`
-	Verify     []verify.TableResult    `json:"verify,omitempty"`
-	Schema     activities.SchemaReport `json:"schema"`
+	Step       string        `json:"step,omitempty"`
+	Tables     []TableStatus `json:"tables"`
+	AppliedLSN string        `json:"applied_lsn"`
+	LagBytes   int64         `json:"lag_bytes"`
+	LagSeconds float64       `json:"lag_seconds"`
+	Retry      RetryState    `json:"retry"`
+	LastError  string        `json:"last_error"`
+	Changes    cdc.Counts    `json:"changes"`
+	// SchemaChanges are the source's schema changes the stream applied or skipped, over the
+	// task's life (Changes counts per apply run).
+	SchemaChanges SchemaChanges           `json:"schema_changes"`
+	Precheck      []precheck.Item         `json:"precheck,omitempty"`
+	Verify        []verify.TableResult    `json:"verify,omitempty"`
+	Schema        activities.SchemaReport `json:"schema"`
 	// Objects is the objects list after a modify-objects (the spec's otherwise).
 	Objects []spec.Object `json:"objects,omitempty"`
 }
@@ -88,6 +91,14 @@ type TableStatus struct {
 
 // NoteUnlogged is the note of an unlogged table in an incremental task.
 const NoteUnlogged = "unlogged on the source: loaded, but its changes are not streamed"
+
+// SchemaChanges counts the source's schema changes the stream applied to the destination, and
+// those it skipped (tables whose operations leave out ddl), with the last one.
+type SchemaChanges struct {
+	Applied int64  `json:"applied"`
+	Skipped int64  `json:"skipped"`
+	Last    string `json:"last,omitempty"`
+}
 
 // RetryState is the current streak of failures, empty when there is none.
 type RetryState struct {

@@ -49,8 +49,9 @@ type task struct {
 	tables []spec.TableMap
 
 	pauseRequested   bool
-	resumes          int // resume signals received: every waiter wakes on a new one
-	progressSeq      int // apply progress reports received: a report ends a failure streak
+	resumes          int        // resume signals received: every waiter wakes on a new one
+	progressSeq      int        // apply progress reports received: a report ends a failure streak
+	runCounts        cdc.Counts // the current apply run's counts as last reported
 	releaseRequested bool
 
 	// modify-objects: modifying while one runs; merging while the task's stream must stay stopped;
@@ -244,6 +245,22 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 	w.status.LagBytes = p.LagBytes
 	w.status.LagSeconds = p.LagSeconds
 	w.status.Changes = p.Counts
+	// Counts start over with each apply run (also a retried one): add what this run applied
+	// since its last report.
+	if p.Counts.Transactions < w.runCounts.Transactions || p.Counts.SchemaChanges < w.runCounts.SchemaChanges ||
+		p.Counts.SchemaChangesSkipped < w.runCounts.SchemaChangesSkipped {
+		w.runCounts = cdc.Counts{}
+	}
+	if d := p.Counts.SchemaChanges - w.runCounts.SchemaChanges; d > 0 {
+		w.status.SchemaChanges.Applied += d
+	}
+	if d := p.Counts.SchemaChangesSkipped - w.runCounts.SchemaChangesSkipped; d > 0 {
+		w.status.SchemaChanges.Skipped += d
+	}
+	w.runCounts = p.Counts
+	if p.LastSchemaChange != "" {
+		w.status.SchemaChanges.Last = p.LastSchemaChange
+	}
 	w.pruneSkips(p.AppliedLSN)
 	w.checkLatency()
 }
@@ -466,6 +483,7 @@ func (w *task) incremental(ctx workflow.Context) error {
 		in := activities.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.carry.ApplyMaxRun, ReportEvery: w.carry.ApplyReportEvery,
 			SkipBefore: w.skipBefore}
 		var res activities.ApplyProgress
+		w.runCounts = cdc.Counts{}
 		w.applyRunning = true
 		err := w.call(runCtx, opts, acts.Apply, &res, in)
 		w.applyRunning = false

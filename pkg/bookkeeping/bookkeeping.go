@@ -34,6 +34,12 @@ func Ensure(ctx context.Context, db Execer) error {
   "bytes" pg_catalog.int8 NOT NULL,
   "done_at" pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
   PRIMARY KEY ("task", "chunk"))`,
+		`CREATE TABLE IF NOT EXISTS "skein"."relations" (
+  "task" pg_catalog.text NOT NULL,
+  "relid" pg_catalog.oid NOT NULL,
+  "mapping" pg_catalog.jsonb NOT NULL,
+  "state" pg_catalog.jsonb NOT NULL,
+  PRIMARY KEY ("task", "relid"))`,
 	} {
 		if _, err := db.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("create bookkeeping tables: %w", err)
@@ -133,6 +139,7 @@ func Drop(ctx context.Context, db Execer, task string) error {
 	for _, stmt := range []string{
 		`DELETE FROM "skein"."progress" WHERE "task" = $1`,
 		`DELETE FROM "skein"."chunks" WHERE "task" = $1`,
+		`DELETE FROM "skein"."relations" WHERE "task" = $1`,
 	} {
 		if _, err := db.Exec(ctx, stmt, task); err != nil {
 			return fmt.Errorf("drop bookkeeping: %w", err)
@@ -148,4 +155,55 @@ func Drop(ctx context.Context, db Execer, task string) error {
 		}
 	}
 	return nil
+}
+
+// Relation is a source table as the task's change apply last applied its schema: its mapping
+// and its state (ddlcapture.Table), both as JSON. Change apply turns the difference between this
+// state and a schema-change event's into destination DDL, and records the new state in the same
+// destination transaction.
+type Relation struct {
+	RelID   uint32
+	Mapping []byte
+	State   []byte
+}
+
+// SaveRelation records (or replaces) the task's state of a source table.
+func SaveRelation(ctx context.Context, db Execer, task string, r Relation) error {
+	_, err := db.Exec(ctx, `INSERT INTO "skein"."relations" ("task", "relid", "mapping", "state") VALUES ($1, $2, $3, $4)
+ON CONFLICT ("task", "relid") DO UPDATE SET "mapping" = EXCLUDED."mapping", "state" = EXCLUDED."state"`, task, r.RelID, string(r.Mapping), string(r.State))
+	if err != nil {
+		return fmt.Errorf("record the schema of relation %d: %w", r.RelID, err)
+	}
+	return nil
+}
+
+// ForgetRelation deletes the task's state of a source table (dropped, or left the selection).
+func ForgetRelation(ctx context.Context, db Execer, task string, relID uint32) error {
+	if _, err := db.Exec(ctx, `DELETE FROM "skein"."relations" WHERE "task" = $1 AND "relid" = $2`, task, relID); err != nil {
+		return fmt.Errorf("forget the schema of relation %d: %w", relID, err)
+	}
+	return nil
+}
+
+// Querier reads rows: a *pgx.Conn or a pgx.Tx.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Relations returns the task's recorded source tables.
+func Relations(ctx context.Context, db Querier, task string) ([]Relation, error) {
+	rows, err := db.Query(ctx, `SELECT "relid", "mapping"::pg_catalog.text, "state"::pg_catalog.text FROM "skein"."relations" WHERE "task" = $1 ORDER BY "relid"`, task)
+	if err != nil {
+		return nil, fmt.Errorf("read the task's table schemas: %w", err)
+	}
+	var out []Relation
+	var r Relation
+	var mapping, state string
+	if _, err := pgx.ForEachRow(rows, []any{&r.RelID, &mapping, &state}, func() error {
+		out = append(out, Relation{RelID: r.RelID, Mapping: []byte(mapping), State: []byte(state)})
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read the task's table schemas: %w", err)
+	}
+	return out, nil
 }

@@ -28,6 +28,10 @@ type Counts struct {
 	// Streamed counts transactions the source sent in parts before their commit (large ones),
 	// kept on the worker's disk and applied at their commit.
 	Streamed int64 `json:"streamed,omitempty"`
+	// SchemaChanges counts the source's schema changes applied to the destination;
+	// SchemaChangesSkipped those of tables whose operations leave out ddl.
+	SchemaChanges        int64 `json:"schema_changes,omitempty"`
+	SchemaChangesSkipped int64 `json:"schema_changes_skipped,omitempty"`
 }
 
 // applier turns pgoutput row messages into statements on the destination. Values stay in
@@ -68,6 +72,10 @@ type applier struct {
 	// skipped holds the relations it let skip, until their next description.
 	unknown UnknownRelation
 	skipped map[uint32]bool
+	// schema is the selected tables' recorded schema, when schema changes are applied
+	// (schema_change.go); lastSchemaChange the last one, for status.
+	schema           *schemaModel
+	lastSchemaChange string
 }
 
 // UnknownRelation decides about a change of a relation that is not in the task's table list

@@ -61,6 +61,10 @@ type StreamOptions struct {
 	// ExactChanges changes statement by statement, not in keyed batches (keyed.go): set after a
 	// failed attempt, so that a change the destination rejects is named exactly.
 	ExactChanges int
+	// SchemaChanges is the message prefix of the task's schema-change events (ddlcapture.Prefix);
+	// "" leaves them alone. Objects is the selection, for the tables the source creates.
+	SchemaChanges string
+	Objects       []spec.Object
 	// Unknown decides about changes of relations that are not in Tables (nil: they stop the
 	// apply); see UnknownRelation and CheckUnknownRelation.
 	Unknown UnknownRelation
@@ -84,6 +88,8 @@ type Progress struct {
 	// LastApplyTime is when it was committed on the destination.
 	LastApplyTime time.Time
 	Counts        Counts
+	// LastSchemaChange is the last schema change applied: its tag and the source's statement.
+	LastSchemaChange string
 }
 
 // Stream applies the slot's changes to dest until ctx is done or an error occurs. It resumes from
@@ -175,6 +181,11 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	defer s.closeSpools()
 	s.app.upsert = opts.Upsert
 	s.app.unknown = opts.Unknown
+	if opts.SchemaChanges != "" {
+		if err := s.app.loadSchemaModel(ctx, opts.Task, opts.Objects); err != nil {
+			return err
+		}
+	}
 	s.app.skipBefore = opts.SkipBefore
 	s.prog.AppliedLSN = applied
 	s.prog.FlushedLSN = applied
@@ -574,6 +585,10 @@ func (s *stream) dispatch(msg pglogrepl.Message) error {
 		return s.change(func() error { return s.app.delete(s.ctx, m) })
 	case *pglogrepl.TruncateMessage:
 		return s.change(func() error { return s.app.truncate(s.ctx, m) })
+	case *pglogrepl.LogicalDecodingMessage:
+		if s.opts.SchemaChanges != "" && m.Transactional && m.Prefix == s.opts.SchemaChanges {
+			return s.change(func() error { return s.app.schemaChange(s.ctx, m.Content) })
+		}
 	}
 	return nil
 }
@@ -636,6 +651,7 @@ func (s *stream) commit(ctx context.Context) error {
 	s.app.counts.Transactions += s.pendingCounts.Transactions
 	s.pendingCounts = Counts{}
 	s.prog.Counts = s.app.counts
+	s.prog.LastSchemaChange = s.app.lastSchemaChange
 	if err := s.sendStatus(); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/dialect"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/secrets"
@@ -58,6 +59,9 @@ func (o Opener) Config(ep spec.Endpoint, replication bool) (*pgx.ConnConfig, err
 	for k, v := range dialect.TextFormats {
 		cfg.RuntimeParams[k] = v
 	}
+	// Skein's own DDL on the source (REPLICA IDENTITY, publications) is not a schema change to
+	// replicate.
+	cfg.RuntimeParams[ddlcapture.SessionSetting] = "off"
 	if replication {
 		cfg.RuntimeParams["replication"] = "database"
 	}

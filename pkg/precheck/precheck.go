@@ -16,6 +16,7 @@ import (
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/dbconn"
+	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/dialect"
 	"github.com/skein-dts/skein/pkg/spec"
 )
@@ -122,6 +123,7 @@ func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) []I
 		if s.IncrementalSync() {
 			c.walLevel(ctx)
 			c.replicationCapacity(ctx)
+			c.ddlCapture(ctx)
 		}
 		c.resolve(ctx)
 		c.rowFilters(ctx)
@@ -304,8 +306,28 @@ FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`, tm.Source.
 			"ALTER ROLE <user> REPLICATION; GRANT SELECT ON <tables> TO <user>; make <user> the tables' owner (or a member of the owning role), or use a superuser")
 		return
 	}
-	c.fail("source_privileges", Warning, "the source account is not a superuser: DDL changes on the source will not be captured (event triggers need superuser)",
-		"use a superuser for the source, or accept that schema changes during the task are not synchronized (list source_privileges in ignore_precheck)")
+	c.pass("source_privileges", Error, "the source account can replicate and read the selected tables (not a superuser: see ddl_capture)")
+}
+
+// ddlCapture checks that schema changes on the source can be captured while the task streams:
+// event triggers need a superuser, and pgoutput delivers their messages from PostgreSQL 14 on.
+func (c *checker) ddlCapture(ctx context.Context) {
+	const fix = "use a superuser for the source (PostgreSQL 14 or newer), or list ddl_capture in ignore_precheck: schema changes are then not replicated, and a change that touches the selection stops the task"
+	var super bool
+	if err := c.src.QueryRow(ctx, `SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user`).Scan(&super); err != nil {
+		c.fail("ddl_capture", Warning, err.Error(), "")
+		return
+	}
+	switch {
+	case slices.Contains(c.s.IgnorePrecheck, "ddl_capture"):
+		c.pass("ddl_capture", Warning, "ignored: schema changes on the source are not captured; one that touches the selection stops the task")
+	case !ddlcapture.Supported(c.src):
+		c.fail("ddl_capture", Warning, "the source is older than PostgreSQL 14, whose pgoutput cannot deliver schema-change events: schema changes are not replicated", fix)
+	case !super:
+		c.fail("ddl_capture", Warning, "the source account is not a superuser, which event triggers need: schema changes are not replicated", fix)
+	default:
+		c.pass("ddl_capture", Warning, "schema changes on the source are captured by event triggers "+pgx.Identifier{"skein_ddl_" + c.s.SlotName()}.Sanitize()+" and applied in the stream")
+	}
 }
 
 func (c *checker) primaryKeys() {

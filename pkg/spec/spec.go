@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -292,6 +293,15 @@ func (s Spec) Helper() Spec {
 	h := s
 	h.Name = s.Name + helperSuffix
 	return h
+}
+
+// IsHelper reports whether s is the spec of a helper stream (Helper).
+func (s Spec) IsHelper() bool { return strings.HasSuffix(s.Name, helperSuffix) }
+
+// CapturesSchemaChanges reports whether the task replicates the source's schema changes: an
+// incremental task (not a helper stream) that does not ignore the ddl_capture precheck item.
+func (s Spec) CapturesSchemaChanges() bool {
+	return s.IncrementalSync() && !s.IsHelper() && !slices.Contains(s.IgnorePrecheck, "ddl_capture")
 }
 
 // helperSuffix ends the name of a task's helper stream; task names may not end in it.

@@ -1,0 +1,398 @@
+package cdc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/pkg/bookkeeping"
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/ddl"
+	"github.com/skein-dts/skein/pkg/ddlcapture"
+	"github.com/skein-dts/skein/pkg/errclass"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// Schema changes while streaming. A schema-change event (ddlcapture) is a barrier in the stream:
+// everything before it is applied, then the destination DDL Skein derives from the difference
+// between each table's recorded state and the event's runs in the destination transaction that
+// also records the new state and, at its commit, the LSN; cached statements are dropped, and the
+// stream goes on with the tables' new shape and mapping.
+
+// recorded is a table's row in skein.relations: its mapping, and whether the stream created it.
+type recorded struct {
+	Table   spec.TableMap `json:"table"`
+	Created bool          `json:"created,omitempty"`
+}
+
+// schemaModel is what change apply knows of the selected tables' schema.
+type schemaModel struct {
+	task    string
+	objects []spec.Object
+	states  map[uint32]*ddlcapture.Table // by source OID
+	created map[uint32]bool              // tables the stream created (not in the task's list)
+}
+
+// RecordTable records a selected table's state and mapping for a task's change apply (at schema
+// sync, inside the task's snapshot, or when the stream starts without one).
+func RecordTable(ctx context.Context, db bookkeeping.Execer, task string, t *ddlcapture.Table, tm spec.TableMap) error {
+	return saveState(ctx, db, task, t, recorded{Table: tm})
+}
+
+func saveState(ctx context.Context, db bookkeeping.Execer, task string, t *ddlcapture.Table, r recorded) error {
+	mapping, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	state, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	return bookkeeping.SaveRelation(ctx, db, task, bookkeeping.Relation{RelID: t.OID, Mapping: mapping, State: state})
+}
+
+// loadSchemaModel reads the task's recorded tables and lets their mappings replace the task's
+// list where they changed (a renamed source table), and adds the tables the stream created.
+func (a *applier) loadSchemaModel(ctx context.Context, task string, objects []spec.Object) error {
+	rels, err := bookkeeping.Relations(ctx, a.dest, task)
+	if err != nil {
+		return err
+	}
+	a.schema = &schemaModel{task: task, objects: objects, states: map[uint32]*ddlcapture.Table{}, created: map[uint32]bool{}}
+	byDest := map[spec.QName]spec.QName{}
+	for src, tm := range a.tables {
+		byDest[tm.Dest] = src
+	}
+	for _, r := range rels {
+		var rec recorded
+		var st ddlcapture.Table
+		if err := json.Unmarshal(r.Mapping, &rec); err != nil {
+			return fmt.Errorf("read the recorded schema of relation %d: %w", r.RelID, err)
+		}
+		if err := json.Unmarshal(r.State, &st); err != nil {
+			return fmt.Errorf("read the recorded schema of relation %d: %w", r.RelID, err)
+		}
+		src, listed := byDest[rec.Table.Dest]
+		if !listed && !rec.Created {
+			continue // left the selection
+		}
+		if listed {
+			delete(a.tables, src)
+		}
+		a.tables[rec.Table.Source] = rec.Table
+		a.schema.states[r.RelID] = &st
+		a.schema.created[r.RelID] = rec.Created
+	}
+	return nil
+}
+
+// schemaMapper maps names with the task's current tables.
+type schemaMapper struct{ a *applier }
+
+func (m schemaMapper) Schema(src string) string { return spec.DestSchema(m.a.schema.objects, src) }
+func (m schemaMapper) Table(src spec.QName) (spec.TableMap, bool) {
+	tm, ok := m.a.tables[src]
+	return tm, ok
+}
+
+// SchemaRenames maps each renamed source schema to its destination name.
+func (m schemaMapper) SchemaRenames() map[string]string {
+	return ddl.SpecMapper{Objects: m.a.schema.objects}.SchemaRenames()
+}
+
+// wholeSchema reports whether schema is selected whole, and the tables it excludes.
+func (m *schemaModel) wholeSchema(schema string) (bool, []string) {
+	for _, o := range m.objects {
+		if o.Schema == schema && len(o.Tables) == 0 {
+			return true, o.ExcludeTables
+		}
+	}
+	return false, nil
+}
+
+// newTable returns the mapping of a table the source created, if it joins the selection: a
+// partition of a selected table (its parent's renames, operations and filter), or a table of a
+// schema selected whole.
+func (a *applier) newTable(t *ddlcapture.Table) (spec.TableMap, bool) {
+	dest := spec.QName{Schema: spec.DestSchema(a.schema.objects, t.Schema), Name: t.Name}
+	if t.Parent != nil {
+		parent, ok := a.tables[*t.Parent]
+		if !ok {
+			return spec.TableMap{}, false
+		}
+		return spec.TableMap{Source: t.QName(), Dest: dest, Columns: parent.Columns, Operations: parent.Operations, Where: parent.Where}, true
+	}
+	whole, excluded := a.schema.wholeSchema(t.Schema)
+	if !whole || slices.Contains(excluded, t.Name) {
+		return spec.TableMap{}, false
+	}
+	return spec.TableMap{Source: t.QName(), Dest: dest, Operations: append([]string(nil), spec.AllOperations...)}, true
+}
+
+// tableOf returns the current mapping of a recorded table.
+func (a *applier) tableOf(st *ddlcapture.Table) (spec.TableMap, bool) {
+	tm, ok := a.tables[st.QName()]
+	return tm, ok
+}
+
+// schemaChange applies one schema-change event.
+func (a *applier) schemaChange(ctx context.Context, content []byte) error {
+	if err := a.flush(ctx); err != nil {
+		return err
+	}
+	ev, err := ddlcapture.ParseEvent(content)
+	if err != nil {
+		return errclass.Permanent(err)
+	}
+	m := schemaMapper{a}
+	fail := func(err error) error {
+		var u *ddl.Unsupported
+		if errors.As(err, &u) {
+			return errclass.Permanent(fmt.Errorf("%w; the source ran: %s", err, auditText(ev.Query)))
+		}
+		return err
+	}
+	var stmts, warned []string
+	skipped := 0
+	type save struct {
+		state *ddlcapture.Table
+		rec   recorded
+	}
+	var saves []save
+	var forgets []uint32
+	// Sequences first: a new table's defaults use them.
+	for _, sq := range ev.Sequences {
+		whole, _ := a.schema.wholeSchema(sq.Schema)
+		if sq.OwnedBy && !whole {
+			whole = slices.ContainsFunc(ev.Tables, func(t ddlcapture.Table) bool {
+				_, ok := a.newTable(&t)
+				return ok && t.Schema == sq.Schema
+			})
+		}
+		if whole && !sq.Identity {
+			stmts = append(stmts, ddl.SequenceFrom(sq, m)...)
+		}
+	}
+	for i := range ev.Tables {
+		after := &ev.Tables[i]
+		before := a.schema.states[after.OID]
+		if before == nil {
+			tm, ok := a.newTable(after)
+			if !ok {
+				continue // not part of the selection
+			}
+			ch, err := ddl.CreateTableFrom(after, tm, m)
+			if err != nil {
+				return fail(err)
+			}
+			stmts = append(stmts, ch.Stmts...)
+			warned = append(warned, ch.Warnings...)
+			a.tables[tm.Source] = tm
+			saves = append(saves, save{after, recorded{Table: tm, Created: true}})
+			continue
+		}
+		tm, ok := a.tableOf(before)
+		if !ok {
+			continue
+		}
+		apply := tm.Allows(spec.OpDDL)
+		diffWith := tm
+		if !apply {
+			// The table's DDL is not applied: its destination columns keep their names, and the
+			// mapping follows the source's renames to them.
+			diffWith.Columns = map[string]string{}
+			for _, c := range before.Columns {
+				diffWith.Columns[c.Name] = tm.DestColumn(c.Name)
+			}
+		}
+		ch, err := ddl.TableChange(before, after, diffWith, m)
+		if err != nil {
+			return fail(err)
+		}
+		if apply {
+			stmts = append(stmts, ch.Stmts...)
+			warned = append(warned, ch.Warnings...)
+		} else if len(ch.Stmts) > 0 {
+			skipped++
+		}
+		delete(a.tables, tm.Source)
+		a.tables[ch.Mapping.Source] = ch.Mapping
+		saves = append(saves, save{after, recorded{Table: ch.Mapping, Created: a.schema.created[after.OID]}})
+	}
+	for _, ix := range ev.Indexes {
+		tm, ok := a.tables[ix.Table]
+		if !ok || ix.Constraint {
+			continue
+		}
+		if !tm.Allows(spec.OpDDL) {
+			skipped++
+			continue
+		}
+		stmt, err := ddl.CreateIndexFrom(ix.Def, tm, m)
+		if err != nil {
+			return fail(err)
+		}
+		stmts = append(stmts, stmt)
+	}
+	for _, d := range ev.Dropped {
+		switch d.Type {
+		case "table":
+			st := a.schema.states[d.OID]
+			if st == nil {
+				continue
+			}
+			tm, ok := a.tableOf(st)
+			if !ok {
+				continue
+			}
+			forgets = append(forgets, d.OID)
+			delete(a.tables, tm.Source)
+			if !tm.Allows(spec.OpDDL) {
+				skipped++
+				continue
+			}
+			stmts = append(stmts, "DROP TABLE IF EXISTS "+tm.Dest.Quoted())
+		case "index":
+			if whole, _ := a.schema.wholeSchema(d.Schema); !whole && !a.selectsSchema(d.Schema) {
+				continue
+			}
+			name := spec.QName{Schema: m.Schema(d.Schema), Name: d.Name}.Quoted()
+			var constraint bool
+			if err := a.dest.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conindid = pg_catalog.to_regclass($1))`, name).Scan(&constraint); err != nil {
+				return err
+			}
+			if !constraint { // a constraint's index goes with the constraint (the ALTER TABLE's event)
+				stmts = append(stmts, "DROP INDEX IF EXISTS "+name)
+			}
+		case "sequence":
+			if whole, _ := a.schema.wholeSchema(d.Schema); whole {
+				stmts = append(stmts, "DROP SEQUENCE IF EXISTS "+spec.QName{Schema: m.Schema(d.Schema), Name: d.Name}.Quoted())
+			}
+		}
+	}
+	if len(stmts) == 0 && len(saves) == 0 && len(forgets) == 0 && skipped == 0 {
+		return nil
+	}
+	for _, stmt := range stmts {
+		if _, err := a.dest.Exec(ctx, stmt); err != nil {
+			return errclass.DDL(fmt.Errorf("apply schema change (%s): %w; destination statement: %s; the source ran: %s", ev.Tag, withDetail(err), stmt, auditText(ev.Query)))
+		}
+	}
+	// Statements prepared for the old shapes go; the next changes prepare them anew.
+	var names []string
+	for _, name := range a.stmts {
+		names = append(names, name)
+	}
+	for _, st := range a.keyedStmts {
+		if st.name != "" {
+			names = append(names, st.name)
+		}
+	}
+	for _, name := range names {
+		if _, err := a.dest.Exec(ctx, "DEALLOCATE "+quote(name)); err != nil {
+			return fmt.Errorf("apply schema change: %w", err)
+		}
+	}
+	clear(a.stmts)
+	clear(a.keyedStmts)
+	clear(a.columns)
+	for _, s := range saves {
+		if err := saveState(ctx, a.dest, a.schema.task, s.state, s.rec); err != nil {
+			return err
+		}
+		a.schema.states[s.state.OID] = s.state
+		a.schema.created[s.state.OID] = s.rec.Created
+	}
+	for _, oid := range forgets {
+		if err := bookkeeping.ForgetRelation(ctx, a.dest, a.schema.task, oid); err != nil {
+			return err
+		}
+		delete(a.schema.states, oid)
+	}
+	if len(stmts) > 0 {
+		a.counts.SchemaChanges++
+	}
+	if skipped > 0 {
+		a.counts.SchemaChangesSkipped++
+	}
+	a.lastSchemaChange = ev.Tag + ": " + auditText(ev.Query)
+	a.log.Info("schema change applied", zap.String("tag", ev.Tag), zap.Int("statements", len(stmts)), zap.Int("skipped", skipped),
+		zap.Strings("warned", warned), zap.String("source_statement", auditText(ev.Query)))
+	return nil
+}
+
+// selectsSchema reports whether a selected table lives in schema.
+func (a *applier) selectsSchema(schema string) bool {
+	for src := range a.tables {
+		if src.Schema == schema {
+			return true
+		}
+	}
+	return false
+}
+
+// auditText shortens a source statement for status, logs and errors.
+func auditText(q string) string {
+	q = strings.Join(strings.Fields(q), " ")
+	if len(q) > 300 {
+		return q[:300] + "…"
+	}
+	return q
+}
+
+// RecordMissing records, for the selected tables that have no recorded state yet (a task
+// without schema sync, or started before schema changes were captured), their current state on
+// the source (src) as the base of the next events' differences.
+func RecordMissing(ctx context.Context, src *pgx.Conn, dst *pgx.Conn, task string, tables []spec.TableMap) error {
+	if err := bookkeeping.Ensure(ctx, dst); err != nil {
+		return err
+	}
+	rels, err := bookkeeping.Relations(ctx, dst, task)
+	if err != nil {
+		return err
+	}
+	recordedDest := map[spec.QName]bool{}
+	for _, r := range rels {
+		var rec recorded
+		if json.Unmarshal(r.Mapping, &rec) == nil {
+			recordedDest[rec.Table.Dest] = true
+		}
+	}
+	var missing []spec.TableMap
+	for _, tm := range tables {
+		if !recordedDest[tm.Dest] {
+			missing = append(missing, tm)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	tx, err := catalog.BeginRead(ctx, src, "")
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	for _, tm := range missing {
+		var oid *uint32
+		if err := tx.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1)::pg_catalog.oid`, tm.Source.Quoted()).Scan(&oid); err != nil {
+			return fmt.Errorf("find %s: %w", tm.Source, err)
+		}
+		if oid == nil {
+			continue // gone: its changes say so
+		}
+		st, err := ddlcapture.LoadTable(ctx, tx, *oid)
+		if err != nil || st == nil {
+			return err
+		}
+		if err := RecordTable(ctx, dst, task, st, tm); err != nil {
+			return err
+		}
+	}
+	return nil
+}

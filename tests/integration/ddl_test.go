@@ -1,0 +1,162 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/workflows"
+)
+
+const ddlSchema = `
+CREATE SCHEMA app;
+CREATE TABLE app.a (id int PRIMARY KEY, v text);
+CREATE TABLE app.b (id int PRIMARY KEY, n int);
+CREATE TABLE app.old_name (id int PRIMARY KEY, x text);
+CREATE TABLE app.m (id int, region text, v int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+CREATE TABLE app.m_eu PARTITION OF app.m FOR VALUES IN ('eu');
+CREATE TABLE app.dropme (id int PRIMARY KEY);
+INSERT INTO app.a SELECT i, 'v' || i FROM generate_series(1, 20) i;
+INSERT INTO app.b SELECT i, i FROM generate_series(1, 20) i;
+INSERT INTO app.old_name SELECT i, 'x' FROM generate_series(1, 5) i;
+INSERT INTO app.m SELECT i, 'eu', i FROM generate_series(1, 5) i;
+INSERT INTO app.dropme SELECT generate_series(1, 3);
+CREATE SCHEMA crm;
+CREATE TABLE crm.people (id int PRIMARY KEY, nm text);
+INSERT INTO crm.people SELECT i, 'p' || i FROM generate_series(1, 5) i;
+`
+
+// ddlSteps are the schema changes of TestSchemaChangesWhileStreaming, each with the writes that
+// follow it: the DTS list, a new table and a new partition, renames (of a mapped table and
+// column too), DROP and re-CREATE, and changes inside one transaction with writes between them.
+var ddlSteps = [][]string{
+	{`ALTER TABLE app.a ADD COLUMN c int`, `INSERT INTO app.a VALUES (100, 'new', 5)`, `UPDATE app.a SET c = id WHERE id <= 5`},
+	{`ALTER TABLE app.a ADD COLUMN d text DEFAULT 'dflt'`, `INSERT INTO app.a (id, v) VALUES (101, 'defaulted')`, `UPDATE app.a SET d = 'set' WHERE id = 1`},
+	{`ALTER TABLE app.a ALTER COLUMN c TYPE bigint`, `INSERT INTO app.a (id, c) VALUES (102, 1000000000000)`},
+	{`ALTER TABLE app.a DROP COLUMN v`, `INSERT INTO app.a (id, c) VALUES (103, 3)`, `UPDATE app.a SET c = c + 1 WHERE id = 2`},
+	{`ALTER TABLE app.b ADD CONSTRAINT b_n_positive CHECK (n > 0)`, `INSERT INTO app.b VALUES (100, 100)`},
+	{`ALTER TABLE app.b ADD CONSTRAINT b_n_unique UNIQUE (n)`, `INSERT INTO app.b VALUES (101, 101)`},
+	{`ALTER TABLE app.a ALTER COLUMN d DROP DEFAULT`, `INSERT INTO app.a (id) VALUES (104)`},
+	{`ALTER TABLE app.old_name RENAME TO new_name`, `INSERT INTO app.new_name VALUES (100, 'after rename')`, `UPDATE app.new_name SET x = 'u' WHERE id = 1`},
+	{`ALTER TABLE app.a RENAME COLUMN c TO c2`, `INSERT INTO app.a (id, c2) VALUES (105, 5)`},
+	{`TRUNCATE app.b`, `INSERT INTO app.b VALUES (1, 1)`},
+	{`CREATE INDEX a_c2_idx ON app.a (c2)`, `CREATE INDEX CONCURRENTLY b_n_idx ON app.b (n DESC)`, `DROP INDEX app.a_c2_idx`},
+	{`CREATE TABLE app.fresh (id serial PRIMARY KEY, note text NOT NULL)`, `INSERT INTO app.fresh (note) VALUES ('first'), ('second')`},
+	{`CREATE TABLE app.m_us PARTITION OF app.m FOR VALUES IN ('us')`, `INSERT INTO app.m VALUES (100, 'us', 1), (101, 'eu', 2)`},
+	{`DROP TABLE app.dropme`, `CREATE TABLE app.dropme (id int PRIMARY KEY, extra text)`, `INSERT INTO app.dropme VALUES (1, 'again')`},
+	{`BEGIN; ALTER TABLE app.b ADD COLUMN tmp int; INSERT INTO app.b (id, n, tmp) VALUES (200, 200, 1); ALTER TABLE app.b DROP COLUMN tmp; INSERT INTO app.b VALUES (201, 201); COMMIT`},
+	{`CREATE SEQUENCE app.counter START 7`, `ALTER TABLE crm.people RENAME TO persons`, `ALTER TABLE crm.persons RENAME COLUMN nm TO display_name`,
+		`INSERT INTO crm.persons VALUES (100, 'renamed twice')`},
+	{`CREATE TABLE app.t_after (id int PRIMARY KEY)`, `BEGIN; INSERT INTO app.t_after VALUES (1); ALTER TABLE app.t_after ADD COLUMN later text DEFAULT 'l'; INSERT INTO app.t_after VALUES (2, 'two'); COMMIT`},
+}
+
+// TestSchemaChangesWhileStreaming runs each schema change of ddlSteps on the source of a
+// streaming task, with writes after it, and compares every table row by row and the
+// destination's columns with the source's (after mapping); into PostgreSQL and IvorySQL.
+func TestSchemaChangesWhileStreaming(t *testing.T) { eachDestination(t, testSchemaChangesWhileStreaming) }
+
+func testSchemaChangesWhileStreaming(t *testing.T) {
+	ctx := context.Background()
+	srcPG, dstPG, src, dst := clusterPair(t, true, "ddl", ddlSchema)
+	c := startWorker(t, t.TempDir())
+	s := spec.Spec{
+		Name: "it-ddl", Source: srcPG.Endpoint("ddl"), Destination: dstPG.Endpoint("target"),
+		Objects: []spec.Object{
+			{Schema: "app", To: "mart"},
+			{Schema: "crm", Tables: []spec.Table{{Name: "people", To: "contacts", Columns: map[string]string{"nm": "full_name"}}}},
+		},
+	}
+	run := startTask(t, c, s, nil)
+	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	require.Empty(t, st.LastError)
+	ddlChecks := func() []tableCheck {
+		return []tableCheck{
+			tableOf("app", "a", "mart", "a", "id", "c2", "d"),
+			tableOf("app", "b", "mart", "b", "id", "n"),
+			tableOf("app", "new_name", "mart", "old_name", "id", "x"),
+			tableOf("app", "m", "mart", "m", "id", "region", "v"),
+			tableOf("app", "fresh", "mart", "fresh", "id", "note"),
+			tableOf("app", "dropme", "mart", "dropme", "id", "extra"),
+			tableOf("app", "t_after", "mart", "t_after", "id", "later"),
+			{src: spec.QName{Schema: "crm", Name: "persons"}, dst: spec.QName{Schema: "crm", Name: "contacts"},
+				srcCols: []string{"id", "display_name"}, dstCols: []string{"id", "full_name"}, srcKey: []string{"id"}, dstKey: []string{"id"}},
+		}
+	}
+	for i, step := range ddlSteps {
+		for _, q := range step {
+			_, err := src.Exec(ctx, q)
+			require.NoError(t, err, "step %d: %s", i, q)
+		}
+	}
+	eventually(t, 2*time.Minute, func() error {
+		if st := status(t, c, run.GetID()); st.LastError != "" {
+			return fmt.Errorf("the task reports: %s", st.LastError)
+		}
+		return compareAll(ctx, src, dst, ddlChecks())
+	})
+
+	// The destination's columns are the source's, after mapping.
+	for _, tc := range ddlChecks() {
+		want := columnTypes(t, src, tc.src)
+		if tc.src.Schema == "crm" {
+			want = strings.Replace(want, "display_name ", "full_name ", 1)
+		}
+		require.Equal(t, want, columnTypes(t, dst, tc.dst), "columns of %s", tc.dst)
+	}
+	var n int
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_constraint WHERE conrelid = 'mart.b'::regclass AND conname IN ('b_n_positive', 'b_n_unique')`).Scan(&n))
+	require.Equal(t, 2, n, "constraints added")
+	indexes := indexNames(t, dst, "mart")
+	require.Contains(t, indexes, "b_n_idx", "CREATE INDEX CONCURRENTLY")
+	require.NotContains(t, indexes, "a_c2_idx", "DROP INDEX")
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = 'counter' AND relkind = 'S' AND relnamespace = 'mart'::regnamespace`).Scan(&n))
+	require.Equal(t, 1, n, "CREATE SEQUENCE in a schema selected whole")
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = 'old_name' AND relnamespace = 'mart'::regnamespace`).Scan(&n))
+	require.Equal(t, 1, n, "a renamed source table keeps its destination name")
+
+	st = status(t, c, run.GetID())
+	require.GreaterOrEqual(t, st.SchemaChanges.Applied, int64(len(ddlSteps)))
+	require.NotEmpty(t, st.SchemaChanges.Last)
+
+	// Release removes the capture triggers with the slot.
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, run.Get(ctx, nil))
+	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'skein%'`).Scan(&n))
+	require.Zero(t, n, "capture triggers removed")
+}
+
+// tableOf is a tableCheck of a table whose columns keep their names.
+func tableOf(srcSchema, srcName, dstSchema, dstName, key string, cols ...string) tableCheck {
+	return tableCheck{src: spec.QName{Schema: srcSchema, Name: srcName}, dst: spec.QName{Schema: dstSchema, Name: dstName},
+		srcCols: append([]string{key}, cols...), srcKey: []string{key}}
+}
+
+// columnTypes lists a table's columns as "name type not-null default", in order.
+func columnTypes(t *testing.T, conn *pgx.Conn, table spec.QName) string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `SELECT a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod) ||
+  CASE WHEN a.attnotnull THEN ' not null' ELSE '' END || COALESCE(' default ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
+FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, table.Quoted())
+	require.NoError(t, err)
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	out := strings.Join(cols, ", ")
+	// Sequence defaults name the (mapped) schema.
+	return strings.NewReplacer("'mart.", "'", "'app.", "'").Replace(out)
+}
+
+func indexNames(t *testing.T, conn *pgx.Conn, schema string) []string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 ORDER BY 1`, schema)
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return names
+}
