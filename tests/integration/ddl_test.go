@@ -59,7 +59,9 @@ var ddlSteps = [][]string{
 // TestSchemaChangesWhileStreaming runs each schema change of ddlSteps on the source of a
 // streaming task, with writes after it, and compares every table row by row and the
 // destination's columns with the source's (after mapping); into PostgreSQL and IvorySQL.
-func TestSchemaChangesWhileStreaming(t *testing.T) { eachDestination(t, testSchemaChangesWhileStreaming) }
+func TestSchemaChangesWhileStreaming(t *testing.T) {
+	eachDestination(t, testSchemaChangesWhileStreaming)
+}
 
 func testSchemaChangesWhileStreaming(t *testing.T) {
 	ctx := context.Background()
