@@ -63,6 +63,18 @@ type ApplyProgress struct {
 	FlushedLSN string `json:"flushed_lsn,omitempty"`
 	// LastSchemaChange is the last source schema change this run applied (tag and statement).
 	LastSchemaChange string `json:"last_schema_change,omitempty"`
+	// Tables is the task's table list after schema changes changed it (tables created, renamed
+	// or dropped on the source), sent once per change (TablesVersion counts them in the run).
+	Tables        []spec.TableMap `json:"tables,omitempty"`
+	TablesVersion int             `json:"tables_version,omitempty"`
+}
+
+// sameReport reports whether two progress reports say the same (the table list aside: its
+// version says whether it changed).
+func sameReport(a, b ApplyProgress) bool {
+	a.Tables, b.Tables = nil, nil
+	return a.AppliedLSN == b.AppliedLSN && a.LagBytes == b.LagBytes && a.LagSeconds == b.LagSeconds && a.Counts == b.Counts &&
+		a.FlushedLSN == b.FlushedLSN && a.LastSchemaChange == b.LastSchemaChange && a.TablesVersion == b.TablesVersion
 }
 
 // exactChanges is how many changes an attempt after a failed one applies statement by statement.
@@ -193,6 +205,9 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	if p := latest; p.AppliedLSN != 0 {
 		out.AppliedLSN, out.Counts, out.LastSchemaChange = p.AppliedLSN.String(), p.Counts, p.LastSchemaChange
 	}
+	if latest.TablesVersion > 0 {
+		out.Tables, out.TablesVersion = latest.Tables, latest.TablesVersion
+	}
 	if latest.FlushedLSN != 0 {
 		out.FlushedLSN = latest.FlushedLSN.String()
 	}
@@ -230,7 +245,10 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 		case <-tick.C:
 		}
 		p := latest()
-		ap := ApplyProgress{AppliedLSN: p.AppliedLSN.String(), Counts: p.Counts, LastSchemaChange: p.LastSchemaChange}
+		ap := ApplyProgress{AppliedLSN: p.AppliedLSN.String(), Counts: p.Counts, LastSchemaChange: p.LastSchemaChange, TablesVersion: p.TablesVersion}
+		if p.TablesVersion != last.TablesVersion {
+			ap.Tables = p.Tables
+		}
 		if cur, err := cdc.CurrentWAL(runCtx, lagConn); err == nil && cur > p.FlushedLSN {
 			ap.LagBytes = int64(cur - p.FlushedLSN)
 			if !p.LastCommitTime.IsZero() {
@@ -248,7 +266,8 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 			}
 		}
 		since := time.Since(lastSent)
-		due := (ap.AppliedLSN != last.AppliedLSN && since >= time.Second) || (ap != last && since >= reportEvery)
+		due := (ap.AppliedLSN != last.AppliedLSN && since >= time.Second) || (!sameReport(ap, last) && since >= reportEvery) ||
+			ap.TablesVersion != last.TablesVersion
 		if !due || a.Client == nil || !signal {
 			continue
 		}

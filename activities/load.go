@@ -85,6 +85,10 @@ func classifySnapshotRead(err error) error {
 // QueryLoadShare is the workflow query that answers how many chunk copies run now.
 const QueryLoadShare = "load_share"
 
+// QueryTables answers a running task's current table list (its mappings), which schema changes
+// on the source change while it streams.
+const QueryTables = "tables"
+
 // loadShareEvery is how often a throttled chunk asks its workflow how many chunks run now.
 const loadShareEvery = time.Second
 

@@ -27,6 +27,9 @@ type TaskInfo struct {
 	Running bool      `json:"running"`
 	// Phase is the running task's phase; "" for a closed task.
 	Phase string `json:"phase"`
+	// Tables is the running task's table list, which follows schema changes on the source; nil
+	// for a closed task (its spec resolves them).
+	Tables []spec.TableMap `json:"tables,omitempty"`
 }
 
 // DescribeTask reads a task's spec from its history and, while it runs, its phase.
@@ -62,6 +65,12 @@ func (a *Activities) DescribeTask(ctx context.Context, id string) (TaskInfo, err
 	info.Phase = st.Phase
 	if len(st.Objects) > 0 {
 		info.Spec.Objects = st.Objects // modified since the run started
+	}
+	// Tasks started before the query existed do not answer it: their spec resolves the tables.
+	if v, err := a.Client.QueryWorkflow(ctx, id, "", QueryTables); err == nil {
+		if err := v.Get(&info.Tables); err != nil {
+			return info, fmt.Errorf("decode the tables of task %s: %w", id, err)
+		}
 	}
 	return info, nil
 }

@@ -21,6 +21,8 @@ const (
 	// QueryLoadShare answers how many chunk copies of the full load run now: each takes that
 	// share of the throttle limits (activities.CopyChunks asks every few seconds).
 	QueryLoadShare = activities.QueryLoadShare
+	// QueryTables answers the task's current table list (spec.TableMap, mappings included).
+	QueryTables = activities.QueryTables
 	// UpdateSequences sets the destination sequences from the source (argument: the offset to
 	// add, >= 0); it returns what it set. `skein sequences ID [--offset N]` sends it.
 	UpdateSequences = "sequences"
@@ -88,6 +90,9 @@ type TableStatus struct {
 	// Note says what is special about the table's sync (an unlogged table does not stream).
 	Note string `json:"note,omitempty"`
 }
+
+// NoteCreatedBySchemaChange is the note of a table the source created while the task streamed.
+const NoteCreatedBySchemaChange = "created on the source while streaming: its rows stream from its creation"
 
 // NoteUnlogged is the note of an unlogged table in an incremental task.
 const NoteUnlogged = "unlogged on the source: loaded, but its changes are not streamed"

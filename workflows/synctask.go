@@ -95,6 +95,9 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return w.status, nil }); err != nil {
 		return err
 	}
+	if err := workflow.SetQueryHandler(ctx, QueryTables, func() ([]spec.TableMap, error) { return w.tables, nil }); err != nil {
+		return err
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryLoadShare, func() (int, error) { return max(1, w.copying), nil }); err != nil {
 		return err
 	}
@@ -261,8 +264,37 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 	if p.LastSchemaChange != "" {
 		w.status.SchemaChanges.Last = p.LastSchemaChange
 	}
+	if p.Tables != nil {
+		w.followTables(p.Tables)
+	}
 	w.pruneSkips(p.AppliedLSN)
 	w.checkLatency()
+}
+
+// followTables takes the table list the stream reports after schema changes on the source
+// changed it: tables created join (status notes them), renamed ones keep their entry under the
+// new source name, dropped ones leave. Verification and modify-objects then use it.
+func (w *task) followTables(tables []spec.TableMap) {
+	w.tables = tables
+	byDest := map[string]spec.TableMap{}
+	for _, t := range tables {
+		byDest[t.Dest.String()] = t
+	}
+	kept := w.status.Tables[:0]
+	seen := map[string]bool{}
+	for _, ts := range w.status.Tables {
+		if t, ok := byDest[ts.Destination]; ok {
+			ts.Source = t.Source.String()
+			kept = append(kept, ts)
+			seen[ts.Destination] = true
+		}
+	}
+	for _, t := range tables {
+		if !seen[t.Dest.String()] {
+			kept = append(kept, TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: TableDone, Note: NoteCreatedBySchemaChange})
+		}
+	}
+	w.status.Tables = kept
 }
 
 func (w *task) setPhase(p string) {

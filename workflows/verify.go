@@ -69,9 +69,12 @@ func Verify(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
 	if s.Verify.Mode == spec.VerifyNone {
 		s.Verify.Mode = spec.VerifyChecksum
 	}
-	var tables []spec.TableMap
-	if err := retryConnection(ctx, func() error { return workflow.ExecuteActivity(short, acts.ResolveTables, s).Get(ctx, &tables) }); err != nil {
-		return rep, err
+	// A running task's own list (it follows schema changes on the source), else the spec's.
+	tables := info.Tables
+	if len(tables) == 0 {
+		if err := retryConnection(ctx, func() error { return workflow.ExecuteActivity(short, acts.ResolveTables, s).Get(ctx, &tables) }); err != nil {
+			return rep, err
+		}
 	}
 	rep.Streaming = info.Running && s.IncrementalSync()
 	long := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

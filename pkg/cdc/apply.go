@@ -76,6 +76,7 @@ type applier struct {
 	// (schema_change.go); lastSchemaChange the last one, for status.
 	schema           *schemaModel
 	lastSchemaChange string
+	tablesVersion    int // schema changes that changed the table list
 }
 
 // UnknownRelation decides about a change of a relation that is not in the task's table list

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -151,6 +153,7 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 		return errclass.Permanent(err)
 	}
 	m := schemaMapper{a}
+	tablesBefore := maps.Clone(a.tables)
 	fail := func(err error) error {
 		var u *ddl.Unsupported
 		if errors.As(err, &u) {
@@ -315,6 +318,9 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 		}
 		delete(a.schema.states, oid)
 	}
+	if !maps.EqualFunc(tablesBefore, a.tables, func(x, y spec.TableMap) bool { return reflect.DeepEqual(x, y) }) {
+		a.tablesVersion++
+	}
 	if len(stmts) > 0 {
 		a.counts.SchemaChanges++
 	}
@@ -325,6 +331,13 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 	a.log.Info("schema change applied", zap.String("tag", ev.Tag), zap.Int("statements", len(stmts)), zap.Int("skipped", skipped),
 		zap.Strings("warned", warned), zap.String("source_statement", auditText(ev.Query)))
 	return nil
+}
+
+// tableList is the current table list, sorted by source name.
+func (a *applier) tableList() []spec.TableMap {
+	out := slices.Collect(maps.Values(a.tables))
+	slices.SortFunc(out, func(x, y spec.TableMap) int { return strings.Compare(x.Source.String(), y.Source.String()) })
+	return out
 }
 
 // selectsSchema reports whether a selected table lives in schema.

@@ -90,6 +90,10 @@ type Progress struct {
 	Counts        Counts
 	// LastSchemaChange is the last schema change applied: its tag and the source's statement.
 	LastSchemaChange string
+	// Tables is the table list once schema changes changed it (TablesVersion > 0 counts the
+	// changes in this stream), sorted by source name.
+	Tables        []spec.TableMap
+	TablesVersion int
 }
 
 // Stream applies the slot's changes to dest until ctx is done or an error occurs. It resumes from
@@ -652,6 +656,10 @@ func (s *stream) commit(ctx context.Context) error {
 	s.pendingCounts = Counts{}
 	s.prog.Counts = s.app.counts
 	s.prog.LastSchemaChange = s.app.lastSchemaChange
+	if s.app.tablesVersion != s.prog.TablesVersion {
+		s.prog.TablesVersion = s.app.tablesVersion
+		s.prog.Tables = s.app.tableList()
+	}
 	if err := s.sendStatus(); err != nil {
 		return err
 	}

@@ -124,7 +124,27 @@ func testSchemaChangesWhileStreaming(t *testing.T) {
 
 	st = status(t, c, run.GetID())
 	require.GreaterOrEqual(t, st.SchemaChanges.Applied, int64(len(ddlSteps)))
-	require.NotEmpty(t, st.SchemaChanges.Last)
+	require.Contains(t, st.SchemaChanges.Last, "t_after")
+	// The task's table list follows: created tables join, renamed ones keep their destination.
+	eventually(t, 30*time.Second, func() error {
+		st := status(t, c, run.GetID())
+		want := map[string]string{"app.fresh": "mart.fresh", "app.m_us": "mart.m_us", "app.new_name": "mart.old_name",
+			"app.t_after": "mart.t_after", "crm.persons": "crm.contacts", "app.dropme": "mart.dropme"}
+		for _, ts := range st.Tables {
+			if d, ok := want[ts.Source]; ok && d == ts.Destination {
+				delete(want, ts.Source)
+			}
+		}
+		if len(want) > 0 {
+			return fmt.Errorf("status tables lack %v: %+v", want, st.Tables)
+		}
+		return nil
+	})
+	require.Equal(t, workflows.NoteCreatedBySchemaChange, findTable(status(t, c, run.GetID()), "app.fresh").Note)
+	// Verification compares the tables under their new names and shapes.
+	rep := verifyTask(t, c, run.GetID())
+	require.True(t, rep.Equal, "%+v", rep.Tables)
+	require.Len(t, rep.Tables, len(ddlChecks())+2, "every table, with the partitions m_eu and the new m_us")
 
 	// Release removes the capture triggers with the slot.
 	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
