@@ -67,6 +67,10 @@ type ApplyProgress struct {
 	// or dropped on the source), sent once per change (TablesVersion counts them in the run).
 	Tables        []spec.TableMap `json:"tables,omitempty"`
 	TablesVersion int             `json:"tables_version,omitempty"`
+	// NotReplicated counts this run's schema changes of objects Skein does not replicate while
+	// streaming (views, functions, types), LastNotReplicated names the last.
+	NotReplicated     int    `json:"not_replicated,omitempty"`
+	LastNotReplicated string `json:"last_not_replicated,omitempty"`
 }
 
 // sameReport reports whether two progress reports say the same (the table list aside: its
@@ -74,7 +78,8 @@ type ApplyProgress struct {
 func sameReport(a, b ApplyProgress) bool {
 	a.Tables, b.Tables = nil, nil
 	return a.AppliedLSN == b.AppliedLSN && a.LagBytes == b.LagBytes && a.LagSeconds == b.LagSeconds && a.Counts == b.Counts &&
-		a.FlushedLSN == b.FlushedLSN && a.LastSchemaChange == b.LastSchemaChange && a.TablesVersion == b.TablesVersion
+		a.FlushedLSN == b.FlushedLSN && a.LastSchemaChange == b.LastSchemaChange && a.TablesVersion == b.TablesVersion &&
+		a.NotReplicated == b.NotReplicated
 }
 
 // exactChanges is how many changes an attempt after a failed one applies statement by statement.
@@ -205,6 +210,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	if p := latest; p.AppliedLSN != 0 {
 		out.AppliedLSN, out.Counts, out.LastSchemaChange = p.AppliedLSN.String(), p.Counts, p.LastSchemaChange
 	}
+	out.NotReplicated, out.LastNotReplicated = latest.NotReplicated, latest.LastNotReplicated
 	if latest.TablesVersion > 0 {
 		out.Tables, out.TablesVersion = latest.Tables, latest.TablesVersion
 	}
@@ -245,7 +251,8 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 		case <-tick.C:
 		}
 		p := latest()
-		ap := ApplyProgress{AppliedLSN: p.AppliedLSN.String(), Counts: p.Counts, LastSchemaChange: p.LastSchemaChange, TablesVersion: p.TablesVersion}
+		ap := ApplyProgress{AppliedLSN: p.AppliedLSN.String(), Counts: p.Counts, LastSchemaChange: p.LastSchemaChange, TablesVersion: p.TablesVersion,
+			NotReplicated: p.NotReplicated, LastNotReplicated: p.LastNotReplicated}
 		if p.TablesVersion != last.TablesVersion {
 			ap.Tables = p.Tables
 		}

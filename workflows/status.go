@@ -103,6 +103,11 @@ type SchemaChanges struct {
 	Applied int64  `json:"applied"`
 	Skipped int64  `json:"skipped"`
 	Last    string `json:"last,omitempty"`
+	// NotReplicated counts the changes of other objects in the selected schemas (views,
+	// functions, types), which are not replicated while streaming; LastNotReplicated names the
+	// last one.
+	NotReplicated     int64  `json:"not_replicated,omitempty"`
+	LastNotReplicated string `json:"last_not_replicated,omitempty"`
 }
 
 // RetryState is the current streak of failures, empty when there is none.

@@ -52,6 +52,7 @@ type task struct {
 	resumes          int        // resume signals received: every waiter wakes on a new one
 	progressSeq      int        // apply progress reports received: a report ends a failure streak
 	runCounts        cdc.Counts // the current apply run's counts as last reported
+	runNotReplicated int
 	releaseRequested bool
 
 	// modify-objects: modifying while one runs; merging while the task's stream must stay stopped;
@@ -254,12 +255,20 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 		p.Counts.SchemaChangesSkipped < w.runCounts.SchemaChangesSkipped {
 		w.runCounts = cdc.Counts{}
 	}
+	if p.NotReplicated < w.runNotReplicated {
+		w.runNotReplicated = 0
+	}
 	if d := p.Counts.SchemaChanges - w.runCounts.SchemaChanges; d > 0 {
 		w.status.SchemaChanges.Applied += d
 	}
 	if d := p.Counts.SchemaChangesSkipped - w.runCounts.SchemaChangesSkipped; d > 0 {
 		w.status.SchemaChanges.Skipped += d
 	}
+	if d := p.NotReplicated - w.runNotReplicated; d > 0 {
+		w.status.SchemaChanges.NotReplicated += int64(d)
+		w.status.SchemaChanges.LastNotReplicated = p.LastNotReplicated
+	}
+	w.runNotReplicated = p.NotReplicated
 	w.runCounts = p.Counts
 	if p.LastSchemaChange != "" {
 		w.status.SchemaChanges.Last = p.LastSchemaChange
@@ -515,7 +524,7 @@ func (w *task) incremental(ctx workflow.Context) error {
 		in := activities.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.carry.ApplyMaxRun, ReportEvery: w.carry.ApplyReportEvery,
 			SkipBefore: w.skipBefore}
 		var res activities.ApplyProgress
-		w.runCounts = cdc.Counts{}
+		w.runCounts, w.runNotReplicated = cdc.Counts{}, 0
 		w.applyRunning = true
 		err := w.call(runCtx, opts, acts.Apply, &res, in)
 		w.applyRunning = false

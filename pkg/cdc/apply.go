@@ -76,7 +76,8 @@ type applier struct {
 	// (schema_change.go); lastSchemaChange the last one, for status.
 	schema           *schemaModel
 	lastSchemaChange string
-	tablesVersion    int // schema changes that changed the table list
+	tablesVersion    int      // schema changes that changed the table list
+	notReplicated    []string // schema changes of other objects (views, functions, types), reported
 }
 
 // UnknownRelation decides about a change of a relation that is not in the task's table list

@@ -190,6 +190,10 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 			if !ok {
 				continue // not part of the selection
 			}
+			if !strings.HasPrefix(ev.Tag, "CREATE") {
+				// ATTACH PARTITION: the table's rows from before are not in the change stream.
+				return fail(&ddl.Unsupported{Table: after.QName(), Reason: "a table attached as a partition of a selected table: its earlier rows are not in the change stream (create the partition with CREATE TABLE ... PARTITION OF, or release the task and start it again)"})
+			}
 			ch, err := ddl.CreateTableFrom(after, tm, m)
 			if err != nil {
 				return fail(err)
@@ -221,8 +225,8 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 		if apply {
 			stmts = append(stmts, ch.Stmts...)
 			warned = append(warned, ch.Warnings...)
-		} else if len(ch.Stmts) > 0 {
-			skipped++
+		} else if would, err := ddl.TableChange(before, after, tm, m); err == nil && len(would.Stmts) > 0 {
+			skipped++ // what the table's DDL would have done on the destination
 		}
 		delete(a.tables, tm.Source)
 		a.tables[ch.Mapping.Source] = ch.Mapping
@@ -277,6 +281,13 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 			if whole, _ := a.schema.wholeSchema(d.Schema); whole {
 				stmts = append(stmts, "DROP SEQUENCE IF EXISTS "+spec.QName{Schema: m.Schema(d.Schema), Name: d.Name}.Quoted())
 			}
+		}
+	}
+	for _, o := range ev.Others {
+		if whole, _ := a.schema.wholeSchema(o.Schema); whole || a.selectsSchema(o.Schema) {
+			note := fmt.Sprintf("%s %s (%s) is not replicated while streaming", o.Type, o.Identity, ev.Tag)
+			a.log.Warn("schema change not replicated", zap.String("object", o.Identity), zap.String("tag", ev.Tag), zap.String("source_statement", auditText(ev.Query)))
+			a.notReplicated = append(a.notReplicated, note)
 		}
 	}
 	if len(stmts) == 0 && len(saves) == 0 && len(forgets) == 0 && skipped == 0 {

@@ -94,6 +94,10 @@ type Progress struct {
 	// changes in this stream), sorted by source name.
 	Tables        []spec.TableMap
 	TablesVersion int
+	// NotReplicated counts the schema changes of other objects in the selected schemas (views,
+	// functions, types), which are not replicated while streaming; LastNotReplicated names the last.
+	NotReplicated     int
+	LastNotReplicated string
 }
 
 // Stream applies the slot's changes to dest until ctx is done or an error occurs. It resumes from
@@ -656,6 +660,10 @@ func (s *stream) commit(ctx context.Context) error {
 	s.pendingCounts = Counts{}
 	s.prog.Counts = s.app.counts
 	s.prog.LastSchemaChange = s.app.lastSchemaChange
+	s.prog.NotReplicated = len(s.app.notReplicated)
+	if n := len(s.app.notReplicated); n > 0 {
+		s.prog.LastNotReplicated = s.app.notReplicated[n-1]
+	}
 	if s.app.tablesVersion != s.prog.TablesVersion {
 		s.prog.TablesVersion = s.app.tablesVersion
 		s.prog.Tables = s.app.tableList()

@@ -58,27 +58,28 @@ func TableChange(before, after *ddlcapture.Table, tm spec.TableMap, m Mapper) (C
 	for k, v := range tm.Columns {
 		renames[k] = v
 	}
-	if !partition {
-		for _, old := range before.Columns {
-			if after.Column(old.Num) == nil {
+	// (Its mapping follows the renames all the same.)
+	for _, old := range before.Columns {
+		if after.Column(old.Num) == nil {
+			if !partition {
 				alter("DROP COLUMN %s", ident(tm.DestColumn(old.Name)))
-				delete(renames, old.Name)
 			}
+			delete(renames, old.Name)
 		}
-		for _, col := range after.Columns {
-			old := before.Column(col.Num)
-			if old == nil {
+	}
+	for _, col := range after.Columns {
+		old := before.Column(col.Num)
+		switch {
+		case old == nil:
+			if !partition {
 				alter("ADD COLUMN %s", ColumnDef(col, col.Name, schemas))
-				continue
 			}
-			if old.Name != col.Name {
-				if mapped, ok := renames[old.Name]; ok {
-					delete(renames, old.Name)
-					renames[col.Name] = mapped // the destination keeps its mapped name
-				} else {
-					alter("RENAME COLUMN %s TO %s", ident(old.Name), ident(col.Name))
-				}
-			}
+		case old.Name == col.Name:
+		case renames[old.Name] != "":
+			renames[col.Name] = renames[old.Name] // the destination keeps its mapped name
+			delete(renames, old.Name)
+		case !partition:
+			alter("RENAME COLUMN %s TO %s", ident(old.Name), ident(col.Name))
 		}
 	}
 	ch.Mapping.Columns = nil

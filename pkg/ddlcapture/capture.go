@@ -142,6 +142,16 @@ type Event struct {
 	Dropped []Dropped `json:"dropped"`
 	// Sequences are the sequences it created or altered.
 	Sequences []Sequence `json:"sequences"`
+	// Others are the other objects it created or altered (views, functions, types...), which
+	// Skein does not replicate while streaming: the stream reports them.
+	Others []Other `json:"others"`
+}
+
+// Other is an object of a kind Skein does not replicate while streaming.
+type Other struct {
+	Type     string `json:"type"`
+	Schema   string `json:"schema"`
+	Identity string `json:"identity"`
 }
 
 // Index is a created index: its table and pg_get_indexdef's text.
@@ -324,7 +334,9 @@ func dollarQuote(body string) string {
 const captureBody = `
 DECLARE
   cmd record;
+  part record;
   ev pg_catalog.jsonb;
+  others pg_catalog.jsonb := '[]';
   tables pg_catalog.jsonb := '[]';
   indexes pg_catalog.jsonb := '[]';
   dropped pg_catalog.jsonb := '[]';
@@ -345,8 +357,12 @@ BEGIN
     END LOOP;
   ELSE
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_ddl_commands() LOOP
-      IF cmd.in_extension OR cmd.schema_name IS NULL OR cmd.schema_name IN ('pg_catalog', 'pg_toast', 'skein')
-         OR cmd.classid <> 'pg_catalog.pg_class'::pg_catalog.regclass THEN
+      IF cmd.in_extension OR cmd.schema_name IS NULL OR cmd.schema_name IN ('pg_catalog', 'pg_toast', 'skein') THEN
+        CONTINUE;
+      END IF;
+      IF cmd.classid <> 'pg_catalog.pg_class'::pg_catalog.regclass OR cmd.object_type NOT IN ('table', 'table column', 'index', 'sequence') THEN
+        -- Views, functions, types...: not replicated; the stream reports them.
+        others := others || pg_catalog.jsonb_build_object('type', cmd.object_type, 'schema', cmd.schema_name, 'identity', cmd.object_identity);
         CONTINUE;
       END IF;
       IF cmd.object_type IN ('table', 'table column') THEN
@@ -358,6 +374,16 @@ BEGIN
           CONTINUE;
         END IF;
         tables := tables || pg_catalog.jsonb_build_array(t);
+        -- A partitioned table's change reaches its partitions: their states come along.
+        IF (t->>'kind') = 'p' THEN
+          FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(cmd.objid) WHERE relid <> cmd.objid LOOP
+            EXECUTE %[6]s INTO t USING part.relid;
+            IF t IS NOT NULL AND NOT tables @> pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('oid', part.relid::pg_catalog.int8)) THEN
+              tables := tables || pg_catalog.jsonb_build_array(t);
+            END IF;
+          END LOOP;
+          EXECUTE %[6]s INTO t USING cmd.objid;
+        END IF;
         -- A table created in a schema selected whole joins the publication at once, so that its
         -- first rows stream (a partition streams through its parent).
         IF cmd.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') AND (t->>'parent') IS NULL
@@ -387,10 +413,10 @@ BEGIN
       END IF;
     END LOOP;
   END IF;
-  IF tables = '[]' AND indexes = '[]' AND dropped = '[]' AND sequences = '[]' THEN
+  IF tables = '[]' AND indexes = '[]' AND dropped = '[]' AND sequences = '[]' AND others = '[]' THEN
     RETURN;
   END IF;
   ev := pg_catalog.jsonb_build_object('tag', TG_TAG, 'query', pg_catalog.current_query(),
-    'tables', tables, 'indexes', indexes, 'dropped', dropped, 'sequences', sequences);
+    'tables', tables, 'indexes', indexes, 'dropped', dropped, 'sequences', sequences, 'others', others);
   PERFORM pg_catalog.pg_logical_emit_message(true, %[2]s, ev::pg_catalog.text);
 END`

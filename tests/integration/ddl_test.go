@@ -182,3 +182,96 @@ func indexNames(t *testing.T, conn *pgx.Conn, schema string) []string {
 	require.NoError(t, err)
 	return names
 }
+
+// TestSchemaChangesOfTablesWithoutDDL: a table whose operations leave out ddl keeps its
+// destination shape: a column rename is followed by the mapping (its rows keep arriving), the
+// change counts as skipped; a view created in the schema is reported as not replicated; a column
+// added on the source whose values the destination cannot hold stops the task naming it.
+func TestSchemaChangesOfTablesWithoutDDL(t *testing.T) {
+	ctx := context.Background()
+	srcPG, dstPG, src, dst := clusterPair(t, true, "ddl", `
+CREATE SCHEMA crm;
+CREATE TABLE crm.fixed (id int PRIMARY KEY, label text);
+INSERT INTO crm.fixed VALUES (1, 'one');`)
+	c := startWorker(t, t.TempDir())
+	s := spec.Spec{
+		Name: "it-noddl", Source: srcPG.Endpoint("ddl"), Destination: dstPG.Endpoint("target"),
+		Objects: []spec.Object{{Schema: "crm", Tables: []spec.Table{{Name: "fixed", Operations: []string{"insert", "update", "delete", "truncate"}}}}},
+	}
+	run := startTask(t, c, s, nil)
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	mustExec(t, src, `ALTER TABLE crm.fixed RENAME COLUMN label TO title`)
+	mustExec(t, src, `INSERT INTO crm.fixed VALUES (2, 'two')`)
+	mustExec(t, src, `CREATE VIEW crm.fixed_view AS SELECT id FROM crm.fixed`)
+	check := tableCheck{src: spec.QName{Schema: "crm", Name: "fixed"}, dst: spec.QName{Schema: "crm", Name: "fixed"},
+		srcCols: []string{"id", "title"}, dstCols: []string{"id", "label"}, srcKey: []string{"id"}, dstKey: []string{"id"}}
+	eventually(t, time.Minute, func() error {
+		if err := compareAll(ctx, src, dst, []tableCheck{check}); err != nil {
+			return err
+		}
+		st := status(t, c, run.GetID())
+		if st.SchemaChanges.Skipped != 1 || st.SchemaChanges.NotReplicated != 1 {
+			return fmt.Errorf("schema changes in status: %+v", st.SchemaChanges)
+		}
+		return nil
+	})
+	st := status(t, c, run.GetID())
+	require.Contains(t, st.SchemaChanges.LastNotReplicated, "crm.fixed_view")
+	require.Zero(t, st.SchemaChanges.Applied)
+
+	mustExec(t, src, `ALTER TABLE crm.fixed ADD COLUMN extra int`)
+	mustExec(t, src, `INSERT INTO crm.fixed VALUES (3, 'three', 3)`)
+	eventually(t, 2*time.Minute, func() error {
+		st := status(t, c, run.GetID())
+		if !strings.Contains(st.LastError, `"extra"`) {
+			return fmt.Errorf("the task does not name the column yet: %q", st.LastError)
+		}
+		return nil
+	})
+}
+
+// TestWorkerKilledAroundSchemaChanges kills the worker process while columns are added and
+// dropped between writes: the new worker resumes from the LSN committed with the data and the
+// recorded schema, and the destination ends with the source's rows and columns.
+func TestWorkerKilledAroundSchemaChanges(t *testing.T) {
+	ctx := context.Background()
+	p := startProcessTask(t, "it-kill-ddl", `CREATE TABLE shop.evolving (id int PRIMARY KEY, v int)`, "evolving", nil)
+	waitPhase(t, p.c, p.run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	stop := startWriter(t, p.srcPG, 20*time.Millisecond, func(i int) []string {
+		stmts := []string{
+			fmt.Sprintf(`ALTER TABLE shop.evolving ADD COLUMN c%d int DEFAULT %d`, i, i),
+			fmt.Sprintf(`INSERT INTO shop.evolving (id, v, c%d) VALUES (%d, %d, %d)`, i, i, i, -i),
+			fmt.Sprintf(`UPDATE shop.evolving SET v = v + 1 WHERE id = %d`, i/2),
+		}
+		if i >= 3 {
+			stmts = append(stmts, fmt.Sprintf(`ALTER TABLE shop.evolving DROP COLUMN c%d`, i-3))
+		}
+		return stmts
+	})
+	eventually(t, time.Minute, func() error {
+		if st := status(t, p.c, p.run.GetID()); st.SchemaChanges.Applied < 10 {
+			return fmt.Errorf("%d schema changes applied so far", st.SchemaChanges.Applied)
+		}
+		return nil
+	})
+	p.first.kill(t)
+	time.Sleep(time.Second)
+	p.another(t)
+	time.Sleep(2 * time.Second)
+	rounds := stop()
+	require.Greater(t, rounds, 10)
+	table := spec.QName{Schema: "shop", Name: "evolving"}
+	dest := spec.QName{Schema: "mart", Name: "evolving"}
+	eventually(t, 3*time.Minute, func() error {
+		want, got := columnTypes(t, p.src, table), columnTypes(t, p.dst, dest)
+		if want != got {
+			return fmt.Errorf("columns differ:\n source: %s\n   dest: %s", want, got)
+		}
+		cols := strings.Split(strings.NewReplacer(" integer", "", " default", "").Replace(want), ", ")
+		names := make([]string, len(cols))
+		for i, c := range cols {
+			names[i] = strings.Fields(c)[0]
+		}
+		return compareAll(ctx, p.src, p.dst, []tableCheck{{src: table, dst: dest, srcCols: names, srcKey: []string{"id"}}})
+	})
+}
