@@ -279,5 +279,8 @@ func (a *Activities) SlotState(ctx context.Context, s spec.Spec) (cdc.SlotState,
 	}
 	defer closeAll(ctx, conn)
 	st, err := cdc.Slot(ctx, conn, s.SlotName())
+	if err == nil {
+		st.Capture, err = ddlcapture.IsInstalled(ctx, conn, s.SlotName())
+	}
 	return st, classify(err)
 }

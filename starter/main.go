@@ -314,7 +314,7 @@ func listCmd() *cobra.Command {
 				token = resp.NextPageToken
 				if len(token) == 0 {
 					for _, id := range leftover {
-						fmt.Fprintf(out, "\ntask %s ended without releasing its replication slot, which keeps WAL on the source: run skein release %s\n", id, id)
+						fmt.Fprintf(out, "\ntask %s ended without releasing what it created on the source (its replication slot keeps WAL, its event triggers write schema changes into it): run skein release %s\n", id, id)
 					}
 					return nil
 				}
@@ -453,8 +453,13 @@ func slotColumn(ctx context.Context, c client.Client, id string, st enums.Workfl
 	if err := run.Get(ctx, &slot); err != nil {
 		return "? (is a skein-worker running?)"
 	}
-	if slot.Exists {
+	switch {
+	case slot.Exists && slot.Capture:
+		return "LEFT OVER (and its schema-change triggers)"
+	case slot.Exists:
 		return "LEFT OVER"
+	case slot.Capture:
+		return "LEFT OVER schema-change triggers"
 	}
 	return "-"
 }

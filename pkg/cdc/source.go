@@ -128,6 +128,9 @@ type SlotState struct {
 	Active         bool
 	ConfirmedFlush pglogrepl.LSN
 	CurrentWAL     pglogrepl.LSN
+	// Capture: the task's schema-change capture triggers exist (filled by the SlotState
+	// activity).
+	Capture bool `json:",omitempty"`
 }
 
 // Slot reads the state of slot name.
