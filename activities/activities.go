@@ -20,6 +20,7 @@ import (
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/precheck"
+	"github.com/skein-dts/skein/pkg/redact"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -65,7 +66,9 @@ func classify(err error) error {
 		return err
 	}
 	class := errclass.Of(err)
-	return temporal.NewNonRetryableApplicationError(err.Error(), string(class), nil)
+	// Row values stay in the databases: the message goes into the history, status, logs and the
+	// failure webhook.
+	return temporal.NewNonRetryableApplicationError(redact.Text(err), string(class), nil)
 }
 
 func (a *Activities) logger(ctx context.Context) *zap.Logger {

@@ -226,8 +226,9 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		log.Info("apply run ended, the workflow starts the next", zap.String("applied_lsn", out.AppliedLSN))
 		return out, nil
 	case err != nil:
+		err = classify(err)
 		log.Error("apply failed", zap.Error(err))
-		return out, classify(err)
+		return out, err
 	}
 	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/fullload"
+	"github.com/skein-dts/skein/pkg/redact"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/throttle"
 )
@@ -74,10 +75,10 @@ const ErrStaleChunk = "stale_chunk"
 // imported is ErrSnapshotLost, for the workflow to go on without it.
 func classifySnapshotRead(err error) error {
 	if errors.Is(err, catalog.ErrSnapshotGone) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrSnapshotLost, nil)
+		return temporal.NewNonRetryableApplicationError(redact.Text(err), ErrSnapshotLost, nil)
 	}
 	if errors.Is(err, fullload.ErrStaleChunk) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrStaleChunk, nil)
+		return temporal.NewNonRetryableApplicationError(redact.Text(err), ErrStaleChunk, nil)
 	}
 	return classify(err)
 }

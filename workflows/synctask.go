@@ -702,7 +702,7 @@ func (w *task) sendAlerts(ctx workflow.Context) {
 		}
 		ev := w.alerts[0]
 		w.alertSending = true
-		err := workflow.ExecuteActivity(actx, acts.Alert, activities.AlertInput{Event: ev, WebhookURL: w.spec.Alerts.WebhookURL}).Get(ctx, nil)
+		err := workflow.ExecuteActivity(actx, acts.Alert, activities.AlertInput{Event: ev, WebhookURL: w.spec.Alerts.WebhookURL, WebhookURLSecret: w.spec.Alerts.WebhookURLSecret}).Get(ctx, nil)
 		w.alerts = w.alerts[1:]
 		w.alertSending = false
 		if err != nil {

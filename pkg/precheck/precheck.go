@@ -12,6 +12,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/cdc"
@@ -430,15 +431,45 @@ func (c *checker) rowFilters(ctx context.Context) {
 	c.pass("row_filters", Error, fmt.Sprintf("%d row filters are valid expressions", len(filtered)))
 }
 
-// checkFilter plans the filter on the source in a read-only transaction: a bad expression fails,
-// and nothing it could name runs or changes.
+// checkFilter checks a row filter on the source, for every task (full-only ones too). On
+// PostgreSQL 15+ the source judges it as it judges publication row filters, in a transaction
+// rolled back: only the table's columns, immutable built-in functions and operators, no
+// subqueries, user-defined functions or system columns. Then it plans the filter in a read-only
+// transaction (older sources: only this): a bad expression fails, and nothing it names runs.
 func checkFilter(ctx context.Context, conn *pgx.Conn, tm spec.TableMap) error {
+	if err := publicationFilterCheck(ctx, conn, tm); err != nil {
+		return err
+	}
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
 	_, err = tx.Exec(ctx, "EXPLAIN SELECT 1 FROM "+tm.Source.Quoted()+" WHERE "+tm.WhereSQL())
+	return err
+}
+
+// publicationFilterCheck creates, and rolls back, a publication with the filter (PostgreSQL 15+).
+// An account that may not create publications leaves the check to the plan (it has no
+// incremental task to run either).
+func publicationFilterCheck(ctx context.Context, conn *pgx.Conn, tm spec.TableMap) error {
+	var num int
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::int`).Scan(&num); err != nil || num < 150000 {
+		return nil
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // never committed
+	_, err = tx.Exec(ctx, "CREATE PUBLICATION skein_filter_check FOR TABLE "+tm.Source.Quoted()+" WHERE "+tm.WhereSQL())
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42501":
+		return nil
+	case errors.As(err, &pgErr) && pgErr.Detail != "":
+		return fmt.Errorf("%s: %s", pgErr.Message, pgErr.Detail) // the DETAIL says what is not allowed
+	}
 	return err
 }
 

@@ -113,10 +113,15 @@ type Verify struct {
 type Alerts struct {
 	LatencySeconds int    `json:"latency_seconds,omitempty"`
 	WebhookURL     string `json:"webhook_url,omitempty"`
+	// WebhookURLSecret names a secret holding the URL, resolved on the worker: a URL that carries
+	// a token stays out of the history, logs and errors.
+	WebhookURLSecret string `json:"webhook_url_secret,omitempty"`
 }
 
 // Enabled reports whether any alert is configured.
-func (a Alerts) Enabled() bool { return a.LatencySeconds > 0 || a.WebhookURL != "" }
+func (a Alerts) Enabled() bool {
+	return a.LatencySeconds > 0 || a.WebhookURL != "" || a.WebhookURLSecret != ""
+}
 
 // Operation names accepted in Table.Operations.
 const (

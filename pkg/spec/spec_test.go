@@ -91,7 +91,9 @@ func TestParseRejectsBadInput(t *testing.T) {
 		{"where with a second statement", func(s string) string {
 			return strings.Replace(s, "        to: orders_v2\n", "        to: orders_v2\n        where: \"true; DROP TABLE x\"\n", 1)
 		}, []string{"objects[0].tables[0].where: must be one SQL expression"}},
-		{"webhook not a URL", func(s string) string { return s + "alerts: {webhook_url: 'ftp://x'}\n" }, []string{`alerts.webhook_url: "ftp://x" is not an http:// or https:// URL`}},
+		{"webhook not a URL", func(s string) string { return s + "alerts: {webhook_url: 'ftp://x'}\n" }, []string{`alerts.webhook_url: not an http:// or https:// URL`}},
+		{"webhook and its secret", func(s string) string { return s + "alerts: {webhook_url: 'https://x', webhook_url_secret: hook}\n" }, []string{"alerts.webhook_url_secret: set webhook_url or webhook_url_secret, not both"}},
+		{"webhook secret name", func(s string) string { return s + "alerts: {webhook_url_secret: 'a b'}\n" }, []string{`alerts.webhook_url_secret: "a b" is not a secret name`}},
 		{"negative latency", func(s string) string { return s + "alerts: {latency_seconds: -1}\n" }, []string{"alerts.latency_seconds: -1 is negative"}},
 		{"exclude with tables", func(s string) string {
 			return strings.Replace(s, "    to: app\n", "    to: app\n    exclude_tables: [x]\n", 1)

@@ -119,8 +119,16 @@ func (s *Spec) Validate() error {
 		errs.add("alerts.latency_seconds", "%d is negative; 0 turns the alert off", s.Alerts.LatencySeconds)
 	}
 	if s.Alerts.WebhookURL != "" {
-		if u, err := url.Parse(s.Alerts.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs.add("alerts.webhook_url", "%q is not an http:// or https:// URL", s.Alerts.WebhookURL)
+		if !WebhookURLValid(s.Alerts.WebhookURL) {
+			errs.add("alerts.webhook_url", "not an http:// or https:// URL")
+		}
+	}
+	if w := s.Alerts.WebhookURLSecret; w != "" {
+		if s.Alerts.WebhookURL != "" {
+			errs.add("alerts.webhook_url_secret", "set webhook_url or webhook_url_secret, not both")
+		}
+		if !secretNameRE.MatchString(w) {
+			errs.add("alerts.webhook_url_secret", "%q is not a secret name (letters, digits, _ . -)", w)
 		}
 	}
 	for i, id := range s.IgnorePrecheck {
@@ -300,4 +308,10 @@ func checkExpression(expr string) error {
 		return fmt.Errorf("has a '(' without its ')'")
 	}
 	return nil
+}
+
+// WebhookURLValid reports whether u is an http:// or https:// URL with a host.
+func WebhookURLValid(u string) bool {
+	parsed, err := url.Parse(u)
+	return err == nil && (parsed.Scheme == "http" || parsed.Scheme == "https") && parsed.Host != ""
 }

@@ -39,7 +39,8 @@ const (
 // Diff is one row that differs.
 type Diff struct {
 	Kind string `json:"kind"`
-	// Key names the row: "id=42" for a table with a key, the row's text for a table without one.
+	// Key names the row: "id=42" for a table with a key, "row md5 <md5 of the row's text>" for a
+	// table without one (its values never leave the databases).
 	Key string `json:"key"`
 }
 
@@ -604,7 +605,7 @@ func (t *tableRun) readFingerprints(ctx context.Context, q Querier, s sideSQL, w
 		sql = fmt.Sprintf("SELECT %s, pg_catalog.md5(%s) FROM %s%s", strings.Join(texts, ", "), s.rowText, s.table, where)
 	} else {
 		// The filter applies inside; where (over "skein_rt") outside.
-		sql = fmt.Sprintf(`SELECT pg_catalog.md5("skein_rt"), pg_catalog.left(pg_catalog.min("skein_rt"), 200), pg_catalog.count(*)::pg_catalog.text
+		sql = fmt.Sprintf(`SELECT pg_catalog.md5("skein_rt"), '', pg_catalog.count(*)::pg_catalog.text
 FROM (SELECT %s AS "skein_rt" FROM %s%s) AS s%s GROUP BY 1`, s.rowText, s.table, s.filterClause(), where)
 	}
 	rows, err := q.Query(ctx, sql, args...)
@@ -630,7 +631,8 @@ FROM (SELECT %s AS "skein_rt" FROM %s%s) AS s%s GROUP BY 1`, s.rowText, s.table,
 		}
 		out[vals[0]] = vals[2]
 		t.mu.Lock()
-		t.display[vals[0]] = vals[1]
+		// A row without a key is named by its hash, never by its values (pkg/redact).
+		t.display[vals[0]] = "row md5 " + vals[0]
 		t.mu.Unlock()
 	}
 	return out, rows.Err()

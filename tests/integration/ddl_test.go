@@ -90,18 +90,20 @@ func testSchemaChangesWhileStreaming(t *testing.T) {
 				srcCols: []string{"id", "display_name"}, dstCols: []string{"id", "full_name"}, srcKey: []string{"id"}, dstKey: []string{"id"}},
 		}
 	}
+	// After each step: every table that exists on the source, its rows and its columns.
 	for i, step := range ddlSteps {
 		for _, q := range step {
 			_, err := src.Exec(ctx, q)
 			require.NoError(t, err, "step %d: %s", i, q)
 		}
+		eventually(t, time.Minute, func() error {
+			if st := status(t, c, run.GetID()); st.LastError != "" {
+				return fmt.Errorf("step %d: the task reports: %s", i, st.LastError)
+			}
+			return compareExisting(t, src, dst)
+		})
 	}
-	eventually(t, 2*time.Minute, func() error {
-		if st := status(t, c, run.GetID()); st.LastError != "" {
-			return fmt.Errorf("the task reports: %s", st.LastError)
-		}
-		return compareAll(ctx, src, dst, ddlChecks())
-	})
+	require.NoError(t, compareAll(ctx, src, dst, ddlChecks()))
 
 	// The destination's columns are the source's, after mapping.
 	for _, tc := range ddlChecks() {
@@ -151,6 +153,65 @@ func testSchemaChangesWhileStreaming(t *testing.T) {
 	require.NoError(t, run.Get(ctx, nil))
 	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'skein%'`).Scan(&n))
 	require.Zero(t, n, "capture triggers removed")
+}
+
+// ddlDestination maps the source tables of TestSchemaChangesWhileStreaming to the destination:
+// app is mapped to mart (app.old_name keeps its destination name after its rename), crm.people
+// (later crm.persons) is crm.contacts with its column nm (later display_name) as full_name.
+func ddlDestination(table spec.QName) (spec.QName, map[string]string) {
+	switch {
+	case table.Schema == "crm":
+		return spec.QName{Schema: "crm", Name: "contacts"}, map[string]string{"nm": "full_name", "display_name": "full_name"}
+	case table.Name == "new_name":
+		return spec.QName{Schema: "mart", Name: "old_name"}, nil
+	}
+	return spec.QName{Schema: "mart", Name: table.Name}, nil
+}
+
+// compareExisting compares every table of app and crm that exists on the source now with its
+// destination table: columns (names after mapping, types, NOT NULL, defaults) and rows.
+func compareExisting(t *testing.T, src, dst *pgx.Conn) error {
+	ctx := context.Background()
+	rows, err := src.Query(ctx, `SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('app', 'crm') AND c.relkind IN ('r', 'p') ORDER BY 1, 2`)
+	if err != nil {
+		return err
+	}
+	var tables []spec.QName
+	for rows.Next() {
+		var q spec.QName
+		if err := rows.Scan(&q.Schema, &q.Name); err != nil {
+			return err
+		}
+		tables = append(tables, q)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, table := range tables {
+		dest, renames := ddlDestination(table)
+		want, got := columnTypes(t, src, table), columnTypes(t, dst, dest)
+		for from, to := range renames {
+			want = strings.Replace(want, from+" ", to+" ", 1)
+		}
+		if want != got {
+			return fmt.Errorf("columns of %s:\n source: %s\n   dest: %s", dest, want, got)
+		}
+		var srcCols, dstCols []string
+		for _, c := range strings.Split(columnTypes(t, src, table), ", ") {
+			name := strings.Fields(c)[0]
+			srcCols = append(srcCols, name)
+			if to, ok := renames[name]; ok {
+				name = to
+			}
+			dstCols = append(dstCols, name)
+		}
+		if err := compareAll(ctx, src, dst, []tableCheck{{src: table, dst: dest, srcCols: srcCols, dstCols: dstCols,
+			srcKey: []string{"id"}, dstKey: []string{"id"}}}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // tableOf is a tableCheck of a table whose columns keep their names.

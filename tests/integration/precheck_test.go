@@ -203,6 +203,17 @@ func TestPrecheckItems(t *testing.T) {
 			s.Objects = []spec.Object{{Schema: "public", Tables: []spec.Table{{Name: "parent", Where: "nope = 1"}}}}
 			return none
 		}},
+		{id: "row_filters", level: precheck.Error, inText: "functions", inFix: "boolean SQL expression", setup: func(t *testing.T, s *spec.Spec) func() {
+			// A volatile function, in a full-only task too: checked as a publication would check it.
+			f := false
+			s.Sync.Incremental = &f
+			s.Objects = []spec.Object{{Schema: "public", Tables: []spec.Table{{Name: "parent", Where: "random() < 0.5"}}}}
+			return none
+		}},
+		{id: "row_filters", level: precheck.Error, inText: "public.parent", inFix: "boolean SQL expression", setup: func(t *testing.T, s *spec.Spec) func() {
+			s.Objects = []spec.Object{{Schema: "public", Tables: []spec.Table{{Name: "parent", Where: "id IN (SELECT 1)"}}}}
+			return none
+		}},
 		{id: "primary_keys", level: precheck.Warning, inText: "lab.nokey", inFix: "PRIMARY KEY", setup: func(t *testing.T, s *spec.Spec) func() {
 			mustExec(t, src, `CREATE TABLE lab.nokey (a int, b text)`)
 			s.Objects = []spec.Object{{Schema: "lab"}}
