@@ -46,7 +46,11 @@ func (o Opener) Config(ep spec.Endpoint, replication bool) (*pgx.ConnConfig, err
 		cfg.ConnectTimeout = 15 * time.Second
 	}
 	if ep.PasswordSecret != "" {
-		pw, err := o.Secrets.Resolve(ep.PasswordSecret)
+		// A password goes only to the hosts its secret is bound to (secrets.HostsSuffix).
+		pw, err := o.Secrets.ResolveFor(ep.PasswordSecret, ep.Host, ep.Port)
+		if errors.Is(err, secrets.ErrNotAllowed) {
+			return nil, errclass.Permanent(err)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -54,6 +58,13 @@ func (o Opener) Config(ep spec.Endpoint, replication bool) (*pgx.ConnConfig, err
 	}
 	if cfg.TLSConfig, err = o.tlsConfig(ep); err != nil {
 		return nil, err
+	}
+	if cfg.TLSConfig == nil {
+		// Without TLS, a server (or whoever answers in its place) that asks for the password in
+		// cleartext gets none; SCRAM and md5 send no password.
+		cfg.RequireAuth = "!password"
+	} else {
+		cfg.ChannelBinding = "prefer" // SCRAM-SHA-256-PLUS binds the exchange to the TLS channel
 	}
 	cfg.RuntimeParams = map[string]string{"application_name": "skein"}
 	for k, v := range dialect.TextFormats {

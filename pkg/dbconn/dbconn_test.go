@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -161,4 +162,48 @@ func TestSessionsPinTextFormats(t *testing.T) {
 	require.Equal(t, "pg_catalog", path, "destination sessions search pg_catalog alone")
 	require.NoError(t, dst.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&syncCommit))
 	require.Equal(t, "on", syncCommit, "destination commits are durable before the slot moves past them")
+}
+
+// TestPasswordsGoOnlyWhereAllowed: without TLS, a server that asks for the password in
+// cleartext gets none (SCRAM still works); a secret bound to hosts is not sent to another one,
+// and the error names both.
+func TestPasswordsGoOnlyWhereAllowed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a PostgreSQL server")
+	}
+	ctx := context.Background()
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{Files: map[string][]byte{"pg_hba.conf": []byte(
+		"local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all clear 127.0.0.1/32 password\nhost all scram 127.0.0.1/32 scram-sha-256\n")}})
+	admin, err := pg.Connect(ctx, "postgres")
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	_, err = admin.Exec(ctx, `SET password_encryption = 'scram-sha-256'; CREATE ROLE clear LOGIN PASSWORD 'pw-clear'; CREATE ROLE scram LOGIN PASSWORD 'pw-scram'`)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	for name, content := range map[string]string{"clear-pw": "pw-clear", "scram-pw": "pw-scram", "bound-pw": "pw-scram", "bound-pw.hosts": "db.example.com\n127.0.0.1:1\n"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
+	}
+	open := dbconn.Opener{Secrets: secrets.Resolver{Dir: dir, Getenv: func(string) string { return "" }}}
+	endpoint := func(user, secret string) spec.Endpoint {
+		ep := pg.Endpoint("postgres")
+		ep.User, ep.PasswordSecret = user, secret
+		return ep
+	}
+
+	conn, err := open.Connect(ctx, endpoint("scram", "scram-pw"))
+	require.NoError(t, err, "SCRAM sends no password: allowed without TLS")
+	conn.Close(ctx)
+
+	_, err = open.Connect(ctx, endpoint("clear", "clear-pw"))
+	require.Error(t, err, "a cleartext password request without TLS is refused")
+	require.ErrorContains(t, err, "password")
+
+	_, err = open.Connect(ctx, endpoint("scram", "bound-pw"))
+	require.ErrorIs(t, err, secrets.ErrNotAllowed)
+	require.ErrorContains(t, err, "db.example.com, 127.0.0.1:1")
+	require.ErrorContains(t, err, fmt.Sprintf("not to 127.0.0.1:%d", pg.Port))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bound-pw.hosts"), []byte(fmt.Sprintf("127.0.0.1:%d", pg.Port)), 0o600))
+	conn, err = open.Connect(ctx, endpoint("scram", "bound-pw"))
+	require.NoError(t, err, "the bound host gets it")
+	conn.Close(ctx)
 }
