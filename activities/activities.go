@@ -31,6 +31,9 @@ type Activities struct {
 	Client client.Client // to report apply progress to the task's workflow
 	// PrecheckOptions tune the precheck (tests shorten the long-transaction age).
 	PrecheckOptions precheck.Options
+	// EncryptedPayloads: the worker seals payloads (temporalx.Encryption); search attributes,
+	// readable to whoever can list workflows, are then not published.
+	EncryptedPayloads bool
 
 	// snapshots holds, per task, the connection that exported the task's snapshot. It lives on the
 	// worker that created it; a Temporal session keeps the holder activity on the same worker.

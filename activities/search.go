@@ -15,6 +15,11 @@ func (a *Activities) SearchAttributesAvailable(ctx context.Context, names []stri
 	if a.Client == nil {
 		return false, nil
 	}
+	// With payloads encrypted, search attributes (readable to anyone who can list workflows)
+	// would show the servers: none are published.
+	if a.EncryptedPayloads {
+		return false, nil
+	}
 	resp, err := a.Client.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{
 		Namespace: activity.GetInfo(ctx).WorkflowNamespace,
 	})

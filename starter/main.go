@@ -53,7 +53,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	}
 	root.SetOut(out)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(startCmd(), statusCmd(), listCmd(),
+	root.AddCommand(startCmd(), statusCmd(), listCmd(), codecServerCmd(),
 		signalCmd("pause", workflows.SignalPause, "Stop writing to the destination; the slot is kept"),
 		signalCmd("resume", workflows.SignalResume, "Resume a paused or failed task where it stopped"),
 		releaseCmd(),
@@ -88,6 +88,9 @@ func withClient(run func(cmd *cobra.Command, c client.Client, args []string) err
 }
 
 func dial() (client.Client, error) {
+	if _, err := temporalx.Encryption(); err != nil {
+		return nil, err
+	}
 	c, err := client.Dial(client.Options{HostPort: temporalx.Address(), Namespace: temporalx.Namespace(), Logger: quietLogger{},
 		DataConverter: temporalx.DataConverter()})
 	if err != nil {

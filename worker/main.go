@@ -58,6 +58,10 @@ func run() error {
 	}
 	defer log.Sync() //nolint:errcheck
 
+	enc, err := temporalx.Encryption()
+	if err != nil {
+		return err
+	}
 	c, err := client.Dial(client.Options{
 		HostPort:  temporalx.Address(),
 		Namespace: temporalx.Namespace(),
@@ -72,7 +76,7 @@ func run() error {
 	ensureSearchAttributes(c, log)
 	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
 	workflows.Register(w)
-	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{}, Log: log, Client: c})
+	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{}, Log: log, Client: c, EncryptedPayloads: enc != nil})
 	log.Info("skein-worker started", zap.String("temporal", temporalx.Address()), zap.String("task_queue", workflows.TaskQueue))
 	return w.Run(worker.InterruptCh())
 }

@@ -35,7 +35,7 @@ func (w *task) publishSearchAttributes(ctx workflow.Context) {
 	})
 	var ok bool
 	if err := workflow.ExecuteLocalActivity(lctx, acts.SearchAttributesAvailable, SearchAttributeNames).Get(ctx, &ok); err != nil || !ok {
-		workflow.GetLogger(ctx).Warn("search attributes SkeinPhase, SkeinSource, SkeinDestination are not registered: not published")
+		workflow.GetLogger(ctx).Warn("search attributes SkeinPhase, SkeinSource, SkeinDestination are not registered (or payloads are encrypted): not published")
 		return
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx,

@@ -12,9 +12,26 @@ const CompressAbove = 64 << 10
 // SDK's default, with payloads above CompressAbove compressed (zlib). A task over thousands of
 // tables has table lists, load plans and status answers of megabytes that compress about tenfold,
 // which keeps them under Temporal's payload limit (2 MB) and its history far from its size limit;
-// payloads of ordinary tasks stay plain JSON, readable in the Temporal UI and CLI.
+// payloads of ordinary tasks stay plain JSON, readable in the Temporal UI and CLI. With payload
+// encryption configured (Encryption), every payload is then sealed; call Encryption first to see
+// a configuration error.
 func DataConverter() converter.DataConverter {
-	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), largePayloadCodec{})
+	enc, _ := Encryption()
+	return DataConverterWith(enc)
+}
+
+// DataConverterWith is DataConverter with the encryption codec enc (nil: none).
+func DataConverterWith(enc *EncryptionCodec) converter.DataConverter {
+	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), Codecs(enc)...)
+}
+
+// Codecs are the payload codecs of DataConverterWith, for a codec server: compression, then
+// encryption (encrypted data does not compress).
+func Codecs(enc *EncryptionCodec) []converter.PayloadCodec {
+	if enc == nil {
+		return []converter.PayloadCodec{largePayloadCodec{}}
+	}
+	return []converter.PayloadCodec{enc, largePayloadCodec{}}
 }
 
 // largePayloadCodec compresses payloads above CompressAbove and decodes compressed ones.

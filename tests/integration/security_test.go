@@ -11,16 +11,21 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/secrets"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/temporalx"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -30,7 +35,6 @@ import (
 // from a secret, carries a token that is in none of them either.
 func TestRowValuesAndWebhookTokensStayOut(t *testing.T) {
 	const marker, token = "SSN-MARKER-123-45-6789", "TOKEN-MARKER-s3cr3t"
-	ctx := context.Background()
 	hook := newWebhook(t)
 	srcPG, dstPG, src, dst := clusterPair(t, true, "people", `
 CREATE SCHEMA hr;
@@ -73,15 +77,7 @@ INSERT INTO hr.people VALUES (1, 'ordinary');`)
 	require.NoError(t, err)
 
 	// Everything an operator (or an attacker with namespace access) reads.
-	var history strings.Builder
-	iter := c.GetWorkflowHistory(ctx, run.GetID(), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for iter.HasNext() {
-		e, err := iter.Next()
-		require.NoError(t, err)
-		b, err := protojson.Marshal(e)
-		require.NoError(t, err)
-		history.Write(b)
-	}
+	history := historyText(t, c, run.GetID(), temporalx.DataConverter())
 	statusJSON, err := json.Marshal(status(t, c, run.GetID()))
 	require.NoError(t, err)
 	var logText strings.Builder
@@ -92,9 +88,112 @@ INSERT INTO hr.people VALUES (1, 'ordinary');`)
 		}
 		logText.WriteString("\n")
 	}
-	require.Contains(t, history.String(), "ssn_not_marked", "the history holds the failure")
-	for name, text := range map[string]string{"history": history.String(), "status": string(statusJSON), "worker log": logText.String(), "webhook body": string(body)} {
+	require.Contains(t, history, "ssn_not_marked", "the history holds the failure")
+	require.Contains(t, history, `"webhook_url_secret":"hook"`, "payloads are read: the spec is there")
+	for name, text := range map[string]string{"history": history, "status": string(statusJSON), "worker log": logText.String(), "webhook body": string(body)} {
 		require.NotContains(t, text, marker, "the row's value in the %s", name)
 		require.NotContains(t, text, token, "the webhook token in the %s", name)
 	}
+}
+
+// TestEncryptedPayloads: with payload encryption on (the worker's and the client's converter),
+// the history holds nothing readable of the spec (hosts, databases, users) and no search
+// attribute names a server, while status through the same converter reads as usual.
+func TestEncryptedPayloads(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "payload-key"), []byte(strings.Repeat("5a", 32)), 0o600))
+	enc, err := temporalx.EncryptionFrom(secrets.Resolver{Dir: dir}, func(k string) string {
+		return map[string]string{"SKEIN_PAYLOAD_KEY": "payload-key"}[k]
+	})
+	require.NoError(t, err)
+	c, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Namespace: "default",
+		Logger: temporalx.NewZapLogger(zap.NewNop()), DataConverter: temporalx.DataConverterWith(enc)})
+	require.NoError(t, err)
+	defer c.Close()
+	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
+	workflows.Register(w)
+	w.RegisterActivity(&activities.Activities{Log: zap.NewNop(), Client: c, EncryptedPayloads: true})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+
+	srcPG, dstPG, src, dst := clusterPair(t, true, "sealed_source_db", `CREATE SCHEMA vault; CREATE TABLE vault.t (id int PRIMARY KEY, v text); INSERT INTO vault.t VALUES (1, 'a');`)
+	s := spec.Spec{Name: "it-sealed", Source: srcPG.Endpoint("sealed_source_db"), Destination: dstPG.Endpoint("target"),
+		Objects: []spec.Object{{Schema: "vault", To: "sealed_dest_schema"}}}
+	run := startTask(t, c, s, nil)
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	mustExec(t, src, `INSERT INTO vault.t VALUES (2, 'b')`)
+	eventually(t, time.Minute, func() error {
+		return compareAll(ctx, src, dst, []tableCheck{tableOf("vault", "t", "sealed_dest_schema", "t", "id", "v")})
+	})
+
+	history := historyText(t, devServer.Client(), run.GetID(), temporalx.DataConverter())
+	require.Contains(t, history, temporalx.EncodingEncrypted, "payloads are sealed")
+	require.Contains(t, history, "it-sealed", "the task's id stays readable")
+	for _, secret := range []string{"sealed_source_db", "sealed_dest_schema", fmt.Sprintf(`"port":%d`, srcPG.Port), `"user":"postgres"`} {
+		require.NotContains(t, history, secret)
+	}
+	// The same history read through the codec holds them: the check above can fail.
+	require.Contains(t, historyText(t, c, run.GetID(), temporalx.DataConverterWith(enc)), "sealed_source_db")
+	desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), "")
+	require.NoError(t, err)
+	for name := range desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields() {
+		require.NotContains(t, []string{"SkeinSource", "SkeinDestination"}, name, "no search attribute names a server")
+	}
+}
+
+// historyText is a workflow's history as JSON followed by the text of every payload in it, as
+// the client's converter decodes it (encrypted ones stay sealed without the codec).
+func historyText(t *testing.T, c client.Client, id string, dc converter.DataConverter) string {
+	t.Helper()
+	ctx := context.Background()
+	var out strings.Builder
+	iter := c.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var payloads []*commonpb.Payload
+	for iter.HasNext() {
+		e, err := iter.Next()
+		require.NoError(t, err)
+		b, err := protojson.Marshal(e)
+		require.NoError(t, err)
+		out.Write(b)
+		out.WriteString("\n")
+		payloads = append(payloads, collectPayloads(e.ProtoReflect())...)
+	}
+	for _, p := range payloads {
+		out.WriteString(string(p.GetMetadata()["encoding"]) + " ")
+		var v any
+		if err := dc.FromPayload(p, &v); err == nil {
+			b, _ := json.Marshal(v)
+			out.Write(b)
+		} else {
+			out.Write(p.GetData())
+		}
+		out.WriteString("\n")
+	}
+	return out.String()
+}
+
+// collectPayloads finds every Payload message inside m.
+func collectPayloads(m protoreflect.Message) []*commonpb.Payload {
+	if p, ok := m.Interface().(*commonpb.Payload); ok {
+		return []*commonpb.Payload{p}
+	}
+	var out []*commonpb.Payload
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			for i := 0; i < v.List().Len(); i++ {
+				out = append(out, collectPayloads(v.List().Get(i).Message())...)
+			}
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				out = append(out, collectPayloads(mv.Message())...)
+				return true
+			})
+		case fd.Message() != nil && !fd.IsList() && !fd.IsMap():
+			out = append(out, collectPayloads(v.Message())...)
+		}
+		return true
+	})
+	return out
 }
