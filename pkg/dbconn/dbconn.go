@@ -170,6 +170,15 @@ func (o Opener) tlsConfig(ep spec.Endpoint) (*tls.Config, error) {
 		if err != nil {
 			return nil, err
 		}
+		if t.KeyPasswordSecret != "" {
+			password, err := o.Secrets.Resolve(t.KeyPasswordSecret)
+			if err != nil {
+				return nil, err
+			}
+			if keyPEM, err = decryptKey(keyPEM, password); err != nil {
+				return nil, errclass.Permanent(fmt.Errorf("secrets %q and %q (tls.key_secret, tls.key_password_secret): %w", t.KeySecret, t.KeyPasswordSecret, err))
+			}
+		}
 		pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
 		if err != nil {
 			// The error names no key material.

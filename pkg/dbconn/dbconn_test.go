@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -71,9 +72,28 @@ func TestTLSModes(t *testing.T) {
 		Files:    map[string][]byte{"server.crt": server.pem, "server.key": server.kpem, "ca.crt": ca.pem},
 	})
 	dir := t.TempDir()
-	for name, content := range map[string][]byte{"ca": ca.pem, "other-ca": other.pem, "client-cert": client.pem, "client-key": client.kpem, "garbage": []byte("not pem")} {
+	for name, content := range map[string][]byte{"ca": ca.pem, "other-ca": other.pem, "client-cert": client.pem, "client-key": client.kpem, "garbage": []byte("not pem"),
+		"key-pw": []byte("s3cret pass\n"), "wrong-pw": []byte("nope")} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), content, 0o600))
 	}
+	// Encrypted copies of the client key, as openssl writes them: PKCS#8 with PBES2 (AES-256-CBC,
+	// PBKDF2 with HMAC-SHA256; and AES-128 with HMAC-SHA1), and the legacy PEM encryption.
+	encrypted := map[string][]string{
+		"client-key-pkcs8":      {"pkcs8", "-topk8", "-v2", "aes-256-cbc"},
+		"client-key-pkcs8-sha1": {"pkcs8", "-topk8", "-v2", "aes-128-cbc", "-v2prf", "hmacWithSHA1"},
+		"client-key-legacy":     {"ec", "-aes256"},
+	}
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Fatalf("openssl is needed to write encrypted keys: %v", err)
+	}
+	for name, args := range encrypted {
+		args = append(args, "-in", filepath.Join(dir, "client-key"), "-out", filepath.Join(dir, name), "-passout", "pass:s3cret pass")
+		out, err := exec.Command("openssl", args...).CombinedOutput()
+		require.NoError(t, err, string(out))
+	}
+	legacy, err := os.ReadFile(filepath.Join(dir, "client-key-legacy"))
+	require.NoError(t, err)
+	require.Contains(t, string(legacy), "Proc-Type: 4,ENCRYPTED", "the legacy format")
 	open := dbconn.Opener{Secrets: secrets.Resolver{Dir: dir, Getenv: func(string) string { return "" }}, ConnectTimeout: 5 * time.Second}
 
 	tests := []struct {
@@ -93,6 +113,16 @@ func TestTLSModes(t *testing.T) {
 		{name: "verify-full checks the host name", host: "localhost", tls: spec.TLS{Mode: "verify-full", CASecret: "ca"}, wantError: "localhost"},
 		{name: "client certificate", tls: spec.TLS{Mode: "verify-full", CASecret: "ca", CertSecret: "client-cert", KeySecret: "client-key"},
 			wantSSL: true, clientDN: "CN=skein-client"},
+		{name: "client certificate with an encrypted PKCS#8 key", tls: spec.TLS{Mode: "verify-full", CASecret: "ca", CertSecret: "client-cert", KeySecret: "client-key-pkcs8", KeyPasswordSecret: "key-pw"},
+			wantSSL: true, clientDN: "CN=skein-client"},
+		{name: "client certificate with an encrypted PKCS#8 key (SHA-1, AES-128)", tls: spec.TLS{Mode: "verify-full", CASecret: "ca", CertSecret: "client-cert", KeySecret: "client-key-pkcs8-sha1", KeyPasswordSecret: "key-pw"},
+			wantSSL: true, clientDN: "CN=skein-client"},
+		{name: "client certificate with a legacy encrypted key", tls: spec.TLS{Mode: "verify-full", CASecret: "ca", CertSecret: "client-cert", KeySecret: "client-key-legacy", KeyPasswordSecret: "key-pw"},
+			wantSSL: true, clientDN: "CN=skein-client"},
+		{name: "an encrypted key with the wrong password", tls: spec.TLS{Mode: "verify-full", CASecret: "ca", CertSecret: "client-cert", KeySecret: "client-key-pkcs8", KeyPasswordSecret: "wrong-pw"},
+			wantError: `secrets "client-key-pkcs8" and "wrong-pw" (tls.key_secret, tls.key_password_secret)`},
+		{name: "an encrypted key without its password", tls: spec.TLS{Mode: "verify-full", CASecret: "ca", CertSecret: "client-cert", KeySecret: "client-key-pkcs8"},
+			wantError: "client-key-pkcs8"},
 		{name: "a CA secret without a certificate", tls: spec.TLS{Mode: "verify-ca", CASecret: "garbage"}, wantError: `secret "garbage" (tls.ca_secret): no PEM certificate`},
 		{name: "a missing secret", tls: spec.TLS{Mode: "verify-ca", CASecret: "nope"}, wantError: `secret "nope"`},
 	}

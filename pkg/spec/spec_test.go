@@ -112,9 +112,9 @@ func TestParseRejectsBadInput(t *testing.T) {
 		{"tls client cert needs its key", func(s string) string {
 			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: require, cert_secret: c}\n", 1)
 		}, []string{"source.tls.cert_secret"}},
-		{"tls encrypted keys not built yet", func(s string) string {
+		{"a key password without the key", func(s string) string {
 			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: require, key_password_secret: k}\n", 1)
-		}, []string{"source.tls.key_password_secret: not supported yet"}},
+		}, []string{"source.tls.key_password_secret: names the password of an encrypted client key: set key_secret"}},
 		{"tls bad mode", func(s string) string {
 			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: prefer}\n", 1)
 		}, []string{`source.tls.mode: "prefer"`}},

@@ -174,13 +174,13 @@ func validateEndpoint(errs *Errors, field string, ep Endpoint) {
 	if (t.CertSecret == "") != (t.KeySecret == "") {
 		errs.add(field+".tls.cert_secret", "cert_secret and key_secret go together (client certificate and its key)")
 	}
-	for name, v := range map[string]string{"ca_secret": t.CASecret, "cert_secret": t.CertSecret, "key_secret": t.KeySecret} {
+	for name, v := range map[string]string{"ca_secret": t.CASecret, "cert_secret": t.CertSecret, "key_secret": t.KeySecret, "key_password_secret": t.KeyPasswordSecret} {
 		if v != "" && !secretNameRE.MatchString(v) {
 			errs.add(field+".tls."+name, "%q is not a secret name (letters, digits, _ . -)", v)
 		}
 	}
-	if t.KeyPasswordSecret != "" {
-		errs.notSupported(field + ".tls.key_password_secret")
+	if t.KeyPasswordSecret != "" && t.KeySecret == "" {
+		errs.add(field+".tls.key_password_secret", "names the password of an encrypted client key: set key_secret (and cert_secret) too")
 	}
 }
 
