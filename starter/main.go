@@ -91,8 +91,11 @@ func dial() (client.Client, error) {
 	if _, err := temporalx.Encryption(); err != nil {
 		return nil, err
 	}
-	c, err := client.Dial(client.Options{HostPort: temporalx.Address(), Namespace: temporalx.Namespace(), Logger: quietLogger{},
-		DataConverter: temporalx.DataConverter()})
+	conn, err := temporalx.ConnectionFromEnv(nil)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.Dial(conn.Options(client.Options{Logger: quietLogger{}, DataConverter: temporalx.DataConverter()}))
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (set TEMPORAL_ADDRESS): %w", temporalx.Address(), err)
 	}

@@ -62,13 +62,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	c, err := client.Dial(client.Options{
-		HostPort:  temporalx.Address(),
-		Namespace: temporalx.Namespace(),
-		Logger:    temporalx.NewZapLogger(log),
+	conn, err := temporalx.ConnectionFromEnv(nil)
+	if err != nil {
+		return err
+	}
+	c, err := client.Dial(conn.Options(client.Options{
+		Logger: temporalx.NewZapLogger(log),
 		// Large payloads (table lists of big databases) compressed: same converter as the CLI's.
 		DataConverter: temporalx.DataConverter(),
-	})
+	}))
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s: %w", temporalx.Address(), err)
 	}

@@ -2,14 +2,9 @@ package dbconn_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -26,53 +21,19 @@ import (
 	"github.com/skein-dts/skein/pkg/testharness"
 )
 
-type keyPair struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-	kpem []byte
-}
-
-func issue(t *testing.T, tmpl *x509.Certificate, parent *keyPair) *keyPair {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
-	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-	signer, signerKey := tmpl, key
-	if parent != nil {
-		signer, signerKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	kder, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	return &keyPair{cert: cert, key: key,
-		pem:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		kpem: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})}
-}
-
-func newCA(t *testing.T, name string) *keyPair {
-	return issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: name}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}, nil)
-}
-
 // TestTLSModes connects to a server with TLS in every mode, with libpq's meaning of each.
 func TestTLSModes(t *testing.T) {
-	ca := newCA(t, "skein test CA")
-	other := newCA(t, "some other CA")
-	server := issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "db"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	ca := testharness.NewCA(t, "skein test CA")
+	other := testharness.NewCA(t, "some other CA")
+	server := testharness.Issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "db"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}, ca)
-	client := issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "skein-client"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}, ca)
+	client := testharness.ClientCert(t, ca, "skein-client")
 	pg := testharness.NewPostgres(t, testharness.PostgresOptions{
 		Settings: []string{"ssl = on", "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'", "ssl_ca_file = 'ca.crt'"},
-		Files:    map[string][]byte{"server.crt": server.pem, "server.key": server.kpem, "ca.crt": ca.pem},
+		Files:    map[string][]byte{"server.crt": server.PEM, "server.key": server.KeyPEM, "ca.crt": ca.PEM},
 	})
 	dir := t.TempDir()
-	for name, content := range map[string][]byte{"ca": ca.pem, "other-ca": other.pem, "client-cert": client.pem, "client-key": client.kpem, "garbage": []byte("not pem"),
+	for name, content := range map[string][]byte{"ca": ca.PEM, "other-ca": other.PEM, "client-cert": client.PEM, "client-key": client.KeyPEM, "garbage": []byte("not pem"),
 		"key-pw": []byte("s3cret pass\n"), "wrong-pw": []byte("nope")} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), content, 0o600))
 	}

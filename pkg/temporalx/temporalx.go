@@ -11,18 +11,14 @@ import (
 
 // Address is TEMPORAL_ADDRESS, default localhost:7233.
 func Address() string {
-	if a := os.Getenv("TEMPORAL_ADDRESS"); a != "" {
-		return a
-	}
-	return "localhost:7233"
+	c, _ := ConnectionFromEnv(os.Getenv)
+	return c.HostPort
 }
 
 // Namespace is TEMPORAL_NAMESPACE, default "default".
 func Namespace() string {
-	if n := os.Getenv("TEMPORAL_NAMESPACE"); n != "" {
-		return n
-	}
-	return "default"
+	c, _ := ConnectionFromEnv(os.Getenv)
+	return c.Namespace
 }
 
 // zapLogger adapts zap to the SDK's logger interface.
