@@ -2,6 +2,10 @@
 // connects to the databases and the only one that holds secrets.
 //
 // Environment: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE (default "default"),
+// TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY, TEMPORAL_TLS_CA, TEMPORAL_TLS_SERVER_NAME, TEMPORAL_API_KEY
+// (a TLS-protected cluster, Temporal Cloud), SKEIN_METRICS_ADDR (Prometheus /metrics, /healthz,
+// /readyz; default :9464, "off" for none), SKEIN_MAX_ACTIVITIES, SKEIN_STOP_TIMEOUT (tuning),
+// SKEIN_PAYLOAD_KEY (payload encryption),
 // SKEIN_SECRETS_DIR and SKEIN_SECRET_<NAME> (secrets), SKEIN_LOG_LEVEL (debug|info|warn|error),
 // SKEIN_SPOOL_DIR (large streamed transactions), GOMEMLIMIT (the Go runtime's soft memory limit,
 // default 256MiB here).
@@ -12,8 +16,10 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
@@ -23,6 +29,7 @@ import (
 
 	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/dbconn"
+	"github.com/skein-dts/skein/pkg/metrics"
 	"github.com/skein-dts/skein/pkg/temporalx"
 	"github.com/skein-dts/skein/workflows"
 )
@@ -66,17 +73,35 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
 	c, err := client.Dial(conn.Options(client.Options{
 		Logger: temporalx.NewZapLogger(log),
 		// Large payloads (table lists of big databases) compressed: same converter as the CLI's.
 		DataConverter: temporalx.DataConverter(),
+		// The SDK's metrics and Skein's own (skein_*, from the workflows) for Prometheus.
+		MetricsHandler: metrics.NewHandler(reg),
 	}))
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s: %w", temporalx.Address(), err)
 	}
 	defer c.Close()
 	ensureSearchAttributes(c, log)
-	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
+	if addr := metricsAddr(); addr != "" {
+		srv, err := metrics.Serve(addr, reg, func(ctx context.Context) error {
+			_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("SKEIN_METRICS_ADDR %s: %w", addr, err)
+		}
+		defer srv.Close() //nolint:errcheck
+		log.Info("metrics, /healthz and /readyz served", zap.String("addr", srv.Addr()))
+	}
+	opts, err := workerOptions()
+	if err != nil {
+		return err
+	}
+	w := worker.New(c, workflows.TaskQueue, opts)
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{}, Log: log, Client: c, EncryptedPayloads: enc != nil})
 	log.Info("skein-worker started", zap.String("temporal", temporalx.Address()), zap.String("task_queue", workflows.TaskQueue))
@@ -111,4 +136,41 @@ func ensureSearchAttributes(c client.Client, log *zap.Logger) {
 		return
 	}
 	log.Info("search attributes registered", zap.Int("count", len(missing)))
+}
+
+// metricsAddr is SKEIN_METRICS_ADDR (default :9464); "off" serves nothing.
+func metricsAddr() string {
+	switch a := os.Getenv("SKEIN_METRICS_ADDR"); a {
+	case "":
+		return ":9464"
+	case "off":
+		return ""
+	default:
+		return a
+	}
+}
+
+// workerOptions are the worker's options with the tuning of the environment:
+// SKEIN_MAX_ACTIVITIES (activities run at once: chunk copies, apply runs, schema steps; default
+// 64, for a 2-core machine) and SKEIN_STOP_TIMEOUT (how long a stopping worker, on SIGTERM or
+// SIGINT, lets running activities finish before it cancels them; default 60s).
+func workerOptions() (worker.Options, error) {
+	opts := workflows.WorkerOptions()
+	opts.MaxConcurrentActivityExecutionSize = 64
+	opts.WorkerStopTimeout = time.Minute
+	if v := os.Getenv("SKEIN_MAX_ACTIVITIES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return opts, fmt.Errorf("SKEIN_MAX_ACTIVITIES %q: a positive number", v)
+		}
+		opts.MaxConcurrentActivityExecutionSize = n
+	}
+	if v := os.Getenv("SKEIN_STOP_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return opts, fmt.Errorf("SKEIN_STOP_TIMEOUT %q: a duration such as 60s", v)
+		}
+		opts.WorkerStopTimeout = d
+	}
+	return opts, nil
 }

@@ -187,6 +187,7 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 					ts.RowsCopied += res.Rows
 					ts.BytesCopied += res.Bytes
 					ts.ChunksDone++
+					w.metrics.table(*ts)
 					if ts.ChunksDone == ts.Chunks {
 						ts.State = TableDone
 						if ts.RowsEstimate < ts.RowsCopied {

@@ -60,6 +60,7 @@ type task struct {
 	// tables' changes the stream skips (the helper applied them).
 	modifying, merging, applyRunning bool
 	copying                          int // chunk copy activities running (QueryLoadShare)
+	metrics                          taskMetrics
 	skipBefore                       []activities.SkipBefore
 
 	alerts          []activities.AlertEvent // queued for the sender
@@ -115,6 +116,17 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	}
 
 	w.publishSearchAttributes(ctx)
+	w.metrics = newTaskMetrics(ctx, s.Name)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		shown := ""
+		for {
+			if err := workflow.Await(ctx, func() bool { return w.status.Phase != shown }); err != nil {
+				return
+			}
+			w.metrics.phase(shown, w.status.Phase)
+			shown = w.status.Phase
+		}
+	})
 	if s.Alerts.Enabled() {
 		workflow.Go(ctx, w.sendAlerts)
 	}
@@ -260,14 +272,19 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 	}
 	if d := p.Counts.SchemaChanges - w.runCounts.SchemaChanges; d > 0 {
 		w.status.SchemaChanges.Applied += d
+		w.metrics.schemaChanges("applied", d)
 	}
 	if d := p.Counts.SchemaChangesSkipped - w.runCounts.SchemaChangesSkipped; d > 0 {
 		w.status.SchemaChanges.Skipped += d
+		w.metrics.schemaChanges("skipped", d)
 	}
 	if d := p.NotReplicated - w.runNotReplicated; d > 0 {
 		w.status.SchemaChanges.NotReplicated += int64(d)
 		w.status.SchemaChanges.LastNotReplicated = p.LastNotReplicated
+		w.metrics.schemaChanges("not_replicated", int64(d))
 	}
+	w.metrics.applied(cdc.Counts{Inserts: max(0, p.Counts.Inserts-w.runCounts.Inserts), Updates: max(0, p.Counts.Updates-w.runCounts.Updates),
+		Deletes: max(0, p.Counts.Deletes-w.runCounts.Deletes), Truncates: max(0, p.Counts.Truncates-w.runCounts.Truncates)}, p.LagBytes, p.LagSeconds)
 	w.runNotReplicated = p.NotReplicated
 	w.runCounts = p.Counts
 	if p.LastSchemaChange != "" {
@@ -431,6 +448,7 @@ func (w *task) verifyAfterLoad(ctx workflow.Context, in activities.SchemaInput, 
 				return err
 			}
 			w.status.Verify = results
+			w.metrics.verified(results)
 			var diff []string
 			for _, r := range results {
 				if !r.Equal {
@@ -753,6 +771,7 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		}
 		if err == nil {
 			if attempts > 0 {
+				w.metrics.retry(w.status.Retry.Class, 0)
 				w.status.Retry = RetryState{}
 				w.status.Phase = w.phase
 			}
@@ -779,6 +798,7 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		w.status.LastError = errorText(err)
 		w.status.Retry = RetryState{Class: string(class), Since: streakStart.UTC().Format(time.RFC3339), Attempts: attempts,
 			WindowMinutes: minutes}
+		w.metrics.retry(string(class), attempts)
 		workflow.GetLogger(ctx).Warn("activity failed", "class", class, "attempts", attempts, "error", w.status.LastError)
 		if class == errclass.Fatal || now.Sub(streakStart) >= window {
 			w.status.Phase = PhaseFailed
