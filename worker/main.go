@@ -92,10 +92,12 @@ func run() error {
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("SKEIN_METRICS_ADDR %s: %w", addr, err)
+			// Several workers on one machine share the default port: the first serves it.
+			log.Warn("metrics not served: set SKEIN_METRICS_ADDR to a free address (or off)", zap.String("addr", addr), zap.Error(err))
+		} else {
+			defer srv.Close() //nolint:errcheck
+			log.Info("metrics, /healthz and /readyz served", zap.String("addr", srv.Addr()))
 		}
-		defer srv.Close() //nolint:errcheck
-		log.Info("metrics, /healthz and /readyz served", zap.String("addr", srv.Addr()))
 	}
 	opts, err := workerOptions()
 	if err != nil {
