@@ -81,10 +81,13 @@ func (r *chaosRig) killWorker(i int) {
 }
 
 // holder is the index of the worker process running the snapshot holder, or -1.
-func (r *chaosRig) holder() int {
+func (r *chaosRig) holder() int { return holderOf(r.c, r.task, r.workers) }
+
+// holderOf is the index among workers of the process running task's snapshot holder, or -1.
+func holderOf(c client.Client, task string, workers []*workerProcess) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	d, err := r.c.DescribeWorkflowExecution(ctx, r.task, "")
+	d, err := c.DescribeWorkflowExecution(ctx, task, "")
 	if err != nil {
 		return -1
 	}
@@ -93,7 +96,7 @@ func (r *chaosRig) holder() int {
 			continue
 		}
 		pid, _, _ := strings.Cut(pa.LastWorkerIdentity, "@")
-		for i, w := range r.workers {
+		for i, w := range workers {
 			if strconv.Itoa(w.cmd.Process.Pid) == pid {
 				return i
 			}

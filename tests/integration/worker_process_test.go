@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/skein-dts/skein/pkg/spec"
@@ -316,4 +317,51 @@ INSERT INTO shop.blobs SELECT i, repeat(md5(i::text), %d * 1024 * 1024 / 32) FRO
 	peak := w.peakRSS(t)
 	t.Logf("worker peak RSS after the load %d MiB, after the update %d MiB (table %d MB)", loadPeak>>20, peak>>20, valueMB*rows)
 	require.Less(t, loadPeak, int64(valueMB*rows/2)<<20, "the load held rows in memory")
+}
+
+// TestThreeWorkers runs a task on three worker processes: the load's chunks spread over them, the
+// snapshot holder stays on one; killing another worker while chunks copy loses nothing (its
+// chunks are copied again elsewhere, once), and the destination ends equal to the source.
+func TestThreeWorkers(t *testing.T) {
+	ctx := context.Background()
+	p := startProcessTask(t, "it-three", `CREATE TABLE shop.wide (id int PRIMARY KEY, pad text);
+INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 150000) i; ANALYZE shop.wide`, "wide", func(s *spec.Spec) {
+		s.FullLoad = spec.FullLoad{Parallelism: 6, ChunkMB: 1}
+		s.Throttle.Full.RowsPerSecond = 40000
+	}, "SKEIN_METRICS_ADDR=off")
+	workers := []*workerProcess{p.first, p.another(t, "SKEIN_METRICS_ADDR=off"), p.another(t, "SKEIN_METRICS_ADDR=off")}
+	// Once chunks copy, kill a worker that does not hold the snapshot.
+	var killed int
+	eventually(t, 2*time.Minute, func() error {
+		st := status(t, p.c, p.run.GetID())
+		if done := findTable(st, "shop.wide").ChunksDone; done < 2 {
+			return fmt.Errorf("%d chunks of shop.wide done", done)
+		}
+		holder := holderOf(p.c, p.run.GetID(), workers)
+		if holder < 0 {
+			return fmt.Errorf("no snapshot holder yet")
+		}
+		killed = (holder + 1) % len(workers)
+		return nil
+	})
+	workers[killed].kill(t)
+	st := waitPhase(t, p.c, p.run.GetID(), workflows.PhaseIncremental, 5*time.Minute)
+	if st.LastError != "" {
+		require.Contains(t, st.LastError, "Heartbeat timeout", "the only failure: the killed worker's chunk")
+	}
+	require.Zero(t, findTable(st, "shop.wide").Reloads, "the holder lived: nothing loaded again")
+	check := tableOf("shop", "wide", "mart", "wide", "id", "pad")
+	require.NoError(t, compareAll(ctx, p.src, p.dst, append([]tableCheck{check}, shopChecks...)))
+
+	// The chunks ran on more than one worker.
+	identities := map[string]bool{}
+	iter := p.c.GetWorkflowHistory(ctx, p.run.GetID(), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		e, err := iter.Next()
+		require.NoError(t, err)
+		if a := e.GetActivityTaskStartedEventAttributes(); a != nil {
+			identities[a.GetIdentity()] = true
+		}
+	}
+	require.GreaterOrEqual(t, len(identities), 2, "activities ran on %v", identities)
 }
