@@ -37,14 +37,7 @@ func (r Resolver) Resolve(name string) (string, error) {
 	if !nameRE.MatchString(name) || name == "." || name == ".." {
 		return "", fmt.Errorf("secret %q: not a valid secret name", name)
 	}
-	getenv := r.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	dir := r.Dir
-	if dir == "" {
-		dir = getenv("SKEIN_SECRETS_DIR")
-	}
+	getenv, dir := r.where()
 	if dir != "" {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err == nil {
@@ -90,16 +83,22 @@ func (r Resolver) ResolveFor(name, host string, port int) (string, error) {
 		name, strings.Join(allowed, ", "), HostsSuffix, target, ErrNotAllowed)
 }
 
-// hosts reads the hosts a secret is bound to.
-func (r Resolver) hosts(name string) (list []string, bound bool, err error) {
-	getenv := r.Getenv
+// where returns the environment lookup and the secrets directory.
+func (r Resolver) where() (getenv func(string) string, dir string) {
+	getenv = r.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	dir := r.Dir
+	dir = r.Dir
 	if dir == "" {
 		dir = getenv("SKEIN_SECRETS_DIR")
 	}
+	return getenv, dir
+}
+
+// hosts reads the hosts a secret is bound to.
+func (r Resolver) hosts(name string) (list []string, bound bool, err error) {
+	getenv, dir := r.where()
 	var text string
 	if dir != "" {
 		b, err := os.ReadFile(filepath.Join(dir, name+HostsSuffix))
