@@ -152,6 +152,9 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 	if err != nil {
 		return errclass.Permanent(err)
 	}
+	if ev.CaptureError != "" {
+		return errclass.Permanent(fmt.Errorf("a schema change on the source could not be captured (%s): %s; the source ran: %s", ev.Tag, ev.CaptureError, auditText(ev.Query)))
+	}
 	m := schemaMapper{a}
 	tablesBefore := maps.Clone(a.tables)
 	fail := func(err error) error {

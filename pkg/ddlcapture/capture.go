@@ -145,6 +145,9 @@ type Event struct {
 	// Others are the other objects it created or altered (views, functions, types...), which
 	// Skein does not replicate while streaming: the stream reports them.
 	Others []Other `json:"others"`
+	// CaptureError is set when the capture function failed on this command: the change is not
+	// known, and the stream stops with the reason.
+	CaptureError string `json:"capture_error,omitempty"`
 }
 
 // Other is an object of a kind Skein does not replicate while streaming.
@@ -419,4 +422,9 @@ BEGIN
   ev := pg_catalog.jsonb_build_object('tag', TG_TAG, 'query', pg_catalog.current_query(),
     'tables', tables, 'indexes', indexes, 'dropped', dropped, 'sequences', sequences, 'others', others);
   PERFORM pg_catalog.pg_logical_emit_message(true, %[2]s, ev::pg_catalog.text);
+EXCEPTION WHEN OTHERS THEN
+  -- The user's DDL never fails because of Skein; the stream stops at this event instead, with
+  -- the reason, rather than miss the change.
+  PERFORM pg_catalog.pg_logical_emit_message(true, %[2]s, pg_catalog.jsonb_build_object('tag', TG_TAG,
+    'query', pg_catalog.current_query(), 'capture_error', SQLERRM)::pg_catalog.text);
 END`

@@ -34,6 +34,8 @@ func TestCaptureWritesEvents(t *testing.T) {
 			require.NoError(t, err, q)
 		}
 	}
+	// Commits flush the WAL, so that the slot reads them at once (the test clusters commit asynchronously).
+	exec(`SET synchronous_commit = on`)
 	exec(`CREATE SCHEMA app`, `CREATE TABLE app.t (id int PRIMARY KEY, a text)`, `CREATE PUBLICATION skein_x FOR TABLE app.t`,
 		`SELECT pg_create_logical_replication_slot('probe', 'test_decoding')`)
 	sel := ddlcapture.Selection{Publication: "skein_x", Schemas: []string{"app"}, Excluded: map[string][]string{"app": {"skip_me"}}}
@@ -84,6 +86,19 @@ func TestCaptureWritesEvents(t *testing.T) {
 	published, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
 	require.Equal(t, []string{"fresh", "t"}, published, "a table created in a whole schema joins the publication; an excluded one does not")
+
+	// A capture that fails (here: its publication is gone) never fails the user's DDL: the event
+	// says what went wrong instead, for the stream to stop on.
+	exec(`DROP PUBLICATION skein_x`, `CREATE TABLE app.after_drop (id int)`)
+	rows, err = conn.Query(ctx, `SELECT data FROM pg_logical_slot_get_changes('probe', NULL, NULL) WHERE data LIKE 'message:%'`)
+	require.NoError(t, err)
+	msgs, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	ev, err := ddlcapture.ParseEvent([]byte(msgs[0][strings.Index(msgs[0], "content:")+len("content:"):]))
+	require.NoError(t, err)
+	require.Equal(t, "CREATE TABLE", ev.Tag)
+	require.Contains(t, ev.CaptureError, "skein_x")
 
 	installed, err := ddlcapture.Installed(ctx, conn)
 	require.NoError(t, err)
