@@ -269,3 +269,31 @@ func TestRunEndsBetweenTransactions(t *testing.T) {
 	}
 	require.Equal(t, 1, runs, "the first run applies the transaction")
 }
+
+// TestSilentSourceFailsTheStream: a network that stops forwarding without a reset (the
+// connection stays open, nothing arrives) ends the stream with a connection error once the
+// source leaves a reply request unanswered past SilenceLimit, instead of waiting for ever.
+func TestSilentSourceFailsTheStream(t *testing.T) {
+	ctx := context.Background()
+	p, src, dst := setup(t, `CREATE TABLE public.q (id int PRIMARY KEY);`)
+	p.createAndLoad(t, src, dst)
+	proxy, err := testharness.NewProxyTo(p.src.Port)
+	require.NoError(t, err)
+	defer proxy.Close()
+	p.s.Source.Port = proxy.Port
+	exec(t, src, `INSERT INTO public.q VALUES (1)`)
+	done, cancel, closeConns := p.startStream(t, func(o *cdc.StreamOptions) { o.SilenceLimit = 2 * time.Second })
+	defer closeConns()
+	defer cancel()
+	waitEqual(t, func() error { return compare(ctx, src, dst, "q", []string{"id"}) })
+	proxy.Stall(testharness.ToClient, time.Minute)
+	started := time.Now()
+	select {
+	case err := <-done:
+		require.Equal(t, errclass.Connection, errclass.Of(err), "%v", err)
+		require.ErrorContains(t, err, "has not answered")
+		require.Less(t, time.Since(started), 20*time.Second)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stream waits on a silent source")
+	}
+}

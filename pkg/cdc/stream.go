@@ -29,6 +29,9 @@ type StreamOptions struct {
 	Tables      []spec.TableMap
 	// StatusInterval is how often the source is told the flushed position (default 5s).
 	StatusInterval time.Duration
+	// SilenceLimit is how long the source may leave a status message that asks for a reply
+	// unanswered before the stream fails with a connection error (default 2 minutes).
+	SilenceLimit time.Duration
 	// BatchWindow is how long a destination transaction may stay open to group source
 	// transactions that arrive back to back (default 100ms).
 	BatchWindow time.Duration
@@ -107,6 +110,9 @@ type Progress struct {
 func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts StreamOptions) error {
 	if opts.StatusInterval == 0 {
 		opts.StatusInterval = 5 * time.Second
+	}
+	if opts.SilenceLimit == 0 {
+		opts.SilenceLimit = 2 * time.Minute
 	}
 	if opts.BatchWindow == 0 {
 		opts.BatchWindow = 100 * time.Millisecond
@@ -244,6 +250,7 @@ type stream struct {
 	pendingCounts     Counts
 	nextStatus        time.Time
 	readDeadline      time.Time // set on the replication connection
+	replyDue          time.Time // the source must have answered a reply request by then; zero: answered
 
 	proto     int               // pgoutput protocol version
 	inStream  bool              // between StreamStart and StreamStop
@@ -349,8 +356,17 @@ func (s *stream) run() error {
 			}
 		}
 		raw, err := s.receive(deadline)
+		if err == nil {
+			s.replyDue = time.Time{} // the source answers
+		}
 		if err != nil {
 			if pgconn.Timeout(err) && s.ctx.Err() == nil {
+				if !s.replyDue.IsZero() && time.Now().After(s.replyDue) {
+					// A network that drops everything without a reset leaves the connection open
+					// and silent: without this, the stream would wait for ever.
+					return fmt.Errorf("slot %s: the source has not answered for %s (the network to it is down or stalled): %w",
+						s.opts.Slot, s.opts.SilenceLimit, os.ErrDeadlineExceeded)
+				}
 				if s.txOpen && !s.inSourceTx && !time.Now().Before(s.commitDue()) {
 					if err := s.commit(s.ctx); err != nil {
 						return err
@@ -678,11 +694,17 @@ func (s *stream) commit(ctx context.Context) error {
 }
 
 func (s *stream) sendStatus() error {
+	// The source answers a status that asks for a reply at once: silence past SilenceLimit
+	// means the connection is gone.
 	err := pglogrepl.SendStandbyStatusUpdate(s.ctx, s.repl, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: s.prog.FlushedLSN,
 		WALFlushPosition: s.prog.FlushedLSN,
 		WALApplyPosition: s.prog.FlushedLSN,
+		ReplyRequested:   true,
 	})
+	if s.replyDue.IsZero() {
+		s.replyDue = time.Now().Add(s.opts.SilenceLimit)
+	}
 	if err != nil {
 		return fmt.Errorf("send standby status to slot %s: %w", s.opts.Slot, err)
 	}
