@@ -346,10 +346,15 @@ DECLARE
   sequences pg_catalog.jsonb := '[]';
   t pg_catalog.jsonb;
   tab_oid pg_catalog.oid;
+  capture_error text;
 BEGIN
   IF pg_catalog.current_setting(%[1]s, true) = 'off' THEN
     RETURN;
   END IF;
+  -- What could fail runs in a block of its own: the user's DDL never fails because of Skein.
+  -- The message is written outside it (a subtransaction's message would be decoded after the
+  -- rows the command's transaction writes next).
+  BEGIN
   IF TG_EVENT = 'sql_drop' THEN
     FOR cmd IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects() LOOP
       IF cmd.object_type IN ('table', 'index', 'sequence') AND NOT cmd.is_temporary
@@ -416,15 +421,17 @@ BEGIN
       END IF;
     END LOOP;
   END IF;
-  IF tables = '[]' AND indexes = '[]' AND dropped = '[]' AND sequences = '[]' AND others = '[]' THEN
+  EXCEPTION WHEN OTHERS THEN
+    capture_error := SQLERRM;
+  END;
+  IF capture_error IS NOT NULL THEN
+    -- The stream stops at this event, with the reason, rather than miss the change.
+    ev := pg_catalog.jsonb_build_object('tag', TG_TAG, 'query', pg_catalog.current_query(), 'capture_error', capture_error);
+  ELSIF tables = '[]' AND indexes = '[]' AND dropped = '[]' AND sequences = '[]' AND others = '[]' THEN
     RETURN;
+  ELSE
+    ev := pg_catalog.jsonb_build_object('tag', TG_TAG, 'query', pg_catalog.current_query(),
+      'tables', tables, 'indexes', indexes, 'dropped', dropped, 'sequences', sequences, 'others', others);
   END IF;
-  ev := pg_catalog.jsonb_build_object('tag', TG_TAG, 'query', pg_catalog.current_query(),
-    'tables', tables, 'indexes', indexes, 'dropped', dropped, 'sequences', sequences, 'others', others);
   PERFORM pg_catalog.pg_logical_emit_message(true, %[2]s, ev::pg_catalog.text);
-EXCEPTION WHEN OTHERS THEN
-  -- The user's DDL never fails because of Skein; the stream stops at this event instead, with
-  -- the reason, rather than miss the change.
-  PERFORM pg_catalog.pg_logical_emit_message(true, %[2]s, pg_catalog.jsonb_build_object('tag', TG_TAG,
-    'query', pg_catalog.current_query(), 'capture_error', SQLERRM)::pg_catalog.text);
 END`
