@@ -39,6 +39,15 @@ func renderStatus(w io.Writer, st workflows.Status, all bool) {
 		fmt.Fprintf(w, "applied LSN %s  lag %s / %.1fs  changes: %d inserts, %d updates, %d deletes\n",
 			st.AppliedLSN, humanize.IBytes(uint64(st.LagBytes)), st.LagSeconds, st.Changes.Inserts, st.Changes.Updates, st.Changes.Deletes)
 	}
+	if sc := st.SchemaChanges; sc.Applied+sc.Skipped+sc.NotReplicated > 0 {
+		fmt.Fprintf(w, "schema changes: %d applied, %d skipped, %d not replicated\n", sc.Applied, sc.Skipped, sc.NotReplicated)
+		if sc.Last != "" {
+			fmt.Fprintf(w, "  last applied: %s\n", sc.Last)
+		}
+		if sc.LastNotReplicated != "" {
+			fmt.Fprintf(w, "  last not replicated: %s\n", sc.LastNotReplicated)
+		}
+	}
 	if len(st.Tables) > 0 {
 		fmt.Fprintln(w)
 		tables := st.Tables

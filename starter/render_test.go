@@ -58,3 +58,17 @@ func TestRenderStatusSummarizesManyTables(t *testing.T) {
 		})
 	}
 }
+
+func TestRenderStatusShowsSchemaChanges(t *testing.T) {
+	var b strings.Builder
+	renderStatus(&b, workflows.Status{Task: "t", Phase: workflows.PhaseIncremental, SchemaChanges: workflows.SchemaChanges{
+		Applied: 3, Skipped: 1, NotReplicated: 2, Last: "ALTER TABLE: ALTER TABLE app.a ADD COLUMN c int",
+		LastNotReplicated: "view app.v (CREATE VIEW) is not replicated while streaming"}}, false)
+	out := b.String()
+	require.Contains(t, out, "schema changes: 3 applied, 1 skipped, 2 not replicated")
+	require.Contains(t, out, "last applied: ALTER TABLE: ALTER TABLE app.a ADD COLUMN c int")
+	require.Contains(t, out, "last not replicated: view app.v")
+	b.Reset()
+	renderStatus(&b, workflows.Status{Task: "t", Phase: workflows.PhaseIncremental}, false)
+	require.NotContains(t, b.String(), "schema changes")
+}
