@@ -63,6 +63,7 @@ type applier struct {
 	batchBytes int // size of all batches
 	keyedStmts map[string]*keyedStmt
 	columns    map[spec.QName]map[string]catalog.DestColumn // per destination table, see destColumns
+	identity   map[uint32][]bool                            // per relation, see alwaysIdentity
 	exact      bool
 	prepares   int
 	scratch    []byte
@@ -97,6 +98,7 @@ func newApplier(dest *pgx.Conn, tables []spec.TableMap, log *zap.Logger) *applie
 		batches:    map[uint32]*keyedBatch{},
 		keyedStmts: map[string]*keyedStmt{},
 		columns:    map[spec.QName]map[string]catalog.DestColumn{},
+		identity:   map[uint32][]bool{},
 		skipped:    map[uint32]bool{},
 		seed:       maphash.MakeSeed(),
 		log:        log,

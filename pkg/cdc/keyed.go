@@ -92,6 +92,7 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 	if a.exact || (rel.ReplicaIdentity != 'd' && rel.ReplicaIdentity != 'i') || len(tuple.Columns) != len(rel.Columns) {
 		return false, nil
 	}
+	identity := a.alwaysIdentity(relID, rel, tm, cols)
 	shape := binary.BigEndian.AppendUint32(a.scratch[:0], relID)
 	shape = append(shape, op[0])
 	sets := 0
@@ -106,7 +107,7 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 			shape = append(shape, roleKey)
 		case op == opDelete || c.DataType == pglogrepl.TupleDataTypeToast:
 			shape = append(shape, roleSkip)
-		case cols[tm.DestColumn(rel.Columns[i].Name)].AlwaysIdentity:
+		case identity != nil && identity[i]:
 			if c.DataType != pglogrepl.TupleDataTypeText {
 				return false, nil
 			}
@@ -191,6 +192,26 @@ func (a *applier) batchKeyed(ctx context.Context, relID uint32, rel *pglogrepl.R
 		return true, a.sendBatches(ctx)
 	}
 	return true, nil
+}
+
+// alwaysIdentity tells, by the relation's column index, which columns are GENERATED ALWAYS
+// identity columns on the destination (nil: none), worked out once per relation description:
+// batchKeyed asks for every change.
+func (a *applier) alwaysIdentity(relID uint32, rel *pglogrepl.RelationMessage, tm spec.TableMap, cols map[string]catalog.DestColumn) []bool {
+	if flags, ok := a.identity[relID]; ok {
+		return flags
+	}
+	var flags []bool
+	for i, c := range rel.Columns {
+		if cols[tm.DestColumn(c.Name)].AlwaysIdentity {
+			if flags == nil {
+				flags = make([]bool, len(rel.Columns))
+			}
+			flags[i] = true
+		}
+	}
+	a.identity[relID] = flags
+	return flags
 }
 
 // lastKeyText renders the last key as keyText does.
@@ -333,6 +354,7 @@ func (a *applier) forgetRelation(ctx context.Context, relID uint32, next *pglogr
 			delete(a.keyedStmts, shape)
 		}
 	}
+	delete(a.identity, relID)
 	if rel, ok := a.relations[relID]; ok {
 		if tm, ok := a.tables[spec.QName{Schema: rel.Namespace, Name: rel.RelationName}]; ok {
 			delete(a.columns, tm.Dest)

@@ -319,6 +319,7 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 	clear(a.stmts)
 	clear(a.keyedStmts)
 	clear(a.columns)
+	clear(a.identity)
 	for _, s := range saves {
 		if err := saveState(ctx, a.dest, a.schema.task, s.state, s.rec); err != nil {
 			return err

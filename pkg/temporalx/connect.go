@@ -17,6 +17,12 @@ import (
 // TEMPORAL_TLS_SERVER_NAME, TEMPORAL_TLS (TLS with the system's roots) and TEMPORAL_API_KEY
 // (Temporal Cloud). Each certificate, key, CA and the API key is a file path or the value itself.
 
+// Defaults of TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE.
+const (
+	defaultAddress   = "localhost:7233"
+	defaultNamespace = "default"
+)
+
 // Connection is the part of client.Options the environment sets.
 type Connection struct {
 	HostPort    string
@@ -34,10 +40,10 @@ func ConnectionFromEnv(getenv func(string) string) (Connection, error) {
 	}
 	c := Connection{HostPort: getenv("TEMPORAL_ADDRESS"), Namespace: getenv("TEMPORAL_NAMESPACE")}
 	if c.HostPort == "" {
-		c.HostPort = "localhost:7233"
+		c.HostPort = defaultAddress
 	}
 	if c.Namespace == "" {
-		c.Namespace = "default"
+		c.Namespace = defaultNamespace
 	}
 	certText, err := valueOrFile(getenv("TEMPORAL_TLS_CERT"), "TEMPORAL_TLS_CERT")
 	if err != nil {

@@ -11,14 +11,18 @@ import (
 
 // Address is TEMPORAL_ADDRESS, default localhost:7233.
 func Address() string {
-	c, _ := ConnectionFromEnv(os.Getenv)
-	return c.HostPort
+	if a := os.Getenv("TEMPORAL_ADDRESS"); a != "" {
+		return a
+	}
+	return defaultAddress
 }
 
 // Namespace is TEMPORAL_NAMESPACE, default "default".
 func Namespace() string {
-	c, _ := ConnectionFromEnv(os.Getenv)
-	return c.Namespace
+	if n := os.Getenv("TEMPORAL_NAMESPACE"); n != "" {
+		return n
+	}
+	return defaultNamespace
 }
 
 // zapLogger adapts zap to the SDK's logger interface.
