@@ -57,7 +57,7 @@ func (h *heldSnapshot) close(ctx context.Context) {
 // classify turns err into an ApplicationError whose type is its retry class, so the workflow can
 // apply the right retry window. Messages never contain secrets: connection errors name
 // user@host:port/database only.
-func classify(err error) error {
+func classify(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -71,7 +71,7 @@ func classify(err error) error {
 	class := errclass.Of(err)
 	// Row values stay in the databases: the message goes into the history, status, logs and the
 	// failure webhook.
-	return temporal.NewNonRetryableApplicationError(redact.Text(err), string(class), nil)
+	return temporal.NewNonRetryableApplicationError(redact.TextFor(ctx, err), string(class), nil)
 }
 
 func (a *Activities) logger(ctx context.Context) *zap.Logger {
@@ -157,4 +157,4 @@ func (sd *sides) close(ctx context.Context) {
 
 // classifyDDL classifies an error of a schema step: a SQL error the same statement would get
 // again fails the task at once (errclass.DDL) instead of using up the retry window.
-func classifyDDL(err error) error { return classify(errclass.DDL(err)) }
+func classifyDDL(ctx context.Context, err error) error { return classify(ctx, errclass.DDL(err)) }

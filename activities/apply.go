@@ -107,17 +107,17 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	}
 	repl, err := a.Open.ConnectReplication(ctx, in.Spec.Source)
 	if err != nil {
-		return ApplyProgress{}, classify(err)
+		return ApplyProgress{}, classify(ctx, err)
 	}
 	defer repl.Close(context.WithoutCancel(ctx))
 	dst, err := a.Open.ConnectDestination(ctx, in.Spec.Destination)
 	if err != nil {
-		return ApplyProgress{}, classify(err)
+		return ApplyProgress{}, classify(ctx, err)
 	}
 	lagConn, err := a.Open.Connect(ctx, in.Spec.Source)
 	if err != nil {
 		closeAll(ctx, dst)
-		return ApplyProgress{}, classify(err)
+		return ApplyProgress{}, classify(ctx, err)
 	}
 	defer closeAll(ctx, dst, lagConn)
 
@@ -128,7 +128,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		err = cdc.ClaimPublication(ctx, lagConn, in.Spec.SlotName(), cdc.Owner(in.Spec.Name))
 	}
 	if err != nil {
-		return ApplyProgress{}, classify(err)
+		return ApplyProgress{}, classify(ctx, err)
 	}
 	schemaChanges := ""
 	if !in.Helper && in.Spec.CapturesSchemaChanges() {
@@ -138,7 +138,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 			err = cdc.RecordMissing(ctx, lagConn, dst, in.Spec.Name, in.Tables)
 		}
 		if err != nil {
-			return ApplyProgress{}, classify(err)
+			return ApplyProgress{}, classify(ctx, err)
 		}
 	}
 	// The run ends after MaxRun at a transaction boundary (StreamOptions.RunFor), never inside one.
@@ -226,7 +226,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		log.Info("apply run ended, the workflow starts the next", zap.String("applied_lsn", out.AppliedLSN))
 		return out, nil
 	case err != nil:
-		err = classify(err)
+		err = classify(ctx, err)
 		log.Error("apply failed", zap.Error(err))
 		return out, err
 	}

@@ -32,21 +32,21 @@ type TablePlan struct {
 func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan, error) {
 	conn, err := a.Open.Connect(ctx, in.Spec.Source)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classify(ctx, err)
 	}
 	defer closeAll(ctx, conn)
 	var version int
 	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::int`).Scan(&version); err != nil {
-		return nil, classify(err)
+		return nil, classify(ctx, err)
 	}
 	tx, err := catalog.BeginRead(ctx, conn, in.Snapshot)
 	if err != nil {
-		return nil, classifySnapshotRead(err)
+		return nil, classifySnapshotRead(ctx, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
 	defs, err := catalog.LoadTables(ctx, tx, in.Tables)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classify(ctx, err)
 	}
 	chunks := fullload.PlanAll(defs, in.Tables, in.Spec.FullLoad.ChunkMB, version)
 	plans := make([]TablePlan, len(defs))
@@ -73,14 +73,14 @@ const ErrStaleChunk = "stale_chunk"
 // classifySnapshotRead classifies an error of an activity that reads the task's exported
 // snapshot (chunk copies, the verification after the load): a snapshot that can no longer be
 // imported is ErrSnapshotLost, for the workflow to go on without it.
-func classifySnapshotRead(err error) error {
+func classifySnapshotRead(ctx context.Context, err error) error {
 	if errors.Is(err, catalog.ErrSnapshotGone) {
-		return temporal.NewNonRetryableApplicationError(redact.Text(err), ErrSnapshotLost, nil)
+		return temporal.NewNonRetryableApplicationError(redact.TextFor(ctx, err), ErrSnapshotLost, nil)
 	}
 	if errors.Is(err, fullload.ErrStaleChunk) {
-		return temporal.NewNonRetryableApplicationError(redact.Text(err), ErrStaleChunk, nil)
+		return temporal.NewNonRetryableApplicationError(redact.TextFor(ctx, err), ErrStaleChunk, nil)
 	}
-	return classify(err)
+	return classify(ctx, err)
 }
 
 // QueryLoadShare is the workflow query that answers how many chunk copies run now.
@@ -158,7 +158,7 @@ type CopyChunksInput struct {
 func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]fullload.Result, error) {
 	src, dst, err := a.connectBoth(ctx, in.Spec)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classify(ctx, err)
 	}
 	defer closeAll(ctx, src, dst)
 	tables := make([]spec.TableMap, len(in.Chunks))
@@ -167,12 +167,12 @@ func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]full
 	}
 	tx, err := catalog.BeginRead(ctx, src, in.Snapshot)
 	if err != nil {
-		return nil, classifySnapshotRead(err)
+		return nil, classifySnapshotRead(ctx, err)
 	}
 	defs, err := catalog.LoadTables(ctx, tx, tables)
 	_ = tx.Rollback(ctx)
 	if err != nil {
-		return nil, classifySnapshotRead(err)
+		return nil, classifySnapshotRead(ctx, err)
 	}
 	var streamed atomic.Int64
 	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return streamed.Load() })
@@ -200,7 +200,7 @@ func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]full
 		c.Progress = func(n int64) { streamed.Store(before + n); activity.RecordHeartbeat(ctx, before+n) }
 		res, err := c.CopyChunk(ctx, defs[i], ch)
 		if err != nil {
-			return nil, classifySnapshotRead(err)
+			return nil, classifySnapshotRead(ctx, err)
 		}
 		results[i] = res
 		before += res.Bytes

@@ -40,7 +40,7 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 	var rep SchemaReport
 	sd, err := a.openSides(ctx, in.Spec, in.Tables, in.Snapshot)
 	if err != nil {
-		return rep, classifySnapshotRead(err)
+		return rep, classifySnapshotRead(ctx, err)
 	}
 	defer sd.close(ctx)
 	// Partitioned tables before their partitions.
@@ -48,11 +48,11 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 	dst, defs := sd.dst, sd.defs
 	seqs, err := loadAllSequences(ctx, sd.tx, in.Spec, defs)
 	if err != nil {
-		return rep, classifyDDL(err)
+		return rep, classifyDDL(ctx, err)
 	}
 	m := ddl.SpecMapper{Objects: in.Spec.Objects, Tables: in.Tables}
 	if err := bookkeeping.Ensure(ctx, dst); err != nil {
-		return rep, classifyDDL(err)
+		return rep, classifyDDL(ctx, err)
 	}
 	run := func(what, stmt string) error {
 		if _, err := dst.Exec(ctx, stmt); err != nil {
@@ -66,36 +66,36 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 		if !schemas[tm.Dest.Schema] {
 			schemas[tm.Dest.Schema] = true
 			if err := run("schema "+tm.Dest.Schema, ddl.CreateSchema(tm.Dest.Schema)); err != nil {
-				return rep, classifyDDL(err)
+				return rep, classifyDDL(ctx, err)
 			}
 		}
 	}
 	types, err := catalog.LoadUserTypes(ctx, sd.tx, defs)
 	if err != nil {
-		return rep, classifyDDL(err)
+		return rep, classifyDDL(ctx, err)
 	}
 	for _, ut := range types {
 		name := ddl.MapType(ut.Name, m)
 		if !schemas[name.Schema] {
 			schemas[name.Schema] = true
 			if err := run("schema "+name.Schema, ddl.CreateSchema(name.Schema)); err != nil {
-				return rep, classifyDDL(err)
+				return rep, classifyDDL(ctx, err)
 			}
 		}
 		var exists bool
 		if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regtype($1) IS NOT NULL`, name.Quoted()).Scan(&exists); err != nil {
-			return rep, classifyDDL(err)
+			return rep, classifyDDL(ctx, err)
 		}
 		if exists {
 			rep.Skipped = append(rep.Skipped, "type "+name.String()+" (exists)")
 			continue
 		}
 		if err := run("type "+name.String(), ddl.CreateType(ut, m)); err != nil {
-			return rep, classifyDDL(err)
+			return rep, classifyDDL(ctx, err)
 		}
 	}
 	if err := preDataObjects(ctx, sd, in, m, &rep); err != nil {
-		return rep, classifyDDL(err)
+		return rep, classifyDDL(ctx, err)
 	}
 	// The sequences of the tables' columns and defaults, and the other sequences of whole
 	// schemas, in their (mapped) schemas: those of schemas that are not selected keep their name.
@@ -107,24 +107,24 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 		if !schemas[name.Schema] {
 			schemas[name.Schema] = true
 			if err := run("schema "+name.Schema, ddl.CreateSchema(name.Schema)); err != nil {
-				return rep, classifyDDL(err)
+				return rep, classifyDDL(ctx, err)
 			}
 		}
 		if err := run("sequence "+name.String(), ddl.CreateSequence(sq, m)); err != nil {
-			return rep, classifyDDL(err)
+			return rep, classifyDDL(ctx, err)
 		}
 	}
 	for i, t := range defs {
 		var exists bool
 		if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, in.Tables[i].Dest.Quoted()).Scan(&exists); err != nil {
-			return rep, classifyDDL(err)
+			return rep, classifyDDL(ctx, err)
 		}
 		if exists && in.Spec.ConflictMode == spec.ConflictIgnore {
 			rep.Skipped = append(rep.Skipped, "table "+in.Tables[i].Dest.String()+" (exists; kept with its rows)")
 			continue
 		}
 		if err := run("table "+in.Tables[i].Dest.String(), ddl.CreateTable(t, in.Tables[i], m)); err != nil {
-			return rep, classifyDDL(err)
+			return rep, classifyDDL(ctx, err)
 		}
 	}
 	for _, sq := range seqs {
@@ -136,7 +136,7 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 			continue
 		}
 		if _, err := dst.Exec(ctx, ddl.SequenceOwnedBy(sq, tm, m)); err != nil {
-			return rep, classifyDDL(fmt.Errorf("sequence %s owned by %s: %w", sq.Name, tm.Dest, err))
+			return rep, classifyDDL(ctx, fmt.Errorf("sequence %s owned by %s: %w", sq.Name, tm.Dest, err))
 		}
 	}
 	// The tables' state in the snapshot: the base the schema changes that stream after it are
@@ -148,7 +148,7 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 				err = cdc.RecordTable(ctx, dst, in.Spec.Name, st, in.Tables[i])
 			}
 			if err != nil {
-				return rep, classifyDDL(err)
+				return rep, classifyDDL(ctx, err)
 			}
 		}
 	}
@@ -163,7 +163,7 @@ func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (Schema
 	var rep SchemaReport
 	sd, err := a.openSides(ctx, in.Spec, in.Tables, "")
 	if err != nil {
-		return rep, classifyDDL(err)
+		return rep, classifyDDL(ctx, err)
 	}
 	defer sd.close(ctx)
 	// Keys on partitioned tables first: their partitions get them from there.
@@ -202,7 +202,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 	for _, c := range all {
 		if c.Kind != "f" {
 			if err := addConstraint(c); err != nil {
-				return rep, classifyDDL(err)
+				return rep, classifyDDL(ctx, err)
 			}
 		}
 	}
@@ -212,7 +212,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 	for i, t := range defs {
 		indexes, err := catalog.LoadIndexes(ctx, sd.tx, t)
 		if err != nil {
-			return rep, classifyDDL(err)
+			return rep, classifyDDL(ctx, err)
 		}
 		wave := 0
 		if t.PartitionOf != nil {
@@ -224,7 +224,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 	}
 	for _, jobs := range waves {
 		if err := a.runParallel(ctx, in.Spec, dst, jobs); err != nil {
-			return rep, classifyDDL(err)
+			return rep, classifyDDL(ctx, err)
 		}
 		for _, j := range jobs {
 			rep.Created = append(rep.Created, j.what)
@@ -233,19 +233,19 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 	for _, c := range all {
 		if c.Kind == "f" {
 			if err := addConstraint(c); err != nil {
-				return rep, classifyDDL(err)
+				return rep, classifyDDL(ctx, err)
 			}
 		}
 	}
 	if err := postDataObjects(ctx, sd, in, m, &rep); err != nil {
-		return rep, classifyDDL(err)
+		return rep, classifyDDL(ctx, err)
 	}
 	seqs, err := loadAllSequences(ctx, sd.tx, in.Spec, defs)
 	if err != nil {
-		return rep, classifyDDL(err)
+		return rep, classifyDDL(ctx, err)
 	}
 	if _, err := syncSequences(ctx, dst, seqs, m, 0); err != nil {
-		return rep, classifyDDL(err)
+		return rep, classifyDDL(ctx, err)
 	}
 	a.logger(ctx).Info("schema post-data done", zap.Int("created", len(rep.Created)), zap.Int("skipped", len(rep.Skipped)))
 	return rep, nil
@@ -266,16 +266,16 @@ type SequencesInput struct {
 func (a *Activities) SyncSequences(ctx context.Context, in SequencesInput) ([]string, error) {
 	sd, err := a.openSides(ctx, in.Spec, in.Tables, "")
 	if err != nil {
-		return nil, classifyDDL(err)
+		return nil, classifyDDL(ctx, err)
 	}
 	defer sd.close(ctx)
 	seqs, err := loadAllSequences(ctx, sd.tx, in.Spec, sd.defs)
 	if err != nil {
-		return nil, classifyDDL(err)
+		return nil, classifyDDL(ctx, err)
 	}
 	set, err := syncSequences(ctx, sd.dst, seqs, ddl.SpecMapper{Objects: in.Spec.Objects, Tables: in.Tables}, in.Offset)
 	if err != nil {
-		return nil, classifyDDL(err)
+		return nil, classifyDDL(ctx, err)
 	}
 	a.logger(ctx).Info("destination sequences set from the source", zap.Int("sequences", len(set)), zap.Int64("offset", in.Offset))
 	return set, nil

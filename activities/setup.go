@@ -30,19 +30,19 @@ func (a *Activities) Precheck(ctx context.Context, s spec.Spec) ([]precheck.Item
 func (a *Activities) ResolveTables(ctx context.Context, s spec.Spec) ([]spec.TableMap, error) {
 	conn, err := a.Open.Connect(ctx, s.Source)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classify(ctx, err)
 	}
 	defer closeAll(ctx, conn)
 	existing, err := catalog.ListTables(ctx, conn)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classify(ctx, err)
 	}
 	tables, err := spec.Resolve(s.Objects, existing)
 	if err == nil {
 		tables, err = catalog.AddPartitions(ctx, conn, s.Objects, tables)
 	}
 	if err != nil {
-		return nil, classify(errclass.Permanent(err))
+		return nil, classify(ctx, errclass.Permanent(err))
 	}
 	return tables, nil
 }
@@ -53,38 +53,38 @@ func (a *Activities) ResolveTables(ctx context.Context, s spec.Spec) ([]spec.Tab
 func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables []spec.TableMap) error {
 	conn, err := a.Open.Connect(ctx, s.Source)
 	if err != nil {
-		return classify(err)
+		return classify(ctx, err)
 	}
 	defer closeAll(ctx, conn)
 	if !slices.Contains(s.IgnorePrecheck, "replica_identity") {
 		tx, err := catalog.BeginRead(ctx, conn, "")
 		if err != nil {
-			return classify(err)
+			return classify(ctx, err)
 		}
 		defs, err := catalog.LoadTables(ctx, tx, tables)
 		_ = tx.Rollback(ctx)
 		if err != nil {
-			return classify(err)
+			return classify(ctx, err)
 		}
 		for i, t := range defs {
 			// A row filter is evaluated on the old row of updates and deletes: it needs all of it.
 			filtered := tables[i].Where != "" && t.ReplicaIdentity != "f"
 			if precheck.NeedsFullIdentity(t) || filtered {
 				if _, err := conn.Exec(ctx, "ALTER TABLE "+t.Name.Quoted()+" REPLICA IDENTITY FULL"); err != nil {
-					return classifyDDL(fmt.Errorf("set REPLICA IDENTITY FULL on %s: %w", t.Name, err))
+					return classifyDDL(ctx, fmt.Errorf("set REPLICA IDENTITY FULL on %s: %w", t.Name, err))
 				}
 				a.logger(ctx).Info("replica identity set to FULL", zap.Stringer("table", t.Name), zap.Bool("row_filter", filtered))
 			}
 		}
 	}
 	if err := cdc.EnsurePublication(ctx, conn, s.SlotName(), cdc.Owner(s.Name), tables); err != nil {
-		return classifyDDL(err)
+		return classifyDDL(ctx, err)
 	}
 	// Schema changes are captured from before the slot exists: the schema read in its snapshot
 	// and the events after it meet exactly.
 	if s.CapturesSchemaChanges() && ddlcapture.Supported(conn) {
 		if err := ddlcapture.Install(ctx, conn, s.SlotName(), ddlcapture.SelectionOf(s)); err != nil {
-			return classifyDDL(err)
+			return classifyDDL(ctx, err)
 		}
 	}
 	return nil
@@ -113,7 +113,7 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 	if !in.WithSlot {
 		conn, err := a.Open.Connect(ctx, s.Source)
 		if err != nil {
-			return cdc.SlotSnapshot{}, classify(err)
+			return cdc.SlotSnapshot{}, classify(ctx, err)
 		}
 		var name string
 		_, err = conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -122,7 +122,7 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 		}
 		if err != nil {
 			closeAll(ctx, conn)
-			return cdc.SlotSnapshot{}, classify(fmt.Errorf("export snapshot: %w", err))
+			return cdc.SlotSnapshot{}, classify(ctx, fmt.Errorf("export snapshot: %w", err))
 		}
 		a.snapshots.Store(s.Name, &heldSnapshot{conn: conn})
 		return cdc.SlotSnapshot{SnapshotName: name}, nil
@@ -132,7 +132,7 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 	// from it yet (this step runs before the load): recreate it.
 	conn, err := a.Open.Connect(ctx, s.Source)
 	if err != nil {
-		return cdc.SlotSnapshot{}, classify(err)
+		return cdc.SlotSnapshot{}, classify(ctx, err)
 	}
 	// Never drop another task's slot (one whose name differs from this one's only in '-' and '_').
 	err = cdc.CheckOwner(ctx, conn, s.SlotName(), cdc.Owner(s.Name))
@@ -146,11 +146,11 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 	}
 	closeAll(ctx, conn)
 	if err != nil {
-		return cdc.SlotSnapshot{}, classify(err)
+		return cdc.SlotSnapshot{}, classify(ctx, err)
 	}
 	repl, err := a.Open.ConnectReplication(ctx, s.Source)
 	if err != nil {
-		return cdc.SlotSnapshot{}, classify(err)
+		return cdc.SlotSnapshot{}, classify(ctx, err)
 	}
 	create := cdc.CreateSlot
 	if in.Temporary {
@@ -159,7 +159,7 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 	snap, err := create(ctx, repl, s.SlotName())
 	if err != nil {
 		_ = repl.Close(ctx)
-		return cdc.SlotSnapshot{}, classify(err)
+		return cdc.SlotSnapshot{}, classify(ctx, err)
 	}
 	a.snapshots.Store(s.Name, &heldSnapshot{repl: repl})
 	log.Info("replication slot created", zap.String("slot", s.SlotName()), zap.String("snapshot", snap.SnapshotName),
@@ -172,7 +172,7 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 func (a *Activities) HoldSnapshot(ctx context.Context, task string) error {
 	v, ok := a.snapshots.Load(task)
 	if !ok {
-		return classify(errclass.Permanent(fmt.Errorf("snapshot of task %s is not held on this worker: it was lost (worker restarted)", task)))
+		return classify(ctx, errclass.Permanent(fmt.Errorf("snapshot of task %s is not held on this worker: it was lost (worker restarted)", task)))
 	}
 	held := v.(*heldSnapshot)
 	defer func() {
@@ -206,20 +206,20 @@ type ResetLoadInput struct {
 func (a *Activities) ResetLoad(ctx context.Context, in ResetLoadInput) error {
 	conn, err := a.Open.ConnectDestination(ctx, in.Spec.Destination)
 	if err != nil {
-		return classify(err)
+		return classify(ctx, err)
 	}
 	defer closeAll(ctx, conn)
-	return classify(fullload.Reset(ctx, conn, in.Spec.Name, in.Tables, in.Generations))
+	return classify(ctx, fullload.Reset(ctx, conn, in.Spec.Name, in.Tables, in.Generations))
 }
 
 // EnsureBookkeeping creates Skein's bookkeeping tables on the destination.
 func (a *Activities) EnsureBookkeeping(ctx context.Context, s spec.Spec) error {
 	conn, err := a.Open.ConnectDestination(ctx, s.Destination)
 	if err != nil {
-		return classify(err)
+		return classify(ctx, err)
 	}
 	defer closeAll(ctx, conn)
-	return classify(bookkeeping.Ensure(ctx, conn))
+	return classify(ctx, bookkeeping.Ensure(ctx, conn))
 }
 
 // Release stops nothing by itself (the workflow has stopped apply) and removes what Skein created:
@@ -227,7 +227,7 @@ func (a *Activities) EnsureBookkeeping(ctx context.Context, s spec.Spec) error {
 func (a *Activities) Release(ctx context.Context, s spec.Spec) error {
 	src, dst, err := a.connectBoth(ctx, s)
 	if err != nil {
-		return classify(err)
+		return classify(ctx, err)
 	}
 	defer closeAll(ctx, src, dst)
 	// The helper of a modify-objects in progress goes too.
@@ -247,10 +247,10 @@ func (a *Activities) Release(ctx context.Context, s spec.Spec) error {
 			}
 		}
 		if err != nil {
-			return classify(err)
+			return classify(ctx, err)
 		}
 		if err := bookkeeping.Drop(ctx, dst, sp.Name); err != nil {
-			return classify(err)
+			return classify(ctx, err)
 		}
 		a.logger(ctx).Info("released: slot, publication and bookkeeping removed", zap.String("slot", sp.SlotName()))
 	}
@@ -261,12 +261,12 @@ func (a *Activities) Release(ctx context.Context, s spec.Spec) error {
 func (a *Activities) SourcePosition(ctx context.Context, s spec.Spec) (string, error) {
 	conn, err := a.Open.Connect(ctx, s.Source)
 	if err != nil {
-		return "", classify(err)
+		return "", classify(ctx, err)
 	}
 	defer closeAll(ctx, conn)
 	lsn, err := cdc.CurrentWAL(ctx, conn)
 	if err != nil {
-		return "", classify(err)
+		return "", classify(ctx, err)
 	}
 	return lsn.String(), nil
 }
@@ -275,12 +275,12 @@ func (a *Activities) SourcePosition(ctx context.Context, s spec.Spec) (string, e
 func (a *Activities) SlotState(ctx context.Context, s spec.Spec) (cdc.SlotState, error) {
 	conn, err := a.Open.Connect(ctx, s.Source)
 	if err != nil {
-		return cdc.SlotState{}, classify(err)
+		return cdc.SlotState{}, classify(ctx, err)
 	}
 	defer closeAll(ctx, conn)
 	st, err := cdc.Slot(ctx, conn, s.SlotName())
 	if err == nil {
 		st.Capture, err = ddlcapture.IsInstalled(ctx, conn, s.SlotName())
 	}
-	return st, classify(err)
+	return st, classify(ctx, err)
 }

@@ -104,7 +104,7 @@ func (a *Activities) VerifyTask(ctx context.Context, in VerifyTaskInput) ([]veri
 func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.TableMap, snapshot string, streaming bool) ([]verify.TableResult, error) {
 	sd, err := a.openSides(ctx, s, tables, snapshot)
 	if err != nil {
-		return nil, classifySnapshotRead(err)
+		return nil, classifySnapshotRead(ctx, err)
 	}
 	defer sd.close(ctx)
 	// One pair per parallel chunk; the first reuses sd. The source side of each pair reads inside
@@ -120,14 +120,14 @@ func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.Tabl
 	for len(pairs) < s.FullLoad.Parallelism {
 		src, dst, err := a.connectBoth(ctx, s)
 		if err != nil {
-			return nil, classify(err)
+			return nil, classify(ctx, err)
 		}
 		extra = append(extra, src, dst)
 		p := verify.Pair{Src: src, Dst: dst}
 		if snapshot != "" {
 			tx, err := catalog.BeginRead(ctx, src, snapshot)
 			if err != nil {
-				return nil, classifySnapshotRead(err)
+				return nil, classifySnapshotRead(ctx, err)
 			}
 			p.Src = tx
 		}
@@ -136,7 +136,7 @@ func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.Tabl
 	for _, p := range pairs {
 		for _, q := range []verify.Querier{p.Src, p.Dst} {
 			if err := verify.Session(ctx, q); err != nil {
-				return nil, classify(err)
+				return nil, classify(ctx, err)
 			}
 		}
 	}
@@ -171,7 +171,7 @@ func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.Tabl
 	}
 	out, err := verify.Run(ctx, pairs, vt, opts)
 	if err != nil {
-		return nil, classify(err)
+		return nil, classify(ctx, err)
 	}
 	for _, r := range out {
 		if !r.Equal {

@@ -3,8 +3,11 @@ package workflows
 import (
 	"time"
 
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/skein-dts/skein/activities"
 )
 
 // Register registers Skein's workflows on w.
@@ -25,5 +28,7 @@ func WorkerOptions() worker.Options {
 		MaxConcurrentSessionExecutionSize: 1000,
 		MaxHeartbeatThrottleInterval:      2 * time.Second,
 		DefaultHeartbeatThrottleInterval:  2 * time.Second,
+		// Row values stay out of errors unless the task's spec says show_row_values.
+		Interceptors: []interceptor.WorkerInterceptor{&activities.RowValuesInterceptor{}},
 	}
 }

@@ -27,6 +27,10 @@ type Spec struct {
 	Verify         Verify   `json:"verify"`
 	Alerts         Alerts   `json:"alerts"`
 	IgnorePrecheck []string `json:"ignore_precheck,omitempty"`
+	// ShowRowValues keeps the row values servers put into their errors (a failing row, a value
+	// that does not parse) in Skein's errors, status, logs and webhooks. Off by default: only
+	// for test systems whose data is not sensitive.
+	ShowRowValues bool `json:"show_row_values,omitempty"`
 }
 
 // Endpoint is a database to read from or write to.

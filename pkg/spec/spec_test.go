@@ -50,6 +50,11 @@ func TestParseAppliesDefaults(t *testing.T) {
 	require.Equal(t, 100, s.Verify.SamplePercent)
 	require.Equal(t, []string{"insert", "update"}, s.Objects[0].Tables[0].Operations)
 	require.Equal(t, "skein_shop_to_polardb", s.SlotName())
+	require.False(t, s.ShowRowValues, "row values are redacted unless the spec asks")
+
+	shown, err := Parse([]byte(validYAML + "show_row_values: true\n"))
+	require.NoError(t, err)
+	require.True(t, shown.ShowRowValues)
 }
 
 func TestParseJSONEqualsYAML(t *testing.T) {
