@@ -431,13 +431,22 @@ func (c *checker) rowFilters(ctx context.Context) {
 	c.pass("row_filters", Error, fmt.Sprintf("%d row filters are valid expressions", len(filtered)))
 }
 
-// checkFilter checks a row filter on the source, for every task (full-only ones too). On
-// PostgreSQL 15+ the source judges it as it judges publication row filters, in a transaction
-// rolled back: only the table's columns, immutable built-in functions and operators, no
-// subqueries, user-defined functions or system columns. Then it plans the filter in a read-only
-// transaction (older sources: only this): a bad expression fails, and nothing it names runs.
+// checkFilter checks a row filter on the source, for every task (full-only ones too), as
+// PostgreSQL 15+ checks publication row filters: only the table's columns, immutable built-in
+// functions and operators, no subqueries, user-defined functions or system columns. A source on
+// 15+ judges it itself (publicationFilterCheck); an older one by Skein's reading of the parsed
+// filter (ruleFilterCheck). Then it plans the filter in a read-only transaction: a bad
+// expression fails, and nothing it names runs.
 func checkFilter(ctx context.Context, conn *pgx.Conn, tm spec.TableMap) error {
-	if err := publicationFilterCheck(ctx, conn, tm); err != nil {
+	var num int
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::int`).Scan(&num); err != nil {
+		return err
+	}
+	judge := publicationFilterCheck
+	if num < 150000 {
+		judge = ruleFilterCheck
+	}
+	if err := judge(ctx, conn, tm); err != nil {
 		return err
 	}
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
@@ -450,13 +459,8 @@ func checkFilter(ctx context.Context, conn *pgx.Conn, tm spec.TableMap) error {
 }
 
 // publicationFilterCheck creates, and rolls back, a publication with the filter (PostgreSQL 15+).
-// An account that may not create publications leaves the check to the plan (it has no
-// incremental task to run either).
+// An account that may not create publications gets Skein's own check (ruleFilterCheck).
 func publicationFilterCheck(ctx context.Context, conn *pgx.Conn, tm spec.TableMap) error {
-	var num int
-	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::int`).Scan(&num); err != nil || num < 150000 {
-		return nil
-	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
@@ -466,7 +470,8 @@ func publicationFilterCheck(ctx context.Context, conn *pgx.Conn, tm spec.TableMa
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "42501":
-		return nil
+		_ = tx.Rollback(ctx)
+		return ruleFilterCheck(ctx, conn, tm)
 	case errors.As(err, &pgErr) && pgErr.Detail != "":
 		return fmt.Errorf("%s: %s", pgErr.Message, pgErr.Detail) // the DETAIL says what is not allowed
 	}
