@@ -19,11 +19,33 @@ import (
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
-// Precheck runs the precheck items.
+// Precheck runs the precheck items. While a server cannot be reached or drops its connections,
+// it checks again for PrecheckOptions.Settle (30 s): a restart or a network blip does not fail a
+// task at its start, and a server that stays away (a wrong host or port) fails the precheck
+// after it.
 func (a *Activities) Precheck(ctx context.Context, s spec.Spec) ([]precheck.Item, error) {
-	items := precheck.Run(ctx, a.Open, s, a.PrecheckOptions)
-	a.logger(ctx).Info("precheck done", zap.Int("items", len(items)), zap.Int("blocking", len(precheck.Failed(items, s.IgnorePrecheck))))
-	return items, nil
+	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return nil })
+	defer stop()
+	log := a.logger(ctx)
+	settle := a.PrecheckOptions.Settle
+	if settle == 0 {
+		settle = 30 * time.Second
+	}
+	deadline := time.Now().Add(settle)
+	for wait := time.Second; ; wait *= 2 {
+		items, transient := precheck.Run(ctx, a.Open, s, a.PrecheckOptions)
+		failed := precheck.Failed(items, s.IgnorePrecheck)
+		if len(failed) == 0 || !transient || time.Now().Add(wait).After(deadline) {
+			log.Info("precheck done", zap.Int("items", len(items)), zap.Int("blocking", len(failed)))
+			return items, nil
+		}
+		log.Info("precheck could not reach a server: checking again", zap.String("item", failed[0].ID), zap.Duration("in", wait))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 // ResolveTables expands the spec's objects into the selected tables, with their row estimates.

@@ -19,6 +19,7 @@ import (
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/dialect"
+	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -68,6 +69,9 @@ func Failed(items []Item, ignore []string) []Item {
 type Options struct {
 	// LongTransaction is the age from which an open source transaction is reported (default 5m).
 	LongTransaction time.Duration
+	// Settle is how long the precheck activity checks again while a server cannot be reached
+	// or drops its connections (default 30s).
+	Settle time.Duration
 }
 
 // checker holds what the checks share.
@@ -94,16 +98,20 @@ func (c *checker) pass(id, level, detail string) {
 }
 
 // Run checks the task. A failed check is an item, never an error. The items depend on the sync
-// steps chosen: a full-only task gets no replication checks.
-func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) []Item {
+// steps chosen: a full-only task gets no replication checks. transient reports that a server
+// could not be reached or dropped a connection during the check (it restarts, the network
+// failed): items may have failed for that alone, and a new check may pass.
+func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) (items []Item, transient bool) {
 	if opts.LongTransaction == 0 {
 		opts.LongTransaction = 5 * time.Minute
 	}
 	c := &checker{s: s, opts: opts}
 	var err error
 	c.src, err = open.Connect(ctx, s.Source)
+	transient = err != nil && errclass.Of(err) == errclass.Connection
 	c.connectItem("source_connect", s.Source, err)
 	c.dst, err = open.ConnectDestination(ctx, s.Destination)
+	transient = transient || err != nil && errclass.Of(err) == errclass.Connection
 	var pinErr *dialect.Error
 	if errors.As(err, &pinErr) {
 		// Connected, but the session cannot read SQL as PostgreSQL does.
@@ -159,7 +167,11 @@ func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) []I
 		}
 		c.destCompatibility(dialect.Of(c.dst.PgConn()))
 	}
-	return c.items
+	// A connection that broke during a check is closed by pgx.
+	for _, conn := range []*pgx.Conn{c.src, c.dst} {
+		transient = transient || conn != nil && conn.IsClosed()
+	}
+	return c.items, transient
 }
 
 func (c *checker) connectItem(id string, ep spec.Endpoint, err error) {

@@ -24,12 +24,12 @@ const (
 // reset at once, or forwarding stalled (in one direction or both) while the connections stay
 // open, as a network that drops packets without a reset would.
 type Proxy struct {
-	Port   int
-	target string
-	ln     net.Listener
+	Port int
+	ln   net.Listener
 
-	mu    sync.Mutex
-	conns map[net.Conn]net.Conn // client side -> server side
+	mu     sync.Mutex
+	target string
+	conns  map[net.Conn]net.Conn // client side -> server side
 	// stalled[d] holds, for direction bit d (0 to server, 1 to client), the UnixNano time until
 	// which forwarding waits.
 	stalled [2]atomic.Int64
@@ -47,6 +47,14 @@ func StartProxy(target string) (*Proxy, error) {
 	return p, nil
 }
 
+// SetTarget sends the connections made from now on to target (host:port): a server that moved
+// (a failover), or one that was not there yet.
+func (p *Proxy) SetTarget(target string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = target
+}
+
 // NewProxyTo starts a proxy in front of port on 127.0.0.1.
 func NewProxyTo(port int) (*Proxy, error) {
 	return StartProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
@@ -58,7 +66,10 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		s, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+		p.mu.Lock()
+		target := p.target
+		p.mu.Unlock()
+		s, err := net.DialTimeout("tcp", target, 5*time.Second)
 		if err != nil {
 			_ = c.Close()
 			continue

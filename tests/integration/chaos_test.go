@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
@@ -56,6 +58,30 @@ type chaosRig struct {
 	task               string
 	bin, logFile       string
 	workers            []*workerProcess
+}
+
+// lockedSource lets the fault loop and the phase watcher draw from one seeded source.
+type lockedSource struct {
+	mu  sync.Mutex
+	src rand.Source64
+}
+
+func (l *lockedSource) Int63() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.src.Int63()
+}
+
+func (l *lockedSource) Uint64() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.src.Uint64()
+}
+
+func (l *lockedSource) Seed(seed int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.src.Seed(seed)
 }
 
 // fault is one kind of fault: do injects it and waits until what it broke is started again (a
@@ -191,6 +217,41 @@ func (r *chaosRig) phase() (workflows.Status, string) {
 	return st, st.Phase
 }
 
+// watchPhases polls the task's phase every 20 ms and calls inject with a fault drawn from its
+// own seeded source the first time it sees each of phases (again while inject declines). The
+// returned stop ends the watch and lists the phases it hit.
+func watchPhases(r *chaosRig, seed int64, phases []string, inject func(phase string, f fault) bool) (stop func() []string) {
+	rng := rand.New(rand.NewSource(seed + 1))
+	done := make(chan struct{})
+	var hit []string
+	var once sync.Once
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		seen := map[string]bool{}
+		for len(seen) < len(phases) {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			_, phase := r.phase()
+			if seen[phase] || !slices.Contains(phases, phase) {
+				continue
+			}
+			if inject(phase, chaosFaults[rng.Intn(len(chaosFaults))]) {
+				seen[phase] = true
+				hit = append(hit, phase)
+			}
+		}
+	}()
+	return func() []string {
+		once.Do(func() { close(done) })
+		<-finished
+		return hit
+	}
+}
+
 // waitIncremental waits until the task streams (with faults stopped meanwhile).
 func waitIncremental(t *testing.T, r *chaosRig, seed int64, timeout time.Duration) {
 	t.Helper()
@@ -247,7 +308,22 @@ func startPgbench(t *testing.T, pg *testharness.Postgres, db string, args ...str
 	}
 }
 
+// TestChaos runs the suite into PostgreSQL and into IvorySQL's Oracle port (SKEIN_CHAOS_DEST
+// picks one).
 func TestChaos(t *testing.T) {
+	eachDestination(t, func(t *testing.T) {
+		if only := os.Getenv("SKEIN_CHAOS_DEST"); only != "" && !strings.HasSuffix(t.Name(), "/"+only) {
+			t.Skipf("SKEIN_CHAOS_DEST=%s", only)
+		}
+		runChaos(t)
+	})
+}
+
+// wideTables is how many small tables the schema "wide" holds besides pgbench's: their DDL
+// makes the precheck, schema and post-schema phases last long enough for faults to land there.
+const wideTables = 120
+
+func runChaos(t *testing.T) {
 	faults := int(chaosEnv("SKEIN_CHAOS_FAULTS", 5))
 	scale := chaosEnv("SKEIN_CHAOS_SCALE", 1)
 	chunkMB := int(chaosEnv("SKEIN_CHAOS_CHUNK_MB", 1))
@@ -262,12 +338,12 @@ func TestChaos(t *testing.T) {
 	say("%d faults, pgbench scale %d, chunk_mb %d, load throttled to %d rows/s, seed %d (SKEIN_CHAOS_SEED=%d repeats the faults in the same order)",
 		faults, scale, chunkMB, loadRate, seed, seed)
 	ctx := context.Background()
-	r := &chaosRig{t: t, rng: rand.New(rand.NewSource(seed)), task: "chaos", bin: buildWorker(t),
+	r := &chaosRig{t: t, rng: rand.New(&lockedSource{src: rand.NewSource(seed).(rand.Source64)}), task: "chaos", bin: buildWorker(t),
 		logFile: filepath.Join(t.TempDir(), "worker.log")}
 	dumpLogOnFailure(t, r.logFile)
 
 	r.srcPG = testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
-	r.dstPG = testharness.NewPostgres(t, testharness.PostgresOptions{})
+	r.dstPG = newDestination(t)
 	require.NoError(t, r.srcPG.CreateDatabase(ctx, "bench"))
 	require.NoError(t, r.dstPG.CreateDatabase(ctx, "target"))
 	out, err := exec.Command(r.srcPG.Bin("pgbench"), "-h", "127.0.0.1", "-p", strconv.Itoa(r.srcPG.Port), "-U", "postgres",
@@ -278,6 +354,12 @@ func TestChaos(t *testing.T) {
 	defer src.Close(ctx)
 	// pgbench_history has no key: its old rows are complete only with REPLICA IDENTITY FULL.
 	mustExec(t, src, `ALTER TABLE public.pgbench_history REPLICA IDENTITY FULL`)
+	mustExec(t, src, fmt.Sprintf(`CREATE SCHEMA wide;
+DO $$ BEGIN FOR i IN 1..%d LOOP
+  EXECUTE format('CREATE TABLE wide.t%%s (id int PRIMARY KEY, v text NOT NULL, n int)', i);
+  EXECUTE format('CREATE INDEX ON wide.t%%s (n, v)', i);
+  EXECUTE format('INSERT INTO wide.t%%s SELECT g, md5(g::text), g %%%% 7 FROM generate_series(1, 20) g', i);
+END LOOP; END $$`, wideTables))
 
 	r.temporal, err = testharness.StartTemporalServer(ctx, t.TempDir())
 	require.NoError(t, err)
@@ -289,13 +371,13 @@ func TestChaos(t *testing.T) {
 	r.srcProxy, err = testharness.NewProxyTo(r.srcPG.Port)
 	require.NoError(t, err)
 	defer r.srcProxy.Close()
-	r.dstProxy, err = testharness.NewProxyTo(r.dstPG.Port)
+	r.dstProxy, err = testharness.NewProxyTo(r.dstPG.Endpoint("target").Port) // IvorySQL: its Oracle port
 	require.NoError(t, err)
 	defer r.dstProxy.Close()
 	r.workers = []*workerProcess{r.startWorker(), r.startWorker()}
 
 	s := spec.Spec{Name: r.task, Source: r.srcPG.Endpoint("bench"), Destination: r.dstPG.Endpoint("target"),
-		Objects:  []spec.Object{{Schema: "public"}},
+		Objects:  []spec.Object{{Schema: "public"}, {Schema: "wide"}},
 		FullLoad: spec.FullLoad{Parallelism: 4, ChunkMB: chunkMB},
 		// A throttled load lasts long enough for faults to hit it.
 		Throttle:       spec.Throttle{Full: spec.ThrottleFull{RowsPerSecond: int(loadRate)}},
@@ -317,9 +399,50 @@ func TestChaos(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.c.TerminateWorkflow(context.Background(), r.task, "", "test over") })
 
-	// The faults, at random moments 0.3-6 s apart (the first ones sooner), across every phase.
+	// The faults, at random moments 0.3-6 s apart (the first ones sooner), across every phase;
+	// besides them, one fault as the task enters each short phase (precheck, schema, post-schema).
 	table := map[string]map[string]int{}
 	phases := map[string]bool{}
+	var record func(phase string, f fault, number string) // with faultMu held
+	var faultMu sync.Mutex
+	inject := func(phase string, f fault, number string) {
+		faultMu.Lock()
+		defer faultMu.Unlock()
+		record(phase, f, number)
+	}
+	record = func(phase string, f fault, number string) {
+		detail := f.do(r)
+		say("fault %s in %-12s %s %s", number, phase, f.name, detail)
+		if table[f.name] == nil {
+			table[f.name] = map[string]int{}
+		}
+		table[f.name][phase]++
+		phases[phase] = true
+	}
+	// At a phase's entry only when no other fault is under way: it would label the wrong phase.
+	stopWatch := watchPhases(r, seed, []string{workflows.PhasePrechecking, workflows.PhaseSchema, workflows.PhasePostSchema},
+		func(phase string, f fault) bool {
+			if !faultMu.TryLock() {
+				return false
+			}
+			defer faultMu.Unlock()
+			record(phase, f, "at entry")
+			return true
+		})
+	defer stopWatch()
+	// The drawn faults start with the load: the watcher covers the phases before it.
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		st, phase := r.phase()
+		if phase == workflows.PhaseFailed || phase == workflows.PhasePrecheckFailed {
+			t.Fatalf("seed %d: the task is %s: %s", seed, phase, st.LastError)
+		}
+		if phase != "unreachable" && !strings.HasPrefix(phase, workflows.PhasePrechecking) && !strings.HasPrefix(phase, workflows.PhaseSchema) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("seed %d: the task did not start its load in 3 minutes: phase %s\n%s", seed, phase, describe(r.c, r.task))
+		}
+	}
 	for i := 0; i < faults; i++ {
 		if i == faults/2 && faults >= 10 {
 			// The first half hit the start and the load; the second half hits the stream.
@@ -334,28 +457,34 @@ func TestChaos(t *testing.T) {
 		if phase == workflows.PhaseFailed || phase == workflows.PhasePrecheckFailed {
 			t.Fatalf("seed %d: the task is %s before fault %d: %s", seed, phase, i+1, st.LastError)
 		}
-		f := chaosFaults[r.rng.Intn(len(chaosFaults))]
-		detail := f.do(r)
-		say("fault %2d/%d in %-12s %s %s", i+1, faults, phase, f.name, detail)
-		if table[f.name] == nil {
-			table[f.name] = map[string]int{}
-		}
-		table[f.name][phase]++
-		phases[phase] = true
+		inject(phase, chaosFaults[r.rng.Intn(len(chaosFaults))], fmt.Sprintf("%2d/%d", i+1, faults))
 	}
+	// The stream applies some of pgbench's changes before it stops (the faults may all have hit
+	// the start).
+	waitIncremental(t, r, seed, 6*time.Minute)
+	time.Sleep(3 * time.Second)
 	rounds := stopBench()
 	benchStopped = true
 	say("pgbench ran %d times (restarted after source restarts)", rounds)
 
 	// Convergence: the task streams and every table equals the source, row by row. (The faults
-	// restarted the servers: connect anew.)
+	// restart the servers, a phase-entry fault maybe still now: connect anew when closed.)
+	var dst *pgx.Conn
+	reconnect := func() error {
+		var err error
+		if src.IsClosed() || src.Ping(ctx) != nil {
+			if src, err = r.srcPG.Connect(ctx, "bench"); err != nil {
+				return err
+			}
+		}
+		if dst == nil || dst.IsClosed() || dst.Ping(ctx) != nil {
+			dst, err = r.dstPG.Connect(ctx, "target")
+		}
+		return err
+	}
 	src.Close(ctx)
-	src, err = r.srcPG.Connect(ctx, "bench")
-	require.NoError(t, err)
-	defer src.Close(ctx)
-	dst, err := r.dstPG.Connect(ctx, "target")
-	require.NoError(t, err)
-	defer dst.Close(ctx)
+	require.NoError(t, reconnect())
+	defer func() { src.Close(ctx); dst.Close(ctx) }()
 	checks := []tableCheck{
 		{src: spec.QName{Schema: "public", Name: "pgbench_accounts"}, dst: spec.QName{Schema: "public", Name: "pgbench_accounts"},
 			srcCols: []string{"aid", "bid", "abalance", "filler"}, srcKey: []string{"aid"}},
@@ -367,6 +496,10 @@ func TestChaos(t *testing.T) {
 		{src: spec.QName{Schema: "public", Name: "pgbench_history"}, dst: spec.QName{Schema: "public", Name: "pgbench_history"},
 			srcCols: []string{"tid", "bid", "aid", "delta", "mtime", "filler"}, srcKey: []string{"aid", "tid", "bid", "delta", "mtime", "filler"}},
 	}
+	for i := 1; i <= wideTables; i++ {
+		q := spec.QName{Schema: "wide", Name: fmt.Sprintf("t%d", i)}
+		checks = append(checks, tableCheck{src: q, dst: q, srcCols: []string{"id", "v", "n"}, srcKey: []string{"id"}})
+	}
 	start := time.Now()
 	var last error
 	for deadline := time.Now().Add(6 * time.Minute); ; {
@@ -375,8 +508,10 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("seed %d: the task is %s: %s", seed, phase, st.LastError)
 		}
 		if phase == workflows.PhaseIncremental {
-			if last = compareAll(ctx, src, dst, checks); last == nil {
-				break
+			if last = reconnect(); last == nil {
+				if last = compareAll(ctx, src, dst, checks); last == nil {
+					break
+				}
 			}
 		} else {
 			last = fmt.Errorf("phase %s", phase)
@@ -387,6 +522,8 @@ func TestChaos(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	say("converged %.0fs after the last fault: every table equal row by row", time.Since(start).Seconds())
+	entered := stopWatch()
+	require.NoError(t, reconnect())
 
 	// The progress row and the slot agree: the row is not ahead of the source's WAL (that would skip
 	// changes to come), and the slot catches up with it (the source keeps no WAL for the task
@@ -448,6 +585,6 @@ WHERE slot_name = 'skein_chaos'`, progress).Scan(&slotFlush, &behind); err != ni
 		fmt.Fprintf(tw, "%s\t%s\t%d\tsurvived\n", name, strings.Join(cells, "\t"), total)
 	}
 	_ = tw.Flush()
-	say("seed %d: %d faults, all survived: tables equal row by row, slot and progress row agree, nothing left after release\n%s",
-		seed, faults, b.String())
+	say("seed %d: %d faults and %d at phase entries (%s), all survived: tables equal row by row, slot and progress row agree, nothing left after release\n%s",
+		seed, faults, len(entered), strings.Join(entered, ", "), b.String())
 }

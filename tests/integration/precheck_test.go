@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,8 +87,55 @@ func TestPrecheckItems(t *testing.T) {
 		return s
 	}
 	run := func(s spec.Spec, opts precheck.Options) []precheck.Item {
-		return precheck.Run(ctx, dbconn.Opener{}, s, opts)
+		items, _ := precheck.Run(ctx, dbconn.Opener{}, s, opts)
+		return items
 	}
+
+	t.Run("the precheck checks again while a server restarts", func(t *testing.T) {
+		// The destination is not there at first (connections are closed at once, as by a server
+		// shutting down), and is back 3 s later.
+		deadPort, _ := testharness.FreePort()
+		proxy, err := testharness.NewProxyTo(deadPort)
+		require.NoError(t, err)
+		defer proxy.Close()
+		s := base()
+		s.Destination.Port = proxy.Port
+		go func() {
+			time.Sleep(3 * time.Second)
+			proxy.SetTarget(fmt.Sprintf("127.0.0.1:%d", dstPG.Port))
+		}()
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		env.RegisterActivity(&activities.Activities{Log: zaptest.NewLogger(t), PrecheckOptions: precheck.Options{Settle: 10 * time.Second}})
+		start := time.Now()
+		val, err := env.ExecuteActivity((&activities.Activities{}).Precheck, s)
+		require.NoError(t, err)
+		var items []precheck.Item
+		require.NoError(t, val.Get(&items))
+		require.Empty(t, precheck.Failed(items, nil), "every item passes once the server is back")
+		require.Greater(t, time.Since(start), 3*time.Second, "it waited for the server")
+
+		// A server that stays away fails the precheck after the settle time, naming it.
+		s.Destination.Port = deadPort
+		val, err = env.ExecuteActivity((&activities.Activities{}).Precheck, s)
+		require.NoError(t, err)
+		require.NoError(t, val.Get(&items))
+		it, _ := itemByID(items, "dest_connect")
+		require.False(t, it.Passed)
+	})
+
+	t.Run("a server that cannot be reached is transient, a refusal is not", func(t *testing.T) {
+		_, transient := precheck.Run(ctx, dbconn.Opener{}, base(), precheck.Options{})
+		require.False(t, transient, "everything reached")
+		s := base()
+		s.Source.Port, _ = testharness.FreePort()
+		_, transient = precheck.Run(ctx, dbconn.Opener{}, s, precheck.Options{})
+		require.True(t, transient, "nothing listens on the source's port")
+		s = base()
+		s.Destination.Database = "no_such_db"
+		_, transient = precheck.Run(ctx, dbconn.Opener{}, s, precheck.Options{})
+		require.False(t, transient, "a database that does not exist stays so")
+	})
 
 	t.Run("everything passes", func(t *testing.T) {
 		items := run(base(), precheck.Options{})
