@@ -3,13 +3,16 @@ package integration
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -146,4 +149,87 @@ func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
 	}
 	require.Equal(t, 1, checked)
 	slotPassesSource(15 * time.Second)
+}
+
+// TestSignalsSurviveContinueAsNew sends pause, resume, modify-objects and release many times to a
+// task that continues as new every few seconds (a history limit of 40 events) while changes
+// stream: each one takes effect, none is lost with a run that ends, and the data stays equal.
+func TestSignalsSurviveContinueAsNew(t *testing.T) {
+	ctx := context.Background()
+	srcPG, dstPG, src, dst := shopPair(t, true)
+	mustExec(t, src, `CREATE TABLE shop.extra (id int PRIMARY KEY, v text);
+INSERT INTO shop.extra SELECT i, 'v' || i FROM generate_series(1, 200) i`)
+	c := startWorker(t, t.TempDir())
+	s := shopSpec("it-can-signals", srcPG, dstPG)
+	s.Verify.Mode = spec.VerifyCount
+	run := startTask(t, c, s, &workflows.Carry{HistoryLimit: 40, ApplyReportEvery: 100 * time.Millisecond})
+	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	stopWriter := startWriter(t, srcPG, 20*time.Millisecond, func(i int) []string {
+		return []string{
+			fmt.Sprintf(`INSERT INTO shop.orders (customer_id, amount) VALUES (%d, %d)`, 1+i%100, i),
+			fmt.Sprintf(`UPDATE shop.customers SET note = 'n%d' WHERE id = %d`, i, 1+i%500),
+			fmt.Sprintf(`UPDATE shop.extra SET v = 'u%d' WHERE id = %d`, i, 1+i%200),
+		}
+	})
+	defer stopWriter()
+
+	runs := map[string]bool{}
+	noteRun := func() {
+		desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), "")
+		require.NoError(t, err)
+		runs[desc.WorkflowExecutionInfo.Execution.RunId] = true
+	}
+	pauseResume := func(round int) {
+		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalPause, nil))
+		waitPhase(t, c, run.GetID(), workflows.PhasePaused, time.Minute)
+		noteRun()
+		time.Sleep(time.Duration(200+round*150) * time.Millisecond) // changes pile up on the source
+		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalResume, nil))
+		waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, time.Minute)
+		noteRun()
+		time.Sleep(time.Duration(300+round*200) * time.Millisecond)
+	}
+	modify := func(tables []spec.Table) workflows.ModifyResult {
+		objs := []spec.Object{{Schema: "shop", To: "mart", Tables: tables}}
+		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: run.GetID(), UpdateName: workflows.UpdateModifyObjects,
+			Args: []any{objs}, WaitForStage: client.WorkflowUpdateStageCompleted})
+		require.NoError(t, err)
+		var res workflows.ModifyResult
+		require.NoError(t, h.Get(ctx, &res))
+		noteRun()
+		return res
+	}
+	for round := 0; round < 6; round++ {
+		pauseResume(round)
+	}
+	base := s.Objects[0].Tables
+	res := modify(append(slices.Clone(base), spec.Table{Name: "extra"}))
+	require.Equal(t, []string{"shop.extra"}, res.Added)
+	for round := 0; round < 3; round++ {
+		pauseResume(round)
+	}
+	res = modify(base[:len(base)-1]) // extra and the last of the shop tables leave
+	require.Len(t, res.Removed, 2, "%+v", res)
+	pauseResume(0)
+	stopWriter()
+
+	var kept []tableCheck
+	for _, tc := range shopChecks {
+		if tc.src.Name != base[len(base)-1].Name {
+			kept = append(kept, tc)
+		}
+	}
+	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, kept) })
+	// The removed extra table holds what streamed until it left: at least its load.
+	var n int
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM mart.extra`).Scan(&n))
+	require.Equal(t, 200, n)
+	require.GreaterOrEqual(t, len(runs), 4, "the task continued as new between the signals")
+
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	relCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	require.NoError(t, c.GetWorkflow(relCtx, run.GetID(), "").Get(relCtx, nil))
+	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'skein%'`).Scan(&n))
+	require.Zero(t, n, "release ended the task and dropped its slot")
 }
