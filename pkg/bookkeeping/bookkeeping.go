@@ -26,7 +26,8 @@ func Ensure(ctx context.Context, db Execer) error {
 		`CREATE TABLE IF NOT EXISTS "skein"."progress" (
   "task" pg_catalog.text PRIMARY KEY,
   "lsn" pg_catalog.pg_lsn NOT NULL,
-  "updated_at" pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now())`,
+  "updated_at" pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  "timeline" pg_catalog.int4 NOT NULL DEFAULT 0)`,
 		`CREATE TABLE IF NOT EXISTS "skein"."chunks" (
   "task" pg_catalog.text NOT NULL,
   "chunk" pg_catalog.text NOT NULL,
@@ -43,6 +44,18 @@ func Ensure(ctx context.Context, db Execer) error {
 	} {
 		if _, err := db.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("create bookkeeping tables: %w", err)
+		}
+	}
+	// Progress rows of older versions have no timeline. Altered only when it is missing: an
+	// ALTER TABLE would wait for every task's open apply transaction on this destination.
+	var hasTimeline bool
+	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute
+WHERE attrelid = '"skein"."progress"'::pg_catalog.regclass AND attname = 'timeline' AND NOT attisdropped)`).Scan(&hasTimeline); err != nil {
+		return fmt.Errorf("read bookkeeping tables: %w", err)
+	}
+	if !hasTimeline {
+		if _, err := db.Exec(ctx, `ALTER TABLE "skein"."progress" ADD COLUMN IF NOT EXISTS "timeline" pg_catalog.int4 NOT NULL DEFAULT 0`); err != nil {
+			return fmt.Errorf("add the timeline to the bookkeeping: %w", err)
 		}
 	}
 	return nil
@@ -105,22 +118,38 @@ func ForgetChunks(ctx context.Context, db Execer, task, prefix string) error {
 
 // AppliedLSN returns the last source LSN whose changes are committed on the destination, 0 if none.
 func AppliedLSN(ctx context.Context, db Execer, task string) (pglogrepl.LSN, error) {
-	var s string
-	err := db.QueryRow(ctx, `SELECT "lsn"::pg_catalog.text FROM "skein"."progress" WHERE "task" = $1`, task).Scan(&s)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read applied LSN: %w", err)
-	}
-	return pglogrepl.ParseLSN(s)
+	p, err := AppliedPosition(ctx, db, task)
+	return p.LSN, err
 }
 
-// SetAppliedLSN records lsn as applied; call it in the transaction that holds the changes.
-func SetAppliedLSN(ctx context.Context, db Execer, task string, lsn pglogrepl.LSN) error {
+// Position is where a task's applied changes end: the source LSN and the source's timeline then
+// (0: not known, a row of an older version).
+type Position struct {
+	LSN      pglogrepl.LSN
+	Timeline int32
+}
+
+// AppliedPosition returns the task's applied position, zero if none.
+func AppliedPosition(ctx context.Context, db Execer, task string) (Position, error) {
+	var s string
+	var p Position
+	err := db.QueryRow(ctx, `SELECT "lsn"::pg_catalog.text, "timeline" FROM "skein"."progress" WHERE "task" = $1`, task).Scan(&s, &p.Timeline)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Position{}, nil
+	}
+	if err != nil {
+		return Position{}, fmt.Errorf("read applied LSN: %w", err)
+	}
+	p.LSN, err = pglogrepl.ParseLSN(s)
+	return p, err
+}
+
+// SetAppliedLSN records lsn, read on the source's timeline, as applied; call it in the
+// transaction that holds the changes.
+func SetAppliedLSN(ctx context.Context, db Execer, task string, lsn pglogrepl.LSN, timeline int32) error {
 	_, err := db.Exec(ctx, `
-INSERT INTO "skein"."progress" ("task", "lsn") VALUES ($1, $2::pg_catalog.pg_lsn)
-ON CONFLICT ("task") DO UPDATE SET "lsn" = EXCLUDED."lsn", "updated_at" = pg_catalog.now()`, task, lsn.String())
+INSERT INTO "skein"."progress" ("task", "lsn", "timeline") VALUES ($1, $2::pg_catalog.pg_lsn, $3)
+ON CONFLICT ("task") DO UPDATE SET "lsn" = EXCLUDED."lsn", "timeline" = EXCLUDED."timeline", "updated_at" = pg_catalog.now()`, task, lsn.String(), timeline)
 	if err != nil {
 		return fmt.Errorf("record applied LSN %s: %w", lsn, err)
 	}

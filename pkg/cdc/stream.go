@@ -138,13 +138,20 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	if _, err := dest.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
 		return fmt.Errorf("destination: SET plan_cache_mode: %w", err)
 	}
-	applied, err := bookkeeping.AppliedLSN(ctx, dest, opts.Task)
+	position, err := bookkeeping.AppliedPosition(ctx, dest, opts.Task)
 	if err != nil {
 		return err
 	}
+	applied := position.LSN
 	ident, err := pglogrepl.IdentifySystem(ctx, repl)
 	if err != nil {
 		return fmt.Errorf("identify the source: %w", err)
+	}
+	if followed, err := checkTimeline(ctx, repl, applied, position.Timeline, ident.Timeline); err != nil {
+		return err
+	} else if followed {
+		opts.Log.Warn("the source failed over or was restored; every change the destination applied is in its history: the stream goes on",
+			zap.Int32("from_timeline", position.Timeline), zap.Int32("to_timeline", ident.Timeline), zap.Stringer("applied", applied))
 	}
 	if applied > ident.XLogPos {
 		return errclass.Permanent(fmt.Errorf("the destination has applied the source's changes up to %s but the source's WAL ends at %s: "+
@@ -184,13 +191,14 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 		return slotLost(opts.Slot, fmt.Errorf("start replication from slot %s at %s: %w", opts.Slot, applied, err))
 	}
 	s := &stream{
-		ctx:    ctx,
-		repl:   repl,
-		dest:   dest,
-		opts:   opts,
-		app:    newApplier(dest, opts.Tables, opts.Log),
-		proto:  proto,
-		spools: map[uint32]*spool{},
+		ctx:      ctx,
+		repl:     repl,
+		dest:     dest,
+		opts:     opts,
+		app:      newApplier(dest, opts.Tables, opts.Log),
+		proto:    proto,
+		spools:   map[uint32]*spool{},
+		timeline: ident.Timeline,
 	}
 	defer s.closeSpools()
 	s.app.upsert = opts.Upsert
@@ -227,13 +235,15 @@ func slotLost(slot string, err error) error {
 }
 
 type stream struct {
-	ctx  context.Context
-	repl *pgconn.PgConn
-	dest *pgx.Conn
-	opts StreamOptions
-	app  *applier
-	prog Progress
-	rows rowDecoder
+	// timeline is the source's timeline, recorded with each applied position.
+	timeline int32
+	ctx      context.Context
+	repl     *pgconn.PgConn
+	dest     *pgx.Conn
+	opts     StreamOptions
+	app      *applier
+	prog     Progress
+	rows     rowDecoder
 
 	inSourceTx bool // between Begin and Commit
 	skipTx     bool // the current source transaction was applied before
@@ -659,7 +669,7 @@ func (s *stream) commit(ctx context.Context) error {
 	if err := s.app.flush(ctx); err != nil {
 		return err
 	}
-	if err := bookkeeping.SetAppliedLSN(ctx, s.dest, s.opts.Task, s.pendingApplied); err != nil {
+	if err := bookkeeping.SetAppliedLSN(ctx, s.dest, s.opts.Task, s.pendingApplied, s.timeline); err != nil {
 		return err
 	}
 	if _, err := s.dest.Exec(ctx, "COMMIT"); err != nil {

@@ -250,13 +250,96 @@ func NewPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 // RestartMode stops the server with mode ("fast" or "immediate": a crash, recovered at start)
 // and starts it again on the same port after down.
 func (p *Postgres) RestartMode(ctx context.Context, mode string, down time.Duration) error {
-	data := filepath.Join(p.Dir, "data")
-	if out, err := p.run(ctx, "pg_ctl", "-D", data, "-m", mode, "-w", "stop"); err != nil {
-		return fmt.Errorf("pg_ctl stop -m %s: %w: %s", mode, err, out)
+	if err := p.StopServer(ctx, mode); err != nil {
+		return err
 	}
 	time.Sleep(down)
-	if out, err := p.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(p.Dir, "server.log"), "-w", "-t", "120", "start"); err != nil {
+	return p.StartServer(ctx)
+}
+
+// StopServer stops the server with mode (fast or immediate) and keeps its data.
+func (p *Postgres) StopServer(ctx context.Context, mode string) error {
+	if out, err := p.run(ctx, "pg_ctl", "-D", filepath.Join(p.Dir, "data"), "-m", mode, "-w", "stop"); err != nil {
+		return fmt.Errorf("pg_ctl stop -m %s: %w: %s", mode, err, out)
+	}
+	return nil
+}
+
+// StartServer starts a server StopServer stopped.
+func (p *Postgres) StartServer(ctx context.Context) error {
+	if out, err := p.run(ctx, "pg_ctl", "-D", filepath.Join(p.Dir, "data"), "-l", filepath.Join(p.Dir, "server.log"), "-w", "-t", "120", "start"); err != nil {
 		return fmt.Errorf("pg_ctl start: %w: %s", err, out)
+	}
+	return nil
+}
+
+// NewStandby makes a streaming standby of p from a copy of its data directory taken while p is
+// stopped for a moment, so the copy holds p's replication slots too (pg_basebackup leaves them
+// out), as a standby whose slots are synchronized would. The standby follows p until promoted.
+func (p *Postgres) NewStandby(t testing.TB) *Postgres {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "skein-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := &Postgres{Dir: dir, binDir: p.binDir, runAs: p.runAs}
+	t.Cleanup(func() {
+		if t.Failed() {
+			logText, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+			t.Logf("standby's server log:\n%s", logText)
+		}
+		if err := sb.Stop(); err != nil {
+			t.Logf("stop the standby: %v", err)
+		}
+	})
+	if err := p.StopServer(ctx, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	out, cpErr := exec.Command("cp", "-a", filepath.Join(p.Dir, "data"), filepath.Join(dir, "data")).CombinedOutput()
+	if err := p.StartServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cpErr != nil {
+		t.Fatalf("copy the data directory: %v: %s", cpErr, out)
+	}
+	if p.runAs != "" {
+		if out, err := exec.Command("chown", p.runAs+":", dir).CombinedOutput(); err != nil {
+			t.Fatalf("chown %s: %v: %s", dir, err, out)
+		}
+	}
+	if sb.Port, err = FreePort(); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	conf, err := os.ReadFile(filepath.Join(data, "postgresql.auto.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := append(strings.Split(strings.TrimSpace(string(conf)), "\n"),
+		fmt.Sprintf("port = %d", sb.Port), fmt.Sprintf("unix_socket_directories = '%s'", dir),
+		fmt.Sprintf("primary_conninfo = 'host=127.0.0.1 port=%d user=postgres'", p.Port))
+	if err := writeConf(filepath.Join(data, "postgresql.auto.conf"), lines); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if p.runAs != "" {
+		_ = exec.Command("chown", "-R", p.runAs+":", data).Run()
+	}
+	if err := sb.StartServer(ctx); err != nil {
+		logText, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+		t.Fatalf("start the standby: %v\n%s", err, logText)
+	}
+	return sb
+}
+
+// Promote ends a standby's recovery: it becomes a primary on a new timeline.
+func (p *Postgres) Promote(ctx context.Context) error {
+	if out, err := p.run(ctx, "pg_ctl", "-D", filepath.Join(p.Dir, "data"), "-w", "promote"); err != nil {
+		return fmt.Errorf("pg_ctl promote: %w: %s", err, out)
 	}
 	return nil
 }
