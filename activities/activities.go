@@ -34,6 +34,9 @@ type Activities struct {
 	// EncryptedPayloads: the worker seals payloads (temporalx.Encryption); search attributes,
 	// readable to whoever can list workflows, are then not published.
 	EncryptedPayloads bool
+	// Limits bound the chunk copies and apply runs this worker runs at once.
+	Limits Limits
+	limits slots
 
 	// snapshots holds, per task, the connection that exported the task's snapshot. It lives on the
 	// worker that created it; a Temporal session keeps the holder activity on the same worker.

@@ -105,6 +105,11 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	if in.ReportEvery == 0 {
 		in.ReportEvery = 5 * time.Second
 	}
+	release, err := a.acquire(ctx, "apply run")
+	if err != nil {
+		return ApplyProgress{}, err
+	}
+	defer release()
 	repl, err := a.Open.ConnectReplication(ctx, in.Spec.Source)
 	if err != nil {
 		return ApplyProgress{}, classify(ctx, err)

@@ -156,6 +156,11 @@ type CopyChunksInput struct {
 // thousands of small tables cost a few activities, not thousands. Chunks committed before are
 // no-ops, so a retried batch goes on where the last attempt stopped.
 func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]fullload.Result, error) {
+	release, err := a.acquire(ctx, "chunk copy")
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	src, dst, err := a.connectBoth(ctx, in.Spec)
 	if err != nil {
 		return nil, classify(ctx, err)

@@ -347,7 +347,8 @@ func (a *Activities) runParallel(ctx context.Context, s spec.Spec, first *pgx.Co
 	conns <- first
 	var extra []*pgx.Conn
 	defer func() { closeAll(ctx, extra...) }()
-	for len(conns) < cap(conns) && len(extra)+1 < len(jobs) {
+	// Extra connections only while the worker's connection budget has room (as in verify).
+	for len(conns) < cap(conns) && len(extra)+1 < len(jobs) && a.Open.Budget.Spare() >= 1 {
 		c, err := a.Open.ConnectDestination(ctx, s.Destination)
 		if err != nil {
 			return err

@@ -4,8 +4,9 @@
 // Environment: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE (default "default"),
 // TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY, TEMPORAL_TLS_CA, TEMPORAL_TLS_SERVER_NAME, TEMPORAL_API_KEY
 // (a TLS-protected cluster, Temporal Cloud), SKEIN_METRICS_ADDR (Prometheus /metrics, /healthz,
-// /readyz; default :9464, "off" for none), SKEIN_MAX_ACTIVITIES, SKEIN_STOP_TIMEOUT (tuning),
-// SKEIN_PAYLOAD_KEY (payload encryption),
+// /readyz; default :9464, "off" for none), SKEIN_MAX_ACTIVITIES, SKEIN_MAX_CHUNK_COPIES,
+// SKEIN_MAX_APPLY_RUNS, SKEIN_MAX_CONNECTIONS, SKEIN_STOP_TIMEOUT (tuning), SKEIN_PAYLOAD_KEY
+// (payload encryption),
 // SKEIN_SECRETS_DIR and SKEIN_SECRET_<NAME> (secrets), SKEIN_LOG_LEVEL (debug|info|warn|error),
 // SKEIN_SPOOL_DIR (large streamed transactions), GOMEMLIMIT (the Go runtime's soft memory limit,
 // default 256MiB here).
@@ -103,10 +104,17 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	limits, budget, err := workerLimits()
+	if err != nil {
+		return err
+	}
 	w := worker.New(c, workflows.TaskQueue, opts)
 	workflows.Register(w)
-	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{}, Log: log, Client: c, EncryptedPayloads: enc != nil})
-	log.Info("skein-worker started", zap.String("temporal", temporalx.Address()), zap.String("task_queue", workflows.TaskQueue))
+	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{Budget: dbconn.NewBudget(budget)}, Log: log, Client: c,
+		EncryptedPayloads: enc != nil, Limits: limits})
+	log.Info("skein-worker started", zap.String("temporal", temporalx.Address()), zap.String("task_queue", workflows.TaskQueue),
+		zap.Int("max_activities", opts.MaxConcurrentActivityExecutionSize), zap.Int("max_chunk_copies", limits.ChunkCopies),
+		zap.Int("max_apply_runs", limits.ApplyRuns), zap.Int("max_connections", budget), zap.Duration("stop_timeout", opts.WorkerStopTimeout))
 	return w.Run(worker.InterruptCh())
 }
 
@@ -152,21 +160,62 @@ func metricsAddr() string {
 	}
 }
 
+// Defaults of the per-kind limits, for a 2-core machine: chunk copies are the CPU-heavy work; a
+// change stream is mostly waiting. The connection budget covers both at their limits (2 per
+// chunk copy, 4 per apply run) and the short steps beside them.
+const (
+	defaultChunkCopies = 8
+	defaultApplyRuns   = 16
+	defaultConnections = 2*defaultChunkCopies + 4*defaultApplyRuns + 48
+)
+
+// workerLimits reads SKEIN_MAX_CHUNK_COPIES (chunk copies at once, default 8), SKEIN_MAX_APPLY_RUNS
+// (change streams at once, default 16) and SKEIN_MAX_CONNECTIONS (database connections open at
+// once over every task, default 128).
+func workerLimits() (activities.Limits, int, error) {
+	var l activities.Limits
+	var err error
+	if l.ChunkCopies, err = positiveEnv("SKEIN_MAX_CHUNK_COPIES", defaultChunkCopies); err != nil {
+		return l, 0, err
+	}
+	if l.ApplyRuns, err = positiveEnv("SKEIN_MAX_APPLY_RUNS", defaultApplyRuns); err != nil {
+		return l, 0, err
+	}
+	budget, err := positiveEnv("SKEIN_MAX_CONNECTIONS", defaultConnections)
+	if err != nil {
+		return l, 0, err
+	}
+	if budget < 4 {
+		return l, 0, fmt.Errorf("SKEIN_MAX_CONNECTIONS %d: an apply run alone needs 4 connections", budget)
+	}
+	return l, budget, nil
+}
+
+// positiveEnv reads a positive number from the environment variable name, def when it is unset.
+func positiveEnv(name string, def int) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s %q: a positive number", name, v)
+	}
+	return n, nil
+}
+
 // workerOptions are the worker's options with the tuning of the environment:
 // SKEIN_MAX_ACTIVITIES (activities run at once: chunk copies, apply runs, schema steps; default
 // 64, for a 2-core machine) and SKEIN_STOP_TIMEOUT (how long a stopping worker, on SIGTERM or
 // SIGINT, lets running activities finish before it cancels them; default 60s).
 func workerOptions() (worker.Options, error) {
 	opts := workflows.WorkerOptions()
-	opts.MaxConcurrentActivityExecutionSize = 64
 	opts.WorkerStopTimeout = time.Minute
-	if v := os.Getenv("SKEIN_MAX_ACTIVITIES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return opts, fmt.Errorf("SKEIN_MAX_ACTIVITIES %q: a positive number", v)
-		}
-		opts.MaxConcurrentActivityExecutionSize = n
+	n, err := positiveEnv("SKEIN_MAX_ACTIVITIES", 64)
+	if err != nil {
+		return opts, err
 	}
+	opts.MaxConcurrentActivityExecutionSize = n
 	if v := os.Getenv("SKEIN_STOP_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {

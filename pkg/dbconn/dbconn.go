@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +25,8 @@ import (
 type Opener struct {
 	Secrets        secrets.Resolver
 	ConnectTimeout time.Duration // default 15s
+	// Budget, when set, caps the connections open at once through every Opener sharing it.
+	Budget *Budget
 }
 
 // Config builds the pgx configuration of ep. replication adds replication=database.
@@ -75,6 +78,12 @@ func (o Opener) Config(ep spec.Endpoint, replication bool) (*pgx.ConnConfig, err
 	cfg.RuntimeParams[ddlcapture.SessionSetting] = "off"
 	if replication {
 		cfg.RuntimeParams["replication"] = "database"
+	}
+	if o.Budget != nil {
+		dial := cfg.DialFunc
+		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return o.Budget.dial(ctx, dial, network, addr)
+		}
 	}
 	return cfg, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -197,4 +198,48 @@ func TestPasswordsGoOnlyWhereAllowed(t *testing.T) {
 	conn, err = open.Connect(ctx, endpoint("scram", "bound-pw"))
 	require.NoError(t, err, "the bound host gets it")
 	conn.Close(ctx)
+}
+
+// TestConnectionBudget: connections beyond the budget wait for one to close; one that waits past
+// the connect timeout fails naming the budget; every kind of connection counts, and a failed
+// connect gives its place back.
+func TestConnectionBudget(t *testing.T) {
+	ctx := context.Background()
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
+	budget := dbconn.NewBudget(2)
+	open := dbconn.Opener{Budget: budget, ConnectTimeout: time.Second}
+	ep := pg.Endpoint("postgres")
+
+	a, err := open.Connect(ctx, ep)
+	require.NoError(t, err)
+	repl, err := open.ConnectReplication(ctx, ep)
+	require.NoError(t, err)
+	require.Equal(t, 2, budget.InUse())
+	require.Zero(t, budget.Spare())
+
+	_, err = open.ConnectDestination(ctx, ep)
+	require.ErrorContains(t, err, "all 2 connections of this worker's budget stay in use")
+	require.ErrorContains(t, err, "SKEIN_MAX_CONNECTIONS")
+
+	// A connection waiting for a place gets the one a closing connection gives back.
+	got := make(chan error, 1)
+	go func() {
+		c, err := open.Connect(ctx, ep)
+		if err == nil {
+			c.Close(ctx)
+		}
+		got <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	require.NoError(t, a.Close(ctx))
+	require.NoError(t, <-got)
+	require.NoError(t, repl.Close(ctx))
+	require.Zero(t, budget.InUse())
+
+	bad := ep
+	bad.Database = "no_such_db"
+	_, err = open.Connect(ctx, bad)
+	require.Error(t, err)
+	require.Zero(t, budget.InUse(), "a refused connection gives its place back")
+	require.Equal(t, math.MaxInt, (*dbconn.Budget)(nil).Spare(), "no budget, no cap")
 }

@@ -156,7 +156,9 @@ func TestHelmChart(t *testing.T) {
 	require.NoError(t, err)
 	text := string(b)
 	for _, want := range []string{`"replicas":2`, `"TEMPORAL_ADDRESS"`, `"SKEIN_SECRETS_DIR"`, `"/healthz"`, `"/readyz"`, `"runAsNonRoot":true`,
-		`"secretName":"skein-secrets"`, `"prometheus.io/scrape":"true"`, `"terminationGracePeriodSeconds":120`} {
+		`"secretName":"skein-secrets"`, `"prometheus.io/scrape":"true"`, `"terminationGracePeriodSeconds":120`,
+		`{"name":"SKEIN_STOP_TIMEOUT","value":"105s"}`, `{"name":"SKEIN_MAX_CHUNK_COPIES","value":"8"}`,
+		`{"name":"SKEIN_MAX_APPLY_RUNS","value":"16"}`, `{"name":"SKEIN_MAX_CONNECTIONS","value":"128"}`} {
 		require.Contains(t, text, want)
 	}
 	require.NotContains(t, text, "TEMPORAL_TLS_CERT")
