@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
@@ -32,6 +33,9 @@ type ApplyInput struct {
 	MaxRun time.Duration `json:"max_run,omitempty"`
 	// ReportEvery is the interval of progress signals; 0 = 5s.
 	ReportEvery time.Duration `json:"report_every,omitempty"`
+	// StallAfter is how long a destination statement may wait for the server before the apply
+	// asks the server (on a new connection) whether it still works on it; 0 = a minute.
+	StallAfter time.Duration `json:"stall_after,omitempty"`
 	// SkipBefore lists source tables whose changes in transactions committed before an LSN were
 	// applied by the stream that loaded them (modify-objects).
 	SkipBefore []SkipBefore `json:"skip_before,omitempty"`
@@ -115,7 +119,9 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		return ApplyProgress{}, classify(ctx, err)
 	}
 	defer repl.Close(context.WithoutCancel(ctx))
-	dst, err := a.Open.ConnectDestination(ctx, in.Spec.Destination)
+	watched := a.Open
+	watched.Traffic = &dbconn.Traffic{}
+	dst, err := watched.ConnectDestination(ctx, in.Spec.Destination)
 	if err != nil {
 		return ApplyProgress{}, classify(ctx, err)
 	}
@@ -147,8 +153,10 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		}
 	}
 	// The run ends after MaxRun at a transaction boundary (StreamOptions.RunFor), never inside one.
-	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
+	go a.watchDestination(runCtx, cancelCause, in.Spec.Destination, watched.Traffic, dst.PgConn().PID(), in.StallAfter, log)
 	var source *pgx.Conn // for relations the stream names that the task does not know, opened once needed
 	defer func() {
 		if source != nil {
@@ -208,6 +216,9 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		// the destination rejects is named exactly (a keyed batch names its first and last key).
 		ExactChanges: exactAfterFailure(in.FailedAttempts, activity.GetInfo(ctx).Attempt),
 	})
+	if cause := context.Cause(runCtx); errors.Is(cause, errDestinationStalled) {
+		err = cause // the watchdog ended the run: the connection is lost, not canceled
+	}
 	cancel()
 	<-reporterDone
 	mu.Lock()

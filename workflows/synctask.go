@@ -30,6 +30,9 @@ type Carry struct {
 	ApplyMaxRun time.Duration `json:"apply_max_run,omitempty"`
 	// ApplyReportEvery is the interval of apply progress reports (default 5s).
 	ApplyReportEvery time.Duration `json:"apply_report_every,omitempty"`
+	// ApplyStallAfter is how long a destination statement waits before the apply asks the
+	// server whether it still works on it (default a minute; tests shorten it).
+	ApplyStallAfter time.Duration `json:"apply_stall_after,omitempty"`
 	// SkipBefore carries the added tables' changes the task's stream must still skip.
 	SkipBefore []activities.SkipBefore `json:"skip_before,omitempty"`
 	// Paused carries a pause across continue-as-new.
@@ -540,7 +543,7 @@ func (w *task) incremental(ctx workflow.Context) error {
 			}
 		})
 		in := activities.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.carry.ApplyMaxRun, ReportEvery: w.carry.ApplyReportEvery,
-			SkipBefore: w.skipBefore}
+			SkipBefore: w.skipBefore, StallAfter: w.carry.ApplyStallAfter}
 		var res activities.ApplyProgress
 		w.runCounts, w.runNotReplicated = cdc.Counts{}, 0
 		w.applyRunning = true

@@ -27,6 +27,8 @@ type Opener struct {
 	ConnectTimeout time.Duration // default 15s
 	// Budget, when set, caps the connections open at once through every Opener sharing it.
 	Budget *Budget
+	// Traffic, when set, watches the next connection this Opener opens (see Traffic).
+	Traffic *Traffic
 }
 
 // Config builds the pgx configuration of ep. replication adds replication=database.
@@ -78,6 +80,9 @@ func (o Opener) Config(ep spec.Endpoint, replication bool) (*pgx.ConnConfig, err
 	cfg.RuntimeParams[ddlcapture.SessionSetting] = "off"
 	if replication {
 		cfg.RuntimeParams["replication"] = "database"
+	}
+	if o.Traffic != nil {
+		cfg.DialFunc = o.Traffic.dialer(cfg.DialFunc)
 	}
 	if o.Budget != nil {
 		dial := cfg.DialFunc

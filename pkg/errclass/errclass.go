@@ -36,6 +36,20 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+// Lost marks err as a connection that stopped working (found by Skein, not by the network
+// stack): retried on a new connection, as a connection error.
+func Lost(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &lostError{err}
+}
+
+type lostError struct{ err error }
+
+func (e *lostError) Error() string { return e.err.Error() }
+func (e *lostError) Unwrap() error { return e.err }
+
 // Of classifies err.
 func Of(err error) Class {
 	if err == nil {
@@ -44,6 +58,10 @@ func Of(err error) Class {
 	var pe *permanentError
 	if errors.As(err, &pe) {
 		return Fatal
+	}
+	var lost *lostError
+	if errors.As(err, &lost) {
+		return Connection
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

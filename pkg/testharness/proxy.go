@@ -27,9 +27,11 @@ type Proxy struct {
 	Port int
 	ln   net.Listener
 
-	mu     sync.Mutex
-	target string
-	conns  map[net.Conn]net.Conn // client side -> server side
+	mu        sync.Mutex
+	target    string
+	conns     map[net.Conn]net.Conn  // client side -> server side
+	frozenDir map[net.Conn]Direction // client side -> the directions frozen (Freeze)
+	orphans   []net.Conn             // server sides of frozen connections the client closed
 	// stalled[d] holds, for direction bit d (0 to server, 1 to client), the UnixNano time until
 	// which forwarding waits.
 	stalled [2]atomic.Int64
@@ -42,7 +44,7 @@ func StartProxy(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{Port: ln.Addr().(*net.TCPAddr).Port, target: target, ln: ln, conns: map[net.Conn]net.Conn{}}
+	p := &Proxy{Port: ln.Addr().(*net.TCPAddr).Port, target: target, ln: ln, conns: map[net.Conn]net.Conn{}, frozenDir: map[net.Conn]Direction{}}
 	go p.accept()
 	return p, nil
 }
@@ -77,19 +79,20 @@ func (p *Proxy) accept() {
 		p.mu.Lock()
 		p.conns[c] = s
 		p.mu.Unlock()
-		go p.pipe(c, s, 0)
-		go p.pipe(s, c, 1)
+		go p.pipe(c, s, c, 0)
+		go p.pipe(s, c, c, 1)
 	}
 }
 
-// pipe copies from src to dst, waiting while direction bit is stalled.
-func (p *Proxy) pipe(src, dst net.Conn, bit int) {
+// pipe copies from src to dst, waiting while direction bit is stalled (for every connection, or
+// for client's).
+func (p *Proxy) pipe(src, dst, client net.Conn, bit int) {
 	buf := make([]byte, 32<<10)
 	defer p.drop(src, dst)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			for time.Now().UnixNano() < p.stalled[bit].Load() && !p.closed.Load() {
+			for (time.Now().UnixNano() < p.stalled[bit].Load() || p.frozen(client, bit)) && !p.closed.Load() {
 				time.Sleep(20 * time.Millisecond)
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -97,6 +100,14 @@ func (p *Proxy) pipe(src, dst net.Conn, bit int) {
 			}
 		}
 		if err != nil {
+			if bit == 0 && p.frozenAny(client) {
+				// A frozen connection's close never reaches the server, as a FIN on a dead path
+				// would not: the server's session stays until it is ended there.
+				p.mu.Lock()
+				p.orphans = append(p.orphans, dst)
+				p.mu.Unlock()
+				return
+			}
 			if !errors.Is(err, io.EOF) {
 				return
 			}
@@ -144,9 +155,49 @@ func (p *Proxy) Stall(dir Direction, d time.Duration) {
 	}
 }
 
+// Freeze stalls the connections open now in dir for good (until Reset closes them), while new
+// connections pass: a connection whose packets stop arriving, on a network that still works.
+func (p *Proxy) Freeze(dir Direction) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns { // keyed by the client side
+		p.frozenDir[c] = dir
+	}
+	return len(p.conns)
+}
+
+// frozenAny reports whether client's connection is frozen in any direction.
+func (p *Proxy) frozenAny(client net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.frozenDir[client]
+	return ok
+}
+
+// frozen reports whether client's connection is frozen in direction bit.
+func (p *Proxy) frozen(client net.Conn, bit int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dir, ok := p.frozenDir[client]
+	if !ok {
+		return false
+	}
+	if _, open := p.conns[client]; !open {
+		delete(p.frozenDir, client)
+		return false
+	}
+	return dir&(1<<bit) != 0
+}
+
 // Close stops the proxy and closes its connections.
 func (p *Proxy) Close() {
 	p.closed.Store(true)
 	_ = p.ln.Close()
 	p.Reset()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.orphans {
+		_ = c.Close()
+	}
+	p.orphans = nil
 }
