@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
@@ -37,18 +38,25 @@ ANALYZE`)
 	require.NoError(t, w.Start())
 	defer w.Stop()
 
-	watcher, err := srcPG.Connect(ctx, "lim")
+	// A chunk copy is a COPY TO on the source and a COPY FROM on the destination (the throttle
+	// slows the second): each side shows at most one at a time.
+	srcWatch, err := srcPG.Connect(ctx, "lim")
 	require.NoError(t, err)
-	defer watcher.Close(ctx)
+	defer srcWatch.Close(ctx)
+	dstWatch, err := dstPG.Connect(ctx, "target")
+	require.NoError(t, err)
+	defer dstWatch.Close(ctx)
 	var maxCopies, maxConns atomic.Int64
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
 		for watchCtx.Err() == nil {
-			var n int64
-			if err := watcher.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'skein' AND query LIKE 'COPY%' AND state = 'active'`).Scan(&n); err == nil && n > maxCopies.Load() {
-				maxCopies.Store(n)
+			for _, conn := range []*pgx.Conn{srcWatch, dstWatch} {
+				var n int64
+				if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'skein' AND query LIKE 'COPY%' AND state = 'active'`).Scan(&n); err == nil && n > maxCopies.Load() {
+					maxCopies.Store(n)
+				}
 			}
 			if n := int64(budget.InUse()); n > maxConns.Load() {
 				maxConns.Store(n)
@@ -60,7 +68,7 @@ ANALYZE`)
 	s := spec.Spec{Name: "it-limits", Source: srcPG.Endpoint("lim"), Destination: dstPG.Endpoint("target"),
 		Objects:  []spec.Object{{Schema: "lim"}},
 		FullLoad: spec.FullLoad{Parallelism: 4, ChunkMB: 1},
-		Throttle: spec.Throttle{Full: spec.ThrottleFull{RowsPerSecond: 30000}},
+		Throttle: spec.Throttle{Full: spec.ThrottleFull{RowsPerSecond: 20000}},
 		Verify:   spec.Verify{Mode: spec.VerifyCount}}
 	run := startTask(t, c, s, nil)
 	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
