@@ -109,7 +109,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	if in.ReportEvery == 0 {
 		in.ReportEvery = 5 * time.Second
 	}
-	release, err := a.acquire(ctx, "apply run")
+	release, err := a.acquire(ctx, a.slots().applyRuns, "apply run")
 	if err != nil {
 		return ApplyProgress{}, err
 	}

@@ -26,7 +26,8 @@ type slots struct {
 	applyRuns   chan struct{}
 }
 
-func (a *Activities) slotsFor(kind string) chan struct{} {
+// slots returns the worker's semaphores, made on first use from Limits (nil: no limit).
+func (a *Activities) slots() *slots {
 	a.limits.once.Do(func() {
 		if a.Limits.ChunkCopies > 0 {
 			a.limits.chunkCopies = make(chan struct{}, a.Limits.ChunkCopies)
@@ -35,16 +36,12 @@ func (a *Activities) slotsFor(kind string) chan struct{} {
 			a.limits.applyRuns = make(chan struct{}, a.Limits.ApplyRuns)
 		}
 	})
-	if kind == "apply run" {
-		return a.limits.applyRuns
-	}
-	return a.limits.chunkCopies
+	return &a.limits
 }
 
-// acquire takes one of this worker's slots of kind ("chunk copy" or "apply run"), waiting (and
-// heartbeating, so the wait is not taken for a lost worker) while all are in use.
-func (a *Activities) acquire(ctx context.Context, kind string) (release func(), err error) {
-	sem := a.slotsFor(kind)
+// acquire takes a place in sem (one of slots; kind names it), waiting (and heartbeating, so the
+// wait is not taken for a lost worker) while all are in use.
+func (a *Activities) acquire(ctx context.Context, sem chan struct{}, kind string) (release func(), err error) {
 	if sem == nil {
 		return func() {}, nil
 	}

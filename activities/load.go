@@ -156,7 +156,7 @@ type CopyChunksInput struct {
 // thousands of small tables cost a few activities, not thousands. Chunks committed before are
 // no-ops, so a retried batch goes on where the last attempt stopped.
 func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]fullload.Result, error) {
-	release, err := a.acquire(ctx, "chunk copy")
+	release, err := a.acquire(ctx, a.slots().chunkCopies, "chunk copy")
 	if err != nil {
 		return nil, err
 	}

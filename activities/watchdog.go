@@ -40,7 +40,7 @@ func (a *Activities) watchDestination(ctx context.Context, stop context.CancelCa
 		if waited < after {
 			continue
 		}
-		state, err := a.sessionState(ctx, ep, pid, false)
+		state, err := a.sessionState(ctx, ep, pid)
 		if ctx.Err() != nil {
 			return
 		}
@@ -60,7 +60,7 @@ func (a *Activities) watchDestination(ctx context.Context, stop context.CancelCa
 			why = fmt.Sprintf("the server's session %d is %s: the statement or its answer was lost on the way", pid, state)
 			// Its open transaction would hold row locks against the next run until the server's
 			// keepalives noticed: end the session (it never committed what is not recorded).
-			if _, err := a.sessionState(ctx, ep, pid, true); err != nil {
+			if err := a.endSession(ctx, ep, pid); err != nil {
 				log.Warn("could not end the stalled destination session", zap.Uint32("pid", pid), zap.Error(err))
 			}
 		}
@@ -73,29 +73,39 @@ func (a *Activities) watchDestination(ctx context.Context, stop context.CancelCa
 }
 
 // sessionState is the state of backend pid in pg_stat_activity ("" if it is gone), read on a new
-// destination connection; with terminate, the backend is ended too (it is the task's own role's).
-func (a *Activities) sessionState(ctx context.Context, ep spec.Endpoint, pid uint32, terminate bool) (string, error) {
+// destination connection.
+func (a *Activities) sessionState(ctx context.Context, ep spec.Endpoint, pid uint32) (string, error) {
+	var state *string
+	err := a.onNewDestination(ctx, ep, func(conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, `SELECT a.state FROM pg_catalog.pg_stat_activity a WHERE a.pid = $1`, int64(pid)).Scan(&state)
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", nil
+	case err != nil:
+		return "", err
+	case state == nil:
+		return "unknown", nil
+	}
+	return *state, nil
+}
+
+// endSession ends backend pid, the task's own role's, from a new destination connection.
+func (a *Activities) endSession(ctx context.Context, ep spec.Endpoint, pid uint32) error {
+	return a.onNewDestination(ctx, ep, func(conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, `SELECT pg_catalog.pg_terminate_backend($1::pg_catalog.int4)`, int64(pid))
+		return err
+	})
+}
+
+// onNewDestination runs fn on a new destination connection, opened within 15 s.
+func (a *Activities) onNewDestination(ctx context.Context, ep spec.Endpoint, fn func(conn *pgx.Conn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	conn, err := a.Open.ConnectDestination(ctx, ep)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer closeAll(ctx, conn)
-	if terminate {
-		_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_terminate_backend($1::pg_catalog.int4)`, int64(pid))
-		return "", err
-	}
-	var state *string
-	err = conn.QueryRow(ctx, `SELECT a.state FROM pg_catalog.pg_stat_activity a WHERE a.pid = $1`, int64(pid)).Scan(&state)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if state == nil {
-		return "unknown", nil
-	}
-	return *state, nil
+	return fn(conn)
 }

@@ -24,44 +24,36 @@ const (
 )
 
 // Permanent marks err as one that can never succeed (bad spec, missing permission, lost slot).
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err}
-}
-
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
+func Permanent(err error) error { return mark(err, Fatal) }
 
 // Lost marks err as a connection that stopped working (found by Skein, not by the network
 // stack): retried on a new connection, as a connection error.
-func Lost(err error) error {
+func Lost(err error) error { return mark(err, Connection) }
+
+// marked is an error whose class Skein decided where it arose.
+type marked struct {
+	err   error
+	class Class
+}
+
+func (e *marked) Error() string { return e.err.Error() }
+func (e *marked) Unwrap() error { return e.err }
+
+func mark(err error, class Class) error {
 	if err == nil {
 		return nil
 	}
-	return &lostError{err}
+	return &marked{err: err, class: class}
 }
-
-type lostError struct{ err error }
-
-func (e *lostError) Error() string { return e.err.Error() }
-func (e *lostError) Unwrap() error { return e.err }
 
 // Of classifies err.
 func Of(err error) Class {
 	if err == nil {
 		return ""
 	}
-	var pe *permanentError
-	if errors.As(err, &pe) {
-		return Fatal
-	}
-	var lost *lostError
-	if errors.As(err, &lost) {
-		return Connection
+	var m *marked
+	if errors.As(err, &m) {
+		return m.class
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

@@ -47,25 +47,33 @@ var (
 // names runs), and reads the view's parsed expression from pg_rewrite. An account that may not
 // create temporary objects leaves the filter to the plan.
 func ruleFilterCheck(ctx context.Context, conn *pgx.Conn, tm spec.TableMap) error {
+	return rolledBack(ctx, conn, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "CREATE TEMPORARY VIEW skein_filter_check AS SELECT 1 FROM "+tm.Source.Quoted()+" WHERE "+tm.WhereSQL())
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var tree string
+		if err := tx.QueryRow(ctx, `SELECT r.ev_action::text FROM pg_catalog.pg_rewrite r
+		WHERE r.ev_class = 'pg_temp.skein_filter_check'::pg_catalog.regclass`).Scan(&tree); err != nil {
+			return fmt.Errorf("read the filter's parsed form: %w", err)
+		}
+		return judgeFilterTree(ctx, tx, tree)
+	})
+}
+
+// rolledBack runs fn in a transaction on conn that is never committed: what a check creates
+// leaves no trace.
+func rolledBack(ctx context.Context, conn *pgx.Conn, fn func(tx pgx.Tx) error) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // never committed
-	_, err = tx.Exec(ctx, "CREATE TEMPORARY VIEW skein_filter_check AS SELECT 1 FROM "+tm.Source.Quoted()+" WHERE "+tm.WhereSQL())
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var tree string
-	if err := tx.QueryRow(ctx, `SELECT r.ev_action::text FROM pg_catalog.pg_rewrite r
-		WHERE r.ev_class = 'pg_temp.skein_filter_check'::pg_catalog.regclass`).Scan(&tree); err != nil {
-		return fmt.Errorf("read the filter's parsed form: %w", err)
-	}
-	return judgeFilterTree(ctx, tx, tree)
+	return fn(tx)
 }
 
 // judgeFilterTree finds in a filter's node tree what a publication row filter may not hold.

@@ -108,10 +108,10 @@ func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) (it
 	c := &checker{s: s, opts: opts}
 	var err error
 	c.src, err = open.Connect(ctx, s.Source)
-	transient = err != nil && errclass.Of(err) == errclass.Connection
+	transient = errclass.Of(err) == errclass.Connection
 	c.connectItem("source_connect", s.Source, err)
 	c.dst, err = open.ConnectDestination(ctx, s.Destination)
-	transient = transient || err != nil && errclass.Of(err) == errclass.Connection
+	transient = transient || errclass.Of(err) == errclass.Connection
 	var pinErr *dialect.Error
 	if errors.As(err, &pinErr) {
 		// Connected, but the session cannot read SQL as PostgreSQL does.
@@ -424,14 +424,16 @@ func (c *checker) rowFilters(ctx context.Context) {
 		return
 	}
 	var problems []string
-	if c.s.IncrementalSync() {
-		var num int
-		if err := c.src.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::int`).Scan(&num); err != nil || num < 150000 {
-			problems = append(problems, fmt.Sprintf("row filters on the change stream need publication row filters: a source on PostgreSQL 15 or newer (this one is %d)", num))
-		}
+	var num int
+	if err := c.src.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::int`).Scan(&num); err != nil {
+		c.fail("row_filters", Error, "read the source's version: "+err.Error(), "")
+		return
+	}
+	if c.s.IncrementalSync() && num < 150000 {
+		problems = append(problems, fmt.Sprintf("row filters on the change stream need publication row filters: a source on PostgreSQL 15 or newer (this one is %d)", num))
 	}
 	for _, tm := range filtered {
-		if err := checkFilter(ctx, c.src, tm); err != nil {
+		if err := checkFilter(ctx, c.src, tm, num); err != nil {
 			problems = append(problems, fmt.Sprintf("%s where %q: %v", tm.Source, tm.Where, err))
 		}
 	}
@@ -448,14 +450,10 @@ func (c *checker) rowFilters(ctx context.Context) {
 // functions and operators, no subqueries, user-defined functions or system columns. A source on
 // 15+ judges it itself (publicationFilterCheck); an older one by Skein's reading of the parsed
 // filter (ruleFilterCheck). Then it plans the filter in a read-only transaction: a bad
-// expression fails, and nothing it names runs.
-func checkFilter(ctx context.Context, conn *pgx.Conn, tm spec.TableMap) error {
-	var num int
-	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::int`).Scan(&num); err != nil {
-		return err
-	}
+// expression fails, and nothing it names runs. version is the source's server_version_num.
+func checkFilter(ctx context.Context, conn *pgx.Conn, tm spec.TableMap, version int) error {
 	judge := publicationFilterCheck
-	if num < 150000 {
+	if version < 150000 {
 		judge = ruleFilterCheck
 	}
 	if err := judge(ctx, conn, tm); err != nil {
@@ -473,16 +471,13 @@ func checkFilter(ctx context.Context, conn *pgx.Conn, tm spec.TableMap) error {
 // publicationFilterCheck creates, and rolls back, a publication with the filter (PostgreSQL 15+).
 // An account that may not create publications gets Skein's own check (ruleFilterCheck).
 func publicationFilterCheck(ctx context.Context, conn *pgx.Conn, tm spec.TableMap) error {
-	tx, err := conn.Begin(ctx)
-	if err != nil {
+	err := rolledBack(ctx, conn, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "CREATE PUBLICATION skein_filter_check FOR TABLE "+tm.Source.Quoted()+" WHERE "+tm.WhereSQL())
 		return err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // never committed
-	_, err = tx.Exec(ctx, "CREATE PUBLICATION skein_filter_check FOR TABLE "+tm.Source.Quoted()+" WHERE "+tm.WhereSQL())
+	})
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "42501":
-		_ = tx.Rollback(ctx)
 		return ruleFilterCheck(ctx, conn, tm)
 	case errors.As(err, &pgErr) && pgErr.Detail != "":
 		return fmt.Errorf("%s: %s", pgErr.Message, pgErr.Detail) // the DETAIL says what is not allowed

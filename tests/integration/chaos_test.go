@@ -403,14 +403,9 @@ END LOOP; END $$`, wideTables))
 	// besides them, one fault as the task enters each short phase (precheck, schema, post-schema).
 	table := map[string]map[string]int{}
 	phases := map[string]bool{}
-	var record func(phase string, f fault, number string) // with faultMu held
 	var faultMu sync.Mutex
-	inject := func(phase string, f fault, number string) {
-		faultMu.Lock()
-		defer faultMu.Unlock()
-		record(phase, f, number)
-	}
-	record = func(phase string, f fault, number string) {
+	// record injects f and counts it; the caller holds faultMu.
+	record := func(phase string, f fault, number string) {
 		detail := f.do(r)
 		say("fault %s in %-12s %s %s", number, phase, f.name, detail)
 		if table[f.name] == nil {
@@ -418,6 +413,11 @@ END LOOP; END $$`, wideTables))
 		}
 		table[f.name][phase]++
 		phases[phase] = true
+	}
+	inject := func(phase string, f fault, number string) {
+		faultMu.Lock()
+		defer faultMu.Unlock()
+		record(phase, f, number)
 	}
 	// At a phase's entry only when no other fault is under way: it would label the wrong phase.
 	stopWatch := watchPhases(r, seed, []string{workflows.PhasePrechecking, workflows.PhaseSchema, workflows.PhasePostSchema},
