@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -147,13 +148,20 @@ func AppliedPosition(ctx context.Context, db Execer, task string) (Position, err
 // SetAppliedLSN records lsn, read on the source's timeline, as applied; call it in the
 // transaction that holds the changes.
 func SetAppliedLSN(ctx context.Context, db Execer, task string, lsn pglogrepl.LSN, timeline int32) error {
-	_, err := db.Exec(ctx, `
-INSERT INTO "skein"."progress" ("task", "lsn", "timeline") VALUES ($1, $2::pg_catalog.pg_lsn, $3)
-ON CONFLICT ("task") DO UPDATE SET "lsn" = EXCLUDED."lsn", "timeline" = EXCLUDED."timeline", "updated_at" = pg_catalog.now()`, task, lsn.String(), timeline)
-	if err != nil {
+	if _, err := db.Exec(ctx, AppliedSQL, task, lsn.String(), timeline); err != nil {
 		return fmt.Errorf("record applied LSN %s: %w", lsn, err)
 	}
 	return nil
+}
+
+// AppliedSQL records a task's applied LSN ($1 the task, $2 the LSN, $3 the source's timeline):
+// SetAppliedLSN's statement, for a caller that sends it in a pipeline with AppliedParams.
+const AppliedSQL = `INSERT INTO "skein"."progress" ("task", "lsn", "timeline") VALUES ($1, $2::pg_catalog.pg_lsn, $3::pg_catalog.int4)
+ON CONFLICT ("task") DO UPDATE SET "lsn" = EXCLUDED."lsn", "timeline" = EXCLUDED."timeline", "updated_at" = pg_catalog.now()`
+
+// AppliedParams are AppliedSQL's parameters in text format.
+func AppliedParams(task string, lsn pglogrepl.LSN, timeline int32) [][]byte {
+	return [][]byte{[]byte(task), []byte(lsn.String()), []byte(strconv.FormatInt(int64(timeline), 10))}
 }
 
 // Drop removes the task's rows, and the schema once no task uses it.

@@ -56,6 +56,9 @@ type applier struct {
 	pipeRows   int                     // changes pipe holds
 	inflight   *pgconn.MultiResultReader
 	inflightQ  []queued // what inflight executes, in order
+	// beginPending: a destination transaction is open but its BEGIN is not sent yet; it goes
+	// first in the next pipeline, or on its own before anything else (resolve).
+	beginPending bool
 	// Keyed batches (keyed.go): per table a run of updates or deletes not sent yet, the
 	// statements by shape, the destination tables' array types. exact sends every change as
 	// its own statement (after a failed attempt: the error then names the change exactly).

@@ -21,16 +21,27 @@ import (
 // one of its inserts is gathered. Everything is sent before the commit. A table's run is sent at
 // batchRows rows, all runs when they hold batchBytes together. Updates and deletes by key gather
 // in keyed batches (keyed.go), which go into the same pipeline.
+//
+// A run of at most smallRun inserts goes into the pipeline as single-row INSERTs instead of a COPY,
+// which costs two round trips of its own. The destination transaction's BEGIN waits for the first
+// thing sent (see beginPending), and its commit sends what is left, the progress row and COMMIT in
+// one pipeline: a small source transaction costs one round trip.
 const (
 	batchRows      = 5000
 	batchBytes     = 8 << 20
 	pipeStatements = 250
+	smallRun       = 8
 )
 
-// Operations of pipelined statements, as error messages name them.
+// Operations of pipelined statements, as error messages name them. The last three are the
+// transaction's own statements: queued.key holds the commit LSN they are sent for.
 const (
-	opUpdate = "update"
-	opDelete = "delete from"
+	opUpdate   = "update"
+	opDelete   = "delete from"
+	opInsert   = "insert into"
+	opBegin    = "begin"
+	opProgress = "record the applied LSN"
+	opCommit   = "commit"
 )
 
 // queued is an update or delete (or a keyed batch of them) waiting in the pipeline, for its result.
@@ -46,6 +57,10 @@ type queued struct {
 
 // failed names the statement, its table and key in err.
 func (q queued) failed(err error) error {
+	switch q.op {
+	case opBegin, opProgress, opCommit:
+		return fmt.Errorf("destination: %s (of the transactions through %s): %w", q.op, q.key, withDetail(err))
+	}
 	if q.rows > 1 {
 		return fmt.Errorf("%s %s, one of %d rows with keys %s: %w (statement: %s)", q.op, q.table, q.rows, q.key, withDetail(err), q.sql)
 	}
@@ -71,9 +86,7 @@ func (a *applier) queue(ctx context.Context, sql string, params [][]byte, q queu
 // pipeline adds a prepared statement to the pipeline and sends the pipeline once it holds
 // pipeStatements changes. formats: nil for text parameters, else one per parameter.
 func (a *applier) pipeline(ctx context.Context, name string, params [][]byte, formats []int16, q queued) error {
-	if a.pipe == nil {
-		a.pipe = &pgconn.Batch{}
-	}
+	a.openPipe()
 	a.pipe.ExecPrepared(name, params, formats, nil)
 	a.piped = append(a.piped, q)
 	a.pipeTables[q.rel] = true
@@ -84,6 +97,19 @@ func (a *applier) pipeline(ctx context.Context, name string, params [][]byte, fo
 	return nil
 }
 
+// openPipe starts a pipeline if none is being filled; the first one of a destination transaction
+// starts with its BEGIN.
+func (a *applier) openPipe() {
+	if a.pipe != nil {
+		return
+	}
+	a.pipe = &pgconn.Batch{}
+	if a.beginPending {
+		a.pipe.ExecParams("BEGIN", nil, nil, nil, nil)
+		a.piped = append(a.piped, queued{op: opBegin, key: a.txLSN.String()})
+	}
+}
+
 // flushPipe sends the pipelined statements without waiting for their results: the destination
 // executes them while the next changes are decoded. The results are read (resolve) before the
 // connection is used for anything else, and before every commit.
@@ -91,19 +117,39 @@ func (a *applier) flushPipe(ctx context.Context) error {
 	if a.pipe == nil {
 		return nil
 	}
-	if err := a.resolve(); err != nil {
+	if err := a.collect(); err != nil {
 		return err
 	}
 	a.inflight = a.dest.PgConn().ExecBatch(ctx, a.pipe)
 	a.inflightQ = a.piped
 	a.pipe, a.piped, a.pipeRows = nil, nil, 0
+	a.beginPending = false // it was the pipeline's first statement
 	clear(a.pipeTables)
 	return nil
 }
 
-// resolve reads the results of the statements in flight: one that found no row is counted and
-// logged, one that failed fails the apply with its table, key and statement.
+// resolve makes the connection ready for a statement of its own: the destination transaction has
+// begun, and the results of the statements in flight are read.
 func (a *applier) resolve() error {
+	if a.beginPending {
+		if a.pipe != nil {
+			// The pipeline being filled starts with the BEGIN: send it first.
+			if err := a.flushPipe(context.Background()); err != nil {
+				return err
+			}
+		} else {
+			if _, err := a.dest.Exec(context.Background(), "BEGIN"); err != nil {
+				return fmt.Errorf("destination: begin: %w", err)
+			}
+			a.beginPending = false
+		}
+	}
+	return a.collect()
+}
+
+// collect reads the results of the statements in flight: one that found no row is counted and
+// logged, one that failed fails the apply with its table, key and statement.
+func (a *applier) collect() error {
 	if a.inflight == nil {
 		return nil
 	}
@@ -120,6 +166,18 @@ func (a *applier) resolve() error {
 		}
 		if q.guard.changed(r.Rows) {
 			return q.guard.failed(q.op, q.table, q.key)
+		}
+		switch q.op {
+		case opBegin, opProgress:
+			continue
+		case opCommit:
+			if tag := r.CommandTag.String(); tag != "COMMIT" {
+				return q.failed(fmt.Errorf("the destination ended the transaction with %s", tag))
+			}
+			continue
+		case opInsert:
+			a.counts.Inserts += int64(q.rows)
+			continue
 		}
 		if missing := int64(q.rows) - r.CommandTag.RowsAffected(); missing > 0 {
 			a.counts.Missing += missing
@@ -150,6 +208,16 @@ type insertBatch struct {
 	buf      bytes.Buffer
 	rows     int
 	firstKey string
+	// While the run holds at most smallRun rows: each row's parameters and key, for single-row
+	// INSERTs (insertSQL) in the pipeline.
+	insertSQL string
+	small     []smallRow
+}
+
+// smallRow is one row of a small run of inserts.
+type smallRow struct {
+	params [][]byte
+	key    string
 }
 
 // batchInsert adds an insert to its table's run.
@@ -171,12 +239,31 @@ func (a *applier) batchInsert(ctx context.Context, m *pglogrepl.InsertMessage, r
 	}
 	if run == nil {
 		cols := make([]string, 0, len(m.Tuple.Columns))
+		ph := make([]string, 0, len(m.Tuple.Columns))
 		for i := range m.Tuple.Columns {
 			cols = append(cols, quote(tm.DestColumn(rel.Columns[i].Name)))
+			ph = append(ph, fmt.Sprintf("$%d", i+1))
 		}
+		list := strings.Join(cols, ", ")
 		run = &insertBatch{relID: m.RelationID, tm: tm, ncols: len(m.Tuple.Columns), firstKey: keyText(rel, m.Tuple),
-			copySQL: fmt.Sprintf("COPY %s (%s) FROM STDIN", tm.Dest.Quoted(), strings.Join(cols, ", "))}
+			copySQL: fmt.Sprintf("COPY %s (%s) FROM STDIN", tm.Dest.Quoted(), list),
+			// COPY sets identity columns GENERATED ALWAYS as given; an INSERT needs the override.
+			insertSQL: fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES (%s)", tm.Dest.Quoted(), list, strings.Join(ph, ", "))}
 		a.runs[m.RelationID] = run
+	}
+	if run.rows < smallRun {
+		row := smallRow{params: make([][]byte, len(m.Tuple.Columns)), key: run.firstKey}
+		if run.rows > 0 {
+			row.key = keyText(rel, m.Tuple)
+		}
+		for i := range m.Tuple.Columns {
+			if v := value(m.Tuple.Columns[i]); v != nil {
+				row.params[i] = bytes.Clone(v) // the message's buffer is reused
+			}
+		}
+		run.small = append(run.small, row)
+	} else {
+		run.small = nil
 	}
 	before := run.buf.Len()
 	appendCopyRow(&run.buf, m.Tuple)
@@ -223,6 +310,18 @@ func (a *applier) flushRun(ctx context.Context, rel uint32) error {
 	}
 	delete(a.runs, rel)
 	a.runBytes -= b.buf.Len()
+	if len(b.small) == b.rows {
+		name, err := a.prepared(ctx, b.insertSQL)
+		if err != nil {
+			return fmt.Errorf("insert into %s: prepare: %w (statement: %s)", b.tm.Dest, err, b.insertSQL)
+		}
+		for _, row := range b.small {
+			if err := a.pipeline(ctx, name, row.params, nil, queued{rel: rel, op: opInsert, table: b.tm.Dest, key: row.key, sql: b.insertSQL, rows: 1}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if err := a.resolve(); err != nil {
 		return err
 	}
@@ -244,6 +343,39 @@ func (a *applier) discard() {
 	a.batchBytes = 0
 	clear(a.pipeTables)
 	a.runBytes, a.pipe, a.piped, a.pipeRows = 0, nil, nil, 0
+	a.beginPending = false
+}
+
+// commit ends the destination transaction: what is pending, the progress row (progressSQL with
+// its parameters) and COMMIT go in one pipeline, and every result is read. through is the commit
+// LSN of its last source transaction, for errors.
+func (a *applier) commit(ctx context.Context, progressSQL string, progress [][]byte, through string) error {
+	if err := a.flushRuns(ctx); err != nil {
+		return err
+	}
+	if err := a.sendBatches(ctx); err != nil {
+		return err
+	}
+	name, err := a.prepared(ctx, progressSQL)
+	if err != nil {
+		return fmt.Errorf("destination: prepare the progress row: %w", err)
+	}
+	if err := a.pipeline(ctx, name, progress, nil, queued{op: opProgress, key: through}); err != nil {
+		return err
+	}
+	a.openPipe()
+	a.pipe.ExecParams("COMMIT", nil, nil, nil, nil)
+	a.piped = append(a.piped, queued{op: opCommit, key: through})
+	if err := a.flushPipe(ctx); err != nil {
+		return err
+	}
+	if err := a.collect(); err != nil {
+		return err
+	}
+	if st := a.dest.PgConn().TxStatus(); st != 'I' {
+		return fmt.Errorf("destination: the transactions through %s are not committed: the session is in state %q after COMMIT", through, st)
+	}
+	return nil
 }
 
 // appendCopyRow writes one row in COPY's text format: tab-separated, \N for NULL, backslash,

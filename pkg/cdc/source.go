@@ -155,10 +155,13 @@ FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, name).Scan(&st.Exist
 	return st, nil
 }
 
-// CurrentWAL returns the source's current WAL insert position.
+// CurrentWAL returns the source's current WAL insert position: every transaction committed
+// before the call ends before it. Not the write position (pg_current_wal_lsn): an asynchronous
+// commit (synchronous_commit = off) returns before its WAL is written, and a catch-up or cutover
+// that stopped at the write position could end before that transaction.
 func CurrentWAL(ctx context.Context, conn *pgx.Conn) (pglogrepl.LSN, error) {
 	var s string
-	if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_lsn()::pg_catalog.text`).Scan(&s); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_insert_lsn()::pg_catalog.text`).Scan(&s); err != nil {
 		return 0, fmt.Errorf("read current WAL position: %w", err)
 	}
 	return pglogrepl.ParseLSN(s)

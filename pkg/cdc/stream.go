@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/bookkeeping"
+	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/throttle"
@@ -36,7 +37,9 @@ type StreamOptions struct {
 	// transactions that arrive back to back (default 100ms).
 	BatchWindow time.Duration
 	// BatchIdle commits the destination transaction once nothing arrived for this long after a
-	// source commit (default 1ms): a backlog is grouped, a steady trickle is applied at once.
+	// source commit (default 1ms), where the replication socket cannot be asked whether more has
+	// arrived. Where it can (TCP and Unix sockets, with or without TLS), the transaction commits
+	// as soon as nothing more waits: a backlog is grouped, a steady trickle is applied at once.
 	BatchIdle time.Duration
 	// BatchChanges caps the changes grouped into one destination transaction (default 20000).
 	BatchChanges int
@@ -192,6 +195,7 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	}
 	s := &stream{
 		ctx:      ctx,
+		peekable: true,
 		repl:     repl,
 		dest:     dest,
 		opts:     opts,
@@ -261,6 +265,9 @@ type stream struct {
 	nextStatus        time.Time
 	readDeadline      time.Time // set on the replication connection
 	replyDue          time.Time // the source must have answered a reply request by then; zero: answered
+	// peekable: the replication socket can be asked whether bytes wait on it (dbconn.Waiting);
+	// bytesWaiting: they did when it was last asked, and nothing was received since.
+	peekable, bytesWaiting bool
 
 	proto     int               // pgoutput protocol version
 	inStream  bool              // between StreamStart and StreamStop
@@ -360,16 +367,35 @@ func (s *stream) run() error {
 			}
 		}
 		deadline := s.nextStatus
+		drain := false
 		if s.txOpen && !s.inSourceTx {
 			if d := s.commitDue(); d.Before(deadline) {
 				deadline = d
+			}
+			if s.pendingApplied > s.prog.AppliedLSN && s.peekable && !s.bytesWaiting {
+				// Whole source transactions wait for their commit: take only the messages
+				// received already, then ask the socket whether more have arrived (below).
+				deadline, drain = time.Unix(1, 0), true
 			}
 		}
 		raw, err := s.receive(deadline)
 		if err == nil {
 			s.replyDue = time.Time{} // the source answers
+			s.bytesWaiting = false
 		}
 		if err != nil {
+			if drain && pgconn.Timeout(err) && s.ctx.Err() == nil {
+				// Nothing more is buffered. Bytes on the socket are read (they are what a
+				// backlog's next transactions begin with, grouped into this destination
+				// transaction); with none, the transactions commit now: no idle wait.
+				s.bytesWaiting, s.peekable = dbconn.Waiting(s.repl.Conn())
+				if !s.bytesWaiting && s.peekable {
+					if err := s.commit(s.ctx); err != nil {
+						return err
+					}
+				}
+				continue
+			}
 			if pgconn.Timeout(err) && s.ctx.Err() == nil {
 				if !s.replyDue.IsZero() && time.Now().After(s.replyDue) {
 					// A network that drops everything without a reset leaves the connection open
@@ -628,9 +654,13 @@ func (s *stream) dispatch(msg pglogrepl.Message) error {
 }
 
 // commitDue is when the open destination transaction, holding only whole source transactions,
-// commits: at the end of its batch window or once the stream went idle after a source commit.
+// commits at the latest: at the end of its batch window, or, where the socket cannot be asked
+// whether more has arrived (see run), once the stream went idle after a source commit.
 func (s *stream) commitDue() time.Time {
 	due := s.txStarted.Add(s.opts.BatchWindow)
+	if s.peekable {
+		return due
+	}
 	if idle := s.lastCommit.Add(s.opts.BatchIdle); s.pendingApplied > s.prog.AppliedLSN && idle.Before(due) {
 		due = idle
 	}
@@ -645,9 +675,7 @@ func (s *stream) change(apply func() error) error {
 		return err
 	}
 	if !s.txOpen {
-		if _, err := s.dest.Exec(s.ctx, "BEGIN"); err != nil {
-			return fmt.Errorf("destination: begin: %w", err)
-		}
+		s.app.beginPending = true // sent with the first statement (batch.go)
 		s.txOpen = true
 		s.txStarted = time.Now()
 		s.txChanges = 0
@@ -661,19 +689,18 @@ func (s *stream) change(apply func() error) error {
 func (s *stream) commit(ctx context.Context) error {
 	if s.pendingApplied == 0 || s.pendingApplied <= s.prog.AppliedLSN {
 		// Only a partial source transaction is open: drop it; it will be sent again.
+		begun := !s.app.beginPending
 		s.app.discard()
-		_, err := s.dest.Exec(ctx, "ROLLBACK")
 		s.txOpen = false
+		if !begun {
+			return nil // nothing of it reached the destination
+		}
+		_, err := s.dest.Exec(ctx, "ROLLBACK")
 		return err
 	}
-	if err := s.app.flush(ctx); err != nil {
+	through := s.pendingApplied.String()
+	if err := s.app.commit(ctx, bookkeeping.AppliedSQL, bookkeeping.AppliedParams(s.opts.Task, s.pendingApplied, s.timeline), through); err != nil {
 		return err
-	}
-	if err := bookkeeping.SetAppliedLSN(ctx, s.dest, s.opts.Task, s.pendingApplied, s.timeline); err != nil {
-		return err
-	}
-	if _, err := s.dest.Exec(ctx, "COMMIT"); err != nil {
-		return fmt.Errorf("destination: commit through %s: %w", s.pendingApplied, err)
 	}
 	s.txOpen = false
 	s.prog.AppliedLSN = s.pendingApplied

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pglogrepl"
 	"strings"
 	"sync"
 	"testing"
@@ -625,4 +626,36 @@ INSERT INTO public.acct SELECT i, 0 FROM generate_series(1, 100) i;`)
 	var applied int
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM public.acct WHERE n = 1`).Scan(&applied))
 	require.Contains(t, []int{0, 50}, applied)
+}
+
+// An asynchronous commit returns before its WAL is written: a position taken after it must still
+// be past it, or a catch-up or cutover that stops there ends before the transaction (the catch-up
+// benchmark lost its last transactions so).
+func TestCurrentWALIsPastAsynchronousCommits(t *testing.T) {
+	ctx := context.Background()
+	// The WAL writer waits 10 s: nothing else writes the commit's WAL meanwhile.
+	src := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true,
+		Settings: []string{"wal_writer_delay = 10000ms", "wal_writer_flush_after = 0", "synchronous_commit = off"}})
+	conn, err := src.Connect(ctx, "postgres")
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	exec(t, conn, `CREATE TABLE t (id int PRIMARY KEY)`)
+	var written, end pglogrepl.LSN
+	for i := range 20 {
+		exec(t, conn, fmt.Sprintf(`INSERT INTO t VALUES (%d)`, i))
+		var w, e string
+		require.NoError(t, conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, pg_current_wal_insert_lsn()::text`).Scan(&w, &e))
+		written, end = mustLSN(t, w), mustLSN(t, e)
+		cur, err := cdc.CurrentWAL(ctx, conn)
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, cur, end, "the position must be past the commit just made")
+	}
+	t.Logf("last commit ended at %s, WAL written to %s", end, written)
+}
+
+func mustLSN(t *testing.T, s string) pglogrepl.LSN {
+	t.Helper()
+	l, err := pglogrepl.ParseLSN(s)
+	require.NoError(t, err)
+	return l
 }

@@ -60,6 +60,9 @@ type budgetConn struct {
 	release func()
 }
 
+// NetConn returns the connection it counts (see Waiting).
+func (c *budgetConn) NetConn() net.Conn { return c.Conn }
+
 func (c *budgetConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)

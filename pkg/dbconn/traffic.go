@@ -44,6 +44,9 @@ type trafficConn struct {
 	t *Traffic
 }
 
+// NetConn returns the connection it watches (see Waiting).
+func (c *trafficConn) NetConn() net.Conn { return c.Conn }
+
 func (c *trafficConn) Write(b []byte) (int, error) {
 	c.t.writing.Store(time.Now().UnixNano())
 	defer c.t.writing.Store(0)
