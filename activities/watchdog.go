@@ -48,6 +48,7 @@ func (a *Activities) watchDestination(ctx context.Context, stop context.CancelCa
 			continue // the answer came while the server was asked
 		}
 		var why string
+		end := false
 		switch {
 		case err != nil:
 			why = "the server cannot be asked: " + err.Error()
@@ -58,16 +59,21 @@ func (a *Activities) watchDestination(ctx context.Context, stop context.CancelCa
 			why = fmt.Sprintf("the server has no session %d any more", pid)
 		default:
 			why = fmt.Sprintf("the server's session %d is %s: the statement or its answer was lost on the way", pid, state)
-			// Its open transaction would hold row locks against the next run until the server's
-			// keepalives noticed: end the session (it never committed what is not recorded).
-			if err := a.endSession(ctx, ep, pid); err != nil {
-				log.Warn("could not end the stalled destination session", zap.Uint32("pid", pid), zap.Error(err))
-			}
+			end = true
 		}
 		err = errclass.Lost(fmt.Errorf("%w: a statement waited %s for the server, and %s; the stream starts again on a new connection",
 			errDestinationStalled, waited.Round(time.Second), why))
 		log.Warn("destination connection stalled", zap.Error(err))
+		// The verdict first: ending the session can make the stalled statement fail on its own
+		// (its answer path may still work), and the run must report why.
 		stop(err)
+		if end {
+			// Its open transaction would hold row locks against the next run until the server's
+			// keepalives noticed: end the session (it never committed what is not recorded).
+			if err := a.endSession(context.WithoutCancel(ctx), ep, pid); err != nil {
+				log.Warn("could not end the stalled destination session", zap.Uint32("pid", pid), zap.Error(err))
+			}
+		}
 		return
 	}
 }

@@ -142,7 +142,7 @@ func (a *applier) table(ctx context.Context, relID uint32) (*pglogrepl.RelationM
 // unknownRelation asks StreamOptions.Unknown about a relation the task does not know; without
 // one, its changes stop the apply.
 func (a *applier) unknownRelation(ctx context.Context, relID uint32, name spec.QName) error {
-	if err := a.resolve(); err != nil {
+	if err := a.resolve(ctx); err != nil {
 		return err
 	}
 	if a.unknown != nil {
@@ -158,7 +158,7 @@ func (a *applier) destColumns(ctx context.Context, tm spec.TableMap) (map[string
 	if ok {
 		return cols, nil
 	}
-	if err := a.resolve(); err != nil {
+	if err := a.resolve(ctx); err != nil {
 		return nil, err
 	}
 	cols, err := catalog.DestColumns(ctx, a.dest, tm.Dest)
@@ -173,7 +173,7 @@ func (a *applier) destColumns(ctx context.Context, tm spec.TableMap) (map[string
 func (a *applier) prepared(ctx context.Context, sql string) (string, error) {
 	name, ok := a.stmts[sql]
 	if !ok {
-		if err := a.resolve(); err != nil {
+		if err := a.resolve(ctx); err != nil {
 			return "", err
 		}
 		name = fmt.Sprintf("skein_apply_%d", len(a.stmts)+1)
@@ -191,7 +191,7 @@ func (a *applier) exec(ctx context.Context, sql string, params [][]byte) (int64,
 	if err != nil {
 		return 0, err
 	}
-	if err := a.resolve(); err != nil {
+	if err := a.resolve(ctx); err != nil {
 		return 0, err
 	}
 	res := a.dest.PgConn().ExecPrepared(ctx, name, params, nil, nil).Read()
@@ -231,7 +231,7 @@ func (a *applier) insert(ctx context.Context, m *pglogrepl.InsertMessage) error 
 	upsert, guard := upsertClause(rel, tm, cols, m.Tuple, &params)
 	sql := fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES (%s)%s%s",
 		tm.Dest.Quoted(), strings.Join(names, ", "), strings.Join(ph, ", "), upsert, guard.returning())
-	if err := a.resolve(); err != nil {
+	if err := a.resolve(ctx); err != nil {
 		return err
 	}
 	name, err := a.prepared(ctx, sql)

@@ -130,15 +130,15 @@ func (a *applier) flushPipe(ctx context.Context) error {
 
 // resolve makes the connection ready for a statement of its own: the destination transaction has
 // begun, and the results of the statements in flight are read.
-func (a *applier) resolve() error {
+func (a *applier) resolve(ctx context.Context) error {
 	if a.beginPending {
 		if a.pipe != nil {
 			// The pipeline being filled starts with the BEGIN: send it first.
-			if err := a.flushPipe(context.Background()); err != nil {
+			if err := a.flushPipe(ctx); err != nil {
 				return err
 			}
 		} else {
-			if _, err := a.dest.Exec(context.Background(), "BEGIN"); err != nil {
+			if _, err := a.dest.Exec(ctx, "BEGIN"); err != nil {
 				return fmt.Errorf("destination: begin: %w", err)
 			}
 			a.beginPending = false
@@ -289,7 +289,7 @@ func (a *applier) flush(ctx context.Context) error {
 	if err := a.flushPipe(ctx); err != nil {
 		return err
 	}
-	return a.resolve()
+	return a.resolve(ctx)
 }
 
 // flushRuns sends every table's run of inserts.
@@ -322,7 +322,7 @@ func (a *applier) flushRun(ctx context.Context, rel uint32) error {
 		}
 		return nil
 	}
-	if err := a.resolve(); err != nil {
+	if err := a.resolve(ctx); err != nil {
 		return err
 	}
 	if _, err := a.dest.PgConn().CopyFrom(ctx, &b.buf, b.copySQL); err != nil {

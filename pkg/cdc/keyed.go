@@ -232,7 +232,7 @@ func (b *keyedBatch) lastKeyText(rel *pglogrepl.RelationMessage) string {
 // prepareKeyed prepares the statement of a shape (see batchKeyed), or records that it cannot be
 // batched.
 func (a *applier) prepareKeyed(ctx context.Context, rel *pglogrepl.RelationMessage, tm spec.TableMap, types map[string]catalog.DestColumn, op, shape string) (*keyedStmt, error) {
-	if err := a.resolve(); err != nil {
+	if err := a.resolve(ctx); err != nil {
 		return nil, err
 	}
 	st := &keyedStmt{op: op, table: tm.Dest}
