@@ -145,17 +145,8 @@ func AppliedPosition(ctx context.Context, db Execer, task string) (Position, err
 	return p, err
 }
 
-// SetAppliedLSN records lsn, read on the source's timeline, as applied; call it in the
-// transaction that holds the changes.
-func SetAppliedLSN(ctx context.Context, db Execer, task string, lsn pglogrepl.LSN, timeline int32) error {
-	if _, err := db.Exec(ctx, AppliedSQL, task, lsn.String(), timeline); err != nil {
-		return fmt.Errorf("record applied LSN %s: %w", lsn, err)
-	}
-	return nil
-}
-
-// AppliedSQL records a task's applied LSN ($1 the task, $2 the LSN, $3 the source's timeline):
-// SetAppliedLSN's statement, for a caller that sends it in a pipeline with AppliedParams.
+// AppliedSQL records a task's applied LSN ($1 the task, $2 the LSN, read on the source's timeline
+// $3), with AppliedParams; send it in the destination transaction that holds the changes.
 const AppliedSQL = `INSERT INTO "skein"."progress" ("task", "lsn", "timeline") VALUES ($1, $2::pg_catalog.pg_lsn, $3::pg_catalog.int4)
 ON CONFLICT ("task") DO UPDATE SET "lsn" = EXCLUDED."lsn", "timeline" = EXCLUDED."timeline", "updated_at" = pg_catalog.now()`
 
