@@ -105,9 +105,15 @@ func (a *applier) openPipe() {
 	}
 	a.pipe = &pgconn.Batch{}
 	if a.beginPending {
-		a.pipe.ExecParams("BEGIN", nil, nil, nil, nil)
-		a.piped = append(a.piped, queued{op: opBegin, key: a.txLSN.String()})
+		a.pipeControl("BEGIN", opBegin, a.txLSN.String())
 	}
+}
+
+// pipeControl adds one of the transaction's own statements (BEGIN, COMMIT) to the open pipeline;
+// through is the commit LSN its errors name.
+func (a *applier) pipeControl(sql, op, through string) {
+	a.pipe.ExecParams(sql, nil, nil, nil, nil)
+	a.piped = append(a.piped, queued{op: op, key: through})
 }
 
 // flushPipe sends the pipelined statements without waiting for their results: the destination
@@ -364,8 +370,7 @@ func (a *applier) commit(ctx context.Context, progressSQL string, progress [][]b
 		return err
 	}
 	a.openPipe()
-	a.pipe.ExecParams("COMMIT", nil, nil, nil, nil)
-	a.piped = append(a.piped, queued{op: opCommit, key: through})
+	a.pipeControl("COMMIT", opCommit, through)
 	if err := a.flushPipe(ctx); err != nil {
 		return err
 	}

@@ -20,16 +20,20 @@ func TestWaiting(t *testing.T) {
 	require.NoError(t, err)
 	defer server.Close()
 
-	wrapped := map[string]net.Conn{
-		"tcp":                         client,
-		"counted by a budget":         &budgetConn{Conn: client, release: func() {}},
-		"watched, then counted":       &budgetConn{Conn: &trafficConn{Conn: client, t: &Traffic{}}, release: func() {}},
-		"tls (its socket is asked)":   tls.Client(client, &tls.Config{InsecureSkipVerify: true}),
-		"a past read deadline is set": client,
-	}
-	for name, conn := range wrapped {
-		t.Run(name, func(t *testing.T) {
-			if name == "a past read deadline is set" {
+	for _, tc := range []struct {
+		name         string
+		conn         net.Conn
+		pastDeadline bool
+	}{
+		{"tcp", client, false},
+		{"counted by a budget", &budgetConn{Conn: client, release: func() {}}, false},
+		{"watched, then counted", &budgetConn{Conn: &trafficConn{Conn: client, t: &Traffic{}}, release: func() {}}, false},
+		{"tls (its socket is asked)", tls.Client(client, &tls.Config{InsecureSkipVerify: true}), false},
+		{"a past read deadline is set", client, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := tc.conn
+			if tc.pastDeadline {
 				require.NoError(t, client.SetReadDeadline(time.Unix(1, 0)))
 				defer func() { require.NoError(t, client.SetReadDeadline(time.Time{})) }()
 			}
