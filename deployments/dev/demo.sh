@@ -23,12 +23,15 @@ if phase=$("$SKEIN" status "$TASK" --json 2>/dev/null | sed -n 's/.*"phase":"\([
   say "releasing the task of an earlier demo run"
   "$SKEIN" release "$TASK" >/dev/null || true
   for _ in $(seq 1 60); do
-    p=$("$SKEIN" status "$TASK" --json 2>/dev/null | sed -n 's/.*"phase":"\([a-z_]*\)".*/\1/p')
+    # A task whose release failed (its old destination is gone) has ended: stop waiting.
+    p=$("$SKEIN" status "$TASK" --json 2>/dev/null | sed -n 's/.*"phase":"\([a-z_]*\)".*/\1/p') || break
     [ "$p" = released ] && break
     sleep 1
   done
-  "$BIN/temporal" workflow terminate --workflow-id "$TASK" --reason "make demo restarts" --address "$TEMPORAL_ADDRESS" >/dev/null 2>&1 || true
 fi
+# Whatever still runs (a task whose status cannot be read, or whose release could not finish
+# because its old destination is gone) ends here; its slot is dropped below.
+"$BIN/temporal" workflow terminate --workflow-id "$TASK" --reason "make demo restarts" --address "$TEMPORAL_ADDRESS" >/dev/null 2>&1 || true
 
 say "loading the sample database into the source (shop)"
 psql_src -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'skein_demo' AND NOT active" >/dev/null
