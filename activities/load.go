@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,12 @@ type TablePlan struct {
 	Bytes int64 `json:"bytes,omitempty"`
 	// Unlogged: the table writes no WAL, so it is loaded but cannot stream its changes.
 	Unlogged bool `json:"unlogged,omitempty"`
+	// Partitioned: a partitioned table or a partition, whose keys and indexes are built after the
+	// load (a parent's index covers its partitions).
+	Partitioned bool `json:"partitioned,omitempty"`
+	// References are the tables the table's foreign keys reference (itself included), by source
+	// name: its foreign keys are added once they all have their keys.
+	References []spec.QName `json:"references,omitempty"`
 }
 
 // PlanLoad cuts every selected table into chunks, largest tables first.
@@ -57,6 +64,12 @@ func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan,
 			Chunks:       chunks[i],
 			Bytes:        t.Blocks * t.BlockSize,
 			Unlogged:     t.Unlogged,
+			Partitioned:  t.PartitionOf != nil || t.PartitionKey != "",
+		}
+		for _, c := range t.Constraints {
+			if c.Kind == "f" && !slices.Contains(plans[i].References, c.RefTable) {
+				plans[i].References = append(plans[i].References, c.RefTable)
+			}
 		}
 	}
 	return plans, nil

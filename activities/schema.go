@@ -24,6 +24,11 @@ type SchemaInput struct {
 	Spec     spec.Spec       `json:"spec"`
 	Tables   []spec.TableMap `json:"tables"`
 	Snapshot string          `json:"snapshot,omitempty"`
+	// Built names (by source name) the tables whose keys and indexes BuildTables added during the
+	// load (the post-data step adds only their foreign keys), Linked those whose foreign keys it
+	// added too (the post-data step leaves them out).
+	Built  []spec.QName `json:"built,omitempty"`
+	Linked []spec.QName `json:"linked,omitempty"`
 }
 
 // SchemaReport says what a schema stage did, for the status and the history.
@@ -172,8 +177,19 @@ func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (Schema
 	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return len(rep.Created) })
 	defer stop()
 	m := ddl.SpecMapper{Objects: in.Spec.Objects, Tables: in.Tables}
+	// The tables whose keys and indexes the load built (BuildTables): only their foreign keys
+	// are left.
+	built := map[spec.QName]bool{} // by destination name
+	for _, tm := range in.Tables {
+		if slices.Contains(in.Built, tm.Source) {
+			built[tm.Dest] = true
+		}
+	}
 	var all []ddl.Constraint
 	for i, t := range defs {
+		if slices.Contains(in.Linked, in.Tables[i].Source) {
+			continue
+		}
 		stmts, skipped := ddl.PostData(t, in.Tables[i], m)
 		all = append(all, stmts...)
 		rep.Warned = append(rep.Warned, skipped...)
@@ -181,27 +197,9 @@ func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (Schema
 	// Every key before any foreign key (a foreign key needs the referenced table's key), and the
 	// secondary indexes in between.
 	slices.SortStableFunc(all, func(a, b ddl.Constraint) int { return kindRank(a.Kind) - kindRank(b.Kind) })
-	addConstraint := func(c ddl.Constraint) error {
-		var exists bool
-		// A table kept by conflict_mode: ignore may have its primary key under another name.
-		if err := dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
-WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype = 'p')))`, c.Table.Quoted(), c.Name, c.Kind == "p").Scan(&exists); err != nil {
-			return fmt.Errorf("look up constraint %s on %s: %w", c.Name, c.Table, err)
-		}
-		what := fmt.Sprintf("constraint %s on %s", c.Name, c.Table)
-		if exists {
-			rep.Skipped = append(rep.Skipped, what)
-			return nil
-		}
-		if _, err := dst.Exec(ctx, c.SQL); err != nil {
-			return fmt.Errorf("create %s: %w\n%s", what, err, c.SQL)
-		}
-		rep.Created = append(rep.Created, what)
-		return nil
-	}
 	for _, c := range all {
-		if c.Kind != "f" {
-			if err := addConstraint(c); err != nil {
+		if c.Kind != "f" && !built[c.Table] {
+			if err := addConstraint(ctx, dst, c, &rep); err != nil {
 				return rep, classifyDDL(ctx, err)
 			}
 		}
@@ -210,7 +208,10 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 	// the partitions' (most of which their parent's indexes created already).
 	waves := make([][]ddlJob, 2)
 	for i, t := range defs {
-		indexes, err := catalog.LoadIndexes(ctx, sd.tx, t)
+		if built[in.Tables[i].Dest] {
+			continue
+		}
+		jobs, err := indexJobs(ctx, sd.tx, t, in.Tables[i], m)
 		if err != nil {
 			return rep, classifyDDL(ctx, err)
 		}
@@ -218,9 +219,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 		if t.PartitionOf != nil {
 			wave = 1
 		}
-		for _, ix := range indexes {
-			waves[wave] = append(waves[wave], ddlJob{what: fmt.Sprintf("index %s on %s", ix.Name, in.Tables[i].Dest), sql: ddl.CreateIndex(ix, in.Tables[i], m)})
-		}
+		waves[wave] = append(waves[wave], jobs...)
 	}
 	for _, jobs := range waves {
 		if err := a.runParallel(ctx, in.Spec, dst, jobs); err != nil {
@@ -232,7 +231,7 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 	}
 	for _, c := range all {
 		if c.Kind == "f" {
-			if err := addConstraint(c); err != nil {
+			if err := addConstraint(ctx, dst, c, &rep); err != nil {
 				return rep, classifyDDL(ctx, err)
 			}
 		}
@@ -252,6 +251,110 @@ WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype
 }
 
 func kindRank(kind string) int { return strings.Index("puxf", kind) }
+
+// addConstraint adds c unless the table has it already (a retried step, a table kept by
+// conflict_mode: ignore, which may have its primary key under another name), and reports it.
+func addConstraint(ctx context.Context, dst *pgx.Conn, c ddl.Constraint, rep *SchemaReport) error {
+	var exists bool
+	if err := dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+WHERE conrelid = pg_catalog.to_regclass($1) AND (conname = $2 OR ($3 AND contype = 'p')))`, c.Table.Quoted(), c.Name, c.Kind == "p").Scan(&exists); err != nil {
+		return fmt.Errorf("look up constraint %s on %s: %w", c.Name, c.Table, err)
+	}
+	what := fmt.Sprintf("constraint %s on %s", c.Name, c.Table)
+	if exists {
+		rep.Skipped = append(rep.Skipped, what)
+		return nil
+	}
+	if _, err := dst.Exec(ctx, c.SQL); err != nil {
+		return fmt.Errorf("create %s: %w\n%s", what, err, c.SQL)
+	}
+	rep.Created = append(rep.Created, what)
+	return nil
+}
+
+// indexJobs lists the statements that create t's secondary indexes (IF NOT EXISTS: a retried step
+// creates none twice).
+func indexJobs(ctx context.Context, tx pgx.Tx, t *catalog.Table, tm spec.TableMap, m ddl.SpecMapper) ([]ddlJob, error) {
+	indexes, err := catalog.LoadIndexes(ctx, tx, t)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]ddlJob, len(indexes))
+	for i, ix := range indexes {
+		jobs[i] = ddlJob{what: fmt.Sprintf("index %s on %s", ix.Name, tm.Dest), sql: ddl.CreateIndex(ix, tm, m)}
+	}
+	return jobs, nil
+}
+
+// BuildInput asks for the keys and indexes of tables whose load is complete, and for the foreign
+// keys of tables whose referenced tables have their keys.
+type BuildInput struct {
+	Spec   spec.Spec       `json:"spec"`
+	Tables []spec.TableMap `json:"tables,omitempty"`
+	// ForeignKeysOf are the tables whose foreign keys to add; Referenced maps the tables they
+	// reference.
+	ForeignKeysOf []spec.TableMap `json:"foreign_keys_of,omitempty"`
+	Referenced    []spec.TableMap `json:"referenced,omitempty"`
+}
+
+// BuildTables adds, while the rest of the load goes on, the primary keys, unique and exclusion
+// constraints and secondary indexes of tables whose every chunk is committed, and the foreign keys
+// of tables whose referenced tables have their keys (not of partitioned tables or partitions:
+// those wait for SchemaPostData). It runs on one destination connection, a share of
+// full_load.parallelism like a chunk. What exists already is skipped, so a retried build creates
+// nothing twice.
+func (a *Activities) BuildTables(ctx context.Context, in BuildInput) (SchemaReport, error) {
+	var rep SchemaReport
+	n := len(in.Tables)
+	sd, err := a.openSides(ctx, in.Spec, append(slices.Clip(in.Tables), in.ForeignKeysOf...), "")
+	if err != nil {
+		return rep, classifyDDL(ctx, err)
+	}
+	defer sd.close(ctx)
+	stop := heartbeatEvery(ctx, 10*time.Second, func() any { return len(rep.Created) })
+	defer stop()
+	m := ddl.SpecMapper{Objects: in.Spec.Objects, Tables: slices.Concat(in.Tables, in.ForeignKeysOf, in.Referenced)}
+	for i, t := range sd.defs {
+		tm := m.Tables[i]
+		if t.PartitionOf != nil || t.PartitionKey != "" {
+			return rep, classifyDDL(ctx, fmt.Errorf("build keys of %s: a partitioned table or partition is built after the load", tm.Source))
+		}
+		stmts, skipped := ddl.PostData(t, tm, m)
+		if i >= n { // foreign keys (the warnings are theirs)
+			rep.Warned = append(rep.Warned, skipped...)
+			for _, c := range stmts {
+				if c.Kind == "f" {
+					if err := addConstraint(ctx, sd.dst, c, &rep); err != nil {
+						return rep, classifyDDL(ctx, err)
+					}
+				}
+			}
+			continue
+		}
+		slices.SortStableFunc(stmts, func(a, b ddl.Constraint) int { return kindRank(a.Kind) - kindRank(b.Kind) })
+		for _, c := range stmts {
+			if c.Kind == "f" {
+				continue
+			}
+			if err := addConstraint(ctx, sd.dst, c, &rep); err != nil {
+				return rep, classifyDDL(ctx, err)
+			}
+		}
+		jobs, err := indexJobs(ctx, sd.tx, t, tm, m)
+		if err != nil {
+			return rep, classifyDDL(ctx, err)
+		}
+		for _, j := range jobs {
+			if _, err := sd.dst.Exec(ctx, j.sql); err != nil {
+				return rep, classifyDDL(ctx, fmt.Errorf("create %s: %w\n%s", j.what, err, j.sql))
+			}
+			rep.Created = append(rep.Created, j.what)
+		}
+	}
+	a.logger(ctx).Info("keys and indexes built", zap.Int("tables", n), zap.Int("foreign_keys_of", len(in.ForeignKeysOf)),
+		zap.Int("created", len(rep.Created)))
+	return rep, nil
+}
 
 // SequencesInput asks to set the destination sequences from the source.
 type SequencesInput struct {

@@ -14,22 +14,31 @@ import (
 
 // fullLoad copies every chunk with bounded parallelism, largest tables first. With hold (the
 // task's snapshot holder), losing the holder does not fail the load: the tables with chunks not
-// yet committed load again from the start in a new snapshot (see reload).
-func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, hold *snapshotHold) error {
+// yet committed load again from the start in a new snapshot (see reload). With schema sync, a
+// table's keys and indexes are built as soon as its last chunk commits, while other tables load;
+// and its foreign keys once the tables they reference have their keys. It returns the tables built
+// so and those linked so (for the post-data step, which does the rest).
+func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, hold *snapshotHold) (built, linked []spec.QName, err error) {
 	var plans []activities.TablePlan
 	if err := w.callBeforeLoad(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, acts.PlanLoad, &plans, &in, hold); err != nil {
-		return err
+		return nil, nil, err
 	}
+	st := newLoadState(plans)
 	order := make([]int, len(plans))
-	statusOf := make([]int, len(plans)) // plan -> its entry in status.Tables
 	at := w.statusIndexes()
 	for i := range plans {
 		order[i] = i
-		statusOf[i] = statusIndex(at, plans[i].Table.Source)
-		w.status.Tables[statusOf[i]].RowsEstimate = plans[i].RowsEstimate
-		w.status.Tables[statusOf[i]].Chunks = len(plans[i].Chunks)
+		st.statusOf[i] = statusIndex(at, plans[i].Table.Source)
+		w.status.Tables[st.statusOf[i]].RowsEstimate = plans[i].RowsEstimate
+		w.status.Tables[st.statusOf[i]].Chunks = len(plans[i].Chunks)
 		if plans[i].Unlogged && w.spec.IncrementalSync() {
-			w.status.Tables[statusOf[i]].Note = NoteUnlogged
+			w.status.Tables[st.statusOf[i]].Note = NoteUnlogged
+		}
+	}
+	// Histories from before keys were built during the load build them all after it.
+	if in.Spec.SchemaSync() && workflow.GetVersion(ctx, "build-during-load", workflow.DefaultVersion, 1) == 1 {
+		for i := range plans {
+			st.buildable[i] = !plans[i].Partitioned
 		}
 	}
 	// Largest first (stable, deterministic).
@@ -41,13 +50,24 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 	// Histories from before small tables were batched replay without batches.
 	batching := workflow.GetVersion(ctx, "batch-small-tables", workflow.DefaultVersion, 1) == 1
 	for {
-		jobs := w.loadJobs(plans, order, load, statusOf, batching)
-		unfinished, err := w.copyChunks(ctx, in, opts, jobs, statusOf)
-		if err != nil || len(unfinished) == 0 {
-			return err
+		jobs := w.loadJobs(plans, order, load, st.statusOf, batching)
+		unfinished, err := w.copyChunks(ctx, in, opts, jobs, st)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(unfinished) == 0 {
+			for _, i := range order {
+				if st.built[i] {
+					built = append(built, plans[i].Table.Source)
+				}
+				if st.linked[i] {
+					linked = append(linked, plans[i].Table.Source)
+				}
+			}
+			return built, linked, nil
 		}
 		if hold == nil {
-			return fmt.Errorf("the snapshot of the load was lost (its holder ended) with %d chunks left", len(unfinished))
+			return nil, nil, fmt.Errorf("the snapshot of the load was lost (its holder ended) with %d chunks left", len(unfinished))
 		}
 		clear(load)
 		for _, j := range unfinished {
@@ -62,9 +82,59 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 			}
 		}
 		if in.Snapshot, err = w.reload(ctx, in.Spec, tables, hold); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
+}
+
+// loadState is what the rounds of one load share: the plans, each plan's entry in status.Tables,
+// which tables get their keys and indexes during the load (buildable), which have them (built),
+// and which have their foreign keys (linked). refs[i] are the loaded tables plan i's foreign keys
+// reference, referencedBy[i] those whose foreign keys reference plan i.
+type loadState struct {
+	plans                    []activities.TablePlan
+	statusOf                 []int
+	buildable, built, linked []bool
+	refs, referencedBy       [][]int
+}
+
+func newLoadState(plans []activities.TablePlan) *loadState {
+	n := len(plans)
+	st := &loadState{plans: plans, statusOf: make([]int, n), buildable: make([]bool, n), built: make([]bool, n), linked: make([]bool, n),
+		refs: make([][]int, n), referencedBy: make([][]int, n)}
+	at := map[spec.QName]int{}
+	for i, p := range plans {
+		at[p.Table.Source] = i
+	}
+	for i, p := range plans {
+		for _, r := range p.References {
+			if j, ok := at[r]; ok { // a table not selected: the post-data step warns of its foreign key
+				st.refs[i] = append(st.refs[i], j)
+				st.referencedBy[j] = append(st.referencedBy[j], i)
+			}
+		}
+	}
+	return st
+}
+
+// linkable reports whether plan i's foreign keys can be added: it and every table they reference
+// have their keys.
+func (st *loadState) linkable(i int) bool {
+	if !st.built[i] || st.linked[i] || len(st.plans[i].References) == 0 {
+		return false
+	}
+	for _, j := range st.refs[i] {
+		if !st.built[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// complete reports whether every chunk of plan i is committed.
+func (w *task) complete(st *loadState, i int) bool {
+	ts := w.status.Tables[st.statusOf[i]]
+	return ts.ChunksDone == ts.Chunks
 }
 
 // loadJob is one activity of the load: one chunk, or a batch of small tables' single chunks.
@@ -118,10 +188,17 @@ func (w *task) loadJobs(plans []activities.TablePlan, order []int, load []bool, 
 
 // copyChunks copies the jobs with bounded parallelism and returns the jobs left undone because
 // the snapshot was lost (its holder ended): those that could not import it and those not started.
-func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, jobs []loadJob, statusOf []int) ([]loadJob, error) {
+// A table whose load is complete has its keys and indexes built (BuildTables) ahead of the next
+// chunk, in the same parallelism.
+func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, jobs []loadJob, st *loadState) ([]loadJob, error) {
 	next := 0
 	var firstErr error
 	var lost []loadJob
+	fail := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
 	// throttle.full.source_qps: chunk queries start at most that many per second, task-wide.
 	var nextStart time.Time
 	pace := func(ctx workflow.Context) error {
@@ -140,60 +217,108 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 		}
 		return nil
 	}
+	// builds are the tables (plan indexes, a job's worth each) waiting for their keys and indexes;
+	// the tables a round before this one completed come first.
+	var builds [][]int
+	queued := make([]bool, len(st.plans))
+	queueBuild := func(tables []int) {
+		var b []int
+		for _, i := range tables {
+			if st.buildable[i] && !st.built[i] && !queued[i] && w.complete(st, i) {
+				queued[i] = true
+				b = append(b, i)
+			}
+		}
+		if len(b) > 0 {
+			builds = append(builds, b)
+		}
+	}
+	// links are the tables waiting for their foreign keys, added one step at a time: two tables
+	// that reference each other, linked at once, could deadlock.
+	var links [][]int
+	linkQueued := make([]bool, len(st.plans))
+	linking := false
+	queueLinks := func(tables []int) {
+		var l []int
+		for _, i := range tables {
+			if !linkQueued[i] && st.linkable(i) {
+				linkQueued[i] = true
+				l = append(l, i)
+			}
+		}
+		if len(l) > 0 {
+			links = append(links, l)
+		}
+	}
+	all := make([]int, len(st.plans))
+	for i := range all {
+		all[i] = i
+	}
+	queueBuild(all)
+	queueLinks(all)
+	running := 0 // jobs, builds and links
+	// A free slot waits for a build, a link or a job, or ends when none is left nor can come.
+	ready := func() bool {
+		return firstErr != nil || lost != nil || len(builds) > 0 || len(links) > 0 && !linking || next < len(jobs) || running == 0
+	}
 	// At most share chunks run at once: each gets that share of the throttle limits.
-	share := min(w.spec.FullLoad.Parallelism, len(jobs))
+	share := min(w.spec.FullLoad.Parallelism, len(jobs)+len(builds)+len(links))
 	wg := workflow.NewWaitGroup(ctx)
 	for n := 0; n < share; n++ {
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
-			for firstErr == nil && lost == nil && next < len(jobs) {
-				j := jobs[next]
-				next++
-				if err := pace(ctx); err != nil {
-					if firstErr == nil {
-						firstErr = err
-					}
+			for {
+				if err := workflow.Await(ctx, ready); err != nil {
+					fail(err)
 					return
 				}
-				for _, i := range j.tables {
-					w.status.Tables[statusOf[i]].State = TableLoading
-				}
-				var results []fullload.Result
-				var err error
-				w.copying++
-				if len(j.chunks) == 1 {
-					var res fullload.Result
-					err = w.call(ctx, opts, acts.CopyChunk, &res,
-						activities.CopyChunkInput{Spec: in.Spec, Chunk: j.chunks[0], Snapshot: in.Snapshot, Share: share})
-					results = []fullload.Result{res}
-				} else {
-					err = w.call(ctx, opts, acts.CopyChunks, &results,
-						activities.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot, Share: share})
-				}
-				w.copying--
-				if snapshotLost(err) {
-					lost = append(lost, j)
+				switch {
+				case firstErr != nil || lost != nil:
 					return
-				}
-				if err != nil {
-					if firstErr == nil {
-						firstErr = err
+				case len(builds) > 0:
+					b := builds[0]
+					builds = builds[1:]
+					running++
+					err := w.buildTables(ctx, in.Spec, opts, st, b)
+					running--
+					if err != nil {
+						fail(err)
+						return
 					}
+					// The tables built and those whose foreign keys reference them.
+					for _, i := range b {
+						queueLinks(append([]int{i}, st.referencedBy[i]...))
+					}
+				case len(links) > 0 && !linking:
+					l := links[0]
+					links = links[1:]
+					running++
+					linking = true
+					err := w.linkTables(ctx, in.Spec, opts, st, l)
+					linking = false
+					running--
+					if err != nil {
+						fail(err)
+						return
+					}
+				case next < len(jobs):
+					j := jobs[next]
+					next++
+					running++
+					err := w.copyJob(ctx, in, opts, j, st, share, pace)
+					running--
+					if snapshotLost(err) {
+						lost = append(lost, j)
+						return
+					}
+					if err != nil {
+						fail(err)
+						return
+					}
+					queueBuild(j.tables)
+				default: // nothing left, nothing running
 					return
-				}
-				for k, res := range results {
-					ts := &w.status.Tables[statusOf[j.tables[k]]]
-					ts.RowsCopied += res.Rows
-					ts.BytesCopied += res.Bytes
-					ts.ChunksDone++
-					w.metrics.table(*ts)
-					if ts.ChunksDone == ts.Chunks {
-						ts.State = TableDone
-						if ts.RowsEstimate < ts.RowsCopied {
-							ts.RowsEstimate = ts.RowsCopied
-						}
-					}
 				}
 			}
 		})
@@ -203,6 +328,91 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 		return nil, firstErr
 	}
 	return append(lost, jobs[next:]...), nil
+}
+
+// copyJob copies one job's chunks (after pace lets it start) and counts them in the status.
+func (w *task) copyJob(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, j loadJob, st *loadState, share int,
+	pace func(workflow.Context) error) error {
+	if err := pace(ctx); err != nil {
+		return err
+	}
+	for _, i := range j.tables {
+		w.status.Tables[st.statusOf[i]].State = TableLoading
+	}
+	var results []fullload.Result
+	var err error
+	w.copying++
+	if len(j.chunks) == 1 {
+		var res fullload.Result
+		err = w.call(ctx, opts, acts.CopyChunk, &res,
+			activities.CopyChunkInput{Spec: in.Spec, Chunk: j.chunks[0], Snapshot: in.Snapshot, Share: share})
+		results = []fullload.Result{res}
+	} else {
+		err = w.call(ctx, opts, acts.CopyChunks, &results,
+			activities.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot, Share: share})
+	}
+	w.copying--
+	if err != nil {
+		return err
+	}
+	for k, res := range results {
+		ts := &w.status.Tables[st.statusOf[j.tables[k]]]
+		ts.RowsCopied += res.Rows
+		ts.BytesCopied += res.Bytes
+		ts.ChunksDone++
+		w.metrics.table(*ts)
+		if ts.ChunksDone == ts.Chunks {
+			ts.State = TableDone
+			if ts.RowsEstimate < ts.RowsCopied {
+				ts.RowsEstimate = ts.RowsCopied
+			}
+		}
+	}
+	return nil
+}
+
+// linkTables adds the foreign keys of tables whose referenced tables have their keys.
+func (w *task) linkTables(ctx workflow.Context, s spec.Spec, opts workflow.ActivityOptions, st *loadState, tables []int) error {
+	in := activities.BuildInput{Spec: s}
+	mapped := map[int]bool{}
+	for _, i := range tables {
+		in.ForeignKeysOf = append(in.ForeignKeysOf, st.plans[i].Table)
+		mapped[i] = true
+	}
+	for _, i := range tables {
+		for _, j := range st.refs[i] {
+			if !mapped[j] {
+				mapped[j] = true
+				in.Referenced = append(in.Referenced, st.plans[j].Table)
+			}
+		}
+	}
+	var rep activities.SchemaReport
+	if err := w.call(ctx, opts, acts.BuildTables, &rep, in); err != nil {
+		return err
+	}
+	w.recordSchema(rep)
+	for _, i := range tables {
+		st.linked[i] = true
+	}
+	return nil
+}
+
+// buildTables adds the keys and indexes of tables whose load is complete.
+func (w *task) buildTables(ctx workflow.Context, s spec.Spec, opts workflow.ActivityOptions, st *loadState, tables []int) error {
+	in := activities.BuildInput{Spec: s, Tables: make([]spec.TableMap, len(tables))}
+	for k, i := range tables {
+		in.Tables[k] = st.plans[i].Table
+	}
+	var rep activities.SchemaReport
+	if err := w.call(ctx, opts, acts.BuildTables, &rep, in); err != nil {
+		return err
+	}
+	w.recordSchema(rep)
+	for _, i := range tables {
+		st.built[i] = true
+	}
+	return nil
 }
 
 // reload starts the load of tables over after the snapshot holder ended: their destination rows

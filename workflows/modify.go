@@ -163,9 +163,11 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 		w.recordSchema(rep) // pre-data warns too (function bodies that mention renamed names)
 	}
 	if ns.FullSync() {
-		if err := w.fullLoad(ctx, in, long, nil); err != nil {
+		built, linked, err := w.fullLoad(ctx, in, long, nil)
+		if err != nil {
 			return err
 		}
+		in.Built, in.Linked = built, linked
 	}
 	hold.release(ctx, false)
 	if ns.SchemaSync() {

@@ -389,9 +389,11 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		return err
 	}
 
+	var built, linked []spec.QName // the tables whose keys (and foreign keys) the load added
 	if s.FullSync() {
 		w.setPhase(PhaseFullLoad)
-		if err := w.fullLoad(ctx, schemaIn, long, hold); err != nil {
+		var err error
+		if built, linked, err = w.fullLoad(ctx, schemaIn, long, hold); err != nil {
 			return err
 		}
 		if s.Verify.Mode != spec.VerifyNone {
@@ -405,7 +407,9 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	if s.SchemaSync() {
 		w.setPhase(PhasePostSchema)
 		var rep activities.SchemaReport
-		if err := w.call(ctx, long, acts.SchemaPostData, &rep, schemaIn); err != nil {
+		post := schemaIn
+		post.Built, post.Linked = built, linked
+		if err := w.call(ctx, long, acts.SchemaPostData, &rep, post); err != nil {
 			return err
 		}
 		w.recordSchema(rep)

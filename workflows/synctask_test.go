@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,7 @@ func newEnv(t *testing.T, over map[string]any) *testsuite.TestWorkflowEnvironmen
 		}},
 		"Verify":            {[]verify.TableResult{{Source: "public.orders", Equal: true}}, nil},
 		"SchemaPostData":    {activities.SchemaReport{}, nil},
+		"BuildTables":       {activities.SchemaReport{}, nil},
 		"EnsureBookkeeping": {nil},
 		"Release":           {nil},
 	}
@@ -319,6 +321,7 @@ func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 	var reset []activities.ResetLoadInput
 	var skip []activities.SkipBefore
 	var copies []string // chunk@snapshot, in order
+	var builds []string // table after n copies
 	lostOnce := false
 	env = newEnv(t, map[string]any{
 		"OpenSnapshot": func(_ context.Context, in activities.SnapshotInput) (cdc.SlotSnapshot, error) {
@@ -342,6 +345,12 @@ func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 		"ResetLoad": func(_ context.Context, in activities.ResetLoadInput) error {
 			reset = append(reset, in)
 			return nil
+		},
+		"BuildTables": func(_ context.Context, in activities.BuildInput) (activities.SchemaReport, error) {
+			for _, tm := range in.Tables {
+				builds = append(builds, fmt.Sprintf("%s after %d copies", tm.Source, len(copies)))
+			}
+			return activities.SchemaReport{}, nil
 		},
 		"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
 			skip = in.SkipBefore
@@ -368,6 +377,8 @@ func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 	require.Equal(t, []spec.TableMap{tOrders}, reset[0].Tables, "only the unfinished table is reset")
 	require.Equal(t, []int{1}, reset[0].Generations, "chunks of generation 0 still running must not commit")
 	require.Equal(t, []activities.SkipBefore{{Table: tOrders.Source, LSN: "0/5"}}, skip)
+	require.Len(t, builds, 2, "each table is built once")
+	require.Contains(t, builds, "public.orders after 5 copies", "the reloaded table is built once its new load is complete")
 	st := queryStatus(t, env)
 	for _, ts := range st.Tables {
 		switch ts.Source {
@@ -569,4 +580,88 @@ func TestVerifyRetriesConnectionErrors(t *testing.T) {
 	require.NoError(t, env.GetWorkflowResult(&rep))
 	require.True(t, rep.Equal)
 	require.Equal(t, 3, describes)
+}
+
+// TestKeysAreBuiltAsEachTableCompletes: with schema sync, a table's keys and indexes are built as
+// soon as its last chunk commits, ahead of the chunks still queued and in the same parallelism, and
+// its foreign keys once every table they reference has its keys (two tables that reference each
+// other in one step); a partitioned table, and a table that references one, wait for the post-data
+// step, which is told which tables are built and linked. Without schema sync nothing is built.
+func TestKeysAreBuiltAsEachTableCompletes(t *testing.T) {
+	tPart := spec.TableMap{Source: spec.QName{Schema: "public", Name: "events"}, Dest: spec.QName{Schema: "public", Name: "events"}}
+	tLast := spec.TableMap{Source: spec.QName{Schema: "public", Name: "last"}, Dest: spec.QName{Schema: "public", Name: "last"}}
+	tables := []spec.TableMap{tItems, tOrders, tPart, tLast}
+	plans := []activities.TablePlan{
+		{Table: tItems, RowsEstimate: 10, References: []spec.QName{tOrders.Source}, Chunks: []fullload.Chunk{{ID: "public.items#0", Table: tItems}}},
+		{Table: tPart, RowsEstimate: 500, Partitioned: true, Chunks: []fullload.Chunk{{ID: "public.events#0", Table: tPart}}},
+		{Table: tOrders, RowsEstimate: 1000, Bytes: 1 << 30, References: []spec.QName{tItems.Source, {Schema: "other", Name: "unselected"}},
+			Chunks: []fullload.Chunk{{ID: "public.orders#0", Table: tOrders}, {ID: "public.orders#1", Table: tOrders}}},
+		{Table: tLast, RowsEstimate: 1, Bytes: 1 << 30, References: []spec.QName{tLast.Source, tPart.Source}, Chunks: []fullload.Chunk{{ID: "public.last#0", Table: tLast}}},
+	}
+	for _, tc := range []struct {
+		name   string
+		schema bool
+		want   []string
+	}{
+		// The small tables' batch goes last.
+		{"with schema sync", true, []string{"copy public.orders#0", "copy public.orders#1", "build public.orders",
+			"copy public.last#0", "build public.last", "copy public.events#0 public.items#0", "build public.items",
+			"link public.items public.orders referencing []",
+			"post-data built [public.orders public.items public.last] linked [public.orders public.items]"}},
+		{"without schema sync", false, []string{"copy public.orders#0", "copy public.orders#1",
+			"copy public.last#0", "copy public.events#0 public.items#0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var env *testsuite.TestWorkflowEnvironment
+			var log []string
+			env = newEnv(t, map[string]any{
+				"ResolveTables": func(context.Context, spec.Spec) ([]spec.TableMap, error) { return tables, nil },
+				"PlanLoad":      func(context.Context, activities.SchemaInput) ([]activities.TablePlan, error) { return plans, nil },
+				"CopyChunk": func(_ context.Context, in activities.CopyChunkInput) (fullload.Result, error) {
+					log = append(log, "copy "+in.Chunk.ID)
+					return fullload.Result{Rows: 1}, nil
+				},
+				"CopyChunks": func(_ context.Context, in activities.CopyChunksInput) ([]fullload.Result, error) {
+					var ids []string
+					for _, c := range in.Chunks {
+						ids = append(ids, c.ID)
+					}
+					log = append(log, "copy "+strings.Join(ids, " "))
+					return make([]fullload.Result, len(in.Chunks)), nil
+				},
+				"BuildTables": func(_ context.Context, in activities.BuildInput) (activities.SchemaReport, error) {
+					names := func(tables []spec.TableMap) []string {
+						var out []string
+						for _, tm := range tables {
+							out = append(out, tm.Source.String())
+						}
+						return out
+					}
+					if len(in.ForeignKeysOf) > 0 {
+						require.Empty(t, in.Tables)
+						log = append(log, fmt.Sprintf("link %s referencing %v", strings.Join(names(in.ForeignKeysOf), " "), names(in.Referenced)))
+						return activities.SchemaReport{}, nil
+					}
+					log = append(log, "build "+strings.Join(names(in.Tables), " "))
+					return activities.SchemaReport{Created: []string{"index on " + names(in.Tables)[0]}}, nil
+				},
+				"SchemaPostData": func(_ context.Context, in activities.SchemaInput) (activities.SchemaReport, error) {
+					log = append(log, fmt.Sprintf("post-data built %v linked %v", in.Built, in.Linked))
+					return activities.SchemaReport{}, nil
+				},
+				"Apply": applyUntilCancelled(func(int) {
+					env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+				}),
+			})
+			s := testSpec()
+			s.FullLoad.Parallelism = 1
+			s.Sync.Schema = &tc.schema
+			env.ExecuteWorkflow(SyncTask, s, nil)
+			require.NoError(t, env.GetWorkflowError())
+			require.Equal(t, tc.want, log)
+			if tc.schema {
+				require.Contains(t, queryStatus(t, env).Schema.Created, "index on public.orders", "a build's report is in the status")
+			}
+		})
+	}
 }

@@ -325,6 +325,9 @@ FROM pg_catalog.pg_constraint c
 LEFT JOIN pg_catalog.pg_class r ON r.oid = c.confrelid
 LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
 WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'f', 'c', 'x')
+  -- not the copies a foreign key to a partitioned table keeps for each partition it references
+  -- (they come with it)
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint p WHERE p.oid = c.conparentid AND p.conrelid = c.conrelid)
 ORDER BY c.contype DESC, c.conname`, t.OID)
 	if err != nil {
 		return err

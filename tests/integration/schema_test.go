@@ -73,6 +73,16 @@ CREATE TABLE app.events_2024_other PARTITION OF app.events_2024 DEFAULT;
 CREATE TABLE app.events_2025 PARTITION OF app.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
 CREATE INDEX events_kind ON app.events (kind);
 INSERT INTO app.events SELECT i, DATE '2024-01-01' + (i % 700), (ARRAY['a', 'b'])[1 + i % 2] FROM generate_series(1, 1000) i;
+-- Foreign keys in a cycle, to itself, and to a partitioned table.
+CREATE TABLE app.teams (id int PRIMARY KEY, lead_id int, parent_id int REFERENCES app.teams (id));
+CREATE TABLE app.members (id int PRIMARY KEY, team_id int NOT NULL REFERENCES app.teams (id));
+ALTER TABLE app.teams ADD CONSTRAINT teams_lead FOREIGN KEY (lead_id) REFERENCES app.members (id) DEFERRABLE INITIALLY DEFERRED;
+INSERT INTO app.teams SELECT i, NULL, NULLIF(i / 2, 0) FROM generate_series(1, 20) i;
+INSERT INTO app.members SELECT i, 1 + i % 20 FROM generate_series(1, 100) i;
+UPDATE app.teams SET lead_id = id;
+CREATE TABLE app.event_notes (id int PRIMARY KEY, event_id bigint, event_at date, note text,
+  FOREIGN KEY (event_id, event_at) REFERENCES app.events (id, at));
+INSERT INTO app.event_notes SELECT i, i, DATE '2024-01-01' + (i % 700), 'n' || i FROM generate_series(1, 100) i;
 CREATE PROCEDURE app.reset_qty() LANGUAGE sql AS $$ UPDATE app.items SET qty = 1 $$;
 CREATE VIEW app.expensive AS SELECT id, name, price FROM app.items WHERE price > 100;
 COMMENT ON VIEW app.expensive IS 'pricey';
