@@ -120,13 +120,15 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 		}
 	}
 	for i, t := range defs {
-		var exists bool
-		if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, in.Tables[i].Dest.Quoted()).Scan(&exists); err != nil {
-			return rep, classifyDDL(ctx, err)
-		}
-		if exists && in.Spec.ConflictMode == spec.ConflictIgnore {
-			rep.Skipped = append(rep.Skipped, "table "+in.Tables[i].Dest.String()+" (exists; kept with its rows)")
-			continue
+		if in.Spec.ConflictMode == spec.ConflictIgnore {
+			var exists bool
+			if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, in.Tables[i].Dest.Quoted()).Scan(&exists); err != nil {
+				return rep, classifyDDL(ctx, err)
+			}
+			if exists {
+				rep.Skipped = append(rep.Skipped, "table "+in.Tables[i].Dest.String()+" (exists; kept with its rows)")
+				continue
+			}
 		}
 		if err := run("table "+in.Tables[i].Dest.String(), ddl.CreateTable(t, in.Tables[i], m)); err != nil {
 			return rep, classifyDDL(ctx, err)

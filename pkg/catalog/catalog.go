@@ -211,9 +211,26 @@ var modifierRE = regexp.MustCompile(`\([0-9, ]+\)`)
 // LoadTable reads one table's definition. Call ClearSearchPath first in the same transaction.
 func LoadTable(ctx context.Context, q Querier, name spec.QName) (*Table, error) {
 	t := &Table{Name: name}
-	var relkind, persistence string
-	var parentSchema, parentName *string
-	err := q.QueryRow(ctx, `
+	if err := t.scan(q.QueryRow(ctx, tableSQL, name.Schema, name.Name)); err != nil {
+		return nil, err
+	}
+	rows, err := q.Query(ctx, columnsSQL, t.OID)
+	if err == nil {
+		err = t.scanColumns(rows)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load columns of %s: %w", name, err)
+	}
+	if rows, err = q.Query(ctx, constraintsSQL, t.OID); err == nil {
+		err = t.scanConstraints(rows)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load constraints of %s: %w", name, err)
+	}
+	return t, nil
+}
+
+const tableSQL = `
 SELECT c.oid, c.relkind::text, c.relpersistence::text, c.relreplident::text,
        pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int8,
        pg_catalog.current_setting('block_size')::int8,
@@ -224,33 +241,31 @@ FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamesp
 LEFT JOIN pg_catalog.pg_inherits i ON c.relispartition AND i.inhrelid = c.oid
 LEFT JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
 LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
-WHERE n.nspname = $1 AND c.relname = $2`, name.Schema, name.Name).
-		Scan(&t.OID, &relkind, &persistence, &t.ReplicaIdentity, &t.Blocks, &t.BlockSize, &t.RowsEstimate,
-			&t.PartitionKey, &parentSchema, &parentName, &t.PartitionBound)
+WHERE n.nspname = $1 AND c.relname = $2`
+
+// scan reads the row of tableSQL into t (named already).
+func (t *Table) scan(row pgx.Row) error {
+	var relkind, persistence string
+	var parentSchema, parentName *string
+	err := row.Scan(&t.OID, &relkind, &persistence, &t.ReplicaIdentity, &t.Blocks, &t.BlockSize, &t.RowsEstimate,
+		&t.PartitionKey, &parentSchema, &parentName, &t.PartitionBound)
 	if err == pgx.ErrNoRows {
-		return nil, fmt.Errorf("table %s does not exist on the source", name)
+		return fmt.Errorf("table %s does not exist on the source", t.Name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load table %s: %w", name, err)
+		return fmt.Errorf("load table %s: %w", t.Name, err)
 	}
 	if relkind != "r" && relkind != "p" {
-		return nil, fmt.Errorf("load table %s: relation kind %q is not supported", name, relkind)
+		return fmt.Errorf("load table %s: relation kind %q is not supported", t.Name, relkind)
 	}
 	if parentSchema != nil && parentName != nil {
 		t.PartitionOf = &spec.QName{Schema: *parentSchema, Name: *parentName}
 	}
 	t.Unlogged = persistence == "u"
-	if err := loadColumns(ctx, q, t); err != nil {
-		return nil, fmt.Errorf("load columns of %s: %w", name, err)
-	}
-	if err := loadConstraints(ctx, q, t); err != nil {
-		return nil, fmt.Errorf("load constraints of %s: %w", name, err)
-	}
-	return t, nil
+	return nil
 }
 
-func loadColumns(ctx context.Context, q Querier, t *Table) error {
-	rows, err := q.Query(ctx, `
+const columnsSQL = `
 SELECT a.attname, a.attnum, a.atttypid,
        pg_catalog.format_type(a.atttypid, a.atttypmod),
        CASE WHEN et.oid IS NOT NULL THEN et.typname ELSE ty.typname END,
@@ -278,10 +293,10 @@ LEFT JOIN LATERAL (
     AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype = 'a'
   LIMIT 1) seq ON true
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum`, t.OID)
-	if err != nil {
-		return err
-	}
+ORDER BY a.attnum`
+
+// scanColumns reads the rows of columnsSQL into t.
+func (t *Table) scanColumns(rows pgx.Rows) error {
 	defer rows.Close()
 	for rows.Next() {
 		var c Column
@@ -311,8 +326,7 @@ ORDER BY a.attnum`, t.OID)
 	return rows.Err()
 }
 
-func loadConstraints(ctx context.Context, q Querier, t *Table) error {
-	rows, err := q.Query(ctx, `
+const constraintsSQL = `
 SELECT c.conname, c.contype::text,
        ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(c.conkey) WITH ORDINALITY k(n, i)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i),
@@ -328,10 +342,10 @@ WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'f', 'c', 'x')
   -- not the copies a foreign key to a partitioned table keeps for each partition it references
   -- (they come with it)
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint p WHERE p.oid = c.conparentid AND p.conrelid = c.conrelid)
-ORDER BY c.contype DESC, c.conname`, t.OID)
-	if err != nil {
-		return err
-	}
+ORDER BY c.contype DESC, c.conname`
+
+// scanConstraints reads the rows of constraintsSQL into t.
+func (t *Table) scanConstraints(rows pgx.Rows) error {
 	defer rows.Close()
 	for rows.Next() {
 		var c Constraint
@@ -373,11 +387,12 @@ WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p') AND n.nspname = ANY($1)
 // sequences their defaults call nextval on (created before the tables, restored from older
 // dumps, or shared), each once, with their current values.
 func LoadSequences(ctx context.Context, q Querier, tables []*Table) ([]Sequence, error) {
-	var out []Sequence
-	seen := map[spec.QName]bool{}
-	for _, t := range tables {
-		seqs, err := querySequences(ctx, q, t, `
-SELECT sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache,
+	oids := make([]uint32, len(tables))
+	for i, t := range tables {
+		oids[i] = t.OID
+	}
+	owned, err := querySequences(ctx, q, oids, `
+SELECT dep.refobjid, sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache,
        p.seqcycle, a.attname, dep.deptype = 'i'
 FROM pg_catalog.pg_depend dep
 JOIN pg_catalog.pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
@@ -387,24 +402,15 @@ JOIN pg_catalog.pg_type ty ON ty.oid = p.seqtypid
 JOIN pg_catalog.pg_attribute a ON a.attrelid = dep.refobjid AND a.attnum = dep.refobjsubid
 WHERE dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
   AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-  AND dep.refobjid = $1 AND dep.deptype IN ('a', 'i')
+  AND dep.refobjid = ANY($1) AND dep.deptype IN ('a', 'i')
 ORDER BY s.relname`)
-		if err != nil {
-			return nil, err
-		}
-		for _, sq := range seqs {
-			if !seen[sq.Name] {
-				seen[sq.Name] = true
-				sq.OwnedBy = &t.Name
-				out = append(out, sq)
-			}
-		}
+	if err != nil {
+		return nil, err
 	}
 	// Sequences a default uses without its column owning them (a partition's columns use the
 	// parent's): created as standalone sequences unless a selected table owns them.
-	for _, t := range tables {
-		seqs, err := querySequences(ctx, q, t, `
-SELECT DISTINCT sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache,
+	used, err := querySequences(ctx, q, oids, `
+SELECT DISTINCT ad.adrelid, sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache,
        p.seqcycle, '', false
 FROM pg_catalog.pg_attrdef ad
 JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = ad.oid
@@ -413,53 +419,81 @@ JOIN pg_catalog.pg_class s ON s.oid = dep.refobjid AND s.relkind = 'S'
 JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
 JOIN pg_catalog.pg_sequence p ON p.seqrelid = s.oid
 JOIN pg_catalog.pg_type ty ON ty.oid = p.seqtypid
-WHERE ad.adrelid = $1
-ORDER BY 1, 2`)
-		if err != nil {
-			return nil, err
+WHERE ad.adrelid = ANY($1)
+ORDER BY 2, 3`)
+	if err != nil {
+		return nil, err
+	}
+	var out []Sequence
+	seen := map[spec.QName]bool{}
+	for _, t := range tables {
+		for _, sq := range owned[t.OID] {
+			if !seen[sq.Name] {
+				seen[sq.Name] = true
+				sq.OwnedBy = &t.Name
+				out = append(out, sq)
+			}
 		}
-		for _, sq := range seqs {
+	}
+	for _, t := range tables {
+		for _, sq := range used[t.OID] {
 			if !seen[sq.Name] {
 				seen[sq.Name] = true
 				out = append(out, sq)
 			}
 		}
 	}
+	if err := readSequenceValues(ctx, q, out); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
-// querySequences runs one of LoadSequences' queries for table t and reads the values.
-func querySequences(ctx context.Context, q Querier, t *Table, sql string) ([]Sequence, error) {
-	rows, err := q.Query(ctx, sql, t.OID)
+// querySequences runs one of LoadSequences' queries for the tables (oids) and returns each
+// table's sequences, in the query's order.
+func querySequences(ctx context.Context, q Querier, oids []uint32, sql string) (map[uint32][]Sequence, error) {
+	rows, err := q.Query(ctx, sql, oids)
 	if err != nil {
-		return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
+		return nil, fmt.Errorf("load sequences: %w", err)
 	}
-	var seqs []Sequence
+	defer rows.Close()
+	out := map[uint32][]Sequence{}
 	for rows.Next() {
 		var s Sequence
-		if err := rows.Scan(&s.Name.Schema, &s.Name.Name, &s.TypeName, &s.Start, &s.Increment, &s.Min, &s.Max,
+		var table uint32
+		if err := rows.Scan(&table, &s.Name.Schema, &s.Name.Name, &s.TypeName, &s.Start, &s.Increment, &s.Min, &s.Max,
 			&s.Cache, &s.Cycle, &s.OwnedCol, &s.Identity); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
+			return nil, fmt.Errorf("load sequences: %w", err)
 		}
-		seqs = append(seqs, s)
+		out[table] = append(out[table], s)
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load sequences of %s: %w", t.Name, err)
+		return nil, fmt.Errorf("load sequences: %w", err)
 	}
-	if err := readSequenceValues(ctx, q, seqs); err != nil {
-		return nil, err
-	}
-	return seqs, nil
+	return out, nil
 }
 
+// readSequenceValues reads each sequence's state, pipelined when q can.
 func readSequenceValues(ctx context.Context, q Querier, seqs []Sequence) error {
+	b, ok := q.(batcher)
+	var batch pgx.Batch
 	for i := range seqs {
-		if err := q.QueryRow(ctx, `SELECT last_value, is_called FROM `+seqs[i].Name.Quoted()).
-			Scan(&seqs[i].LastValue, &seqs[i].IsCalled); err != nil {
-			return fmt.Errorf("read sequence %s: %w", seqs[i].Name, err)
+		sq := &seqs[i]
+		sql := `SELECT last_value, is_called FROM ` + sq.Name.Quoted()
+		scan := func(row pgx.Row) error {
+			if err := row.Scan(&sq.LastValue, &sq.IsCalled); err != nil {
+				return fmt.Errorf("read sequence %s: %w", sq.Name, err)
+			}
+			return nil
 		}
+		if ok {
+			batch.Queue(sql).QueryRow(scan)
+		} else if err := scan(q.QueryRow(ctx, sql)); err != nil {
+			return err
+		}
+	}
+	if ok && batch.Len() > 0 {
+		return b.SendBatch(ctx, &batch).Close()
 	}
 	return nil
 }
@@ -518,16 +552,60 @@ func BeginRead(ctx context.Context, conn *pgx.Conn, snapshot string) (pgx.Tx, er
 // LoadTables reads the source definitions of the selected tables, in order. Use a transaction
 // from BeginRead.
 func LoadTables(ctx context.Context, q Querier, tables []spec.TableMap) ([]*Table, error) {
-	out := make([]*Table, 0, len(tables))
-	for _, tm := range tables {
-		t, err := LoadTable(ctx, q, tm.Source)
-		if err != nil {
+	out := make([]*Table, len(tables))
+	b, ok := q.(batcher)
+	if !ok {
+		for i, tm := range tables {
+			t, err := LoadTable(ctx, q, tm.Source)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = t
+		}
+		return out, nil
+	}
+	// Two round trips per loadBatch tables: their rows in pg_class, then their columns and
+	// constraints.
+	for start := 0; start < len(tables); start += loadBatch {
+		part := out[start:min(start+loadBatch, len(tables))]
+		var batch pgx.Batch
+		for i := range part {
+			t := &Table{Name: tables[start+i].Source}
+			part[i] = t
+			batch.Queue(tableSQL, t.Name.Schema, t.Name.Name).QueryRow(t.scan)
+		}
+		if err := b.SendBatch(ctx, &batch).Close(); err != nil {
 			return nil, err
 		}
-		out = append(out, t)
+		batch = pgx.Batch{}
+		for _, t := range part {
+			batch.Queue(columnsSQL, t.OID).Query(func(rows pgx.Rows) error {
+				if err := t.scanColumns(rows); err != nil {
+					return fmt.Errorf("load columns of %s: %w", t.Name, err)
+				}
+				return nil
+			})
+			batch.Queue(constraintsSQL, t.OID).Query(func(rows pgx.Rows) error {
+				if err := t.scanConstraints(rows); err != nil {
+					return fmt.Errorf("load constraints of %s: %w", t.Name, err)
+				}
+				return nil
+			})
+		}
+		if err := b.SendBatch(ctx, &batch).Close(); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
+
+// batcher is a Querier that can pipeline queries (pgx.Conn, pgx.Tx).
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// loadBatch is how many tables LoadTables reads per round trip.
+const loadBatch = 200
 
 // ErrSnapshotGone is returned when an exported snapshot can no longer be imported: the
 // transaction that exported it (the task's snapshot holder) has ended.

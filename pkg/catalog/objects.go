@@ -206,7 +206,11 @@ func LoadObjects(ctx context.Context, q Querier, sel ObjectSelection) ([]Object,
 			out = append(out, objs...)
 		}
 	}
-	for _, t := range sel.Tables {
+	tables, err := tablesWithObjects(ctx, q, sel.Tables)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
 		if err := setSearchPath(ctx, q, t.Schema); err != nil {
 			return nil, err
 		}
@@ -233,6 +237,37 @@ func LoadObjects(ctx context.Context, q Querier, sel ObjectSelection) ([]Object,
 			return nil, err
 		}
 		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+// tablesWithObjects returns, of tables, those with triggers or rules or whose defaults,
+// constraints or indexes call functions (a table of none has nothing for LoadObjects to read).
+func tablesWithObjects(ctx context.Context, q Querier, tables []spec.QName) ([]spec.QName, error) {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Quoted()
+	}
+	rows, err := q.Query(ctx, `
+SELECT u.i::int8 FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY u(t, i)
+CROSS JOIN LATERAL (SELECT pg_catalog.to_regclass(u.t) AS oid) r
+WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = r.oid AND NOT tgisinternal)
+   OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite WHERE ev_class = r.oid AND rulename <> '_RETURN')
+   OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND (
+        (d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid IN (SELECT oid FROM pg_catalog.pg_attrdef WHERE adrelid = r.oid))
+        OR (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid IN (SELECT oid FROM pg_catalog.pg_constraint WHERE conrelid = r.oid))
+        OR (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid IN (SELECT indexrelid FROM pg_catalog.pg_index WHERE indrelid = r.oid))))
+ORDER BY 1`, names)
+	if err != nil {
+		return nil, fmt.Errorf("find the tables' triggers, rules and functions: %w", err)
+	}
+	at, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("find the tables' triggers, rules and functions: %w", err)
+	}
+	out := make([]spec.QName, len(at))
+	for k, i := range at {
+		out[k] = tables[i-1]
 	}
 	return out, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
@@ -200,6 +201,7 @@ func skeinLoad(b *testing.B, c client.Client, srcPG, dstPG *testharness.Postgres
 				parts = append(parts, fmt.Sprintf("%s %s", p, (at[i+1]-at[i]).Round(100*time.Millisecond)))
 			}
 			fmt.Printf("             skein phases: %s\n", strings.Join(parts, ", "))
+			printActivities(b, c, s.Name)
 			return
 		case <-time.After(200 * time.Millisecond):
 		}
@@ -212,6 +214,56 @@ func skeinLoad(b *testing.B, c client.Client, srcPG, dstPG *testharness.Postgres
 			phases = append(phases, st.Phase)
 			at = append(at, time.Since(t0))
 		}
+	}
+}
+
+// printActivities prints, per activity type of the task's history, how many ran, their summed
+// run time and the span from the first start to the last end (where the load's time went).
+func printActivities(b *testing.B, c client.Client, id string) {
+	type span struct {
+		n          int
+		busy       time.Duration
+		first, end time.Time
+	}
+	byType := map[string]*span{}
+	scheduled := map[int64]string{}
+	started := map[int64]time.Time{}
+	iter := c.GetWorkflowHistory(context.Background(), id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(b, err)
+		at := ev.GetEventTime().AsTime()
+		switch {
+		case ev.GetActivityTaskScheduledEventAttributes() != nil:
+			scheduled[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+		case ev.GetActivityTaskStartedEventAttributes() != nil:
+			started[ev.GetActivityTaskStartedEventAttributes().GetScheduledEventId()] = at
+		case ev.GetActivityTaskCompletedEventAttributes() != nil:
+			id := ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()
+			sp := byType[scheduled[id]]
+			if sp == nil {
+				sp = &span{first: started[id]}
+				byType[scheduled[id]] = sp
+			}
+			sp.n++
+			sp.busy += at.Sub(started[id])
+			if started[id].Before(sp.first) {
+				sp.first = started[id]
+			}
+			if at.After(sp.end) {
+				sp.end = at
+			}
+		}
+	}
+	names := make([]string, 0, len(byType))
+	for n := range byType {
+		names = append(names, n)
+	}
+	slices.SortFunc(names, func(a, b string) int { return byType[a].first.Compare(byType[b].first) })
+	for _, n := range names {
+		sp := byType[n]
+		fmt.Printf("             %-22s %4d run %8s, from %s to %s\n", n, sp.n, sp.busy.Round(100*time.Millisecond),
+			sp.first.Format("15:04:05.0"), sp.end.Format("15:04:05.0"))
 	}
 }
 
