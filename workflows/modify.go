@@ -169,7 +169,12 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 		}
 		in.Built, in.Linked = built, linked
 	}
-	hold.release(ctx, false)
+	// The holder ends while the post-data step runs (it needs no snapshot).
+	if workflow.GetVersion(ctx, "post-data-while-holder-ends", workflow.DefaultVersion, 1) == 1 {
+		hold.letGo()
+	} else {
+		hold.release(ctx, false)
+	}
 	if ns.SchemaSync() {
 		var rep activities.SchemaReport
 		if err := w.call(ctx, long, acts.SchemaPostData, &rep, in); err != nil {
@@ -177,6 +182,7 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 		}
 		w.recordSchema(rep)
 	}
+	hold.release(ctx, false) // the helper's slot is free for its stream
 	at := w.statusIndexes()
 	for _, t := range added {
 		w.status.Tables[statusIndex(at, t.Source)].State = TableDone

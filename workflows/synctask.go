@@ -402,7 +402,12 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 			}
 		}
 	}
-	hold.release(ctx, w.releaseRequested)
+	// The holder ends while the post-data step runs (it needs no snapshot).
+	if workflow.GetVersion(ctx, "post-data-while-holder-ends", workflow.DefaultVersion, 1) == 1 {
+		hold.letGo()
+	} else {
+		hold.release(ctx, w.releaseRequested)
+	}
 
 	if s.SchemaSync() {
 		w.setPhase(PhasePostSchema)
@@ -414,6 +419,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		}
 		w.recordSchema(rep)
 	}
+	hold.release(ctx, w.releaseRequested)
 	return nil
 }
 
@@ -880,9 +886,10 @@ func errorText(err error) string {
 
 // snapshotHold is a snapshot held by an activity on one worker, in a session.
 type snapshotHold struct {
-	snap cdc.SlotSnapshot
-	stop func() error // nil once stopped
-	done func()       // completes the session
+	snap   cdc.SlotSnapshot
+	cancel func()       // asks the holder to end; nil once asked
+	stop   func() error // waits for it to end; nil once ended
+	done   func()       // completes the session
 }
 
 // name is the exported snapshot's name ("" without a snapshot).
@@ -893,11 +900,20 @@ func (h *snapshotHold) name() string {
 	return h.snap.SnapshotName
 }
 
+// letGo asks the holder to end without waiting for it (release waits).
+func (h *snapshotHold) letGo() {
+	if h != nil && h.cancel != nil {
+		h.cancel()
+		h.cancel = nil
+	}
+}
+
 // release ends the holder once; quiet leaves an error it ended with unlogged.
 func (h *snapshotHold) release(ctx workflow.Context, quiet bool) {
 	if h == nil || h.stop == nil {
 		return
 	}
+	h.letGo()
 	err := h.stop()
 	h.stop = nil
 	if err != nil && !quiet {
@@ -949,8 +965,8 @@ func (w *task) openSnapshotOnce(ctx workflow.Context, in activities.SnapshotInpu
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
 	hold := workflow.ExecuteActivity(holdCtx, acts.HoldSnapshot, in.Spec.Name)
+	h.cancel = cancelHold
 	h.stop = func() error {
-		cancelHold()
 		err := hold.Get(ctx, nil)
 		var canceled *temporal.CanceledError
 		if errors.As(err, &canceled) {
