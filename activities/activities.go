@@ -46,6 +46,13 @@ type Activities struct {
 type heldSnapshot struct {
 	repl *pgconn.PgConn // replication connection (slot + snapshot), or nil
 	conn *pgx.Conn      // regular connection (full-only task), or nil
+	// end is closed (once) by EndSnapshot: HoldSnapshot returns at once.
+	end     chan struct{}
+	endOnce sync.Once
+}
+
+func newHeldSnapshot(repl *pgconn.PgConn, conn *pgx.Conn) *heldSnapshot {
+	return &heldSnapshot{repl: repl, conn: conn, end: make(chan struct{})}
 }
 
 func (h *heldSnapshot) close(ctx context.Context) {

@@ -146,7 +146,7 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 			closeAll(ctx, conn)
 			return cdc.SlotSnapshot{}, classify(ctx, fmt.Errorf("export snapshot: %w", err))
 		}
-		a.snapshots.Store(s.Name, &heldSnapshot{conn: conn})
+		a.snapshots.Store(s.Name, newHeldSnapshot(nil, conn))
 		return cdc.SlotSnapshot{SnapshotName: name}, nil
 	}
 
@@ -183,14 +183,14 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 		_ = repl.Close(ctx)
 		return cdc.SlotSnapshot{}, classify(ctx, err)
 	}
-	a.snapshots.Store(s.Name, &heldSnapshot{repl: repl})
+	a.snapshots.Store(s.Name, newHeldSnapshot(repl, nil))
 	log.Info("replication slot created", zap.String("slot", s.SlotName()), zap.String("snapshot", snap.SnapshotName),
 		zap.String("consistent_point", snap.ConsistentPoint))
 	return snap, nil
 }
 
-// HoldSnapshot keeps the snapshot's connection open, heartbeating, until the activity is
-// cancelled (the full load is over). Run it in the session of OpenSnapshot.
+// HoldSnapshot keeps the snapshot's connection open, heartbeating, until EndSnapshot or a
+// cancellation ends it (the full load is over). Run it in the session of OpenSnapshot.
 func (a *Activities) HoldSnapshot(ctx context.Context, task string) error {
 	v, ok := a.snapshots.Load(task)
 	if !ok {
@@ -201,8 +201,8 @@ func (a *Activities) HoldSnapshot(ctx context.Context, task string) error {
 		a.snapshots.Delete(task)
 		held.close(context.WithoutCancel(ctx))
 	}()
-	// Every second: the release (a cancellation) reaches the activity with its next heartbeat,
-	// and the task waits for it before the post-data phase.
+	// Every second: a cancellation reaches the activity with its next heartbeat (EndSnapshot,
+	// in the same session, is quicker).
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -210,9 +210,21 @@ func (a *Activities) HoldSnapshot(ctx context.Context, task string) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-held.end:
+			return nil
 		case <-t.C:
 		}
 	}
+}
+
+// EndSnapshot ends the task's HoldSnapshot at once (run it in the holder's session: the snapshot
+// is held in this worker's memory). A snapshot no longer held is no error.
+func (a *Activities) EndSnapshot(ctx context.Context, task string) error {
+	if v, ok := a.snapshots.Load(task); ok {
+		held := v.(*heldSnapshot)
+		held.endOnce.Do(func() { close(held.end) })
+	}
+	return nil
 }
 
 // ResetLoadInput names tables whose load starts over.

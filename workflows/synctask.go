@@ -886,8 +886,9 @@ func errorText(err error) string {
 
 // snapshotHold is a snapshot held by an activity on one worker, in a session.
 type snapshotHold struct {
-	snap   cdc.SlotSnapshot
-	cancel func()       // asks the holder to end; nil once asked
+	snap cdc.SlotSnapshot
+	// cancel asks the holder to end (with quick, by EndSnapshot too); nil once asked.
+	cancel func(quick bool)
 	stop   func() error // waits for it to end; nil once ended
 	done   func()       // completes the session
 }
@@ -900,10 +901,10 @@ func (h *snapshotHold) name() string {
 	return h.snap.SnapshotName
 }
 
-// letGo asks the holder to end without waiting for it (release waits).
+// letGo asks the holder to end at once (EndSnapshot) without waiting for it (release waits).
 func (h *snapshotHold) letGo() {
 	if h != nil && h.cancel != nil {
-		h.cancel()
+		h.cancel(true)
 		h.cancel = nil
 	}
 }
@@ -913,7 +914,10 @@ func (h *snapshotHold) release(ctx workflow.Context, quiet bool) {
 	if h == nil || h.stop == nil {
 		return
 	}
-	h.letGo()
+	if h.cancel != nil {
+		h.cancel(false)
+		h.cancel = nil
+	}
 	err := h.stop()
 	h.stop = nil
 	if err != nil && !quiet {
@@ -965,8 +969,19 @@ func (w *task) openSnapshotOnce(ctx workflow.Context, in activities.SnapshotInpu
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
 	hold := workflow.ExecuteActivity(holdCtx, acts.HoldSnapshot, in.Spec.Name)
-	h.cancel = cancelHold
+	var ended workflow.Future
+	h.cancel = func(quick bool) {
+		if quick {
+			endCtx := workflow.WithActivityOptions(sessCtx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
+				RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}})
+			ended = workflow.ExecuteActivity(endCtx, acts.EndSnapshot, in.Spec.Name)
+		}
+		cancelHold() // the holder ends with its next heartbeat if EndSnapshot cannot reach it
+	}
 	h.stop = func() error {
+		if ended != nil {
+			_ = ended.Get(ctx, nil) // best effort: the cancellation ends the holder too
+		}
 		err := hold.Get(ctx, nil)
 		var canceled *temporal.CanceledError
 		if errors.As(err, &canceled) {

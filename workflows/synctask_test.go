@@ -72,6 +72,7 @@ func newEnv(t *testing.T, over map[string]any) *testsuite.TestWorkflowEnvironmen
 		"Verify":            {[]verify.TableResult{{Source: "public.orders", Equal: true}}, nil},
 		"SchemaPostData":    {activities.SchemaReport{}, nil},
 		"BuildTables":       {activities.SchemaReport{}, nil},
+		"EndSnapshot":       {nil},
 		"EnsureBookkeeping": {nil},
 		"Release":           {nil},
 	}
