@@ -22,8 +22,9 @@ import (
 // batchRows rows, all runs when they hold batchBytes together. Updates and deletes by key gather
 // in keyed batches (keyed.go), which go into the same pipeline.
 //
-// A run of at most smallRun inserts goes into the pipeline as single-row INSERTs instead of a COPY,
-// which costs two round trips of its own. The destination transaction's BEGIN waits for the first
+// A run of at most smallRun inserts and smallBytes of values goes into the pipeline as single-row
+// INSERTs instead of a COPY, which costs two round trips of its own (a larger run is not held twice
+// while it gathers: a value of a gigabyte stays one COPY). The destination transaction's BEGIN waits for the first
 // thing sent (see beginPending), and its commit sends what is left, the progress row and COMMIT in
 // one pipeline: a small source transaction costs one round trip.
 const (
@@ -31,6 +32,7 @@ const (
 	batchBytes     = 8 << 20
 	pipeStatements = 250
 	smallRun       = 8
+	smallBytes     = 64 << 10
 )
 
 // Operations of pipelined statements, as error messages name them. The last three are the
@@ -216,8 +218,9 @@ type insertBatch struct {
 	firstKey string
 	// While the run holds at most smallRun rows: each row's parameters and key, for single-row
 	// INSERTs (insertSQL) in the pipeline.
-	insertSQL string
-	small     []smallRow
+	insertSQL  string
+	small      []smallRow
+	smallBytes int // of the values in small
 }
 
 // smallRow is one row of a small run of inserts.
@@ -257,7 +260,12 @@ func (a *applier) batchInsert(ctx context.Context, m *pglogrepl.InsertMessage, r
 			insertSQL: fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES (%s)", tm.Dest.Quoted(), list, strings.Join(ph, ", "))}
 		a.runs[m.RelationID] = run
 	}
-	if run.rows < smallRun {
+	size := 0
+	for i := range m.Tuple.Columns {
+		size += len(value(m.Tuple.Columns[i]))
+	}
+	if run.rows < smallRun && len(run.small) == run.rows && run.smallBytes+size <= smallBytes {
+		run.smallBytes += size
 		row := smallRow{params: make([][]byte, len(m.Tuple.Columns)), key: run.firstKey}
 		if run.rows > 0 {
 			row.key = keyText(rel, m.Tuple)
@@ -269,7 +277,7 @@ func (a *applier) batchInsert(ctx context.Context, m *pglogrepl.InsertMessage, r
 		}
 		run.small = append(run.small, row)
 	} else {
-		run.small = nil
+		run.small, run.smallBytes = nil, 0
 	}
 	before := run.buf.Len()
 	appendCopyRow(&run.buf, m.Tuple)

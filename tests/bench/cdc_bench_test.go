@@ -61,8 +61,7 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 	txs := envInt("BENCH_CDC_TRANSACTIONS", 20000)
 	srcPG, src := start(b, true)
 	dstPG, dst := start(b, false)
-	_, native := start(b, false)
-	_ = dstPG
+	nativePG, native := start(b, false)
 
 	s := spec.Spec{Name: "bench", Source: srcPG.Endpoint("postgres"), Destination: dstPG.Endpoint("postgres"),
 		Objects: []spec.Object{{Schema: "public"}}}
@@ -104,12 +103,15 @@ PUBLICATION native_pub WITH (copy_data = false, enabled = false)`, srcPG.Port))
 	require.NoError(b, err)
 	defer applyConn.Close(ctx)
 	t0 := time.Now()
+	skeinCPU := cpuShares(b, map[string]*testharness.Postgres{"destination": dstPG, "source": srcPG})
 	require.NoError(b, cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: "bench", Slot: s.SlotName(), Publication: s.SlotName(),
 		Tables: tables, StopAt: target, StatusInterval: time.Second}))
 	skein := time.Since(t0)
+	skeinShares := skeinCPU()
 
 	// Native logical replication: the subscription applies the same backlog.
 	t0 = time.Now()
+	nativeCPU := cpuShares(b, map[string]*testharness.Postgres{"subscriber": nativePG, "source": srcPG})
 	_, err = native.Exec(ctx, `ALTER SUBSCRIPTION native_sub ENABLE`)
 	require.NoError(b, err)
 	for {
@@ -123,6 +125,7 @@ PUBLICATION native_pub WITH (copy_data = false, enabled = false)`, srcPG.Port))
 		time.Sleep(50 * time.Millisecond)
 	}
 	nat := time.Since(t0)
+	nativeShares := nativeCPU()
 	b.StopTimer()
 
 	// Both sides hold the same data.
@@ -138,6 +141,8 @@ PUBLICATION native_pub WITH (copy_data = false, enabled = false)`, srcPG.Port))
 	b.ReportMetric(sr/nr, "skein/native")
 	fmt.Printf("\ncatch-up of %.0f changes (%d transactions)\n  skein apply          %8s  %9.0f changes/s\n  native subscription  %8s  %9.0f changes/s\n  skein / native       %8.2fx throughput\n",
 		changes, txs, skein.Round(time.Millisecond), sr, nat.Round(time.Millisecond), nr, sr/nr)
+	// Where the CPU went: a destination near one core is what parallel apply could spread.
+	fmt.Printf("  skein:  %s\n  native: %s\n", skeinShares, nativeShares)
 }
 
 func byteSize(n int64) string {

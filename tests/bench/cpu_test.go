@@ -1,0 +1,97 @@
+package bench
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/testharness"
+)
+
+// clockTicks is the kernel's USER_HZ, the unit of the CPU times in /proc/<pid>/stat.
+const clockTicks = 100
+
+// clusterCPU is the CPU time a PostgreSQL cluster has used so far: its postmaster's, with its
+// ended children's, and its live children's.
+func clusterCPU(b *testing.B, pg *testharness.Postgres) time.Duration {
+	b.Helper()
+	pidFile, err := os.ReadFile(filepath.Join(pg.Dir, "data", "postmaster.pid"))
+	require.NoError(b, err)
+	postmaster := strings.SplitN(string(pidFile), "\n", 2)[0]
+	procs, err := filepath.Glob("/proc/[0-9]*/stat")
+	require.NoError(b, err)
+	var ticks int64
+	for _, p := range procs {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			continue // ended meanwhile: its time is in the postmaster's children's
+		}
+		// The fields after the command name (which may hold spaces), from field 3 on.
+		f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+		pid := strings.TrimSuffix(strings.TrimPrefix(filepath.Dir(p), "/proc/"), "/")
+		switch {
+		case pid == postmaster: // utime, stime, cutime, cstime (fields 14-17)
+			for _, v := range f[11:15] {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				ticks += n
+			}
+		case f[1] == postmaster: // ppid (field 4): utime, stime
+			for _, v := range f[11:13] {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				ticks += n
+			}
+		}
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// selfCPU is the CPU time this process (the benchmark, with the Skein code it runs) has used.
+func selfCPU(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuShares measures CPU time between its call and the returned function's: of this process and
+// of the named clusters, printed with each one's share of the total.
+func cpuShares(b *testing.B, clusters map[string]*testharness.Postgres) func() string {
+	b.Helper()
+	start := map[string]time.Duration{"this process": selfCPU(b)}
+	for n, pg := range clusters {
+		start[n] = clusterCPU(b, pg)
+	}
+	t0 := time.Now()
+	return func() string {
+		used := map[string]time.Duration{"this process": selfCPU(b) - start["this process"]}
+		var total time.Duration
+		for n, pg := range clusters {
+			used[n] = clusterCPU(b, pg) - start[n]
+		}
+		for _, d := range used {
+			total += d
+		}
+		wall := time.Since(t0)
+		var parts []string
+		for _, n := range append([]string{"this process"}, sortedKeys(clusters)...) {
+			parts = append(parts, n+" "+used[n].Round(10*time.Millisecond).String()+" ("+strconv.Itoa(int(100*used[n]/max(total, 1)))+"%)")
+		}
+		return "CPU in " + wall.Round(10*time.Millisecond).String() + " (" + strconv.FormatFloat(total.Seconds()/wall.Seconds(), 'f', 2, 64) + " cores): " + strings.Join(parts, ", ")
+	}
+}
+
+func sortedKeys(m map[string]*testharness.Postgres) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
