@@ -165,6 +165,34 @@ type CopyChunksInput struct {
 	Share    int              `json:"share,omitempty"` // as in CopyChunkInput
 }
 
+// CopyAndBuildInput asks for a batch of chunks and then for the keys and indexes of the tables
+// of the chunks Build lists (indexes into Chunks; each such chunk is its table's only one).
+type CopyAndBuildInput struct {
+	CopyChunksInput
+	Build []int `json:"build,omitempty"`
+}
+
+// CopiedAndBuilt is what CopyChunksAndBuild did.
+type CopiedAndBuilt struct {
+	Results []fullload.Result `json:"results"`
+	Schema  SchemaReport      `json:"schema"`
+}
+
+// CopyChunksAndBuild is CopyChunks, then BuildTables for the tables in.Build names: a batch of
+// small tables gets its keys in the same activity, its table list in the history once.
+func (a *Activities) CopyChunksAndBuild(ctx context.Context, in CopyAndBuildInput) (CopiedAndBuilt, error) {
+	res, err := a.CopyChunks(ctx, in.CopyChunksInput)
+	if err != nil || len(in.Build) == 0 {
+		return CopiedAndBuilt{Results: res}, err
+	}
+	b := BuildInput{Spec: in.Spec, Tables: make([]spec.TableMap, len(in.Build))}
+	for k, i := range in.Build {
+		b.Tables[k] = in.Chunks[i].Table
+	}
+	rep, err := a.BuildTables(ctx, b)
+	return CopiedAndBuilt{Results: res, Schema: rep}, err
+}
+
 // CopyChunks copies the chunks in order over one pair of connections, inside the task's snapshot:
 // thousands of small tables cost a few activities, not thousands. Chunks committed before are
 // no-ops, so a retried batch goes on where the last attempt stopped.

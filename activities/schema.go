@@ -355,7 +355,21 @@ func (a *Activities) BuildTables(ctx context.Context, in BuildInput) (SchemaRepo
 	}
 	a.logger(ctx).Info("keys and indexes built", zap.Int("tables", n), zap.Int("foreign_keys_of", len(in.ForeignKeysOf)),
 		zap.Int("created", len(rep.Created)))
+	rep.Created = summarized(rep.Created, "created")
+	rep.Skipped = summarized(rep.Skipped, "skipped (they exist)")
 	return rep, nil
+}
+
+// reportItems is how many objects a report of BuildTables names one by one: the report of a batch
+// of a hundred tables is one line in the history, not a hundred (a schema of 10,000 tables).
+const reportItems = 20
+
+// summarized is items, or, when there are more than reportItems, one line that counts them.
+func summarized(items []string, what string) []string {
+	if len(items) <= reportItems {
+		return items
+	}
+	return []string{fmt.Sprintf("%d constraints and indexes %s, from %s to %s", len(items), what, items[0], items[len(items)-1])}
 }
 
 // SequencesInput asks to set the destination sequences from the source.

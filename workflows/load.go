@@ -317,6 +317,11 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 						return
 					}
 					queueBuild(j.tables)
+					for _, i := range j.tables {
+						if st.built[i] { // in the batch's own activity
+							queueLinks(append([]int{i}, st.referencedBy[i]...))
+						}
+					}
 				default: // nothing left, nothing running
 					return
 				}
@@ -341,15 +346,33 @@ func (w *task) copyJob(ctx workflow.Context, in activities.SchemaInput, opts wor
 	}
 	var results []fullload.Result
 	var err error
+	batch := activities.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot, Share: share}
+	// A batch's tables (one chunk each) get their keys in the same activity.
+	var build []int
+	for k, i := range j.tables {
+		if st.buildable[i] && len(j.chunks) > 1 {
+			build = append(build, k)
+		}
+	}
 	w.copying++
-	if len(j.chunks) == 1 {
+	switch {
+	case len(j.chunks) == 1:
 		var res fullload.Result
 		err = w.call(ctx, opts, acts.CopyChunk, &res,
 			activities.CopyChunkInput{Spec: in.Spec, Chunk: j.chunks[0], Snapshot: in.Snapshot, Share: share})
 		results = []fullload.Result{res}
-	} else {
-		err = w.call(ctx, opts, acts.CopyChunks, &results,
-			activities.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot, Share: share})
+	case len(build) > 0:
+		var done activities.CopiedAndBuilt
+		err = w.call(ctx, opts, acts.CopyChunksAndBuild, &done, activities.CopyAndBuildInput{CopyChunksInput: batch, Build: build})
+		if err == nil {
+			results = done.Results
+			w.recordSchema(done.Schema)
+			for _, k := range build {
+				st.built[j.tables[k]] = true
+			}
+		}
+	default:
+		err = w.call(ctx, opts, acts.CopyChunks, &results, batch)
 	}
 	w.copying--
 	if err != nil {

@@ -409,18 +409,24 @@ func TestSmallTablesLoadInBatches(t *testing.T) {
 	plans = append(plans, activities.TablePlan{Table: tOrders, RowsEstimate: 1000, Bytes: 1 << 30, Chunks: []fullload.Chunk{{ID: "public.orders#0", Table: tOrders}}},
 		activities.TablePlan{Table: tItems, RowsEstimate: 10, Bytes: 1 << 30, Chunks: []fullload.Chunk{{ID: "public.items#0", Table: tItems}}})
 	var batches [][]string
+	copyChunks := func(_ context.Context, in activities.CopyChunksInput) ([]fullload.Result, error) {
+		var ids []string
+		res := make([]fullload.Result, len(in.Chunks))
+		for i, c := range in.Chunks {
+			ids = append(ids, c.ID)
+			res[i] = fullload.Result{Rows: int64(100 + i), Bytes: 1000}
+		}
+		batches = append(batches, ids)
+		return res, nil
+	}
 	env = newEnv(t, map[string]any{
 		"ResolveTables": func(context.Context, spec.Spec) ([]spec.TableMap, error) { return tables, nil },
 		"PlanLoad":      func(context.Context, activities.SchemaInput) ([]activities.TablePlan, error) { return plans, nil },
-		"CopyChunks": func(_ context.Context, in activities.CopyChunksInput) ([]fullload.Result, error) {
-			var ids []string
-			res := make([]fullload.Result, len(in.Chunks))
-			for i, c := range in.Chunks {
-				ids = append(ids, c.ID)
-				res[i] = fullload.Result{Rows: int64(100 + i), Bytes: 1000}
-			}
-			batches = append(batches, ids)
-			return res, nil
+		"CopyChunks":    copyChunks,
+		// With schema sync the batch builds its tables' keys too.
+		"CopyChunksAndBuild": func(ctx context.Context, in activities.CopyAndBuildInput) (activities.CopiedAndBuilt, error) {
+			res, err := copyChunks(ctx, in.CopyChunksInput)
+			return activities.CopiedAndBuilt{Results: res}, err
 		},
 		"Apply": applyUntilCancelled(func(int) {
 			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
@@ -606,7 +612,7 @@ func TestKeysAreBuiltAsEachTableCompletes(t *testing.T) {
 	}{
 		// The small tables' batch goes last.
 		{"with schema sync", true, []string{"copy public.orders#0", "copy public.orders#1", "build public.orders",
-			"copy public.last#0", "build public.last", "copy public.events#0 public.items#0", "build public.items",
+			"copy public.last#0", "build public.last", "copy public.events#0 public.items#0 and build public.items",
 			"link public.items public.orders referencing []",
 			"post-data built [public.orders public.items public.last] linked [public.orders public.items]"}},
 		{"without schema sync", false, []string{"copy public.orders#0", "copy public.orders#1",
@@ -629,6 +635,17 @@ func TestKeysAreBuiltAsEachTableCompletes(t *testing.T) {
 					}
 					log = append(log, "copy "+strings.Join(ids, " "))
 					return make([]fullload.Result, len(in.Chunks)), nil
+				},
+				"CopyChunksAndBuild": func(_ context.Context, in activities.CopyAndBuildInput) (activities.CopiedAndBuilt, error) {
+					var ids, built []string
+					for _, c := range in.Chunks {
+						ids = append(ids, c.ID)
+					}
+					for _, k := range in.Build {
+						built = append(built, in.Chunks[k].Table.Source.String())
+					}
+					log = append(log, "copy "+strings.Join(ids, " ")+" and build "+strings.Join(built, " "))
+					return activities.CopiedAndBuilt{Results: make([]fullload.Result, len(in.Chunks))}, nil
 				},
 				"BuildTables": func(_ context.Context, in activities.BuildInput) (activities.SchemaReport, error) {
 					names := func(tables []spec.TableMap) []string {
