@@ -295,18 +295,26 @@ func (c *checker) sourcePrivileges(ctx context.Context) {
 		problems = append(problems, "no REPLICATION attribute")
 	}
 	var noSelect, notOwner []string
-	for _, tm := range c.tables {
+	rows, err := c.src.Query(ctx, `SELECT u.i::int8, pg_catalog.has_table_privilege(c.oid, 'SELECT'), pg_catalog.pg_has_role(c.relowner, 'USAGE')
+FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY u(t, i)
+JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(u.t)
+ORDER BY 1`, quotedNames(c.tables, false))
+	if err == nil {
+		var i int64
 		var canSelect, owns bool
-		if err := c.src.QueryRow(ctx, `SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT'), pg_catalog.pg_has_role(c.relowner, 'USAGE')
-FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`, tm.Source.Quoted()).Scan(&canSelect, &owns); err != nil {
-			continue
-		}
-		if !canSelect {
-			noSelect = append(noSelect, tm.Source.String())
-		}
-		if !owns {
-			notOwner = append(notOwner, tm.Source.String())
-		}
+		_, err = pgx.ForEachRow(rows, []any{&i, &canSelect, &owns}, func() error {
+			if !canSelect {
+				noSelect = append(noSelect, c.tables[i-1].Source.String())
+			}
+			if !owns {
+				notOwner = append(notOwner, c.tables[i-1].Source.String())
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		c.fail("source_privileges", Error, err.Error(), "")
+		return
 	}
 	if len(noSelect) > 0 {
 		problems = append(problems, "no SELECT on "+strings.Join(noSelect, ", "))
@@ -585,12 +593,8 @@ ORDER BY xact_start`, fmt.Sprintf("%d milliseconds", c.opts.LongTransaction.Mill
 
 func (c *checker) sourceSize(ctx context.Context) {
 	var total int64
-	for _, tm := range c.tables {
-		var n int64
-		if err := c.src.QueryRow(ctx, `SELECT pg_catalog.pg_total_relation_size(pg_catalog.to_regclass($1))`, tm.Source.Quoted()).Scan(&n); err == nil {
-			total += n
-		}
-	}
+	_ = c.src.QueryRow(ctx, `SELECT COALESCE(sum(pg_catalog.pg_total_relation_size(pg_catalog.to_regclass(t))), 0)::int8
+FROM pg_catalog.unnest($1::pg_catalog.text[]) t`, quotedNames(c.tables, false)).Scan(&total) // an estimate: 0 if unreadable
 	c.add(Item{ID: "source_size", Level: Info, Passed: true,
 		Detail: fmt.Sprintf("the selected tables take %s on the source (with indexes and TOAST)", humanize.IBytes(uint64(total))),
 		Fix:    "the destination needs more free space than that, for the data, its indexes and WAL"})
@@ -642,15 +646,18 @@ FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1`, sche
 
 func (c *checker) conflictingTables(ctx context.Context) {
 	var conflicts []string
-	for _, tm := range c.tables {
-		var exists bool
-		if err := c.dst.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, tm.Dest.Quoted()).Scan(&exists); err != nil {
-			c.fail("conflicting_tables", Error, err.Error(), "")
-			return
-		}
-		if exists {
-			conflicts = append(conflicts, tm.Dest.String())
-		}
+	rows, err := c.dst.Query(ctx, `SELECT u.i::int8 FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY u(t, i)
+WHERE pg_catalog.to_regclass(u.t) IS NOT NULL ORDER BY 1`, quotedNames(c.tables, true))
+	if err == nil {
+		var i int64
+		_, err = pgx.ForEachRow(rows, []any{&i}, func() error {
+			conflicts = append(conflicts, c.tables[i-1].Dest.String())
+			return nil
+		})
+	}
+	if err != nil {
+		c.fail("conflicting_tables", Error, err.Error(), "")
+		return
 	}
 	level := Error
 	if c.s.ConflictMode == spec.ConflictIgnore {
@@ -745,3 +752,15 @@ func queryStrings(ctx context.Context, conn *pgx.Conn, sql string, args ...any) 
 }
 
 func quote(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+// quotedNames are the tables' quoted source (or, with dest, destination) names, in their order.
+func quotedNames(tables []spec.TableMap, dest bool) []string {
+	names := make([]string, len(tables))
+	for i, tm := range tables {
+		names[i] = tm.Source.Quoted()
+		if dest {
+			names[i] = tm.Dest.Quoted()
+		}
+	}
+	return names
+}

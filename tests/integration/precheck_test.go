@@ -230,6 +230,10 @@ func TestPrecheckItems(t *testing.T) {
 			s.Source.User = "weak"
 			return none
 		}},
+		{id: "source_privileges", level: precheck.Error, inText: "no SELECT on public.child", inFix: "GRANT SELECT", setup: func(t *testing.T, s *spec.Spec) func() {
+			s.Source.User = "weak"
+			return none
+		}},
 		{id: "ddl_capture", level: precheck.Warning, inText: "not a superuser", inFix: "ignore_precheck", setup: func(t *testing.T, s *spec.Spec) func() {
 			s.Source.User = "repl_owner"
 			s.Objects = []spec.Object{{Schema: "owned"}}
