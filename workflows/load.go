@@ -188,8 +188,9 @@ func (w *task) loadJobs(plans []activities.TablePlan, order []int, load []bool, 
 
 // copyChunks copies the jobs with bounded parallelism and returns the jobs left undone because
 // the snapshot was lost (its holder ended): those that could not import it and those not started.
-// A table whose load is complete has its keys and indexes built (BuildTables) ahead of the next
-// chunk, in the same parallelism.
+// A table whose load is complete has its keys and indexes built ahead of the next chunk, in the
+// same parallelism (BuildTables, or a batch's own CopyChunksAndBuild), and its foreign keys once
+// the tables they reference have theirs.
 func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, jobs []loadJob, st *loadState) ([]loadJob, error) {
 	next := 0
 	var firstErr error
@@ -250,6 +251,14 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 			links = append(links, l)
 		}
 	}
+	// Once tables have their keys: their foreign keys, and those that reference them.
+	linkAfter := func(tables []int) {
+		for _, i := range tables {
+			if st.built[i] {
+				queueLinks(append([]int{i}, st.referencedBy[i]...))
+			}
+		}
+	}
 	all := make([]int, len(st.plans))
 	for i := range all {
 		all[i] = i
@@ -286,10 +295,7 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 						fail(err)
 						return
 					}
-					// The tables built and those whose foreign keys reference them.
-					for _, i := range b {
-						queueLinks(append([]int{i}, st.referencedBy[i]...))
-					}
+					linkAfter(b)
 				case len(links) > 0 && !linking:
 					l := links[0]
 					links = links[1:]
@@ -317,11 +323,7 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 						return
 					}
 					queueBuild(j.tables)
-					for _, i := range j.tables {
-						if st.built[i] { // in the batch's own activity
-							queueLinks(append([]int{i}, st.referencedBy[i]...))
-						}
-					}
+					linkAfter(j.tables) // those the batch's own activity built
 				default: // nothing left, nothing running
 					return
 				}

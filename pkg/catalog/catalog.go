@@ -230,6 +230,7 @@ func LoadTable(ctx context.Context, q Querier, name spec.QName) (*Table, error) 
 	return t, nil
 }
 
+// tableSQL reads a table's row in pg_class ($1 schema, $2 name); scan reads it.
 const tableSQL = `
 SELECT c.oid, c.relkind::text, c.relpersistence::text, c.relreplident::text,
        pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int8,
@@ -265,6 +266,7 @@ func (t *Table) scan(row pgx.Row) error {
 	return nil
 }
 
+// columnsSQL reads a table's columns ($1 its OID); scanColumns reads them.
 const columnsSQL = `
 SELECT a.attname, a.attnum, a.atttypid,
        pg_catalog.format_type(a.atttypid, a.atttypmod),
@@ -326,6 +328,7 @@ func (t *Table) scanColumns(rows pgx.Rows) error {
 	return rows.Err()
 }
 
+// constraintsSQL reads a table's constraints ($1 its OID); scanConstraints reads them.
 const constraintsSQL = `
 SELECT c.conname, c.contype::text,
        ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(c.conkey) WITH ORDINALITY k(n, i)
