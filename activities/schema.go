@@ -181,15 +181,22 @@ func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (Schema
 	m := ddl.SpecMapper{Objects: in.Spec.Objects, Tables: in.Tables}
 	// The tables whose keys and indexes the load built (BuildTables): only their foreign keys
 	// are left.
+	wasBuilt, wasLinked := map[spec.QName]bool{}, map[spec.QName]bool{} // by source name
+	for _, q := range in.Built {
+		wasBuilt[q] = true
+	}
+	for _, q := range in.Linked {
+		wasLinked[q] = true
+	}
 	built := map[spec.QName]bool{} // by destination name
 	for _, tm := range in.Tables {
-		if slices.Contains(in.Built, tm.Source) {
+		if wasBuilt[tm.Source] {
 			built[tm.Dest] = true
 		}
 	}
 	var all []ddl.Constraint
 	for i, t := range defs {
-		if slices.Contains(in.Linked, in.Tables[i].Source) {
+		if wasLinked[in.Tables[i].Source] {
 			continue
 		}
 		stmts, skipped := ddl.PostData(t, in.Tables[i], m)

@@ -412,15 +412,7 @@ func (w *task) linkTables(ctx workflow.Context, s spec.Spec, opts workflow.Activ
 			}
 		}
 	}
-	var rep activities.SchemaReport
-	if err := w.call(ctx, opts, acts.BuildTables, &rep, in); err != nil {
-		return err
-	}
-	w.recordSchema(rep)
-	for _, i := range tables {
-		st.linked[i] = true
-	}
-	return nil
+	return w.runBuild(ctx, opts, in, tables, st.linked)
 }
 
 // buildTables adds the keys and indexes of tables whose load is complete.
@@ -429,13 +421,18 @@ func (w *task) buildTables(ctx workflow.Context, s spec.Spec, opts workflow.Acti
 	for k, i := range tables {
 		in.Tables[k] = st.plans[i].Table
 	}
+	return w.runBuild(ctx, opts, in, tables, st.built)
+}
+
+// runBuild runs BuildTables, records its report and marks the tables (plan indexes) done in done.
+func (w *task) runBuild(ctx workflow.Context, opts workflow.ActivityOptions, in activities.BuildInput, tables []int, done []bool) error {
 	var rep activities.SchemaReport
 	if err := w.call(ctx, opts, acts.BuildTables, &rep, in); err != nil {
 		return err
 	}
 	w.recordSchema(rep)
 	for _, i := range tables {
-		st.built[i] = true
+		done[i] = true
 	}
 	return nil
 }
