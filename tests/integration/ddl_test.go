@@ -124,9 +124,15 @@ func testSchemaChangesWhileStreaming(t *testing.T) {
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = 'old_name' AND relnamespace = 'mart'::regnamespace`).Scan(&n))
 	require.Equal(t, 1, n, "a renamed source table keeps its destination name")
 
-	st = status(t, c, run.GetID())
-	require.GreaterOrEqual(t, st.SchemaChanges.Applied, int64(len(ddlSteps)))
-	require.Contains(t, st.SchemaChanges.Last, "t_after")
+	// The status hears of the last change with the apply's next progress report (at most one a
+	// second), after the rows it compared.
+	eventually(t, 30*time.Second, func() error {
+		st = status(t, c, run.GetID())
+		if st.SchemaChanges.Applied < int64(len(ddlSteps)) || !strings.Contains(st.SchemaChanges.Last, "t_after") {
+			return fmt.Errorf("schema changes in status: %+v", st.SchemaChanges)
+		}
+		return nil
+	})
 	// The task's table list follows: created tables join, renamed ones keep their destination.
 	eventually(t, 30*time.Second, func() error {
 		st := status(t, c, run.GetID())
