@@ -197,7 +197,11 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		Upsert: in.Spec.ConflictMode == spec.ConflictIgnore,
 		Throttle: throttle.New(float64(in.Spec.Throttle.Incremental.RowsPerSecond),
 			float64(in.Spec.Throttle.Incremental.MBPerSecond)),
-		SkipBefore:    skip,
+		SkipBefore: skip,
+		Lanes:      in.Spec.ApplyLanes(),
+		OpenLane: func(ctx context.Context) (*pgx.Conn, error) {
+			return a.Open.ConnectDestination(ctx, in.Spec.Destination)
+		},
 		StopAt:        stopAt,
 		RunFor:        in.MaxRun,
 		SchemaChanges: schemaChanges,

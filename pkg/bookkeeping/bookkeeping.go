@@ -20,6 +20,12 @@ type Execer interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// ExecQuerier runs statements and reads rows: a *pgx.Conn or a pgx.Tx.
+type ExecQuerier interface {
+	Execer
+	Querier
+}
+
 // Ensure creates the bookkeeping schema and tables if they are missing.
 func Ensure(ctx context.Context, db Execer) error {
 	for _, stmt := range []string{
@@ -155,6 +161,65 @@ func AppliedParams(task string, lsn pglogrepl.LSN, timeline int32) [][]byte {
 	return [][]byte{[]byte(task), []byte(lsn.String()), []byte(strconv.FormatInt(int64(timeline), 10))}
 }
 
+// LaneTask is the progress row's key of one lane of a task's parallel apply: lane (0-based) of
+// lanes. Each lane records the last source transaction it committed a part of.
+func LaneTask(task string, lane, lanes int) string {
+	return fmt.Sprintf("%s#lane%d/%d", task, lane, lanes)
+}
+
+// LaneRow is a lane's recorded position: everything of the lane's part of the source
+// transactions committed at or before LSN is applied.
+type LaneRow struct {
+	Lane, Lanes int
+	LSN         pglogrepl.LSN
+}
+
+// LaneRows drops the task's lane rows at or below its applied position (through; they say
+// nothing more than it does) and returns the others.
+func LaneRows(ctx context.Context, db ExecQuerier, task string, through pglogrepl.LSN) ([]LaneRow, error) {
+	const lanePrefix = `pg_catalog.left("task", pg_catalog.length($1) + 5) = $1 || '#lane'`
+	if _, err := db.Exec(ctx, `DELETE FROM "skein"."progress" WHERE `+lanePrefix+` AND "lsn" <= $2::pg_catalog.pg_lsn`, task, through.String()); err != nil {
+		return nil, fmt.Errorf("drop the lane positions: %w", err)
+	}
+	rows, err := db.Query(ctx, `SELECT pg_catalog.substr("task", pg_catalog.length($1) + 6), "lsn"::pg_catalog.text FROM "skein"."progress" WHERE `+lanePrefix, task)
+	if err != nil {
+		return nil, fmt.Errorf("read the lane positions: %w", err)
+	}
+	var out []LaneRow
+	for rows.Next() {
+		var key, lsn string
+		if err := rows.Scan(&key, &lsn); err != nil {
+			return nil, fmt.Errorf("read the lane positions: %w", err)
+		}
+		var r LaneRow
+		if _, err := fmt.Sscanf(key, "%d/%d", &r.Lane, &r.Lanes); err != nil || r.Lanes < 1 || r.Lane < 0 || r.Lane >= r.Lanes {
+			return nil, fmt.Errorf("read the lane positions: %q is not a lane of task %s", key, task)
+		}
+		if r.LSN, err = pglogrepl.ParseLSN(lsn); err != nil {
+			return nil, fmt.Errorf("read the lane positions: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// MeetLanes records that every lane of the task's parallel apply has applied everything through
+// lsn (on the source's timeline): the task's position moves there and its lane rows, which then
+// say nothing more, are dropped, in one transaction.
+func MeetLanes(ctx context.Context, db *pgx.Conn, task string, lsn pglogrepl.LSN, timeline int32) error {
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, AppliedSQL, task, lsn.String(), timeline); err != nil {
+			return err
+		}
+		_, err := LaneRows(ctx, tx, task, lsn)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record where the apply lanes meet (%s): %w", lsn, err)
+	}
+	return nil
+}
+
 // Drop removes the task's rows, and the schema once no task uses it.
 func Drop(ctx context.Context, db Execer, task string) error {
 	var exists bool
@@ -165,7 +230,7 @@ func Drop(ctx context.Context, db Execer, task string) error {
 		return nil
 	}
 	for _, stmt := range []string{
-		`DELETE FROM "skein"."progress" WHERE "task" = $1`,
+		`DELETE FROM "skein"."progress" WHERE "task" = $1 OR pg_catalog.left("task", pg_catalog.length($1) + 5) = $1 || '#lane'`,
 		`DELETE FROM "skein"."chunks" WHERE "task" = $1`,
 		`DELETE FROM "skein"."relations" WHERE "task" = $1`,
 	} {

@@ -47,7 +47,10 @@ type applier struct {
 	upsert    bool // conflict_mode: ignore: an insert overwrites a row with the same key
 	// skipBefore and txLSN: a table's changes in transactions committed before its LSN are skipped.
 	skipBefore map[spec.QName]pglogrepl.LSN
-	txLSN      pglogrepl.LSN           // commit LSN of the current source transaction
+	txLSN      pglogrepl.LSN // commit LSN of the current source transaction
+	// replay skips the changes lanes of an earlier run applied already (lanes.go).
+	replay *replayWindow
+
 	runs       map[uint32]*insertBatch // per table: a run of inserts, not sent yet
 	runBytes   int                     // size of all runs
 	pipe       *pgconn.Batch           // updates and deletes, not sent yet
@@ -205,7 +208,7 @@ func quote(s string) string { return pgx.Identifier{s}.Sanitize() }
 
 func (a *applier) insert(ctx context.Context, m *pglogrepl.InsertMessage) error {
 	rel, tm, ok, err := a.table(ctx, m.RelationID)
-	if err != nil || !ok || !tm.Allows(spec.OpInsert) {
+	if err != nil || !ok || !tm.Allows(spec.OpInsert) || a.replay.applied(rel, m.Tuple, a.txLSN) {
 		return err
 	}
 	if !a.upsert {
@@ -404,6 +407,14 @@ func (a *applier) update(ctx context.Context, m *pglogrepl.UpdateMessage) error 
 	if err != nil || !ok || !tm.Allows(spec.OpUpdate) {
 		return err
 	}
+	if key := m.OldTuple; a.replay != nil {
+		if key == nil {
+			key = m.NewTuple
+		}
+		if a.replay.applied(rel, key, a.txLSN) {
+			return nil
+		}
+	}
 	cols, err := a.destColumns(ctx, tm)
 	if err != nil {
 		return err
@@ -457,7 +468,7 @@ func (a *applier) update(ctx context.Context, m *pglogrepl.UpdateMessage) error 
 
 func (a *applier) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error {
 	rel, tm, ok, err := a.table(ctx, m.RelationID)
-	if err != nil || !ok || !tm.Allows(spec.OpDelete) {
+	if err != nil || !ok || !tm.Allows(spec.OpDelete) || a.replay.applied(rel, m.OldTuple, a.txLSN) {
 		return err
 	}
 	cols, err := a.destColumns(ctx, tm)

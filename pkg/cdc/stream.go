@@ -74,6 +74,11 @@ type StreamOptions struct {
 	// Unknown decides about changes of relations that are not in Tables (nil: they stop the
 	// apply); see UnknownRelation and CheckUnknownRelation.
 	Unknown UnknownRelation
+	// Lanes applies with this many destination sessions at once (parallel.go; 0 or 1: one);
+	// OpenLane opens each session past the first (dest). After a failed attempt (ExactChanges)
+	// the stream applies with one.
+	Lanes    int
+	OpenLane func(ctx context.Context) (*pgx.Conn, error)
 	// DisableStreaming keeps protocol version 1 on PostgreSQL 14+, where the source sends each
 	// transaction whole at its commit. By default protocol 2 streams large transactions in parts
 	// before their commit and they are spooled.
@@ -132,20 +137,18 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	if err := bookkeeping.Ensure(ctx, dest); err != nil {
 		return err
 	}
-	if _, err := dest.Exec(ctx, "SET session_replication_role = replica"); err != nil {
-		return errclass.Permanent(fmt.Errorf("destination: SET session_replication_role = replica: %w (grant the account superuser or the right to set it)", err))
-	}
-	// Keyed batches (keyed.go) pass their rows in array parameters. A custom plan, made for the
-	// arrays' sizes, may hash them and scan the whole table; the generic plan probes the key's
-	// index row by row, and is not planned again for every batch.
-	if _, err := dest.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
-		return fmt.Errorf("destination: SET plan_cache_mode: %w", err)
+	if err := prepareApplySession(ctx, dest); err != nil {
+		return err
 	}
 	position, err := bookkeeping.AppliedPosition(ctx, dest, opts.Task)
 	if err != nil {
 		return err
 	}
 	applied := position.LSN
+	laneRows, err := bookkeeping.LaneRows(ctx, dest, opts.Task, applied)
+	if err != nil {
+		return err
+	}
 	ident, err := pglogrepl.IdentifySystem(ctx, repl)
 	if err != nil {
 		return fmt.Errorf("identify the source: %w", err)
@@ -213,10 +216,39 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 		}
 	}
 	s.app.skipBefore = opts.SkipBefore
+	if s.app.replay = newReplayWindow(laneRows); s.app.replay != nil {
+		opts.Log.Info("apply lanes of the last run went past the task's position: what they applied is skipped",
+			zap.Stringer("position", applied), zap.Stringer("lanes_through", s.app.replay.end))
+	}
 	s.prog.AppliedLSN = applied
 	s.prog.FlushedLSN = applied
-	opts.Log.Info("change stream started", zap.String("slot", opts.Slot), zap.Stringer("from", applied), zap.Int("protocol", proto))
+	lanes := 1
+	if opts.Lanes > 1 && opts.ExactChanges == 0 {
+		if opts.OpenLane == nil {
+			return errclass.Permanent(fmt.Errorf("internal: %d apply lanes without a way to open their sessions", opts.Lanes))
+		}
+		lanes = opts.Lanes
+		if s.par, err = startLanes(ctx, s, lanes); err != nil {
+			return err
+		}
+		defer s.par.close()
+	}
+	opts.Log.Info("change stream started", zap.String("slot", opts.Slot), zap.Stringer("from", applied), zap.Int("protocol", proto), zap.Int("lanes", lanes))
 	return s.run()
+}
+
+// prepareApplySession sets up a destination session for change apply.
+func prepareApplySession(ctx context.Context, dest *pgx.Conn) error {
+	if _, err := dest.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		return errclass.Permanent(fmt.Errorf("destination: SET session_replication_role = replica: %w (grant the account superuser or the right to set it)", err))
+	}
+	// Keyed batches (keyed.go) pass their rows in array parameters. A custom plan, made for the
+	// arrays' sizes, may hash them and scan the whole table; the generic plan probes the key's
+	// index row by row, and is not planned again for every batch.
+	if _, err := dest.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		return fmt.Errorf("destination: SET plan_cache_mode: %w", err)
+	}
+	return nil
 }
 
 // slotLost marks err permanent, with the reason, when the source says the slot can no longer give
@@ -246,6 +278,7 @@ type stream struct {
 	dest     *pgx.Conn
 	opts     StreamOptions
 	app      *applier
+	par      *parallel // the apply lanes, with StreamOptions.Lanes > 1
 	prog     Progress
 	rows     rowDecoder
 
@@ -326,6 +359,7 @@ func (s *stream) run() error {
 	}()
 	s.nextStatus = time.Now()
 	started := time.Now()
+	var err error
 	for {
 		if s.opts.RunFor > 0 && time.Since(started) >= s.opts.RunFor && !s.inSourceTx && !s.inStream && len(s.spools) == 0 {
 			if s.txOpen {
@@ -333,22 +367,20 @@ func (s *stream) run() error {
 					return err
 				}
 			}
-			if err := s.sendStatus(); err != nil {
-				return err
+			if s.par != nil {
+				if err := s.par.finish(s.ctx); err != nil {
+					return err
+				}
 			}
-			if s.opts.OnProgress != nil {
-				s.opts.OnProgress(s.prog)
-			}
-			return nil
+			return s.progressed()
 		}
 		if s.opts.StopAt != 0 && s.prog.FlushedLSN >= s.opts.StopAt && !s.txOpen && !s.inSourceTx {
-			if err := s.sendStatus(); err != nil {
-				return err
+			if s.par != nil {
+				if err := s.par.finish(s.ctx); err != nil {
+					return err
+				}
 			}
-			if s.opts.OnProgress != nil {
-				s.opts.OnProgress(s.prog)
-			}
-			return nil
+			return s.progressed()
 		}
 		if err := s.ctx.Err(); err != nil {
 			if s.txOpen && !s.inSourceTx {
@@ -358,15 +390,24 @@ func (s *stream) run() error {
 			}
 			return err
 		}
-		if !time.Now().Before(s.nextStatus) {
-			if err := s.sendStatus(); err != nil {
+		moved := false
+		if s.par != nil {
+			if moved, err = s.par.collect(false); err != nil {
 				return err
 			}
-			if s.opts.OnProgress != nil {
-				s.opts.OnProgress(s.prog)
+		}
+		if moved || !time.Now().Before(s.nextStatus) {
+			if err := s.progressed(); err != nil {
+				return err
 			}
 		}
 		deadline := s.nextStatus
+		if s.par != nil && len(s.par.fifo) > 0 {
+			// The lanes report their commits on a channel: look at it again soon.
+			if soon := time.Now().Add(time.Millisecond); soon.Before(deadline) {
+				deadline = soon
+			}
+		}
 		drain := false
 		if s.txOpen && !s.inSourceTx {
 			if d := s.commitDue(); d.Before(deadline) {
@@ -459,7 +500,7 @@ func (s *stream) observeWALEnd(end pglogrepl.LSN) {
 	if end > s.prog.ServerWALEnd {
 		s.prog.ServerWALEnd = end
 	}
-	if !s.inSourceTx && !s.txOpen && end > s.prog.FlushedLSN {
+	if !s.inSourceTx && !s.txOpen && (s.par == nil || s.par.idle()) && end > s.prog.FlushedLSN {
 		s.prog.FlushedLSN = end
 	}
 }
@@ -469,11 +510,10 @@ func (s *stream) handleWAL(walData []byte) error {
 		return err
 	}
 	if isRowMessage(walData) && !s.inStream {
-		msg, err := s.rows.decode(walData[0], walData[1:])
-		if err != nil {
-			return fmt.Errorf("decode pgoutput message: %w", err)
+		if s.par != nil && !s.par.serial {
+			return s.par.route(walData)
 		}
-		return s.dispatch(msg)
+		return s.applyRaw(walData)
 	}
 	if s.proto == 1 {
 		msg, err := pglogrepl.Parse(walData)
@@ -567,6 +607,9 @@ func (s *stream) replaySpool(m *pglogrepl.StreamCommitMessageV2) error {
 		sp.close()
 		delete(s.spools, m.Xid)
 	}()
+	if s.par != nil {
+		s.par.spooled = true // a barrier: too large to hold
+	}
 	if m.CommitLSN > s.prog.AppliedLSN {
 		s.opts.Log.Info("applying streamed transaction", zap.Uint32("xid", m.Xid),
 			zap.Int64("messages", sp.messages), zap.Int64("spooled_bytes", sp.size), zap.Stringer("commit_lsn", m.CommitLSN))
@@ -598,8 +641,35 @@ func (s *stream) replaySpool(m *pglogrepl.StreamCommitMessageV2) error {
 	return s.dispatch(&pglogrepl.CommitMessage{CommitLSN: m.CommitLSN, TransactionEndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime})
 }
 
-// dispatch handles one protocol 1 message.
+// applyRaw decodes a row message (type byte first) and applies it.
+func (s *stream) applyRaw(raw []byte) error {
+	msg, err := s.rows.decode(raw[0], raw[1:])
+	if err != nil {
+		return fmt.Errorf("decode pgoutput message: %w", err)
+	}
+	return s.dispatch(msg)
+}
+
+// dispatch handles one protocol 1 message: with lanes, the router takes it, unless the current
+// source transaction is a barrier (parallel.go).
 func (s *stream) dispatch(msg pglogrepl.Message) error {
+	if s.par == nil {
+		return s.dispatchOne(msg)
+	}
+	if !s.par.serial {
+		return s.par.dispatch(msg)
+	}
+	if err := s.dispatchOne(msg); err != nil {
+		return err
+	}
+	if _, ok := msg.(*pglogrepl.CommitMessage); ok {
+		return s.par.endSerial()
+	}
+	return nil
+}
+
+// dispatchOne applies one protocol 1 message.
+func (s *stream) dispatchOne(msg pglogrepl.Message) error {
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
 		if err := s.app.forgetRelation(s.ctx, m.RelationID, m); err != nil {
@@ -721,6 +791,17 @@ func (s *stream) commit(ctx context.Context) error {
 		s.prog.TablesVersion = s.app.tablesVersion
 		s.prog.Tables = s.app.tableList()
 	}
+	if err := s.sendStatus(); err != nil {
+		return err
+	}
+	if s.opts.OnProgress != nil {
+		s.opts.OnProgress(s.prog)
+	}
+	return nil
+}
+
+// progressed tells the source and OnProgress the stream's position.
+func (s *stream) progressed() error {
 	if err := s.sendStatus(); err != nil {
 		return err
 	}

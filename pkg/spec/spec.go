@@ -23,6 +23,7 @@ type Spec struct {
 	Objects        []Object `json:"objects"`
 	Retry          Retry    `json:"retry"`
 	FullLoad       FullLoad `json:"full_load"`
+	Apply          Apply    `json:"apply"`
 	Throttle       Throttle `json:"throttle"`
 	Verify         Verify   `json:"verify"`
 	Alerts         Alerts   `json:"alerts"`
@@ -87,6 +88,18 @@ type FullLoad struct {
 	Parallelism int `json:"parallelism,omitempty"`
 	ChunkMB     int `json:"chunk_mb,omitempty"`
 }
+
+// Apply tunes change apply.
+type Apply struct {
+	// Lanes is how many destination sessions apply changes at once (0: one). Each table's rows
+	// are spread over them by key (or the table goes whole to one); what cannot be split (a
+	// TRUNCATE, a schema change, a key change) waits for all of them. Between those points the
+	// destination may show part of a source transaction; where the lanes meet it is whole.
+	Lanes int `json:"lanes,omitempty"`
+}
+
+// ApplyLanes is the number of apply lanes: Apply.Lanes, or 1.
+func (s *Spec) ApplyLanes() int { return max(1, s.Apply.Lanes) }
 
 // Throttle limits the load on the servers; 0 means unlimited.
 type Throttle struct {

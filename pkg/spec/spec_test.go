@@ -107,6 +107,8 @@ func TestParseRejectsBadInput(t *testing.T) {
 		{"explicit zero retry window", func(s string) string { return s + "retry: {other_minutes: 0}\n" }, []string{"retry.other_minutes: 0 is not valid", "leave it out for 10"}},
 		{"explicit zero sample", func(s string) string { return s + "verify: {sample_percent: 0}\n" }, []string{"verify.sample_percent: 0 is not valid"}},
 		{"explicit zero parallelism and chunk", func(s string) string { return s + "full_load: {parallelism: 0, chunk_mb: 0}\n" }, []string{"full_load.parallelism: 0 is not valid", "full_load.chunk_mb: 0 is not valid"}},
+		{"apply lanes range", func(s string) string { return s + "apply: {lanes: 17}\n" }, []string{"apply.lanes: 17 is outside 1..16"}},
+		{"explicit zero lanes", func(s string) string { return s + "apply: {lanes: 0}\n" }, []string{"apply.lanes: 0 is not valid", "leave it out for 1"}},
 		{"explicit zero port", func(s string) string { return strings.Replace(s, "port: 1521", "port: 0", 1) }, []string{"destination.port: 0 is not valid"}},
 		{"empty verify mode", func(s string) string { return s + "verify: {mode: ''}\n" }, []string{"verify.mode: an empty value is not valid"}},
 		{"retry range", func(s string) string { return s + "retry: {connection_minutes: 5}\n" }, []string{"retry.connection_minutes: 5 is outside 10..1440"}},

@@ -92,6 +92,9 @@ func (s *Spec) Validate() error {
 	if p := s.FullLoad.Parallelism; p < 1 || p > 64 {
 		errs.add("full_load.parallelism", "%d is outside 1..64", p)
 	}
+	if l := s.Apply.Lanes; l < 0 || l > 16 {
+		errs.add("apply.lanes", "%d is outside 1..16", l)
+	}
 	if c := s.FullLoad.ChunkMB; c < 1 || c > 65536 {
 		errs.add("full_load.chunk_mb", "%d is outside 1..65536", c)
 	}

@@ -20,6 +20,7 @@ var zeroless = map[string]string{
 	"retry.other_minutes":      "1..1440, or leave it out for 10",
 	"full_load.parallelism":    "1..64, or leave it out for 4",
 	"full_load.chunk_mb":       "1..65536, or leave it out for 64",
+	"apply.lanes":              "1..16, or leave it out for 1",
 	"verify.mode":              "none, count or checksum, or leave it out for checksum",
 	"verify.sample_percent":    "1..100, or leave it out for 100",
 }

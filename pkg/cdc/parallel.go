@@ -1,0 +1,512 @@
+package cdc
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/skein-dts/skein/pkg/bookkeeping"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// heldBytes caps the bytes of one source transaction held to be split over the lanes; a larger
+// one is a barrier (lanes.go).
+const heldBytes = 16 << 20
+
+// parallel routes a stream's source transactions to its lanes (lanes.go describes the whole).
+type parallel struct {
+	s     *stream
+	lanes []*lane
+	done  chan laneDone
+	stop  context.CancelFunc // ends the lanes' work
+	wg    sync.WaitGroup
+	// committed is, per lane, the place of the last part it committed; fifo the source
+	// transactions given to lanes and not applied by all of them yet, in source order.
+	committed []uint64
+	fifo      []laneEntry
+	seq       uint64
+	counts    []Counts // per lane, as last reported
+	txs       int64    // source transactions the lanes applied
+	// The router's own view: relations as described, the tables, the relations the task let skip.
+	rels    map[uint32]*pglogrepl.RelationMessage
+	tables  map[spec.QName]spec.TableMap
+	skipped map[uint32]bool
+	dec     rowDecoder
+	// cur is the source transaction being received; serial: it is a barrier, applied by the
+	// stream itself; spooled: the next one is a streamed transaction (a barrier from its begin).
+	cur     heldTx
+	serial  bool
+	spooled bool
+	// version and schemaSeen are lane 0's tablesVersion and schema changes when the other lanes
+	// last took its tables.
+	version    int
+	schemaSeen int64
+}
+
+// laneEntry is a source transaction given to lanes: mask has a bit per lane it gave a part to.
+type laneEntry struct {
+	seq               uint64
+	mask              uint64
+	commitLSN, endLSN pglogrepl.LSN
+	commitTime        time.Time
+}
+
+// heldTx is a source transaction held until its commit, to be split over the lanes.
+type heldTx struct {
+	begin   *pglogrepl.BeginMessage
+	arena   []byte
+	items   []heldItem
+	changes int
+}
+
+// heldItem is a relation description (lane -1: for every lane) or a row message (arena[from:to]).
+type heldItem struct {
+	lane     int
+	rel      *pglogrepl.RelationMessage
+	from, to int
+}
+
+// startLanes opens lanes-1 more destination sessions and starts the lanes; lane 0 uses the
+// stream's own session and applier.
+func startLanes(ctx context.Context, s *stream, lanes int) (*parallel, error) {
+	p := &parallel{s: s, done: make(chan laneDone, 4*lanes), committed: make([]uint64, lanes), counts: make([]Counts, lanes),
+		rels: map[uint32]*pglogrepl.RelationMessage{}, tables: maps.Clone(s.app.tables), skipped: map[uint32]bool{}, version: s.app.tablesVersion,
+		schemaSeen: s.app.counts.SchemaChanges + s.app.counts.SchemaChangesSkipped}
+	for i := range lanes {
+		l := &lane{n: i, task: bookkeeping.LaneTask(s.opts.Task, i, lanes), in: make(chan *lanePart, 64)}
+		if i == 0 {
+			l.conn, l.app = s.dest, s.app
+		} else {
+			conn, err := s.opts.OpenLane(ctx)
+			if err != nil {
+				p.close()
+				return nil, fmt.Errorf("open apply lane %d: %w", i, err)
+			}
+			l.conn = conn
+			p.lanes = append(p.lanes, l)
+			if err := prepareApplySession(ctx, conn); err != nil {
+				p.close()
+				return nil, err
+			}
+			l.app = p.follower(conn, Counts{})
+			continue
+		}
+		p.lanes = append(p.lanes, l)
+	}
+	p.run()
+	return p, nil
+}
+
+// follower is an applier for a lane other than 0, with lane 0's tables and relations.
+func (p *parallel) follower(conn *pgx.Conn, counts Counts) *applier {
+	lead := p.lanes[0].app
+	a := newApplier(conn, nil, lead.log)
+	a.tables = maps.Clone(lead.tables)
+	a.relations = maps.Clone(lead.relations)
+	a.upsert, a.unknown, a.skipBefore, a.replay = lead.upsert, lead.unknown, lead.skipBefore, lead.replay
+	a.counts = counts
+	return a
+}
+
+func (p *parallel) run() {
+	ctx, stop := context.WithCancel(context.WithoutCancel(p.s.ctx))
+	p.stop = stop
+	limits := laneLimits{changes: p.s.opts.BatchChanges, window: p.s.opts.BatchWindow, timeline: p.s.timeline}
+	for _, l := range p.lanes {
+		l.closed = false
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			l.run(ctx, limits, p.done)
+		}()
+	}
+}
+
+// close stops the lanes, their work not committed is rolled back, and closes the sessions the
+// lanes opened.
+func (p *parallel) close() {
+	if p.stop != nil {
+		p.stop()
+	}
+	p.wg.Wait()
+	for _, l := range p.lanes[min(1, len(p.lanes)):] {
+		_ = l.conn.Close(context.Background())
+	}
+}
+
+// idle reports whether nothing given to the lanes waits to be applied.
+func (p *parallel) idle() bool { return len(p.fifo) == 0 && p.cur.begin == nil }
+
+// collect takes the lanes' reports, waiting for one when wait is set, and moves the stream's
+// position past the source transactions every lane has applied. It reports whether it moved.
+func (p *parallel) collect(wait bool) (bool, error) {
+	moved := false
+	for {
+		var d laneDone
+		if wait {
+			select {
+			case d = <-p.done:
+			case <-p.s.ctx.Done():
+				return moved, p.s.ctx.Err()
+			}
+			wait = false
+		} else {
+			select {
+			case d = <-p.done:
+			default:
+				return moved, nil
+			}
+		}
+		m, err := p.handle(d)
+		if err != nil {
+			return moved, err
+		}
+		moved = moved || m
+	}
+}
+
+// handle takes one lane's report.
+func (p *parallel) handle(d laneDone) (moved bool, err error) {
+	if d.err != nil {
+		return false, d.err
+	}
+	p.committed[d.lane], p.counts[d.lane] = d.seq, d.counts
+	for len(p.fifo) > 0 && p.applied(p.fifo[0]) {
+		e := p.fifo[0]
+		p.fifo = p.fifo[1:]
+		p.s.prog.FlushedLSN = max(p.s.prog.FlushedLSN, e.endLSN)
+		p.s.prog.LastCommitTime = e.commitTime
+		if e.mask != 0 {
+			p.s.prog.AppliedLSN = e.commitLSN
+			p.s.prog.LastApplyTime = time.Now()
+			p.txs++
+		}
+		moved = true
+	}
+	p.s.prog.Counts = p.sum()
+	return moved, nil
+}
+
+// applied reports whether every lane e has a part in has committed it.
+func (p *parallel) applied(e laneEntry) bool {
+	for i := range p.lanes {
+		if e.mask&(1<<i) != 0 && p.committed[i] < e.seq {
+			return false
+		}
+	}
+	return true
+}
+
+// sum is the counts of all lanes with the transactions they applied.
+func (p *parallel) sum() Counts {
+	var c Counts
+	for _, n := range p.counts {
+		c.Transactions += n.Transactions
+		c.Inserts += n.Inserts
+		c.Updates += n.Updates
+		c.Deletes += n.Deletes
+		c.Truncates += n.Truncates
+		c.Missing += n.Missing
+		c.Streamed += n.Streamed
+		c.SchemaChanges += n.SchemaChanges
+		c.SchemaChangesSkipped += n.SchemaChangesSkipped
+	}
+	c.Transactions += p.txs
+	return c
+}
+
+// drain waits until every lane has committed everything given to it.
+func (p *parallel) drain() error {
+	for len(p.fifo) > 0 {
+		moved, err := p.collect(true)
+		if err != nil {
+			return err
+		}
+		if moved {
+			if err := p.s.progressed(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// finish ends the lanes once they have applied everything given to them, and records where
+// they meet as the task's position.
+func (p *parallel) finish(ctx context.Context) error {
+	if err := p.drain(); err != nil {
+		return err
+	}
+	for _, l := range p.lanes {
+		if !l.closed {
+			close(l.in)
+			l.closed = true
+		}
+	}
+	p.wg.Wait()
+	if p.s.prog.AppliedLSN == 0 {
+		return nil
+	}
+	return bookkeeping.MeetLanes(ctx, p.s.dest, p.s.opts.Task, p.s.prog.AppliedLSN, p.s.timeline)
+}
+
+// dispatch routes one message of a source transaction that is not a barrier (yet).
+func (p *parallel) dispatch(msg pglogrepl.Message) error {
+	s := p.s
+	switch m := msg.(type) {
+	case *pglogrepl.BeginMessage:
+		s.inSourceTx = true
+		s.skipTx = m.FinalLSN <= s.prog.AppliedLSN
+		p.cur = heldTx{begin: m, arena: p.cur.arena[:0], items: p.cur.items[:0]}
+		if p.spooled && !s.skipTx {
+			p.spooled = false
+			return p.toSerial()
+		}
+	case *pglogrepl.RelationMessage:
+		p.rels[m.RelationID] = m
+		delete(p.skipped, m.RelationID)
+		if p.cur.begin == nil {
+			for _, l := range p.lanes { // pgoutput describes relations inside transactions; still
+				if err := p.send(l, &lanePart{items: []laneItem{{rel: m}}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		p.cur.items = append(p.cur.items, heldItem{lane: -1, rel: m})
+	case *pglogrepl.CommitMessage:
+		s.inSourceTx = false
+		if s.skipTx {
+			s.skipTx = false
+			p.cur.begin = nil
+			return nil
+		}
+		return p.give(m)
+	case *pglogrepl.InsertMessage, *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage:
+		return fmt.Errorf("internal: a decoded row message reached the lanes' router")
+	case *pglogrepl.TruncateMessage:
+		if !s.skipTx {
+			return p.barrier(msg)
+		}
+	case *pglogrepl.LogicalDecodingMessage:
+		if s.opts.SchemaChanges != "" && m.Transactional && m.Prefix == s.opts.SchemaChanges && !s.skipTx {
+			return p.barrier(msg)
+		}
+	}
+	return nil
+}
+
+// route places a row message (its bytes, type byte first) in the lane of its row.
+func (p *parallel) route(raw []byte) error {
+	s := p.s
+	if s.skipTx {
+		return nil
+	}
+	if p.cur.begin == nil || len(raw) < 6 {
+		return fmt.Errorf("pgoutput %c message of %d bytes outside a transaction", raw[0], len(raw))
+	}
+	rel := p.rels[binary.BigEndian.Uint32(raw[1:])]
+	if rel == nil {
+		return p.barrierRaw(raw) // lane 0's applier names the error
+	}
+	if _, known := p.tables[spec.QName{Schema: rel.Namespace, Name: rel.RelationName}]; !known {
+		if p.skipped[rel.RelationID] {
+			return nil
+		}
+		return p.barrierRaw(raw) // the task decides about the relation (StreamOptions.Unknown)
+	}
+	lane := 0
+	if len(p.lanes) > 1 {
+		msg, err := p.dec.decode(raw[0], raw[1:])
+		if err != nil {
+			return fmt.Errorf("decode pgoutput message: %w", err)
+		}
+		var key *pglogrepl.TupleData
+		switch m := msg.(type) {
+		case *pglogrepl.InsertMessage:
+			key = m.Tuple
+		case *pglogrepl.UpdateMessage:
+			if m.OldTuple != nil && m.OldTupleType == 'K' {
+				return p.barrierRaw(raw) // the row's key changes: it moves to another lane
+			}
+			key = m.NewTuple
+		case *pglogrepl.DeleteMessage:
+			key = m.OldTuple
+		}
+		var ok bool
+		if lane, ok = laneOf(rel, key, len(p.lanes)); !ok {
+			return p.barrierRaw(raw)
+		}
+	}
+	if err := s.opts.Throttle.Wait(s.ctx, 1, 0); err != nil {
+		return err
+	}
+	from := len(p.cur.arena)
+	p.cur.arena = append(p.cur.arena, raw...)
+	p.cur.items = append(p.cur.items, heldItem{lane: lane, from: from, to: len(p.cur.arena)})
+	p.cur.changes++
+	if p.cur.changes >= s.opts.BatchChanges || len(p.cur.arena) >= heldBytes {
+		return p.toSerial() // too large to hold: applied as it arrives
+	}
+	return nil
+}
+
+// give splits the committed source transaction over the lanes.
+func (p *parallel) give(m *pglogrepl.CommitMessage) error {
+	s := p.s
+	cur := p.cur
+	p.cur.begin = nil
+	e := laneEntry{commitLSN: m.CommitLSN, endLSN: m.TransactionEndLSN, commitTime: m.CommitTime}
+	parts := make([]*lanePart, len(p.lanes))
+	part := func(lane int) *lanePart {
+		if parts[lane] == nil {
+			parts[lane] = &lanePart{commitLSN: m.CommitLSN}
+		}
+		return parts[lane]
+	}
+	// The transaction's bytes are not reused: each source transaction has its own arena.
+	p.cur.arena, p.cur.items = nil, nil
+	for _, it := range cur.items {
+		if it.rel != nil {
+			for i := range p.lanes {
+				part(i).items = append(part(i).items, laneItem{rel: it.rel})
+			}
+			continue
+		}
+		lp := part(it.lane)
+		lp.items = append(lp.items, laneItem{raw: cur.arena[it.from:it.to:it.to]})
+		lp.changes++
+		e.mask |= 1 << it.lane
+	}
+	if e.mask != 0 {
+		p.seq++
+		e.seq = p.seq
+	}
+	if e.mask == 0 && len(p.fifo) == 0 {
+		// Nothing of the selection changed, and every lane is done: as the serial apply does.
+		s.prog.FlushedLSN = max(s.prog.FlushedLSN, m.TransactionEndLSN)
+		if m.CommitTime.After(s.prog.LastCommitTime) {
+			s.prog.LastCommitTime = m.CommitTime
+		}
+	} else {
+		p.fifo = append(p.fifo, e)
+	}
+	for i, lp := range parts {
+		if lp == nil {
+			continue
+		}
+		lp.seq = e.seq
+		if err := p.send(p.lanes[i], lp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send gives a part to a lane, taking the lanes' reports while its queue is full.
+func (p *parallel) send(l *lane, part *lanePart) error {
+	for {
+		select {
+		case l.in <- part:
+			return nil
+		case d := <-p.done:
+			if _, err := p.handle(d); err != nil {
+				return err
+			}
+		case <-p.s.ctx.Done():
+			return p.s.ctx.Err()
+		}
+	}
+}
+
+// barrier makes the current source transaction a barrier and applies msg in it.
+func (p *parallel) barrier(msg pglogrepl.Message) error {
+	if err := p.toSerial(); err != nil {
+		return err
+	}
+	return p.s.dispatchOne(msg)
+}
+
+// barrierRaw is barrier for a row message.
+func (p *parallel) barrierRaw(raw []byte) error {
+	if err := p.toSerial(); err != nil {
+		return err
+	}
+	return p.s.applyRaw(raw)
+}
+
+// toSerial turns the current source transaction into a barrier: once every lane has committed
+// everything before it, the stream applies what of it was held and then the rest as it arrives,
+// on lane 0's session, and commits it on its own (endSerial).
+func (p *parallel) toSerial() error {
+	if err := p.drain(); err != nil {
+		return err
+	}
+	s := p.s
+	p.serial = true
+	cur := p.cur
+	p.cur = heldTx{arena: cur.arena[:0], items: cur.items[:0]}
+	if err := s.dispatchOne(cur.begin); err != nil {
+		return err
+	}
+	for _, it := range cur.items {
+		var err error
+		if it.rel != nil {
+			err = s.dispatchOne(it.rel)
+		} else {
+			err = s.applyRaw(cur.arena[it.from:it.to])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// endSerial commits a barrier at its source commit and lets the other lanes know what it
+// changed: relation descriptions, and after a schema change the tables (they start afresh).
+func (p *parallel) endSerial() error {
+	s := p.s
+	p.serial = false
+	if s.txOpen {
+		if err := s.commit(s.ctx); err != nil {
+			return err
+		}
+	}
+	lead := p.lanes[0].app
+	maps.Copy(p.rels, lead.relations)
+	p.skipped = maps.Clone(lead.skipped)
+	p.counts[0] = lead.counts
+	schemaChanged := lead.counts.SchemaChanges+lead.counts.SchemaChangesSkipped != p.schemaSeen || lead.tablesVersion != p.version
+	p.schemaSeen, p.version = lead.counts.SchemaChanges+lead.counts.SchemaChangesSkipped, lead.tablesVersion
+	p.tables = maps.Clone(lead.tables)
+	for _, l := range p.lanes[1:] {
+		if schemaChanged {
+			// Statements and column types the lane derived may be out of date: it starts afresh.
+			if _, err := l.conn.Exec(s.ctx, "DEALLOCATE ALL"); err != nil {
+				return fmt.Errorf("apply lane %d: after a schema change: %w", l.n, err)
+			}
+			l.app = p.follower(l.conn, l.app.counts)
+			continue
+		}
+		for id, rel := range lead.relations {
+			if l.app.relations[id] != rel {
+				if err := l.app.forgetRelation(s.ctx, id, rel); err != nil {
+					return fmt.Errorf("apply lane %d: %w", l.n, err)
+				}
+				l.app.relations[id] = rel
+				delete(l.app.skipped, id)
+			}
+		}
+	}
+	s.prog.Counts = p.sum()
+	s.opts.Log.Debug("barrier applied", zap.Stringer("lsn", s.prog.AppliedLSN))
+	return nil
+}
