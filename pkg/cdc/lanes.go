@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -37,49 +36,42 @@ import (
 // count that row was written with) covers: replayWindow. The lane of a change is a fixed function
 // of the table's name, its key and the lane count, so a restart with another lane count is exact.
 
-// laneHash is the hash that places changes in lanes. It is recorded in progress rows' meaning:
-// never change it.
-func laneHash(rel *pglogrepl.RelationMessage) uint32 {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(rel.Namespace))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(rel.RelationName))
-	return h.Sum32()
+// laneKey is what places a relation's changes in lanes: the hash of its name and, for a
+// relation whose replica identity is a key, the key columns.
+type laneKey struct {
+	hash uint32
+	keys []int
 }
 
-// spreadByKey reports whether a relation's changes are spread by their key: its replica identity
-// is a key (default: the primary key, or an index) and it has one.
-func spreadByKey(rel *pglogrepl.RelationMessage) bool {
-	if rel.ReplicaIdentity != 'd' && rel.ReplicaIdentity != 'i' {
-		return false
-	}
-	for _, c := range rel.Columns {
-		if c.Flags&1 == 1 {
-			return true
-		}
-	}
-	return false
-}
-
-// laneOf returns the lane of a change of rel whose key values are in t (the new tuple of an
-// insert or of an update that keeps its key, the old key of a delete), of lanes lanes. ok is
-// false where the key cannot be read from t (a value left out as unchanged TOAST): such a change
-// is a barrier.
-func laneOf(rel *pglogrepl.RelationMessage, t *pglogrepl.TupleData, lanes int) (lane int, ok bool) {
-	h := laneHash(rel)
-	if spreadByKey(rel) {
-		var buf [4]byte
+// newLaneKey is rel's laneKey. The hash is recorded in the meaning of progress rows: never change
+// it.
+func newLaneKey(rel *pglogrepl.RelationMessage) laneKey {
+	k := laneKey{hash: fnvMore(fnvMore(fnvMore(2166136261, []byte(rel.Namespace)), []byte{0}), []byte(rel.RelationName))}
+	if rel.ReplicaIdentity == 'd' || rel.ReplicaIdentity == 'i' {
 		for i, c := range rel.Columns {
-			if c.Flags&1 == 0 {
-				continue
+			if c.Flags&1 == 1 {
+				k.keys = append(k.keys, i)
 			}
-			if t == nil || i >= len(t.Columns) || t.Columns[i].DataType != pglogrepl.TupleDataTypeText {
-				return 0, false
-			}
-			v := t.Columns[i].Data
-			binary.BigEndian.PutUint32(buf[:], uint32(len(v)))
-			h = fnvMore(fnvMore(h, buf[:]), v)
 		}
+	}
+	return k
+}
+
+// lane returns the lane of a change whose key values are in t (the new tuple of an insert or of
+// an update that keeps its key, the old key of a delete), of lanes lanes. A relation whose
+// replica identity is a key (default: the primary key, or an index) is spread by it; others go
+// whole to one lane. ok is false where the key cannot be read from t (a value left out as
+// unchanged TOAST): such a change is a barrier.
+func (k laneKey) lane(t *pglogrepl.TupleData, lanes int) (lane int, ok bool) {
+	h := k.hash
+	var buf [4]byte
+	for _, i := range k.keys {
+		if t == nil || i >= len(t.Columns) || t.Columns[i].DataType != pglogrepl.TupleDataTypeText {
+			return 0, false
+		}
+		v := t.Columns[i].Data
+		binary.BigEndian.PutUint32(buf[:], uint32(len(v)))
+		h = fnvMore(fnvMore(h, buf[:]), v)
 	}
 	return int(h % uint32(lanes)), true
 }
@@ -121,7 +113,7 @@ func (w *replayWindow) applied(rel *pglogrepl.RelationMessage, t *pglogrepl.Tupl
 		if txLSN > r.LSN {
 			continue
 		}
-		if lane, ok := laneOf(rel, t, r.Lanes); ok && lane == r.Lane {
+		if lane, ok := newLaneKey(rel).lane(t, r.Lanes); ok && lane == r.Lane {
 			return true
 		}
 	}

@@ -36,6 +36,7 @@ type parallel struct {
 	txs       int64    // source transactions the lanes applied
 	// The router's own view: relations as described, the tables, the relations the task let skip.
 	rels    map[uint32]*pglogrepl.RelationMessage
+	keys    map[uint32]laneKey
 	tables  map[spec.QName]spec.TableMap
 	skipped map[uint32]bool
 	dec     rowDecoder
@@ -77,7 +78,7 @@ type heldItem struct {
 // stream's own session and applier.
 func startLanes(ctx context.Context, s *stream, lanes int) (*parallel, error) {
 	p := &parallel{s: s, done: make(chan laneDone, 4*lanes), committed: make([]uint64, lanes), counts: make([]Counts, lanes),
-		rels: map[uint32]*pglogrepl.RelationMessage{}, tables: maps.Clone(s.app.tables), skipped: map[uint32]bool{}, version: s.app.tablesVersion,
+		rels: map[uint32]*pglogrepl.RelationMessage{}, keys: map[uint32]laneKey{}, tables: maps.Clone(s.app.tables), skipped: map[uint32]bool{}, version: s.app.tablesVersion,
 		schemaSeen: s.app.counts.SchemaChanges + s.app.counts.SchemaChangesSkipped}
 	for i := range lanes {
 		l := &lane{n: i, task: bookkeeping.LaneTask(s.opts.Task, i, lanes), in: make(chan *lanePart, 64)}
@@ -95,7 +96,7 @@ func startLanes(ctx context.Context, s *stream, lanes int) (*parallel, error) {
 				p.close()
 				return nil, err
 			}
-			l.app = p.follower(conn, Counts{})
+			l.app = p.follower(conn, nil)
 			continue
 		}
 		p.lanes = append(p.lanes, l)
@@ -104,14 +105,17 @@ func startLanes(ctx context.Context, s *stream, lanes int) (*parallel, error) {
 	return p, nil
 }
 
-// follower is an applier for a lane other than 0, with lane 0's tables and relations.
-func (p *parallel) follower(conn *pgx.Conn, counts Counts) *applier {
+// follower is an applier for a lane other than 0, with lane 0's tables and relations; it goes on
+// from prev, the lane's applier until then, if any.
+func (p *parallel) follower(conn *pgx.Conn, prev *applier) *applier {
 	lead := p.lanes[0].app
 	a := newApplier(conn, nil, lead.log)
 	a.tables = maps.Clone(lead.tables)
 	a.relations = maps.Clone(lead.relations)
 	a.upsert, a.unknown, a.skipBefore, a.replay = lead.upsert, lead.unknown, lead.skipBefore, lead.replay
-	a.counts = counts
+	if prev != nil {
+		a.counts, a.stmts, a.prepares = prev.counts, prev.stmts, prev.prepares
+	}
 	return a
 }
 
@@ -271,6 +275,7 @@ func (p *parallel) dispatch(msg pglogrepl.Message) error {
 		}
 	case *pglogrepl.RelationMessage:
 		p.rels[m.RelationID] = m
+		p.keys[m.RelationID] = newLaneKey(m)
 		delete(p.skipped, m.RelationID)
 		if p.cur.begin == nil {
 			for _, l := range p.lanes { // pgoutput describes relations inside transactions; still
@@ -341,7 +346,7 @@ func (p *parallel) route(raw []byte) error {
 			key = m.OldTuple
 		}
 		var ok bool
-		if lane, ok = laneOf(rel, key, len(p.lanes)); !ok {
+		if lane, ok = p.keys[rel.RelationID].lane(key, len(p.lanes)); !ok {
 			return p.barrierRaw(raw)
 		}
 	}
@@ -371,8 +376,9 @@ func (p *parallel) give(m *pglogrepl.CommitMessage) error {
 		}
 		return parts[lane]
 	}
-	// The transaction's bytes are not reused: each source transaction has its own arena.
-	p.cur.arena, p.cur.items = nil, nil
+	// The transaction's bytes are the lanes' now: the next one gets an arena of its own, as
+	// large as this one's was.
+	p.cur.arena, p.cur.items = make([]byte, 0, min(cap(cur.arena), heldBytes)), cur.items[:0]
 	for _, it := range cur.items {
 		if it.rel != nil {
 			for i := range p.lanes {
@@ -481,7 +487,11 @@ func (p *parallel) endSerial() error {
 		}
 	}
 	lead := p.lanes[0].app
-	maps.Copy(p.rels, lead.relations)
+	for id, rel := range lead.relations {
+		if p.rels[id] != rel {
+			p.rels[id], p.keys[id] = rel, newLaneKey(rel)
+		}
+	}
 	p.skipped = maps.Clone(lead.skipped)
 	p.counts[0] = lead.counts
 	schemaChanged := lead.counts.SchemaChanges+lead.counts.SchemaChangesSkipped != p.schemaSeen || lead.tablesVersion != p.version
@@ -489,11 +499,10 @@ func (p *parallel) endSerial() error {
 	p.tables = maps.Clone(lead.tables)
 	for _, l := range p.lanes[1:] {
 		if schemaChanged {
-			// Statements and column types the lane derived may be out of date: it starts afresh.
-			if _, err := l.conn.Exec(s.ctx, "DEALLOCATE ALL"); err != nil {
-				return fmt.Errorf("apply lane %d: after a schema change: %w", l.n, err)
-			}
-			l.app = p.follower(l.conn, l.app.counts)
+			// What the lane derived from the tables may be out of date: it starts afresh, as
+			// lane 0's applier after the change, keeping only its prepared statements (by SQL
+			// text, as lane 0 does).
+			l.app = p.follower(l.conn, l.app)
 			continue
 		}
 		for id, rel := range lead.relations {

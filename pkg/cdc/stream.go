@@ -403,8 +403,15 @@ func (s *stream) run() error {
 		}
 		deadline := s.nextStatus
 		if s.par != nil && len(s.par.fifo) > 0 {
-			// The lanes report their commits on a channel: look at it again soon.
-			if soon := time.Now().Add(time.Millisecond); soon.Before(deadline) {
+			// The lanes report their commits on a channel: look at it again within a
+			// millisecond, keeping the deadline already set while it is that near (setting one
+			// is a system call).
+			now := time.Now()
+			soon := s.readDeadline
+			if !soon.After(now) || soon.After(now.Add(time.Millisecond)) {
+				soon = now.Add(time.Millisecond)
+			}
+			if soon.Before(deadline) {
 				deadline = soon
 			}
 		}

@@ -6,6 +6,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,18 +55,27 @@ func start(b *testing.B, logical bool) (*testharness.Postgres, *pgx.Conn) {
 }
 
 // BenchmarkCDCCatchUp applies a backlog of changes (BENCH_CDC_TRANSACTIONS transactions of 50
-// changes, default 20,000: a million changes) with Skein's change apply and with a native
-// subscription on a third cluster, from slots created before the backlog, and prints changes per
-// second and the ratio.
+// changes, default 20,000: a million changes) with Skein's change apply, once per lane count in
+// BENCH_CDC_LANES (default 1,2,4; each into a cluster of its own), and with a native subscription
+// on another cluster, all from slots created before the backlog, and prints changes per second,
+// the ratios and where the CPU went.
 func BenchmarkCDCCatchUp(b *testing.B) {
 	ctx := context.Background()
 	txs := envInt("BENCH_CDC_TRANSACTIONS", 20000)
+	var laneCounts []int
+	for _, f := range strings.Split(envString("BENCH_CDC_LANES", "1,2,4"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		require.NoError(b, err, "BENCH_CDC_LANES")
+		laneCounts = append(laneCounts, n)
+	}
 	srcPG, src := start(b, true)
-	dstPG, dst := start(b, false)
 	nativePG, native := start(b, false)
+	dests := map[int]*testharness.Postgres{}
+	for _, n := range laneCounts {
+		dests[n], _ = start(b, false)
+	}
 
-	s := spec.Spec{Name: "bench", Source: srcPG.Endpoint("postgres"), Destination: dstPG.Endpoint("postgres"),
-		Objects: []spec.Object{{Schema: "public"}}}
+	s := spec.Spec{Name: "bench", Source: srcPG.Endpoint("postgres"), Objects: []spec.Object{{Schema: "public"}}}
 	s.ApplyDefaults()
 	tables := []spec.TableMap{
 		{Source: spec.QName{Schema: "public", Name: "accounts"}, Dest: spec.QName{Schema: "public", Name: "accounts"}, Operations: spec.AllOperations},
@@ -72,12 +83,15 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 	}
 	require.NoError(b, cdc.EnsurePublication(ctx, src, s.SlotName(), cdc.Owner(s.Name), tables))
 	open := dbconn.Opener{}
-	repl, err := open.ConnectReplication(ctx, s.Source)
-	require.NoError(b, err)
-	_, err = cdc.CreateSlot(ctx, repl, s.SlotName())
-	require.NoError(b, err)
-	repl.Close(ctx)
-	_, err = src.Exec(ctx, `CREATE PUBLICATION native_pub FOR TABLE public.accounts, public.history`)
+	slot := func(lanes int) string { return fmt.Sprintf("%s_%d", s.SlotName(), lanes) }
+	for _, n := range laneCounts {
+		repl, err := open.ConnectReplication(ctx, s.Source)
+		require.NoError(b, err)
+		_, err = cdc.CreateSlot(ctx, repl, slot(n))
+		require.NoError(b, err)
+		repl.Close(ctx)
+	}
+	_, err := src.Exec(ctx, `CREATE PUBLICATION native_pub FOR TABLE public.accounts, public.history`)
 	require.NoError(b, err)
 	_, err = native.Exec(ctx, fmt.Sprintf(`CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1 port=%d user=postgres dbname=postgres'
 PUBLICATION native_pub WITH (copy_data = false, enabled = false)`, srcPG.Port))
@@ -96,21 +110,27 @@ PUBLICATION native_pub WITH (copy_data = false, enabled = false)`, srcPG.Port))
 
 	b.ResetTimer()
 	// Skein: the apply engine of the incremental phase, from its slot, until it has passed target.
-	repl, err = open.ConnectReplication(ctx, s.Source)
-	require.NoError(b, err)
-	defer repl.Close(ctx)
-	applyConn, err := open.ConnectDestination(ctx, s.Destination)
-	require.NoError(b, err)
-	defer applyConn.Close(ctx)
-	t0 := time.Now()
-	skeinCPU := cpuShares(b, map[string]*testharness.Postgres{"destination": dstPG, "source": srcPG})
-	require.NoError(b, cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: "bench", Slot: s.SlotName(), Publication: s.SlotName(),
-		Tables: tables, StopAt: target, StatusInterval: time.Second}))
-	skein := time.Since(t0)
-	skeinShares := skeinCPU()
+	took := map[int]time.Duration{}
+	shares := map[int]string{}
+	for _, n := range laneCounts {
+		dest := dests[n].Endpoint("postgres")
+		repl, err := open.ConnectReplication(ctx, s.Source)
+		require.NoError(b, err)
+		applyConn, err := open.ConnectDestination(ctx, dest)
+		require.NoError(b, err)
+		t0 := time.Now()
+		cpu := cpuShares(b, map[string]*testharness.Postgres{"destination": dests[n], "source": srcPG})
+		require.NoError(b, cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: "bench", Slot: slot(n), Publication: s.SlotName(),
+			Tables: tables, StopAt: target, StatusInterval: time.Second, Lanes: n,
+			OpenLane: func(ctx context.Context) (*pgx.Conn, error) { return open.ConnectDestination(ctx, dest) }}))
+		took[n] = time.Since(t0)
+		shares[n] = cpu()
+		repl.Close(ctx)
+		applyConn.Close(ctx)
+	}
 
 	// Native logical replication: the subscription applies the same backlog.
-	t0 = time.Now()
+	t0 := time.Now()
 	nativeCPU := cpuShares(b, map[string]*testharness.Postgres{"subscriber": nativePG, "source": srcPG})
 	_, err = native.Exec(ctx, `ALTER SUBSCRIPTION native_sub ENABLE`)
 	require.NoError(b, err)
@@ -128,21 +148,36 @@ PUBLICATION native_pub WITH (copy_data = false, enabled = false)`, srcPG.Port))
 	nativeShares := nativeCPU()
 	b.StopTimer()
 
-	// Both sides hold the same data.
-	var a1, a2, h1, h2 int64
-	require.NoError(b, dst.QueryRow(ctx, `SELECT sum(abalance), (SELECT count(*) FROM public.history) FROM public.accounts`).Scan(&a1, &h1))
-	require.NoError(b, native.QueryRow(ctx, `SELECT sum(abalance), (SELECT count(*) FROM public.history) FROM public.accounts`).Scan(&a2, &h2))
-	require.Equal(b, a2, a1, "accounts differ")
-	require.Equal(b, h2, h1, "history differs")
+	// Every destination holds the same data as the subscriber.
+	sums := func(conn *pgx.Conn) (a, h int64) {
+		require.NoError(b, conn.QueryRow(ctx, `SELECT sum(abalance), (SELECT count(*) FROM public.history) FROM public.accounts`).Scan(&a, &h))
+		return a, h
+	}
+	a2, h2 := sums(native)
+	for _, n := range laneCounts {
+		conn, err := dests[n].Connect(ctx, "postgres")
+		require.NoError(b, err)
+		a1, h1 := sums(conn)
+		conn.Close(ctx)
+		require.Equal(b, a2, a1, "accounts differ (%d lanes)", n)
+		require.Equal(b, h2, h1, "history differs (%d lanes)", n)
+	}
 
-	sr, nr := changes/skein.Seconds(), changes/nat.Seconds()
-	b.ReportMetric(sr, "skein_changes/s")
+	nr := changes / nat.Seconds()
 	b.ReportMetric(nr, "native_changes/s")
-	b.ReportMetric(sr/nr, "skein/native")
-	fmt.Printf("\ncatch-up of %.0f changes (%d transactions)\n  skein apply          %8s  %9.0f changes/s\n  native subscription  %8s  %9.0f changes/s\n  skein / native       %8.2fx throughput\n",
-		changes, txs, skein.Round(time.Millisecond), sr, nat.Round(time.Millisecond), nr, sr/nr)
-	// Where the CPU went: a destination near one core is what parallel apply could spread.
-	fmt.Printf("  skein:  %s\n  native: %s\n", skeinShares, nativeShares)
+	fmt.Printf("\ncatch-up of %.0f changes (%d transactions)\n", changes, txs)
+	for _, n := range laneCounts {
+		sr := changes / took[n].Seconds()
+		b.ReportMetric(sr/nr, fmt.Sprintf("skein%d/native", n))
+		fmt.Printf("  skein apply, %d lane(s) %8s  %9.0f changes/s  %5.2fx native  %5.2fx %d lane(s)\n", n, took[n].Round(time.Millisecond), sr, sr/nr,
+			took[laneCounts[0]].Seconds()/took[n].Seconds(), laneCounts[0])
+	}
+	fmt.Printf("  native subscription    %8s  %9.0f changes/s\n", nat.Round(time.Millisecond), nr)
+	// Where the CPU went: a destination near one core is what parallel apply can spread.
+	for _, n := range laneCounts {
+		fmt.Printf("  skein, %d lane(s): %s\n", n, shares[n])
+	}
+	fmt.Printf("  native: %s\n", nativeShares)
 }
 
 func byteSize(n int64) string {

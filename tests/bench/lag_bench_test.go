@@ -236,3 +236,10 @@ func envInt(name string, def int) int {
 	}
 	return def
 }
+
+func envString(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -60,10 +60,16 @@ var ddlSteps = [][]string{
 // streaming task, with writes after it, and compares every table row by row and the
 // destination's columns with the source's (after mapping); into PostgreSQL and IvorySQL.
 func TestSchemaChangesWhileStreaming(t *testing.T) {
-	eachDestination(t, testSchemaChangesWhileStreaming)
+	eachDestination(t, func(t *testing.T) { testSchemaChangesWhileStreaming(t, 0) })
 }
 
-func testSchemaChangesWhileStreaming(t *testing.T) {
+// TestSchemaChangesWhileStreamingInLanes is TestSchemaChangesWhileStreaming with parallel apply:
+// each schema change is a barrier, and the other lanes go on with the changed tables.
+func TestSchemaChangesWhileStreamingInLanes(t *testing.T) {
+	eachDestination(t, func(t *testing.T) { testSchemaChangesWhileStreaming(t, 3) })
+}
+
+func testSchemaChangesWhileStreaming(t *testing.T, lanes int) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := clusterPair(t, true, "ddl", ddlSchema)
 	c := startWorker(t, t.TempDir())
@@ -73,6 +79,7 @@ func testSchemaChangesWhileStreaming(t *testing.T) {
 			{Schema: "app", To: "mart"},
 			{Schema: "crm", Tables: []spec.Table{{Name: "people", To: "contacts", Columns: map[string]string{"nm": "full_name"}}}},
 		},
+		Apply: spec.Apply{Lanes: lanes},
 	}
 	run := startTask(t, c, s, nil)
 	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
