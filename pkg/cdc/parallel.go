@@ -150,15 +150,15 @@ func (p *parallel) idle() bool { return len(p.fifo) == 0 && p.cur.begin == nil }
 
 // collect takes the lanes' reports, waiting for one when wait is set, and moves the stream's
 // position past the source transactions every lane has applied. It reports whether it moved.
-func (p *parallel) collect(wait bool) (bool, error) {
+func (p *parallel) collect(ctx context.Context, wait bool) (bool, error) {
 	moved := false
 	for {
 		var d laneDone
 		if wait {
 			select {
 			case d = <-p.done:
-			case <-p.s.ctx.Done():
-				return moved, p.s.ctx.Err()
+			case <-ctx.Done():
+				return moved, ctx.Err()
 			}
 			wait = false
 		} else {
@@ -227,9 +227,9 @@ func (p *parallel) sum() Counts {
 }
 
 // drain waits until every lane has committed everything given to it.
-func (p *parallel) drain() error {
+func (p *parallel) drain(ctx context.Context) error {
 	for len(p.fifo) > 0 {
-		moved, err := p.collect(true)
+		moved, err := p.collect(ctx, true)
 		if err != nil {
 			return err
 		}
@@ -245,7 +245,7 @@ func (p *parallel) drain() error {
 // finish ends the lanes once they have applied everything given to them, and records where
 // they meet as the task's position.
 func (p *parallel) finish(ctx context.Context) error {
-	if err := p.drain(); err != nil {
+	if err := p.drain(ctx); err != nil {
 		return err
 	}
 	for _, l := range p.lanes {
@@ -452,7 +452,7 @@ func (p *parallel) barrierRaw(raw []byte) error {
 // everything before it, the stream applies what of it was held and then the rest as it arrives,
 // on lane 0's session, and commits it on its own (endSerial).
 func (p *parallel) toSerial() error {
-	if err := p.drain(); err != nil {
+	if err := p.drain(p.s.ctx); err != nil {
 		return err
 	}
 	s := p.s

@@ -388,11 +388,21 @@ func (s *stream) run() error {
 					return err
 				}
 			}
+			if s.par != nil && !s.par.serial && context.Cause(s.ctx) == context.Canceled {
+				// Asked to end (a pause, a release): the lanes finish what they were given and
+				// meet, so that the task's position covers it. A destination too slow for that
+				// leaves them apart, which the next run handles.
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
+				if ferr := s.par.finish(ctx); ferr != nil {
+					s.opts.Log.Warn("the apply lanes did not meet before the stream ended", zap.Error(ferr))
+				}
+				cancel()
+			}
 			return err
 		}
 		moved := false
 		if s.par != nil {
-			if moved, err = s.par.collect(false); err != nil {
+			if moved, err = s.par.collect(s.ctx, false); err != nil {
 				return err
 			}
 		}

@@ -398,14 +398,27 @@ func TestRestartIsExactlyOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		noStreaming bool
-	}{{"protocol 2", false}, {"protocol 1", true}} {
-		t.Run(tc.name, func(t *testing.T) { testRestartIsExactlyOnce(t, tc.noStreaming) })
+		lanes       int
+	}{{"protocol 2", false, 1}, {"protocol 1", true, 1}, {"protocol 2, 3 lanes", false, 3}} {
+		t.Run(tc.name, func(t *testing.T) { testRestartIsExactlyOnce(t, tc.noStreaming, tc.lanes) })
 	}
 }
 
-func testRestartIsExactlyOnce(t *testing.T, noStreaming bool) {
+// inLanes sets o to apply with lanes sessions into p's destination.
+func (p *pair) inLanes(o *cdc.StreamOptions, lanes int) {
+	o.Lanes = lanes
+	o.OpenLane = func(ctx context.Context) (*pgx.Conn, error) {
+		return dbconn.Opener{}.ConnectDestination(ctx, p.s.Destination)
+	}
+}
+
+func testRestartIsExactlyOnce(t *testing.T, noStreaming bool, lanes int) {
 	ctx := context.Background()
-	tune := func(o *cdc.StreamOptions) { o.DisableStreaming = noStreaming }
+	var p *pair
+	tune := func(o *cdc.StreamOptions) {
+		o.DisableStreaming = noStreaming
+		p.inLanes(o, lanes)
+	}
 	p, src, dst := setup(t, `CREATE TABLE public.acct (id int PRIMARY KEY, balance bigint NOT NULL, note text);
 INSERT INTO public.acct SELECT i, 1000, NULL FROM generate_series(1, 500) i;`)
 	p.createAndLoad(t, src, dst)
@@ -513,6 +526,12 @@ ON CONFLICT (task) DO UPDATE SET lsn = excluded.lsn`, p.s.Name)
 // ones apply whole and in commit order, rolled-back subtransactions and aborted transactions leave
 // no trace, and a stream stopped in the middle of a streamed transaction resumes exactly once.
 func TestStreamedTransactions(t *testing.T) {
+	for _, lanes := range []int{1, 3} {
+		t.Run(fmt.Sprint(lanes, " lanes"), func(t *testing.T) { testStreamedTransactions(t, lanes) })
+	}
+}
+
+func testStreamedTransactions(t *testing.T, lanes int) {
 	ctx := context.Background()
 	p, src, dst := setup(t, `CREATE TABLE public.big (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
 CREATE TABLE public.small (id int PRIMARY KEY, note text);
@@ -525,6 +544,7 @@ INSERT INTO public.big SELECT i, md5(i::text), 0 FROM generate_series(1, 1000) i
 	var mu sync.Mutex
 	var last cdc.Progress
 	tune := func(o *cdc.StreamOptions) {
+		p.inLanes(o, lanes)
 		o.SpoolDir = t.TempDir()
 		o.OnProgress = func(pr cdc.Progress) { mu.Lock(); last = pr; mu.Unlock() }
 	}
