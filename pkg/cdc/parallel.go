@@ -233,7 +233,7 @@ func (p *parallel) drain(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if moved {
+		if moved && p.s.ctx.Err() == nil { // the source is told at the end otherwise
 			if err := p.s.progressed(); err != nil {
 				return err
 			}
@@ -269,9 +269,11 @@ func (p *parallel) dispatch(msg pglogrepl.Message) error {
 		s.inSourceTx = true
 		s.skipTx = m.FinalLSN <= s.prog.AppliedLSN
 		p.cur = heldTx{begin: m, arena: p.cur.arena[:0], items: p.cur.items[:0]}
-		if p.spooled && !s.skipTx {
+		if spooled := p.spooled; spooled {
 			p.spooled = false
-			return p.toSerial()
+			if !s.skipTx {
+				return p.toSerial()
+			}
 		}
 	case *pglogrepl.RelationMessage:
 		p.rels[m.RelationID] = m
@@ -496,7 +498,9 @@ func (p *parallel) endSerial() error {
 	p.counts[0] = lead.counts
 	schemaChanged := lead.counts.SchemaChanges+lead.counts.SchemaChangesSkipped != p.schemaSeen || lead.tablesVersion != p.version
 	p.schemaSeen, p.version = lead.counts.SchemaChanges+lead.counts.SchemaChangesSkipped, lead.tablesVersion
-	p.tables = maps.Clone(lead.tables)
+	if schemaChanged {
+		p.tables = maps.Clone(lead.tables)
+	}
 	for _, l := range p.lanes[1:] {
 		if schemaChanged {
 			// What the lane derived from the tables may be out of date: it starts afresh, as
