@@ -166,7 +166,9 @@ type laneLimits struct {
 // are grouped into one destination transaction (up to limits), which commits as soon as none
 // waits: a backlog is grouped, a trickle applied at once.
 func (l *lane) run(ctx context.Context, limits laneLimits, done chan<- laneDone) {
-	var last *lanePart // the last part with changes in the open destination transaction
+	// last is the last part taken into the open destination transaction: its seq is reported at
+	// the commit, its commitLSN (of the last part with changes) recorded.
+	var last *lanePart
 	var changes int
 	var started time.Time
 	report := func(d laneDone) {
@@ -217,9 +219,14 @@ func (l *lane) run(ctx context.Context, limits laneLimits, done chan<- laneDone)
 			fail(err)
 			return
 		}
-		if p.changes > 0 {
+		switch {
+		case p.changes > 0:
 			last = p
 			changes += p.changes
+		case last != nil:
+			last = &lanePart{seq: p.seq, commitLSN: last.commitLSN} // reported with the commit
+		default:
+			report(laneDone{lane: l.n, seq: p.seq, counts: l.app.counts}) // descriptions only: taken
 		}
 	}
 }

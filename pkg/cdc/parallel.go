@@ -51,10 +51,12 @@ type parallel struct {
 	schemaSeen int64
 }
 
-// laneEntry is a source transaction given to lanes: mask has a bit per lane it gave a part to.
+// laneEntry is a source transaction given to lanes: mask has a bit per lane it gave a part to;
+// changes: some part has changes (not only relation descriptions).
 type laneEntry struct {
 	seq               uint64
 	mask              uint64
+	changes           bool
 	commitLSN, endLSN pglogrepl.LSN
 	commitTime        time.Time
 }
@@ -181,13 +183,13 @@ func (p *parallel) handle(d laneDone) (moved bool, err error) {
 	if d.err != nil {
 		return false, d.err
 	}
-	p.committed[d.lane], p.counts[d.lane] = d.seq, d.counts
+	p.committed[d.lane], p.counts[d.lane] = max(p.committed[d.lane], d.seq), d.counts
 	for len(p.fifo) > 0 && p.applied(p.fifo[0]) {
 		e := p.fifo[0]
 		p.fifo = p.fifo[1:]
 		p.s.prog.FlushedLSN = max(p.s.prog.FlushedLSN, e.endLSN)
 		p.s.prog.LastCommitTime = e.commitTime
-		if e.mask != 0 {
+		if e.changes {
 			p.s.prog.AppliedLSN = e.commitLSN
 			p.s.prog.LastApplyTime = time.Now()
 			p.txs++
@@ -280,8 +282,12 @@ func (p *parallel) dispatch(msg pglogrepl.Message) error {
 		p.keys[m.RelationID] = newLaneKey(m)
 		delete(p.skipped, m.RelationID)
 		if p.cur.begin == nil {
-			for _, l := range p.lanes { // pgoutput describes relations inside transactions; still
-				if err := p.send(l, &lanePart{items: []laneItem{{rel: m}}}); err != nil {
+			// pgoutput describes relations inside transactions; should one come outside, every
+			// lane takes it before what follows.
+			p.seq++
+			p.fifo = append(p.fifo, laneEntry{seq: p.seq, mask: 1<<len(p.lanes) - 1, commitTime: s.prog.LastCommitTime})
+			for _, l := range p.lanes {
+				if err := p.send(l, &lanePart{seq: p.seq, items: []laneItem{{rel: m}}}); err != nil {
 					return err
 				}
 			}
@@ -391,7 +397,12 @@ func (p *parallel) give(m *pglogrepl.CommitMessage) error {
 		lp := part(it.lane)
 		lp.items = append(lp.items, laneItem{raw: cur.arena[it.from:it.to:it.to]})
 		lp.changes++
-		e.mask |= 1 << it.lane
+		e.changes = true
+	}
+	for i, lp := range parts {
+		if lp != nil {
+			e.mask |= 1 << i // a lane given only descriptions reports them too (see drain)
+		}
 	}
 	if e.mask != 0 {
 		p.seq++
