@@ -7,11 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/skein-dts/skein/pkg/cdc"
-	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
 )
@@ -47,11 +45,8 @@ func testLanesApplyExactlyOnce(t *testing.T, dest string) {
 	lanesOf := []int{4, 2, 3, 1, 4}
 	withLanes := func(n int) func(o *cdc.StreamOptions) {
 		return func(o *cdc.StreamOptions) {
-			o.Lanes = n
+			p.inLanes(o, n)
 			o.BatchChanges = 700 // the big transaction below is too large to hold: a barrier
-			o.OpenLane = func(ctx context.Context) (*pgx.Conn, error) {
-				return dbconn.Opener{}.ConnectDestination(ctx, p.s.Destination)
-			}
 		}
 	}
 	nextID, at := 1000, 0
