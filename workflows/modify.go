@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -25,13 +27,19 @@ type ModifyResult struct {
 }
 
 // validateModify accepts the update only while the task streams and the new list is a valid
-// objects list, so a rejected request leaves no trace in the history.
-func (w *task) validateModify(objs []spec.Object) error {
+// objects list, so a rejected request leaves no trace in the history. The list is decoded here as
+// skein modify decodes it (spec.ParseObjects: unknown fields and wrong types are named), whatever
+// client sent it.
+func (w *task) validateModify(raw json.RawMessage) error {
 	if w.modifying {
 		return badRequest(errors.New("another modify-objects is in progress; wait for it to finish"))
 	}
 	if w.status.Phase != PhaseIncremental {
 		return badRequest(fmt.Errorf("the task is %s: objects can be modified while it is incremental", w.status.Phase))
+	}
+	objs, err := spec.ParseObjects(raw)
+	if err != nil {
+		return badRequest(err)
 	}
 	ns := w.spec
 	ns.Objects = objs
@@ -52,20 +60,28 @@ func badRequest(err error) error {
 // stream stops for a moment: the table joins the task's publication, the helper applies up to a
 // source position after that, and the task's stream takes over, skipping the added tables'
 // changes the helper applied. Removed tables leave the publication; their rows stay.
-func (w *task) modifyObjects(ctx workflow.Context, objs []spec.Object) (ModifyResult, error) {
+//
+// Until the added tables' load starts, a request that cannot be carried out (a table or schema the
+// source lacks, a mapping that changed) returns its error and leaves the task as it was: nothing
+// was created on either side, the status does not change, the stream goes on.
+func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (ModifyResult, error) {
 	w.modifying = true
 	defer func() { w.modifying = false }()
 	var res ModifyResult
+	objs, err := spec.ParseObjects(raw) // the validator accepted it
+	if err != nil {
+		return res, badRequest(err)
+	}
 	ns := w.spec
 	ns.Objects = objs
 	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
-	var tables []spec.TableMap
-	if err := w.call(ctx, short, acts.ResolveTables, &tables, ns); err != nil {
+	tables, err := w.resolveForModify(ctx, ns)
+	if err != nil {
 		return res, err
 	}
 	added, removed, err := diffTables(w.tables, tables)
 	if err != nil {
-		return res, err
+		return res, badRequest(err)
 	}
 	for _, t := range added {
 		res.Added = append(res.Added, t.Source.String())
@@ -134,6 +150,29 @@ func (w *task) modifyObjects(ctx workflow.Context, objs []spec.Object) (ModifyRe
 	w.status.Tables = kept
 	workflow.GetLogger(ctx).Info("objects modified", "added", res.Added, "removed", res.Removed, "join_at", joinAt)
 	return res, nil
+}
+
+// resolveForModify expands a modify-objects list against the source's tables. It is not one of
+// the task's retried calls: its errors go back to the caller, and the task's status and phase stay
+// as they were. A connection error is tried again a few times, then returned too.
+func (w *task) resolveForModify(ctx workflow.Context, ns spec.Spec) ([]spec.TableMap, error) {
+	opts := workflow.ActivityOptions{StartToCloseTimeout: 2 * time.Minute, HeartbeatTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}}
+	var tables []spec.TableMap
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.ResolveTables, ns).Get(ctx, &tables)
+		if err == nil || classOf(err) != errclass.Connection || attempt == 3 {
+			break
+		}
+		if err := workflow.Sleep(ctx, time.Duration(attempt)*5*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	if err != nil {
+		return nil, badRequest(fmt.Errorf("%s; the task goes on unchanged", errorText(err)))
+	}
+	return tables, nil
 }
 
 // loadAdded creates the helper's publication and slot for the added tables, their schema, loads

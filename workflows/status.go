@@ -63,7 +63,11 @@ type Status struct {
 	LagBytes   int64         `json:"lag_bytes"`
 	LagSeconds float64       `json:"lag_seconds"`
 	Retry      RetryState    `json:"retry"`
-	LastError  string        `json:"last_error"`
+	// LastError is the error of the current failure streak (or a notice of the load's
+	// verification); it is cleared when the streak ends, and kept in LastRecoveredError.
+	LastError string `json:"last_error"`
+	// LastRecoveredError is the error of the last failure streak the task recovered from.
+	LastRecoveredError string `json:"last_recovered_error,omitempty"`
 	Changes    cdc.Counts    `json:"changes"`
 	// SchemaChanges are the source's schema changes the stream applied or skipped, over the
 	// task's life (Changes counts per apply run).

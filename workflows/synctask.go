@@ -57,6 +57,9 @@ type task struct {
 	runCounts        cdc.Counts // the current apply run's counts as last reported
 	runNotReplicated int
 	releaseRequested bool
+	// streakError is the error of the current failure streak as status shows it ("" when none):
+	// recovered moves it to LastRecoveredError.
+	streakError string
 
 	// modify-objects: modifying while one runs; merging while the task's stream must stay stopped;
 	// applyRunning while an apply run of the task's stream is in flight; skipBefore: the added
@@ -256,8 +259,8 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 	if w.status.Phase == PhaseRetrying {
 		// Apply runs again: the streak is over.
 		w.status.Phase = w.phase
-		w.status.Retry = RetryState{}
 	}
+	w.recovered()
 	if p.AppliedLSN != "" && p.AppliedLSN != "0/0" {
 		w.status.AppliedLSN = p.AppliedLSN
 	}
@@ -760,6 +763,7 @@ func (w *task) release(ctx workflow.Context) error {
 	}
 	w.setPhase(PhaseReleased)
 	w.status.LagBytes, w.status.LagSeconds = 0, 0
+	w.recovered()
 	return nil
 }
 
@@ -785,9 +789,9 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		if err == nil {
 			if attempts > 0 {
 				w.metrics.retry(w.status.Retry.Class, 0)
-				w.status.Retry = RetryState{}
 				w.status.Phase = w.phase
 			}
+			w.recovered()
 			return nil
 		}
 		var canceled *temporal.CanceledError
@@ -809,6 +813,7 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		}
 		window := time.Duration(minutes) * w.carry.RetryUnit
 		w.status.LastError = errorText(err)
+		w.streakError = w.status.LastError
 		w.status.Retry = RetryState{Class: string(class), Since: streakStart.UTC().Format(time.RFC3339), Attempts: attempts,
 			WindowMinutes: minutes}
 		w.metrics.retry(string(class), attempts)
@@ -833,6 +838,20 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 			return err
 		}
 	}
+}
+
+// recovered ends the failure streak in the status: its retry state goes, and its error moves
+// from LastError to LastRecoveredError (a notice put in LastError since stays).
+func (w *task) recovered() {
+	w.status.Retry = RetryState{}
+	if w.streakError == "" {
+		return
+	}
+	if w.status.LastError == w.streakError {
+		w.status.LastError = ""
+	}
+	w.status.LastRecoveredError = w.streakError
+	w.streakError = ""
 }
 
 // afterFailures tells an apply run how many runs of its streak failed before it (each run is a
@@ -875,10 +894,14 @@ func snapshotLost(err error) bool {
 	return errors.As(err, &appErr) && appErr.Type() == activities.ErrSnapshotLost
 }
 
-// errorText is the innermost message, without the SDK's wrapping.
+// errorText is the innermost message, without the SDK's wrapping (its "(type: ..., retryable:
+// ...)" suffix, which says nothing of the task's own retries: the retry state does).
 func errorText(err error) string {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
+		if msg := appErr.Message(); msg != "" {
+			return msg
+		}
 		return appErr.Error()
 	}
 	return err.Error()

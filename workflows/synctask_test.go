@@ -254,13 +254,15 @@ func TestRetryWindows(t *testing.T) {
 			st := queryStatus(t, env)
 			require.Equal(t, PhaseReleased, st.Phase)
 			require.Equal(t, RetryState{}, st.Retry, "a success ends the streak")
+			require.Empty(t, st.LastError, "and its error is no longer the last one")
+			require.Equal(t, tt.err.(*temporal.ApplicationError).Message(), st.LastRecoveredError)
 			if tt.wantFailed {
 				require.NotNil(t, failedSeen)
 				require.Equal(t, PhaseFailed, failedSeen.Phase)
 				require.Equal(t, "other", failedSeen.Retry.Class)
 				require.Equal(t, 10, failedSeen.Retry.WindowMinutes)
 				require.Greater(t, failedSeen.Retry.Attempts, 5)
-				require.Contains(t, failedSeen.LastError, "duplicate key")
+				require.Equal(t, "insert: duplicate key", failedSeen.LastError, "the activity's message, without the SDK's suffix")
 			}
 		})
 	}

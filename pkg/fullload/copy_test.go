@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/skein-dts/skein/pkg/bookkeeping"
@@ -19,9 +20,25 @@ import (
 // copyFixture is a source and a destination database with table public.t (10 MB on the source,
 // empty on the destination) and one chunk of all of it.
 type copyFixture struct {
+	pg              *testharness.Postgres
 	src, dst, other *pgx.Conn
 	def             *catalog.Table
 	tm              spec.TableMap
+}
+
+// reconnect gives the fixture new source and destination connections.
+func (f *copyFixture) reconnect(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	for _, c := range []struct {
+		conn **pgx.Conn
+		db   string
+	}{{&f.src, "src"}, {&f.dst, "dst"}} {
+		conn, err := f.pg.Connect(ctx, c.db)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close(ctx) })
+		*c.conn = conn
+	}
 }
 
 func newCopyFixture(t *testing.T) *copyFixture {
@@ -30,7 +47,7 @@ func newCopyFixture(t *testing.T) *copyFixture {
 	pg := testharness.NewPostgres(t, testharness.PostgresOptions{})
 	require.NoError(t, pg.CreateDatabase(ctx, "src"))
 	require.NoError(t, pg.CreateDatabase(ctx, "dst"))
-	f := &copyFixture{}
+	f := &copyFixture{pg: pg}
 	for _, c := range []struct {
 		conn **pgx.Conn
 		db   string
@@ -131,4 +148,47 @@ func TestResetBeforeTheSchemaStep(t *testing.T) {
 	tm := spec.TableMap{Source: spec.QName{Schema: "public", Name: "later"}, Dest: spec.QName{Schema: "app", Name: "later"}}
 	require.NoError(t, fullload.Reset(ctx, conn, "task", []spec.TableMap{tm}, []int{1}))
 	require.NoError(t, fullload.Reset(ctx, conn, "task", []spec.TableMap{tm}, []int{2}), "and again")
+}
+
+// TestCopyReportsTheFailingSide: whichever half of a chunk copy fails, its own error is the one
+// reported (and classified). A destination refusing the first row of a 10 MB chunk fails while
+// the source is still writing (the source half then fails with "destination stopped reading",
+// which once hid the destination's error and its SQLSTATE); a source failing mid-stream makes
+// the destination fail too (CopyFail), and the source's error is the cause. Nothing commits.
+func TestCopyReportsTheFailingSide(t *testing.T) {
+	ctx := context.Background()
+	f := newCopyFixture(t)
+	for _, tc := range []struct {
+		name, dest, where string
+		code              string // the SQLSTATE reported
+		side              string // "write to destination" or "read from source"
+	}{
+		{"check on the first row", `id int PRIMARY KEY CHECK (id > 1), v text`, "", "23514", "write to destination"},
+		{"check on the last row", `id int PRIMARY KEY CHECK (id < 100000), v text`, "", "23514", "write to destination"},
+		{"value too long", `id int PRIMARY KEY, v varchar(5)`, "", "22001", "write to destination"},
+		{"not null of a column the source lacks", `id int PRIMARY KEY, v text, w int NOT NULL`, "", "23502", "write to destination"},
+		{"binary value of another type", `id int PRIMARY KEY, v int`, "", "22P03", "write to destination"},
+		{"source fails mid-stream", `id int PRIMARY KEY, v text`, "1 / (id - 50000) IS NOT NULL", "22012", "read from source"},
+	} {
+		// A failed copy leaves its source connection closed (its COPY was cut off): each case
+		// gets new ones, as the next activity attempt would.
+		f.reconnect(t)
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.other.Exec(ctx, `DROP TABLE public.t; CREATE TABLE public.t (`+tc.dest+`)`)
+			require.NoError(t, err)
+			ch := f.chunk(0)
+			ch.Table.Where = tc.where
+			c := &fullload.Copier{Task: "task", Source: f.src, Dest: f.dst}
+			_, err = c.CopyChunk(ctx, f.def, ch)
+			require.Error(t, err)
+			var pgErr *pgconn.PgError
+			require.ErrorAs(t, err, &pgErr, "%v", err)
+			require.Equal(t, tc.code, pgErr.Code, "%v", err)
+			require.Contains(t, err.Error(), tc.side)
+			require.NotContains(t, err.Error(), "destination stopped reading")
+			rows, done := f.destRows(t)
+			require.Zero(t, rows)
+			require.False(t, done)
+		})
+	}
 }

@@ -190,12 +190,12 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 	}()
 	counter := &countingReader{ctx: ctx, r: pr, progress: c.Progress, throttle: c.Throttle}
 	tag, inErr := c.Dest.PgConn().CopyFrom(ctx, counter, copyIn)
-	pr.CloseWithError(fmt.Errorf("destination stopped reading"))
-	if err := <-outErr; err != nil {
+	pr.CloseWithError(errDestinationStopped)
+	switch err, atDestination := copyError(<-outErr, inErr); {
+	case err != nil && atDestination:
+		return Result{}, fmt.Errorf("copy %s: write to destination %s: %w", ch.ID, ch.Table.Dest, err)
+	case err != nil:
 		return Result{}, fmt.Errorf("copy %s: read from source: %w", ch.ID, err)
-	}
-	if inErr != nil {
-		return Result{}, fmt.Errorf("copy %s: write to destination %s: %w", ch.ID, ch.Table.Dest, inErr)
 	}
 	res := Result{Rows: tag.RowsAffected(), Bytes: counter.n.Load()}
 	if c.KeepExisting {
@@ -214,6 +214,26 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 		return Result{}, fmt.Errorf("copy %s: commit: %w", ch.ID, err)
 	}
 	return res, nil
+}
+
+// errDestinationStopped is what the source half of a chunk copy gets when the destination half
+// ended first: the destination's own error (or success) is the copy's result, never this.
+var errDestinationStopped = errors.New("destination stopped reading")
+
+// copyError decides which half of a chunk copy failed it. The two halves end in either order:
+// when the destination refuses a row mid-stream, the source half, still writing, fails with
+// errDestinationStopped, which must not hide the destination's error (its SQLSTATE decides the
+// retry class); when the source fails, the destination half fails too (pgconn sends CopyFail
+// with the source's error), and the source's error is the cause. So: a source error of its own
+// wins, then the destination's error, and errDestinationStopped only if nothing else is known.
+func copyError(srcErr, destErr error) (err error, atDestination bool) {
+	switch {
+	case srcErr != nil && !errors.Is(srcErr, errDestinationStopped):
+		return srcErr, false
+	case destErr != nil:
+		return destErr, true
+	}
+	return srcErr, false
 }
 
 // Reset empties the destination tables of tables (their leaf or ordinary tables; a partitioned

@@ -3,9 +3,7 @@
 package spec
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -32,6 +30,10 @@ type Spec struct {
 	// that does not parse) in Skein's errors, status, logs and webhooks. Off by default: only
 	// for test systems whose data is not sensitive.
 	ShowRowValues bool `json:"show_row_values,omitempty"`
+
+	// inputErrs are the fields of the decoded document that did not fit (UnmarshalJSON):
+	// Validate reports them.
+	inputErrs Errors
 }
 
 // Endpoint is a database to read from or write to.
@@ -173,11 +175,11 @@ func Parse(data []byte) (Spec, error) {
 	if err != nil {
 		return s, fmt.Errorf("spec: not valid YAML or JSON: %w", err)
 	}
-	if err := decodeStrict(js, &s); err != nil {
+	if err := json.Unmarshal(js, &s); err != nil {
 		return s, err
 	}
-	if errs := explicitZeros(js); len(errs) > 0 {
-		return s, errs
+	if len(s.inputErrs) > 0 {
+		return s, s.inputErrs
 	}
 	s.ApplyDefaults()
 	if err := s.Validate(); err != nil {
@@ -186,47 +188,20 @@ func Parse(data []byte) (Spec, error) {
 	return s, nil
 }
 
-// ParseObjects reads an `objects` list (for modify-objects) with the same rules as Parse.
+// ParseObjects reads an `objects` list (for modify-objects) with the same rules as Parse: a bare
+// list, or a document with an `objects:` key.
 func ParseObjects(data []byte) ([]Object, error) {
-	var objs []Object
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("objects: not valid YAML or JSON: %w", err)
 	}
-	// Accept both a bare list and a document with an `objects:` key.
-	trimmed := bytes.TrimSpace(js)
-	if len(trimmed) > 0 && trimmed[0] == '{' {
-		var doc struct {
-			Objects []Object `json:"objects"`
-		}
-		if err := decodeStrict(js, &doc); err != nil {
-			return nil, err
-		}
-		objs = doc.Objects
-	} else if err := decodeStrict(js, &objs); err != nil {
+	objs, err := decodeObjects(js)
+	if err != nil {
 		return nil, err
 	}
 	var errs Errors
 	validateObjects(&errs, objs)
 	return objs, errs.orNil()
-}
-
-func decodeStrict(js []byte, into any) error {
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(into); err != nil {
-		msg := err.Error()
-		if strings.HasPrefix(msg, "json: unknown field ") {
-			return fmt.Errorf("spec: unknown field %s: remove it or check its spelling (see TASKSPEC.md)",
-				strings.TrimPrefix(msg, "json: unknown field "))
-		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return fmt.Errorf("spec: %s: expected %s, got %s", te.Field, te.Type, te.Value)
-		}
-		return fmt.Errorf("spec: %w", err)
-	}
-	return nil
 }
 
 // ApplyDefaults fills every omitted field with its documented default. It is idempotent.

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -81,9 +82,13 @@ func TestParseRejectsBadInput(t *testing.T) {
 		{"missing source host", func(s string) string {
 			return strings.Replace(s, "  host: 127.0.0.1\n  database: shop\n  user: repl", "  database: shop\n  user: repl", 1)
 		}, []string{"source.host: required"}},
-		{"unknown field", func(s string) string { return s + "colour: blue\n" }, []string{`unknown field "colour"`}},
-		{"unknown nested field", func(s string) string { return strings.Replace(s, "  user: repl\n", "  user: repl\n  passwd: x\n", 1) }, []string{`unknown field "passwd"`}},
-		{"bad port type", func(s string) string { return strings.Replace(s, "port: 1521", "port: high", 1) }, []string{"destination.port"}},
+		{"unknown field", func(s string) string { return s + "colour: blue\n" }, []string{`colour: unknown field: remove it or check its spelling`}},
+		{"unknown nested field", func(s string) string { return strings.Replace(s, "  user: repl\n", "  user: repl\n  passwd: x\n", 1) }, []string{`source.passwd: unknown field`}},
+		{"bad port type", func(s string) string { return strings.Replace(s, "port: 1521", "port: high", 1) }, []string{"destination.port: expected a whole number, got a string"}},
+		{"bad type in a list", func(s string) string { return strings.Replace(s, "to: orders_v2", "to: [orders_v2]", 1) }, []string{"objects[0].tables[0].to: expected a string, got a list"}},
+		{"unknown field in a list", func(s string) string { return strings.Replace(s, "to: orders_v2", "too: orders_v2", 1) }, []string{"objects[0].tables[0].too: unknown field"}},
+		{"fraction for a number", func(s string) string { return s + "full_load: {parallelism: 2.5}\n" }, []string{"full_load.parallelism: expected a whole number, got the number 2.5"}},
+		{"string for a flag", func(s string) string { return s + "sync: {schema: 'no'}\n" }, []string{"sync.schema: expected true or false, got a string"}},
 		{"bad port value", func(s string) string { return strings.Replace(s, "port: 1521", "port: 70000", 1) }, []string{"destination.port: 70000"}},
 		{"hyphenated source database", func(s string) string {
 			return strings.Replace(s, "database: shop\n  user: repl", "database: my-shop\n  user: repl", 1)
@@ -197,7 +202,47 @@ func TestParseObjects(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, objs, 1)
 	_, err = ParseObjects([]byte("- schema: public\n  tables: [{name: a, nme: b}]\n"))
-	require.ErrorContains(t, err, `unknown field "nme"`)
+	require.ErrorContains(t, err, `objects[0].tables[0].nme: unknown field`)
+	_, err = ParseObjects([]byte(`{"objects": [{"schema": "public", "tables": [{"name": "a", "columns": ["x"]}]}], "extra": 1}`))
+	require.ErrorContains(t, err, `objects[0].tables[0].columns: expected a mapping, got a list`)
+	require.ErrorContains(t, err, `extra: unknown field`)
+}
+
+// TestDecodeJSONAsTheTemporalCLISendsIt: a spec decoded by encoding/json (as the SDK decodes
+// SyncTask's input) keeps what does not fit, and Validate names it as Parse does; secrets' text
+// never shows.
+func TestDecodeJSONAsTheTemporalCLISendsIt(t *testing.T) {
+	base := `"name":"t","source":{"host":"h","database":"d","user":"u"},"destination":{"host":"h","database":"d","user":"u"},"objects":[{"schema":"public"}]`
+	tests := []struct {
+		name, doc string
+		want      []string // "" means valid
+	}{
+		{"valid", "{" + base + "}", nil},
+		{"misspelled conflict mode", "{" + base + `,"conflict_mod":"ignore"}`, []string{"conflict_mod: unknown field"}},
+		{"port as a string", strings.Replace("{"+base+"}", `"host":"h","database"`, `"host":"h","port":"x","database"`, 1), []string{"source.port: expected a whole number, got a string"}},
+		{"explicit zero", "{" + base + `,"full_load":{"parallelism":0}}`, []string{"full_load.parallelism: 0 is not valid"}},
+		{"password in a field of the wrong type", "{" + base + `,"sync":{"full":"hunter2"}}`, []string{"sync.full: expected true or false, got a string"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var s Spec
+			require.NoError(t, json.Unmarshal([]byte(tc.doc), &s))
+			s.ApplyDefaults()
+			err := s.Validate()
+			if tc.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			for _, w := range tc.want {
+				require.Contains(t, err.Error(), w)
+			}
+			require.NotContains(t, err.Error(), "hunter2")
+			require.NotContains(t, err.Error(), "json:", "Skein's words, not the decoder's")
+		})
+	}
+	var s Spec
+	require.Error(t, json.Unmarshal([]byte(`{"name":`), &s), "malformed JSON fails the decode itself")
 }
 
 func TestCheckExpression(t *testing.T) {

@@ -56,6 +56,9 @@ var PrecheckIDs = []string{
 
 // Validate checks a spec whose defaults are applied. It returns Errors naming each bad field.
 func (s *Spec) Validate() error {
+	if len(s.inputErrs) > 0 {
+		return s.inputErrs // the rest was decoded from a document that does not fit
+	}
 	var errs Errors
 	if s.Name == "" {
 		errs.add("name", "required: 1-48 characters of a-z 0-9 _ -")
