@@ -67,8 +67,8 @@ type Status struct {
 	// verification); it is cleared when the streak ends, and kept in LastRecoveredError.
 	LastError string `json:"last_error"`
 	// LastRecoveredError is the error of the last failure streak the task recovered from.
-	LastRecoveredError string `json:"last_recovered_error,omitempty"`
-	Changes    cdc.Counts    `json:"changes"`
+	LastRecoveredError string     `json:"last_recovered_error,omitempty"`
+	Changes            cdc.Counts `json:"changes"`
 	// SchemaChanges are the source's schema changes the stream applied or skipped, over the
 	// task's life (Changes counts per apply run).
 	SchemaChanges SchemaChanges           `json:"schema_changes"`
