@@ -71,6 +71,12 @@ type ApplyProgress struct {
 	// or dropped on the source), sent once per change (TablesVersion counts them in the run).
 	Tables        []spec.TableMap `json:"tables,omitempty"`
 	TablesVersion int             `json:"tables_version,omitempty"`
+	// Renamed lists the destination tables this run renamed to follow their source's, in order
+	// (sent with Tables).
+	Renamed []spec.Rename `json:"renamed,omitempty"`
+	// Run names the apply run (activity and attempt) that sent the report: Renamed is that
+	// run's list so far.
+	Run string `json:"run,omitempty"`
 	// NotReplicated counts this run's schema changes of objects Skein does not replicate while
 	// streaming (views, functions, types), LastNotReplicated names the last.
 	NotReplicated     int    `json:"not_replicated,omitempty"`
@@ -81,6 +87,7 @@ type ApplyProgress struct {
 // version says whether it changed).
 func sameReport(a, b ApplyProgress) bool {
 	a.Tables, b.Tables = nil, nil
+	a.Renamed, b.Renamed = nil, nil
 	return a.AppliedLSN == b.AppliedLSN && a.LagBytes == b.LagBytes && a.LagSeconds == b.LagSeconds && a.Counts == b.Counts &&
 		a.FlushedLSN == b.FlushedLSN && a.LastSchemaChange == b.LastSchemaChange && a.TablesVersion == b.TablesVersion &&
 		a.NotReplicated == b.NotReplicated
@@ -227,12 +234,13 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	<-reporterDone
 	mu.Lock()
 	out := last
+	out.Run = runName(ctx)
 	if p := latest; p.AppliedLSN != 0 {
 		out.AppliedLSN, out.Counts, out.LastSchemaChange = p.AppliedLSN.String(), p.Counts, p.LastSchemaChange
 	}
 	out.NotReplicated, out.LastNotReplicated = latest.NotReplicated, latest.LastNotReplicated
 	if latest.TablesVersion > 0 {
-		out.Tables, out.TablesVersion = latest.Tables, latest.TablesVersion
+		out.Tables, out.TablesVersion, out.Renamed = latest.Tables, latest.TablesVersion, latest.Renamed
 	}
 	if latest.FlushedLSN != 0 {
 		out.FlushedLSN = latest.FlushedLSN.String()
@@ -251,6 +259,12 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		return out, err
 	}
 	return out, nil
+}
+
+// runName names an apply run in its progress reports: its activity id and attempt.
+func runName(ctx context.Context) string {
+	info := activity.GetInfo(ctx)
+	return fmt.Sprintf("%s#%d", info.ActivityID, info.Attempt)
 }
 
 // reportApply heartbeats every second with the stream's latest position until runCtx ends, and
@@ -272,10 +286,10 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 		case <-tick.C:
 		}
 		p := latest()
-		ap := ApplyProgress{AppliedLSN: p.AppliedLSN.String(), Counts: p.Counts, LastSchemaChange: p.LastSchemaChange, TablesVersion: p.TablesVersion,
+		ap := ApplyProgress{Run: runName(actCtx), AppliedLSN: p.AppliedLSN.String(), Counts: p.Counts, LastSchemaChange: p.LastSchemaChange, TablesVersion: p.TablesVersion,
 			NotReplicated: p.NotReplicated, LastNotReplicated: p.LastNotReplicated}
 		if p.TablesVersion != last.TablesVersion {
-			ap.Tables = p.Tables
+			ap.Tables, ap.Renamed = p.Tables, p.Renamed
 		}
 		if cur, err := cdc.CurrentWAL(runCtx, lagConn); err == nil && cur > p.FlushedLSN {
 			ap.LagBytes = int64(cur - p.FlushedLSN)

@@ -53,6 +53,8 @@ func newRoot(out io.Writer) *cobra.Command {
 	}
 	root.SetOut(out)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().StringVar(&identity, "identity", "",
+		"who the task's history says did it (default $SKEIN_IDENTITY, or skein:<user>@<host>)")
 	root.AddCommand(startCmd(), statusCmd(), listCmd(), codecServerCmd(),
 		signalCmd("pause", workflows.SignalPause, "Stop writing to the destination; the slot is kept"),
 		signalCmd("resume", workflows.SignalResume, "Resume a paused or failed task where it stopped"),
@@ -87,6 +89,9 @@ func withClient(run func(cmd *cobra.Command, c client.Client, args []string) err
 	}
 }
 
+// identity is the --identity flag: the name the history records for this command's requests.
+var identity string
+
 func dial() (client.Client, error) {
 	if _, err := temporalx.Encryption(); err != nil {
 		return nil, err
@@ -95,7 +100,11 @@ func dial() (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.Dial(conn.Options(client.Options{Logger: quietLogger{}, DataConverter: temporalx.DataConverter()}))
+	id := identity
+	if id == "" {
+		id = temporalx.ClientIdentity()
+	}
+	c, err := client.Dial(conn.Options(client.Options{Logger: quietLogger{}, DataConverter: temporalx.DataConverter(), Identity: id}))
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (set TEMPORAL_ADDRESS): %w", temporalx.Address(), err)
 	}

@@ -77,6 +77,8 @@ func run() error {
 	reg := prometheus.NewRegistry()
 	c, err := client.Dial(conn.Options(client.Options{
 		Logger: temporalx.NewZapLogger(log),
+		// The history names this worker as Skein's (not the SDK's bare <pid>@<host>@).
+		Identity: temporalx.WorkerIdentity(),
 		// Large payloads (table lists of big databases) compressed: same converter as the CLI's.
 		DataConverter: temporalx.DataConverter(),
 		// The SDK's metrics and Skein's own (skein_*, from the workflows) for Prometheus.

@@ -60,6 +60,9 @@ type task struct {
 	// streakError is the error of the current failure streak as status shows it ("" when none):
 	// recovered moves it to LastRecoveredError.
 	streakError string
+	// renamesRun is the apply run whose renames the status followed, renamesSeen how many.
+	renamesRun  string
+	renamesSeen int
 
 	// modify-objects: modifying while one runs; merging while the task's stream must stay stopped;
 	// applyRunning while an apply run of the task's stream is in flight; skipBefore: the added
@@ -297,7 +300,7 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 		w.status.SchemaChanges.Last = p.LastSchemaChange
 	}
 	if p.Tables != nil {
-		w.followTables(p.Tables)
+		w.followTables(p.Tables, p.Run, p.Renamed)
 	}
 	w.pruneSkips(p.AppliedLSN)
 	w.checkLatency()
@@ -306,8 +309,21 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 // followTables takes the table list the stream reports after schema changes on the source
 // changed it: tables created join (status notes them), renamed ones keep their entry under the
 // new source name, dropped ones leave. Verification and modify-objects then use it.
-func (w *task) followTables(tables []spec.TableMap) {
+func (w *task) followTables(tables []spec.TableMap, run string, renamed []spec.Rename) {
 	w.tables = tables
+	// Destination tables renamed with their source tables keep their entry (and progress). A run
+	// reports every rename it did so far with each list: those not followed yet are new.
+	if run != w.renamesRun {
+		w.renamesRun, w.renamesSeen = run, 0
+	}
+	for _, r := range renamed[min(w.renamesSeen, len(renamed)):] {
+		for i := range w.status.Tables {
+			if w.status.Tables[i].Destination == r.From.String() {
+				w.status.Tables[i].Destination = r.To.String()
+			}
+		}
+	}
+	w.renamesSeen = len(renamed)
 	byDest := map[string]spec.TableMap{}
 	for _, t := range tables {
 		byDest[t.Dest.String()] = t

@@ -83,8 +83,9 @@ type applier struct {
 	// (schema_change.go); lastSchemaChange the last one, for status.
 	schema           *schemaModel
 	lastSchemaChange string
-	tablesVersion    int      // schema changes that changed the table list
-	notReplicated    []string // schema changes of other objects (views, functions, types), reported
+	tablesVersion    int           // schema changes that changed the table list
+	renamed          []spec.Rename // destination tables renamed to follow their source's, in order
+	notReplicated    []string      // schema changes of other objects (views, functions, types), reported
 }
 
 // UnknownRelation decides about a change of a relation that is not in the task's table list

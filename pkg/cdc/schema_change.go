@@ -31,6 +31,10 @@ import (
 type recorded struct {
 	Table   spec.TableMap `json:"table"`
 	Created bool          `json:"created,omitempty"`
+	// Was lists the destination names the table had before it followed its source's renames: a
+	// run that starts with a table list from before a rename (its report was lost with the run
+	// that applied it) still finds the table by them.
+	Was []spec.QName `json:"was,omitempty"`
 }
 
 // schemaModel is what change apply knows of the selected tables' schema.
@@ -39,6 +43,7 @@ type schemaModel struct {
 	objects []spec.Object
 	states  map[uint32]*ddlcapture.Table // by source OID
 	created map[uint32]bool              // tables the stream created (not in the task's list)
+	was     map[uint32][]spec.QName      // destination names before renames (recorded.Was)
 }
 
 // RecordTable records a selected table's state and mapping for a task's change apply (at schema
@@ -66,11 +71,24 @@ func (a *applier) loadSchemaModel(ctx context.Context, task string, objects []sp
 	if err != nil {
 		return err
 	}
-	a.schema = &schemaModel{task: task, objects: objects, states: map[uint32]*ddlcapture.Table{}, created: map[uint32]bool{}}
+	a.schema = &schemaModel{task: task, objects: objects, states: map[uint32]*ddlcapture.Table{}, created: map[uint32]bool{},
+		was: map[uint32][]spec.QName{}}
 	byDest := map[spec.QName]spec.QName{}
 	for src, tm := range a.tables {
 		byDest[tm.Dest] = src
 	}
+	given := maps.Clone(byDest)
+	defer func() {
+		// The run was given a list from before some of its tables' renames (the report of the
+		// run that applied them was lost with it): its first report carries the list as it is.
+		now := map[spec.QName]spec.QName{}
+		for src, tm := range a.tables {
+			now[tm.Dest] = src
+		}
+		if !maps.Equal(given, now) {
+			a.tablesVersion++
+		}
+	}()
 	for _, r := range rels {
 		var rec recorded
 		var st ddlcapture.Table
@@ -81,6 +99,11 @@ func (a *applier) loadSchemaModel(ctx context.Context, task string, objects []sp
 			return fmt.Errorf("read the recorded schema of relation %d: %w", r.RelID, err)
 		}
 		src, listed := byDest[rec.Table.Dest]
+		for _, d := range rec.Was {
+			if !listed {
+				src, listed = byDest[d]
+			}
+		}
 		if !listed && !rec.Created {
 			continue // left the selection
 		}
@@ -90,6 +113,7 @@ func (a *applier) loadSchemaModel(ctx context.Context, task string, objects []sp
 		a.tables[rec.Table.Source] = rec.Table
 		a.schema.states[r.RelID] = &st
 		a.schema.created[r.RelID] = rec.Created
+		a.schema.was[r.RelID] = rec.Was
 	}
 	return nil
 }
@@ -106,6 +130,12 @@ func (m schemaMapper) Table(src spec.QName) (spec.TableMap, bool) {
 // SchemaRenames maps each renamed source schema to its destination name.
 func (m schemaMapper) SchemaRenames() map[string]string {
 	return ddl.SpecMapper{Objects: m.a.schema.objects}.SchemaRenames()
+}
+
+// listsSchema reports whether the task's objects list names schema (whole or some tables): a
+// table moved there stays in the selection, and its destination follows.
+func (m *schemaModel) listsSchema(schema string) bool {
+	return slices.ContainsFunc(m.objects, func(o spec.Object) bool { return o.Schema == schema })
 }
 
 // wholeSchema reports whether schema is selected whole, and the tables it excludes.
@@ -172,6 +202,7 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 	}
 	var saves []save
 	var forgets []uint32
+	var renamed []spec.Rename // applied with the statements
 	// Sequences first: a new table's defaults use them.
 	for _, sq := range ev.Sequences {
 		whole, _ := a.schema.wholeSchema(sq.Schema)
@@ -228,12 +259,23 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 		if apply {
 			stmts = append(stmts, ch.Stmts...)
 			warned = append(warned, ch.Warnings...)
+			follow, mapping, notFollowed := ddl.FollowRename(before, after, ch.Mapping, m, a.schema.listsSchema)
+			stmts = append(stmts, follow...)
+			if mapping.Dest != ch.Mapping.Dest {
+				a.schema.was[after.OID] = append(slices.Clone(a.schema.was[after.OID]), ch.Mapping.Dest)
+				renamed = append(renamed, spec.Rename{From: ch.Mapping.Dest, To: mapping.Dest})
+			}
+			ch.Mapping = mapping
+			if notFollowed != "" {
+				a.log.Warn("schema change not replicated", zap.String("table", after.QName().String()), zap.String("tag", ev.Tag), zap.String("source_statement", auditText(ev.Query)))
+				a.notReplicated = append(a.notReplicated, notFollowed)
+			}
 		} else if would, err := ddl.TableChange(before, after, tm, m); err == nil && len(would.Stmts) > 0 {
 			skipped++ // what the table's DDL would have done on the destination
 		}
 		delete(a.tables, tm.Source)
 		a.tables[ch.Mapping.Source] = ch.Mapping
-		saves = append(saves, save{after, recorded{Table: ch.Mapping, Created: a.schema.created[after.OID]}})
+		saves = append(saves, save{after, recorded{Table: ch.Mapping, Created: a.schema.created[after.OID], Was: a.schema.was[after.OID]}})
 	}
 	for _, ix := range ev.Indexes {
 		tm, ok := a.tables[ix.Table]
@@ -333,6 +375,7 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 		}
 		delete(a.schema.states, oid)
 	}
+	a.renamed = append(a.renamed, renamed...)
 	if !maps.EqualFunc(tablesBefore, a.tables, func(x, y spec.TableMap) bool { return reflect.DeepEqual(x, y) }) {
 		a.tablesVersion++
 	}
@@ -390,6 +433,9 @@ func RecordMissing(ctx context.Context, src *pgx.Conn, dst *pgx.Conn, task strin
 		var rec recorded
 		if json.Unmarshal(r.Mapping, &rec) == nil {
 			recordedDest[rec.Table.Dest] = true
+			for _, d := range rec.Was {
+				recordedDest[d] = true
+			}
 		}
 	}
 	var missing []spec.TableMap

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,6 +106,9 @@ type Progress struct {
 	// changes in this stream), sorted by source name.
 	Tables        []spec.TableMap
 	TablesVersion int
+	// Renamed lists the destination tables renamed in this stream (following their source
+	// tables), in order, sent with Tables.
+	Renamed []spec.Rename
 	// NotReplicated counts the schema changes of other objects in the selected schemas (views,
 	// functions, types), which are not replicated while streaming; LastNotReplicated names the last.
 	NotReplicated     int
@@ -807,6 +811,7 @@ func (s *stream) commit(ctx context.Context) error {
 	if s.app.tablesVersion != s.prog.TablesVersion {
 		s.prog.TablesVersion = s.app.tablesVersion
 		s.prog.Tables = s.app.tableList()
+		s.prog.Renamed = slices.Clone(s.app.renamed)
 	}
 	if err := s.sendStatus(); err != nil {
 		return err

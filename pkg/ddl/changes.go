@@ -287,3 +287,30 @@ func SequenceFrom(s ddlcapture.Sequence, m Mapper) []string {
 		fmt.Sprintf("ALTER SEQUENCE %s AS pg_catalog.%s %s", name, ident(s.Type), params),
 	}
 }
+
+// FollowRename returns the statements that carry a source table's rename or move to another
+// schema (before and after are its states) to its destination table, and the mapping after them
+// (tm is its mapping after the change, whose destination is still the old one). A table follows
+// its source's name when its destination name is its source's old name (no `to:`); it follows a
+// move when the new schema is in the selection (selected), into that schema's destination name.
+// notFollowed names what stays behind: a move out of the selection. (A table mapped to a name of
+// its own keeps it, as its mapping says, without a note.)
+func FollowRename(before, after *ddlcapture.Table, tm spec.TableMap, m Mapper, selected func(schema string) bool) (stmts []string, out spec.TableMap, notFollowed string) {
+	out = tm
+	if before.Schema != after.Schema {
+		switch to := m.Schema(after.Schema); {
+		case !selected(after.Schema):
+			notFollowed = fmt.Sprintf("table %s moved to schema %s, which the task does not select: its destination stays %s",
+				before.QName(), after.Schema, tm.Dest)
+		case tm.Dest.Schema != m.Schema(before.Schema):
+		case to != tm.Dest.Schema:
+			stmts = append(stmts, "ALTER TABLE "+tm.Dest.Quoted()+" SET SCHEMA "+ident(to))
+			out.Dest.Schema = to
+		}
+	}
+	if before.Name != after.Name && tm.Dest.Name == before.Name {
+		stmts = append(stmts, "ALTER TABLE "+out.Dest.Quoted()+" RENAME TO "+ident(after.Name))
+		out.Dest.Name = after.Name
+	}
+	return stmts, out, notFollowed
+}

@@ -119,3 +119,40 @@ func TestCaptureWritesEvents(t *testing.T) {
 	require.Equal(t, "quiet", now.Column(4).Name)
 	require.Equal(t, first.Column(3), now.Column(3))
 }
+
+// TestRemoveLeavesTheSourceAsFound: the source schema "skein" that Install creates stays while
+// any task's capture uses it and goes with the last one's Remove; a "skein" schema that was
+// there before Skein (with an object of the user's, or empty) is left in place.
+func TestRemoveLeavesTheSourceAsFound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a PostgreSQL server")
+	}
+	ctx := context.Background()
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
+	conn, err := pg.Connect(ctx, "postgres")
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	schemaExists := func() bool {
+		var ok bool
+		require.NoError(t, conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'skein')`).Scan(&ok))
+		return ok
+	}
+	sel := ddlcapture.Selection{Publication: "p", Schemas: []string{"public"}}
+	require.NoError(t, ddlcapture.Install(ctx, conn, "skein_a", sel))
+	require.NoError(t, ddlcapture.Install(ctx, conn, "skein_b", sel))
+	require.NoError(t, ddlcapture.Remove(ctx, conn, "skein_a"))
+	require.True(t, schemaExists(), "task b's capture still lives there")
+	require.NoError(t, ddlcapture.Remove(ctx, conn, "skein_b"))
+	require.False(t, schemaExists(), "the last release removes the schema Skein created")
+	require.NoError(t, ddlcapture.Remove(ctx, conn, "skein_b"), "removing again is a no-op")
+
+	for _, before := range []string{`CREATE SCHEMA skein`, `CREATE SCHEMA skein; CREATE TABLE skein.mine (id int)`} {
+		_, err := conn.Exec(ctx, before)
+		require.NoError(t, err)
+		require.NoError(t, ddlcapture.Install(ctx, conn, "skein_a", sel))
+		require.NoError(t, ddlcapture.Remove(ctx, conn, "skein_a"))
+		require.True(t, schemaExists(), "a schema that was there before stays: %s", before)
+		_, err = conn.Exec(ctx, `DROP SCHEMA skein CASCADE`)
+		require.NoError(t, err)
+	}
+}

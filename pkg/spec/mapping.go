@@ -31,6 +31,13 @@ type TableMap struct {
 	Where string `json:"where,omitempty"`
 }
 
+// Rename is a destination table's rename: it followed its source table's (a schema change while
+// streaming).
+type Rename struct {
+	From QName `json:"from"`
+	To   QName `json:"to"`
+}
+
 // WhereSQL renders the row filter as a condition to AND with others: "(expr)", or "" for none.
 func (m TableMap) WhereSQL() string {
 	if m.Where == "" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,7 +16,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/skein-dts/skein/workflows"
@@ -74,7 +77,7 @@ func TestCLI(t *testing.T) {
 	t.Run("bad spec exits 2 naming the fields, starts nothing", func(t *testing.T) {
 		r := runSkein(t, bin, "start", "-f", badFile)
 		require.Equal(t, 2, r.code, r.stderr)
-		require.Contains(t, r.stderr, `unknown field "colour"`)
+		require.Contains(t, r.stderr, `colour: unknown field`)
 		r = runSkein(t, bin, "start", "-f", strings.Replace(badFile, "bad", "missing", 1))
 		require.Equal(t, 2, r.code)
 	})
@@ -141,8 +144,17 @@ func TestCLI(t *testing.T) {
 	r = runSkein(t, bin, "pause", "it-cli")
 	require.Equal(t, 0, r.code, r.stderr)
 	waitPhase(t, devServer.Client(), "it-cli", workflows.PhasePaused, time.Minute)
-	require.Equal(t, 0, runSkein(t, bin, "resume", "it-cli").code)
+	require.Equal(t, 0, runSkein(t, bin, "resume", "it-cli", "--identity", "ops:alice").code)
 	waitPhase(t, devServer.Client(), "it-cli", workflows.PhaseIncremental, time.Minute)
+	// The history says who did what: skein names itself as the Temporal CLI does (or as told).
+	me, err := user.Current()
+	require.NoError(t, err)
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	ids := historyIdentities(t, "it-cli")
+	require.Equal(t, "skein:"+me.Username+"@"+host, ids["started"])
+	require.Equal(t, "skein:"+me.Username+"@"+host, ids["signal "+workflows.SignalPause])
+	require.Equal(t, "ops:alice", ids["signal "+workflows.SignalResume])
 
 	// Cutover: the source's sequences move on; skein sequences carries them over with an offset.
 	src, err := srcPG.Connect(ctx, "shop")
@@ -192,6 +204,28 @@ func TestCLI(t *testing.T) {
 	require.Contains(t, r.stdout, `"phase":"released"`)
 }
 
+// historyIdentities reads who did what in a workflow's history: "started", "signal <name>" and
+// "activity" (the last activity completed) to the identity recorded.
+func historyIdentities(t *testing.T, id string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	it := devServer.Client().GetWorkflowHistory(context.Background(), id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		switch {
+		case ev.GetWorkflowExecutionStartedEventAttributes() != nil:
+			out["started"] = ev.GetWorkflowExecutionStartedEventAttributes().GetIdentity()
+		case ev.GetWorkflowExecutionSignaledEventAttributes() != nil:
+			a := ev.GetWorkflowExecutionSignaledEventAttributes()
+			out["signal "+a.GetSignalName()] = a.GetIdentity()
+		case ev.GetActivityTaskCompletedEventAttributes() != nil:
+			out["activity"] = ev.GetActivityTaskCompletedEventAttributes().GetIdentity()
+		}
+	}
+	return out
+}
+
 // TestReleaseTerminatedTask: terminating a task's workflow leaves its slot on the source;
 // skein release still removes it.
 func TestReleaseTerminatedTask(t *testing.T) {
@@ -229,4 +263,24 @@ func TestReleaseTerminatedTask(t *testing.T) {
 	require.Equal(t, 1, runSkein(t, bin, "release", "no-such-task").code)
 	r = runSkein(t, bin, "list")
 	require.NotContains(t, r.stdout, "LEFT OVER")
+}
+
+// TestStartThroughTheTemporalClientNamesBadFields: a task started with JSON as `temporal workflow
+// start --input` sends it fails at once naming what does not fit (an unknown field, a wrong type),
+// in the words skein start uses; nothing else runs.
+func TestStartThroughTheTemporalClientNamesBadFields(t *testing.T) {
+	ctx := context.Background()
+	c := startWorker(t, t.TempDir())
+	for _, tc := range []struct{ id, doc, want string }{
+		{"it-json-unknown", `{"name":"it-json-unknown","conflict_mod":"ignore","source":{"host":"127.0.0.1","database":"d","user":"u"},"destination":{"host":"127.0.0.1","database":"d","user":"u"},"objects":[{"schema":"public"}]}`,
+			"conflict_mod: unknown field"},
+		{"it-json-type", `{"name":"it-json-type","source":{"host":"127.0.0.1","port":"x","database":"d","user":"u"},"destination":{"host":"127.0.0.1","database":"d","user":"u"},"objects":[{"schema":"public","tables":[{"name":"t","colums":{}}]}]}`,
+			"source.port: expected a whole number, got a string"},
+	} {
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: tc.id, TaskQueue: workflows.TaskQueue}, workflows.WorkflowName, json.RawMessage(tc.doc))
+		require.NoError(t, err)
+		err = run.Get(ctx, nil)
+		require.ErrorContains(t, err, tc.want)
+		require.Equal(t, 0, countEvents(t, c, tc.id, enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED), "nothing ran")
+	}
 }

@@ -33,8 +33,9 @@ INSERT INTO crm.people SELECT i, 'p' || i FROM generate_series(1, 5) i;
 `
 
 // ddlSteps are the schema changes of TestSchemaChangesWhileStreaming, each with the writes that
-// follow it: the DTS list, a new table and a new partition, renames (of a mapped table and
-// column too), DROP and re-CREATE, and changes inside one transaction with writes between them.
+// follow it: the DTS list, a new table and a new partition, renames (the destination follows a
+// table without a mapped name; a mapped table and column keep theirs), a move to another selected
+// schema, DROP and re-CREATE, and changes inside one transaction with writes between them.
 var ddlSteps = [][]string{
 	{`ALTER TABLE app.a ADD COLUMN c int`, `INSERT INTO app.a VALUES (100, 'new', 5)`, `UPDATE app.a SET c = id WHERE id <= 5`},
 	{`ALTER TABLE app.a ADD COLUMN d text DEFAULT 'dflt'`, `INSERT INTO app.a (id, v) VALUES (101, 'defaulted')`, `UPDATE app.a SET d = 'set' WHERE id = 1`},
@@ -54,6 +55,7 @@ var ddlSteps = [][]string{
 	{`CREATE SEQUENCE app.counter START 7`, `ALTER TABLE crm.people RENAME TO persons`, `ALTER TABLE crm.persons RENAME COLUMN nm TO display_name`,
 		`INSERT INTO crm.persons VALUES (100, 'renamed twice')`},
 	{`CREATE TABLE app.t_after (id int PRIMARY KEY)`, `BEGIN; INSERT INTO app.t_after VALUES (1); ALTER TABLE app.t_after ADD COLUMN later text DEFAULT 'l'; INSERT INTO app.t_after VALUES (2, 'two'); COMMIT`},
+	{`ALTER TABLE app.t_after SET SCHEMA crm`, `INSERT INTO crm.t_after VALUES (3, 'three')`, `UPDATE crm.t_after SET later = 'moved' WHERE id = 1`},
 }
 
 // TestSchemaChangesWhileStreaming runs each schema change of ddlSteps on the source of a
@@ -88,11 +90,11 @@ func testSchemaChangesWhileStreaming(t *testing.T, lanes int) {
 		return []tableCheck{
 			tableOf("app", "a", "mart", "a", "id", "c2", "d"),
 			tableOf("app", "b", "mart", "b", "id", "n"),
-			tableOf("app", "new_name", "mart", "old_name", "id", "x"),
+			tableOf("app", "new_name", "mart", "new_name", "id", "x"),
 			tableOf("app", "m", "mart", "m", "id", "region", "v"),
 			tableOf("app", "fresh", "mart", "fresh", "id", "note"),
 			tableOf("app", "dropme", "mart", "dropme", "id", "extra"),
-			tableOf("app", "t_after", "mart", "t_after", "id", "later"),
+			tableOf("crm", "t_after", "crm", "t_after", "id", "later"),
 			{src: spec.QName{Schema: "crm", Name: "persons"}, dst: spec.QName{Schema: "crm", Name: "contacts"},
 				srcCols: []string{"id", "display_name"}, dstCols: []string{"id", "full_name"}, srcKey: []string{"id"}, dstKey: []string{"id"}},
 		}
@@ -120,7 +122,7 @@ func testSchemaChangesWhileStreaming(t *testing.T, lanes int) {
 		}
 		require.Equal(t, want, columnTypes(t, dst, tc.dst), "columns of %s", tc.dst)
 	}
-	var n int
+	var n, old int
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_constraint WHERE conrelid = 'mart.b'::regclass AND conname IN ('b_n_positive', 'b_n_unique')`).Scan(&n))
 	require.Equal(t, 2, n, "constraints added")
 	indexes := indexNames(t, dst, "mart")
@@ -128,8 +130,10 @@ func testSchemaChangesWhileStreaming(t *testing.T, lanes int) {
 	require.NotContains(t, indexes, "a_c2_idx", "DROP INDEX")
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = 'counter' AND relkind = 'S' AND relnamespace = 'mart'::regnamespace`).Scan(&n))
 	require.Equal(t, 1, n, "CREATE SEQUENCE in a schema selected whole")
-	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = 'old_name' AND relnamespace = 'mart'::regnamespace`).Scan(&n))
-	require.Equal(t, 1, n, "a renamed source table keeps its destination name")
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FILTER (WHERE relname = 'new_name'), count(*) FILTER (WHERE relname = 'old_name') FROM pg_class WHERE relnamespace = 'mart'::regnamespace`).Scan(&n, &old))
+	require.Equal(t, []int{1, 0}, []int{n, old}, "the destination follows a rename of a table without a mapped name")
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = 'contacts' AND relnamespace = 'crm'::regnamespace`).Scan(&n))
+	require.Equal(t, 1, n, "a table mapped to a name of its own keeps it")
 
 	// The status hears of the last change with the apply's next progress report (at most one a
 	// second), after the rows it compared.
@@ -140,11 +144,12 @@ func testSchemaChangesWhileStreaming(t *testing.T, lanes int) {
 		}
 		return nil
 	})
-	// The task's table list follows: created tables join, renamed ones keep their destination.
+	// The task's table list follows: created tables join, renamed and moved ones follow (or keep
+	// their mapped name).
 	eventually(t, 30*time.Second, func() error {
 		st := status(t, c, run.GetID())
-		want := map[string]string{"app.fresh": "mart.fresh", "app.m_us": "mart.m_us", "app.new_name": "mart.old_name",
-			"app.t_after": "mart.t_after", "crm.persons": "crm.contacts", "app.dropme": "mart.dropme"}
+		want := map[string]string{"app.fresh": "mart.fresh", "app.m_us": "mart.m_us", "app.new_name": "mart.new_name",
+			"crm.t_after": "crm.t_after", "crm.persons": "crm.contacts", "app.dropme": "mart.dropme"}
 		for _, ts := range st.Tables {
 			if d, ok := want[ts.Source]; ok && d == ts.Destination {
 				delete(want, ts.Source)
@@ -166,17 +171,20 @@ func testSchemaChangesWhileStreaming(t *testing.T, lanes int) {
 	require.NoError(t, run.Get(ctx, nil))
 	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'skein%'`).Scan(&n))
 	require.Zero(t, n, "capture triggers removed")
+	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'skein'`).Scan(&n))
+	require.Zero(t, n, "the source's skein schema (the capture function's) removed with the last task")
 }
 
 // ddlDestination maps the source tables of TestSchemaChangesWhileStreaming to the destination:
-// app is mapped to mart (app.old_name keeps its destination name after its rename), crm.people
-// (later crm.persons) is crm.contacts with its column nm (later display_name) as full_name.
+// app is mapped to mart (app.old_name follows its rename to new_name), crm.people (later
+// crm.persons) is crm.contacts with its column nm (later display_name) as full_name, and a table
+// moved to crm is there under its name.
 func ddlDestination(table spec.QName) (spec.QName, map[string]string) {
 	switch {
-	case table.Schema == "crm":
+	case table.Schema == "crm" && (table.Name == "people" || table.Name == "persons"):
 		return spec.QName{Schema: "crm", Name: "contacts"}, map[string]string{"nm": "full_name", "display_name": "full_name"}
-	case table.Name == "new_name":
-		return spec.QName{Schema: "mart", Name: "old_name"}, nil
+	case table.Schema == "crm":
+		return table, nil
 	}
 	return spec.QName{Schema: "mart", Name: table.Name}, nil
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -70,8 +71,40 @@ ANALYZE`)
 		require.Contains(t, r.stderr, `objects[0].tables[1].to: maps to "mart"."clients"`)
 		r = runSkein(t, bin, "modify", run.GetID(), "-f", write("unknown.yaml", "- {schema: shop, colour: blue}\n"))
 		require.Equal(t, 2, r.code, r.stderr)
-		require.Contains(t, r.stderr, `unknown field "colour"`)
+		require.Contains(t, r.stderr, `objects[0].colour: unknown field`)
+		// The same through the Temporal client as `temporal workflow update execute --input` sends it.
+		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: run.GetID(), UpdateName: workflows.UpdateModifyObjects,
+			Args:         []any{json.RawMessage(`[{"schema":"shop","to":"mart","tables":[{"name":"customers","to":"clients","colums":{"note":"remark"}}]}]`)},
+			WaitForStage: client.WorkflowUpdateStageCompleted})
+		if err == nil {
+			err = h.Get(ctx, nil)
+		}
+		require.ErrorContains(t, err, `objects[0].tables[0].colums: unknown field`)
 		require.Zero(t, countEvents(t, c, run.GetID(), enums.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED))
+	})
+	t.Run("a table the source lacks: the update returns why, the task streams on unchanged", func(t *testing.T) {
+		r := runSkein(t, bin, "modify", run.GetID(), "-f", write("missing.yaml", `
+- schema: shop
+  to: mart
+  tables:
+    - {name: customers, to: clients, columns: {note: remark}}
+    - {name: orders}
+    - {name: no_such_table}
+`))
+		require.Equal(t, 2, r.code, r.stderr)
+		require.Contains(t, r.stderr, `table "shop"."no_such_table" does not exist on the source`)
+		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: run.GetID(), UpdateName: workflows.UpdateModifyObjects,
+			Args: []any{json.RawMessage(`[{"schema":"nope"}]`)}, WaitForStage: client.WorkflowUpdateStageCompleted})
+		require.NoError(t, err)
+		require.ErrorContains(t, h.Get(ctx, nil), `schema "nope" does not exist on the source`)
+		st := status(t, c, run.GetID())
+		require.Equal(t, workflows.PhaseIncremental, st.Phase)
+		require.Empty(t, st.LastError)
+		require.Equal(t, workflows.RetryState{}, st.Retry)
+		require.Len(t, st.Tables, 2, "the task's tables are as they were")
+		var slots int
+		require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, spec.SlotNameFor(s.Helper().Name)).Scan(&slots))
+		require.Zero(t, slots, "no helper slot was made")
 	})
 
 	time.Sleep(time.Second)

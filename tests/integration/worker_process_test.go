@@ -196,7 +196,16 @@ func TestWorkerKilledMidStream(t *testing.T) {
 	started := time.Now()
 	eventually(t, 3*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	t.Logf("the new worker caught up %s after the kill", time.Since(started).Round(time.Second))
-
+	// The status no longer shows the dead run's error as the last one: the task recovered.
+	eventually(t, 30*time.Second, func() error {
+		st := status(t, c, run.GetID())
+		if st.LastError != "" || st.Retry.Attempts != 0 || st.LastRecoveredError == "" {
+			return fmt.Errorf("status after recovery: last_error %q, retry %+v, last_recovered_error %q", st.LastError, st.Retry, st.LastRecoveredError)
+		}
+		return nil
+	})
+	// The history names the worker processes as Skein's.
+	require.True(t, strings.HasPrefix(historyIdentities(t, run.GetID())["activity"], "skein-worker:"), "%v", historyIdentities(t, run.GetID()))
 }
 
 // TestLargeTransactionBoundedMemory applies one ~300 MB source transaction: the source streams it

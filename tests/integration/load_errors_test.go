@@ -1,0 +1,59 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/workflows"
+)
+
+// TestDestinationRefusalIsReported: a destination that refuses a row of a chunk big enough that
+// the source is still sending when it does (50,000 rows, 10 MB, one chunk) fails the load with
+// the destination's own error, classified by it: IvorySQL without libxml refuses xml (feature not
+// supported: the task fails at once, no retries), a destination table's CHECK refuses the first
+// row (an "other" error: retried within its window, then failed). The source half's "destination
+// stopped reading" is never what the task reports.
+func TestDestinationRefusalIsReported(t *testing.T) {
+	eachDestination(t, func(t *testing.T) {
+		ctx := context.Background()
+		srcPG, dstPG, _, dst := clusterPair(t, false, "docs", `CREATE SCHEMA s;
+CREATE TABLE s.docs (id int PRIMARY KEY, body text, x xml);
+INSERT INTO s.docs SELECT g, repeat('b', 150), ('<a>' || g || '</a>')::xml FROM generate_series(1, 50000) g;
+ANALYZE s.docs`)
+		oracle := strings.HasSuffix(t.Name(), "oracle")
+		// The destination's table exists (schema sync off): with xml on IvorySQL, where no value
+		// of it can be stored; with a CHECK that the first row fails on PostgreSQL.
+		dest := `CREATE SCHEMA s; CREATE TABLE s.docs (id int PRIMARY KEY CHECK (id > 1), body text, x xml)`
+		want, class := "violates check constraint", "other"
+		if oracle {
+			dest = `CREATE SCHEMA s; CREATE TABLE s.docs (id int PRIMARY KEY, body text, x xml)`
+			want, class = "unsupported XML feature", "fatal"
+		}
+		mustExec(t, dst, dest)
+		c := startWorker(t, t.TempDir())
+		f, no := false, false
+		s := spec.Spec{Name: "it-refusal", Source: srcPG.Endpoint("docs"), Destination: dstPG.Endpoint("target"),
+			Objects: []spec.Object{{Schema: "s"}}, Sync: spec.Sync{Schema: &f, Incremental: &no},
+			Retry: spec.Retry{OtherMinutes: 3}}
+		run := startTask(t, c, s, &workflows.Carry{RetryUnit: time.Second})
+		st := waitPhase(t, c, run.GetID(), workflows.PhaseFailed, 2*time.Minute)
+		require.Contains(t, st.LastError, want)
+		require.Contains(t, st.LastError, "write to destination")
+		require.NotContains(t, st.LastError, "destination stopped reading")
+		require.NotContains(t, st.LastError, "retryable", "the SDK's suffix is not the task's retry state")
+		require.Equal(t, class, st.Retry.Class)
+		if oracle {
+			require.Equal(t, 1, st.Retry.Attempts, "a permanent error is not retried")
+		} else {
+			require.Greater(t, st.Retry.Attempts, 1, "an other error is retried within its window")
+		}
+		var n int
+		require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM s.docs`).Scan(&n))
+		require.Zero(t, n)
+	})
+}
