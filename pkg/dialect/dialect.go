@@ -9,6 +9,7 @@ package dialect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -44,13 +45,25 @@ var settings = []setting{
 	{Name: "ivorysql.compatible_mode", PG: "pg", Product: "IvorySQL"},
 	{Name: "ivorysql.identifier_case_switch", Product: "IvorySQL", ReportOnly: true},
 	{Name: "ivorysql.enable_emptystring_to_NULL", Product: "IvorySQL", ReportOnly: true},
-	// PolarDB for PostgreSQL (Compatible with Oracle).
+	// PolarDB for PostgreSQL (Compatible with Oracle). Names differ between its versions
+	// ("Oracle syntax compatibility" 1.0 and 2.0): the behaviour probes (probe) are what decides.
 	{Name: "polar_compatibility_mode", Product: "PolarDB", ReportOnly: true},
 	{Name: "polar_comp_redwood_date", PG: "off", Product: "PolarDB"},
 	{Name: "polar_comp_redwood_strings", PG: "off", Product: "PolarDB"},
 	{Name: "polar_comp_redwood_greatest_least", PG: "off", Product: "PolarDB"},
+	// A failed statement rolls back only itself (1.0 name, then 2.0 name): Skein's batches rely
+	// on a failed statement aborting the transaction.
 	{Name: "polar_comp_stmt_level_tx", PG: "off", Product: "PolarDB"},
+	{Name: "polar_enable_stmt_transaction_rollback", PG: "off", Product: "PolarDB"},
+	// A DDL statement commits the open transaction: a schema change and its LSN would no longer
+	// commit together.
+	{Name: "polar_enable_ddl_implicit_commit", PG: "off", Product: "PolarDB"},
+	{Name: "polar_empty_string_is_null_enable", PG: "off", Product: "PolarDB"},
 	{Name: "polar_comp_redwood_raw_names", Product: "PolarDB", ReportOnly: true},
+	{Name: "polar_enable_varchar2_length_with_byte", Product: "PolarDB", ReportOnly: true},
+	{Name: "nls_date_format", Product: "PolarDB", ReportOnly: true},
+	{Name: "nls_timestamp_format", Product: "PolarDB", ReportOnly: true},
+	{Name: "nls_timestamp_tz_format", Product: "PolarDB", ReportOnly: true},
 	// EDB Postgres Advanced Server (the Redwood settings PolarDB-O inherited).
 	{Name: "edb_redwood_date", PG: "off", Product: "EDB Postgres Advanced Server"},
 	{Name: "edb_redwood_strings", PG: "off", Product: "EDB Postgres Advanced Server"},
@@ -70,7 +83,37 @@ type Dialect struct {
 	Found map[string]string `json:"found,omitempty"`
 	// Pinned are the settings Skein set for the session ("name = value").
 	Pinned []string `json:"pinned,omitempty"`
+	// Probes are the behaviours checked in the pinned session, each with what was found.
+	Probes []Probe `json:"probes,omitempty"`
 }
+
+// Probe is one behaviour of a session that Skein checks by what the server does, not by which
+// settings it lists.
+type Probe struct {
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Found says what the server did when the probe failed.
+	Found string `json:"found,omitempty"`
+}
+
+// The behaviour probes, with the settings known to cause a failure of each (for the fix).
+var probeFixes = map[string]string{
+	probeCase:     "ivorysql.compatible_mode = pg, or the server's PostgreSQL-mode port",
+	probeEmpty:    "ivorysql.enable_emptystring_to_NULL, polar_comp_redwood_strings, polar_empty_string_is_null_enable or edb_redwood_strings off",
+	probeDate:     "polar_comp_redwood_date or edb_redwood_date off",
+	probePath:     "a search_path starting with pg_catalog (the Oracle-mode sys schema comes first otherwise)",
+	probeDDL:      "polar_enable_ddl_implicit_commit off",
+	probeStmtRoll: "polar_comp_stmt_level_tx, polar_enable_stmt_transaction_rollback or edb_stmt_level_tx off",
+}
+
+const (
+	probeCase     = "a quoted lower-case name stays lower-case"
+	probeEmpty    = "an empty string is not NULL"
+	probeDate     = "date is PostgreSQL's date"
+	probePath     = "pg_catalog is searched first"
+	probeDDL      = "a DDL statement does not commit the open transaction"
+	probeStmtRoll = "a failed statement aborts its transaction"
+)
 
 // Oracle reports a server whose sessions start in an Oracle compatibility mode.
 func (d Dialect) Oracle() bool { return d.Mode != "" && d.Mode != "pg" }
@@ -95,6 +138,17 @@ func (d Dialect) String() string {
 		fmt.Fprintf(&b, "; Skein pins per session: %s", strings.Join(d.Pinned, ", "))
 	} else {
 		b.WriteString("; PostgreSQL semantics, nothing to pin")
+	}
+	if len(d.Probes) > 0 {
+		parts := make([]string, len(d.Probes))
+		for i, p := range d.Probes {
+			if p.OK {
+				parts[i] = p.Name + ": yes"
+			} else {
+				parts[i] = p.Name + ": NO (" + p.Found + ")"
+			}
+		}
+		fmt.Fprintf(&b, "; probed: %s", strings.Join(parts, "; "))
 	}
 	return b.String()
 }
@@ -199,15 +253,35 @@ func Pin(ctx context.Context, conn *pgconn.PgConn) (Dialect, error) {
 			return d, &Error{Dialect: d, Reason: fmt.Sprintf("the session cannot set %s: %v", strings.Join(d.Pinned, ", "), err)}
 		}
 	}
-	wrong, err := check(ctx, conn)
+	probes, err := check(ctx, conn)
 	if err != nil {
 		return d, err
 	}
-	if wrong != "" {
+	more, err := probeTransactions(ctx, conn)
+	if err != nil {
+		return d, err
+	}
+	d.Probes = append(probes, more...)
+	if wrong := failedProbes(d.Probes); wrong != "" {
 		return d, &Error{Dialect: d, Reason: wrong}
 	}
 	conn.CustomData()[customDataKey] = d
 	return d, nil
+}
+
+// failedProbes says which probes failed, what was found and what to change ("" when none).
+func failedProbes(probes []Probe) string {
+	var wrong, fixes []string
+	for _, p := range probes {
+		if !p.OK {
+			wrong = append(wrong, p.Found)
+			fixes = append(fixes, probeFixes[p.Name])
+		}
+	}
+	if len(wrong) == 0 {
+		return ""
+	}
+	return "in its sessions " + strings.Join(wrong, ", ") + " (set " + strings.Join(fixes, "; ") + ")"
 }
 
 // connectionLost reports an error of the connection rather than of the SQL: retryable, and
@@ -216,37 +290,101 @@ func connectionLost(conn *pgconn.PgConn, err error) bool {
 	return pgconn.SafeToRetry(err) || conn.IsClosed()
 }
 
-// check runs one query whose answers differ under Oracle semantics and says what differs ("" when
-// nothing does).
-func check(ctx context.Context, conn *pgconn.PgConn) (string, error) {
+// check runs one query whose answers differ under Oracle semantics: one probe each for case,
+// empty strings, date and the search path.
+func check(ctx context.Context, conn *pgconn.PgConn) ([]Probe, error) {
 	res, err := conn.Exec(ctx, `SELECT 1 AS "skein_case", ''::pg_catalog.text IS NULL,
 	pg_catalog.pg_typeof(CAST('2000-01-02' AS date))::pg_catalog.oid = 1082,
 	(pg_catalog.current_schemas(true))[1] OPERATOR(pg_catalog.=) 'pg_catalog' OR (pg_catalog.current_schemas(true))[1] OPERATOR(pg_catalog.~) '^pg_temp'`).ReadAll()
 	if err != nil {
 		if connectionLost(conn, err) {
-			return "", fmt.Errorf("check the session's semantics: %w", err)
+			return nil, fmt.Errorf("check the session's semantics: %w", err)
 		}
-		return fmt.Sprintf("checking its semantics failed: %v", err), nil
+		return []Probe{{Name: probeCase, Found: fmt.Sprintf("checking its semantics failed: %v", err)}}, nil
 	}
 	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 4 {
-		return "checking its semantics returned no answer", nil
-	}
-	var wrong []string
-	if name := string(res[0].FieldDescriptions[0].Name); name != "skein_case" {
-		wrong = append(wrong, fmt.Sprintf("a quoted lower-case name is read as %q", name))
+		return []Probe{{Name: probeCase, Found: "checking its semantics returned no answer"}}, nil
 	}
 	row := res[0].Rows[0]
+	probes := []Probe{{Name: probeCase, OK: true}, {Name: probeEmpty, OK: true}, {Name: probeDate, OK: true}, {Name: probePath, OK: true}}
+	if name := string(res[0].FieldDescriptions[0].Name); name != "skein_case" {
+		probes[0] = Probe{Name: probeCase, Found: fmt.Sprintf("a quoted lower-case name is read as %q", name)}
+	}
 	if string(row[1]) != "f" {
-		wrong = append(wrong, "an empty string is read as NULL")
+		probes[1] = Probe{Name: probeEmpty, Found: "an empty string is read as NULL"}
 	}
 	if string(row[2]) != "t" {
-		wrong = append(wrong, "date is not PostgreSQL's date")
+		probes[2] = Probe{Name: probeDate, Found: "date is not PostgreSQL's date"}
 	}
 	if string(row[3]) != "t" {
-		wrong = append(wrong, "a schema is searched before pg_catalog")
+		probes[3] = Probe{Name: probePath, Found: "a schema is searched before pg_catalog"}
 	}
-	if len(wrong) > 0 {
-		return "in its sessions " + strings.Join(wrong, ", "), nil
+	return probes, nil
+}
+
+// probeTransactions checks the two transaction behaviours Skein's exactly-once apply relies on,
+// by doing what they are about (in a temporary table, rolled back; three round trips, once per
+// session):
+//   - a DDL statement inside a transaction that is rolled back leaves nothing behind (no implicit
+//     commit: a schema change and the LSN recorded with it commit together);
+//   - after a failed statement the next one in the same transaction fails with 25P02 (no
+//     statement-level rollback: a failed batch or upsert aborts its whole transaction).
+func probeTransactions(ctx context.Context, conn *pgconn.PgConn) ([]Probe, error) {
+	lost := func(what string, err error) error { return fmt.Errorf("probe the session's %s: %w", what, err) }
+	ddl := Probe{Name: probeDDL, OK: true}
+	res, err := conn.Exec(ctx, `BEGIN; CREATE TEMPORARY TABLE skein_probe_ddl (x integer); ROLLBACK;
+SELECT pg_catalog.to_regclass('pg_temp.skein_probe_ddl') IS NULL; DROP TABLE IF EXISTS pg_temp.skein_probe_ddl`).ReadAll()
+	switch {
+	case err != nil && connectionLost(conn, err):
+		return nil, lost("transactions", err)
+	case err != nil:
+		ddl = Probe{Name: probeDDL, Found: fmt.Sprintf("a DDL statement in a transaction failed: %v", err)}
+		if _, rerr := conn.Exec(ctx, "ROLLBACK").ReadAll(); rerr != nil && connectionLost(conn, rerr) {
+			return nil, lost("transactions", rerr)
+		}
+	case len(res) < 4 || len(res[3].Rows) != 1 || string(res[3].Rows[0][0]) != "t":
+		ddl = Probe{Name: probeDDL, Found: "a DDL statement committed the open transaction (a table created in a transaction that was rolled back is there)"}
 	}
-	return "", nil
+
+	abort := Probe{Name: probeStmtRoll, OK: true}
+	_, err = conn.Exec(ctx, `BEGIN; SELECT 1 / 0`).ReadAll()
+	if err != nil && connectionLost(conn, err) {
+		return nil, lost("transactions", err)
+	}
+	_, err = conn.Exec(ctx, `SELECT 1`).ReadAll()
+	var pgErr *pgconn.PgError
+	switch {
+	case err != nil && connectionLost(conn, err):
+		return nil, lost("transactions", err)
+	case err == nil:
+		abort = Probe{Name: probeStmtRoll, Found: "a statement after a failed one in the same transaction succeeded (statement-level rollback)"}
+	case !errors.As(err, &pgErr) || pgErr.Code != "25P02":
+		abort = Probe{Name: probeStmtRoll, Found: fmt.Sprintf("a statement after a failed one in the same transaction failed with %v, not 25P02", err)}
+	}
+	if _, err := conn.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+		if connectionLost(conn, err) {
+			return nil, lost("transactions", err)
+		}
+		return nil, fmt.Errorf("probe the session's transactions: ROLLBACK: %w", err)
+	}
+	return []Probe{ddl, abort}, nil
+}
+
+// FoldsCase reports whether the destination resolves names without regard to case in a pinned
+// session (PolarDB-O can: "ORDERS", "orders" and orders then name one table), by creating two
+// temporary tables whose names differ only in case inside a transaction that is rolled back.
+func FoldsCase(ctx context.Context, conn *pgconn.PgConn) (bool, error) {
+	_, err := conn.Exec(ctx, `BEGIN; CREATE TEMPORARY TABLE "skein_fold_probe" (x integer); CREATE TEMPORARY TABLE "SKEIN_FOLD_PROBE" (x integer)`).ReadAll()
+	var pgErr *pgconn.PgError
+	folds := errors.As(err, &pgErr) && pgErr.Code == "42P07" // duplicate table
+	if err != nil && !folds {
+		if _, rerr := conn.Exec(ctx, "ROLLBACK").ReadAll(); rerr != nil && connectionLost(conn, rerr) {
+			return false, rerr
+		}
+		return false, fmt.Errorf("probe whether names fold case: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+		return false, fmt.Errorf("probe whether names fold case: ROLLBACK: %w", err)
+	}
+	return folds, nil
 }

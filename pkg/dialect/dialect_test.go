@@ -52,16 +52,29 @@ func TestPin(t *testing.T) {
 				require.Equal(t, "interchange", d.Found["ivorysql.identifier_case_switch"])
 				require.Contains(t, d.String(), "ivorysql.enable_emptystring_to_NULL = on")
 			}
-			wrong, err := check(ctx, conn)
+			require.Len(t, d.Probes, 6)
+			for _, p := range d.Probes {
+				require.True(t, p.OK, "%s: %s", p.Name, p.Found)
+			}
+			require.Contains(t, d.String(), "probed: a quoted lower-case name stays lower-case: yes")
+			require.Contains(t, d.String(), "a failed statement aborts its transaction: yes")
+			probes, err := check(ctx, conn)
 			require.NoError(t, err)
-			require.Empty(t, wrong, "after Pin the session has PostgreSQL semantics")
+			require.Empty(t, failedProbes(probes), "after Pin the session has PostgreSQL semantics")
+			var n int
+			require.NoError(t, conn.Exec(ctx, "SELECT 1").Close(), "the session is usable after the probes")
+			res, err := conn.Exec(ctx, "SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'skein_probe_ddl'").ReadAll()
+			require.NoError(t, err)
+			fmt.Sscan(string(res[0].Rows[0][0]), &n) //nolint:errcheck
+			require.Zero(t, n, "the probe's table is gone")
 		})
 	}
 
 	t.Run("an unpinned Oracle-mode session is caught", func(t *testing.T) {
 		conn := connect(t, ivory.OraclePort)
-		wrong, err := check(context.Background(), conn)
+		probes, err := check(context.Background(), conn)
 		require.NoError(t, err)
+		wrong := failedProbes(probes)
 		require.Contains(t, wrong, `a quoted lower-case name is read as "SKEIN_CASE"`)
 		require.Contains(t, wrong, "an empty string is read as NULL")
 		require.Contains(t, wrong, "date is not PostgreSQL's date")

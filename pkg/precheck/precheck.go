@@ -165,6 +165,9 @@ func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) (it
 		if c.defs != nil && c.src != nil && s.SchemaSync() {
 			c.destExtensions(ctx)
 		}
+		if c.defs != nil && c.src != nil {
+			c.destCapabilities(ctx)
+		}
 		c.destCompatibility(dialect.Of(c.dst.PgConn()))
 	}
 	// A connection that broke during a check is closed by pgx.

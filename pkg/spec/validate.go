@@ -51,7 +51,7 @@ var PrecheckIDs = []string{
 	"replica_role_privilege", "objects_exist", "primary_keys", "replica_identity",
 	"conflicting_tables", "dest_schemas", "sequences_selected", "unsupported_tables",
 	"fk_parents_selected", "dest_extensions", "long_transactions", "source_size",
-	"dest_compatibility", "row_filters", "unlogged_tables", "ddl_capture",
+	"dest_compatibility", "row_filters", "unlogged_tables", "ddl_capture", "dest_capabilities",
 }
 
 // Validate checks a spec whose defaults are applied. It returns Errors naming each bad field.

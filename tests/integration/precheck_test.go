@@ -163,9 +163,48 @@ func TestPrecheckItems(t *testing.T) {
 		compat, _ := itemByID(items, "dest_compatibility")
 		require.True(t, compat.Passed)
 		for _, want := range []string{"IvorySQL", "IvorySQL 5.4", "sessions start in oracle mode", "ivorysql.identifier_case_switch = interchange",
-			"ivorysql.enable_emptystring_to_NULL = on", "Skein pins per session: ivorysql.compatible_mode = pg"} {
+			"ivorysql.enable_emptystring_to_NULL = on", "Skein pins per session: ivorysql.compatible_mode = pg",
+			"a DDL statement does not commit the open transaction: yes", "a failed statement aborts its transaction: yes"} {
 			require.Contains(t, compat.Detail, want)
 		}
+	})
+
+	t.Run("dest_capabilities: what the destination cannot hold is named before anything is created", func(t *testing.T) {
+		mustExec(t, src, `CREATE SCHEMA cap;
+CREATE TABLE cap.docs (id int PRIMARY KEY, x xml);
+CREATE TABLE cap.names (id int PRIMARY KEY, n text COLLATE "und-x-icu");
+CREATE TABLE cap."Orders" (id int PRIMARY KEY);
+CREATE TABLE cap.orders (id int PRIMARY KEY, "Note" text, note text)`)
+		ivory := testharness.NewIvorySQL(t, testharness.PostgresOptions{})
+		require.NoError(t, ivory.CreateDatabase(ctx, "target"))
+		s := base()
+		s.Objects = []spec.Object{{Schema: "cap"}}
+		s.Destination = ivory.Endpoint("target")
+		it, _ := itemByID(run(s, precheck.Options{}), "dest_capabilities")
+		require.False(t, it.Passed, "%+v", it)
+		require.Equal(t, precheck.Error, it.Level)
+		require.Contains(t, it.Detail, "xml values cannot be stored on the destination")
+		require.Contains(t, it.Detail, "cap.docs.x")
+		require.Contains(t, it.Detail, `collation pg_catalog."und-x-icu" (used by cap.names.n) does not exist`)
+		require.NotContains(t, it.Detail, "differ only in case", "IvorySQL keeps the names apart in a pinned session")
+		ivoryConn, err := ivory.Connect(ctx, "target")
+		require.NoError(t, err)
+		defer ivoryConn.Close(ctx)
+		var schemas int
+		require.NoError(t, ivoryConn.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname IN ('cap', 'skein')`).Scan(&schemas))
+		require.Zero(t, schemas, "nothing was created")
+
+		// Excluding those two, what is left passes, noting the names that differ only in case.
+		s.Objects = []spec.Object{{Schema: "cap", ExcludeTables: []string{"docs", "names"}}}
+		it, _ = itemByID(run(s, precheck.Options{}), "dest_capabilities")
+		require.True(t, it.Passed, "%+v", it)
+		require.Contains(t, it.Detail, "2 group(s) of names differ only in case; the destination keeps them apart")
+
+		// PostgreSQL 15 (with libxml and ICU) holds all of it.
+		s = base()
+		s.Objects = []spec.Object{{Schema: "cap"}}
+		it, _ = itemByID(run(s, precheck.Options{}), "dest_capabilities")
+		require.True(t, it.Passed, "%+v", it)
 	})
 
 	t.Run("a full-only task skips the replication items", func(t *testing.T) {

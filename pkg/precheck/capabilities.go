@@ -1,0 +1,251 @@
+package precheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/dialect"
+	"github.com/skein-dts/skein/pkg/spec"
+)
+
+// destCapabilities checks that the destination can hold the selection, before anything is
+// created: every built-in column type exists there (and xml values can be stored: a server built
+// without libxml has the type but refuses every value), every column collation exists for its
+// database's encoding, the encodings are compatible, no two selected names become one under the
+// destination's case rules, and no name is longer than the destination allows. Each problem
+// names the table and column and says what to do. (Types and extensions of the selection that
+// schema sync creates are dest_extensions' and the schema step's.)
+func (c *checker) destCapabilities(ctx context.Context) {
+	var problems []string
+	fail := func(err error) { c.fail("dest_capabilities", Error, "checking the destination failed: "+err.Error(), "") }
+
+	missingTypes, err := c.missingTypes(ctx)
+	if err != nil {
+		fail(err)
+		return
+	}
+	problems = append(problems, missingTypes...)
+	missingColl, err := c.missingCollations(ctx)
+	if err != nil {
+		fail(err)
+		return
+	}
+	problems = append(problems, missingColl...)
+	enc, err := c.encodings(ctx)
+	if err != nil {
+		fail(err)
+		return
+	}
+	problems = append(problems, enc...)
+	long, err := c.longNames(ctx)
+	if err != nil {
+		fail(err)
+		return
+	}
+	problems = append(problems, long...)
+	var notes []string
+	if groups := caseCollisions(c.tables, c.defs); len(groups) > 0 {
+		folds, err := dialect.FoldsCase(ctx, c.dst.PgConn())
+		if err != nil {
+			fail(err)
+			return
+		}
+		if folds {
+			for _, g := range groups {
+				problems = append(problems, fmt.Sprintf("%s differ only in case and would be one name on the destination, which resolves names without regard to case: map one to another name (to:, columns:) or exclude it",
+					strings.Join(g, " and ")))
+			}
+		} else {
+			notes = append(notes, fmt.Sprintf("%d group(s) of names differ only in case; the destination keeps them apart", len(groups)))
+		}
+	}
+	if len(problems) > 0 {
+		c.fail("dest_capabilities", Error, "the destination cannot hold the selection as it is: "+strings.Join(problems, "; "),
+			"exclude the tables named (exclude_tables) or map them (to:, columns:), or give the destination what is missing (the extension, the collation, a server built with the feature)")
+		return
+	}
+	detail := "the destination has every type and collation the selected columns use, a compatible encoding and room for every name"
+	if len(notes) > 0 {
+		detail += "; " + strings.Join(notes, "; ")
+	}
+	c.pass("dest_capabilities", Error, detail)
+}
+
+// columnsWhere lists "schema.table.column" of the selected columns for which keep is true, by
+// the key keep returns (e.g. the type's name), in the order of the selection.
+func (c *checker) columnsWhere(keep func(col catalog.Column) (string, bool)) (keys []string, uses map[string][]string) {
+	uses = map[string][]string{}
+	for i, t := range c.defs {
+		for _, col := range t.Columns {
+			k, ok := keep(col)
+			if !ok {
+				continue
+			}
+			if _, seen := uses[k]; !seen {
+				keys = append(keys, k)
+			}
+			uses[k] = append(uses[k], c.tables[i].Source.String()+"."+col.Name)
+		}
+	}
+	return keys, uses
+}
+
+// usedBy names the first few columns using something.
+func usedBy(cols []string) string {
+	if len(cols) > 3 {
+		return strings.Join(cols[:3], ", ") + fmt.Sprintf(" and %d more", len(cols)-3)
+	}
+	return strings.Join(cols, ", ")
+}
+
+// missingTypes reports the built-in types of selected columns the destination lacks, and xml
+// when it cannot store an xml value.
+func (c *checker) missingTypes(ctx context.Context) ([]string, error) {
+	types, uses := c.columnsWhere(func(col catalog.Column) (string, bool) {
+		return pgx.Identifier{col.Type.Schema, col.Type.Name}.Sanitize(), col.Type.Builtin()
+	})
+	if len(types) == 0 {
+		return nil, nil
+	}
+	missing, err := queryStrings(ctx, c.dst, `SELECT u.t FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY u(t, i)
+WHERE pg_catalog.to_regtype(u.t) IS NULL ORDER BY u.i`, types)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range missing {
+		out = append(out, fmt.Sprintf("type %s (used by %s) does not exist on the destination", t, usedBy(uses[t])))
+	}
+	xml := pgx.Identifier{"pg_catalog", "xml"}.Sanitize()
+	if _, used := uses[xml]; used && !slices.Contains(missing, xml) {
+		_, err := c.dst.Exec(ctx, `SELECT '<skein/>'::pg_catalog.xml`)
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == "0A000":
+			out = append(out, fmt.Sprintf("xml values cannot be stored on the destination (%s: the server was built without libxml); used by %s",
+				pgErr.Message, usedBy(uses[xml])))
+		case err != nil:
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// missingCollations reports column collations the destination lacks for its database's
+// encoding (an ICU collation on a server built without ICU, a libc locale it does not have).
+// Skein does not create collations (schema sync uses the destination's).
+func (c *checker) missingCollations(ctx context.Context) ([]string, error) {
+	colls, uses := c.columnsWhere(func(col catalog.Column) (string, bool) { return col.Collation, col.Collation != "" })
+	if len(colls) == 0 {
+		return nil, nil
+	}
+	missing, err := queryStrings(ctx, c.dst, `SELECT u.c FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY u(c, i)
+WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace n ON n.oid = co.collnamespace
+  WHERE pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(co.collname) OPERATOR(pg_catalog.=) u.c
+    AND co.collencoding IN (-1, (SELECT d.encoding FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())))
+ORDER BY u.i`, colls)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, coll := range missing {
+		out = append(out, fmt.Sprintf("collation %s (used by %s) does not exist on the destination for its encoding", coll, usedBy(uses[coll])))
+	}
+	return out, nil
+}
+
+// encodings reports a destination database whose encoding cannot hold every character of the
+// source's (any source into UTF8 or SQL_ASCII is fine; otherwise they must be the same).
+func (c *checker) encodings(ctx context.Context) ([]string, error) {
+	const q = `SELECT pg_catalog.pg_encoding_to_char(d.encoding)::pg_catalog.text FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()`
+	var src, dst string
+	if err := c.src.QueryRow(ctx, q).Scan(&src); err != nil {
+		return nil, err
+	}
+	if err := c.dst.QueryRow(ctx, q).Scan(&dst); err != nil {
+		return nil, err
+	}
+	if src == dst || dst == "UTF8" || dst == "SQL_ASCII" {
+		return nil, nil
+	}
+	return []string{fmt.Sprintf("the source database's encoding is %s and the destination's %s, which cannot hold every character of it: create the destination database with ENCODING 'UTF8' (or %s)", src, dst, src)}, nil
+}
+
+// longNames reports destination names (schemas, tables, columns, constraints) longer than the
+// destination's max_identifier_length (NAMEDATALEN - 1 bytes): it would truncate them.
+func (c *checker) longNames(ctx context.Context) ([]string, error) {
+	var maxLen int
+	var s string
+	if err := c.dst.QueryRow(ctx, `SELECT pg_catalog.current_setting('max_identifier_length')`).Scan(&s); err != nil {
+		return nil, err
+	}
+	if _, err := fmt.Sscan(s, &maxLen); err != nil || maxLen <= 0 {
+		return nil, fmt.Errorf("max_identifier_length %q: not a number", s)
+	}
+	var long []string
+	check := func(what, name string) {
+		if len(name) > maxLen && !slices.Contains(long, what) {
+			long = append(long, what)
+		}
+	}
+	for i, t := range c.defs {
+		tm := c.tables[i]
+		check(fmt.Sprintf("schema %q", tm.Dest.Schema), tm.Dest.Schema)
+		check(fmt.Sprintf("table %s", tm.Dest), tm.Dest.Name)
+		for _, col := range t.Columns {
+			to := tm.DestColumn(col.Name)
+			check(fmt.Sprintf("column %s.%s", tm.Dest, to), to)
+		}
+		for _, k := range t.Constraints {
+			check(fmt.Sprintf("constraint %s of %s", k.Name, tm.Dest), k.Name)
+		}
+	}
+	if len(long) == 0 {
+		return nil, nil
+	}
+	return []string{fmt.Sprintf("names longer than the destination's %d bytes (it would cut them short): %s; map them to shorter names", maxLen, strings.Join(long, ", "))}, nil
+}
+
+// caseCollisions groups the selection's destination names that differ only in case: tables
+// (by schema and name) and the columns of each table, after mapping.
+func caseCollisions(tables []spec.TableMap, defs []*catalog.Table) [][]string {
+	var groups [][]string
+	collect := func(names []string) {
+		by := map[string][]string{}
+		for _, n := range names {
+			k := strings.ToLower(n)
+			if !slices.Contains(by[k], n) {
+				by[k] = append(by[k], n)
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(by)) {
+			if len(by[k]) > 1 {
+				groups = append(groups, by[k])
+			}
+		}
+	}
+	var names []string
+	for _, t := range tables {
+		names = append(names, "table "+t.Dest.Quoted())
+	}
+	collect(names)
+	for i, t := range defs {
+		if i >= len(tables) {
+			break
+		}
+		var cols []string
+		for _, col := range t.Columns {
+			cols = append(cols, "column "+tables[i].Dest.Quoted()+"."+pgx.Identifier{tables[i].DestColumn(col.Name)}.Sanitize())
+		}
+		collect(cols)
+	}
+	return groups
+}
