@@ -25,7 +25,9 @@ import (
 // schema sync creates are dest_extensions' and the schema step's.)
 func (c *checker) destCapabilities(ctx context.Context) {
 	var problems []string
-	fail := func(err error) { c.fail("dest_capabilities", Error, "checking the destination failed: "+err.Error(), "") }
+	fail := func(err error) {
+		c.fail("dest_capabilities", Error, "checking the destination failed: "+err.Error(), "")
+	}
 
 	missingTypes, err := c.missingTypes(ctx)
 	if err != nil {
