@@ -665,7 +665,7 @@ WHERE i.inhparent = pg_catalog.to_regclass($1) ORDER BY 1, 2`, parent.Source.Quo
 			}
 			selected[p] = true
 			out = append(out, spec.TableMap{Source: p, Dest: spec.QName{Schema: spec.DestSchema(objs, p.Schema), Name: p.Name},
-				Columns: parent.Columns, Operations: parent.Operations, Where: parent.Where})
+				Columns: parent.Columns, Types: parent.Types, Operations: parent.Operations, Where: parent.Where})
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {

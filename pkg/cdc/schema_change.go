@@ -158,7 +158,7 @@ func (a *applier) newTable(t *ddlcapture.Table) (spec.TableMap, bool) {
 		if !ok {
 			return spec.TableMap{}, false
 		}
-		return spec.TableMap{Source: t.QName(), Dest: dest, Columns: parent.Columns, Operations: parent.Operations, Where: parent.Where}, true
+		return spec.TableMap{Source: t.QName(), Dest: dest, Columns: parent.Columns, Types: parent.Types, Operations: parent.Operations, Where: parent.Where}, true
 	}
 	whole, excluded := a.schema.wholeSchema(t.Schema)
 	if !whole || slices.Contains(excluded, t.Name) {

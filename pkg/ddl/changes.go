@@ -2,6 +2,7 @@ package ddl
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"strings"
 
@@ -58,6 +59,7 @@ func TableChange(before, after *ddlcapture.Table, tm spec.TableMap, m Mapper) (C
 	for k, v := range tm.Columns {
 		renames[k] = v
 	}
+	types := maps.Clone(tm.Types) // a mapped type follows its column's renames
 	// (Its mapping follows the renames all the same.)
 	for _, old := range before.Columns {
 		if after.Column(old.Num) == nil {
@@ -65,10 +67,17 @@ func TableChange(before, after *ddlcapture.Table, tm spec.TableMap, m Mapper) (C
 				alter("DROP COLUMN %s", ident(tm.DestColumn(old.Name)))
 			}
 			delete(renames, old.Name)
+			delete(types, old.Name)
 		}
 	}
 	for _, col := range after.Columns {
 		old := before.Column(col.Num)
+		if old != nil && old.Name != col.Name {
+			if to, mapped := types[old.Name]; mapped {
+				delete(types, old.Name)
+				types[col.Name] = to
+			}
+		}
 		switch {
 		case old == nil:
 			if !partition {
@@ -86,13 +95,18 @@ func TableChange(before, after *ddlcapture.Table, tm spec.TableMap, m Mapper) (C
 	if len(renames) > 0 {
 		ch.Mapping.Columns = renames
 	}
+	ch.Mapping.Types = nil
+	if len(types) > 0 {
+		ch.Mapping.Types = types
+	}
 	for _, col := range after.Columns {
 		old := before.Column(col.Num)
 		if old == nil {
 			continue
 		}
 		name := ident(ch.Mapping.DestColumn(col.Name))
-		if !partition && (old.Type != col.Type || old.Collation != col.Collation) {
+		// A column mapped to a type of its own (column_types) keeps it.
+		if !partition && (old.Type != col.Type || old.Collation != col.Collation) && ch.Mapping.DestType(col.Name) == "" {
 			typ := MapExpr(col.Type, nil, schemas)
 			collate := ""
 			if col.Collation != "" {

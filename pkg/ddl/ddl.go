@@ -190,9 +190,13 @@ func CreateTable(t *catalog.Table, tm spec.TableMap, m Mapper) string {
 		var b strings.Builder
 		b.WriteString(ident(tm.DestColumn(c.Name)))
 		b.WriteString(" ")
-		b.WriteString(TypeSQL(c.Type, m))
-		if c.Collation != "" {
-			b.WriteString(" COLLATE " + c.Collation)
+		if to := tm.DestType(c.Name); to != "" {
+			b.WriteString(to) // spec.checkTypeName: a type name, as the user wrote it
+		} else {
+			b.WriteString(TypeSQL(c.Type, m))
+			if c.Collation != "" {
+				b.WriteString(" COLLATE " + c.Collation)
+			}
 		}
 		switch {
 		case c.Generated != "":

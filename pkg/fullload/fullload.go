@@ -158,8 +158,10 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 		srcCols[i] = pgx.Identifier{col.Name}.Sanitize()
 		dstCols[i] = pgx.Identifier{ch.Table.DestColumn(col.Name)}.Sanitize()
 	}
+	// Text unless every type is built in (their binary forms are the same on both sides) and no
+	// column is mapped to another type (the destination reads the source's text form as it).
 	format := "text"
-	if t.AllBuiltinTypes() && !c.Throttle.CountsRows() {
+	if t.AllBuiltinTypes() && !c.Throttle.CountsRows() && len(ch.Table.Types) == 0 {
 		format = "binary"
 	}
 	// ONLY: the rows of tables that inherit from this one (partitions too) are theirs to copy.

@@ -35,6 +35,12 @@ func (c *checker) destCapabilities(ctx context.Context) {
 		return
 	}
 	problems = append(problems, missingTypes...)
+	mapped, err := c.mappedTypes(ctx)
+	if err != nil {
+		fail(err)
+		return
+	}
+	problems = append(problems, mapped...)
 	missingColl, err := c.missingCollations(ctx)
 	if err != nil {
 		fail(err)
@@ -82,11 +88,15 @@ func (c *checker) destCapabilities(ctx context.Context) {
 }
 
 // columnsWhere lists "schema.table.column" of the selected columns for which keep is true, by
-// the key keep returns (e.g. the type's name), in the order of the selection.
+// the key keep returns (e.g. the type's name), in the order of the selection. Columns mapped to
+// another type (column_types) are left out: mappedTypes checks those.
 func (c *checker) columnsWhere(keep func(col catalog.Column) (string, bool)) (keys []string, uses map[string][]string) {
 	uses = map[string][]string{}
 	for i, t := range c.defs {
 		for _, col := range t.Columns {
+			if c.tables[i].DestType(col.Name) != "" {
+				continue
+			}
 			k, ok := keep(col)
 			if !ok {
 				continue
@@ -136,6 +146,42 @@ WHERE pg_catalog.to_regtype(u.t) IS NULL ORDER BY u.i`, types)
 				pgErr.Message, usedBy(uses[xml])))
 		case err != nil:
 			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// mappedTypes checks each column_types mapping: the column exists, the destination has the type,
+// and the source can cast the column's values to it (a mapping that makes no sense there, such as
+// a box to an integer, is refused; the load and the change stream then have the destination read
+// each value's text form as the type).
+func (c *checker) mappedTypes(ctx context.Context) ([]string, error) {
+	var out []string
+	for i, tm := range c.tables {
+		for _, col := range slices.Sorted(maps.Keys(tm.Types)) {
+			to := tm.Types[col]
+			name := tm.Source.String() + "." + col
+			if c.defs[i].Column(col) == nil {
+				out = append(out, fmt.Sprintf("column_types names column %s, which does not exist", name))
+				continue
+			}
+			var exists bool
+			if err := c.dst.QueryRow(ctx, `SELECT pg_catalog.to_regtype($1) IS NOT NULL`, to).Scan(&exists); err != nil {
+				return nil, err
+			}
+			if !exists {
+				out = append(out, fmt.Sprintf("column_types maps %s to %s, which does not exist on the destination", name, to))
+				continue
+			}
+			// The type name passed spec.checkTypeName: it is a type, not a statement.
+			_, err := c.src.Exec(ctx, fmt.Sprintf("SELECT CAST(%s AS %s) FROM ONLY %s LIMIT 0", pgx.Identifier{col}.Sanitize(), to, tm.Source.Quoted()))
+			var pgErr *pgconn.PgError
+			switch {
+			case errors.As(err, &pgErr):
+				out = append(out, fmt.Sprintf("column_types maps %s to %s, to which the source cannot cast it (%s)", name, to, pgErr.Message))
+			case err != nil:
+				return nil, err
+			}
 		}
 	}
 	return out, nil

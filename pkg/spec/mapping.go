@@ -26,6 +26,8 @@ type TableMap struct {
 	Source     QName             `json:"source"`
 	Dest       QName             `json:"dest"`
 	Columns    map[string]string `json:"columns,omitempty"`
+	// Types are the source columns whose destination type is another (Table.ColumnTypes).
+	Types      map[string]string `json:"types,omitempty"`
 	Operations []string          `json:"operations"`
 	// Where is the row filter (an SQL expression over the source table's columns), or "".
 	Where string `json:"where,omitempty"`
@@ -53,6 +55,9 @@ func (m TableMap) DestColumn(col string) string {
 	}
 	return col
 }
+
+// DestType is the destination type a source column is mapped to ("" when it keeps its type).
+func (m TableMap) DestType(col string) string { return m.Types[col] }
 
 // Allows reports whether operation op (OpInsert, ...) is synchronized for this table.
 func (m TableMap) Allows(op string) bool { return slices.Contains(m.Operations, op) }
@@ -110,6 +115,7 @@ func Resolve(objs []Object, sourceTables map[string][]string) ([]TableMap, error
 				Source:     QName{o.Schema, t.Name},
 				Dest:       QName{destSchema, dest},
 				Columns:    t.Columns,
+				Types:      t.ColumnTypes,
 				Operations: append([]string(nil), ops...),
 				Where:      strings.TrimSpace(t.Where),
 			})

@@ -75,8 +75,13 @@ type Table struct {
 	Name       string            `json:"name"`
 	To         string            `json:"to,omitempty"`
 	Columns    map[string]string `json:"columns,omitempty"`
-	Where      string            `json:"where,omitempty"`
-	Operations []string          `json:"operations,omitempty"`
+	// ColumnTypes gives source columns another type on the destination (column -> type, as
+	// SQL writes it: text, varchar(200), numeric(12,2)): the destination reads each value's
+	// text form as that type, in the load and in the change stream. For what a destination
+	// lacks (xml on a server without libxml: `x: text`).
+	ColumnTypes map[string]string `json:"column_types,omitempty"`
+	Where       string            `json:"where,omitempty"`
+	Operations  []string          `json:"operations,omitempty"`
 }
 
 // Retry sets the retry windows, in minutes from the first failure of a streak.

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -251,6 +252,12 @@ func validateObjects(errs *Errors, objs []Object) {
 				}
 				destCols[to] = from
 			}
+			for _, col := range slices.Sorted(maps.Keys(t.ColumnTypes)) {
+				validateIdent(errs, tf+".column_types", col)
+				if err := checkTypeName(t.ColumnTypes[col]); err != nil {
+					errs.add(tf+".column_types."+col, "%v", err)
+				}
+			}
 			if t.Where != "" {
 				if err := checkExpression(t.Where); err != nil {
 					errs.add(tf+".where", "%v", err)
@@ -263,6 +270,19 @@ func validateObjects(errs *Errors, objs []Object) {
 			}
 		}
 	}
+}
+
+// typeName is a type as SQL writes it: a name (qualified or not, of one or more words), an
+// optional modifier of numbers, array brackets.
+var typeName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?( [A-Za-z_][A-Za-z0-9_]*)*( ?\( *[0-9]+( *, *[0-9]+)? *\))?( [A-Za-z_][A-Za-z0-9_]*)*(\[\])*$`)
+
+// checkTypeName accepts a type name for column_types; the destination says whether it exists
+// and the source whether its values cast to it (precheck dest_capabilities).
+func checkTypeName(t string) error {
+	if !typeName.MatchString(t) {
+		return fmt.Errorf("%q is not a type name (e.g. text, varchar(200), numeric(12,2), timestamp with time zone)", t)
+	}
+	return nil
 }
 
 // checkExpression makes sure a row filter stays one expression wherever Skein puts it between

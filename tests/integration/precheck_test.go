@@ -194,6 +194,17 @@ CREATE TABLE cap.orders (id int PRIMARY KEY, "Note" text, note text)`)
 		require.NoError(t, ivoryConn.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname IN ('cap', 'skein')`).Scan(&schemas))
 		require.Zero(t, schemas, "nothing was created")
 
+		// The xml column mapped to text fits; mapped to a type its values cannot be cast to, it is
+		// refused by the source, naming the mapping.
+		s.Objects = []spec.Object{{Schema: "cap", Tables: []spec.Table{{Name: "docs", ColumnTypes: map[string]string{"x": "text"}}}}}
+		it, _ = itemByID(run(s, precheck.Options{}), "dest_capabilities")
+		require.True(t, it.Passed, "%+v", it)
+		s.Objects[0].Tables[0].ColumnTypes = map[string]string{"x": "integer", "nope": "text"}
+		it, _ = itemByID(run(s, precheck.Options{}), "dest_capabilities")
+		require.False(t, it.Passed)
+		require.Contains(t, it.Detail, "column_types maps cap.docs.x to integer, to which the source cannot cast it (cannot cast type xml to integer)")
+		require.Contains(t, it.Detail, "column_types names column cap.docs.nope, which does not exist")
+
 		// Excluding those two, what is left passes, noting the names that differ only in case.
 		s.Objects = []spec.Object{{Schema: "cap", ExcludeTables: []string{"docs", "names"}}}
 		it, _ = itemByID(run(s, precheck.Options{}), "dest_capabilities")
