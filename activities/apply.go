@@ -20,6 +20,10 @@ import (
 	"github.com/skein-dts/skein/pkg/throttle"
 )
 
+// DefaultReportEvery is the interval of routine progress signals of an apply run: an idle task
+// writes about one event a minute to its history for them.
+const DefaultReportEvery = time.Minute
+
 // SignalApplyProgress is the internal signal by which the apply activity reports its position to
 // the task's workflow, for the status query.
 const SignalApplyProgress = "skein-apply-progress"
@@ -31,7 +35,10 @@ type ApplyInput struct {
 	// MaxRun ends the run cleanly after this long (the workflow starts the next one), which keeps
 	// each activity bounded; 0 = 30 minutes.
 	MaxRun time.Duration `json:"max_run,omitempty"`
-	// ReportEvery is the interval of progress signals; 0 = 5s.
+	// ReportEvery is the interval of routine progress signals (position, lag, counts); 0 = a
+	// minute. What a person looks for in the history (a schema change, the lag crossing the alert
+	// threshold, the run applying again after a failure) is signalled at once; the live figures
+	// are in the activity's heartbeat, every second.
 	ReportEvery time.Duration `json:"report_every,omitempty"`
 	// StallAfter is how long a destination statement may wait for the server before the apply
 	// asks the server (on a new connection) whether it still works on it; 0 = a minute.
@@ -114,7 +121,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		in.MaxRun = 30 * time.Minute
 	}
 	if in.ReportEvery == 0 {
-		in.ReportEvery = 5 * time.Second
+		in.ReportEvery = DefaultReportEvery
 	}
 	release, err := a.acquire(ctx, a.slots().applyRuns, "apply run")
 	if err != nil {
@@ -179,7 +186,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	reporterDone := make(chan struct{})
 	go func() {
 		defer close(reporterDone)
-		a.reportApply(runCtx, ctx, lagConn, in.ReportEvery, !in.Helper, func() cdc.Progress {
+		a.reportApply(runCtx, ctx, lagConn, in.ReportEvery, in.Spec.Alerts.LatencySeconds, !in.Helper, func() cdc.Progress {
 			mu.Lock()
 			defer mu.Unlock()
 			return latest
@@ -267,10 +274,11 @@ func runName(ctx context.Context) string {
 	return fmt.Sprintf("%s#%d", info.ActivityID, info.Attempt)
 }
 
-// reportApply heartbeats every second with the stream's latest position until runCtx ends, and
-// signals the workflow: a new applied position within a second, other changes (lag) every
-// reportEvery. actCtx is the activity's context (heartbeats need it).
-func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Conn, reportEvery time.Duration, signal bool,
+// reportApply heartbeats every second with the stream's latest position until runCtx ends (the
+// live figures: skein status and the UI's pending activity show them), and signals the workflow
+// when reportDue says so. actCtx is the activity's context (heartbeats need it); alertSeconds is
+// alerts.latency_seconds.
+func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Conn, reportEvery time.Duration, alertSeconds int, signal bool,
 	latest func() cdc.Progress, record func(ApplyProgress)) {
 	info := activity.GetInfo(actCtx)
 	log := a.logger(actCtx)
@@ -279,6 +287,9 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 	var last ApplyProgress
 	var lastSent, lastBeat time.Time
 	beats := true
+	// A quiet selection still moves the slot: a heartbeat into the source's WAL this often.
+	beatEvery := min(reportEvery, 5*time.Second)
+
 	for {
 		select {
 		case <-runCtx.Done():
@@ -300,16 +311,14 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 		activity.RecordHeartbeat(actCtx, ap)
 		record(ap)
 		// A quiet selection: a heartbeat into the source's WAL moves the slot and the lag.
-		if beats && time.Since(p.LastCommitTime) >= reportEvery && time.Since(lastBeat) >= reportEvery {
+		if beats && time.Since(p.LastCommitTime) >= beatEvery && time.Since(lastBeat) >= beatEvery {
 			lastBeat = time.Now()
 			if err := cdc.EmitHeartbeat(runCtx, lagConn, info.WorkflowExecution.ID); err != nil && runCtx.Err() == nil {
 				log.Warn("heartbeats into the source WAL are off; the slot advances only with changes of the selection", zap.Error(err))
 				beats = false
 			}
 		}
-		since := time.Since(lastSent)
-		due := (ap.AppliedLSN != last.AppliedLSN && since >= time.Second) || (!sameReport(ap, last) && since >= reportEvery) ||
-			ap.TablesVersion != last.TablesVersion
+		due := reportDue(ap, last, lastSent.IsZero(), time.Since(lastSent), reportEvery, alertSeconds)
 		if !due || a.Client == nil || !signal {
 			continue
 		}
@@ -319,6 +328,25 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 			log.Warn("report apply progress", zap.Error(err))
 		}
 	}
+}
+
+// reportDue decides whether a progress report goes to the workflow now, as a signal: an event in
+// the task's history. What a person looks for there goes at once: the run's first report (it
+// applies again: a failure streak is over), a schema change applied or skipped, a change not
+// replicated, the lag crossing alerts.latency_seconds either way. The rest (position, lag,
+// counts) goes at most every routine interval, and nothing when nothing changed.
+func reportDue(now, last ApplyProgress, first bool, sinceLast, every time.Duration, alertSeconds int) bool {
+	switch {
+	case first:
+		return true
+	case now.TablesVersion != last.TablesVersion, now.Counts.SchemaChanges != last.Counts.SchemaChanges,
+		now.Counts.SchemaChangesSkipped != last.Counts.SchemaChangesSkipped, now.NotReplicated != last.NotReplicated,
+		now.LastSchemaChange != last.LastSchemaChange:
+		return true
+	case alertSeconds > 0 && (now.LagSeconds > float64(alertSeconds)) != (last.LagSeconds > float64(alertSeconds)):
+		return true
+	}
+	return sinceLast >= every && !sameReport(now, last)
 }
 
 // streamBounds parses the run's skip list and stop position (CatchUp: the source's position now).

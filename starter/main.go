@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
@@ -135,6 +136,8 @@ func startCmd() *cobra.Command {
 				TaskQueue:                                workflows.TaskQueue,
 				WorkflowIDConflictPolicy:                 enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 				WorkflowExecutionErrorWhenAlreadyStarted: true,
+				StaticSummary:                            s.Summary(),
+				StaticDetails:                            s.Details(),
 			}, workflows.WorkflowName, s)
 			if err != nil {
 				var started *serviceerror.WorkflowExecutionAlreadyStarted
@@ -229,7 +232,34 @@ func queryStatus(ctx context.Context, c client.Client, id string) (workflows.Sta
 		}
 		return st, fmt.Errorf("query status of %s (is a skein-worker running?): %w", id, err)
 	}
-	return st, v.Get(&st)
+	if err := v.Get(&st); err != nil {
+		return st, err
+	}
+	if st.Phase == workflows.PhaseIncremental {
+		liveApply(qctx, c, id, &st)
+	}
+	return st, nil
+}
+
+// liveApply takes the applied position, lag and counts from the running apply activity's last
+// heartbeat (every second) into st: the workflow hears of them once a minute (each report is an
+// event in its history), the heartbeat is not in the history. Without a heartbeat st stays as
+// the workflow has it.
+func liveApply(ctx context.Context, c client.Client, id string, st *workflows.Status) {
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return
+	}
+	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetActivityType().GetName() != "Apply" || pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var p activities.ApplyProgress
+		if temporalx.DataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p) != nil || p.AppliedLSN == "" || p.AppliedLSN == "0/0" {
+			continue
+		}
+		st.AppliedLSN, st.LagBytes, st.LagSeconds, st.Changes = p.AppliedLSN, p.LagBytes, p.LagSeconds, p.Counts
+	}
 }
 
 func statusCmd() *cobra.Command {

@@ -42,6 +42,7 @@ func verifyCmd() *cobra.Command {
 				WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 				WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 				WorkflowExecutionTimeout: 25 * time.Hour,
+				StaticSummary:            "Skein verify of task " + id,
 			}, workflows.VerifyWorkflowName, workflows.VerifyRequest{Task: id})
 			if err != nil {
 				return fmt.Errorf("start verification of %s: %w", id, err)

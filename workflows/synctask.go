@@ -103,28 +103,34 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	if w.carry.RetryUnit == 0 {
 		w.carry.RetryUnit = time.Minute
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return w.status, nil }); err != nil {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryStatus, func() (Status, error) { return w.status, nil },
+		workflow.QueryHandlerOptions{Description: "The task now: phase, step, per-table load progress, applied position and lag, retry state, last error, schema changes, precheck and verify results (skein status prints it)"}); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryTables, func() ([]spec.TableMap, error) { return w.tables, nil }); err != nil {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryTables, func() ([]spec.TableMap, error) { return w.tables, nil },
+		workflow.QueryHandlerOptions{Description: "The selected tables with their destination names, column renames and types, filters and operations"}); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryLoadShare, func() (int, error) { return max(1, w.copying), nil }); err != nil {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryLoadShare, func() (int, error) { return max(1, w.copying), nil },
+		workflow.QueryHandlerOptions{Description: internalHandler + "chunk copies running, for the worker's connection budget"}); err != nil {
 		return err
 	}
 	w.listen(ctx)
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSequences, w.syncSequences, workflow.UpdateHandlerOptions{
-		Validator: w.validateSequences,
+		Validator:   w.validateSequences,
+		Description: "Cutover: set every destination sequence to the source's value plus the offset given (a number); returns the sequences set",
 	}); err != nil {
 		return err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateModifyObjects, w.modifyObjects, workflow.UpdateHandlerOptions{
-		Validator: w.validateModify,
+		Validator:   w.validateModify,
+		Description: `Add and remove tables while the others stream: the new objects list, as in the spec ([{"schema": "public", "tables": [{"name": "orders"}]}]); returns what was added and removed`,
 	}); err != nil {
 		return err
 	}
 
 	w.publishSearchAttributes(ctx)
+	w.showCurrentDetails(ctx)
 	w.metrics = newTaskMetrics(ctx, s.Name)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		shown := ""
@@ -185,11 +191,16 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 
 // listen turns signals into flags the phases wait on.
 func (w *task) listen(ctx workflow.Context) {
-	w.pauseCh = workflow.GetSignalChannel(ctx, SignalPause)
-	w.resumeCh = workflow.GetSignalChannel(ctx, SignalResume)
-	w.releaseCh = workflow.GetSignalChannel(ctx, SignalRelease)
-	w.progressCh = workflow.GetSignalChannel(ctx, activities.SignalApplyProgress)
-	w.verifyCh = workflow.GetSignalChannel(ctx, SignalVerifyReport)
+	w.pauseCh = workflow.GetSignalChannelWithOptions(ctx, SignalPause, workflow.SignalChannelOptions{
+		Description: "Stop writing to the destination; the slot keeps the changes (no input)"})
+	w.resumeCh = workflow.GetSignalChannelWithOptions(ctx, SignalResume, workflow.SignalChannelOptions{
+		Description: "Continue a paused or failed task where it stopped (no input)"})
+	w.releaseCh = workflow.GetSignalChannelWithOptions(ctx, SignalRelease, workflow.SignalChannelOptions{
+		Description: "Stop the task and remove what Skein created: slot, publication, capture triggers, bookkeeping (no input)"})
+	w.progressCh = workflow.GetSignalChannelWithOptions(ctx, activities.SignalApplyProgress, workflow.SignalChannelOptions{
+		Description: internalHandler + "the apply activity's progress report"})
+	w.verifyCh = workflow.GetSignalChannelWithOptions(ctx, SignalVerifyReport, workflow.SignalChannelOptions{
+		Description: internalHandler + "a Verify run's report"})
 	w.drainReq = workflow.NewChannel(ctx)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
@@ -686,7 +697,7 @@ func (w *task) paused(ctx workflow.Context) error {
 	pausedAt, lagAtPause := workflow.Now(ctx), w.status.LagSeconds
 	every := 4 * w.carry.ApplyReportEvery
 	if every <= 0 {
-		every = 20 * time.Second
+		every = 2 * time.Minute // three events in the history each time
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},

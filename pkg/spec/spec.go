@@ -308,3 +308,49 @@ func (s Spec) CapturesSchemaChanges() bool {
 
 // helperSuffix ends the name of a task's helper stream; task names may not end in it.
 const helperSuffix = "--add"
+
+// Summary is the task's one-line summary for the Temporal UI and CLI (the workflow's static
+// summary): name, source and destination (user@host:port/database, never a secret), steps.
+func (s Spec) Summary() string {
+	var steps []string
+	for _, st := range []struct {
+		on   bool
+		name string
+	}{{s.SchemaSync(), "schema"}, {s.FullSync(), "full"}, {s.IncrementalSync(), "incremental"}} {
+		if st.on {
+			steps = append(steps, st.name)
+		}
+	}
+	ep := func(e Endpoint) string { return fmt.Sprintf("%s@%s:%d/%s", e.User, e.Host, e.Port, e.Database) }
+	return fmt.Sprintf("Skein task %s: %s → %s (%s)", s.Name, ep(s.Source), ep(s.Destination), strings.Join(steps, " + "))
+}
+
+// Details lists the task's selection for the Temporal UI (the workflow's static details, Markdown).
+func (s Spec) Details() string {
+	var b strings.Builder
+	b.WriteString("Objects:\n")
+	for _, o := range s.Objects {
+		fmt.Fprintf(&b, "- schema %s", o.Schema)
+		if o.To != "" {
+			fmt.Fprintf(&b, " → %s", o.To)
+		}
+		switch {
+		case len(o.Tables) > 0:
+			names := make([]string, len(o.Tables))
+			for i, t := range o.Tables {
+				names[i] = t.Name
+				if t.To != "" {
+					names[i] += " → " + t.To
+				}
+			}
+			fmt.Fprintf(&b, ": tables %s", strings.Join(names, ", "))
+		case len(o.ExcludeTables) > 0:
+			fmt.Fprintf(&b, ": whole, except %s", strings.Join(o.ExcludeTables, ", "))
+		default:
+			b.WriteString(": whole")
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "\nConflict mode %s; full load parallelism %d, chunks of %d MB; apply lanes %d", s.ConflictMode, s.FullLoad.Parallelism, s.FullLoad.ChunkMB, s.ApplyLanes())
+	return b.String()
+}
