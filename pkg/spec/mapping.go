@@ -23,9 +23,9 @@ func (q QName) Quoted() string { return pgx.Identifier{q.Schema, q.Name}.Sanitiz
 
 // TableMap is how one selected source table lands on the destination.
 type TableMap struct {
-	Source     QName             `json:"source"`
-	Dest       QName             `json:"dest"`
-	Columns    map[string]string `json:"columns,omitempty"`
+	Source  QName             `json:"source"`
+	Dest    QName             `json:"dest"`
+	Columns map[string]string `json:"columns,omitempty"`
 	// Types are the source columns whose destination type is another (Table.ColumnTypes).
 	Types      map[string]string `json:"types,omitempty"`
 	Operations []string          `json:"operations"`

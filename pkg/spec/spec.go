@@ -72,9 +72,9 @@ type Object struct {
 
 // Table selects one source table.
 type Table struct {
-	Name       string            `json:"name"`
-	To         string            `json:"to,omitempty"`
-	Columns    map[string]string `json:"columns,omitempty"`
+	Name    string            `json:"name"`
+	To      string            `json:"to,omitempty"`
+	Columns map[string]string `json:"columns,omitempty"`
 	// ColumnTypes gives source columns another type on the destination (column -> type, as
 	// SQL writes it: text, varchar(200), numeric(12,2)): the destination reads each value's
 	// text form as that type, in the load and in the change stream. For what a destination
