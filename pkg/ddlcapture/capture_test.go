@@ -19,14 +19,8 @@ import (
 // created in a schema selected whole joins the publication at once; a session that turns capture
 // off writes nothing; Remove leaves nothing behind.
 func TestCaptureWritesEvents(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a PostgreSQL server")
-	}
 	ctx := context.Background()
-	pg := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
-	conn, err := pg.Connect(ctx, "postgres")
-	require.NoError(t, err)
-	defer conn.Close(ctx)
+	conn := logicalServer(t)
 	exec := func(stmts ...string) {
 		t.Helper()
 		for _, q := range stmts {
@@ -124,14 +118,8 @@ func TestCaptureWritesEvents(t *testing.T) {
 // any task's capture uses it and goes with the last one's Remove; a "skein" schema that was
 // there before Skein (with an object of the user's, or empty) is left in place.
 func TestRemoveLeavesTheSourceAsFound(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a PostgreSQL server")
-	}
 	ctx := context.Background()
-	pg := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
-	conn, err := pg.Connect(ctx, "postgres")
-	require.NoError(t, err)
-	defer conn.Close(ctx)
+	conn := logicalServer(t)
 	schemaExists := func() bool {
 		var ok bool
 		require.NoError(t, conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'skein')`).Scan(&ok))
@@ -155,4 +143,19 @@ func TestRemoveLeavesTheSourceAsFound(t *testing.T) {
 		_, err = conn.Exec(ctx, `DROP SCHEMA skein CASCADE`)
 		require.NoError(t, err)
 	}
+}
+
+// logicalServer starts a PostgreSQL server with wal_level = logical and connects to it (the test
+// is skipped with -short).
+func logicalServer(t *testing.T) *pgx.Conn {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a PostgreSQL server")
+	}
+	ctx := context.Background()
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
+	conn, err := pg.Connect(ctx, "postgres")
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(ctx) })
+	return conn
 }

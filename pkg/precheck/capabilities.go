@@ -28,37 +28,14 @@ func (c *checker) destCapabilities(ctx context.Context) {
 	fail := func(err error) {
 		c.fail("dest_capabilities", Error, "checking the destination failed: "+err.Error(), "")
 	}
-
-	missingTypes, err := c.missingTypes(ctx)
-	if err != nil {
-		fail(err)
-		return
+	for _, check := range []func(context.Context) ([]string, error){c.missingTypes, c.mappedTypes, c.missingCollations, c.encodings, c.longNames} {
+		found, err := check(ctx)
+		if err != nil {
+			fail(err)
+			return
+		}
+		problems = append(problems, found...)
 	}
-	problems = append(problems, missingTypes...)
-	mapped, err := c.mappedTypes(ctx)
-	if err != nil {
-		fail(err)
-		return
-	}
-	problems = append(problems, mapped...)
-	missingColl, err := c.missingCollations(ctx)
-	if err != nil {
-		fail(err)
-		return
-	}
-	problems = append(problems, missingColl...)
-	enc, err := c.encodings(ctx)
-	if err != nil {
-		fail(err)
-		return
-	}
-	problems = append(problems, enc...)
-	long, err := c.longNames(ctx)
-	if err != nil {
-		fail(err)
-		return
-	}
-	problems = append(problems, long...)
 	var notes []string
 	if groups := caseCollisions(c.tables, c.defs); len(groups) > 0 {
 		folds, err := dialect.FoldsCase(ctx, c.dst.PgConn())

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"sigs.k8s.io/yaml"
 
 	"github.com/skein-dts/skein/workflows"
@@ -151,6 +152,12 @@ func TestCLI(t *testing.T) {
 	require.NoError(t, err)
 	host, err := os.Hostname()
 	require.NoError(t, err)
+	// skein start gave the workflow its summary for the UI (never a secret).
+	desc, err := devServer.Client().DescribeWorkflowExecution(ctx, "it-cli", "")
+	require.NoError(t, err)
+	var summary string
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(desc.GetExecutionConfig().GetUserMetadata().GetSummary(), &summary))
+	require.Contains(t, summary, "Skein task it-cli: postgres@127.0.0.1:")
 	ids := historyIdentities(t, "it-cli")
 	require.Equal(t, "skein:"+me.Username+"@"+host, ids["started"])
 	require.Equal(t, "skein:"+me.Username+"@"+host, ids["signal "+workflows.SignalPause])
