@@ -110,6 +110,13 @@ func (r *chaosRig) killWorker(i int) {
 func (r *chaosRig) holder() int { return holderOf(r.c, r.task, r.workers) }
 
 // holderOf is the index among workers of the process running task's snapshot holder, or -1.
+// workerPID is the process id in a worker process's identity (temporalx.WorkerIdentity:
+// skein-worker:<pid>@<host>).
+func workerPID(identity string) string {
+	pid, _, _ := strings.Cut(strings.TrimPrefix(identity, "skein-worker:"), "@")
+	return pid
+}
+
 func holderOf(c client.Client, task string, workers []*workerProcess) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -121,7 +128,7 @@ func holderOf(c client.Client, task string, workers []*workerProcess) int {
 		if pa.ActivityType.GetName() != "HoldSnapshot" {
 			continue
 		}
-		pid, _, _ := strings.Cut(pa.LastWorkerIdentity, "@")
+		pid := workerPID(pa.LastWorkerIdentity)
 		for i, w := range workers {
 			if strconv.Itoa(w.cmd.Process.Pid) == pid {
 				return i

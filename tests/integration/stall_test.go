@@ -79,9 +79,16 @@ INSERT INTO st.t SELECT i, 'v' || i FROM generate_series(1, 100) i`)
 				proxy.Freeze(dir.after)
 			}
 			eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, check) })
-			st := status(t, c, run.GetID())
-			require.Contains(t, st.LastError, "the destination connection stopped answering")
-			require.True(t, strings.Contains(st.LastError, "idle") || strings.Contains(st.LastError, "no session"), st.LastError)
+			// The stall's error, recovered from (the new run's first report ends the streak).
+			var st workflows.Status
+			eventually(t, 30*time.Second, func() error {
+				if st = status(t, c, run.GetID()); st.LastError != "" || st.LastRecoveredError == "" {
+					return fmt.Errorf("not recovered yet: last error %q, last recovered %q", st.LastError, st.LastRecoveredError)
+				}
+				return nil
+			})
+			require.Contains(t, st.LastRecoveredError, "the destination connection stopped answering")
+			require.True(t, strings.Contains(st.LastRecoveredError, "idle") || strings.Contains(st.LastRecoveredError, "no session"), st.LastRecoveredError)
 		})
 	}
 }

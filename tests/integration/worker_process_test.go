@@ -339,7 +339,7 @@ func chunksRunningOn(c client.Client, task string, w *workerProcess) int {
 	n := 0
 	for _, pa := range d.PendingActivities {
 		name := pa.ActivityType.GetName()
-		pid, _, _ := strings.Cut(pa.LastWorkerIdentity, "@")
+		pid := workerPID(pa.LastWorkerIdentity)
 		if strings.HasPrefix(name, "CopyChunk") && pa.State == enums.PENDING_ACTIVITY_STATE_STARTED && pid == strconv.Itoa(w.cmd.Process.Pid) {
 			n++
 		}
