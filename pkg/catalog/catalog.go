@@ -715,7 +715,13 @@ type DestColumn struct {
 	// other types (json, xml, point, box, arrays, composites, extension types) are matched by
 	// their text form.
 	PlainEquality bool
-	InPrimaryKey  bool
+	// IdentityEquality: = holds only between identical stored values (integers, bool, uuid,
+	// dates and times, bytea, enums, text types under a deterministic collation). A row of a
+	// table identified by all its values (REPLICA IDENTITY FULL) is matched by = on these, and
+	// by text form on the others: under =, jsonb {"a": 25} is {"a": 25.0}, numeric 1.0 is 1.00,
+	// an interval of 1 day is 24 hours, and 'A' is 'a' under a case-insensitive collation.
+	IdentityEquality bool
+	InPrimaryKey     bool
 }
 
 // DestColumns returns, for each column of table, what change apply needs to know of it.
@@ -725,7 +731,10 @@ SELECT a.attname, t.typarray, a.atttypid, t.typdelim::text, a.attidentity = 'a',
        bt.typtype = 'e' OR (bt.typtype = 'b' AND bt.typcategory <> 'A' AND bt.oid < 16384 AND EXISTS (
          SELECT 1 FROM pg_catalog.pg_opclass o JOIN pg_catalog.pg_am m ON m.oid = o.opcmethod
          WHERE m.amname = 'btree' AND o.opcdefault AND (o.opcintype = bt.oid OR (bt.typcategory = 'S' AND o.opcintype = 'pg_catalog.text'::pg_catalog.regtype)))),
-       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey))
+       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey)),
+       bt.typtype = 'e' OR bt.oid IN (16, 17, 18, 20, 21, 23, 26, 1082, 1083, 1114, 1184, 2950)
+         OR (bt.oid IN (25, 19, 1042, 1043) AND (a.attcollation = 0
+             OR (SELECT co.collisdeterministic FROM pg_catalog.pg_collation co WHERE co.oid = a.attcollation)))
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
@@ -738,7 +747,7 @@ WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`
 	out := map[string]DestColumn{}
 	var name, delim string
 	var col DestColumn
-	if _, err := pgx.ForEachRow(rows, []any{&name, &col.ArrayOID, &col.Elem, &delim, &col.AlwaysIdentity, &col.PlainEquality, &col.InPrimaryKey}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&name, &col.ArrayOID, &col.Elem, &delim, &col.AlwaysIdentity, &col.PlainEquality, &col.InPrimaryKey, &col.IdentityEquality}, func() error {
 		col.Delimiter = ','
 		if len(delim) == 1 {
 			col.Delimiter = delim[0]

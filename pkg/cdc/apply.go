@@ -344,7 +344,8 @@ func value(c *pglogrepl.TupleDataColumn) []byte {
 // where builds the row-identifying condition from old (the key or old tuple) or, without one, the
 // key columns of the new tuple. It starts numbering parameters after n. Values of types without
 // a plain equality (json, xml, point, box, arrays, composites: DestColumn.PlainEquality) are
-// compared by their text form, NULLs with IS NULL.
+// compared by their text form, NULLs with IS NULL; in a row identified by all its values
+// (REPLICA IDENTITY FULL), so is every value whose = is not identity (DestColumn.IdentityEquality).
 func where(rel *pglogrepl.RelationMessage, tm spec.TableMap, cols map[string]catalog.DestColumn, old *pglogrepl.TupleData, newTuple *pglogrepl.TupleData, n int) (string, [][]byte, error) {
 	var conds []string
 	var params [][]byte
@@ -371,7 +372,13 @@ func where(rel *pglogrepl.RelationMessage, tm spec.TableMap, cols map[string]cat
 			continue
 		}
 		params = append(params, c.Data)
-		if dc, ok := cols[dest]; ok && !dc.PlainEquality {
+		dc, known := cols[dest]
+		switch {
+		case known && rel.ReplicaIdentity == 'f' && !dc.IdentityEquality:
+			// The row is identified by all its values: the stored value itself, not one = to it.
+			conds = append(conds, fmt.Sprintf(`(%s::pg_catalog.text) COLLATE pg_catalog."C" = $%d::pg_catalog.text`, name, n+len(params)))
+			continue
+		case known && !dc.PlainEquality:
 			conds = append(conds, fmt.Sprintf("%s::pg_catalog.text = $%d::pg_catalog.text", name, n+len(params)))
 			continue
 		}

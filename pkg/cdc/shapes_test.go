@@ -94,6 +94,40 @@ func TestKeylessTablesMatchEveryType(t *testing.T) {
 	}
 }
 
+// TestKeylessRowsMatchedByIdentityNotEquality: in a table without a key (REPLICA IDENTITY FULL),
+// rows whose values are = but not the same (jsonb 25 and 25.0, numeric 1.0 and 1.00, an interval
+// of 1 day and of 24 hours, float 0 and -0, text that differs only in case under a case-insensitive
+// collation) are distinct rows: the update and the delete reach the row the source changed.
+func TestKeylessRowsMatchedByIdentityNotEquality(t *testing.T) {
+	for _, dest := range destinations {
+		t.Run(dest, func(t *testing.T) {
+			ctx := context.Background()
+			p, src, dst := setupInto(t, dest, `
+CREATE TABLE public.people (n int, doc jsonb, amount numeric, span interval, f float8, note text);
+ALTER TABLE public.people REPLICA IDENTITY FULL;
+INSERT INTO public.people VALUES
+  (1, '{"age": 25}', 1.0, '1 day', 0, 'x'), (1, '{"age": 25.0}', 1.0, '1 day', 0, 'x'),
+  (2, '{}', 1.0, '1 day', 0, 'x'), (2, '{}', 1.00, '1 day', 0, 'x'),
+  (3, '{}', 1, '1 day', 0, 'x'), (3, '{}', 1, '24 hours', 0, 'x'),
+  (4, '{}', 1, '1 day', 0, 'x'), (4, '{}', 1, '1 day', '-0', 'x');`)
+			p.createAndLoad(t, src, dst)
+			stop := p.stream(t)
+			exec(t, src,
+				`UPDATE public.people SET note = 'changed' WHERE n = 1 AND doc::text = '{"age": 25.0}'`,
+				`UPDATE public.people SET note = 'changed' WHERE n = 2 AND amount::text = '1.00'`,
+				`DELETE FROM public.people WHERE n = 3 AND span::text = '24:00:00'`,
+				`UPDATE public.people SET note = 'changed' WHERE n = 4 AND f::text = '-0'`,
+			)
+			cols := []string{"n", "note", "doc", "amount", "span", "f"}
+			waitEqual(t, func() error {
+				q := spec.QName{Schema: "public", Name: "people"}
+				return testharness.CompareRows(ctx, src, dst, q, q, cols, cols, cols, cols)
+			})
+			require.NoError(t, stop())
+		})
+	}
+}
+
 // TestIdentityColumnThatIsNotTheKey: an identity column GENERATED ALWAYS next to the key is
 // loaded and inserted with the source's values; updates leave it alone (an UPDATE may not set
 // it); a source update that changes it (SET ... = DEFAULT) stops the apply naming the column,
