@@ -2,10 +2,12 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
@@ -92,7 +94,16 @@ func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables
 			// A row filter is evaluated on the old row of updates and deletes: it needs all of it.
 			filtered := tables[i].Where != "" && t.ReplicaIdentity != "f"
 			if precheck.NeedsFullIdentity(t) || filtered {
-				if _, err := conn.Exec(ctx, "ALTER TABLE "+t.Name.Quoted()+" REPLICA IDENTITY FULL"); err != nil {
+				// Recorded on the source, so that release gives the table its identity back.
+				err := cdc.SetFullIdentity(ctx, conn, s.SlotName(), t.Name)
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+					// The task's user may not create Skein's schema on the source: set FULL
+					// without the record, and say that release will leave it.
+					a.logger(ctx).Warn("replica identity set to FULL without a record: release will not restore it", zap.Stringer("table", t.Name), zap.Error(err))
+					_, err = conn.Exec(ctx, "ALTER TABLE "+t.Name.Quoted()+" REPLICA IDENTITY FULL")
+				}
+				if err != nil {
 					return classifyDDL(ctx, fmt.Errorf("set REPLICA IDENTITY FULL on %s: %w", t.Name, err))
 				}
 				a.logger(ctx).Info("replica identity set to FULL", zap.Stringer("table", t.Name), zap.Bool("row_filter", filtered))
@@ -275,6 +286,12 @@ func (a *Activities) Release(ctx context.Context, s spec.Spec) error {
 			err = cdc.DropSlot(ctx, src, sp.SlotName())
 			if err == nil {
 				err = cdc.DropPublication(ctx, src, sp.SlotName())
+			}
+			if err == nil {
+				var restored []string
+				if restored, err = cdc.RestoreIdentities(ctx, src, sp.SlotName()); len(restored) > 0 {
+					a.logger(ctx).Info("replica identities restored", zap.Strings("tables", restored))
+				}
 			}
 			if err == nil {
 				err = ddlcapture.Remove(ctx, src, sp.SlotName())

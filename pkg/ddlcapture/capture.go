@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/sourceschema"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -241,15 +242,12 @@ func Install(ctx context.Context, conn *pgx.Conn, slot string, sel Selection) er
 	fn := pgx.Identifier{"skein", functionName(slot)}.Sanitize()
 	body := fmt.Sprintf(captureBody, catalog.QuoteLiteral(SessionSetting), catalog.QuoteLiteral(Prefix(slot)),
 		textArray(sel.Schemas), textArray(excluded), catalog.QuoteLiteral(sel.Publication), catalog.QuoteLiteral(tableSQL))
+	// A schema Skein creates says so, and goes with the last task's release (Remove); one that
+	// was there before is left alone.
+	if err := sourceschema.Ensure(ctx, conn); err != nil {
+		return fmt.Errorf("install schema-change capture: %w", err)
+	}
 	stmts := []string{
-		// A schema Skein creates says so, and goes with the last task's release (Remove); one
-		// that was there before is left alone.
-		`DO $skein$ BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'skein') THEN
-    CREATE SCHEMA "skein";
-    COMMENT ON SCHEMA "skein" IS ` + catalog.QuoteLiteral(SchemaComment) + `;
-  END IF;
-END $skein$`,
 		"CREATE OR REPLACE FUNCTION " + fn + "() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS " + dollarQuote(body),
 	}
 	for _, tr := range []struct{ name, event string }{{endTrigger(slot), "ddl_command_end"}, {dropTrigger(slot), "sql_drop"}} {
@@ -284,33 +282,7 @@ func Remove(ctx context.Context, conn *pgx.Conn, slot string) error {
 			return fmt.Errorf("remove schema-change capture: %w", err)
 		}
 	}
-	return dropSchemaIfLast(ctx, conn)
-}
-
-// SchemaComment marks the source schema "skein" as created by Skein (for its capture functions).
-const SchemaComment = "created by Skein for its schema-change capture; dropped when the last task using it is released"
-
-// dropSchemaIfLast drops the source schema "skein" when Skein created it and nothing is left in
-// it (other tasks' capture functions keep it).
-func dropSchemaIfLast(ctx context.Context, conn *pgx.Conn) error {
-	var ours bool
-	err := conn.QueryRow(ctx, `SELECT COALESCE(pg_catalog.obj_description(n.oid, 'pg_namespace') = $1, false) AND NOT EXISTS (
-  SELECT 1 FROM pg_catalog.pg_depend d WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjid = n.oid)
-FROM pg_catalog.pg_namespace n WHERE n.nspname = 'skein'`, SchemaComment).Scan(&ours)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !ours) {
-		return nil
-	}
-	if err == nil {
-		_, err = conn.Exec(ctx, `DROP SCHEMA IF EXISTS "skein" RESTRICT`)
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "2BP01" { // something was created in it meanwhile
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("remove schema-change capture: drop schema skein: %w", err)
-	}
-	return nil
+	return sourceschema.DropIfLast(ctx, conn)
 }
 
 // Supported reports whether the source can deliver the events: pgoutput sends logical messages

@@ -395,7 +395,7 @@ func (c *checker) replicaIdentity() {
 		c.pass("replica_identity", Warning, "every selected table has a usable replica identity")
 		return
 	}
-	detail := "Skein sets REPLICA IDENTITY FULL during initialization on: " + strings.Join(need, ", ")
+	detail := "Skein sets REPLICA IDENTITY FULL during initialization, and gives each table its identity back at release, on: " + strings.Join(need, ", ")
 	if slices.Contains(c.s.IgnorePrecheck, "replica_identity") {
 		detail = "ignored: Skein leaves the replica identity alone; updates and deletes of these tables will fail on the source once they are published: " + strings.Join(need, ", ")
 	}

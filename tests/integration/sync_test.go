@@ -159,7 +159,8 @@ func TestSyncFullAndIncremental(t *testing.T) { eachDestination(t, testSyncFullA
 func testSyncFullAndIncremental(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
-	_, err := src.Exec(ctx, "ANALYZE")
+	// The keyless table with its default identity: Skein sets FULL, and release gives it back.
+	_, err := src.Exec(ctx, "ALTER TABLE shop.events REPLICA IDENTITY DEFAULT; ANALYZE")
 	require.NoError(t, err)
 
 	c := startWorker(t, t.TempDir())
@@ -288,6 +289,13 @@ WHERE schemaname = $1 AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%_k
 	require.Zero(t, n, "publication dropped")
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'skein'`).Scan(&n))
 	require.Zero(t, n, "bookkeeping schema dropped")
+	// The source as it was: the keyless table Skein set to REPLICA IDENTITY FULL has its default
+	// identity back, and nothing of Skein's is left there.
+	var identity string
+	require.NoError(t, src.QueryRow(ctx, `SELECT relreplident::text FROM pg_class WHERE oid = 'shop.events'::regclass`).Scan(&identity))
+	require.Equal(t, "d", identity)
+	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'skein'`).Scan(&n))
+	require.Zero(t, n, "no skein schema on the source")
 	// The data stays.
 	require.NoError(t, compareAll(ctx, src, dst, shopChecks))
 }
