@@ -118,4 +118,3 @@ WHERE r.slot = $1 AND c.relreplident = 'f'
 	}
 	return restored, nil
 }
-
