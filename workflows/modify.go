@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"reflect"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/errclass"
+	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -95,6 +97,11 @@ func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (ModifyR
 	}
 	helper := ns.Helper()
 	var joinAt string // the helper applied the added tables' changes committed before it
+	if len(added) > 0 && workflow.GetVersion(ctx, "modify-precheck", workflow.DefaultVersion, 1) == 1 {
+		if err := w.precheckAdded(ctx, ns, added); err != nil {
+			return res, err
+		}
+	}
 	if len(added) > 0 {
 		if err := w.loadAdded(ctx, ns, added); err != nil {
 			return res, err
@@ -173,6 +180,57 @@ func (w *task) resolveForModify(ctx workflow.Context, ns spec.Spec) ([]spec.Tabl
 		return nil, badRequest(fmt.Errorf("%s; the task goes on unchanged", errorText(err)))
 	}
 	return tables, nil
+}
+
+// precheckAdded runs the precheck on the added tables before anything is created for them: a
+// table that exists on the destination already, a type or collation the destination lacks, no
+// free replication slot for the helper... is refused with the items, and the task goes on as it
+// was. (The items about the selection as a whole, foreign keys to unselected tables and long
+// transactions, are left to the task's own precheck.)
+func (w *task) precheckAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableMap) error {
+	check := ns.Helper()
+	check.Objects = objectsOf(added)
+	opts := workflow.ActivityOptions{StartToCloseTimeout: 6 * time.Minute, HeartbeatTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}}
+	var items []precheck.Item
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.Precheck, check).Get(ctx, &items); err != nil {
+		return badRequest(fmt.Errorf("precheck of the added tables: %s; the task goes on unchanged", errorText(err)))
+	}
+	var failed []string
+	for _, it := range precheck.Failed(items, ns.IgnorePrecheck) {
+		if it.ID == "fk_parents_selected" || it.ID == "long_transactions" {
+			continue
+		}
+		failed = append(failed, it.ID+": "+it.Detail)
+	}
+	if len(failed) > 0 {
+		return badRequest(fmt.Errorf("the added tables fail the precheck (%s); the task goes on unchanged", strings.Join(failed, "; ")))
+	}
+	return nil
+}
+
+// objectsOf is the objects list that selects exactly tables, with their mappings.
+func objectsOf(tables []spec.TableMap) []spec.Object {
+	var objs []spec.Object
+	at := map[string]int{}
+	for _, t := range tables {
+		i, ok := at[t.Source.Schema]
+		if !ok {
+			i = len(objs)
+			at[t.Source.Schema] = i
+			o := spec.Object{Schema: t.Source.Schema}
+			if t.Dest.Schema != t.Source.Schema {
+				o.To = t.Dest.Schema
+			}
+			objs = append(objs, o)
+		}
+		tab := spec.Table{Name: t.Source.Name, Columns: t.Columns, ColumnTypes: t.Types, Where: t.Where, Operations: t.Operations}
+		if t.Dest.Name != t.Source.Name {
+			tab.To = t.Dest.Name
+		}
+		objs[i].Tables = append(objs[i].Tables, tab)
+	}
+	return objs
 }
 
 // loadAdded creates the helper's publication and slot for the added tables, their schema, loads

@@ -107,6 +107,20 @@ ANALYZE`)
 		var slots int
 		require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, spec.SlotNameFor(s.Helper().Name)).Scan(&slots))
 		require.Zero(t, slots, "no helper slot was made")
+
+		// A table that exists on the destination already fails the added tables' precheck:
+		// refused before anything is created, the task unchanged.
+		mustExec(t, src, `CREATE TABLE shop.taken (id int PRIMARY KEY)`)
+		mustExec(t, dst, `CREATE TABLE mart.taken (id int PRIMARY KEY, other text)`)
+		err := modifyRaw(`[{"schema":"shop","to":"mart","tables":[{"name":"customers","to":"clients","columns":{"note":"remark"}},{"name":"orders"},{"name":"taken"}]}]`)
+		require.ErrorContains(t, err, "conflicting_tables")
+		require.ErrorContains(t, err, "mart.taken")
+		st = status(t, c, run.GetID())
+		require.Equal(t, workflows.PhaseIncremental, st.Phase)
+		require.Empty(t, st.LastError)
+		require.Len(t, st.Tables, 2)
+		require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, spec.SlotNameFor(s.Helper().Name)).Scan(&slots))
+		require.Zero(t, slots, "no helper slot was made")
 	})
 
 	time.Sleep(time.Second)
