@@ -33,15 +33,16 @@ type ModifyResult struct {
 // skein modify decodes it (spec.ParseObjects: unknown fields and wrong types are named), whatever
 // client sent it.
 func (w *task) validateModify(raw json.RawMessage) error {
+	// The request itself first: what is wrong with it holds whatever the task is doing.
+	objs, err := spec.ParseObjects(raw)
+	if err != nil {
+		return badRequest(err)
+	}
 	if w.modifying {
 		return badRequest(errors.New("another modify-objects is in progress; wait for it to finish"))
 	}
 	if w.status.Phase != PhaseIncremental {
 		return badRequest(fmt.Errorf("the task is %s: objects can be modified while it is incremental", w.status.Phase))
-	}
-	objs, err := spec.ParseObjects(raw)
-	if err != nil {
-		return badRequest(err)
 	}
 	ns := w.spec
 	ns.Objects = objs

@@ -103,6 +103,15 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	if w.carry.RetryUnit == 0 {
 		w.carry.RetryUnit = time.Minute
 	}
+	if w.carry.Status != nil {
+		// A continued run takes its state before it registers its handlers: an update or query
+		// delivered with the run's first task is handled at registration, and must see it.
+		w.status = *w.carry.Status
+		w.tables = w.carry.Tables
+		w.skipBefore = w.carry.SkipBefore
+		w.pauseRequested = w.carry.Paused
+		w.setPhase(PhaseIncremental)
+	}
 	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryStatus, func() (Status, error) { return w.status, nil },
 		workflow.QueryHandlerOptions{Description: "The task now: phase, step, per-table load progress, applied position and lag, retry state, last error, schema changes, precheck and verify results (skein status prints it)"}); err != nil {
 		return err
@@ -153,13 +162,7 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	})
 
 	var err error
-	if w.carry.Status != nil {
-		w.status = *w.carry.Status
-		w.tables = w.carry.Tables
-		w.skipBefore = w.carry.SkipBefore
-		w.pauseRequested = w.carry.Paused
-		w.setPhase(PhaseIncremental)
-	} else {
+	if w.carry.Status == nil {
 		err = w.initialLoad(workCtx)
 	}
 	if err == nil && s.IncrementalSync() {
