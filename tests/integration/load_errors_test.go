@@ -14,25 +14,32 @@ import (
 
 // TestDestinationRefusalIsReported: a destination that refuses a row of a chunk big enough that
 // the source is still sending when it does (50,000 rows, 10 MB, one chunk) fails the load with
-// the destination's own error, classified by it: IvorySQL without libxml refuses xml (feature not
-// supported: the task fails at once, no retries), a destination table's CHECK refuses the first
-// row (an "other" error: retried within its window, then failed). The source half's "destination
+// the destination's own error, classified by it: a CHECK whose function refuses the first row as
+// a feature not supported (0A000, as IvorySQL without libxml refuses xml values, which the
+// precheck now catches first: the task fails at once, no retries), a plain CHECK that the first
+// row fails (an "other" error: retried within its window, then failed). The source half's "destination
 // stopped reading" is never what the task reports.
 func TestDestinationRefusalIsReported(t *testing.T) {
 	eachDestination(t, func(t *testing.T) {
 		ctx := context.Background()
 		srcPG, dstPG, _, dst := clusterPair(t, false, "docs", `CREATE SCHEMA s;
-CREATE TABLE s.docs (id int PRIMARY KEY, body text, x xml);
-INSERT INTO s.docs SELECT g, repeat('b', 150), ('<a>' || g || '</a>')::xml FROM generate_series(1, 50000) g;
+CREATE TABLE s.docs (id int PRIMARY KEY, body text, x text);
+INSERT INTO s.docs SELECT g, repeat('b', 150), '<a>' || g || '</a>' FROM generate_series(1, 50000) g;
 ANALYZE s.docs`)
 		oracle := strings.HasSuffix(t.Name(), "oracle")
-		// The destination's table exists (schema sync off): with xml on IvorySQL, where no value
-		// of it can be stored; with a CHECK that the first row fails on PostgreSQL.
-		dest := `CREATE SCHEMA s; CREATE TABLE s.docs (id int PRIMARY KEY CHECK (id > 1), body text, x xml)`
+		// The destination's table exists (schema sync off), with a CHECK that the first row fails
+		// (PostgreSQL), or whose function refuses it as a feature not supported (IvorySQL).
+		dest := `CREATE SCHEMA s; CREATE TABLE s.docs (id int PRIMARY KEY CHECK (id > 1), body text, x text)`
 		want, class := "violates check constraint", "other"
 		if oracle {
-			dest = `CREATE SCHEMA s; CREATE TABLE s.docs (id int PRIMARY KEY, body text, x xml)`
-			want, class = "unsupported XML feature", "fatal"
+			dest = `CREATE SCHEMA s;
+CREATE FUNCTION s.refuse(id int) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+  IF id = 1 THEN RAISE EXCEPTION 'this destination does not take such a row' USING ERRCODE = '0A000'; END IF;
+  RETURN true;
+END $f$;
+CREATE TABLE s.docs (id int PRIMARY KEY CHECK (s.refuse(id)), body text, x text)`
+			want, class = "this destination does not take such a row", "fatal"
 		}
 		mustExec(t, dst, dest)
 		c := startWorker(t, t.TempDir())

@@ -314,7 +314,8 @@ func testSchemaWithRenames(t *testing.T) {
 
 // TestPermanentSchemaErrorFailsAtOnce: a definition the destination cannot create (a column with
 // an ICU collation, into the IvorySQL build that has no ICU) fails the task at once with the
-// server's reason, instead of retrying the same statement for retry.other_minutes.
+// reason, instead of retrying the same statement for retry.other_minutes: the precheck
+// (dest_capabilities) names it before anything is created.
 func TestPermanentSchemaErrorFailsAtOnce(t *testing.T) {
 	ctx := context.Background()
 	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
@@ -340,10 +341,12 @@ INSERT INTO intl.names VALUES (1, 'Ångström'), (2, 'Zoë');`)
 		Objects: []spec.Object{{Schema: "intl"}}, Sync: spec.Sync{Incremental: &no}}
 	start := time.Now()
 	run := startTask(t, c, s, nil)
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseFailed, time.Minute)
+	st := waitPhase(t, c, run.GetID(), workflows.PhasePrecheckFailed, time.Minute)
 	require.Less(t, time.Since(start), 45*time.Second, "fails at once, not after the retry window")
-	require.Equal(t, "fatal", st.Retry.Class, "%+v", st.Retry)
-	require.Equal(t, 1, st.Retry.Attempts)
+	require.Contains(t, st.LastError, "dest_capabilities")
 	require.Contains(t, st.LastError, "und-x-icu")
 	require.Contains(t, st.LastError, "intl.names")
+	var n int
+	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'intl'`).Scan(&n))
+	require.Zero(t, n, "nothing was created")
 }
