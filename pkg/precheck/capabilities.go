@@ -54,7 +54,7 @@ func (c *checker) destCapabilities(ctx context.Context) {
 	}
 	if len(problems) > 0 {
 		c.fail("dest_capabilities", Error, "the destination cannot hold the selection as it is: "+strings.Join(problems, "; "),
-			"exclude the tables named (exclude_tables) or map them (to:, columns:), or give the destination what is missing (the extension, the collation, a server built with the feature)")
+			"exclude the tables named (exclude_tables), map them (to:, columns:) or their columns to a type the destination has (column_types), or give the destination what is missing (the extension, the collation, a server built with the feature)")
 		return
 	}
 	detail := "the destination has every type and collation the selected columns use, a compatible encoding and room for every name"
