@@ -20,6 +20,16 @@ type spool struct {
 	// subStart is the offset of each subtransaction's first message.
 	subStart map[uint32]int64
 	messages int64
+	// relations are the relation descriptions spooled ('R' messages) and where each starts:
+	// pgoutput describes a relation once per session, also inside a subtransaction, and not
+	// again after that subtransaction aborts, so an abort keeps them (abortSub).
+	relations []spooledRelation
+}
+
+// spooledRelation is one spooled relation description.
+type spooledRelation struct {
+	at  int64
+	msg []byte
 }
 
 func newSpool(dir string, xid uint32) (*spool, error) {
@@ -36,6 +46,14 @@ func newSpool(dir string, xid uint32) (*spool, error) {
 func (s *spool) add(xid uint32, msg []byte) error {
 	if _, ok := s.subStart[xid]; !ok {
 		s.subStart[xid] = s.size
+	}
+	return s.write(msg)
+}
+
+// write appends one message.
+func (s *spool) write(msg []byte) error {
+	if len(msg) > 0 && msg[0] == 'R' {
+		s.relations = append(s.relations, spooledRelation{at: s.size, msg: append([]byte(nil), msg...)})
 	}
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(msg)))
@@ -70,6 +88,19 @@ func (s *spool) abortSub(xid uint32) error {
 	for sub, start := range s.subStart {
 		if start >= at {
 			delete(s.subStart, sub)
+		}
+	}
+	// The descriptions sent in what was rolled back stay: the source will not send them again.
+	var kept []spooledRelation
+	for i, r := range s.relations {
+		if r.at >= at {
+			kept, s.relations = s.relations[i:], s.relations[:i:i]
+			break
+		}
+	}
+	for _, r := range kept {
+		if err := s.write(r.msg); err != nil {
+			return err
 		}
 	}
 	return nil

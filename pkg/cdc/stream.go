@@ -638,7 +638,24 @@ func (s *stream) replaySpool(m *pglogrepl.StreamCommitMessageV2) error {
 	if err := s.dispatch(&pglogrepl.BeginMessage{FinalLSN: m.CommitLSN, CommitTime: m.CommitTime, Xid: m.Xid}); err != nil {
 		return err
 	}
-	if !s.skipTx {
+	if s.skipTx {
+		// Applied before: only its relation descriptions count (pgoutput sends each once per
+		// session, and not again for the transactions after this one).
+		err := sp.replay(func(data []byte) error {
+			if len(data) == 0 || data[0] != 'R' {
+				return nil
+			}
+			msg, err := pglogrepl.ParseV2(data, true)
+			if err != nil {
+				return fmt.Errorf("decode spooled message of transaction %d: %w", m.Xid, err)
+			}
+			inner, _ := unwrapV2(msg)
+			return s.dispatch(inner)
+		})
+		if err != nil {
+			return err
+		}
+	} else {
 		s.app.counts.Streamed++
 		err := sp.replay(func(data []byte) error {
 			if isRowMessage(data) && len(data) > 5 {

@@ -679,3 +679,75 @@ func mustLSN(t *testing.T, s string) pglogrepl.LSN {
 	require.NoError(t, err)
 	return l
 }
+
+// TestSkippedTransactionsStillDescribeRelations: after a restart the source re-sends transactions
+// the destination already holds (the slot had not been told yet); pgoutput describes each
+// relation once per session, inside the first transaction that touches it, so the description in
+// a skipped transaction (small, streamed, or with a rolled-back subtransaction that first touched
+// the table) must still reach whatever applies the next one: serially and in every lane.
+func TestSkippedTransactionsStillDescribeRelations(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		noStreaming bool
+		lanes       int
+	}{{"protocol 1", true, 1}, {"protocol 2", false, 1}, {"protocol 1, 3 lanes", true, 3}, {"protocol 2, 3 lanes", false, 3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			p, src, dst := setup(t, `CREATE TABLE public.acct (id int PRIMARY KEY, balance bigint NOT NULL, note text);
+INSERT INTO public.acct SELECT i, 1000, NULL FROM generate_series(1, 500) i;`)
+			for _, q := range []string{`ALTER SYSTEM SET logical_decoding_work_mem = '64kB'`, `SELECT pg_reload_conf()`} {
+				_, err := src.Exec(ctx, q)
+				require.NoError(t, err)
+			}
+			p.createAndLoad(t, src, dst)
+			// Applied before the restart (here: by hand, with its position): a large
+			// transaction whose first touch of the table is in a rolled-back subtransaction.
+			applied := []string{
+				`SAVEPOINT a`, `UPDATE public.acct SET note = 'rolled back' WHERE id = 1`, `ROLLBACK TO SAVEPOINT a`,
+				`UPDATE public.acct SET balance = balance + 10`,
+				`INSERT INTO public.acct SELECT i, 1, 'big' FROM generate_series(1000, 3999) i`,
+			}
+			var before string
+			for _, q := range []string{`CREATE EXTENSION pg_walinspect`, `SET synchronous_commit = on`} {
+				_, err := src.Exec(ctx, q)
+				require.NoError(t, err)
+			}
+			require.NoError(t, src.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&before))
+			require.NoError(t, pgx.BeginFunc(ctx, src, func(tx pgx.Tx) error {
+				for _, q := range applied {
+					if _, err := tx.Exec(ctx, q); err != nil {
+						return err
+					}
+				}
+				return nil
+			}))
+			require.NoError(t, pgx.BeginFunc(ctx, dst, func(tx pgx.Tx) error {
+				for _, q := range applied[3:] {
+					if _, err := tx.Exec(ctx, q); err != nil {
+						return err
+					}
+				}
+				// The position is the transaction's commit record, as the stream records it:
+				// the source sends that transaction again from there.
+				var lsn string
+				if err := src.QueryRow(ctx, `SELECT max(start_lsn)::text FROM pg_get_wal_records_info($1::pg_lsn, pg_current_wal_flush_lsn())
+WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT'`, before).Scan(&lsn); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, `INSERT INTO skein.progress (task, lsn) VALUES ($1, $2::pg_lsn)`, p.s.Name, lsn)
+				return err
+			}))
+			// Not applied yet: rows in every lane, in a transaction too small to be streamed (a
+			// streamed transaction describes its relations itself).
+			_, err := src.Exec(ctx, `UPDATE public.acct SET balance = balance - 1 WHERE id % 97 = 0`)
+			require.NoError(t, err)
+			stop := p.streamWith(t, func(o *cdc.StreamOptions) {
+				o.DisableStreaming = tc.noStreaming
+				o.SpoolDir = t.TempDir()
+				p.inLanes(o, tc.lanes)
+			})
+			waitEqual(t, func() error { return compare(ctx, src, dst, "acct", []string{"id", "balance", "note"}) })
+			require.NoError(t, stop())
+		})
+	}
+}
