@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -82,10 +83,9 @@ func (rep *SchemaReport) create(ctx context.Context, dst *pgx.Conn, what, search
 	return nil
 }
 
-// preDataObjects creates, before the tables, the extensions, functions, procedures, aggregates and
-// operators of whole schemas, and the trigger functions of selected tables (SchemaPreData creates
-// the sequences). A function body that mentions a renamed name is created as written and reported.
-func preDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecMapper, rep *SchemaReport) error {
+// createExtensions creates, before everything else, the extensions of whole schemas and those
+// that own an object the selection uses.
+func createExtensions(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecMapper, rep *SchemaReport) error {
 	schemas := wholeSchemas(in.Spec)
 	exts, err := catalog.SchemaExtensions(ctx, sd.tx, schemas)
 	if err != nil {
@@ -103,37 +103,6 @@ func preDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecMa
 	for _, e := range exts {
 		if err := rep.create(ctx, sd.dst, objectName(e, m), "pg_catalog", ddl.CreateSchema(m.Schema(e.Name.Schema)), ddl.CreateExtension(e, m)); err != nil {
 			return err
-		}
-	}
-	objs, err := catalog.LoadObjects(ctx, sd.tx, catalog.ObjectSelection{Schemas: schemas, Tables: sourceNames(in.Tables)})
-	if err != nil {
-		return err
-	}
-	for _, kind := range []string{catalog.KindFunction, catalog.KindAggregate, catalog.KindOperator} {
-		for _, o := range objs {
-			if o.Kind != kind {
-				continue
-			}
-			what := objectName(o, m)
-			var stmt string
-			switch kind {
-			case catalog.KindFunction:
-				stmt = ddl.CreateFunction(o, m)
-				if names := ddl.Mentions(o.Body, in.Spec.Objects, in.Tables); len(names) > 0 {
-					rep.Warned = append(rep.Warned, fmt.Sprintf("%s: its body mentions %v, renamed on the destination; it is created as written: check it", what, names))
-				}
-			case catalog.KindAggregate:
-				if o.Unsupported != "" {
-					rep.Warned = append(rep.Warned, fmt.Sprintf("%s: %s is not recreated; create it by hand", what, o.Unsupported))
-					continue
-				}
-				stmt = ddl.CreateAggregate(o, m)
-			case catalog.KindOperator:
-				stmt = ddl.CreateOperator(o, m)
-			}
-			if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Name.Schema, m), ddl.CreateSchema(m.Schema(o.Name.Schema)), stmt); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
@@ -155,6 +124,30 @@ func matViewIndexes(ctx context.Context, sd *sides, o catalog.Object, m ddl.Spec
 	return nil
 }
 
+// viewsInOrder returns the views and materialized views of objs, each after those it reads, in
+// whatever schema.
+func viewsInOrder(ctx context.Context, q catalog.Querier, objs []catalog.Object) ([]catalog.Object, error) {
+	byRef := map[catalog.Ref]catalog.Object{}
+	var refs []catalog.Ref
+	for _, o := range objs {
+		if o.Kind == catalog.KindView || o.Kind == catalog.KindMatView {
+			r := catalog.Ref{Catalog: catalog.CatalogClass, OID: o.OID}
+			refs = append(refs, r)
+			byRef[r] = o
+		}
+	}
+	deps, err := catalog.Dependencies(ctx, q, refs)
+	if err != nil {
+		return nil, err
+	}
+	order, _ := catalog.Order(refs, deps, nil)
+	out := make([]catalog.Object, len(order))
+	for i, r := range order {
+		out[i] = byRef[r]
+	}
+	return out, nil
+}
+
 // postDataObjects creates, after the data, the views and materialized views of whole schemas
 // (filled), the triggers and rules of selected tables, and the comments. An object that reads a
 // table that is not selected, or whose table or columns are renamed (its text is not rewritten),
@@ -170,11 +163,12 @@ func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecM
 		byOID[t.OID] = in.Tables[i]
 	}
 	renamed := func(tm spec.TableMap) bool { return tm.Dest.Name != tm.Source.Name || len(tm.Columns) > 0 }
+	views, err := viewsInOrder(ctx, sd.tx, objs)
+	if err != nil {
+		return err
+	}
 	skippedViews := map[uint32]bool{}
-	for _, o := range objs {
-		if o.Kind != catalog.KindView && o.Kind != catalog.KindMatView {
-			continue
-		}
+	for _, o := range views {
 		what := objectName(o, m)
 		reason := ""
 		for _, rel := range o.Relations {
@@ -209,16 +203,60 @@ func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecM
 			}
 		}
 	}
-	for _, o := range objs {
+	// The rules and triggers of the views created, too (INSTEAD OF, DO INSTEAD).
+	var created []spec.QName
+	for _, o := range views {
+		if !skippedViews[o.OID] {
+			created = append(created, o.Name)
+		}
+	}
+	onViews, err := catalog.LoadObjects(ctx, sd.tx, catalog.ObjectSelection{Tables: created})
+	if err != nil {
+		return err
+	}
+	for _, o := range append(objs, onViews...) {
 		if o.Kind != catalog.KindTrigger && o.Kind != catalog.KindRule {
 			continue
 		}
 		what := objectName(o, m)
-		if tm, ok := m.Table(o.Table); ok && renamed(tm) {
-			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: its table or columns are renamed (the definition is not rewritten); create it by hand", what))
+		table := spec.QName{Schema: m.Schema(o.Table.Schema), Name: o.Table.Name}
+		if tm, ok := m.Table(o.Table); ok {
+			if renamed(tm) {
+				rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: its table or columns are renamed (the definition is not rewritten); create it by hand", what))
+				continue
+			}
+			table = tm.Dest
+		}
+		stmts := []string{ddl.CreateTriggerOrRule(o)}
+		if enable, ok := ddl.EnableTriggerOrRule(o, table); ok {
+			stmts = append(stmts, enable)
+		}
+		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Table.Schema, m), stmts...); err != nil {
+			return err
+		}
+	}
+	if err := rowSecurity(ctx, sd, in, m, rep); err != nil {
+		return err
+	}
+	stats, err := catalog.LoadStatistics(ctx, sd.tx, sd.defs)
+	if err != nil {
+		return err
+	}
+	for _, st := range stats {
+		tm, ok := m.Table(st.Table)
+		if !ok {
 			continue
 		}
-		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Table.Schema, m), ddl.CreateTriggerOrRule(o)); err != nil {
+		what := fmt.Sprintf("statistics %s on %s", st.Name.Name, tm.Dest)
+		if renamed(tm) {
+			rep.Warned = append(rep.Warned, what+": not created: its table or columns are renamed (the definition is not rewritten); create it by hand")
+			continue
+		}
+		stmts := []string{st.Def}
+		if st.Target >= 0 {
+			stmts = append(stmts, fmt.Sprintf("ALTER STATISTICS %s SET STATISTICS %d", spec.QName{Schema: m.Schema(st.Name.Schema), Name: st.Name.Name}.Quoted(), st.Target))
+		}
+		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(st.Table.Schema, m), stmts...); err != nil {
 			return err
 		}
 	}
@@ -231,6 +269,44 @@ func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecM
 		if err := createIn(ctx, sd.dst, "pg_catalog", stmt); err != nil {
 			rep.Warned = append(rep.Warned, fmt.Sprintf("comment on %s %s: %v", c.On, c.Name, err))
 			continue
+		}
+	}
+	return nil
+}
+
+// rowSecurity enables (and forces) row level security on the selected tables that have it, and
+// creates their policies. A policy for a role the destination does not have is reported, not
+// created.
+func rowSecurity(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecMapper, rep *SchemaReport) error {
+	policies, err := catalog.LoadPolicies(ctx, sd.tx, sd.defs)
+	if err != nil {
+		return err
+	}
+	for i, t := range sd.defs {
+		tm := in.Tables[i]
+		for _, stmt := range ddl.RowSecurity(t, tm) {
+			if _, err := sd.dst.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("row level security of %s: %w", tm.Dest, err)
+			}
+		}
+	}
+	for _, p := range policies {
+		tm, ok := m.Table(p.Table)
+		if !ok {
+			continue
+		}
+		what := fmt.Sprintf("policy %s on %s", p.Name, tm.Dest)
+		var missing []string
+		if err := sd.dst.QueryRow(ctx, `SELECT COALESCE(pg_catalog.array_agg(r), '{}') FROM pg_catalog.unnest($1::pg_catalog.text[]) r
+WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r)`, p.Roles).Scan(&missing); err != nil {
+			return fmt.Errorf("look up the roles of %s: %w", what, err)
+		}
+		if len(missing) > 0 {
+			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: the destination has no role %s; create the roles, then the policy", what, strings.Join(missing, ", ")))
+			continue
+		}
+		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(p.Table.Schema, m), ddl.CreatePolicy(p, tm, m)); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -75,62 +75,29 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 			}
 		}
 	}
-	types, err := catalog.LoadUserTypes(ctx, sd.tx, defs)
+	ensureSchema := func(schema string) error {
+		if schemas[schema] {
+			return nil
+		}
+		schemas[schema] = true
+		return run("schema "+schema, ddl.CreateSchema(schema))
+	}
+	// Every whole schema, also one without tables (its views, functions or types are created
+	// in it).
+	for _, schema := range wholeSchemas(in.Spec) {
+		if err := ensureSchema(m.Schema(schema)); err != nil {
+			return rep, classifyDDL(ctx, err)
+		}
+	}
+	if err := createExtensions(ctx, sd, in, m, &rep); err != nil {
+		return rep, classifyDDL(ctx, err)
+	}
+	steps, err := a.preDataSteps(ctx, sd, in, m, seqs, ensureSchema, run, &rep)
 	if err != nil {
 		return rep, classifyDDL(ctx, err)
 	}
-	for _, ut := range types {
-		name := ddl.MapType(ut.Name, m)
-		if !schemas[name.Schema] {
-			schemas[name.Schema] = true
-			if err := run("schema "+name.Schema, ddl.CreateSchema(name.Schema)); err != nil {
-				return rep, classifyDDL(ctx, err)
-			}
-		}
-		var exists bool
-		if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regtype($1) IS NOT NULL`, name.Quoted()).Scan(&exists); err != nil {
-			return rep, classifyDDL(ctx, err)
-		}
-		if exists {
-			rep.Skipped = append(rep.Skipped, "type "+name.String()+" (exists)")
-			continue
-		}
-		if err := run("type "+name.String(), ddl.CreateType(ut, m)); err != nil {
-			return rep, classifyDDL(ctx, err)
-		}
-	}
-	if err := preDataObjects(ctx, sd, in, m, &rep); err != nil {
-		return rep, classifyDDL(ctx, err)
-	}
-	// The sequences of the tables' columns and defaults, and the other sequences of whole
-	// schemas, in their (mapped) schemas: those of schemas that are not selected keep their name.
-	for _, sq := range seqs {
-		if sq.Identity {
-			continue // created with its identity column
-		}
-		name := ddl.MapSequence(sq.Name, m)
-		if !schemas[name.Schema] {
-			schemas[name.Schema] = true
-			if err := run("schema "+name.Schema, ddl.CreateSchema(name.Schema)); err != nil {
-				return rep, classifyDDL(ctx, err)
-			}
-		}
-		if err := run("sequence "+name.String(), ddl.CreateSequence(sq, m)); err != nil {
-			return rep, classifyDDL(ctx, err)
-		}
-	}
-	for i, t := range defs {
-		if in.Spec.ConflictMode == spec.ConflictIgnore {
-			var exists bool
-			if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, in.Tables[i].Dest.Quoted()).Scan(&exists); err != nil {
-				return rep, classifyDDL(ctx, err)
-			}
-			if exists {
-				rep.Skipped = append(rep.Skipped, "table "+in.Tables[i].Dest.String()+" (exists; kept with its rows)")
-				continue
-			}
-		}
-		if err := run("table "+in.Tables[i].Dest.String(), ddl.CreateTable(t, in.Tables[i], m)); err != nil {
+	for _, st := range steps {
+		if err := st.run(); err != nil {
 			return rep, classifyDDL(ctx, err)
 		}
 	}
@@ -495,4 +462,190 @@ func (a *Activities) runParallel(ctx context.Context, s spec.Spec, first *pgx.Co
 		})
 	}
 	return g.Wait()
+}
+
+// preStep creates one object of the pre-data section.
+type preStep struct {
+	ref catalog.Ref
+	run func() error
+}
+
+// preDataSteps lists what the pre-data section creates after the schemas and extensions (types,
+// functions, aggregates, operators, sequences, tables), each after what it depends on in the
+// source's pg_depend, as pg_dump orders them. Shell types are created here, at once: a base
+// type's support functions take and return it before it is complete.
+func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecMapper, seqs []catalog.Sequence,
+	ensureSchema func(string) error, run func(what, stmt string) error, rep *SchemaReport) ([]preStep, error) {
+	dst, defs := sd.dst, sd.defs
+	types, err := catalog.LoadUserTypes(ctx, sd.tx, defs, wholeSchemas(in.Spec))
+	if err != nil {
+		return nil, err
+	}
+	var steps []preStep
+	base := map[catalog.Ref]bool{}
+	for _, ut := range types {
+		name := ddl.MapType(ut.Name, m)
+		if ut.NeedsShell() {
+			if err := ensureSchema(name.Schema); err != nil {
+				return nil, err
+			}
+			if err := rep.create(ctx, dst, "shell type "+name.String(), "pg_catalog", ddl.ShellType(ut, m)); err != nil {
+				return nil, err
+			}
+			if ut.Kind == "p" {
+				continue
+			}
+			base[catalog.Ref{Catalog: catalog.CatalogType, OID: ut.OID}] = true
+		}
+		steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogType, OID: ut.OID}, run: func() error {
+			if err := ensureSchema(name.Schema); err != nil {
+				return err
+			}
+			var defined bool
+			// (to_regtype refuses a shell type.)
+			if err := dst.QueryRow(ctx, `SELECT COALESCE((SELECT t.typisdefined FROM pg_catalog.pg_type t
+  JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typname = $2), false)`,
+				name.Schema, name.Name).Scan(&defined); err != nil {
+				return fmt.Errorf("look up type %s: %w", name, err)
+			}
+			if defined {
+				rep.Skipped = append(rep.Skipped, "type "+name.String()+" (exists)")
+				return nil
+			}
+			return run("type "+name.String(), ddl.CreateType(ut, m))
+		}})
+	}
+	objs, err := catalog.LoadObjects(ctx, sd.tx, catalog.ObjectSelection{Schemas: wholeSchemas(in.Spec), Tables: sourceNames(in.Tables)})
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range objs {
+		what := objectName(o, m)
+		var stmt string
+		ref := catalog.Ref{Catalog: catalog.CatalogProc, OID: o.OID}
+		switch o.Kind {
+		case catalog.KindFunction:
+			stmt = ddl.CreateFunction(o, m)
+			if names := ddl.Mentions(o.Body, in.Spec.Objects, in.Tables); len(names) > 0 {
+				rep.Warned = append(rep.Warned, fmt.Sprintf("%s: its body mentions %v, renamed on the destination; it is created as written: check it", what, names))
+			}
+		case catalog.KindAggregate:
+			stmt = ddl.CreateAggregate(o, m)
+		case catalog.KindOperator:
+			stmt = ddl.CreateOperator(o, m)
+			ref.Catalog = catalog.CatalogOperator
+		default:
+			continue // views, triggers and rules: post-data
+		}
+		steps = append(steps, preStep{ref: ref, run: func() error {
+			return rep.create(ctx, dst, what, ddl.SearchPath(o.Name.Schema, m), ddl.CreateSchema(m.Schema(o.Name.Schema)), stmt)
+		}})
+	}
+	// The sequences of the tables' columns and defaults, and the other sequences of whole
+	// schemas, in their (mapped) schemas: those of schemas that are not selected keep their name.
+	for _, sq := range seqs {
+		if sq.Identity {
+			continue // created with its identity column
+		}
+		name := ddl.MapSequence(sq.Name, m)
+		steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogClass, OID: sq.OID}, run: func() error {
+			if err := ensureSchema(name.Schema); err != nil {
+				return err
+			}
+			return run("sequence "+name.String(), ddl.CreateSequence(sq, m))
+		}})
+	}
+	// A CHECK that calls a selected function is added after its table (and the function, which
+	// may take the table's row type): as pg_dump separates it to break that cycle.
+	var funcs, tables []uint32
+	for _, st := range steps {
+		if st.ref.Catalog == catalog.CatalogProc {
+			funcs = append(funcs, st.ref.OID)
+		}
+	}
+	for _, t := range defs {
+		tables = append(tables, t.OID)
+	}
+	separate, err := catalog.ChecksCalling(ctx, sd.tx, tables, funcs)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range defs {
+		tm := in.Tables[i]
+		for k, con := range t.Constraints {
+			if !separate[con.OID] || con.NotValid {
+				continue
+			}
+			t.Constraints[k].Separate = true
+			what := fmt.Sprintf("constraint %s on %s", con.Name, tm.Dest)
+			steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogConstraint, OID: con.OID}, run: func() error {
+				return rep.create(ctx, dst, what, "pg_catalog", ddl.AddCheck(con, tm, m))
+			}})
+		}
+		steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogClass, OID: t.OID}, run: func() error {
+			if in.Spec.ConflictMode == spec.ConflictIgnore {
+				var exists bool
+				if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, tm.Dest.Quoted()).Scan(&exists); err != nil {
+					return err
+				}
+				if exists {
+					rep.Skipped = append(rep.Skipped, "table "+tm.Dest.String()+" (exists; kept with its rows)")
+					return nil
+				}
+			}
+			stmts := ddl.TableStatements(t, tm, m)
+			if err := run("table "+tm.Dest.String(), stmts[0]); err != nil {
+				return err
+			}
+			for _, stmt := range stmts[1:] {
+				if attach, ok := ddl.AttachPartition(t, tm, m); ok && stmt == attach {
+					var attached bool // by an earlier attempt of this step
+					if err := dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = pg_catalog.to_regclass($1))`,
+						tm.Dest.Quoted()).Scan(&attached); err != nil {
+						return err
+					}
+					if attached {
+						continue
+					}
+				}
+				if _, err := dst.Exec(ctx, stmt); err != nil {
+					return fmt.Errorf("create table %s: %w\n%s", tm.Dest, err, stmt)
+				}
+			}
+			return nil
+		}})
+	}
+	return orderSteps(ctx, sd.tx, steps, func(from, to catalog.Ref) bool {
+		// A base type's own support functions take and return its shell.
+		return from.Catalog == catalog.CatalogProc && base[to]
+	}, a.logger(ctx))
+}
+
+// orderSteps sorts steps by the source's dependencies between their objects; weak says which
+// dependencies a created shell already meets (they are honoured only when they close no cycle).
+func orderSteps(ctx context.Context, q catalog.Querier, steps []preStep, weak func(from, to catalog.Ref) bool, log *zap.Logger) ([]preStep, error) {
+	refs := make([]catalog.Ref, len(steps))
+	byRef := make(map[catalog.Ref]preStep, len(steps))
+	for i, st := range steps {
+		refs[i] = st.ref
+		byRef[st.ref] = st
+	}
+	deps, err := catalog.Dependencies(ctx, q, refs)
+	if err != nil {
+		return nil, err
+	}
+	for from, tos := range deps {
+		deps[from] = slices.DeleteFunc(tos, func(to catalog.Ref) bool {
+			return weak(from, to) && slices.Contains(deps[to], from)
+		})
+	}
+	order, cut := catalog.Order(refs, deps, func(r catalog.Ref) bool { return r.Catalog == catalog.CatalogProc })
+	for _, c := range cut {
+		log.Info("dependency cycle broken: created before what it depends on", zap.Stringer("object", c[0]), zap.Stringer("depends_on", c[1]))
+	}
+	out := make([]preStep, len(order))
+	for i, r := range order {
+		out[i] = byRef[r]
+	}
+	return out, nil
 }

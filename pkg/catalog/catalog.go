@@ -50,6 +50,19 @@ type Column struct {
 	Collation string // quoted, qualified collation if not the type's default; "" otherwise
 	// OwnedSequence is the sequence owned by this column (SERIAL), if any.
 	OwnedSequence *spec.QName
+	// Inherited: the column comes from a parent the table inherits from (not a partition's
+	// parent), and is not declared by the table itself.
+	Inherited bool
+	// Merged: declared by the table and inherited from a parent whose column is generated (the
+	// generation expression is the parent's).
+	Merged bool
+	// Storage is the column's storage when not its type's ("plain", "external", "extended",
+	// "main"), Compression its compression method when set ("pglz", "lz4"; 14+).
+	Storage, Compression string
+	// IdentitySequence and IdentityOptions are an identity column's sequence and its options
+	// ("START WITH 1 INCREMENT BY 1 ...").
+	IdentitySequence *spec.QName
+	IdentityOptions  string
 }
 
 // Constraint is a table constraint.
@@ -65,6 +78,19 @@ type Constraint struct {
 	Deferrable bool
 	Deferred   bool
 	Definition string // pg_get_constraintdef, used for CHECK
+	OID        uint32
+	NotValid   bool // added NOT VALID: not checked against the rows it had then
+	Local      bool // declared by the table itself (not only inherited)
+	// A primary key's or unique constraint's INCLUDE columns, its index's storage parameters,
+	// and (unique, 15+) NULLS NOT DISTINCT.
+	Include          []string
+	IndexOptions     []string
+	NullsNotDistinct bool
+	// FromParent: a partition's copy of its parent's constraint (made when the parent's is).
+	FromParent bool
+	// Separate (set by the caller) adds a CHECK after its table, by its own statement: it
+	// calls a function that needs the table first (see ddl.AddCheck).
+	Separate bool
 }
 
 // Table is one table and what belongs to it.
@@ -83,6 +109,15 @@ type Table struct {
 	// PartitionOf and PartitionBound describe a partition: its parent and FOR VALUES clause.
 	PartitionOf    *spec.QName
 	PartitionBound string
+	// Inherits are the tables it inherits from (INHERITS, not a partition's parent), in order.
+	Inherits []spec.QName
+	// Options are its storage parameters (WITH), e.g. "fillfactor=70", "toast.fillfactor=80".
+	Options []string
+	// OfType is the composite type of a typed table (CREATE TABLE ... OF type), nil for others.
+	OfType *spec.QName
+	// RowSecurity and ForceRowSecurity: row level security is enabled (and applies to the
+	// table's owner too).
+	RowSecurity, ForceRowSecurity bool
 }
 
 // PrimaryKey returns the table's primary key, or nil.
@@ -152,6 +187,7 @@ func (t *Table) AllBuiltinTypes() bool {
 
 // Sequence is a sequence with its current state.
 type Sequence struct {
+	OID       uint32
 	Name      spec.QName
 	TypeName  string // internal name of the data type, e.g. "int8"
 	Start     int64
@@ -165,6 +201,7 @@ type Sequence struct {
 	OwnedBy   *spec.QName // table owning it, with OwnedByColumn
 	OwnedCol  string
 	Identity  bool // belongs to an identity column (created with the column)
+	Unlogged  bool // 15+
 }
 
 // excludedSchemas are never listed.
@@ -206,7 +243,7 @@ func ClearSearchPath(ctx context.Context, q Querier) error {
 	return err
 }
 
-var modifierRE = regexp.MustCompile(`\([0-9, ]+\)`)
+var modifierRE = regexp.MustCompile(`\([0-9, -]+\)`) // numeric's scale may be negative (15+)
 
 // LoadTable reads one table's definition. Call ClearSearchPath first in the same transaction.
 func LoadTable(ctx context.Context, q Querier, name spec.QName) (*Table, error) {
@@ -237,7 +274,19 @@ SELECT c.oid, c.relkind::text, c.relpersistence::text, c.relreplident::text,
        pg_catalog.current_setting('block_size')::int8,
        GREATEST(c.reltuples, 0)::int8,
        CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) ELSE '' END,
-       pn.nspname, p.relname, COALESCE(pg_catalog.pg_get_expr(c.relpartbound, c.oid), '')
+       pn.nspname, p.relname, COALESCE(pg_catalog.pg_get_expr(c.relpartbound, c.oid), ''),
+       ARRAY(SELECT hn.nspname::pg_catalog.text
+             FROM pg_catalog.pg_inherits hi JOIN pg_catalog.pg_class h ON h.oid = hi.inhparent
+             JOIN pg_catalog.pg_namespace hn ON hn.oid = h.relnamespace
+             WHERE hi.inhrelid = c.oid AND NOT c.relispartition ORDER BY hi.inhseqno),
+       ARRAY(SELECT h.relname::pg_catalog.text
+             FROM pg_catalog.pg_inherits hi JOIN pg_catalog.pg_class h ON h.oid = hi.inhparent
+             WHERE hi.inhrelid = c.oid AND NOT c.relispartition ORDER BY hi.inhseqno),
+       COALESCE(c.reloptions, '{}') || ARRAY(SELECT 'toast.' || o FROM pg_catalog.pg_class tc, pg_catalog.unnest(tc.reloptions) o
+                                            WHERE tc.oid = c.reltoastrelid),
+       (SELECT tn.nspname FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace WHERE ty.oid = c.reloftype),
+       (SELECT ty.typname FROM pg_catalog.pg_type ty WHERE ty.oid = c.reloftype),
+       c.relrowsecurity, c.relforcerowsecurity
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_inherits i ON c.relispartition AND i.inhrelid = c.oid
 LEFT JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
@@ -248,8 +297,16 @@ WHERE n.nspname = $1 AND c.relname = $2`
 func (t *Table) scan(row pgx.Row) error {
 	var relkind, persistence string
 	var parentSchema, parentName *string
+	var inhSchemas, inhNames []string
+	var ofSchema, ofName *string
 	err := row.Scan(&t.OID, &relkind, &persistence, &t.ReplicaIdentity, &t.Blocks, &t.BlockSize, &t.RowsEstimate,
-		&t.PartitionKey, &parentSchema, &parentName, &t.PartitionBound)
+		&t.PartitionKey, &parentSchema, &parentName, &t.PartitionBound, &inhSchemas, &inhNames, &t.Options, &ofSchema, &ofName, &t.RowSecurity, &t.ForceRowSecurity)
+	if ofSchema != nil && ofName != nil {
+		t.OfType = &spec.QName{Schema: *ofSchema, Name: *ofName}
+	}
+	for i := range min(len(inhSchemas), len(inhNames)) {
+		t.Inherits = append(t.Inherits, spec.QName{Schema: inhSchemas[i], Name: inhNames[i]})
+	}
 	if err == pgx.ErrNoRows {
 		return fmt.Errorf("table %s does not exist on the source", t.Name)
 	}
@@ -277,7 +334,16 @@ SELECT a.attname, a.attnum, a.atttypid,
        pg_catalog.pg_get_expr(d.adbin, d.adrelid),
        CASE WHEN a.attcollation <> ty.typcollation AND a.attcollation <> 0
             THEN pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) END,
-       seq.nspname, seq.relname
+       seq.nspname, seq.relname,
+       NOT a.attislocal AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid = a.attrelid AND r.relispartition),
+       a.attislocal AND a.attinhcount > 0 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid = a.attrelid AND r.relispartition)
+         AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits hi JOIN pg_catalog.pg_attribute pa ON pa.attrelid = hi.inhparent
+                     WHERE hi.inhrelid = a.attrelid AND pa.attname = a.attname AND pa.attgenerated <> ''),
+       CASE WHEN a.attstorage <> ty.typstorage
+            THEN CASE a.attstorage WHEN 'p' THEN 'plain' WHEN 'e' THEN 'external' WHEN 'x' THEN 'extended' WHEN 'm' THEN 'main' END
+            ELSE '' END,
+       CASE COALESCE(pg_catalog.to_jsonb(a) ->> 'attcompression', '') WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' ELSE '' END, -- 14+
+       ids.nspname, ids.relname, COALESCE(ids.options, '')
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
 JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace
@@ -294,6 +360,21 @@ LEFT JOIN LATERAL (
   WHERE dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
     AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype = 'a'
   LIMIT 1) seq ON true
+LEFT JOIN LATERAL (
+  -- An identity column's sequence and its options.
+  SELECT sn.nspname, s.relname,
+         pg_catalog.format('START WITH %s INCREMENT BY %s MINVALUE %s MAXVALUE %s CACHE %s%s%s', p.seqstart, p.seqincrement,
+           p.seqmin, p.seqmax, p.seqcache, CASE WHEN p.seqcycle THEN ' CYCLE' ELSE '' END,
+           CASE WHEN s.relpersistence = 'u' AND r.relpersistence <> 'u' THEN ' UNLOGGED'
+                WHEN s.relpersistence <> 'u' AND r.relpersistence = 'u' THEN ' LOGGED' ELSE '' END) AS options
+  FROM pg_catalog.pg_depend dep
+  JOIN pg_catalog.pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
+  JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+  JOIN pg_catalog.pg_sequence p ON p.seqrelid = s.oid
+  JOIN pg_catalog.pg_class r ON r.oid = a.attrelid
+  WHERE a.attidentity <> '' AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+    AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype = 'i'
+  LIMIT 1) ids ON true
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`
 
@@ -302,9 +383,10 @@ func (t *Table) scanColumns(rows pgx.Rows) error {
 	defer rows.Close()
 	for rows.Next() {
 		var c Column
-		var def, coll, seqSchema, seqName *string
+		var def, coll, seqSchema, seqName, idSchema, idName *string
 		if err := rows.Scan(&c.Name, &c.Num, &c.Type.OID, &c.Type.Formatted, &c.Type.Name, &c.Type.Schema,
-			&c.Type.Array, &c.Type.BaseOID, &c.NotNull, &c.Identity, &c.Generated, &def, &coll, &seqSchema, &seqName); err != nil {
+			&c.Type.Array, &c.Type.BaseOID, &c.NotNull, &c.Identity, &c.Generated, &def, &coll, &seqSchema, &seqName,
+			&c.Inherited, &c.Merged, &c.Storage, &c.Compression, &idSchema, &idName, &c.IdentityOptions); err != nil {
 			return err
 		}
 		c.Type.Modifier = modifierRE.FindString(c.Type.Formatted)
@@ -319,6 +401,9 @@ func (t *Table) scanColumns(rows pgx.Rows) error {
 		}
 		if coll != nil {
 			c.Collation = *coll
+		}
+		if idSchema != nil && idName != nil {
+			c.IdentitySequence = &spec.QName{Schema: *idSchema, Name: *idName}
 		}
 		if seqName != nil && seqSchema != nil {
 			c.OwnedSequence = &spec.QName{Schema: *seqSchema, Name: *seqName}
@@ -337,7 +422,14 @@ SELECT c.conname, c.contype::text,
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i),
        COALESCE(rn.nspname, ''), COALESCE(r.relname, ''),
        c.confupdtype::text, c.confdeltype::text, c.confmatchtype::text, c.condeferrable, c.condeferred,
-       pg_catalog.pg_get_constraintdef(c.oid)
+       pg_catalog.pg_get_constraintdef(c.oid), c.oid, NOT c.convalidated, c.conislocal,
+       ARRAY(SELECT a.attname::text FROM pg_catalog.pg_index ci, pg_catalog.unnest(ci.indkey::pg_catalog.int2[]) WITH ORDINALITY k(n, i)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n
+             WHERE c.contype IN ('p', 'u') AND ci.indexrelid = c.conindid AND k.i > ci.indnkeyatts ORDER BY k.i),
+       COALESCE((SELECT ic.reloptions FROM pg_catalog.pg_class ic WHERE c.contype IN ('p', 'u') AND ic.oid = c.conindid), '{}'),
+       COALESCE((SELECT (pg_catalog.to_jsonb(ci) ->> 'indnullsnotdistinct')::bool FROM pg_catalog.pg_index ci -- 15+
+                 WHERE c.contype = 'u' AND ci.indexrelid = c.conindid), false),
+       COALESCE((pg_catalog.to_jsonb(c) ->> 'conparentid')::pg_catalog.oid, 0) <> 0 -- 11+
 FROM pg_catalog.pg_constraint c
 LEFT JOIN pg_catalog.pg_class r ON r.oid = c.confrelid
 LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
@@ -353,7 +445,8 @@ func (t *Table) scanConstraints(rows pgx.Rows) error {
 	for rows.Next() {
 		var c Constraint
 		if err := rows.Scan(&c.Name, &c.Kind, &c.Columns, &c.RefColumns, &c.RefTable.Schema, &c.RefTable.Name,
-			&c.OnUpdate, &c.OnDelete, &c.Match, &c.Deferrable, &c.Deferred, &c.Definition); err != nil {
+			&c.OnUpdate, &c.OnDelete, &c.Match, &c.Deferrable, &c.Deferred, &c.Definition, &c.OID, &c.NotValid, &c.Local,
+			&c.Include, &c.IndexOptions, &c.NullsNotDistinct, &c.FromParent); err != nil {
 			return err
 		}
 		t.Constraints = append(t.Constraints, c)
@@ -395,8 +488,8 @@ func LoadSequences(ctx context.Context, q Querier, tables []*Table) ([]Sequence,
 		oids[i] = t.OID
 	}
 	owned, err := querySequences(ctx, q, oids, `
-SELECT dep.refobjid, sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache,
-       p.seqcycle, a.attname, dep.deptype = 'i'
+SELECT dep.refobjid, s.oid, sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache,
+       p.seqcycle, a.attname, dep.deptype = 'i', s.relpersistence = 'u'
 FROM pg_catalog.pg_depend dep
 JOIN pg_catalog.pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
 JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
@@ -413,8 +506,8 @@ ORDER BY s.relname`)
 	// Sequences a default uses without its column owning them (a partition's columns use the
 	// parent's): created as standalone sequences unless a selected table owns them.
 	used, err := querySequences(ctx, q, oids, `
-SELECT DISTINCT ad.adrelid, sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache,
-       p.seqcycle, '', false
+SELECT DISTINCT ad.adrelid, s.oid, sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache,
+       p.seqcycle, '', false, s.relpersistence = 'u'
 FROM pg_catalog.pg_attrdef ad
 JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = ad.oid
   AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
@@ -423,7 +516,7 @@ JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
 JOIN pg_catalog.pg_sequence p ON p.seqrelid = s.oid
 JOIN pg_catalog.pg_type ty ON ty.oid = p.seqtypid
 WHERE ad.adrelid = ANY($1)
-ORDER BY 2, 3`)
+ORDER BY 3, 4`)
 	if err != nil {
 		return nil, err
 	}
@@ -464,8 +557,8 @@ func querySequences(ctx context.Context, q Querier, oids []uint32, sql string) (
 	for rows.Next() {
 		var s Sequence
 		var table uint32
-		if err := rows.Scan(&table, &s.Name.Schema, &s.Name.Name, &s.TypeName, &s.Start, &s.Increment, &s.Min, &s.Max,
-			&s.Cache, &s.Cycle, &s.OwnedCol, &s.Identity); err != nil {
+		if err := rows.Scan(&table, &s.OID, &s.Name.Schema, &s.Name.Name, &s.TypeName, &s.Start, &s.Increment, &s.Min, &s.Max,
+			&s.Cache, &s.Cycle, &s.OwnedCol, &s.Identity, &s.Unlogged); err != nil {
 			return nil, fmt.Errorf("load sequences: %w", err)
 		}
 		out[table] = append(out[table], s)
@@ -505,7 +598,8 @@ func readSequenceValues(ctx context.Context, q Querier, seqs []Sequence) error {
 // with their tables, see LoadSequences), with their current values.
 func LoadSchemaSequences(ctx context.Context, q Querier, schemas []string) ([]Sequence, error) {
 	rows, err := q.Query(ctx, `
-SELECT sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache, p.seqcycle
+SELECT s.oid, sn.nspname, s.relname, ty.typname, p.seqstart, p.seqincrement, p.seqmin, p.seqmax, p.seqcache, p.seqcycle,
+       s.relpersistence = 'u'
 FROM pg_catalog.pg_class s
 JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
 JOIN pg_catalog.pg_sequence p ON p.seqrelid = s.oid
@@ -513,14 +607,14 @@ JOIN pg_catalog.pg_type ty ON ty.oid = p.seqtypid
 WHERE s.relkind = 'S' AND sn.nspname = ANY($1)
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = s.oid AND d.deptype IN ('a', 'i', 'e')
                   AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass)
-ORDER BY 1, 2`, schemas)
+ORDER BY 2, 3`, schemas)
 	if err != nil {
 		return nil, fmt.Errorf("load sequences: %w", err)
 	}
 	var seqs []Sequence
 	for rows.Next() {
 		var s Sequence
-		if err := rows.Scan(&s.Name.Schema, &s.Name.Name, &s.TypeName, &s.Start, &s.Increment, &s.Min, &s.Max, &s.Cache, &s.Cycle); err != nil {
+		if err := rows.Scan(&s.OID, &s.Name.Schema, &s.Name.Name, &s.TypeName, &s.Start, &s.Increment, &s.Min, &s.Max, &s.Cache, &s.Cycle, &s.Unlogged); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load sequences: %w", err)
 		}

@@ -14,22 +14,29 @@ type Index struct {
 	Keys      []IndexKey
 	Include   []string // INCLUDE columns
 	Predicate string   // partial index condition; "" = none
+	Options   []string // storage parameters (WITH), e.g. "fillfactor=70"
+	// NullsNotDistinct: a unique index whose NULLs are equal (15+).
+	NullsNotDistinct bool
 }
 
 // IndexKey is one key of an index: a column or an expression.
 type IndexKey struct {
 	Column     string // set for a column key
 	Expression string // set for an expression key, as the server prints it
-	Opclass    string // quoted, qualified operator class when not the default; "" otherwise
-	Desc       bool
-	NullsFirst bool
+	Opclass    string // quoted, qualified operator class when not the default or with options; "" otherwise
+	// OpclassOptions are the operator class's parameters, e.g. "false_positive_rate=0.05".
+	OpclassOptions []string
+	Collation      string // quoted, qualified collation when not the key's own; "" otherwise
+	Desc           bool
+	NullsFirst     bool
 }
 
 // LoadIndexes reads t's secondary indexes. Call ClearSearchPath first in the same transaction.
 func LoadIndexes(ctx context.Context, q Querier, t *Table) ([]Index, error) {
 	rows, err := q.Query(ctx, `
 SELECT i.indexrelid, ic.relname::text, i.indisunique, am.amname::text, i.indnkeyatts,
-       COALESCE(pg_catalog.pg_get_expr(i.indpred, i.indrelid), '')
+       COALESCE(pg_catalog.pg_get_expr(i.indpred, i.indrelid), ''), COALESCE(ic.reloptions, '{}'),
+       COALESCE((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false) -- 15+
 FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_catalog.pg_am am ON am.oid = ic.relam
@@ -47,7 +54,7 @@ ORDER BY ic.relname`, t.OID)
 	var heads []head
 	for rows.Next() {
 		var h head
-		if err := rows.Scan(&h.oid, &h.ix.Name, &h.ix.Unique, &h.ix.Method, &h.keyAtts, &h.ix.Predicate); err != nil {
+		if err := rows.Scan(&h.oid, &h.ix.Name, &h.ix.Unique, &h.ix.Method, &h.keyAtts, &h.ix.Predicate, &h.ix.Options, &h.ix.NullsNotDistinct); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load indexes of %s: %w", t.Name, err)
 		}
@@ -61,11 +68,16 @@ ORDER BY ic.relname`, t.OID)
 	for _, h := range heads {
 		krows, err := q.Query(ctx, `
 SELECT k, COALESCE(a.attname::text, ''), pg_catalog.pg_get_indexdef(i.indexrelid, k, true),
-       COALESCE(CASE WHEN NOT opc.opcdefault THEN pg_catalog.quote_ident(opcn.nspname) || '.' || pg_catalog.quote_ident(opc.opcname) END, ''),
-       COALESCE(i.indoption[k - 1], 0)::int
+       COALESCE(CASE WHEN NOT opc.opcdefault OR ia.attoptions IS NOT NULL THEN pg_catalog.quote_ident(opcn.nspname) || '.' || pg_catalog.quote_ident(opc.opcname) END, ''),
+       COALESCE(i.indoption[k - 1], 0)::int, COALESCE(ia.attoptions, '{}'),
+       COALESCE((SELECT pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname)
+                 FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+                 WHERE co.oid = i.indcollation[k - 1] AND co.oid <> COALESCE(a.attcollation, kt.typcollation)), '')
 FROM pg_catalog.pg_index i
 CROSS JOIN pg_catalog.generate_series(1, i.indnatts) k
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k - 1] AND i.indkey[k - 1] <> 0
+LEFT JOIN pg_catalog.pg_attribute ia ON ia.attrelid = i.indexrelid AND ia.attnum = k
+LEFT JOIN pg_catalog.pg_type kt ON kt.oid = ia.atttypid
 LEFT JOIN pg_catalog.pg_opclass opc ON k <= i.indnkeyatts AND opc.oid = i.indclass[k - 1]
 LEFT JOIN pg_catalog.pg_namespace opcn ON opcn.oid = opc.opcnamespace
 WHERE i.indexrelid = $1
@@ -75,8 +87,9 @@ ORDER BY k`, h.oid)
 		}
 		for krows.Next() {
 			var k, option int
-			var col, def, opclass string
-			if err := krows.Scan(&k, &col, &def, &opclass, &option); err != nil {
+			var col, def, opclass, collation string
+			var opts []string
+			if err := krows.Scan(&k, &col, &def, &opclass, &option, &opts, &collation); err != nil {
 				krows.Close()
 				return nil, fmt.Errorf("load index %s: %w", h.ix.Name, err)
 			}
@@ -84,7 +97,7 @@ ORDER BY k`, h.oid)
 				h.ix.Include = append(h.ix.Include, col)
 				continue
 			}
-			key := IndexKey{Column: col, Opclass: opclass, Desc: option&1 != 0, NullsFirst: option&2 != 0}
+			key := IndexKey{Column: col, Opclass: opclass, OpclassOptions: opts, Collation: collation, Desc: option&1 != 0, NullsFirst: option&2 != 0}
 			if col == "" {
 				key.Expression = def
 			}

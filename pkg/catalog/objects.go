@@ -47,16 +47,17 @@ type Object struct {
 	Depends []uint32
 	// Relations lists the tables (OIDs) a view reads from.
 	Relations []uint32
-	// Aggregate parts: state function, state type, final and combine functions, initial value,
-	// sort operator; Unsupported says why the aggregate cannot be recreated ("" = it can).
-	AggSFunc, AggSType, AggFinal, AggCombine, AggSortOp string
-	AggInit                                             *string
+	// AggParts are an aggregate's CREATE AGGREGATE options, as pg_dump writes them
+	// ("SFUNC = f", "STYPE = t", "PARALLEL = SAFE", ...).
+	AggParts []string
 	// Operator parts.
 	OpLeft, OpRight, OpFunc, OpCommutator, OpNegator, OpRestrict, OpJoin string
 	OpHashes, OpMerges                                                   bool
-	Unsupported                                                          string
 	// Options are a view's reloptions (check_option, security_barrier, ...).
 	Options []string
+	// Enabled is when a trigger or rule fires: "O" (origin and local, the default), "D"
+	// disabled, "R" replica only, "A" always.
+	Enabled string
 }
 
 // ObjectSelection says which objects to read: every object of whole schemas, and the triggers,
@@ -278,17 +279,33 @@ SELECT p.oid, n.nspname, p.proname, p.prokind::text, pg_catalog.pg_get_function_
        pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname),
        CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_catalog.pg_get_functiondef(p.oid) ELSE '' END,
        COALESCE(p.prosrc, ''),
-       COALESCE(a.aggtransfn::pg_catalog.regproc::pg_catalog.text, ''), COALESCE(pg_catalog.format_type(a.aggtranstype, NULL), ''),
-       COALESCE(NULLIF(a.aggfinalfn, 0)::pg_catalog.regproc::pg_catalog.text, ''),
-       COALESCE(NULLIF(a.aggcombinefn, 0)::pg_catalog.regproc::pg_catalog.text, ''),
-       COALESCE((SELECT pg_catalog.quote_ident(on2.nspname) || '.' || o.oprname FROM pg_catalog.pg_operator o
-                 JOIN pg_catalog.pg_namespace on2 ON on2.oid = o.oprnamespace WHERE o.oid = a.aggsortop), ''),
-       a.agginitval,
-       CASE WHEN a.aggfnoid IS NULL THEN ''
-            WHEN a.aggkind <> 'n' THEN 'ordered-set or hypothetical-set aggregate'
-            WHEN a.aggmtransfn <> 0 THEN 'moving-aggregate mode'
-            WHEN a.aggserialfn <> 0 OR a.aggfinalextra OR a.aggfinalmodify <> 'r' THEN 'serial functions or final function options'
-            ELSE '' END
+       CASE WHEN a.aggfnoid IS NULL THEN '{}'::pg_catalog.text[] ELSE pg_catalog.array_remove(ARRAY[
+         'SFUNC = ' || a.aggtransfn::pg_catalog.regproc::pg_catalog.text,
+         'STYPE = ' || pg_catalog.format_type(a.aggtranstype, NULL),
+         CASE WHEN a.aggtransspace <> 0 THEN 'SSPACE = ' || a.aggtransspace END,
+         CASE WHEN a.aggfinalfn <> 0 THEN 'FINALFUNC = ' || a.aggfinalfn::pg_catalog.regproc::pg_catalog.text END,
+         CASE WHEN a.aggfinalextra THEN 'FINALFUNC_EXTRA' END,
+         CASE WHEN a.aggfinalfn <> 0 THEN CASE COALESCE(pg_catalog.to_jsonb(a) ->> 'aggfinalmodify', '') -- 11+
+           WHEN 's' THEN 'FINALFUNC_MODIFY = SHAREABLE'
+           WHEN 'w' THEN CASE WHEN a.aggkind = 'n' THEN 'FINALFUNC_MODIFY = READ_WRITE' END
+           WHEN 'r' THEN CASE WHEN a.aggkind <> 'n' THEN 'FINALFUNC_MODIFY = READ_ONLY' END END END,
+         CASE WHEN a.aggcombinefn <> 0 THEN 'COMBINEFUNC = ' || a.aggcombinefn::pg_catalog.regproc::pg_catalog.text END,
+         CASE WHEN a.aggserialfn <> 0 THEN 'SERIALFUNC = ' || a.aggserialfn::pg_catalog.regproc::pg_catalog.text END,
+         CASE WHEN a.aggdeserialfn <> 0 THEN 'DESERIALFUNC = ' || a.aggdeserialfn::pg_catalog.regproc::pg_catalog.text END,
+         CASE WHEN a.agginitval IS NOT NULL THEN 'INITCOND = ' || pg_catalog.quote_literal(a.agginitval) END,
+         CASE WHEN a.aggmtransfn <> 0 THEN 'MSFUNC = ' || a.aggmtransfn::pg_catalog.regproc::pg_catalog.text END,
+         CASE WHEN a.aggminvtransfn <> 0 THEN 'MINVFUNC = ' || a.aggminvtransfn::pg_catalog.regproc::pg_catalog.text END,
+         CASE WHEN a.aggmtransfn <> 0 THEN 'MSTYPE = ' || pg_catalog.format_type(a.aggmtranstype, NULL) END,
+         CASE WHEN a.aggmtransspace <> 0 THEN 'MSSPACE = ' || a.aggmtransspace END,
+         CASE WHEN a.aggmfinalfn <> 0 THEN 'MFINALFUNC = ' || a.aggmfinalfn::pg_catalog.regproc::pg_catalog.text END,
+         CASE WHEN a.aggmfinalextra THEN 'MFINALFUNC_EXTRA' END,
+         CASE WHEN a.aggmfinalfn <> 0 THEN CASE COALESCE(pg_catalog.to_jsonb(a) ->> 'aggmfinalmodify', '')
+           WHEN 's' THEN 'MFINALFUNC_MODIFY = SHAREABLE' WHEN 'w' THEN 'MFINALFUNC_MODIFY = READ_WRITE' END END,
+         CASE WHEN a.aggminitval IS NOT NULL THEN 'MINITCOND = ' || pg_catalog.quote_literal(a.aggminitval) END,
+         (SELECT 'SORTOP = OPERATOR(' || pg_catalog.quote_ident(on2.nspname) || '.' || o.oprname || ')' FROM pg_catalog.pg_operator o
+          JOIN pg_catalog.pg_namespace on2 ON on2.oid = o.oprnamespace WHERE o.oid = a.aggsortop),
+         CASE p.proparallel WHEN 's' THEN 'PARALLEL = SAFE' WHEN 'r' THEN 'PARALLEL = RESTRICTED' END,
+         CASE WHEN a.aggkind = 'h' THEN 'HYPOTHETICAL' END], NULL) END
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
@@ -302,8 +319,7 @@ ORDER BY p.proname, p.oid`, arg)
 	for rows.Next() {
 		var o Object
 		var kind string
-		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name, &kind, &o.Args, &o.QualName, &o.Def, &o.Body,
-			&o.AggSFunc, &o.AggSType, &o.AggFinal, &o.AggCombine, &o.AggSortOp, &o.AggInit, &o.Unsupported); err != nil {
+		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name, &kind, &o.Args, &o.QualName, &o.Def, &o.Body, &o.AggParts); err != nil {
 			return nil, fmt.Errorf("list functions: %w", err)
 		}
 		o.Kind = KindFunction
@@ -327,6 +343,7 @@ SELECT o.oid, n.nspname, o.oprname,
        o.oprcanhash, o.oprcanmerge
 FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
 WHERE n.nspname = $1 AND `+fmt.Sprintf(notExtensionMember, "o.oid")+`
+  AND o.oprcode <> 0 -- a shell operator: created by the operator that names it its commutator or negator, as pg_dump leaves it
 ORDER BY o.oprname, o.oid`, schema)
 	if err != nil {
 		return nil, fmt.Errorf("list operators of %s: %w", schema, err)
@@ -417,10 +434,11 @@ func sortViews(views []Object) []Object {
 
 func loadTriggersAndRules(ctx context.Context, q Querier, t spec.QName) ([]Object, error) {
 	rows, err := q.Query(ctx, `
-SELECT t.oid, 'trigger', t.tgname, pg_catalog.pg_get_triggerdef(t.oid, true)
+SELECT t.oid, 'trigger', t.tgname, pg_catalog.pg_get_triggerdef(t.oid, true), t.tgenabled::text
 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = pg_catalog.to_regclass($1) AND NOT t.tgisinternal
+  AND COALESCE((pg_catalog.to_jsonb(t) ->> 'tgparentid')::pg_catalog.oid, 0) = 0 -- a partition's copy of its parent's trigger comes with it (13+)
 UNION ALL
-SELECT r.oid, 'rule', r.rulename, pg_catalog.pg_get_ruledef(r.oid, true)
+SELECT r.oid, 'rule', r.rulename, pg_catalog.pg_get_ruledef(r.oid, true), r.ev_enabled::text
 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = pg_catalog.to_regclass($1) AND r.rulename <> '_RETURN'
 ORDER BY 2, 3`, t.Quoted())
 	if err != nil {
@@ -430,7 +448,7 @@ ORDER BY 2, 3`, t.Quoted())
 	var out []Object
 	for rows.Next() {
 		o := Object{Table: t, Name: spec.QName{Schema: t.Schema}}
-		if err := rows.Scan(&o.OID, &o.Kind, &o.Name.Name, &o.Def); err != nil {
+		if err := rows.Scan(&o.OID, &o.Kind, &o.Name.Name, &o.Def, &o.Enabled); err != nil {
 			return nil, err
 		}
 		out = append(out, o)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -24,7 +26,31 @@ type UserType struct {
 	Checks    []Check  // domain constraints
 	Fields    []Column // composite attributes (name and type)
 	Subtype   Type     // range
-	DependsOn []uint32 // user types this one needs first
+	// SubtypeOpclass is a range's subtype operator class when not the default (Collation its
+	// collation when not the subtype's); its CANONICAL and SUBTYPE_DIFF functions are in Funcs.
+	SubtypeOpclass string
+	DependsOn      []uint32 // user types this one needs first
+
+	// Base type ("b"): its support functions by CREATE TYPE option (INPUT, OUTPUT, ...), in
+	// CREATE TYPE's order (a range's CANONICAL and SUBTYPE_DIFF too), and its properties. A base type is created as a shell first (kind
+	// "p" is a shell type and nothing more), so that its functions can name it.
+	Funcs      []TypeFunc
+	Length     int16 // internal length, -1 variable
+	ByValue    bool
+	Align      string // "int4", "double", "char", "int2"
+	Storage    string // "plain", "external", "extended", "main"
+	Category   string
+	Preferred  bool
+	DefaultRaw *string // the default's external form
+	Element    *Type
+	Delimiter  string
+	Collatable bool
+}
+
+// TypeFunc is one support function of a base type: the CREATE TYPE option and the function.
+type TypeFunc struct {
+	Option string
+	Func   spec.QName
 }
 
 // Check is a named CHECK constraint.
@@ -56,9 +82,11 @@ func typeOf(ctx context.Context, q Querier, oid uint32, typmod int32) (Type, err
 	return t, nil
 }
 
-// LoadUserTypes returns the user types the columns of tables need, each after the types it
-// depends on.
-func LoadUserTypes(ctx context.Context, q Querier, tables []*Table) ([]UserType, error) {
+// LoadUserTypes returns the user types the columns of tables need and every type of the whole
+// schemas (enums, domains, standalone composites, ranges, base and shell types; not the row
+// types of tables, nor array types or multiranges, which come with their type), each after the
+// types it depends on.
+func LoadUserTypes(ctx context.Context, q Querier, tables []*Table, schemas []string) ([]UserType, error) {
 	var queue []uint32
 	for _, t := range tables {
 		for _, c := range t.Columns {
@@ -66,6 +94,23 @@ func LoadUserTypes(ctx context.Context, q Querier, tables []*Table) ([]UserType,
 				queue = append(queue, c.Type.BaseOID)
 			}
 		}
+	}
+	if len(schemas) > 0 {
+		rows, err := q.Query(ctx, `
+SELECT t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+WHERE n.nspname = ANY($1) AND t.typtype IN ('e', 'd', 'c', 'r', 'b', 'p')
+  AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
+  AND (t.typrelid = 0 OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c')
+  AND `+fmt.Sprintf(notExtensionMember, "t.oid")+`
+ORDER BY n.nspname, t.typname`, schemas)
+		if err != nil {
+			return nil, fmt.Errorf("list the schemas' types: %w", err)
+		}
+		more, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
+		if err != nil {
+			return nil, fmt.Errorf("list the schemas' types: %w", err)
+		}
+		queue = append(queue, more...)
 	}
 	loaded := map[uint32]*UserType{}
 	skip := map[uint32]bool{}
@@ -214,21 +259,104 @@ WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, relid)
 		}
 	case "r":
 		var sub uint32
-		if err := q.QueryRow(ctx, `SELECT rngsubtype FROM pg_catalog.pg_range WHERE rngtypid = $1`, oid).Scan(&sub); err != nil {
+		var funcs []uint32
+		if err := q.QueryRow(ctx, `
+SELECT r.rngsubtype, ARRAY[r.rngcanonical, r.rngsubdiff]::pg_catalog.oid[],
+       COALESCE((SELECT pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname)
+                 FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+                 WHERE co.oid = r.rngcollation AND co.oid <> st.typcollation), ''),
+       COALESCE((SELECT pg_catalog.quote_ident(opn.nspname) || '.' || pg_catalog.quote_ident(opc.opcname)
+                 FROM pg_catalog.pg_opclass opc JOIN pg_catalog.pg_namespace opn ON opn.oid = opc.opcnamespace
+                 WHERE opc.oid = r.rngsubopc AND NOT opc.opcdefault), '')
+FROM pg_catalog.pg_range r JOIN pg_catalog.pg_type st ON st.oid = r.rngsubtype WHERE r.rngtypid = $1`, oid).Scan(&sub, &funcs, &ut.Collation, &ut.SubtypeOpclass); err != nil {
 			return nil, false, fmt.Errorf("load range %s: %w", ut.Name, err)
+		}
+		if err := ut.loadFuncs(ctx, q, funcs, []string{"CANONICAL", "SUBTYPE_DIFF"}); err != nil {
+			return nil, false, err
 		}
 		if ut.Subtype, err = typeOf(ctx, q, sub, -1); err != nil {
 			return nil, false, err
 		}
 		ut.addDep(ut.Subtype)
+	case "p":
+		// A shell type (CREATE TYPE name, never completed); other pseudo-types are built in.
+	case "b":
+		if err := loadBaseType(ctx, q, ut); err != nil {
+			return nil, false, err
+		}
 	default:
 		return nil, false, fmt.Errorf("type %s: kind %q is not supported yet", ut.Name, ut.Kind)
 	}
 	return ut, true, nil
 }
 
+// loadBaseType reads a base type's support functions and properties.
+func loadBaseType(ctx context.Context, q Querier, ut *UserType) error {
+	var funcs []uint32
+	var elem uint32
+	err := q.QueryRow(ctx, `
+SELECT ARRAY[t.typinput, t.typoutput, t.typreceive, t.typsend, t.typmodin, t.typmodout, t.typanalyze, -- typsubscript: 14+
+
+             COALESCE(NULLIF(pg_catalog.to_jsonb(t) ->> 'typsubscript', '-')::pg_catalog.regproc::pg_catalog.oid, 0)]::pg_catalog.oid[],
+       t.typlen, t.typbyval, t.typalign::text, t.typstorage::text, t.typcategory::text, t.typispreferred, t.typdefault,
+       t.typelem, t.typdelim::text, t.typcollation <> 0
+FROM pg_catalog.pg_type t WHERE t.oid = $1`, ut.OID).Scan(&funcs, &ut.Length, &ut.ByValue, &ut.Align, &ut.Storage, &ut.Category,
+		&ut.Preferred, &ut.DefaultRaw, &elem, &ut.Delimiter, &ut.Collatable)
+	if err != nil {
+		return fmt.Errorf("load base type %s: %w", ut.Name, err)
+	}
+	ut.Align = map[string]string{"c": "char", "s": "int2", "i": "int4", "d": "double"}[ut.Align]
+	ut.Storage = map[string]string{"p": "plain", "e": "external", "x": "extended", "m": "main"}[ut.Storage]
+	if err := ut.loadFuncs(ctx, q, funcs, []string{"INPUT", "OUTPUT", "RECEIVE", "SEND", "TYPMOD_IN", "TYPMOD_OUT", "ANALYZE", "SUBSCRIPT"}); err != nil {
+		return err
+	}
+	if elem != 0 {
+		et, err := typeOf(ctx, q, elem, -1)
+		if err != nil {
+			return err
+		}
+		ut.Element = &et
+		ut.addDep(et)
+	}
+	return nil
+}
+
 func (ut *UserType) addDep(t Type) {
 	if !t.Builtin() {
 		ut.DependsOn = append(ut.DependsOn, t.BaseOID)
 	}
+}
+
+// loadFuncs names the support functions funcs (OIDs, 0 = none) of the options at the same
+// positions into ut.Funcs.
+func (ut *UserType) loadFuncs(ctx context.Context, q Querier, funcs []uint32, options []string) error {
+	for i, f := range funcs {
+		if f == 0 {
+			continue
+		}
+		var name spec.QName
+		if err := q.QueryRow(ctx, `SELECT n.nspname, p.proname FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = $1`, f).Scan(&name.Schema, &name.Name); err != nil {
+			return fmt.Errorf("load type %s: %s function: %w", ut.Name, options[i], err)
+		}
+		ut.Funcs = append(ut.Funcs, TypeFunc{Option: options[i], Func: name})
+	}
+	return nil
+}
+
+// NeedsShell says whether the type is created as a shell first: a base type (its input and
+// output functions take and return it), a range with a canonical function (which takes it), and
+// a shell type itself.
+func (ut UserType) NeedsShell() bool {
+	switch ut.Kind {
+	case "b", "p":
+		return true
+	case "r":
+		for _, f := range ut.Funcs {
+			if f.Option == "CANONICAL" {
+				return true
+			}
+		}
+	}
+	return false
 }

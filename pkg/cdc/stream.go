@@ -246,6 +246,12 @@ func prepareApplySession(ctx context.Context, dest *pgx.Conn) error {
 	if _, err := dest.Exec(ctx, "SET session_replication_role = replica"); err != nil {
 		return errclass.Permanent(fmt.Errorf("destination: SET session_replication_role = replica: %w (grant the account superuser or the right to set it)", err))
 	}
+	// A table whose row level security applies to the account would have the apply's changes
+	// filtered by its policies without a word: with row_security off, such a statement fails
+	// and says so instead.
+	if _, err := dest.Exec(ctx, "SET row_security = off"); err != nil {
+		return fmt.Errorf("destination: SET row_security = off: %w", err)
+	}
 	// Keyed batches (keyed.go) pass their rows in array parameters. A custom plan, made for the
 	// arrays' sizes, may hash them and scan the whole table; the generic plan probes the key's
 	// index row by row, and is not planned again for every batch.

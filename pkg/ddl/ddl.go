@@ -6,6 +6,7 @@ package ddl
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -118,10 +119,17 @@ func CreateType(ut catalog.UserType, m Mapper) string {
 		if ut.NotNull {
 			b.WriteString(" NOT NULL")
 		}
+		var notValid []string
 		for _, c := range ut.Checks {
-			b.WriteString(" CONSTRAINT " + ident(c.Name) + " " + MapExpr(c.Definition, nil, schemaRenames(m)))
+			def := MapExpr(c.Definition, nil, schemaRenames(m))
+			if strings.HasSuffix(def, " NOT VALID") {
+				// CREATE DOMAIN takes no NOT VALID: added afterwards, as pg_dump does.
+				notValid = append(notValid, fmt.Sprintf(";\nALTER DOMAIN %s ADD CONSTRAINT %s %s", name, ident(c.Name), def))
+				continue
+			}
+			b.WriteString(" CONSTRAINT " + ident(c.Name) + " " + def)
 		}
-		return b.String()
+		return b.String() + strings.Join(notValid, "")
 	case "c":
 		fields := make([]string, len(ut.Fields))
 		for i, f := range ut.Fields {
@@ -129,9 +137,68 @@ func CreateType(ut catalog.UserType, m Mapper) string {
 		}
 		return fmt.Sprintf("CREATE TYPE %s AS (%s)", name, strings.Join(fields, ", "))
 	case "r":
-		return fmt.Sprintf("CREATE TYPE %s AS RANGE (SUBTYPE = %s)", name, TypeSQL(ut.Subtype, m))
+		parts := []string{"SUBTYPE = " + TypeSQL(ut.Subtype, m)}
+		if ut.SubtypeOpclass != "" {
+			parts = append(parts, "SUBTYPE_OPCLASS = "+MapExpr(ut.SubtypeOpclass, nil, schemaRenames(m)))
+		}
+		if ut.Collation != "" {
+			parts = append(parts, "COLLATION = "+ut.Collation)
+		}
+		for _, f := range ut.Funcs {
+			parts = append(parts, f.Option+" = "+mapFunction(f.Func, m))
+		}
+		return fmt.Sprintf("CREATE TYPE %s AS RANGE (%s)", name, strings.Join(parts, ", "))
+	case "p":
+		return ShellType(ut, m)
+	case "b":
+		var parts []string
+		for _, f := range ut.Funcs {
+			parts = append(parts, f.Option+" = "+mapFunction(f.Func, m))
+		}
+		if ut.Length < 0 {
+			parts = append(parts, "INTERNALLENGTH = VARIABLE")
+		} else {
+			parts = append(parts, fmt.Sprintf("INTERNALLENGTH = %d", ut.Length))
+		}
+		if ut.ByValue {
+			parts = append(parts, "PASSEDBYVALUE")
+		}
+		parts = append(parts, "ALIGNMENT = "+ut.Align, "STORAGE = "+ut.Storage)
+		if ut.Category != "U" {
+			parts = append(parts, "CATEGORY = "+catalog.QuoteLiteral(ut.Category))
+		}
+		if ut.Preferred {
+			parts = append(parts, "PREFERRED = true")
+		}
+		if ut.DefaultRaw != nil {
+			parts = append(parts, "DEFAULT = "+catalog.QuoteLiteral(*ut.DefaultRaw))
+		}
+		if ut.Element != nil {
+			parts = append(parts, "ELEMENT = "+TypeSQL(*ut.Element, m))
+		}
+		if ut.Delimiter != "," {
+			parts = append(parts, "DELIMITER = "+catalog.QuoteLiteral(ut.Delimiter))
+		}
+		if ut.Collatable {
+			parts = append(parts, "COLLATABLE = true")
+		}
+		return fmt.Sprintf("CREATE TYPE %s (\n  %s\n)", name, strings.Join(parts, ",\n  "))
 	}
 	return ""
+}
+
+// ShellType creates the shell of a base type (or a shell type that stays one): its support
+// functions take and return it before it is complete.
+func ShellType(ut catalog.UserType, m Mapper) string {
+	return "CREATE TYPE " + MapType(ut.Name, m).Quoted()
+}
+
+// mapFunction names a function in its mapped schema; built-in ones stay in pg_catalog.
+func mapFunction(f spec.QName, m Mapper) string {
+	if f.Schema == "pg_catalog" {
+		return "pg_catalog." + ident(f.Name)
+	}
+	return spec.QName{Schema: m.Schema(f.Schema), Name: f.Name}.Quoted()
 }
 
 // MapType maps a user type's name: same name, mapped schema.
@@ -150,8 +217,12 @@ func CreateSequence(s catalog.Sequence, m Mapper) string {
 	if s.Cycle {
 		cycle = "CYCLE"
 	}
-	return fmt.Sprintf("CREATE SEQUENCE IF NOT EXISTS %s AS pg_catalog.%s INCREMENT BY %d MINVALUE %d MAXVALUE %d START WITH %d CACHE %d %s",
-		MapSequence(s.Name, m).Quoted(), ident(s.TypeName), s.Increment, s.Min, s.Max, s.Start, s.Cache, cycle)
+	kind := "SEQUENCE"
+	if s.Unlogged {
+		kind = "UNLOGGED SEQUENCE"
+	}
+	return fmt.Sprintf("CREATE %s IF NOT EXISTS %s AS pg_catalog.%s INCREMENT BY %d MINVALUE %d MAXVALUE %d START WITH %d CACHE %d %s",
+		kind, MapSequence(s.Name, m).Quoted(), ident(s.TypeName), s.Increment, s.Min, s.Max, s.Start, s.Cache, cycle)
 }
 
 // MapSequence maps a sequence name: same name, mapped schema.
@@ -171,61 +242,167 @@ func SetSequenceValue(name spec.QName, lastValue int64, isCalled bool) string {
 		catalog.QuoteLiteral(name.Quoted()), lastValue, isCalled)
 }
 
-// CreateTable creates the table with columns, types, defaults, NOT NULL, identity, generated
-// columns and CHECK constraints: everything the full load needs, nothing that slows it down
-// (keys, indexes and foreign keys come after the load, see PostData).
+// CreateTable creates the mapped table (IF NOT EXISTS), then what TableStatements adds: for a
+// fresh destination, as one string of statements.
 func CreateTable(t *catalog.Table, tm spec.TableMap, m Mapper) string {
-	partitionBy := ""
-	if t.PartitionKey != "" {
-		partitionBy = " PARTITION BY " + MapExpr(t.PartitionKey, tm.Columns, schemaRenames(m))
-	}
-	if t.PartitionOf != nil {
-		// A partition takes its columns and constraints from its parent (created first).
-		if parent, ok := m.Table(*t.PartitionOf); ok {
-			return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s %s%s", tm.Dest.Quoted(), parent.Dest.Quoted(), t.PartitionBound, partitionBy)
+	return strings.Join(TableStatements(t, tm, m), ";\n")
+}
+
+// TableStatements creates the mapped table as pg_dump does: CREATE TABLE IF NOT EXISTS first; a
+// partition whose parent is selected is created with its own columns (their order, defaults and
+// NOT NULLs may differ from the parent's) and attached by the second statement (see
+// AttachPartition); a table that inherits from selected tables declares only its own columns
+// and checks, INHERITS them, and sets the defaults and NOT NULLs of the inherited ones after.
+// Column storage and compression come last. Every statement after the first can run again.
+func TableStatements(t *catalog.Table, tm spec.TableMap, m Mapper) []string {
+	schemas := schemaRenames(m)
+	var parents []string
+	for _, p := range t.Inherits {
+		pm, ok := m.Table(p)
+		if !ok {
+			parents = nil // a parent is not selected: the table stands alone, with every column
+			break
 		}
+		parents = append(parents, pm.Dest.Quoted())
 	}
-	var cols []string
+	inherits := len(parents) > 0
+	// A typed table takes its columns from its type, unless they are renamed or retyped.
+	typed := t.OfType != nil && len(tm.Columns) == 0 && len(tm.Types) == 0
+	var cols, after []string
 	for _, c := range t.Columns {
-		var b strings.Builder
-		b.WriteString(ident(tm.DestColumn(c.Name)))
-		b.WriteString(" ")
-		if to := tm.DestType(c.Name); to != "" {
-			b.WriteString(to) // spec.checkTypeName: a type name, as the user wrote it
-		} else {
-			b.WriteString(TypeSQL(c.Type, m))
-			if c.Collation != "" {
-				b.WriteString(" COLLATE " + c.Collation)
+		col := ident(tm.DestColumn(c.Name))
+		if typed {
+			var opts string
+			if c.Default != "" {
+				opts += " DEFAULT " + MapExpr(c.Default, nil, schemas)
 			}
+			if c.NotNull {
+				opts += " NOT NULL"
+			}
+			if opts != "" {
+				cols = append(cols, col+" WITH OPTIONS"+opts)
+			}
+		} else if inherits && c.Inherited {
+			if c.Default != "" && c.Generated == "" && c.Identity == "" {
+				after = append(after, fmt.Sprintf("ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT %s", tm.Dest.Quoted(), col, MapExpr(c.Default, nil, schemas)))
+			}
+			if c.NotNull {
+				after = append(after, fmt.Sprintf("ALTER TABLE ONLY %s ALTER COLUMN %s SET NOT NULL", tm.Dest.Quoted(), col))
+			}
+		} else {
+			if inherits && c.Merged {
+				c.Generated = "" // the parent's
+			}
+			cols = append(cols, columnDef(c, tm, m))
 		}
-		switch {
-		case c.Generated != "":
-			b.WriteString(" GENERATED ALWAYS AS (" + MapExpr(c.Generated, tm.Columns, schemaRenames(m)) + ") STORED")
-		case c.Identity == "a":
-			b.WriteString(" GENERATED ALWAYS AS IDENTITY")
-		case c.Identity == "d":
-			b.WriteString(" GENERATED BY DEFAULT AS IDENTITY")
-		case c.OwnedSequence != nil && strings.Contains(c.Default, "nextval("):
-			seq := MapSequence(*c.OwnedSequence, m)
-			b.WriteString(" DEFAULT pg_catalog.nextval(" + catalog.QuoteLiteral(seq.Quoted()) + "::pg_catalog.regclass)")
-		case c.Default != "":
-			b.WriteString(" DEFAULT " + MapExpr(c.Default, nil, schemaRenames(m)))
+		if c.Storage != "" {
+			after = append(after, fmt.Sprintf("ALTER TABLE ONLY %s ALTER COLUMN %s SET STORAGE %s", tm.Dest.Quoted(), col, strings.ToUpper(c.Storage)))
 		}
-		if c.NotNull {
-			b.WriteString(" NOT NULL")
+		if c.Compression != "" {
+			after = append(after, fmt.Sprintf("ALTER TABLE ONLY %s ALTER COLUMN %s SET COMPRESSION %s", tm.Dest.Quoted(), col, c.Compression))
 		}
-		cols = append(cols, b.String())
 	}
 	for _, con := range t.Constraints {
-		if con.Kind == "c" {
-			cols = append(cols, "CONSTRAINT "+ident(con.Name)+" "+MapExpr(con.Definition, tm.Columns, schemaRenames(m)))
+		if con.Kind == "c" && !con.NotValid && !con.Separate && (con.Local || !inherits) {
+			cols = append(cols, "CONSTRAINT "+ident(con.Name)+" "+MapExpr(con.Definition, tm.Columns, schemas))
 		}
 	}
 	kind := "TABLE"
 	if t.Unlogged {
 		kind = "UNLOGGED TABLE"
 	}
-	return fmt.Sprintf("CREATE %s IF NOT EXISTS %s (\n  %s\n)%s", kind, tm.Dest.Quoted(), strings.Join(cols, ",\n  "), partitionBy)
+	create := fmt.Sprintf("CREATE %s IF NOT EXISTS %s (\n  %s\n)", kind, tm.Dest.Quoted(), strings.Join(cols, ",\n  "))
+	if typed {
+		create = fmt.Sprintf("CREATE %s IF NOT EXISTS %s OF %s", kind, tm.Dest.Quoted(), MapType(*t.OfType, m).Quoted())
+		if len(cols) > 0 {
+			create += " (\n  " + strings.Join(cols, ",\n  ") + "\n)"
+		}
+	}
+	if inherits {
+		create += "\nINHERITS (" + strings.Join(parents, ", ") + ")"
+	}
+	if t.PartitionKey != "" {
+		create += "\nPARTITION BY " + MapExpr(t.PartitionKey, tm.Columns, schemas)
+	}
+	if len(t.Options) > 0 {
+		create += "\nWITH (" + strings.Join(t.Options, ", ") + ")"
+	}
+	out := []string{create}
+	if attach, ok := AttachPartition(t, tm, m); ok {
+		out = append(out, attach)
+	}
+	return append(out, after...)
+}
+
+// AttachPartition attaches a partition to its parent, when the parent is selected.
+func AttachPartition(t *catalog.Table, tm spec.TableMap, m Mapper) (string, bool) {
+	if t.PartitionOf == nil {
+		return "", false
+	}
+	parent, ok := m.Table(*t.PartitionOf)
+	if !ok {
+		return "", false
+	}
+	return fmt.Sprintf("ALTER TABLE ONLY %s ATTACH PARTITION %s %s", parent.Dest.Quoted(), tm.Dest.Quoted(), t.PartitionBound), true
+}
+
+// columnDef is a column's definition in CREATE TABLE.
+func columnDef(c catalog.Column, tm spec.TableMap, m Mapper) string {
+	var b strings.Builder
+	b.WriteString(ident(tm.DestColumn(c.Name)))
+	b.WriteString(" ")
+	if to := tm.DestType(c.Name); to != "" {
+		b.WriteString(to) // spec.checkTypeName: a type name, as the user wrote it
+	} else {
+		b.WriteString(TypeSQL(c.Type, m))
+		if c.Collation != "" {
+			b.WriteString(" COLLATE " + c.Collation)
+		}
+	}
+	switch {
+	case c.Generated != "":
+		b.WriteString(" GENERATED ALWAYS AS (" + MapExpr(c.Generated, tm.Columns, schemaRenames(m)) + ") STORED")
+	case c.Identity == "a", c.Identity == "d":
+		b.WriteString(map[string]string{"a": " GENERATED ALWAYS AS IDENTITY", "d": " GENERATED BY DEFAULT AS IDENTITY"}[c.Identity])
+		var opts []string
+		if c.IdentitySequence != nil {
+			opts = append(opts, "SEQUENCE NAME "+MapSequence(*c.IdentitySequence, m).Quoted())
+		}
+		if c.IdentityOptions != "" {
+			opts = append(opts, c.IdentityOptions)
+		}
+		if len(opts) > 0 {
+			b.WriteString(" (" + strings.Join(opts, " ") + ")")
+		}
+	case c.OwnedSequence != nil && strings.Contains(c.Default, "nextval("):
+		seq := MapSequence(*c.OwnedSequence, m)
+		b.WriteString(" DEFAULT pg_catalog.nextval(" + catalog.QuoteLiteral(seq.Quoted()) + "::pg_catalog.regclass)")
+	case c.Default != "":
+		b.WriteString(" DEFAULT " + MapExpr(c.Default, nil, schemaRenames(m)))
+	}
+	if c.NotNull {
+		b.WriteString(" NOT NULL")
+	}
+	return b.String()
+}
+
+// fromParent says whether a constraint of t comes from a selected parent's: an inherited NOT
+// VALID check (the parent's recurses), or a partition's copy of its parent's foreign key.
+func fromParent(t *catalog.Table, con catalog.Constraint, m Mapper) bool {
+	selected := func(q spec.QName) bool { _, ok := m.Table(q); return ok }
+	switch {
+	case con.Kind == "c" && !con.Local:
+		return len(t.Inherits) > 0 && !slices.ContainsFunc(t.Inherits, func(q spec.QName) bool { return !selected(q) }) ||
+			t.PartitionOf != nil && selected(*t.PartitionOf)
+	case con.Kind == "f" && con.FromParent:
+		return t.PartitionOf != nil && selected(*t.PartitionOf)
+	}
+	return false
+}
+
+// AddCheck adds a CHECK constraint to the mapped table.
+func AddCheck(con catalog.Constraint, tm spec.TableMap, m Mapper) string {
+	return fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", tm.Dest.Quoted(), ident(con.Name), MapExpr(con.Definition, tm.Columns, schemaRenames(m)))
 }
 
 // Constraint is a post-data statement that adds a named constraint; Table and Name let the caller
@@ -241,18 +418,40 @@ type Constraint struct {
 // in that order. Foreign keys to tables outside the selection are left out and returned in
 // skipped, named for the report.
 func PostData(t *catalog.Table, tm spec.TableMap, m Mapper) (stmts []Constraint, skipped []string) {
-	for _, kind := range []string{"p", "u", "x", "f"} {
+	for _, kind := range []string{"c", "p", "u", "x", "f"} {
 		for _, con := range t.Constraints {
 			if con.Kind != kind {
+				continue
+			}
+			if fromParent(t, con, m) {
+				continue // the parent's constraint makes it
+			}
+			if kind == "c" {
+				// A NOT VALID check, after the rows it was never checked against (its
+				// definition says NOT VALID).
+				if con.NotValid {
+					stmts = append(stmts, Constraint{Kind: kind, Table: tm.Dest, Name: con.Name, SQL: AddCheck(con, tm, m)})
+				}
 				continue
 			}
 			cols := identList(con.Columns, tm.DestColumn)
 			var body string
 			switch kind {
-			case "p":
-				body = "PRIMARY KEY (" + cols + ")"
-			case "u":
-				body = "UNIQUE (" + cols + ")"
+			case "p", "u":
+				body = "PRIMARY KEY ("
+				if kind == "u" {
+					body = "UNIQUE ("
+					if con.NullsNotDistinct {
+						body = "UNIQUE NULLS NOT DISTINCT ("
+					}
+				}
+				body += cols + ")"
+				if len(con.Include) > 0 {
+					body += " INCLUDE (" + identList(con.Include, tm.DestColumn) + ")"
+				}
+				if len(con.IndexOptions) > 0 {
+					body += " WITH (" + strings.Join(con.IndexOptions, ", ") + ")"
+				}
 			case "x":
 				// The definition carries DEFERRABLE itself.
 				stmts = append(stmts, Constraint{Kind: kind, Table: tm.Dest, Name: con.Name,
@@ -273,6 +472,9 @@ func PostData(t *catalog.Table, tm spec.TableMap, m Mapper) (stmts []Constraint,
 				if con.Deferred {
 					body += " INITIALLY DEFERRED"
 				}
+			}
+			if con.NotValid {
+				body += " NOT VALID"
 			}
 			stmts = append(stmts, Constraint{
 				Kind:  kind,
@@ -297,8 +499,14 @@ func CreateIndex(ix catalog.Index, tm spec.TableMap, m Mapper) string {
 		} else {
 			b.WriteString("(" + MapExpr(k.Expression, tm.Columns, schemas) + ")")
 		}
+		if k.Collation != "" {
+			b.WriteString(" COLLATE " + k.Collation)
+		}
 		if k.Opclass != "" {
 			b.WriteString(" " + MapExpr(k.Opclass, nil, schemas))
+			if len(k.OpclassOptions) > 0 {
+				b.WriteString(" (" + strings.Join(k.OpclassOptions, ", ") + ")")
+			}
 		}
 		switch {
 		case k.Desc && !k.NullsFirst:
@@ -317,6 +525,12 @@ func CreateIndex(ix catalog.Index, tm spec.TableMap, m Mapper) string {
 	sql := fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON %s USING %s (%s)", unique, ident(ix.Name), tm.Dest.Quoted(), ident(ix.Method), strings.Join(keys, ", "))
 	if len(ix.Include) > 0 {
 		sql += " INCLUDE (" + identList(ix.Include, tm.DestColumn) + ")"
+	}
+	if ix.NullsNotDistinct {
+		sql += " NULLS NOT DISTINCT"
+	}
+	if len(ix.Options) > 0 {
+		sql += " WITH (" + strings.Join(ix.Options, ", ") + ")"
 	}
 	if ix.Predicate != "" {
 		sql += " WHERE " + MapExpr(ix.Predicate, tm.Columns, schemas)

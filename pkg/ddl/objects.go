@@ -42,20 +42,7 @@ func CreateAggregate(o catalog.Object, m Mapper) string {
 	if args == "" {
 		args = "*"
 	}
-	parts := []string{"SFUNC = " + o.AggSFunc, "STYPE = " + o.AggSType}
-	if o.AggFinal != "" {
-		parts = append(parts, "FINALFUNC = "+o.AggFinal)
-	}
-	if o.AggCombine != "" {
-		parts = append(parts, "COMBINEFUNC = "+o.AggCombine)
-	}
-	if o.AggInit != nil {
-		parts = append(parts, "INITCOND = "+catalog.QuoteLiteral(*o.AggInit))
-	}
-	if o.AggSortOp != "" {
-		parts = append(parts, "SORTOP = OPERATOR("+o.AggSortOp+")")
-	}
-	return fmt.Sprintf("CREATE AGGREGATE %s (%s) (\n  %s\n)", pgx.Identifier{m.Schema(o.Name.Schema), o.Name.Name}.Sanitize(), args, strings.Join(parts, ",\n  "))
+	return fmt.Sprintf("CREATE AGGREGATE %s (%s) (\n  %s\n)", pgx.Identifier{m.Schema(o.Name.Schema), o.Name.Name}.Sanitize(), args, strings.Join(o.AggParts, ",\n  "))
 }
 
 // CreateOperator recreates an operator from its parts. Its name is not an identifier: it is
@@ -121,6 +108,16 @@ func RefreshView(o catalog.Object, m Mapper) string {
 // CreateTriggerOrRule is the trigger's or rule's own definition, created with SearchPath.
 func CreateTriggerOrRule(o catalog.Object) string {
 	return strings.TrimSuffix(strings.TrimSpace(o.Def), ";")
+}
+
+// EnableTriggerOrRule sets when a trigger or rule on table fires, unless it is the default.
+func EnableTriggerOrRule(o catalog.Object, table spec.QName) (string, bool) {
+	what := map[string]string{catalog.KindTrigger: "TRIGGER", catalog.KindRule: "RULE"}[o.Kind]
+	how := map[string]string{"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}[o.Enabled]
+	if what == "" || how == "" {
+		return "", false
+	}
+	return fmt.Sprintf("ALTER TABLE %s %s %s %s", table.Quoted(), how, what, ident(o.Name.Name)), true
 }
 
 // CommentOn sets a comment on the mapped object.
@@ -198,4 +195,40 @@ func Mentions(text string, objs []spec.Object, tables []spec.TableMap) []string 
 		}
 	}
 	return out
+}
+
+// RowSecurity enables and forces row level security on the mapped table as the source has it.
+func RowSecurity(t *catalog.Table, tm spec.TableMap) []string {
+	var out []string
+	if t.RowSecurity {
+		out = append(out, "ALTER TABLE "+tm.Dest.Quoted()+" ENABLE ROW LEVEL SECURITY")
+	}
+	if t.ForceRowSecurity {
+		out = append(out, "ALTER TABLE ONLY "+tm.Dest.Quoted()+" FORCE ROW LEVEL SECURITY")
+	}
+	return out
+}
+
+// CreatePolicy creates a row level security policy on the mapped table.
+func CreatePolicy(p catalog.Policy, tm spec.TableMap, m Mapper) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE POLICY %s ON %s", ident(p.Name), tm.Dest.Quoted())
+	if p.Restrictive {
+		b.WriteString(" AS RESTRICTIVE")
+	}
+	b.WriteString(" FOR " + p.Command)
+	if len(p.Roles) > 0 {
+		roles := make([]string, len(p.Roles))
+		for i, r := range p.Roles {
+			roles[i] = ident(r)
+		}
+		b.WriteString(" TO " + strings.Join(roles, ", "))
+	}
+	if p.Using != "" {
+		b.WriteString(" USING (" + MapExpr(p.Using, tm.Columns, schemaRenames(m)) + ")")
+	}
+	if p.Check != "" {
+		b.WriteString(" WITH CHECK (" + MapExpr(p.Check, tm.Columns, schemaRenames(m)) + ")")
+	}
+	return b.String()
 }

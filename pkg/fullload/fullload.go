@@ -132,6 +132,11 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 	if err := catalog.ImportSnapshot(ctx, srcTx, c.Snapshot); err != nil {
 		return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
 	}
+	// As pg_dump: row level security that applies to the account fails the read instead of
+	// leaving rows out.
+	if _, err := srcTx.Exec(ctx, "SET LOCAL row_security = off"); err != nil {
+		return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
+	}
 	dstTx, err := c.Dest.Begin(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("copy %s: begin on destination: %w", ch.ID, err)
@@ -140,6 +145,10 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 	// The table's lock first, then its generation: a Reset (which truncates) either waits for
 	// this transaction to end and then empties the table, or has committed and its generation is
 	// seen here.
+	// Row level security that applies to the account fails the copy instead of filtering it.
+	if _, err := dstTx.Exec(ctx, "SET LOCAL row_security = off"); err != nil {
+		return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
+	}
 	if _, err := dstTx.Exec(ctx, "LOCK TABLE ONLY "+ch.Table.Dest.Quoted()+" IN ROW EXCLUSIVE MODE"); err != nil {
 		return Result{}, fmt.Errorf("copy %s: lock %s: %w", ch.ID, ch.Table.Dest, err)
 	}
@@ -176,6 +185,10 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 		}
 	}
 	copyIn := fmt.Sprintf("COPY %s (%s) FROM STDIN (FORMAT %s)", target, strings.Join(dstCols, ", "), format)
+	if len(dstCols) == 0 {
+		// A table without columns still has rows: COPY takes no empty column list.
+		copyIn = fmt.Sprintf("COPY %s FROM STDIN (FORMAT %s)", target, format)
+	}
 
 	pr, pw := io.Pipe()
 	outErr := make(chan error, 1)
