@@ -227,9 +227,15 @@ func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecM
 			}
 			table = tm.Dest
 		}
-		stmts := []string{ddl.CreateTriggerOrRule(o)}
+		var stmts []string
+		if o.CloneOf == "" {
+			stmts = append(stmts, ddl.CreateTriggerOrRule(o))
+		}
 		if enable, ok := ddl.EnableTriggerOrRule(o, table); ok {
 			stmts = append(stmts, enable)
+		}
+		if len(stmts) == 0 {
+			continue
 		}
 		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Table.Schema, m), stmts...); err != nil {
 			return err
@@ -252,7 +258,7 @@ func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecM
 			rep.Warned = append(rep.Warned, what+": not created: its table or columns are renamed (the definition is not rewritten); create it by hand")
 			continue
 		}
-		stmts := []string{st.Def}
+		stmts := []string{ddl.MapExpr(st.Def, nil, m.SchemaRenames())}
 		if st.Target >= 0 {
 			stmts = append(stmts, fmt.Sprintf("ALTER STATISTICS %s SET STATISTICS %d", spec.QName{Schema: m.Schema(st.Name.Schema), Name: st.Name.Name}.Quoted(), st.Target))
 		}

@@ -534,6 +534,12 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 		case catalog.KindOperator:
 			stmt = ddl.CreateOperator(o, m)
 			ref.Catalog = catalog.CatalogOperator
+		case catalog.KindOpFamily, catalog.KindOpClass, catalog.KindTSDictionary, catalog.KindTSConfig:
+			stmts := append([]string{ddl.CreateSchema(m.Schema(o.Name.Schema))}, ddl.Deparsed(o, m)...)
+			steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogOf(o.Kind), OID: o.OID}, run: func() error {
+				return rep.create(ctx, dst, what, ddl.SearchPath(o.Name.Schema, m), stmts...)
+			}})
+			continue
 		default:
 			continue // views, triggers and rules: post-data
 		}

@@ -55,9 +55,15 @@ type Object struct {
 	OpHashes, OpMerges                                                   bool
 	// Options are a view's reloptions (check_option, security_barrier, ...).
 	Options []string
+	// More are the statements that complete Def (an operator family's members, a text search
+	// configuration's mappings).
+	More []string
 	// Enabled is when a trigger or rule fires: "O" (origin and local, the default), "D"
 	// disabled, "R" replica only, "A" always.
 	Enabled string
+	// CloneOf is, for a partition's copy of its parent's trigger, the parent trigger's Enabled
+	// ("" for others): the copy comes with the parent's; only a different state is set.
+	CloneOf string
 }
 
 // ObjectSelection says which objects to read: every object of whole schemas, and the triggers,
@@ -179,7 +185,10 @@ func QuoteIdent(s string) string {
 
 // notExtensionMember keeps out objects that belong to an extension (CREATE EXTENSION makes them)
 // or are part of another object (a range type's constructor functions come with the type).
-const notExtensionMember = `NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = %s AND d.deptype IN ('e', 'i'))`
+// Format it with the object's OID column and its catalog: OIDs are unique within one catalog
+// only.
+const notExtensionMember = `NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.%[2]s'::pg_catalog.regclass
+  AND d.objid = %[1]s AND d.deptype IN ('e', 'i'))`
 
 // LoadObjects reads the selected objects other than tables and types. Use a transaction from
 // BeginRead; the search path is left empty again afterwards.
@@ -199,7 +208,7 @@ func LoadObjects(ctx context.Context, q Querier, sel ObjectSelection) ([]Object,
 			fnSeen[f.OID] = true
 		}
 		out = append(out, fns...)
-		for _, load := range []func(context.Context, Querier, string) ([]Object, error){loadOperators, loadViews} {
+		for _, load := range []func(context.Context, Querier, string) ([]Object, error){loadOperators, loadDeparsed, loadViews} {
 			objs, err := load(ctx, q, schema)
 			if err != nil {
 				return nil, err
@@ -309,7 +318,7 @@ SELECT p.oid, n.nspname, p.proname, p.prokind::text, pg_catalog.pg_get_function_
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
-WHERE `+where+` AND `+fmt.Sprintf(notExtensionMember, "p.oid")+`
+WHERE `+where+` AND `+fmt.Sprintf(notExtensionMember, "p.oid", CatalogProc)+`
 ORDER BY p.proname, p.oid`, arg)
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
@@ -342,7 +351,7 @@ SELECT o.oid, n.nspname, o.oprname,
        COALESCE(NULLIF(o.oprrest, 0)::pg_catalog.regproc::pg_catalog.text, ''), COALESCE(NULLIF(o.oprjoin, 0)::pg_catalog.regproc::pg_catalog.text, ''),
        o.oprcanhash, o.oprcanmerge
 FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-WHERE n.nspname = $1 AND `+fmt.Sprintf(notExtensionMember, "o.oid")+`
+WHERE n.nspname = $1 AND `+fmt.Sprintf(notExtensionMember, "o.oid", CatalogOperator)+`
   AND o.oprcode <> 0 -- a shell operator: created by the operator that names it its commutator or negator, as pg_dump leaves it
 ORDER BY o.oprname, o.oid`, schema)
 	if err != nil {
@@ -377,7 +386,7 @@ SELECT c.oid, n.nspname, c.relname, c.relkind::text, pg_catalog.pg_get_viewdef(c
              JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid AND rc.relkind IN ('r', 'p', 'f')
              WHERE r.ev_class = c.oid)
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND c.relkind IN ('v', 'm') AND `+fmt.Sprintf(notExtensionMember, "c.oid")+`
+WHERE n.nspname = $1 AND c.relkind IN ('v', 'm') AND `+fmt.Sprintf(notExtensionMember, "c.oid", CatalogClass)+`
 ORDER BY c.relname`, schema)
 	if err != nil {
 		return nil, fmt.Errorf("list views of %s: %w", schema, err)
@@ -434,11 +443,12 @@ func sortViews(views []Object) []Object {
 
 func loadTriggersAndRules(ctx context.Context, q Querier, t spec.QName) ([]Object, error) {
 	rows, err := q.Query(ctx, `
-SELECT t.oid, 'trigger', t.tgname, pg_catalog.pg_get_triggerdef(t.oid, true), t.tgenabled::text
+SELECT t.oid, 'trigger', t.tgname, pg_catalog.pg_get_triggerdef(t.oid, true), t.tgenabled::text,
+       -- a partition's copy of its parent's trigger (13+): made with the parent's
+       COALESCE((SELECT pt.tgenabled::text FROM pg_catalog.pg_trigger pt WHERE pt.oid = (pg_catalog.to_jsonb(t) ->> 'tgparentid')::pg_catalog.oid), '')
 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = pg_catalog.to_regclass($1) AND NOT t.tgisinternal
-  AND COALESCE((pg_catalog.to_jsonb(t) ->> 'tgparentid')::pg_catalog.oid, 0) = 0 -- a partition's copy of its parent's trigger comes with it (13+)
 UNION ALL
-SELECT r.oid, 'rule', r.rulename, pg_catalog.pg_get_ruledef(r.oid, true), r.ev_enabled::text
+SELECT r.oid, 'rule', r.rulename, pg_catalog.pg_get_ruledef(r.oid, true), r.ev_enabled::text, ''
 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = pg_catalog.to_regclass($1) AND r.rulename <> '_RETURN'
 ORDER BY 2, 3`, t.Quoted())
 	if err != nil {
@@ -448,7 +458,7 @@ ORDER BY 2, 3`, t.Quoted())
 	var out []Object
 	for rows.Next() {
 		o := Object{Table: t, Name: spec.QName{Schema: t.Schema}}
-		if err := rows.Scan(&o.OID, &o.Kind, &o.Name.Name, &o.Def, &o.Enabled); err != nil {
+		if err := rows.Scan(&o.OID, &o.Kind, &o.Name.Name, &o.Def, &o.Enabled, &o.CloneOf); err != nil {
 			return nil, err
 		}
 		out = append(out, o)
@@ -508,6 +518,32 @@ SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typna
 FROM pg_catalog.pg_description d JOIN pg_catalog.pg_type t ON d.classoid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objoid = t.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = ANY($1)
 UNION ALL
+SELECT 'DOMAIN CONSTRAINT', n.nspname, t.typname, co.conname, '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_constraint co ON d.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objoid = co.oid
+JOIN pg_catalog.pg_type t ON t.oid = co.contypid JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = ANY($1)
+UNION ALL
+SELECT 'RULE', n.nspname, cl.relname, r.rulename, '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_rewrite r ON d.classoid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objoid = r.oid
+JOIN pg_catalog.pg_class cl ON cl.oid = r.ev_class JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace
+WHERE cl.oid IN (SELECT oid FROM sel) OR n.nspname = ANY($1)
+UNION ALL
+SELECT 'POLICY', n.nspname, cl.relname, pol.polname, '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_policy pol ON d.classoid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objoid = pol.oid
+JOIN pg_catalog.pg_class cl ON cl.oid = pol.polrelid JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace
+WHERE cl.oid IN (SELECT oid FROM sel) OR n.nspname = ANY($1)
+UNION ALL
+SELECT 'TEXT SEARCH CONFIGURATION', n.nspname, c.cfgname, '', '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_ts_config c ON d.classoid = 'pg_catalog.pg_ts_config'::pg_catalog.regclass AND d.objoid = c.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace WHERE n.nspname = ANY($1)
+UNION ALL
+SELECT 'TEXT SEARCH DICTIONARY', n.nspname, td.dictname, '', '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_ts_dict td ON d.classoid = 'pg_catalog.pg_ts_dict'::pg_catalog.regclass AND d.objoid = td.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = td.dictnamespace WHERE n.nspname = ANY($1)
+UNION ALL
+SELECT 'STATISTICS', n.nspname, st.stxname, '', '', '', '', d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_statistic_ext st ON d.classoid = 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass AND d.objoid = st.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = st.stxnamespace WHERE n.nspname = ANY($1) OR st.stxrelid IN (SELECT oid FROM sel)
+UNION ALL
 SELECT 'SCHEMA', n.nspname, n.nspname, '', '', '', '', d.description
 FROM pg_catalog.pg_description d JOIN pg_catalog.pg_namespace n ON d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objoid = n.oid
 WHERE n.nspname = ANY($1)
@@ -526,7 +562,7 @@ ORDER BY 1, 2, 3, 4`, schemas, names)
 		c.Name = spec.QName{Schema: schema, Name: name}
 		c.Column = col
 		switch c.On {
-		case "COLUMN", "CONSTRAINT", "TRIGGER":
+		case "COLUMN", "CONSTRAINT", "TRIGGER", "RULE", "POLICY":
 			c.Table = c.Name
 		}
 		out = append(out, c)

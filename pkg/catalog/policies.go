@@ -55,15 +55,14 @@ FROM pg_catalog.pg_policy p WHERE p.polrelid = ANY($1) ORDER BY p.polrelid, p.po
 type Statistics struct {
 	Table spec.QName
 	Name  spec.QName
-	Def   string // CREATE STATISTICS, printed with the search path set to the table's schema
+	Def   string // CREATE STATISTICS, every name qualified
 	// Target is its statistics target when set (ALTER STATISTICS ... SET STATISTICS), else -1.
 	Target int
 }
 
-// LoadStatistics reads the extended statistics of tables. It sets the search path per schema
-// and leaves it empty.
+// LoadStatistics reads the extended statistics of tables. Call ClearSearchPath first in the
+// same transaction: every name is qualified.
 func LoadStatistics(ctx context.Context, q Querier, tables []*Table) ([]Statistics, error) {
-	defer setSearchPath(context.WithoutCancel(ctx), q, "") //nolint:errcheck // best effort
 	bySchema := map[string][]uint32{}
 	var schemas []string
 	names := map[uint32]spec.QName{}
@@ -76,9 +75,6 @@ func LoadStatistics(ctx context.Context, q Querier, tables []*Table) ([]Statisti
 	}
 	var out []Statistics
 	for _, schema := range schemas {
-		if err := setSearchPath(ctx, q, schema); err != nil {
-			return nil, err
-		}
 		rows, err := q.Query(ctx, `
 SELECT s.stxrelid, n.nspname, s.stxname::text, pg_catalog.pg_get_statisticsobjdef(s.oid),
        COALESCE((pg_catalog.to_jsonb(s) ->> 'stxstattarget')::int, -1) -- 13+

@@ -101,7 +101,7 @@ SELECT t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid =
 WHERE n.nspname = ANY($1) AND t.typtype IN ('e', 'd', 'c', 'r', 'b', 'p')
   AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
   AND (t.typrelid = 0 OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c')
-  AND `+fmt.Sprintf(notExtensionMember, "t.oid")+`
+  AND `+fmt.Sprintf(notExtensionMember, "t.oid", CatalogType)+`
 ORDER BY n.nspname, t.typname`, schemas)
 		if err != nil {
 			return nil, fmt.Errorf("list the schemas' types: %w", err)

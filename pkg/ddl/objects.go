@@ -114,7 +114,10 @@ func CreateTriggerOrRule(o catalog.Object) string {
 func EnableTriggerOrRule(o catalog.Object, table spec.QName) (string, bool) {
 	what := map[string]string{catalog.KindTrigger: "TRIGGER", catalog.KindRule: "RULE"}[o.Kind]
 	how := map[string]string{"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}[o.Enabled]
-	if what == "" || how == "" {
+	if o.CloneOf != "" && o.Enabled == "O" {
+		how = "ENABLE"
+	}
+	if what == "" || how == "" || o.CloneOf == o.Enabled {
 		return "", false
 	}
 	return fmt.Sprintf("ALTER TABLE %s %s %s %s", table.Quoted(), how, what, ident(o.Name.Name)), true
@@ -140,9 +143,11 @@ func CommentOn(c catalog.Comment, m Mapper) string {
 	case "COLUMN":
 		t, col := table()
 		target = t.Quoted() + "." + ident(col(c.Column))
-	case "CONSTRAINT", "TRIGGER":
+	case "CONSTRAINT", "TRIGGER", "RULE", "POLICY":
 		t, _ := table()
 		target = ident(c.Column) + " ON " + t.Quoted()
+	case "DOMAIN CONSTRAINT":
+		return fmt.Sprintf("COMMENT ON CONSTRAINT %s ON DOMAIN %s IS %s", ident(c.Column), pgx.Identifier{schema, c.Name.Name}.Sanitize(), catalog.QuoteLiteral(c.Text))
 	case "FUNCTION", "PROCEDURE", "AGGREGATE":
 		args := c.Args
 		if c.On == "AGGREGATE" && args == "" {
@@ -151,7 +156,7 @@ func CommentOn(c catalog.Comment, m Mapper) string {
 		target = pgx.Identifier{schema, c.Name.Name}.Sanitize() + "(" + args + ")"
 	case "SCHEMA":
 		target = ident(schema)
-	default: // VIEW, MATERIALIZED VIEW, SEQUENCE, INDEX, TYPE, DOMAIN
+	default: // VIEW, MATERIALIZED VIEW, SEQUENCE, INDEX, TYPE, DOMAIN, TEXT SEARCH ..., STATISTICS
 		target = pgx.Identifier{schema, c.Name.Name}.Sanitize()
 	}
 	return fmt.Sprintf("COMMENT ON %s %s IS %s", c.On, target, catalog.QuoteLiteral(c.Text))
@@ -231,4 +236,14 @@ func CreatePolicy(p catalog.Policy, tm spec.TableMap, m Mapper) string {
 		b.WriteString(" WITH CHECK (" + MapExpr(p.Check, tm.Columns, schemaRenames(m)) + ")")
 	}
 	return b.String()
+}
+
+// Deparsed is an object the source deparsed whole (operator families and classes, text search
+// dictionaries and configurations): its statements, with renamed schemas mapped.
+func Deparsed(o catalog.Object, m Mapper) []string {
+	out := []string{MapExpr(o.Def, nil, schemaRenames(m))}
+	for _, s := range o.More {
+		out = append(out, MapExpr(s, nil, schemaRenames(m)))
+	}
+	return out
 }
