@@ -52,6 +52,20 @@ func createIn(ctx context.Context, dst *pgx.Conn, searchPath string, stmts ...st
 	return tx.Commit(ctx)
 }
 
+// functionMissing says whether err is the destination's "function does not exist" (42883): in
+// post-data, a function the pre-data step reported as not created.
+func functionMissing(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42883"
+}
+
+// featureMissing says whether err is the destination's "feature not supported" (0A000): a
+// server built without a library (libxml, lz4) cannot hold what uses it.
+func featureMissing(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "0A000"
+}
+
 // objectName names an object for the report.
 func objectName(o catalog.Object, m ddl.Mapper) string {
 	name := spec.QName{Schema: m.Schema(o.Name.Schema), Name: o.Name.Name}.String()
@@ -195,7 +209,12 @@ func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecM
 			stmts = append(stmts, ddl.RefreshView(o, m))
 		}
 		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Name.Schema, m), stmts...); err != nil {
-			return err
+			if !functionMissing(err) && !featureMissing(err) {
+				return err
+			}
+			skippedViews[o.OID] = true
+			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: %v (a function it calls was not created, or the destination lacks a feature it uses)", what, err))
+			continue
 		}
 		if o.Kind == catalog.KindMatView {
 			if err := matViewIndexes(ctx, sd, o, m, rep); err != nil {
@@ -238,7 +257,10 @@ func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecM
 			continue
 		}
 		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Table.Schema, m), stmts...); err != nil {
-			return err
+			if !functionMissing(err) {
+				return err
+			}
+			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: %v (its function was not created: see the warnings before)", what, err))
 		}
 	}
 	if err := rowSecurity(ctx, sd, in, m, rep); err != nil {

@@ -2,12 +2,14 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -96,8 +98,25 @@ func (a *Activities) SchemaPreData(ctx context.Context, in SchemaInput) (SchemaR
 	if err != nil {
 		return rep, classifyDDL(ctx, err)
 	}
+	// What the destination cannot create (a C function whose library it cannot load) is
+	// reported by name, and so is everything that needs it; the rest is created.
+	notCreated := map[catalog.Ref]string{}
+steps:
 	for _, st := range steps {
-		if err := st.run(); err != nil {
+		for _, d := range st.deps {
+			if what, ok := notCreated[d]; ok {
+				notCreated[st.ref] = st.what
+				rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: it needs %s, which was not created", st.what, what))
+				continue steps
+			}
+		}
+		err := st.run()
+		if err != nil && st.library != "" && libraryMissing(err) {
+			notCreated[st.ref] = st.what
+			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: the destination cannot load its library %s (%v); install the library there and create it by hand", st.what, st.library, err))
+			continue
+		}
+		if err != nil {
 			return rep, classifyDDL(ctx, err)
 		}
 	}
@@ -466,8 +485,21 @@ func (a *Activities) runParallel(ctx context.Context, s spec.Spec, first *pgx.Co
 
 // preStep creates one object of the pre-data section.
 type preStep struct {
-	ref catalog.Ref
-	run func() error
+	ref  catalog.Ref
+	what string
+	run  func() error
+	// library is a C function's shared library; deps what the step needs created first (see
+	// orderSteps).
+	library string
+	deps    []catalog.Ref
+}
+
+// libraryMissing says whether err is the destination's refusal to load a C function's
+// library: not there (58P01), or built for another server version.
+func libraryMissing(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "58P01" ||
+		pgErr.Code == "XX000" && (strings.Contains(pgErr.Message, "incompatible library") || strings.Contains(pgErr.Message, "could not load library")))
 }
 
 // preDataSteps lists what the pre-data section creates after the schemas and extensions (types,
@@ -497,7 +529,7 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 			}
 			base[catalog.Ref{Catalog: catalog.CatalogType, OID: ut.OID}] = true
 		}
-		steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogType, OID: ut.OID}, run: func() error {
+		steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogType, OID: ut.OID}, what: "type " + name.String(), run: func() error {
 			if err := ensureSchema(name.Schema); err != nil {
 				return err
 			}
@@ -536,14 +568,14 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 			ref.Catalog = catalog.CatalogOperator
 		case catalog.KindOpFamily, catalog.KindOpClass, catalog.KindTSDictionary, catalog.KindTSConfig:
 			stmts := append([]string{ddl.CreateSchema(m.Schema(o.Name.Schema))}, ddl.Deparsed(o, m)...)
-			steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogOf(o.Kind), OID: o.OID}, run: func() error {
+			steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogOf(o.Kind), OID: o.OID}, what: what, run: func() error {
 				return rep.create(ctx, dst, what, ddl.SearchPath(o.Name.Schema, m), stmts...)
 			}})
 			continue
 		default:
 			continue // views, triggers and rules: post-data
 		}
-		steps = append(steps, preStep{ref: ref, run: func() error {
+		steps = append(steps, preStep{ref: ref, what: what, library: o.Library, run: func() error {
 			return rep.create(ctx, dst, what, ddl.SearchPath(o.Name.Schema, m), ddl.CreateSchema(m.Schema(o.Name.Schema)), stmt)
 		}})
 	}
@@ -554,7 +586,7 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 			continue // created with its identity column
 		}
 		name := ddl.MapSequence(sq.Name, m)
-		steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogClass, OID: sq.OID}, run: func() error {
+		steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogClass, OID: sq.OID}, what: "sequence " + name.String(), run: func() error {
 			if err := ensureSchema(name.Schema); err != nil {
 				return err
 			}
@@ -584,11 +616,11 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 			}
 			t.Constraints[k].Separate = true
 			what := fmt.Sprintf("constraint %s on %s", con.Name, tm.Dest)
-			steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogConstraint, OID: con.OID}, run: func() error {
+			steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogConstraint, OID: con.OID}, what: what, run: func() error {
 				return rep.create(ctx, dst, what, "pg_catalog", ddl.AddCheck(con, tm, m))
 			}})
 		}
-		steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogClass, OID: t.OID}, run: func() error {
+		steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogClass, OID: t.OID}, what: "table " + tm.Dest.String(), run: func() error {
 			if in.Spec.ConflictMode == spec.ConflictIgnore {
 				var exists bool
 				if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, tm.Dest.Quoted()).Scan(&exists); err != nil {
@@ -601,7 +633,19 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 			}
 			stmts := ddl.TableStatements(t, tm, m)
 			if err := run("table "+tm.Dest.String(), stmts[0]); err != nil {
-				return err
+				var pgErr *pgconn.PgError
+				if len(t.Inherits) == 0 || !errors.As(err, &pgErr) || pgErr.Code != "42611" {
+					return err
+				}
+				// The destination's version refuses the inheritance as the source has it (a
+				// child's own generation expression, 16+): the table stands alone, said by name.
+				alone := *t
+				alone.Inherits = nil
+				stmts = ddl.TableStatements(&alone, tm, m)
+				if err := run("table "+tm.Dest.String(), stmts[0]); err != nil {
+					return err
+				}
+				rep.Warned = append(rep.Warned, fmt.Sprintf("table %s: created without INHERITS %v: %v", tm.Dest, t.Inherits, pgErr.Message))
 			}
 			for _, stmt := range stmts[1:] {
 				if attach, ok := ddl.AttachPartition(t, tm, m); ok && stmt == attach {
@@ -615,6 +659,12 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 					}
 				}
 				if _, err := dst.Exec(ctx, stmt); err != nil {
+					var pgErr *pgconn.PgError
+					if strings.Contains(stmt, " SET COMPRESSION ") && errors.As(err, &pgErr) && pgErr.Code == "0A000" {
+						// A storage choice, not data: the column keeps the destination's default.
+						rep.Warned = append(rep.Warned, fmt.Sprintf("table %s: %s: not carried: %v", tm.Dest, stmt, err))
+						continue
+					}
 					return fmt.Errorf("create table %s: %w\n%s", tm.Dest, err, stmt)
 				}
 			}
@@ -652,6 +702,7 @@ func orderSteps(ctx context.Context, q catalog.Querier, steps []preStep, weak fu
 	out := make([]preStep, len(order))
 	for i, r := range order {
 		out[i] = byRef[r]
+		out[i].deps = deps[r]
 	}
 	return out, nil
 }

@@ -56,6 +56,9 @@ type Column struct {
 	// Merged: declared by the table and inherited from a parent whose column is generated (the
 	// generation expression is the parent's).
 	Merged bool
+	// ParentNotNull: a parent it inherits from (not a partition's) has the column NOT NULL,
+	// which the table inherits.
+	ParentNotNull bool
 	// Storage is the column's storage when not its type's ("plain", "external", "extended",
 	// "main"), Compression its compression method when set ("pglz", "lz4"; 14+).
 	Storage, Compression string
@@ -339,6 +342,9 @@ SELECT a.attname, a.attnum, a.atttypid,
        a.attislocal AND a.attinhcount > 0 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid = a.attrelid AND r.relispartition)
          AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits hi JOIN pg_catalog.pg_attribute pa ON pa.attrelid = hi.inhparent
                      WHERE hi.inhrelid = a.attrelid AND pa.attname = a.attname AND pa.attgenerated <> ''),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_inherits hi JOIN pg_catalog.pg_attribute pa ON pa.attrelid = hi.inhparent
+               JOIN pg_catalog.pg_class r ON r.oid = a.attrelid AND NOT r.relispartition
+               WHERE hi.inhrelid = a.attrelid AND pa.attname = a.attname AND pa.attnotnull),
        CASE WHEN a.attstorage <> ty.typstorage
             THEN CASE a.attstorage WHEN 'p' THEN 'plain' WHEN 'e' THEN 'external' WHEN 'x' THEN 'extended' WHEN 'm' THEN 'main' END
             ELSE '' END,
@@ -386,7 +392,7 @@ func (t *Table) scanColumns(rows pgx.Rows) error {
 		var def, coll, seqSchema, seqName, idSchema, idName *string
 		if err := rows.Scan(&c.Name, &c.Num, &c.Type.OID, &c.Type.Formatted, &c.Type.Name, &c.Type.Schema,
 			&c.Type.Array, &c.Type.BaseOID, &c.NotNull, &c.Identity, &c.Generated, &def, &coll, &seqSchema, &seqName,
-			&c.Inherited, &c.Merged, &c.Storage, &c.Compression, &idSchema, &idName, &c.IdentityOptions); err != nil {
+			&c.Inherited, &c.Merged, &c.ParentNotNull, &c.Storage, &c.Compression, &idSchema, &idName, &c.IdentityOptions); err != nil {
 			return err
 		}
 		c.Type.Modifier = modifierRE.FindString(c.Type.Formatted)

@@ -40,6 +40,8 @@ type Object struct {
 	Def string
 	// Body is a function's source text, searched for renamed names.
 	Body string
+	// Library is a C-language function's shared library (probin), "" for others.
+	Library string
 	// QualName is the function's name as pg_get_functiondef prints it (schema.name, quoted as
 	// needed).
 	QualName string
@@ -288,6 +290,7 @@ SELECT p.oid, n.nspname, p.proname, p.prokind::text, pg_catalog.pg_get_function_
        pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname),
        CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_catalog.pg_get_functiondef(p.oid) ELSE '' END,
        COALESCE(p.prosrc, ''),
+       COALESCE((SELECT p.probin FROM pg_catalog.pg_language l WHERE l.oid = p.prolang AND l.lanname = 'c'), ''),
        CASE WHEN a.aggfnoid IS NULL THEN '{}'::pg_catalog.text[] ELSE pg_catalog.array_remove(ARRAY[
          'SFUNC = ' || a.aggtransfn::pg_catalog.regproc::pg_catalog.text,
          'STYPE = ' || pg_catalog.format_type(a.aggtranstype, NULL),
@@ -328,7 +331,7 @@ ORDER BY p.proname, p.oid`, arg)
 	for rows.Next() {
 		var o Object
 		var kind string
-		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name, &kind, &o.Args, &o.QualName, &o.Def, &o.Body, &o.AggParts); err != nil {
+		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name, &kind, &o.Args, &o.QualName, &o.Def, &o.Body, &o.Library, &o.AggParts); err != nil {
 			return nil, fmt.Errorf("list functions: %w", err)
 		}
 		o.Kind = KindFunction

@@ -644,43 +644,32 @@ func (s *stream) replaySpool(m *pglogrepl.StreamCommitMessageV2) error {
 	if err := s.dispatch(&pglogrepl.BeginMessage{FinalLSN: m.CommitLSN, CommitTime: m.CommitTime, Xid: m.Xid}); err != nil {
 		return err
 	}
-	if s.skipTx {
-		// Applied before: only its relation descriptions count (pgoutput sends each once per
-		// session, and not again for the transactions after this one).
-		err := sp.replay(func(data []byte) error {
-			if len(data) == 0 || data[0] != 'R' {
-				return nil
-			}
-			msg, err := pglogrepl.ParseV2(data, true)
-			if err != nil {
-				return fmt.Errorf("decode spooled message of transaction %d: %w", m.Xid, err)
-			}
-			inner, _ := unwrapV2(msg)
-			return s.dispatch(inner)
-		})
-		if err != nil {
-			return err
-		}
-	} else {
+	// Applied before (skipped): only its relation descriptions count (pgoutput sends each once
+	// per session, and not again for the transactions after this one).
+	skipped := s.skipTx
+	if !skipped {
 		s.app.counts.Streamed++
-		err := sp.replay(func(data []byte) error {
-			if isRowMessage(data) && len(data) > 5 {
-				msg, err := s.rows.decode(data[0], data[5:]) // after the transaction id
-				if err != nil {
-					return fmt.Errorf("decode spooled message of transaction %d: %w", m.Xid, err)
-				}
-				return s.dispatch(msg)
-			}
-			msg, err := pglogrepl.ParseV2(data, true)
+	}
+	err := sp.replay(func(data []byte) error {
+		if skipped && (len(data) == 0 || data[0] != 'R') {
+			return nil
+		}
+		if isRowMessage(data) && len(data) > 5 {
+			msg, err := s.rows.decode(data[0], data[5:]) // after the transaction id
 			if err != nil {
 				return fmt.Errorf("decode spooled message of transaction %d: %w", m.Xid, err)
 			}
-			inner, _ := unwrapV2(msg)
-			return s.dispatch(inner)
-		})
-		if err != nil {
-			return err
+			return s.dispatch(msg)
 		}
+		msg, err := pglogrepl.ParseV2(data, true)
+		if err != nil {
+			return fmt.Errorf("decode spooled message of transaction %d: %w", m.Xid, err)
+		}
+		inner, _ := unwrapV2(msg)
+		return s.dispatch(inner)
+	})
+	if err != nil {
+		return err
 	}
 	return s.dispatch(&pglogrepl.CommitMessage{CommitLSN: m.CommitLSN, TransactionEndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime})
 }

@@ -286,12 +286,15 @@ func TableStatements(t *catalog.Table, tm spec.TableMap, m Mapper) []string {
 			if c.Default != "" && c.Generated == "" && c.Identity == "" {
 				after = append(after, fmt.Sprintf("ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT %s", tm.Dest.Quoted(), col, MapExpr(c.Default, nil, schemas)))
 			}
-			if c.NotNull {
+			if c.NotNull && !c.ParentNotNull {
 				after = append(after, fmt.Sprintf("ALTER TABLE ONLY %s ALTER COLUMN %s SET NOT NULL", tm.Dest.Quoted(), col))
 			}
 		} else {
 			if inherits && c.Merged {
 				c.Generated = "" // the parent's
+			}
+			if inherits && c.ParentNotNull {
+				c.NotNull = false // inherited
 			}
 			cols = append(cols, columnDef(c, tm, m))
 		}

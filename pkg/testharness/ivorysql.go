@@ -133,3 +133,16 @@ func (p *Postgres) PGEndpoint(db string) spec.Endpoint {
 	ep.Port = p.Port
 	return ep
 }
+
+// SharedDir returns ../shared/name beside the repository root, if it exists.
+func SharedDir(name string) (string, bool) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", false
+	}
+	dir := filepath.Join(root, "..", "shared", name)
+	if _, err := os.Stat(dir); err != nil {
+		return "", false
+	}
+	return dir, true
+}

@@ -148,21 +148,9 @@ func schemaDump(t *testing.T, pg *testharness.Postgres, db, schema string, renam
 	for from, to := range rename {
 		text = regexp.MustCompile(`\b`+regexp.QuoteMeta(from)+`\b`).ReplaceAllString(text, to)
 	}
-	var stmts []string
-	for _, st := range strings.Split(text, ";\n") {
-		var lines []string
-		for _, l := range strings.Split(st, "\n") {
-			// (\restrict carries a random key: pg_dump's guard against injected psql commands.)
-			if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "--") || strings.HasPrefix(l, `\restrict`) || strings.HasPrefix(l, `\unrestrict`) {
-				continue
-			}
-			lines = append(lines, l)
-		}
-		st = strings.TrimSpace(strings.Join(lines, "\n"))
-		if st == "" || strings.HasPrefix(st, "SET ") || strings.HasPrefix(st, "SELECT pg_catalog.set_config") {
-			continue
-		}
-		stmts = append(stmts, normalizeDeparse(st, schema))
+	stmts := dumpStatements(text)
+	for i, st := range stmts {
+		stmts[i] = normalizeDeparse(st, schema)
 	}
 	sort.Strings(stmts)
 	return stmts
