@@ -217,6 +217,17 @@ func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecM
 			continue
 		}
 		if o.Kind == catalog.KindMatView {
+			// Its columns' storage and compression: a storage choice the destination may
+			// lack (lz4), reported if so.
+			for _, opt := range o.More {
+				stmt := "ALTER TABLE ONLY " + spec.QName{Schema: m.Schema(o.Name.Schema), Name: o.Name.Name}.Quoted() + " " + opt
+				if err := createIn(ctx, sd.dst, "pg_catalog", stmt); err != nil {
+					if !featureMissing(err) {
+						return fmt.Errorf("%s: %w", what, err)
+					}
+					rep.Warned = append(rep.Warned, fmt.Sprintf("%s: %s: not carried: %v", what, opt, err))
+				}
+			}
 			if err := matViewIndexes(ctx, sd, o, m, rep); err != nil {
 				return err
 			}

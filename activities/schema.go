@@ -224,6 +224,16 @@ func (a *Activities) SchemaPostData(ctx context.Context, in SchemaInput) (Schema
 			rep.Created = append(rep.Created, j.what)
 		}
 	}
+	for _, jobs := range waves {
+		for _, j := range jobs {
+			if j.attach == "" {
+				continue
+			}
+			if _, err := dst.Exec(ctx, j.attach); err != nil {
+				return rep, classifyDDL(ctx, fmt.Errorf("%s: %w\n%s", j.what, err, j.attach))
+			}
+		}
+	}
 	for _, c := range all {
 		if c.Kind == "f" {
 			if err := addConstraint(ctx, dst, c, &rep); err != nil {
@@ -277,6 +287,7 @@ func indexJobs(ctx context.Context, tx pgx.Tx, t *catalog.Table, tm spec.TableMa
 	jobs := make([]ddlJob, len(indexes))
 	for i, ix := range indexes {
 		jobs[i] = ddlJob{what: fmt.Sprintf("index %s on %s", ix.Name, tm.Dest), sql: ddl.CreateIndex(ix, tm, m)}
+		jobs[i].attach, _ = ddl.AttachIndex(ix, tm, m)
 	}
 	return jobs, nil
 }
@@ -446,8 +457,9 @@ func loadAllSequences(ctx context.Context, q catalog.Querier, s spec.Spec, defs 
 	return seqs, nil
 }
 
-// ddlJob is one statement of a parallel schema step.
-type ddlJob struct{ what, sql string }
+// ddlJob is one statement of a parallel schema step; attach, when set, runs after every job
+// (an index attached to its parent's, see ddl.AttachIndex).
+type ddlJob struct{ what, sql, attach string }
 
 // runParallel runs jobs on the destination over full_load.parallelism connections (first is one
 // of them).

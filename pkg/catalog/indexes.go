@@ -3,6 +3,8 @@ package catalog
 import (
 	"context"
 	"fmt"
+
+	"github.com/skein-dts/skein/pkg/spec"
 )
 
 // Index is a secondary index: one that no primary key, unique or exclusion constraint owns (those
@@ -17,6 +19,12 @@ type Index struct {
 	Options   []string // storage parameters (WITH), e.g. "fillfactor=70"
 	// NullsNotDistinct: a unique index whose NULLs are equal (15+).
 	NullsNotDistinct bool
+	// Only: a partitioned table's index not valid on the source (not every partition's index is
+	// attached to it): created ON ONLY the table, its partitions' indexes attached one by one.
+	Only bool
+	// AttachTo is the index this one is attached to when that one is Only; nil otherwise (a
+	// valid parent index makes its partitions' indexes itself).
+	AttachTo *spec.QName
 }
 
 // IndexKey is one key of an index: a column or an expression.
@@ -36,11 +44,18 @@ func LoadIndexes(ctx context.Context, q Querier, t *Table) ([]Index, error) {
 	rows, err := q.Query(ctx, `
 SELECT i.indexrelid, ic.relname::text, i.indisunique, am.amname::text, i.indnkeyatts,
        COALESCE(pg_catalog.pg_get_expr(i.indpred, i.indrelid), ''), COALESCE(ic.reloptions, '{}'),
-       COALESCE((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false) -- 15+
+       COALESCE((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false), -- 15+
+       NOT i.indisvalid,
+       (SELECT pn.nspname FROM pg_catalog.pg_inherits h JOIN pg_catalog.pg_class pc ON pc.oid = h.inhparent
+        JOIN pg_catalog.pg_index pi ON pi.indexrelid = pc.oid JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+        WHERE h.inhrelid = i.indexrelid AND NOT pi.indisvalid),
+       (SELECT pc.relname FROM pg_catalog.pg_inherits h JOIN pg_catalog.pg_class pc ON pc.oid = h.inhparent
+        JOIN pg_catalog.pg_index pi ON pi.indexrelid = pc.oid
+        WHERE h.inhrelid = i.indexrelid AND NOT pi.indisvalid)
 FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_catalog.pg_am am ON am.oid = ic.relam
-WHERE i.indrelid = $1 AND i.indisvalid
+WHERE i.indrelid = $1 AND (i.indisvalid OR ic.relkind = 'I')
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
 ORDER BY ic.relname`, t.OID)
 	if err != nil {
@@ -54,9 +69,14 @@ ORDER BY ic.relname`, t.OID)
 	var heads []head
 	for rows.Next() {
 		var h head
-		if err := rows.Scan(&h.oid, &h.ix.Name, &h.ix.Unique, &h.ix.Method, &h.keyAtts, &h.ix.Predicate, &h.ix.Options, &h.ix.NullsNotDistinct); err != nil {
+		var attachSchema, attachName *string
+		if err := rows.Scan(&h.oid, &h.ix.Name, &h.ix.Unique, &h.ix.Method, &h.keyAtts, &h.ix.Predicate, &h.ix.Options, &h.ix.NullsNotDistinct,
+			&h.ix.Only, &attachSchema, &attachName); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load indexes of %s: %w", t.Name, err)
+		}
+		if attachSchema != nil && attachName != nil {
+			h.ix.AttachTo = &spec.QName{Schema: *attachSchema, Name: *attachName}
 		}
 		heads = append(heads, h)
 	}

@@ -58,7 +58,7 @@ type Object struct {
 	// Options are a view's reloptions (check_option, security_barrier, ...).
 	Options []string
 	// More are the statements that complete Def (an operator family's members, a text search
-	// configuration's mappings).
+	// configuration's mappings), or a materialized view's column options ("ALTER COLUMN ...").
 	More []string
 	// Enabled is when a trigger or rule fires: "O" (origin and local, the default), "D"
 	// disabled, "R" replica only, "A" always.
@@ -387,7 +387,15 @@ SELECT c.oid, n.nspname, c.relname, c.relkind::text, pg_catalog.pg_get_viewdef(c
              ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
              AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
              JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid AND rc.relkind IN ('r', 'p', 'f')
-             WHERE r.ev_class = c.oid)
+             WHERE r.ev_class = c.oid),
+       ARRAY(SELECT o FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid,
+               LATERAL (VALUES
+                 (CASE WHEN a.attstorage <> ty.typstorage THEN pg_catalog.format('ALTER COLUMN %I SET STORAGE %s', a.attname,
+                    CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'x' THEN 'EXTENDED' ELSE 'MAIN' END) END),
+                 (CASE COALESCE(pg_catalog.to_jsonb(a) ->> 'attcompression', '') -- 14+
+                    WHEN 'p' THEN pg_catalog.format('ALTER COLUMN %I SET COMPRESSION pglz', a.attname)
+                    WHEN 'l' THEN pg_catalog.format('ALTER COLUMN %I SET COMPRESSION lz4', a.attname) END)) v(o)
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND v.o IS NOT NULL ORDER BY a.attnum)
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relkind IN ('v', 'm') AND `+fmt.Sprintf(notExtensionMember, "c.oid", CatalogClass)+`
 ORDER BY c.relname`, schema)
@@ -399,7 +407,7 @@ ORDER BY c.relname`, schema)
 	for rows.Next() {
 		var o Object
 		var kind string
-		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name, &kind, &o.Def, &o.Options, &o.Depends, &o.Relations); err != nil {
+		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name, &kind, &o.Def, &o.Options, &o.Depends, &o.Relations, &o.More); err != nil {
 			return nil, fmt.Errorf("list views of %s: %w", schema, err)
 		}
 		o.Kind = KindView

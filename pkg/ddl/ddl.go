@@ -525,7 +525,11 @@ func CreateIndex(ix catalog.Index, tm spec.TableMap, m Mapper) string {
 	if ix.Unique {
 		unique = "UNIQUE "
 	}
-	sql := fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON %s USING %s (%s)", unique, ident(ix.Name), tm.Dest.Quoted(), ident(ix.Method), strings.Join(keys, ", "))
+	only := ""
+	if ix.Only {
+		only = "ONLY "
+	}
+	sql := fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON %s%s USING %s (%s)", unique, ident(ix.Name), only, tm.Dest.Quoted(), ident(ix.Method), strings.Join(keys, ", "))
 	if len(ix.Include) > 0 {
 		sql += " INCLUDE (" + identList(ix.Include, tm.DestColumn) + ")"
 	}
@@ -539,6 +543,16 @@ func CreateIndex(ix catalog.Index, tm spec.TableMap, m Mapper) string {
 		sql += " WHERE " + MapExpr(ix.Predicate, tm.Columns, schemas)
 	}
 	return sql
+}
+
+// AttachIndex attaches a partition's index to its parent's index (Index.AttachTo), when the
+// parent's was created ON ONLY its table.
+func AttachIndex(ix catalog.Index, tm spec.TableMap, m Mapper) (string, bool) {
+	if ix.AttachTo == nil {
+		return "", false
+	}
+	parent := spec.QName{Schema: m.Schema(ix.AttachTo.Schema), Name: ix.AttachTo.Name}
+	return fmt.Sprintf("ALTER INDEX %s ATTACH PARTITION %s", parent.Quoted(), spec.QName{Schema: tm.Dest.Schema, Name: ix.Name}.Quoted()), true
 }
 
 func matchSQL(code string) string {

@@ -105,7 +105,8 @@ func ofSQLState(code string) Class {
 
 // DDL marks err permanent when it is a SQL error that the same schema statement gets on every
 // try: a syntax or name error, a missing object or type, a feature the server lacks, bad data in
-// a definition, a dependency or constraint that fails. Locks, deadlocks, cancellations, resources
+// a definition, a dependency or constraint that fails, a limit the definition exceeds, a missing
+// library. Locks, deadlocks, cancellations, resources
 // and connection errors stay retryable.
 func DDL(err error) error {
 	var pgErr *pgconn.PgError
@@ -119,7 +120,11 @@ func DDL(err error) error {
 		"23", // integrity constraint violation (a key over duplicate rows)
 		"2B", // dependent objects still exist
 		"3F", // invalid schema name
-		"44": // WITH CHECK OPTION violation
+		"44", // WITH CHECK OPTION violation
+		"54": // program limit exceeded (an index row too large, too many columns)
+		return Permanent(err)
+	}
+	if pgErr.Code == "58P01" { // a file the statement names (a C function's library) is missing
 		return Permanent(err)
 	}
 	return err

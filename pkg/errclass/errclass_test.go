@@ -53,6 +53,9 @@ func TestDDL(t *testing.T) {
 		{"55P03", Other},      // lock not available
 		{"57014", Other},      // canceled
 		{"53100", Fatal},      // disk full: failed until an operator frees space and resumes
+		{"54000", Fatal},      // index row size exceeds the maximum (a BRIN bloom index without its storage parameters)
+		{"58P01", Fatal},      // a C function's library is not there
+		{"58030", Other},      // I/O error
 		{"08006", Connection}, // connection failure
 	} {
 		t.Run(tc.code, func(t *testing.T) {
