@@ -95,6 +95,76 @@ func usedBy(cols []string) string {
 	return strings.Join(cols, ", ")
 }
 
+// destLibraries warns about the C functions of whole schemas the destination cannot create (see
+// libraries): accepted (ignore_precheck: dest_libraries), schema sync reports them and what calls
+// them by name, and creates the rest.
+func (c *checker) destLibraries(ctx context.Context) {
+	problems, err := c.libraries(ctx)
+	switch {
+	case err != nil:
+		c.fail("dest_libraries", Warning, "checking the destination failed: "+err.Error(), "")
+	case len(problems) > 0:
+		c.fail("dest_libraries", Warning, strings.Join(problems, "; "),
+			"install the libraries on the destination, or list dest_libraries in ignore_precheck: those functions and what calls them are then reported, not created")
+	default:
+		c.pass("dest_libraries", Warning, "the destination can load every C function's library (or the account may not create C functions, and cannot tell)")
+	}
+}
+
+// libraries reports the C functions of whole schemas whose shared library the destination cannot
+// load (not installed there, or built for another server version): schema sync cannot create
+// them, nor what calls them. Each library is tried by creating a function from it in a
+// transaction that is rolled back; an account that may not create C functions cannot tell, and
+// nothing is reported then.
+func (c *checker) libraries(ctx context.Context) ([]string, error) {
+	rows, err := c.src.Query(ctx, `
+SELECT p.probin, pg_catalog.min(p.prosrc),
+       pg_catalog.string_agg(pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname) || '()', ', ' ORDER BY n.nspname, p.proname)
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+WHERE l.lanname = 'c' AND n.nspname = ANY($1) AND p.probin IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                  AND d.objid = p.oid AND d.deptype = 'e')
+GROUP BY p.probin ORDER BY p.probin`, c.s.WholeSchemas())
+	if err != nil {
+		return nil, err
+	}
+	type library struct{ path, symbol, funcs string }
+	var libs []library
+	var l library
+	if _, err := pgx.ForEachRow(rows, []any{&l.path, &l.symbol, &l.funcs}, func() error { libs = append(libs, l); return nil }); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range libs {
+		err := pgx.BeginFunc(ctx, c.dst, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL check_function_bodies = on`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, fmt.Sprintf(`CREATE FUNCTION pg_temp.skein_library_probe() RETURNS void AS %s, %s LANGUAGE c`,
+				catalog.QuoteLiteral(l.path), catalog.QuoteLiteral(l.symbol)))
+			if err == nil {
+				err = errRollBack
+			}
+			return err
+		})
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.Is(err, errRollBack), errors.As(err, &pgErr) && pgErr.Code == "42501":
+			// Loaded (and rolled back), or the account may not create C functions: cannot tell.
+		case errors.As(err, &pgErr) && (pgErr.Code == "58P01" || pgErr.Code == "42883" || pgErr.Code == "XX000"):
+			out = append(out, fmt.Sprintf("C function(s) %s use library %s, which the destination cannot load (%s)",
+				l.funcs, l.path, pgErr.Message))
+		case err != nil:
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// errRollBack rolls back a transaction that succeeded (a probe).
+var errRollBack = errors.New("roll back")
+
 // missingTypes reports the built-in types of selected columns the destination lacks, and xml
 // when it cannot store an xml value.
 func (c *checker) missingTypes(ctx context.Context) ([]string, error) {

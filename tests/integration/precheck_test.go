@@ -218,6 +218,28 @@ CREATE TABLE cap.orders (id int PRIMARY KEY, "Note" text, note text)`)
 		require.True(t, it.Passed, "%+v", it)
 	})
 
+	t.Run("dest_libraries: a C function whose library the destination cannot load is named", func(t *testing.T) {
+		// A contrib module of the source's server, by its absolute path (as a restore from
+		// another machine leaves it): PostgreSQL 15 loads it, IvorySQL (18) cannot.
+		var libdir string
+		require.NoError(t, src.QueryRow(ctx, `SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'`).Scan(&libdir))
+		mustExec(t, src, fmt.Sprintf(`CREATE SCHEMA clib;
+CREATE TABLE clib.t (id int PRIMARY KEY);
+CREATE FUNCTION clib.ai() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANGUAGE c;
+CREATE FUNCTION clib.ai2() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANGUAGE c`, libdir))
+		s := base()
+		s.Objects = []spec.Object{{Schema: "clib"}}
+		it, _ := itemByID(run(s, precheck.Options{}), "dest_libraries")
+		require.True(t, it.Passed, "%+v", it)
+		ivory := testharness.NewIvorySQL(t, testharness.PostgresOptions{})
+		require.NoError(t, ivory.CreateDatabase(ctx, "target"))
+		s.Destination = ivory.Endpoint("target")
+		it, _ = itemByID(run(s, precheck.Options{}), "dest_libraries")
+		require.False(t, it.Passed, "%+v", it)
+		require.Equal(t, precheck.Warning, it.Level, "accepted with ignore_precheck: the schema step reports them")
+		require.Contains(t, it.Detail, fmt.Sprintf("C function(s) clib.ai(), clib.ai2() use library %s/autoinc.so, which the destination cannot load", libdir))
+	})
+
 	t.Run("a full-only task skips the replication items", func(t *testing.T) {
 		s := base()
 		f := false
