@@ -138,6 +138,97 @@ func matViewIndexes(ctx context.Context, sd *sides, o catalog.Object, m ddl.Spec
 	return nil
 }
 
+// viewStep creates a view, or a materialized view without its data (filled after the load, by
+// postDataObjects), in the pre-data section's dependency order: a function or type may take its
+// row type. One that reads a table or view that is not selected, or a table whose name or
+// columns are renamed (its text is not rewritten), is reported instead, and so is one the
+// destination cannot hold (a function it calls was not created, a feature it lacks).
+func viewStep(ctx context.Context, sd *sides, o catalog.Object, selected map[uint32]bool, tables []spec.TableMap, m ddl.SpecMapper, rep *SchemaReport) preStep {
+	what := objectName(o, m)
+	st := preStep{ref: catalog.Ref{Catalog: catalog.CatalogClass, OID: o.OID}, what: what}
+	for _, rel := range o.Relations {
+		i := slices.IndexFunc(sd.defs, func(t *catalog.Table) bool { return t.OID == rel })
+		switch {
+		case i < 0:
+			st.skip = "it reads a table that is not selected"
+		case renamed(tables[i]):
+			st.skip = fmt.Sprintf("it reads %s, which is renamed (the view text is not rewritten)", tables[i].Source)
+		}
+	}
+	for _, d := range o.Depends {
+		if !selected[d] {
+			st.skip = "it reads a view that is not selected"
+		}
+	}
+	st.unable = func(err error) (string, bool) {
+		return fmt.Sprintf("%v (a function it calls was not created, or the destination lacks a feature it uses); create it by hand", err),
+			functionMissing(err) || featureMissing(err)
+	}
+	st.run = func() error {
+		create := ddl.CreateView(o, m)
+		if o.NeedsKey {
+			if o.Kind == catalog.KindMatView {
+				return nil // created by postDataObjects, after the keys
+			}
+			create = ddl.PlaceholderView(o, m) // replaced by postDataObjects
+		}
+		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Name.Schema, m), ddl.CreateSchema(m.Schema(o.Name.Schema)), create); err != nil {
+			return err
+		}
+		return columnOptions(ctx, sd.dst, o, what, m, rep)
+	}
+	return st
+}
+
+// deferViewsReadingDeferred marks NeedsKey the views that read, directly or not, a materialized
+// view that needs a key: that one is created after the keys, and so are they (a placeholder
+// until then).
+func deferViewsReadingDeferred(objs []catalog.Object) {
+	deferred := map[uint32]bool{}
+	for _, o := range objs {
+		if o.Kind == catalog.KindMatView && o.NeedsKey {
+			deferred[o.OID] = true
+		}
+	}
+	for changed := len(deferred) > 0; changed; {
+		changed = false
+		for i, o := range objs {
+			if deferred[o.OID] || !slices.ContainsFunc(o.Depends, func(d uint32) bool { return deferred[d] }) {
+				continue
+			}
+			deferred[o.OID], objs[i].NeedsKey, changed = true, true, true
+		}
+	}
+}
+
+// columnOptions sets a materialized view's columns' storage and compression: a storage choice
+// the destination may lack (lz4) is reported if so.
+func columnOptions(ctx context.Context, dst *pgx.Conn, o catalog.Object, what string, m ddl.Mapper, rep *SchemaReport) error {
+	for _, opt := range o.More {
+		stmt := "ALTER TABLE ONLY " + spec.QName{Schema: m.Schema(o.Name.Schema), Name: o.Name.Name}.Quoted() + " " + opt
+		if err := createIn(ctx, dst, "pg_catalog", stmt); err != nil {
+			if !featureMissing(err) {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: %s: not carried: %v", what, opt, err))
+		}
+	}
+	return nil
+}
+
+// relationExists says whether the destination has a table or view of that name.
+func relationExists(ctx context.Context, dst *pgx.Conn, name spec.QName) (bool, error) {
+	var exists bool
+	if err := dst.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, name.Quoted()).Scan(&exists); err != nil {
+		return false, fmt.Errorf("look up %s: %w", name, err)
+	}
+	return exists, nil
+}
+
+// renamed says whether a table's name or columns differ on the destination: the text of what
+// reads it (views, triggers, rules, statistics) is not rewritten.
+func renamed(tm spec.TableMap) bool { return tm.Dest.Name != tm.Source.Name || len(tm.Columns) > 0 }
+
 // viewsInOrder returns the views and materialized views of objs, each after those it reads, in
 // whatever schema.
 func viewsInOrder(ctx context.Context, q catalog.Querier, objs []catalog.Object) ([]catalog.Object, error) {
@@ -162,84 +253,72 @@ func viewsInOrder(ctx context.Context, q catalog.Querier, objs []catalog.Object)
 	return out, nil
 }
 
-// postDataObjects creates, after the data, the views and materialized views of whole schemas
-// (filled), the triggers and rules of selected tables, and the comments. An object that reads a
-// table that is not selected, or whose table or columns are renamed (its text is not rewritten),
-// is reported instead.
+// postDataObjects fills, after the data, the materialized views the pre-data section created
+// (each after those it reads) and creates their indexes; it creates the triggers and rules of
+// selected tables and of the views created, row level security, extended statistics and the
+// comments.
 func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecMapper, rep *SchemaReport) error {
 	schemas := wholeSchemas(in.Spec)
 	objs, err := catalog.LoadObjects(ctx, sd.tx, catalog.ObjectSelection{Schemas: schemas, Tables: sourceNames(in.Tables)})
 	if err != nil {
 		return err
 	}
-	byOID := map[uint32]spec.TableMap{}
-	for i, t := range sd.defs {
-		byOID[t.OID] = in.Tables[i]
-	}
-	renamed := func(tm spec.TableMap) bool { return tm.Dest.Name != tm.Source.Name || len(tm.Columns) > 0 }
+	deferViewsReadingDeferred(objs)
 	views, err := viewsInOrder(ctx, sd.tx, objs)
 	if err != nil {
 		return err
 	}
-	skippedViews := map[uint32]bool{}
+	var created []spec.QName
+	selected := map[uint32]bool{}
 	for _, o := range views {
-		what := objectName(o, m)
-		reason := ""
-		for _, rel := range o.Relations {
-			tm, ok := byOID[rel]
-			switch {
-			case !ok:
-				reason = "it reads a table that is not selected"
-			case renamed(tm):
-				reason = fmt.Sprintf("it reads %s, which is renamed (the view text is not rewritten)", tm.Source)
-			}
-		}
-		for _, d := range o.Depends {
-			if skippedViews[d] {
-				reason = "it reads a view that was not created"
-			}
-		}
-		if reason != "" {
-			skippedViews[o.OID] = true
-			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: %s; create it by hand", what, reason))
-			continue
-		}
-		stmts := []string{ddl.CreateView(o, m)}
-		if o.Kind == catalog.KindMatView {
-			stmts = append(stmts, ddl.RefreshView(o, m))
-		}
-		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Name.Schema, m), stmts...); err != nil {
-			if !functionMissing(err) && !featureMissing(err) {
+		selected[o.OID] = true
+	}
+	for _, o := range views {
+		if o.NeedsKey {
+			// Its query needs a key, which now exists: the placeholder is replaced (a
+			// materialized view is created now), unless it is reported as not created.
+			st := viewStep(ctx, sd, o, selected, in.Tables, m, rep)
+			if exists, err := relationExists(ctx, sd.dst, spec.QName{Schema: m.Schema(o.Name.Schema), Name: o.Name.Name}); err != nil {
 				return err
-			}
-			skippedViews[o.OID] = true
-			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: %v (a function it calls was not created, or the destination lacks a feature it uses)", what, err))
-			continue
-		}
-		if o.Kind == catalog.KindMatView {
-			// Its columns' storage and compression: a storage choice the destination may
-			// lack (lz4), reported if so.
-			for _, opt := range o.More {
-				stmt := "ALTER TABLE ONLY " + spec.QName{Schema: m.Schema(o.Name.Schema), Name: o.Name.Name}.Quoted() + " " + opt
-				if err := createIn(ctx, sd.dst, "pg_catalog", stmt); err != nil {
-					if !featureMissing(err) {
-						return fmt.Errorf("%s: %w", what, err)
+			} else if st.skip == "" && (exists || o.Kind == catalog.KindMatView) {
+				if err := createIn(ctx, sd.dst, ddl.SearchPath(o.Name.Schema, m), ddl.CreateView(o, m)); err != nil {
+					if why, ok := st.unable(err); ok {
+						rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: %s", st.what, why))
+						continue
 					}
-					rep.Warned = append(rep.Warned, fmt.Sprintf("%s: %s: not carried: %v", what, opt, err))
+					return fmt.Errorf("create %s: %w", st.what, err)
+				}
+				if o.Kind == catalog.KindMatView {
+					rep.Created = append(rep.Created, st.what)
+					if err := columnOptions(ctx, sd.dst, o, st.what, m, rep); err != nil {
+						return err
+					}
 				}
 			}
-			if err := matViewIndexes(ctx, sd, o, m, rep); err != nil {
-				return err
+		}
+		name := spec.QName{Schema: m.Schema(o.Name.Schema), Name: o.Name.Name}
+		var exists, populated bool
+		if err := sd.dst.QueryRow(ctx, `SELECT c.oid IS NOT NULL, COALESCE(c.relispopulated, false)
+  FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass($1)`, name.Quoted()).Scan(&exists, &populated); err != nil {
+			return fmt.Errorf("look up %s: %w", name, err)
+		}
+		if !exists {
+			continue // reported by the pre-data section
+		}
+		created = append(created, o.Name)
+		if o.Kind != catalog.KindMatView {
+			continue
+		}
+		if !populated {
+			if err := createIn(ctx, sd.dst, ddl.SearchPath(o.Name.Schema, m), ddl.RefreshView(o, m)); err != nil {
+				return fmt.Errorf("fill %s: %w", objectName(o, m), err)
 			}
+		}
+		if err := matViewIndexes(ctx, sd, o, m, rep); err != nil {
+			return err
 		}
 	}
 	// The rules and triggers of the views created, too (INSTEAD OF, DO INSTEAD).
-	var created []spec.QName
-	for _, o := range views {
-		if !skippedViews[o.OID] {
-			created = append(created, o.Name)
-		}
-	}
 	onViews, err := catalog.LoadObjects(ctx, sd.tx, catalog.ObjectSelection{Tables: created})
 	if err != nil {
 		return err

@@ -110,11 +110,18 @@ steps:
 				continue steps
 			}
 		}
-		err := st.run()
-		if err != nil && st.library != "" && libraryMissing(err) {
+		if st.skip != "" {
 			notCreated[st.ref] = st.what
-			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: the destination cannot load its library %s (%v); install the library there and create it by hand", st.what, st.library, err))
+			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: %s; create it by hand", st.what, st.skip))
 			continue
+		}
+		err := st.run()
+		if err != nil && st.unable != nil {
+			if why, ok := st.unable(err); ok {
+				notCreated[st.ref] = st.what
+				rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: %s", st.what, why))
+				continue
+			}
 		}
 		if err != nil {
 			return rep, classifyDDL(ctx, err)
@@ -500,10 +507,13 @@ type preStep struct {
 	ref  catalog.Ref
 	what string
 	run  func() error
-	// library is a C function's shared library; deps what the step needs created first (see
-	// orderSteps).
-	library string
-	deps    []catalog.Ref
+	// skip, when set, says why the object is not created (reported, with what needs it);
+	// unable says whether an error of run means the destination cannot hold the object (it
+	// is then reported with what needs it, and the rest is created) and how to say so.
+	skip   string
+	unable func(err error) (string, bool)
+	// deps is what the step needs created first (see orderSteps).
+	deps []catalog.Ref
 }
 
 // libraryMissing says whether err is the destination's refusal to load a C function's
@@ -515,7 +525,8 @@ func libraryMissing(err error) bool {
 }
 
 // preDataSteps lists what the pre-data section creates after the schemas and extensions (types,
-// functions, aggregates, operators, sequences, tables), each after what it depends on in the
+// functions, aggregates, operators, sequences, tables, views and materialized views, empty),
+// each after what it depends on in the
 // source's pg_depend, as pg_dump orders them. Shell types are created here, at once: a base
 // type's support functions take and return it before it is complete.
 func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecMapper, seqs []catalog.Sequence,
@@ -563,6 +574,13 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 	if err != nil {
 		return nil, err
 	}
+	views := map[uint32]bool{}
+	for _, o := range objs {
+		if o.Kind == catalog.KindView || o.Kind == catalog.KindMatView {
+			views[o.OID] = true
+		}
+	}
+	deferViewsReadingDeferred(objs)
 	for _, o := range objs {
 		what := objectName(o, m)
 		var stmt string
@@ -584,12 +602,21 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 				return rep.create(ctx, dst, what, ddl.SearchPath(o.Name.Schema, m), stmts...)
 			}})
 			continue
+		case catalog.KindView, catalog.KindMatView:
+			steps = append(steps, viewStep(ctx, sd, o, views, in.Tables, m, rep))
+			continue
 		default:
-			continue // views, triggers and rules: post-data
+			continue // triggers and rules: post-data
 		}
-		steps = append(steps, preStep{ref: ref, what: what, library: o.Library, run: func() error {
+		st := preStep{ref: ref, what: what, run: func() error {
 			return rep.create(ctx, dst, what, ddl.SearchPath(o.Name.Schema, m), ddl.CreateSchema(m.Schema(o.Name.Schema)), stmt)
-		}})
+		}}
+		if o.Library != "" {
+			st.unable = func(err error) (string, bool) {
+				return fmt.Sprintf("the destination cannot load its library %s (%v); install the library there and create it by hand", o.Library, err), libraryMissing(err)
+			}
+		}
+		steps = append(steps, st)
 	}
 	// The sequences of the tables' columns and defaults, and the other sequences of whole
 	// schemas, in their (mapped) schemas: those of schemas that are not selected keep their name.

@@ -57,6 +57,12 @@ type Object struct {
 	OpHashes, OpMerges                                                   bool
 	// Options are a view's reloptions (check_option, security_barrier, ...).
 	Options []string
+	// NeedsKey says that a view's query needs a table's constraint (a GROUP BY on a primary
+	// key lets it select the table's other columns): created before the keys, it fails, so it
+	// is created with Placeholder first and replaced after them, as pg_dump does.
+	NeedsKey bool
+	// Placeholder is a view's columns as a query of NULLs of their types and collations.
+	Placeholder string
 	// More are the statements that complete Def (an operator family's members, a text search
 	// configuration's mappings), or a materialized view's column options ("ALTER COLUMN ...").
 	More []string
@@ -395,7 +401,18 @@ SELECT c.oid, n.nspname, c.relname, c.relkind::text, pg_catalog.pg_get_viewdef(c
                  (CASE COALESCE(pg_catalog.to_jsonb(a) ->> 'attcompression', '') -- 14+
                     WHEN 'p' THEN pg_catalog.format('ALTER COLUMN %I SET COMPRESSION pglz', a.attname)
                     WHEN 'l' THEN pg_catalog.format('ALTER COLUMN %I SET COMPRESSION lz4', a.attname) END)) v(o)
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND v.o IS NOT NULL ORDER BY a.attnum)
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND v.o IS NOT NULL ORDER BY a.attnum),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d
+               ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
+               AND d.refclassid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
+               WHERE r.ev_class = c.oid),
+       'SELECT ' || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('NULL::%s%s AS %I', pg_catalog.format_type(a.atttypid, a.atttypmod),
+                    CASE WHEN a.attcollation <> ty.typcollation THEN ' COLLATE ' || pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) ELSE '' END,
+                    a.attname), ', ' ORDER BY a.attnum)
+                  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+                  LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+                  LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relkind IN ('v', 'm') AND `+fmt.Sprintf(notExtensionMember, "c.oid", CatalogClass)+`
 ORDER BY c.relname`, schema)
@@ -407,7 +424,7 @@ ORDER BY c.relname`, schema)
 	for rows.Next() {
 		var o Object
 		var kind string
-		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name, &kind, &o.Def, &o.Options, &o.Depends, &o.Relations, &o.More); err != nil {
+		if err := rows.Scan(&o.OID, &o.Name.Schema, &o.Name.Name, &kind, &o.Def, &o.Options, &o.Depends, &o.Relations, &o.More, &o.NeedsKey, &o.Placeholder); err != nil {
 			return nil, fmt.Errorf("list views of %s: %w", schema, err)
 		}
 		o.Kind = KindView

@@ -100,6 +100,13 @@ func CreateView(o catalog.Object, m Mapper) string {
 	return fmt.Sprintf("CREATE OR REPLACE VIEW %s%s AS\n%s", name, with, query)
 }
 
+// PlaceholderView creates a view with o's columns and no rows (see catalog.Object.NeedsKey):
+// CreateView replaces it.
+func PlaceholderView(o catalog.Object, m Mapper) string {
+	name := pgx.Identifier{m.Schema(o.Name.Schema), o.Name.Name}.Sanitize()
+	return fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", name, MapExpr(o.Placeholder, nil, schemaRenames(m)))
+}
+
 // RefreshView fills a materialized view.
 func RefreshView(o catalog.Object, m Mapper) string {
 	return "REFRESH MATERIALIZED VIEW " + pgx.Identifier{m.Schema(o.Name.Schema), o.Name.Name}.Sanitize()

@@ -344,3 +344,164 @@ func caseCollisions(tables []spec.TableMap, defs []*catalog.Table) [][]string {
 	}
 	return groups
 }
+
+// destFeatures warns about objects of the selection the destination's server cannot create
+// because it lacks a feature (see xmlObjects, refusedInheritance): accepted (ignore_precheck:
+// dest_features), schema sync reports each of them, and what needs it, by name, and creates the
+// rest.
+func (c *checker) destFeatures(ctx context.Context) {
+	var problems []string
+	for _, check := range []func(context.Context) ([]string, error){c.xmlObjects, c.refusedInheritance, c.compression} {
+		found, err := check(ctx)
+		if err != nil {
+			c.fail("dest_features", Warning, "checking the destination failed: "+err.Error(), "")
+			return
+		}
+		problems = append(problems, found...)
+	}
+	if len(problems) > 0 {
+		c.fail("dest_features", Warning, strings.Join(problems, "; "),
+			"use a destination server with the feature, or list dest_features in ignore_precheck: the objects named are then reported, not created (or created as said)")
+		return
+	}
+	c.pass("dest_features", Warning, "the destination has every feature the selection's views, functions, inheritance and column compression use")
+}
+
+// xmlObjects names the views and functions of whole schemas that use xml when the destination
+// cannot hold an xml value (a server built without libxml): creating them fails there. (Columns
+// of type xml are dest_capabilities'.) A view or function is taken to use xml when a column,
+// argument or result is xml or its text calls an xml function.
+func (c *checker) xmlObjects(ctx context.Context) ([]string, error) {
+	if len(c.s.WholeSchemas()) == 0 {
+		return nil, nil
+	}
+	_, err := c.dst.Exec(ctx, `SELECT '<skein/>'::pg_catalog.xml`)
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil, nil
+	case !errors.As(err, &pgErr) || pgErr.Code != "0A000":
+		return nil, err
+	}
+	names, err := queryStrings(ctx, c.src, `
+SELECT CASE c.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY($1)
+  AND (pg_catalog.pg_get_viewdef(c.oid) ~* '\mxml'
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.atttypid IN ('pg_catalog.xml'::pg_catalog.regtype, 'pg_catalog._xml'::pg_catalog.regtype)))
+UNION ALL
+SELECT 'function ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname) || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')'
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = ANY($1)
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')
+  AND (p.prosrc ~* '\mxml' OR pg_catalog.pg_get_function_arguments(p.oid) ~* '\mxml' OR pg_catalog.pg_get_function_result(p.oid) ~* '\mxml')
+ORDER BY 1`, c.s.WholeSchemas())
+	if err != nil || len(names) == 0 {
+		return nil, err
+	}
+	return []string{fmt.Sprintf("the destination cannot hold xml values (%s: the server was built without libxml), which %s use",
+		pgErr.Message, strings.Join(names, ", "))}, nil
+}
+
+// compression names the columns of selected tables (and materialized views of whole schemas)
+// compressed with a method the destination's server was built without (lz4): they are created
+// with its default method, and schema sync says so.
+func (c *checker) compression(ctx context.Context) ([]string, error) {
+	methods, uses := c.columnsWhere(func(col catalog.Column) (string, bool) { return col.Compression, col.Compression != "" })
+	if len(c.s.WholeSchemas()) > 0 {
+		if v, err := serverVersion(ctx, c.src); err != nil || v < 140000 {
+			return nil, err
+		}
+		views, err := queryStrings(ctx, c.src, `
+SELECT pg_catalog.format('%I.%I.%I %s', n.nspname, c.relname, a.attname, CASE a.attcompression WHEN 'l' THEN 'lz4' ELSE 'pglz' END)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attcompression <> ''
+WHERE c.relkind = 'm' AND n.nspname = ANY($1) ORDER BY 1`, c.s.WholeSchemas())
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range views {
+			col, method, _ := strings.Cut(v, " ")
+			if _, seen := uses[method]; !seen {
+				methods = append(methods, method)
+			}
+			uses[method] = append(uses[method], "materialized view "+col)
+		}
+	}
+	var out []string
+	for _, method := range methods {
+		err := pgx.BeginFunc(ctx, c.dst, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE skein_probe_compression (a text COMPRESSION `+pgx.Identifier{method}.Sanitize()+`)`); err != nil {
+				return err
+			}
+			return errRollBack
+		})
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.Is(err, errRollBack), errors.As(err, &pgErr) && pgErr.Code == "42501":
+		case errors.As(err, &pgErr) && (pgErr.Code == "0A000" || pgErr.Code == "22023" || pgErr.Code == "42601"):
+			out = append(out, fmt.Sprintf("compression method %s is not available on the destination (%s), so these columns get its default method: %s",
+				method, pgErr.Message, strings.Join(uses[method], ", ")))
+		default:
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// refusedInheritance names the selected tables that inherit a column as a generated column whose
+// parent's column is not generated, when the destination refuses that (PostgreSQL 16 and newer:
+// "child column specifies generation expression"): schema sync creates them without INHERITS.
+func (c *checker) refusedInheritance(ctx context.Context) ([]string, error) {
+	if v, err := serverVersion(ctx, c.src); err != nil || v < 120000 { // before 12: no generated columns
+		return nil, err
+	}
+	var oids []uint32
+	for _, t := range c.defs {
+		if len(t.Inherits) > 0 {
+			oids = append(oids, t.OID)
+		}
+	}
+	if len(oids) == 0 {
+		return nil, nil
+	}
+	pairs, err := queryStrings(ctx, c.src, `
+SELECT DISTINCT pg_catalog.format('%I.%I (column %I, generated, inherits from %I.%I)', cn.nspname, c.relname, a.attname, pn.nspname, p.relname)
+FROM pg_catalog.pg_inherits i
+JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = i.inhrelid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+JOIN pg_catalog.pg_attribute pa ON pa.attrelid = i.inhparent AND pa.attname = a.attname AND NOT pa.attisdropped AND pa.attgenerated = ''
+WHERE i.inhrelid = ANY($1) ORDER BY 1`, oids)
+	if err != nil || len(pairs) == 0 {
+		return nil, err
+	}
+	err = pgx.BeginFunc(ctx, c.dst, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE skein_probe_parent (a integer)`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE skein_probe_child (a integer GENERATED ALWAYS AS (1) STORED) INHERITS (skein_probe_parent)`); err != nil {
+			return err
+		}
+		return errRollBack
+	})
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, errRollBack):
+		return nil, nil
+	case errors.As(err, &pgErr) && pgErr.Code == "42611":
+		return []string{fmt.Sprintf("the destination refuses a generated column inheriting from a column that is not (%s), so these tables are created without INHERITS (a query on the parent then leaves their rows out): %s",
+			pgErr.Message, strings.Join(pairs, ", "))}, nil
+	case errors.As(err, &pgErr) && pgErr.Code == "42501":
+		return nil, nil // the account may not create temporary tables: cannot tell
+	default:
+		return nil, err
+	}
+}
+
+// serverVersion is conn's server_version_num.
+func serverVersion(ctx context.Context, conn *pgx.Conn) (int, error) {
+	var v int
+	err := conn.QueryRow(ctx, `SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4`).Scan(&v)
+	return v, err
+}

@@ -165,6 +165,7 @@ func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) (it
 		if c.defs != nil && c.src != nil && s.SchemaSync() {
 			c.destExtensions(ctx)
 			c.destLibraries(ctx)
+			c.destFeatures(ctx)
 		}
 		if c.defs != nil && c.src != nil {
 			c.destCapabilities(ctx)

@@ -53,7 +53,7 @@ var PrecheckIDs = []string{
 	"conflicting_tables", "dest_schemas", "sequences_selected", "unsupported_tables",
 	"fk_parents_selected", "dest_extensions", "long_transactions", "source_size",
 	"dest_compatibility", "row_filters", "unlogged_tables", "ddl_capture", "dest_capabilities",
-	"dest_libraries",
+	"dest_libraries", "dest_features",
 }
 
 // Validate checks a spec whose defaults are applied. It returns Errors naming each bad field.

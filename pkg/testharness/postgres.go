@@ -30,6 +30,9 @@ type PostgresOptions struct {
 	// server.crt and server.key for ssl = on.
 	Files map[string][]byte
 
+	// Major is the server's PostgreSQL major version (see MajorBinDir); 0 is the system's.
+	Major int
+
 	binDir string // server binaries other than PostgreSQL's (NewIvorySQL)
 	oracle bool   // IvorySQL: also listen on an Oracle-mode port
 }
@@ -81,8 +84,14 @@ func FreePort() (int, error) {
 // StartPostgres creates and starts a cluster in a new temporary directory.
 func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error) {
 	bin := opts.binDir
-	if bin == "" {
-		var err error
+	var err error
+	switch {
+	case bin != "":
+	case opts.Major != 0:
+		if bin, err = MajorBinDir(ctx, opts.Major); err != nil {
+			return nil, err
+		}
+	default:
 		if bin, err = BinDir(); err != nil {
 			return nil, err
 		}

@@ -107,6 +107,9 @@ func waitPhase(t *testing.T, c client.Client, id, phase string, timeout time.Dur
 		if st.Phase == phase {
 			return st
 		}
+		if st.Phase == workflows.PhaseFailed {
+			t.Fatalf("task %s failed before phase %s: %s", id, phase, st.LastError)
+		}
 		time.Sleep(300 * time.Millisecond)
 	}
 	t.Fatalf("task %s did not reach phase %s in %s; status: %+v\n%s", id, phase, timeout, st, describe(c, id))
