@@ -333,7 +333,7 @@ SELECT a.attname, a.attnum, a.atttypid,
        CASE WHEN et.oid IS NOT NULL THEN et.typname ELSE ty.typname END,
        CASE WHEN et.oid IS NOT NULL THEN en.nspname ELSE tn.nspname END,
        et.oid IS NOT NULL, COALESCE(et.oid, ty.oid),
-       a.attnotnull, a.attidentity::text, a.attgenerated::text,
+       a.attnotnull, a.attidentity::text, COALESCE(pg_catalog.to_jsonb(a) ->> 'attgenerated', ''), -- 12+
        pg_catalog.pg_get_expr(d.adbin, d.adrelid),
        CASE WHEN a.attcollation <> ty.typcollation AND a.attcollation <> 0
             THEN pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) END,
@@ -341,7 +341,7 @@ SELECT a.attname, a.attnum, a.atttypid,
        NOT a.attislocal AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid = a.attrelid AND r.relispartition),
        a.attislocal AND a.attinhcount > 0 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid = a.attrelid AND r.relispartition)
          AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits hi JOIN pg_catalog.pg_attribute pa ON pa.attrelid = hi.inhparent
-                     WHERE hi.inhrelid = a.attrelid AND pa.attname = a.attname AND pa.attgenerated <> ''),
+                     WHERE hi.inhrelid = a.attrelid AND pa.attname = a.attname AND COALESCE(pg_catalog.to_jsonb(pa) ->> 'attgenerated', '') <> ''),
        EXISTS (SELECT 1 FROM pg_catalog.pg_inherits hi JOIN pg_catalog.pg_attribute pa ON pa.attrelid = hi.inhparent
                JOIN pg_catalog.pg_class r ON r.oid = a.attrelid AND NOT r.relispartition
                WHERE hi.inhrelid = a.attrelid AND pa.attname = a.attname AND pa.attnotnull),
@@ -431,7 +431,7 @@ SELECT c.conname, c.contype::text,
        pg_catalog.pg_get_constraintdef(c.oid), c.oid, NOT c.convalidated, c.conislocal,
        ARRAY(SELECT a.attname::text FROM pg_catalog.pg_index ci, pg_catalog.unnest(ci.indkey::pg_catalog.int2[]) WITH ORDINALITY k(n, i)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n
-             WHERE c.contype IN ('p', 'u') AND ci.indexrelid = c.conindid AND k.i > ci.indnkeyatts ORDER BY k.i),
+             WHERE c.contype IN ('p', 'u') AND ci.indexrelid = c.conindid AND k.i > COALESCE((pg_catalog.to_jsonb(ci) ->> 'indnkeyatts')::int, ci.indnatts) ORDER BY k.i), -- 11+
        COALESCE((SELECT ic.reloptions FROM pg_catalog.pg_class ic WHERE c.contype IN ('p', 'u') AND ic.oid = c.conindid), '{}'),
        COALESCE((SELECT (pg_catalog.to_jsonb(ci) ->> 'indnullsnotdistinct')::bool FROM pg_catalog.pg_index ci -- 15+
                  WHERE c.contype = 'u' AND ci.indexrelid = c.conindid), false),
@@ -442,7 +442,7 @@ LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
 WHERE c.conrelid = $1 AND c.contype IN ('p', 'u', 'f', 'c', 'x')
   -- not the copies a foreign key to a partitioned table keeps for each partition it references
   -- (they come with it)
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint p WHERE p.oid = c.conparentid AND p.conrelid = c.conrelid)
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint p WHERE p.oid = (pg_catalog.to_jsonb(c) ->> 'conparentid')::pg_catalog.oid AND p.conrelid = c.conrelid) -- 11+
 ORDER BY c.contype DESC, c.conname`
 
 // scanConstraints reads the rows of constraintsSQL into t.
@@ -460,8 +460,10 @@ func (t *Table) scanConstraints(rows pgx.Rows) error {
 	return rows.Err()
 }
 
-// UnloggedTables returns which of tables are unlogged on the source.
-func UnloggedTables(ctx context.Context, q Querier, tables []spec.TableMap) (map[spec.QName]bool, error) {
+// Unpublishable lists the tables a publication cannot hold: unlogged ones (they write no WAL),
+// and, before PostgreSQL 13, partitioned tables (their partitions are published instead, each
+// selected with them, and their changes applied to the same partitions on the destination).
+func Unpublishable(ctx context.Context, q Querier, tables []spec.TableMap) (map[spec.QName]bool, error) {
 	var schemas []string
 	for _, t := range tables {
 		if !slices.Contains(schemas, t.Source.Schema) {
@@ -470,9 +472,11 @@ func UnloggedTables(ctx context.Context, q Querier, tables []spec.TableMap) (map
 	}
 	rows, err := q.Query(ctx, `
 SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p') AND n.nspname = ANY($1)`, schemas)
+WHERE (c.relpersistence = 'u' AND c.relkind IN ('r', 'p')
+       OR c.relkind = 'p' AND pg_catalog.current_setting('server_version_num')::pg_catalog.int4 < 130000)
+  AND n.nspname = ANY($1)`, schemas)
 	if err != nil {
-		return nil, fmt.Errorf("find unlogged tables: %w", err)
+		return nil, fmt.Errorf("find unpublishable tables: %w", err)
 	}
 	out := map[spec.QName]bool{}
 	var name spec.QName
@@ -480,7 +484,7 @@ WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p') AND n.nspname = ANY($1)
 		out[name] = true
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("find unlogged tables: %w", err)
+		return nil, fmt.Errorf("find unpublishable tables: %w", err)
 	}
 	return out, nil
 }

@@ -42,7 +42,7 @@ type IndexKey struct {
 // LoadIndexes reads t's secondary indexes. Call ClearSearchPath first in the same transaction.
 func LoadIndexes(ctx context.Context, q Querier, t *Table) ([]Index, error) {
 	rows, err := q.Query(ctx, `
-SELECT i.indexrelid, ic.relname::text, i.indisunique, am.amname::text, i.indnkeyatts,
+SELECT i.indexrelid, ic.relname::text, i.indisunique, am.amname::text, COALESCE((pg_catalog.to_jsonb(i) ->> 'indnkeyatts')::int, i.indnatts)::pg_catalog.int2, -- 11+
        COALESCE(pg_catalog.pg_get_expr(i.indpred, i.indrelid), ''), COALESCE(ic.reloptions, '{}'),
        COALESCE((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false), -- 15+
        NOT i.indisvalid,
@@ -98,7 +98,7 @@ CROSS JOIN pg_catalog.generate_series(1, i.indnatts) k
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k - 1] AND i.indkey[k - 1] <> 0
 LEFT JOIN pg_catalog.pg_attribute ia ON ia.attrelid = i.indexrelid AND ia.attnum = k
 LEFT JOIN pg_catalog.pg_type kt ON kt.oid = ia.atttypid
-LEFT JOIN pg_catalog.pg_opclass opc ON k <= i.indnkeyatts AND opc.oid = i.indclass[k - 1]
+LEFT JOIN pg_catalog.pg_opclass opc ON k <= COALESCE((pg_catalog.to_jsonb(i) ->> 'indnkeyatts')::int, i.indnatts) AND opc.oid = i.indclass[k - 1]
 LEFT JOIN pg_catalog.pg_namespace opcn ON opcn.oid = opc.opcnamespace
 WHERE i.indexrelid = $1
 ORDER BY k`, h.oid)

@@ -292,9 +292,9 @@ ORDER BY 1`, names)
 
 func loadFunctions(ctx context.Context, q Querier, where string, arg any) ([]Object, error) {
 	rows, err := q.Query(ctx, `
-SELECT p.oid, n.nspname, p.proname, p.prokind::text, pg_catalog.pg_get_function_identity_arguments(p.oid),
+SELECT p.oid, n.nspname, p.proname, COALESCE(pg_catalog.to_jsonb(p) ->> 'prokind', CASE WHEN (pg_catalog.to_jsonb(p) ->> 'proisagg')::bool THEN 'a' WHEN (pg_catalog.to_jsonb(p) ->> 'proiswindow')::bool THEN 'w' ELSE 'f' END), pg_catalog.pg_get_function_identity_arguments(p.oid),
        pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname),
-       CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_catalog.pg_get_functiondef(p.oid) ELSE '' END,
+       CASE WHEN COALESCE(pg_catalog.to_jsonb(p) ->> 'prokind', CASE WHEN (pg_catalog.to_jsonb(p) ->> 'proisagg')::bool THEN 'a' WHEN (pg_catalog.to_jsonb(p) ->> 'proiswindow')::bool THEN 'w' ELSE 'f' END) IN ('f', 'p', 'w') THEN pg_catalog.pg_get_functiondef(p.oid) ELSE '' END,
        COALESCE(p.prosrc, ''),
        COALESCE((SELECT p.probin FROM pg_catalog.pg_language l WHERE l.oid = p.prolang AND l.lanname = 'c'), ''),
        CASE WHEN a.aggfnoid IS NULL THEN '{}'::pg_catalog.text[] ELSE pg_catalog.array_remove(ARRAY[
@@ -537,7 +537,7 @@ FROM pg_catalog.pg_description d JOIN pg_catalog.pg_trigger tg ON d.classoid = '
 JOIN pg_catalog.pg_class cl ON cl.oid = tg.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace
 WHERE cl.oid IN (SELECT oid FROM sel)
 UNION ALL
-SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, n.nspname, p.proname, '', '', '',
+SELECT CASE COALESCE(pg_catalog.to_jsonb(p) ->> 'prokind', CASE WHEN (pg_catalog.to_jsonb(p) ->> 'proisagg')::bool THEN 'a' WHEN (pg_catalog.to_jsonb(p) ->> 'proiswindow')::bool THEN 'w' ELSE 'f' END) WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, n.nspname, p.proname, '', '', '',
        pg_catalog.pg_get_function_identity_arguments(p.oid), d.description
 FROM pg_catalog.pg_description d JOIN pg_catalog.pg_proc p ON d.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objoid = p.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ANY($1)

@@ -168,7 +168,7 @@ SELECT n.nspname, t.typname, t.typtype::text, t.typbasetype, t.typtypmod, t.typn
        pg_catalog.pg_get_expr(t.typdefaultbin, 0), t.typrelid,
        EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
                AND d.objid = t.oid AND d.deptype = 'e'),
-       COALESCE((SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngmultitypid = t.oid), 0),
+       COALESCE((SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE (pg_catalog.to_jsonb(r) ->> 'rngmultitypid')::pg_catalog.oid = t.oid), 0), -- 14+
        CASE WHEN t.typcollation <> 0 AND t.typcollation <> bt.typcollation
             THEN pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) END
 FROM pg_catalog.pg_type t

@@ -20,8 +20,9 @@ import (
 )
 
 // EnsurePublication creates the publication name for exactly tables (with their row filters), or
-// sets its table list if it exists already. Unlogged tables write no WAL and cannot be published:
-// they are left out (the precheck warns of them, the load copies them).
+// sets its table list if it exists already. What cannot be published is left out (see
+// catalog.Unpublishable): unlogged tables (the precheck warns of them, the load copies them), and
+// before 13 partitioned tables, whose partitions are in the list.
 func EnsurePublication(ctx context.Context, conn *pgx.Conn, name, owner string, tables []spec.TableMap) error {
 	exists, comment, err := publication(ctx, conn, name)
 	if err != nil {
@@ -30,7 +31,7 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, name, owner string, 
 	if err := checkOwner(name, owner, comment); err != nil {
 		return err
 	}
-	unlogged, err := catalog.UnloggedTables(ctx, conn, tables)
+	unlogged, err := catalog.Unpublishable(ctx, conn, tables)
 	if err != nil {
 		return fmt.Errorf("publication %s: %w", name, err)
 	}

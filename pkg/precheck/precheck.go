@@ -270,18 +270,19 @@ func (c *checker) resolve(ctx context.Context) {
 		return
 	}
 	c.tables = tables
-	if missing != nil {
-		c.fail("objects_exist", Error, missing.Error(), "correct the objects list, or create the missing schemas and tables on the source; the other items checked the tables that exist")
-	} else {
-		c.pass("objects_exist", Error, fmt.Sprintf("%d tables selected", len(c.tables)))
-	}
 	tx, err := catalog.BeginRead(ctx, c.src, "")
-	if err != nil {
-		return
+	if err == nil {
+		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+		c.defs, err = catalog.LoadTables(ctx, tx, c.tables)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	if defs, err := catalog.LoadTables(ctx, tx, c.tables); err == nil {
-		c.defs = defs
+	switch {
+	case missing != nil:
+		c.fail("objects_exist", Error, missing.Error(), "correct the objects list, or create the missing schemas and tables on the source; the other items checked the tables that exist")
+	case err != nil:
+		// The items that need the tables' definitions cannot run: said here, not lost.
+		c.fail("objects_exist", Error, "reading the selected tables' definitions failed: "+err.Error(), "")
+	default:
+		c.pass("objects_exist", Error, fmt.Sprintf("%d tables selected", len(c.tables)))
 	}
 }
 
