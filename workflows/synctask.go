@@ -804,6 +804,7 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 	opts.RetryPolicy = &temporal.RetryPolicy{MaximumAttempts: 1}
 	var streakStart time.Time
 	attempts := 0
+	lastFailure := "" // the error of the streak's last failed run
 	for {
 		if ctx.Err() != nil {
 			return temporal.NewCanceledError()
@@ -813,7 +814,7 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		}
 		seq := w.progressSeq
 		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, afterFailures(args, attempts)...).Get(ctx, result)
-		if w.progressSeq != seq {
+		if w.progressSeq != seq && !sameFailure(ctx, err, attempts, lastFailure) {
 			attempts = 0 // the activity made progress before it ended: a new streak starts
 		}
 		if err == nil {
@@ -844,6 +845,7 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		window := time.Duration(minutes) * w.carry.RetryUnit
 		w.status.LastError = errorText(err)
 		w.streakError = w.status.LastError
+		lastFailure = w.status.LastError
 		w.status.Retry = RetryState{Class: string(class), Since: streakStart.UTC().Format(time.RFC3339), Attempts: attempts,
 			WindowMinutes: minutes}
 		w.metrics.retry(string(class), attempts)
@@ -868,6 +870,16 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 			return err
 		}
 	}
+}
+
+// sameFailure says whether a run that made progress failed again with its streak's own error: a
+// change that can never apply (the same statement failing the same way) keeps the streak, and so
+// its window, whatever the run applied before it.
+func sameFailure(ctx workflow.Context, err error, attempts int, lastFailure string) bool {
+	if err == nil || attempts == 0 || errorText(err) != lastFailure {
+		return false
+	}
+	return workflow.GetVersion(ctx, "same-failure-keeps-streak", workflow.DefaultVersion, 1) >= 1
 }
 
 // recovered ends the failure streak in the status: its retry state goes, and its error moves

@@ -290,6 +290,37 @@ func TestApplyAfterAFailureKnowsIt(t *testing.T) {
 	require.Equal(t, []int{0, 1, 2}, seen, "the first run knows of no failure, the next ones count them")
 }
 
+// TestSameFailureAfterProgressKeepsTheStreak: each apply run applies something (a progress
+// report) and then fails on the same change with the same error; the progress does not start a
+// new streak, so the task fails when the window ends instead of retrying for ever.
+func TestSameFailureAfterProgressKeepsTheStreak(t *testing.T) {
+	var env *testsuite.TestWorkflowEnvironment
+	runs := 0
+	var failedSeen *Status
+	env = newEnv(t, map[string]any{
+		"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+			runs++
+			if failedSeen != nil {
+				<-ctx.Done()
+				return activities.ApplyProgress{}, ctx.Err()
+			}
+			env.SignalWorkflow(activities.SignalApplyProgress, activities.ApplyProgress{AppliedLSN: fmt.Sprintf("0/%X", runs)})
+			return activities.ApplyProgress{}, temporal.NewNonRetryableApplicationError(`insert into t: column "extra" does not exist`, string(errclass.Other), nil)
+		},
+	})
+	env.RegisterDelayedCallback(func() {
+		st := queryStatus(t, env)
+		failedSeen = &st
+		env.SignalWorkflow(SignalRelease, nil)
+	}, 3*time.Hour)
+	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
+	require.NoError(t, env.GetWorkflowError())
+	require.NotNil(t, failedSeen)
+	require.Equal(t, PhaseFailed, failedSeen.Phase, "the window of the streak ended: %+v", failedSeen.Retry)
+	require.Equal(t, `insert into t: column "extra" does not exist`, failedSeen.LastError)
+	require.Greater(t, failedSeen.Retry.Attempts, 5, "every run counted in one streak")
+}
+
 func TestPauseStopsApplyAndResumeRestartsIt(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
 	var pausedSeen Status
