@@ -156,10 +156,14 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		return ApplyProgress{}, classify(ctx, err)
 	}
 	schemaChanges := ""
+	var schemaChangeTable spec.QName
 	if !in.Helper && in.Spec.CapturesSchemaChanges() {
 		installed, err := ddlcapture.IsInstalled(ctx, lagConn, in.Spec.SlotName())
 		if err == nil && installed {
 			schemaChanges = ddlcapture.Prefix(in.Spec.SlotName())
+			if !ddlcapture.Messages(lagConn) {
+				schemaChangeTable = ddlcapture.EventsTable(in.Spec.SlotName())
+			}
 			err = cdc.RecordMissing(ctx, lagConn, dst, in.Spec.Name, in.Tables)
 		}
 		if err != nil {
@@ -216,10 +220,11 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		OpenLane: func(ctx context.Context) (*pgx.Conn, error) {
 			return a.Open.ConnectDestination(ctx, in.Spec.Destination)
 		},
-		StopAt:        stopAt,
-		RunFor:        in.MaxRun,
-		SchemaChanges: schemaChanges,
-		Objects:       in.Spec.Objects,
+		StopAt:            stopAt,
+		RunFor:            in.MaxRun,
+		SchemaChanges:     schemaChanges,
+		SchemaChangeTable: schemaChangeTable,
+		Objects:           in.Spec.Objects,
 		Unknown: func(ctx context.Context, relID uint32, name spec.QName) error {
 			if source == nil {
 				c, err := a.Open.Connect(ctx, in.Spec.Source)

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 )
@@ -42,6 +43,14 @@ func EnsurePublication(ctx context.Context, conn *pgx.Conn, name, owner string, 
 		if w := t.WhereSQL(); w != "" {
 			list[i] += " WHERE " + w
 		}
+	}
+	// The table a source older than 14 writes the schema-change events to stays published.
+	var events bool
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, ddlcapture.EventsTable(name).Quoted()).Scan(&events); err != nil {
+		return fmt.Errorf("publication %s: %w", name, err)
+	}
+	if events && exists {
+		list = append(list, ddlcapture.EventsTable(name).Quoted())
 	}
 	pub := pgx.Identifier{name}.Sanitize()
 	var stmt string

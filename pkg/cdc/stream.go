@@ -2,6 +2,7 @@ package cdc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -72,6 +73,9 @@ type StreamOptions struct {
 	// "" leaves them alone. Objects is the selection, for the tables the source creates.
 	SchemaChanges string
 	Objects       []spec.Object
+	// SchemaChangeTable is where a source older than 14 writes the events
+	// (ddlcapture.EventsTable): their rows are taken as the events, in their place in the stream.
+	SchemaChangeTable spec.QName
 	// Unknown decides about changes of relations that are not in Tables (nil: they stop the
 	// apply); see UnknownRelation and CheckUnknownRelation.
 	Unknown UnknownRelation
@@ -291,6 +295,8 @@ type stream struct {
 	par      *parallel // the apply lanes, with StreamOptions.Lanes > 1
 	prog     Progress
 	rows     rowDecoder
+	// eventsRel is the relation ID of StreamOptions.SchemaChangeTable, once described.
+	eventsRel uint32
 
 	inSourceTx bool // between Begin and Commit
 	skipTx     bool // the current source transaction was applied before
@@ -536,6 +542,9 @@ func (s *stream) handleWAL(walData []byte) error {
 	if err := s.opts.Throttle.Wait(s.ctx, 0, len(walData)); err != nil {
 		return err
 	}
+	if s.eventsRel != 0 && len(walData) > 5 && walData[0] == 'I' && binary.BigEndian.Uint32(walData[1:]) == s.eventsRel {
+		return s.eventRow(walData)
+	}
 	if isRowMessage(walData) && !s.inStream {
 		if s.par != nil && !s.par.serial {
 			return s.par.route(walData)
@@ -546,6 +555,11 @@ func (s *stream) handleWAL(walData []byte) error {
 		msg, err := pglogrepl.Parse(walData)
 		if err != nil {
 			return fmt.Errorf("decode pgoutput message: %w", err)
+		}
+		if r, ok := msg.(*pglogrepl.RelationMessage); ok && s.opts.SchemaChangeTable.Name != "" &&
+			r.Namespace == s.opts.SchemaChangeTable.Schema && r.RelationName == s.opts.SchemaChangeTable.Name {
+			s.eventsRel = r.RelationID
+			return nil // not a table of the task
 		}
 		return s.dispatch(msg)
 	}
@@ -672,6 +686,20 @@ func (s *stream) replaySpool(m *pglogrepl.StreamCommitMessageV2) error {
 		return err
 	}
 	return s.dispatch(&pglogrepl.CommitMessage{CommitLSN: m.CommitLSN, TransactionEndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime})
+}
+
+// eventRow takes a row of StreamOptions.SchemaChangeTable (an insert: type byte first) as the
+// schema-change event it holds, as the logical message a source of 14 or newer sends instead.
+func (s *stream) eventRow(raw []byte) error {
+	msg, err := pglogrepl.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("decode a schema-change event row: %w", err)
+	}
+	ins, ok := msg.(*pglogrepl.InsertMessage)
+	if !ok || ins.Tuple == nil || len(ins.Tuple.Columns) != 1 || ins.Tuple.Columns[0].DataType != pglogrepl.TupleDataTypeText {
+		return fmt.Errorf("a schema-change event row of %s is not one text value", s.opts.SchemaChangeTable)
+	}
+	return s.dispatch(&pglogrepl.LogicalDecodingMessage{Transactional: true, Prefix: s.opts.SchemaChanges, Content: ins.Tuple.Columns[0].Data})
 }
 
 // applyRaw decodes a row message (type byte first) and applies it.

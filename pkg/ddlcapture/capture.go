@@ -94,8 +94,8 @@ SELECT pg_catalog.jsonb_build_object(
   'columns', COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
       'num', a.attnum, 'name', a.attname, 'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
       'not_null', a.attnotnull, 'identity', a.attidentity,
-      'default', CASE WHEN a.attgenerated = '' THEN COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '') ELSE '' END,
-      'generated', CASE WHEN a.attgenerated <> '' THEN COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '') ELSE '' END,
+      'default', CASE WHEN COALESCE(pg_catalog.to_jsonb(a) ->> 'attgenerated', '') = '' THEN COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '') ELSE '' END,
+      'generated', CASE WHEN COALESCE(pg_catalog.to_jsonb(a) ->> 'attgenerated', '') <> '' THEN COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '') ELSE '' END,
       'collation', CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0
                         THEN pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) ELSE '' END)
       ORDER BY a.attnum)
@@ -110,7 +110,8 @@ SELECT pg_catalog.jsonb_build_object(
       'ref_table', (SELECT pg_catalog.jsonb_build_object('schema', rn.nspname, 'name', r.relname)
                     FROM pg_catalog.pg_class r JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = k.confrelid))
       ORDER BY k.conname)
-    FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'f', 'c', 'x') AND k.conparentid = 0), '[]'::pg_catalog.jsonb))
+    FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'f', 'c', 'x')
+      AND COALESCE((pg_catalog.to_jsonb(k) ->> 'conparentid')::pg_catalog.oid, 0) = 0), '[]'::pg_catalog.jsonb))
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = $1`
 
@@ -240,23 +241,38 @@ func Install(ctx context.Context, conn *pgx.Conn, slot string, sel Selection) er
 		}
 	}
 	fn := pgx.Identifier{"skein", functionName(slot)}.Sanitize()
+	messages := Messages(conn)
 	body := fmt.Sprintf(captureBody, catalog.QuoteLiteral(SessionSetting), catalog.QuoteLiteral(Prefix(slot)),
-		textArray(sel.Schemas), textArray(excluded), catalog.QuoteLiteral(sel.Publication), catalog.QuoteLiteral(tableSQL))
+		textArray(sel.Schemas), textArray(excluded), catalog.QuoteLiteral(sel.Publication), catalog.QuoteLiteral(tableSQL),
+		emitEvent(slot, messages))
 	// A schema Skein creates says so, and goes with the last task's release (Remove); one that
 	// was there before is left alone.
 	if err := sourceschema.Ensure(ctx, conn); err != nil {
 		return fmt.Errorf("install schema-change capture: %w", err)
 	}
-	stmts := []string{
-		"CREATE OR REPLACE FUNCTION " + fn + "() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS " + dollarQuote(body),
+	var stmts []string
+	if !messages {
+		// Before 14 the events are rows of a table of their own in the task's publication.
+		events := EventsTable(slot).Quoted()
+		stmts = append(stmts, "CREATE TABLE IF NOT EXISTS "+events+" (event pg_catalog.text)")
+		var member bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`,
+			sel.Publication, EventsTable(slot).Schema, EventsTable(slot).Name).Scan(&member); err != nil {
+			return fmt.Errorf("install schema-change capture: %w", err)
+		}
+		if !member {
+			stmts = append(stmts, "ALTER PUBLICATION "+pgx.Identifier{sel.Publication}.Sanitize()+" ADD TABLE "+events)
+		}
 	}
+	stmts = append(stmts, "CREATE OR REPLACE FUNCTION "+fn+"() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS "+dollarQuote(body))
 	for _, tr := range []struct{ name, event string }{{endTrigger(slot), "ddl_command_end"}, {dropTrigger(slot), "sql_drop"}} {
 		var exists bool
 		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = $1)`, tr.name).Scan(&exists); err != nil {
 			return fmt.Errorf("install schema-change capture: %w", err)
 		}
 		if !exists {
-			stmts = append(stmts, fmt.Sprintf("CREATE EVENT TRIGGER %s ON %s EXECUTE FUNCTION %s()", pgx.Identifier{tr.name}.Sanitize(), tr.event, fn))
+			// (EXECUTE PROCEDURE: EXECUTE FUNCTION is 11+.)
+			stmts = append(stmts, fmt.Sprintf("CREATE EVENT TRIGGER %s ON %s EXECUTE PROCEDURE %s()", pgx.Identifier{tr.name}.Sanitize(), tr.event, fn))
 		}
 	}
 	for _, st := range stmts {
@@ -273,6 +289,7 @@ func Remove(ctx context.Context, conn *pgx.Conn, slot string) error {
 		"DROP EVENT TRIGGER IF EXISTS " + pgx.Identifier{endTrigger(slot)}.Sanitize(),
 		"DROP EVENT TRIGGER IF EXISTS " + pgx.Identifier{dropTrigger(slot)}.Sanitize(),
 		"DROP FUNCTION IF EXISTS " + pgx.Identifier{"skein", functionName(slot)}.Sanitize() + "()",
+		"DROP TABLE IF EXISTS " + EventsTable(slot).Quoted(),
 	} {
 		if _, err := conn.Exec(ctx, st); err != nil {
 			var pgErr *pgconn.PgError
@@ -285,17 +302,38 @@ func Remove(ctx context.Context, conn *pgx.Conn, slot string) error {
 	return sourceschema.DropIfLast(ctx, conn)
 }
 
-// Supported reports whether the source can deliver the events: pgoutput sends logical messages
-// from PostgreSQL 14 on.
-func Supported(conn *pgx.Conn) bool {
+// Supported reports whether the source can capture schema changes: event triggers with
+// pg_event_trigger_ddl_commands, in every version Skein reads (10+).
+func Supported(conn *pgx.Conn) bool { return major(conn) >= 10 }
+
+// Messages reports whether the source's pgoutput delivers the events as logical messages (14+);
+// before, they are rows of the task's EventsTable, which its publication holds.
+func Messages(conn *pgx.Conn) bool { return major(conn) >= 14 }
+
+// EventsTable is where a source older than 14 writes a task's events (slot: its slot name): one
+// row each, in the transaction of the command, streamed with the task's tables.
+func EventsTable(slot string) spec.QName {
+	return spec.QName{Schema: sourceschema.Name, Name: "ddl_events_" + slot}
+}
+
+// emitEvent is the capture function's statement writing the event ev.
+func emitEvent(slot string, messages bool) string {
+	if messages {
+		return "PERFORM pg_catalog.pg_logical_emit_message(true, " + catalog.QuoteLiteral(Prefix(slot)) + ", ev::pg_catalog.text);"
+	}
+	return "INSERT INTO " + EventsTable(slot).Quoted() + " (event) VALUES (ev::pg_catalog.text);"
+}
+
+// major is the server's major version (0 when it does not say).
+func major(conn *pgx.Conn) int {
 	v := conn.PgConn().ParameterStatus("server_version")
 	end := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
 	if end > 0 {
 		v = v[:end]
 	}
-	major := 0
-	fmt.Sscan(v, &major) //nolint:errcheck // 0 when unreadable: not supported
-	return major >= 14
+	n := 0
+	fmt.Sscan(v, &n) //nolint:errcheck // 0 when unreadable
+	return n
 }
 
 // IsInstalled reports whether the task's capture triggers exist (the stream then applies the
@@ -338,7 +376,7 @@ func dollarQuote(body string) string {
 
 // captureBody is the capture function: %[1]s the session setting that turns it off, %[2]s the
 // message prefix, %[3]s the whole schemas, %[4]s the excluded tables (schema.name), %[5]s the
-// publication, %[6]s tableSQL.
+// publication, %[6]s tableSQL, %[7]s the statement that writes the event ev (see emitEvent).
 const captureBody = `
 DECLARE
   cmd record;
@@ -389,7 +427,10 @@ BEGIN
         tables := tables || pg_catalog.jsonb_build_array(t);
         -- A partitioned table's change reaches its partitions: their states come along.
         IF (t->>'kind') = 'p' THEN
-          FOR part IN SELECT relid FROM pg_catalog.pg_partition_tree(cmd.objid) WHERE relid <> cmd.objid LOOP
+          FOR part IN WITH RECURSIVE tree(relid) AS (
+                        SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = cmd.objid
+                        UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.relid)
+                      SELECT relid FROM tree LOOP
             EXECUTE %[6]s INTO t USING part.relid;
             IF t IS NOT NULL AND NOT tables @> pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('oid', part.relid::pg_catalog.int8)) THEN
               tables := tables || pg_catalog.jsonb_build_array(t);
@@ -438,5 +479,5 @@ BEGIN
     ev := pg_catalog.jsonb_build_object('tag', TG_TAG, 'query', pg_catalog.current_query(),
       'tables', tables, 'indexes', indexes, 'dropped', dropped, 'sequences', sequences, 'others', others);
   END IF;
-  PERFORM pg_catalog.pg_logical_emit_message(true, %[2]s, ev::pg_catalog.text);
+  %[7]s
 END`

@@ -339,7 +339,7 @@ ORDER BY 1`, quotedNames(c.tables, false))
 // ddlCapture checks that schema changes on the source can be captured while the task streams:
 // event triggers need a superuser, and pgoutput delivers their messages from PostgreSQL 14 on.
 func (c *checker) ddlCapture(ctx context.Context) {
-	const fix = "use a superuser for the source (PostgreSQL 14 or newer), or list ddl_capture in ignore_precheck: schema changes are then not replicated, and a change that touches the selection stops the task"
+	const fix = "use a superuser for the source (PostgreSQL 10 or newer), or list ddl_capture in ignore_precheck: schema changes are then not replicated, and a change that touches the selection stops the task"
 	var super bool
 	if err := c.src.QueryRow(ctx, `SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user`).Scan(&super); err != nil {
 		c.fail("ddl_capture", Warning, err.Error(), "")
@@ -349,11 +349,15 @@ func (c *checker) ddlCapture(ctx context.Context) {
 	case slices.Contains(c.s.IgnorePrecheck, "ddl_capture"):
 		c.pass("ddl_capture", Warning, "ignored: schema changes on the source are not captured; one that touches the selection stops the task")
 	case !ddlcapture.Supported(c.src):
-		c.fail("ddl_capture", Warning, "the source is older than PostgreSQL 14, whose pgoutput cannot deliver schema-change events: schema changes are not replicated", fix)
+		c.fail("ddl_capture", Warning, "the source is older than PostgreSQL 10: schema changes are not replicated", fix)
 	case !super:
 		c.fail("ddl_capture", Warning, "the source account is not a superuser, which event triggers need: schema changes are not replicated", fix)
 	default:
-		c.pass("ddl_capture", Warning, "schema changes on the source are captured by event triggers "+pgx.Identifier{"skein_ddl_" + c.s.SlotName()}.Sanitize()+" and applied in the stream")
+		how := "logical messages"
+		if !ddlcapture.Messages(c.src) {
+			how = "rows of " + ddlcapture.EventsTable(c.s.SlotName()).String() + " in the publication (the source is older than 14, whose pgoutput has no logical messages)"
+		}
+		c.pass("ddl_capture", Warning, "schema changes on the source are captured by event triggers "+pgx.Identifier{"skein_ddl_" + c.s.SlotName()}.Sanitize()+", sent as "+how+", and applied in the stream")
 	}
 }
 

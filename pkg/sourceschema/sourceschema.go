@@ -15,6 +15,9 @@ import (
 	"github.com/skein-dts/skein/pkg/catalog"
 )
 
+// Name is the source schema's name.
+const Name = "skein"
+
 // Comment marks the source schema "skein" as created by Skein.
 const Comment = "created by Skein (schema-change capture, the replica identities it changed); dropped when the last task using it is released"
 
