@@ -493,13 +493,28 @@ func (a *Activities) runParallel(ctx context.Context, s spec.Spec, first *pgx.Co
 		g.Go(func() error {
 			c := <-conns
 			defer func() { conns <- c }()
-			if _, err := c.Exec(gctx, j.sql); err != nil {
+			_, err := c.Exec(gctx, j.sql)
+			for try := 1; catalogRace(err) && try <= 3; try++ {
+				// Another job created the same name at that moment (an index on a partitioned
+				// table makes its partitions' indexes): the catalog's unique index refused one
+				// of the two. Run again, the statement finds it (IF NOT EXISTS).
+				time.Sleep(time.Duration(try) * 100 * time.Millisecond)
+				_, err = c.Exec(gctx, j.sql)
+			}
+			if err != nil {
 				return fmt.Errorf("create %s: %w\n%s", j.what, err, j.sql)
 			}
 			return nil
 		})
 	}
 	return g.Wait()
+}
+
+// catalogRace says whether err is a unique violation of a system catalog's index: two sessions
+// created an object of the same name at once (pg_class_relname_nsp_index, pg_type_typname_nsp_index).
+func catalogRace(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && strings.HasPrefix(pgErr.ConstraintName, "pg_")
 }
 
 // preStep creates one object of the pre-data section.
