@@ -123,12 +123,6 @@ func ForgetChunks(ctx context.Context, db Execer, task, prefix string) error {
 	return nil
 }
 
-// AppliedLSN returns the last source LSN whose changes are committed on the destination, 0 if none.
-func AppliedLSN(ctx context.Context, db Execer, task string) (pglogrepl.LSN, error) {
-	p, err := AppliedPosition(ctx, db, task)
-	return p.LSN, err
-}
-
 // Position is where a task's applied changes end: the source LSN and the source's timeline then
 // (0: not known, a row of an older version).
 type Position struct {

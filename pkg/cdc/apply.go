@@ -189,22 +189,6 @@ func (a *applier) prepared(ctx context.Context, sql string) (string, error) {
 	return name, nil
 }
 
-// exec runs sql as a prepared statement with text parameters and returns the rows affected.
-func (a *applier) exec(ctx context.Context, sql string, params [][]byte) (int64, error) {
-	name, err := a.prepared(ctx, sql)
-	if err != nil {
-		return 0, err
-	}
-	if err := a.resolve(ctx); err != nil {
-		return 0, err
-	}
-	res := a.dest.PgConn().ExecPrepared(ctx, name, params, nil, nil).Read()
-	if res.Err != nil {
-		return 0, res.Err
-	}
-	return res.CommandTag.RowsAffected(), nil
-}
-
 func quote(s string) string { return pgx.Identifier{s}.Sanitize() }
 
 func (a *applier) insert(ctx context.Context, m *pglogrepl.InsertMessage) error {

@@ -455,12 +455,12 @@ INSERT INTO public.acct SELECT i, 1000, NULL FROM generate_series(1, 500) i;`)
 	require.NoError(t, stop())
 
 	// The applied position is on the destination and the slot was told.
-	applied, err := bookkeeping.AppliedLSN(ctx, dst, p.s.Name)
+	applied, err := bookkeeping.AppliedPosition(ctx, dst, p.s.Name)
 	require.NoError(t, err)
-	require.NotZero(t, applied)
+	require.NotZero(t, applied.LSN)
 	st, err := cdc.Slot(ctx, src, p.s.SlotName())
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, st.ConfirmedFlush, applied)
+	require.GreaterOrEqual(t, st.ConfirmedFlush, applied.LSN)
 }
 
 // TestDroppedSlotFailsAtOnce reports a lost slot as a permanent error naming it.

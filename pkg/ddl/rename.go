@@ -6,18 +6,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// RenameColumns rewrites the column references of a deparsed expression (pg_get_expr,
+// MapExpr rewrites the column references of a deparsed expression (pg_get_expr,
 // pg_get_constraintdef, pg_get_indexdef output) of one table: every identifier that names a
-// renamed column becomes the quoted new name. Text in quotes, qualified names (a.b), function
-// names (followed by "(") and type names (after "::") are left alone. The expressions these
-// functions print for one table name only that table's columns, so this is exact for them.
-func RenameColumns(expr string, renames map[string]string) string {
-	return MapExpr(expr, renames, nil)
-}
-
-// MapExpr is RenameColumns that also maps schema-qualified names: an identifier followed by "."
-// that names a renamed schema becomes the quoted destination schema (pg_get_expr qualifies every
-// name outside pg_catalog when the search path is empty, as Skein reads it).
+// renamed column (renames) becomes the quoted new name. Text in quotes, qualified names (a.b),
+// function names (followed by "(") and type names (after "::") are left alone; the expressions
+// these functions print for one table name only that table's columns, so this is exact for them.
+// It also maps schema-qualified names: an identifier followed by "." that names a renamed schema
+// (schemas) becomes the quoted destination schema (pg_get_expr qualifies every name outside
+// pg_catalog when the search path is empty, as Skein reads it).
 func MapExpr(expr string, renames map[string]string, schemas map[string]string) string {
 	if len(renames) == 0 && len(schemas) == 0 {
 		return expr

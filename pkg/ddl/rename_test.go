@@ -35,7 +35,7 @@ func TestRenameColumns(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			require.Equal(t, tt.want, RenameColumns(tt.in, renames))
+			require.Equal(t, tt.want, MapExpr(tt.in, renames, nil))
 		})
 	}
 }

@@ -346,17 +346,6 @@ func IsInstalled(ctx context.Context, conn *pgx.Conn, slot string) (bool, error)
 	return ok, nil
 }
 
-// Installed lists the slots whose capture triggers exist on the source (skein list shows those
-// of tasks that ended).
-func Installed(ctx context.Context, conn *pgx.Conn) ([]string, error) {
-	rows, err := conn.Query(ctx, `SELECT substr(evtname, length('skein_ddl_') + 1) FROM pg_catalog.pg_event_trigger
-WHERE evtname LIKE 'skein\_ddl\_%' ORDER BY 1`)
-	if err != nil {
-		return nil, fmt.Errorf("list schema-change capture triggers: %w", err)
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
-}
-
 func textArray(items []string) string {
 	quoted := make([]string, len(items))
 	for i, s := range items {

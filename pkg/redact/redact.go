@@ -33,25 +33,6 @@ func Text(err error) string {
 	return text
 }
 
-// Error returns err with Text as its text; errors.As and errors.Is still see the chain.
-func Error(err error) error {
-	if err == nil {
-		return nil
-	}
-	if text := Text(err); text != err.Error() {
-		return &redacted{err: err, text: text}
-	}
-	return err
-}
-
-type redacted struct {
-	err  error
-	text string
-}
-
-func (e *redacted) Error() string { return e.text }
-func (e *redacted) Unwrap() error { return e.err }
-
 // serverErrors lists the server errors in err's chain (joined and wrapped errors alike).
 func serverErrors(err error) []*pgconn.PgError {
 	var out []*pgconn.PgError

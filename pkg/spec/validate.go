@@ -32,10 +32,6 @@ func (e *Errors) add(field, format string, args ...any) {
 	*e = append(*e, FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (e *Errors) notSupported(field string) {
-	e.add(field, "not supported yet: remove the field or set it to its default")
-}
-
 func (e Errors) orNil() error {
 	if len(e) == 0 {
 		return nil

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/skein-dts/skein/pkg/spec"
 )
 
 // IvorySQLHow tells how to provide IvorySQL when it is not found.
@@ -124,14 +123,6 @@ func NewIvorySQL(t testing.TB, opts PostgresOptions) *Postgres {
 	opts.binDir = bin
 	opts.oracle = true
 	return NewPostgres(t, opts)
-}
-
-// PGEndpoint is the spec endpoint of database db on the PostgreSQL-mode port (Endpoint is the
-// Oracle-mode port of an IvorySQL cluster).
-func (p *Postgres) PGEndpoint(db string) spec.Endpoint {
-	ep := p.Endpoint(db)
-	ep.Port = p.Port
-	return ep
 }
 
 // SharedDir returns ../shared/name beside the repository root, if it exists.
