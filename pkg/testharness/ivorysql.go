@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-
 )
 
 // IvorySQLHow tells how to provide IvorySQL when it is not found.
