@@ -65,9 +65,9 @@ func versionChanges(v int) []string {
 		q = append(q, `UPDATE app.gen SET a = a + 100 WHERE id <= 5`)
 	}
 	q = append(q,
-			`ALTER TABLE app.items ADD COLUMN extra text DEFAULT 'x'`,
-			`INSERT INTO app.items (id, name, extra) VALUES (1001, 'after add', 'y')`,
-			`CREATE TABLE app.fresh (id serial PRIMARY KEY, note text)`,
+		`ALTER TABLE app.items ADD COLUMN extra text DEFAULT 'x'`,
+		`INSERT INTO app.items (id, name, extra) VALUES (1001, 'after add', 'y')`,
+		`CREATE TABLE app.fresh (id serial PRIMARY KEY, note text)`,
 		`INSERT INTO app.fresh (note) VALUES ('one'), ('two')`,
 		`BEGIN; ALTER TABLE app.keyless ADD COLUMN w int; INSERT INTO app.keyless VALUES (99, '{}', 1); ALTER TABLE app.items DROP COLUMN tags; COMMIT`,
 		`UPDATE app.items SET extra = 'z' WHERE id < 5`)
