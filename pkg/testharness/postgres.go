@@ -239,9 +239,13 @@ func (p *Postgres) CreateDatabase(ctx context.Context, name string) error {
 	return err
 }
 
-// NewPostgres starts a cluster for a test and stops it when the test ends.
+// NewPostgres starts a cluster for a test and stops it when the test ends; under -short the
+// test is skipped (make test-unit starts no server).
 func NewPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server: not under -short (make test-unit)")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	p, err := StartPostgres(ctx, opts)
