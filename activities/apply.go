@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/ddlcapture"
@@ -19,6 +20,9 @@ import (
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/throttle"
 )
+
+// ApplyProgress is the apply position reported to the workflow (api.ApplyProgress).
+type ApplyProgress = api.ApplyProgress
 
 // DefaultReportEvery is the interval of routine progress signals of an apply run: an idle task
 // writes about one event a minute to its history for them.
@@ -62,32 +66,6 @@ type ApplyInput struct {
 type SkipBefore struct {
 	Table spec.QName `json:"table"`
 	LSN   string     `json:"lsn"`
-}
-
-// ApplyProgress is the apply position reported to the workflow.
-type ApplyProgress struct {
-	AppliedLSN string     `json:"applied_lsn"`
-	LagBytes   int64      `json:"lag_bytes"`
-	LagSeconds float64    `json:"lag_seconds"`
-	Counts     cdc.Counts `json:"counts"`
-	// FlushedLSN: everything before it is applied (or not part of the selection).
-	FlushedLSN string `json:"flushed_lsn,omitempty"`
-	// LastSchemaChange is the last source schema change this run applied (tag and statement).
-	LastSchemaChange string `json:"last_schema_change,omitempty"`
-	// Tables is the task's table list after schema changes changed it (tables created, renamed
-	// or dropped on the source), sent once per change (TablesVersion counts them in the run).
-	Tables        []spec.TableMap `json:"tables,omitempty"`
-	TablesVersion int             `json:"tables_version,omitempty"`
-	// Renamed lists the destination tables this run renamed to follow their source's, in order
-	// (sent with Tables).
-	Renamed []spec.Rename `json:"renamed,omitempty"`
-	// Run names the apply run (activity and attempt) that sent the report: Renamed is that
-	// run's list so far.
-	Run string `json:"run,omitempty"`
-	// NotReplicated counts this run's schema changes of objects Skein does not replicate while
-	// streaming (views, functions, types), LastNotReplicated names the last.
-	NotReplicated     int    `json:"not_replicated,omitempty"`
-	LastNotReplicated string `json:"last_not_replicated,omitempty"`
 }
 
 // sameReport reports whether two progress reports say the same (the table list aside: its

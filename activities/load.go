@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/fullload"
 	"github.com/skein-dts/skein/pkg/redact"
@@ -97,11 +98,11 @@ func classifySnapshotRead(ctx context.Context, err error) error {
 }
 
 // QueryLoadShare is the workflow query that answers how many chunk copies run now.
-const QueryLoadShare = "load_share"
+const QueryLoadShare = api.QueryLoadShare
 
 // QueryTables answers a running task's current table list (its mappings), which schema changes
 // on the source change while it streams.
-const QueryTables = "tables"
+const QueryTables = api.QueryTables
 
 // loadShareEvery is how often a throttled chunk asks its workflow how many chunks run now.
 const loadShareEvery = time.Second

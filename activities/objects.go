@@ -82,9 +82,9 @@ func objectName(o catalog.Object, m ddl.Mapper) string {
 	return o.Kind + " " + name
 }
 
-// create runs one object's statements and records the outcome in rep: created, or skipped when
+// createObject runs one object's statements and records the outcome in rep: created, or skipped when
 // it exists already.
-func (rep *SchemaReport) create(ctx context.Context, dst *pgx.Conn, what, searchPath string, stmts ...string) error {
+func createObject(ctx context.Context, dst *pgx.Conn, rep *SchemaReport, what, searchPath string, stmts ...string) error {
 	err := createIn(ctx, dst, searchPath, stmts...)
 	switch {
 	case err == nil:
@@ -115,7 +115,7 @@ func createExtensions(ctx context.Context, sd *sides, in SchemaInput, m ddl.Spec
 		}
 	}
 	for _, e := range exts {
-		if err := rep.create(ctx, sd.dst, objectName(e, m), "pg_catalog", ddl.CreateSchema(m.Schema(e.Name.Schema)), ddl.CreateExtension(e, m)); err != nil {
+		if err := createObject(ctx, sd.dst, rep, objectName(e, m), "pg_catalog", ddl.CreateSchema(m.Schema(e.Name.Schema)), ddl.CreateExtension(e, m)); err != nil {
 			return err
 		}
 	}
@@ -131,7 +131,7 @@ func matViewIndexes(ctx context.Context, sd *sides, o catalog.Object, m ddl.Spec
 	}
 	tm := spec.TableMap{Source: o.Name, Dest: spec.QName{Schema: m.Schema(o.Name.Schema), Name: o.Name.Name}}
 	for _, ix := range indexes {
-		if err := rep.create(ctx, sd.dst, fmt.Sprintf("index %s on %s", ix.Name, tm.Dest), ddl.SearchPath(o.Name.Schema, m), ddl.CreateIndex(ix, tm, m)); err != nil {
+		if err := createObject(ctx, sd.dst, rep, fmt.Sprintf("index %s on %s", ix.Name, tm.Dest), ddl.SearchPath(o.Name.Schema, m), ddl.CreateIndex(ix, tm, m)); err != nil {
 			return err
 		}
 	}
@@ -172,7 +172,7 @@ func viewStep(ctx context.Context, sd *sides, o catalog.Object, selected map[uin
 			}
 			create = ddl.PlaceholderView(o, m) // replaced by postDataObjects
 		}
-		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Name.Schema, m), ddl.CreateSchema(m.Schema(o.Name.Schema)), create); err != nil {
+		if err := createObject(ctx, sd.dst, rep, what, ddl.SearchPath(o.Name.Schema, m), ddl.CreateSchema(m.Schema(o.Name.Schema)), create); err != nil {
 			return err
 		}
 		return columnOptions(ctx, sd.dst, o, what, m, rep)
@@ -346,7 +346,7 @@ func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecM
 		if len(stmts) == 0 {
 			continue
 		}
-		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(o.Table.Schema, m), stmts...); err != nil {
+		if err := createObject(ctx, sd.dst, rep, what, ddl.SearchPath(o.Table.Schema, m), stmts...); err != nil {
 			if !functionMissing(err) {
 				return err
 			}
@@ -374,7 +374,7 @@ func postDataObjects(ctx context.Context, sd *sides, in SchemaInput, m ddl.SpecM
 		if st.Target >= 0 {
 			stmts = append(stmts, fmt.Sprintf("ALTER STATISTICS %s SET STATISTICS %d", spec.QName{Schema: m.Schema(st.Name.Schema), Name: st.Name.Name}.Quoted(), st.Target))
 		}
-		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(st.Table.Schema, m), stmts...); err != nil {
+		if err := createObject(ctx, sd.dst, rep, what, ddl.SearchPath(st.Table.Schema, m), stmts...); err != nil {
 			return err
 		}
 	}
@@ -423,7 +423,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r)`, p.Roles
 			rep.Warned = append(rep.Warned, fmt.Sprintf("%s: not created: the destination has no role %s; create the roles, then the policy", what, strings.Join(missing, ", ")))
 			continue
 		}
-		if err := rep.create(ctx, sd.dst, what, ddl.SearchPath(p.Table.Schema, m), ddl.CreatePolicy(p, tm, m)); err != nil {
+		if err := createObject(ctx, sd.dst, rep, what, ddl.SearchPath(p.Table.Schema, m), ddl.CreatePolicy(p, tm, m)); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/bookkeeping"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/cdc"
@@ -20,6 +21,9 @@ import (
 	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/spec"
 )
+
+// SchemaReport says what a schema stage did (api.SchemaReport).
+type SchemaReport = api.SchemaReport
 
 // SchemaInput asks for a schema stage.
 type SchemaInput struct {
@@ -31,13 +35,6 @@ type SchemaInput struct {
 	// added too (the post-data step leaves them out).
 	Built  []spec.QName `json:"built,omitempty"`
 	Linked []spec.QName `json:"linked,omitempty"`
-}
-
-// SchemaReport says what a schema stage did, for the status and the history.
-type SchemaReport struct {
-	Created []string `json:"created,omitempty"`
-	Skipped []string `json:"skipped,omitempty"`
-	Warned  []string `json:"warned,omitempty"`
 }
 
 // SchemaPreData creates, on the destination, the schemas, sequences and tables the full load needs
@@ -559,7 +556,7 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 			if err := ensureSchema(name.Schema); err != nil {
 				return nil, err
 			}
-			if err := rep.create(ctx, dst, "shell type "+name.String(), "pg_catalog", ddl.ShellType(ut, m)); err != nil {
+			if err := createObject(ctx, dst, rep, "shell type "+name.String(), "pg_catalog", ddl.ShellType(ut, m)); err != nil {
 				return nil, err
 			}
 			if ut.Kind == "p" {
@@ -614,7 +611,7 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 		case catalog.KindOpFamily, catalog.KindOpClass, catalog.KindTSDictionary, catalog.KindTSConfig:
 			stmts := append([]string{ddl.CreateSchema(m.Schema(o.Name.Schema))}, ddl.Deparsed(o, m)...)
 			steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogOf(o.Kind), OID: o.OID}, what: what, run: func() error {
-				return rep.create(ctx, dst, what, ddl.SearchPath(o.Name.Schema, m), stmts...)
+				return createObject(ctx, dst, rep, what, ddl.SearchPath(o.Name.Schema, m), stmts...)
 			}})
 			continue
 		case catalog.KindView, catalog.KindMatView:
@@ -624,7 +621,7 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 			continue // triggers and rules: post-data
 		}
 		st := preStep{ref: ref, what: what, run: func() error {
-			return rep.create(ctx, dst, what, ddl.SearchPath(o.Name.Schema, m), ddl.CreateSchema(m.Schema(o.Name.Schema)), stmt)
+			return createObject(ctx, dst, rep, what, ddl.SearchPath(o.Name.Schema, m), ddl.CreateSchema(m.Schema(o.Name.Schema)), stmt)
 		}}
 		if o.Library != "" {
 			st.unable = func(err error) (string, bool) {
@@ -671,7 +668,7 @@ func (a *Activities) preDataSteps(ctx context.Context, sd *sides, in SchemaInput
 			t.Constraints[k].Separate = true
 			what := fmt.Sprintf("constraint %s on %s", con.Name, tm.Dest)
 			steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogConstraint, OID: con.OID}, what: what, run: func() error {
-				return rep.create(ctx, dst, what, "pg_catalog", ddl.AddCheck(con, tm, m))
+				return createObject(ctx, dst, rep, what, "pg_catalog", ddl.AddCheck(con, tm, m))
 			}})
 		}
 		steps = append(steps, preStep{ref: catalog.Ref{Catalog: catalog.CatalogClass, OID: t.OID}, what: "table " + tm.Dest.String(), run: func() error {

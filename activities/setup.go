@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/bookkeeping"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/cdc"
@@ -36,7 +37,7 @@ func (a *Activities) Precheck(ctx context.Context, s spec.Spec) ([]precheck.Item
 	deadline := time.Now().Add(settle)
 	for wait := time.Second; ; wait *= 2 {
 		items, transient := precheck.Run(ctx, a.Open, s, a.PrecheckOptions)
-		failed := precheck.Failed(items, s.IgnorePrecheck)
+		failed := api.Failed(items, s.IgnorePrecheck)
 		if len(failed) == 0 || !transient || time.Now().Add(wait).After(deadline) {
 			log.Info("precheck done", zap.Int("items", len(items)), zap.Int("blocking", len(failed)))
 			return items, nil

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.uber.org/zap"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/ddl"
@@ -20,6 +21,9 @@ import (
 	"github.com/skein-dts/skein/pkg/throttle"
 	"github.com/skein-dts/skein/pkg/verify"
 )
+
+// VerifyProgress is the heartbeat of a verification (api.VerifyProgress).
+type VerifyProgress = api.VerifyProgress
 
 // TaskInfo is what a verification needs to know of its task.
 type TaskInfo struct {
@@ -88,12 +92,6 @@ type VerifyTaskInput struct {
 	// Streaming is set while the task applies changes: differences are re-checked once the apply
 	// has passed them (the task's slot shows how far it got).
 	Streaming bool `json:"streaming"`
-}
-
-// VerifyProgress is the heartbeat of a verification: chunks compared and planned.
-type VerifyProgress struct {
-	Done  int `json:"done"`
-	Total int `json:"total"`
 }
 
 // VerifyTask compares a task's tables now (skein verify).

@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/temporalx"
-	"github.com/skein-dts/skein/workflows"
 )
 
 func cutoverCmd() *cobra.Command {
@@ -35,7 +35,7 @@ to finish, or skein resume ID to go back to streaming.`,
 			if err != nil {
 				return err
 			}
-			if st.Phase != workflows.PhaseIncremental {
+			if st.Phase != api.PhaseIncremental {
 				return usageError{fmt.Errorf("task %s is %s: cutover needs it incremental (resume it first if it is paused)", id, st.Phase)}
 			}
 			ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -52,7 +52,7 @@ to finish, or skein resume ID to go back to streaming.`,
 				if st, err = queryStatus(ctx, c, id); err != nil {
 					return err
 				}
-				if st.Phase != workflows.PhaseIncremental {
+				if st.Phase != api.PhaseIncremental {
 					return fmt.Errorf("cutover %s: the task became %s", id, st.Phase)
 				}
 				if st.LagBytes <= maxLag {
@@ -62,10 +62,10 @@ to finish, or skein resume ID to go back to streaming.`,
 				}
 			}
 			fmt.Fprintf(out, "caught up: applied through %s, lag %s / %.1fs\n", st.AppliedLSN, humanize.IBytes(uint64(st.LagBytes)), st.LagSeconds)
-			if err := c.SignalWorkflow(ctx, id, "", workflows.SignalPause, nil); err != nil {
+			if err := c.SignalWorkflow(ctx, id, "", api.SignalPause, nil); err != nil {
 				return fmt.Errorf("cutover %s: pause: %w", id, err)
 			}
-			for st.Phase != workflows.PhasePaused {
+			for st.Phase != api.PhasePaused {
 				time.Sleep(300 * time.Millisecond)
 				if st, err = queryStatus(ctx, c, id); err != nil {
 					return err
@@ -73,7 +73,7 @@ to finish, or skein resume ID to go back to streaming.`,
 			}
 			fmt.Fprintf(out, "apply paused (the slot keeps every later change)\n")
 			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-				WorkflowID: id, UpdateName: workflows.UpdateSequences, Args: []any{offset},
+				WorkflowID: id, UpdateName: api.UpdateSequences, Args: []any{offset},
 				WaitForStage: client.WorkflowUpdateStageCompleted,
 			})
 			var set []string

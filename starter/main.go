@@ -19,12 +19,10 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/cdc"
-	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/temporalx"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // usageError is bad usage or a bad spec: exit code 2.
@@ -57,8 +55,8 @@ func newRoot(out io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&identity, "identity", "",
 		"who the task's history says did it (default $SKEIN_IDENTITY, or skein:<user>@<host>)")
 	root.AddCommand(startCmd(), statusCmd(), listCmd(), codecServerCmd(),
-		signalCmd("pause", workflows.SignalPause, "Stop writing to the destination; the slot is kept"),
-		signalCmd("resume", workflows.SignalResume, "Resume a paused or failed task where it stopped"),
+		signalCmd("pause", api.SignalPause, "Stop writing to the destination; the slot is kept"),
+		signalCmd("resume", api.SignalResume, "Resume a paused or failed task where it stopped"),
 		releaseCmd(),
 		precheckCmd(),
 		modifyCmd(),
@@ -133,12 +131,12 @@ func startCmd() *cobra.Command {
 			defer c.Close()
 			run, err := c.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{
 				ID:                                       id,
-				TaskQueue:                                workflows.TaskQueue,
+				TaskQueue:                                api.TaskQueue,
 				WorkflowIDConflictPolicy:                 enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 				WorkflowExecutionErrorWhenAlreadyStarted: true,
 				StaticSummary:                            s.Summary(),
 				StaticDetails:                            s.Details(),
-			}, workflows.WorkflowName, s)
+			}, api.WorkflowName, s)
 			if err != nil {
 				var started *serviceerror.WorkflowExecutionAlreadyStarted
 				if errors.As(err, &started) {
@@ -192,13 +190,13 @@ func precheckCmd() *cobra.Command {
 			defer cancel()
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 				ID:                       fmt.Sprintf("%s-precheck-%d", s.Name, time.Now().UnixNano()),
-				TaskQueue:                workflows.TaskQueue,
+				TaskQueue:                api.TaskQueue,
 				WorkflowExecutionTimeout: 6 * time.Minute,
-			}, workflows.PrecheckWorkflowName, s)
+			}, api.PrecheckWorkflowName, s)
 			if err != nil {
 				return fmt.Errorf("start precheck: %w", err)
 			}
-			var items []precheck.Item
+			var items []api.Item
 			if err := run.Get(ctx, &items); err != nil {
 				return fmt.Errorf("precheck (is a skein-worker running?): %w", err)
 			}
@@ -209,7 +207,7 @@ func precheckCmd() *cobra.Command {
 			} else {
 				renderPrecheck(out, items, s.IgnorePrecheck)
 			}
-			if failed := precheck.Failed(items, s.IgnorePrecheck); len(failed) > 0 {
+			if failed := api.Failed(items, s.IgnorePrecheck); len(failed) > 0 {
 				return fmt.Errorf("precheck failed: %d item(s) stop the task", len(failed))
 			}
 			return nil
@@ -220,11 +218,11 @@ func precheckCmd() *cobra.Command {
 	return cmd
 }
 
-func queryStatus(ctx context.Context, c client.Client, id string) (workflows.Status, error) {
-	var st workflows.Status
+func queryStatus(ctx context.Context, c client.Client, id string) (api.Status, error) {
+	var st api.Status
 	qctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	v, err := c.QueryWorkflow(qctx, id, "", workflows.QueryStatus)
+	v, err := c.QueryWorkflow(qctx, id, "", api.QueryStatus)
 	if err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
@@ -235,7 +233,7 @@ func queryStatus(ctx context.Context, c client.Client, id string) (workflows.Sta
 	if err := v.Get(&st); err != nil {
 		return st, err
 	}
-	if st.Phase == workflows.PhaseIncremental {
+	if st.Phase == api.PhaseIncremental {
 		liveApply(qctx, c, id, &st)
 	}
 	return st, nil
@@ -245,7 +243,7 @@ func queryStatus(ctx context.Context, c client.Client, id string) (workflows.Sta
 // heartbeat (every second) into st: the workflow hears of them once a minute (each report is an
 // event in its history), the heartbeat is not in the history. Without a heartbeat st stays as
 // the workflow has it.
-func liveApply(ctx context.Context, c client.Client, id string, st *workflows.Status) {
+func liveApply(ctx context.Context, c client.Client, id string, st *api.Status) {
 	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
 		return
@@ -254,7 +252,7 @@ func liveApply(ctx context.Context, c client.Client, id string, st *workflows.St
 		if pa.GetActivityType().GetName() != "Apply" || pa.GetHeartbeatDetails() == nil {
 			continue
 		}
-		var p activities.ApplyProgress
+		var p api.ApplyProgress
 		if temporalx.DataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p) != nil || p.AppliedLSN == "" || p.AppliedLSN == "0/0" {
 			continue
 		}
@@ -285,7 +283,7 @@ func statusCmd() *cobra.Command {
 					renderStatus(out, st, all)
 				}
 				if !watch || terminal(st.Phase) {
-					if st.Phase == workflows.PhaseFailed || st.Phase == workflows.PhasePrecheckFailed {
+					if st.Phase == api.PhaseFailed || st.Phase == api.PhasePrecheckFailed {
 						return fmt.Errorf("task %s is %s", args[0], st.Phase)
 					}
 					return nil
@@ -306,7 +304,7 @@ func statusCmd() *cobra.Command {
 
 func terminal(phase string) bool {
 	switch phase {
-	case workflows.PhaseReleased, workflows.PhaseFinished, workflows.PhasePrecheckFailed, workflows.PhaseFailed:
+	case api.PhaseReleased, api.PhaseFinished, api.PhasePrecheckFailed, api.PhaseFailed:
 		return true
 	}
 	return false
@@ -326,7 +324,7 @@ func listCmd() *cobra.Command {
 			var leftover []string
 			for {
 				// A continued-as-new run is one task's history, not a task.
-				query := "WorkflowType = '" + workflows.WorkflowName + "' AND ExecutionStatus != 'ContinuedAsNew'"
+				query := "WorkflowType = '" + api.WorkflowName + "' AND ExecutionStatus != 'ContinuedAsNew'"
 				if phase != "" && byAttribute {
 					query += " AND SkeinPhase = '" + strings.ReplaceAll(phase, "'", "") + "'"
 				}
@@ -407,7 +405,7 @@ func sequencesCmd() *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 11*time.Minute)
 			defer cancel()
 			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-				WorkflowID: args[0], UpdateName: workflows.UpdateSequences, Args: []any{offset},
+				WorkflowID: args[0], UpdateName: api.UpdateSequences, Args: []any{offset},
 				WaitForStage: client.WorkflowUpdateStageCompleted,
 			})
 			if err != nil {
@@ -445,7 +443,7 @@ func releaseCmd() *cobra.Command {
 			}
 			switch desc.WorkflowExecutionInfo.Status {
 			case enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
-				if err := c.SignalWorkflow(ctx, id, "", workflows.SignalRelease, nil); err != nil {
+				if err := c.SignalWorkflow(ctx, id, "", api.SignalRelease, nil); err != nil {
 					return fmt.Errorf("release %s: %w", id, err)
 				}
 				fmt.Fprintf(out, "release requested for %s\n", id)
@@ -461,9 +459,9 @@ func releaseCmd() *cobra.Command {
 				return err
 			}
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-				ID: fmt.Sprintf("%s-release-%d", id, time.Now().UnixNano()), TaskQueue: workflows.TaskQueue,
+				ID: fmt.Sprintf("%s-release-%d", id, time.Now().UnixNano()), TaskQueue: api.TaskQueue,
 				WorkflowExecutionTimeout: 10 * time.Minute,
-			}, workflows.ReleaseWorkflowName, s)
+			}, api.ReleaseWorkflowName, s)
 			if err != nil {
 				return fmt.Errorf("release %s: %w", id, err)
 			}
@@ -488,9 +486,9 @@ func slotColumn(ctx context.Context, c client.Client, id string, st enums.Workfl
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: fmt.Sprintf("%s-slotcheck-%d", id, time.Now().UnixNano()), TaskQueue: workflows.TaskQueue,
+		ID: fmt.Sprintf("%s-slotcheck-%d", id, time.Now().UnixNano()), TaskQueue: api.TaskQueue,
 		WorkflowExecutionTimeout: 30 * time.Second,
-	}, workflows.SlotCheckWorkflowName, id)
+	}, api.SlotCheckWorkflowName, id)
 	if err != nil {
 		return "? (" + err.Error() + ")"
 	}

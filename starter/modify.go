@@ -12,8 +12,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
-	"github.com/skein-dts/skein/workflows"
 )
 
 func modifyCmd() *cobra.Command {
@@ -37,11 +37,11 @@ func modifyCmd() *cobra.Command {
 			ctx, id, out := cmd.Context(), args[0], cmd.OutOrStdout()
 			fmt.Fprintf(cmd.ErrOrStderr(), "modifying %s (added tables load first; skein status %s --watch shows their progress)\n", id, id)
 			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-				WorkflowID: id, UpdateName: workflows.UpdateModifyObjects, Args: []any{objs},
+				WorkflowID: id, UpdateName: api.UpdateModifyObjects, Args: []any{objs},
 				WaitForStage: client.WorkflowUpdateStageAccepted,
 			})
 			if err == nil {
-				var res workflows.ModifyResult
+				var res api.ModifyResult
 				if err = waitUpdate(ctx, h, &res); err == nil {
 					fmt.Fprintf(out, "added: %s\nremoved: %s\n", list(res.Added), list(res.Removed))
 					return nil

@@ -2,15 +2,13 @@ package main
 
 import (
 	"github.com/dustin/go-humanize"
+	"github.com/skein-dts/skein/pkg/api"
 
 	"fmt"
 	"io"
 	"strings"
 
 	"go.temporal.io/api/workflowservice/v1"
-
-	"github.com/skein-dts/skein/pkg/precheck"
-	"github.com/skein-dts/skein/workflows"
 )
 
 type listRequest = workflowservice.ListWorkflowExecutionsRequest
@@ -29,7 +27,7 @@ const tableRows = 40
 
 // renderStatus prints a status for people: phase, lag, a progress bar per table (at most
 // tableRows of them unless all), retry state.
-func renderStatus(w io.Writer, st workflows.Status, all bool) {
+func renderStatus(w io.Writer, st api.Status, all bool) {
 	phase := st.Phase
 	if st.Step != "" && st.Step != st.Phase {
 		phase += " (" + st.Step + ")" // what is retried, failed or paused
@@ -64,7 +62,7 @@ func renderStatus(w io.Writer, st workflows.Status, all bool) {
 				reloaded += "  (" + t.Note + ")"
 			}
 			fmt.Fprintf(w, "%-32s %-32s %-8s %-24s %d/%d  %s%s\n", t.Source, t.Destination, t.State,
-				bar(t.RowsCopied, t.RowsEstimate, t.State == workflows.TableDone), t.RowsCopied, t.RowsEstimate,
+				bar(t.RowsCopied, t.RowsEstimate, t.State == api.TableDone), t.RowsCopied, t.RowsEstimate,
 				humanize.IBytes(uint64(t.BytesCopied)), reloaded)
 		}
 	}
@@ -84,7 +82,7 @@ func renderStatus(w io.Writer, st workflows.Status, all bool) {
 
 // summarizeTables prints the totals of many tables and returns the tableRows to list: loading,
 // then pending, then done.
-func summarizeTables(w io.Writer, all []workflows.TableStatus) []workflows.TableStatus {
+func summarizeTables(w io.Writer, all []api.TableStatus) []api.TableStatus {
 	count := map[string]int{}
 	var rows, estimate, bytes int64
 	for _, t := range all {
@@ -94,10 +92,10 @@ func summarizeTables(w io.Writer, all []workflows.TableStatus) []workflows.Table
 		bytes += t.BytesCopied
 	}
 	fmt.Fprintf(w, "%d tables: %d loading, %d pending, %d done  %s %d/%d rows  %s\n", len(all),
-		count[workflows.TableLoading], count[workflows.TablePending], count[workflows.TableDone],
-		bar(rows, estimate, count[workflows.TableDone] == len(all)), rows, estimate, humanize.IBytes(uint64(bytes)))
-	var shown []workflows.TableStatus
-	for _, state := range []string{workflows.TableLoading, workflows.TablePending, workflows.TableDone} {
+		count[api.TableLoading], count[api.TablePending], count[api.TableDone],
+		bar(rows, estimate, count[api.TableDone] == len(all)), rows, estimate, humanize.IBytes(uint64(bytes)))
+	var shown []api.TableStatus
+	for _, state := range []string{api.TableLoading, api.TablePending, api.TableDone} {
 		for _, t := range all {
 			if t.State == state && len(shown) < tableRows {
 				shown = append(shown, t)
@@ -109,7 +107,7 @@ func summarizeTables(w io.Writer, all []workflows.TableStatus) []workflows.Table
 }
 
 // renderPrecheck prints the precheck items as a table, with the fix under each failed item.
-func renderPrecheck(w io.Writer, items []precheck.Item, ignore []string) {
+func renderPrecheck(w io.Writer, items []api.Item, ignore []string) {
 	fmt.Fprintf(w, "%-24s %-8s %-8s %s\n", "ITEM", "LEVEL", "RESULT", "DETAIL")
 	for _, it := range items {
 		result := "ok"

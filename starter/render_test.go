@@ -6,21 +6,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/stretchr/testify/require"
-
-	"github.com/skein-dts/skein/workflows"
 )
 
 func TestRenderStatusSummarizesManyTables(t *testing.T) {
-	tablesOf := func(n int) []workflows.TableStatus {
-		ts := make([]workflows.TableStatus, n)
+	tablesOf := func(n int) []api.TableStatus {
+		ts := make([]api.TableStatus, n)
 		for i := range ts {
-			ts[i] = workflows.TableStatus{Source: fmt.Sprintf("s.t%d", i), Destination: fmt.Sprintf("d.t%d", i),
-				State: workflows.TableDone, RowsCopied: 10, RowsEstimate: 10}
+			ts[i] = api.TableStatus{Source: fmt.Sprintf("s.t%d", i), Destination: fmt.Sprintf("d.t%d", i),
+				State: api.TableDone, RowsCopied: 10, RowsEstimate: 10}
 		}
 		if n > 5 {
-			ts[n-1].State, ts[n-1].RowsCopied = workflows.TableLoading, 3
-			ts[n-2].State, ts[n-2].RowsCopied = workflows.TablePending, 0
+			ts[n-1].State, ts[n-1].RowsCopied = api.TableLoading, 3
+			ts[n-2].State, ts[n-2].RowsCopied = api.TablePending, 0
 		}
 		return ts
 	}
@@ -39,7 +38,7 @@ func TestRenderStatusSummarizesManyTables(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			renderStatus(&out, workflows.Status{Task: "t", Phase: workflows.PhaseFullLoad, Tables: tablesOf(tc.tables)}, tc.all)
+			renderStatus(&out, api.Status{Task: "t", Phase: api.PhaseFullLoad, Tables: tablesOf(tc.tables)}, tc.all)
 			text := out.String()
 			var rows []string
 			for _, line := range strings.Split(text, "\n") {
@@ -61,7 +60,7 @@ func TestRenderStatusSummarizesManyTables(t *testing.T) {
 
 func TestRenderStatusShowsSchemaChanges(t *testing.T) {
 	var b strings.Builder
-	renderStatus(&b, workflows.Status{Task: "t", Phase: workflows.PhaseIncremental, SchemaChanges: workflows.SchemaChanges{
+	renderStatus(&b, api.Status{Task: "t", Phase: api.PhaseIncremental, SchemaChanges: api.SchemaChanges{
 		Applied: 3, Skipped: 1, NotReplicated: 2, Last: "ALTER TABLE: ALTER TABLE app.a ADD COLUMN c int",
 		LastNotReplicated: "view app.v (CREATE VIEW) is not replicated while streaming"}}, false)
 	out := b.String()
@@ -69,6 +68,6 @@ func TestRenderStatusShowsSchemaChanges(t *testing.T) {
 	require.Contains(t, out, "last applied: ALTER TABLE: ALTER TABLE app.a ADD COLUMN c int")
 	require.Contains(t, out, "last not replicated: view app.v")
 	b.Reset()
-	renderStatus(&b, workflows.Status{Task: "t", Phase: workflows.PhaseIncremental}, false)
+	renderStatus(&b, api.Status{Task: "t", Phase: api.PhaseIncremental}, false)
 	require.NotContains(t, b.String(), "schema changes")
 }

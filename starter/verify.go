@@ -15,9 +15,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/temporalx"
-	"github.com/skein-dts/skein/workflows"
 )
 
 func verifyCmd() *cobra.Command {
@@ -37,13 +36,13 @@ func verifyCmd() *cobra.Command {
 			}
 			// One verification per task at a time: a second `skein verify` joins the running one.
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-				ID:                       workflows.VerifyWorkflowID(id),
-				TaskQueue:                workflows.TaskQueue,
+				ID:                       api.VerifyWorkflowID(id),
+				TaskQueue:                api.TaskQueue,
 				WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 				WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 				WorkflowExecutionTimeout: 25 * time.Hour,
 				StaticSummary:            "Skein verify of task " + id,
-			}, workflows.VerifyWorkflowName, workflows.VerifyRequest{Task: id})
+			}, api.VerifyWorkflowName, api.VerifyRequest{Task: id})
 			if err != nil {
 				return fmt.Errorf("start verification of %s: %w", id, err)
 			}
@@ -51,7 +50,7 @@ func verifyCmd() *cobra.Command {
 			if !asJSON {
 				stopProgress = showVerifyProgress(ctx, c, run, cmd.ErrOrStderr())
 			}
-			var rep workflows.VerifyReport
+			var rep api.VerifyReport
 			err = run.Get(ctx, &rep)
 			stopProgress()
 			if err != nil {
@@ -108,7 +107,7 @@ func showVerifyProgress(ctx context.Context, c client.Client, run client.Workflo
 				continue
 			}
 			for _, pa := range desc.GetPendingActivities() {
-				var p activities.VerifyProgress
+				var p api.VerifyProgress
 				if pa.GetHeartbeatDetails() == nil || temporalx.DataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p) != nil || p.Total == 0 {
 					continue
 				}
@@ -129,7 +128,7 @@ func showVerifyProgress(ctx context.Context, c client.Client, run client.Workflo
 }
 
 // renderVerify prints one line per table and the differing rows under it.
-func renderVerify(w io.Writer, rep workflows.VerifyReport) {
+func renderVerify(w io.Writer, rep api.VerifyReport) {
 	fmt.Fprintf(w, "%-32s %-32s %-6s %12s %12s %8s %8s %8s %s\n", "SOURCE", "DESTINATION", "RESULT",
 		"SOURCE ROWS", "DEST ROWS", "MISSING", "EXTRA", "DIFFER", "CHUNKS")
 	for _, t := range rep.Tables {

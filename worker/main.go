@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/metrics"
 	"github.com/skein-dts/skein/pkg/temporalx"
@@ -110,11 +111,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	w := worker.New(c, workflows.TaskQueue, opts)
+	w := worker.New(c, api.TaskQueue, opts)
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{Budget: dbconn.NewBudget(budget)}, Log: log, Client: c,
 		EncryptedPayloads: enc != nil, Limits: limits})
-	log.Info("skein-worker started", zap.String("temporal", temporalx.Address()), zap.String("task_queue", workflows.TaskQueue),
+	log.Info("skein-worker started", zap.String("temporal", temporalx.Address()), zap.String("task_queue", api.TaskQueue),
 		zap.Int("max_activities", opts.MaxConcurrentActivityExecutionSize), zap.Int("max_chunk_copies", limits.ChunkCopies),
 		zap.Int("max_apply_runs", limits.ApplyRuns), zap.Int("max_connections", budget), zap.Duration("stop_timeout", opts.WorkerStopTimeout))
 	return w.Run(worker.InterruptCh())

@@ -9,10 +9,6 @@ import (
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
-// ReleaseWorkflowName cleans up after a task whose workflow can no longer take the release signal
-// (terminated, failed, timed out): `skein release` starts it with the task's spec.
-const ReleaseWorkflowName = "Release"
-
 // Release drops the task's slot and publication on the source and its bookkeeping on the
 // destination.
 func Release(ctx workflow.Context, s spec.Spec) error {

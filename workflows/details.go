@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -47,13 +48,13 @@ func (w *task) currentDetails() string {
 		fmt.Fprintf(&b, "Last error: %s\n\n", oneLine(st.LastError, 300))
 	}
 	var done, rows, estimate int64
-	var loading []TableStatus
+	var loading []api.TableStatus
 	for _, t := range st.Tables {
 		rows += t.RowsCopied
 		estimate += t.RowsEstimate
-		if t.State == TableDone {
+		if t.State == api.TableDone {
 			done++
-		} else if t.State == TableLoading && len(loading) < maxDetailTables {
+		} else if t.State == api.TableLoading && len(loading) < maxDetailTables {
 			loading = append(loading, t)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/fullload"
 	"github.com/skein-dts/skein/pkg/spec"
 )
@@ -32,7 +33,7 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 		w.status.Tables[st.statusOf[i]].RowsEstimate = plans[i].RowsEstimate
 		w.status.Tables[st.statusOf[i]].Chunks = len(plans[i].Chunks)
 		if plans[i].Unlogged && w.spec.IncrementalSync() {
-			w.status.Tables[st.statusOf[i]].Note = NoteUnlogged
+			w.status.Tables[st.statusOf[i]].Note = api.NoteUnlogged
 		}
 	}
 	// Histories from before keys were built during the load build them all after it.
@@ -344,7 +345,7 @@ func (w *task) copyJob(ctx workflow.Context, in activities.SchemaInput, opts wor
 		return err
 	}
 	for _, i := range j.tables {
-		w.status.Tables[st.statusOf[i]].State = TableLoading
+		w.status.Tables[st.statusOf[i]].State = api.TableLoading
 	}
 	var results []fullload.Result
 	var err error
@@ -387,7 +388,7 @@ func (w *task) copyJob(ctx workflow.Context, in activities.SchemaInput, opts wor
 		ts.ChunksDone++
 		w.metrics.table(*ts)
 		if ts.ChunksDone == ts.Chunks {
-			ts.State = TableDone
+			ts.State = api.TableDone
 			if ts.RowsEstimate < ts.RowsCopied {
 				ts.RowsEstimate = ts.RowsCopied
 			}
@@ -426,7 +427,7 @@ func (w *task) buildTables(ctx workflow.Context, s spec.Spec, opts workflow.Acti
 
 // runBuild runs BuildTables, records its report and marks the tables (plan indexes) done in done.
 func (w *task) runBuild(ctx workflow.Context, opts workflow.ActivityOptions, in activities.BuildInput, tables []int, done []bool) error {
-	var rep activities.SchemaReport
+	var rep api.SchemaReport
 	if err := w.call(ctx, opts, acts.BuildTables, &rep, in); err != nil {
 		return err
 	}
@@ -449,7 +450,7 @@ func (w *task) reload(ctx workflow.Context, s spec.Spec, tables []spec.TableMap,
 	for i, t := range tables {
 		names[i] = t.Source.String()
 		ts := &w.status.Tables[statusIndex(at, t.Source)]
-		ts.State, ts.RowsCopied, ts.BytesCopied, ts.ChunksDone = TablePending, 0, 0, 0
+		ts.State, ts.RowsCopied, ts.BytesCopied, ts.ChunksDone = api.TablePending, 0, 0, 0
 		ts.Reloads++
 		gens[i] = ts.Reloads
 	}

@@ -4,8 +4,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/skein-dts/skein/pkg/cdc"
-	"github.com/skein-dts/skein/pkg/verify"
+	"github.com/skein-dts/skein/pkg/api"
 )
 
 // Skein's own metrics, emitted by the workflow through the worker's metrics handler (the worker
@@ -41,7 +40,7 @@ func (m taskMetrics) phase(old, now string) {
 }
 
 // table reports a table's load progress.
-func (m taskMetrics) table(ts TableStatus) {
+func (m taskMetrics) table(ts api.TableStatus) {
 	h := m.h.WithTags(map[string]string{"table": ts.Source})
 	h.Gauge(MetricRowsCopied).Update(float64(ts.RowsCopied))
 	h.Gauge(MetricBytesCopied).Update(float64(ts.BytesCopied))
@@ -50,7 +49,7 @@ func (m taskMetrics) table(ts TableStatus) {
 }
 
 // applied reports the changes applied since the last report (delta) and the lag.
-func (m taskMetrics) applied(delta cdc.Counts, lagBytes int64, lagSeconds float64) {
+func (m taskMetrics) applied(delta api.Counts, lagBytes int64, lagSeconds float64) {
 	for kind, n := range map[string]int64{"insert": delta.Inserts, "update": delta.Updates, "delete": delta.Deletes, "truncate": delta.Truncates} {
 		if n > 0 {
 			m.h.WithTags(map[string]string{"kind": kind}).Counter(MetricChanges).Inc(n)
@@ -73,7 +72,7 @@ func (m taskMetrics) retry(class string, attempts int) {
 }
 
 // verified reports each table's differences.
-func (m taskMetrics) verified(results []verify.TableResult) {
+func (m taskMetrics) verified(results []api.TableResult) {
 	for _, r := range results {
 		m.h.WithTags(map[string]string{"table": r.Source}).Gauge(MetricVerifyDiffs).Update(float64(r.Missing + r.Extra + r.Different))
 	}

@@ -13,20 +13,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/errclass"
-	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
 )
-
-// UpdateModifyObjects changes the synchronized objects of a running task (argument: the new
-// objects list). `skein modify ID -f objects.yaml` sends it.
-const UpdateModifyObjects = "modify-objects"
-
-// ModifyResult is what modify-objects changed.
-type ModifyResult struct {
-	Added   []string `json:"added"`
-	Removed []string `json:"removed"`
-}
 
 // validateModify accepts the update only while the task streams and the new list is a valid
 // objects list, so a rejected request leaves no trace in the history. The list is decoded here as
@@ -41,7 +31,7 @@ func (w *task) validateModify(raw json.RawMessage) error {
 	if w.modifying {
 		return badRequest(errors.New("another modify-objects is in progress; wait for it to finish"))
 	}
-	if w.status.Phase != PhaseIncremental {
+	if w.status.Phase != api.PhaseIncremental {
 		return badRequest(fmt.Errorf("the task is %s: objects can be modified while it is incremental", w.status.Phase))
 	}
 	ns := w.spec
@@ -67,10 +57,10 @@ func badRequest(err error) error {
 // Until the added tables' load starts, a request that cannot be carried out (a table or schema the
 // source lacks, a mapping that changed) returns its error and leaves the task as it was: nothing
 // was created on either side, the status does not change, the stream goes on.
-func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (ModifyResult, error) {
+func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (api.ModifyResult, error) {
 	w.modifying = true
 	defer func() { w.modifying = false }()
-	var res ModifyResult
+	var res api.ModifyResult
 	objs, err := spec.ParseObjects(raw) // the validator accepted it
 	if err != nil {
 		return res, badRequest(err)
@@ -129,7 +119,7 @@ func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (ModifyR
 			return res, err
 		}
 		for {
-			var p activities.ApplyProgress
+			var p api.ApplyProgress
 			if err := w.call(ctx, w.applyOptions(), acts.Apply, &p,
 				activities.ApplyInput{Spec: helper, Tables: added, StopAt: after, Helper: true, MaxRun: w.carry.ApplyMaxRun}); err != nil {
 				return res, err
@@ -193,12 +183,12 @@ func (w *task) precheckAdded(ctx workflow.Context, ns spec.Spec, added []spec.Ta
 	check.Objects = objectsOf(added)
 	opts := workflow.ActivityOptions{StartToCloseTimeout: 6 * time.Minute, HeartbeatTimeout: time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}}
-	var items []precheck.Item
+	var items []api.Item
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.Precheck, check).Get(ctx, &items); err != nil {
 		return badRequest(fmt.Errorf("precheck of the added tables: %s; the task goes on unchanged", errorText(err)))
 	}
 	var failed []string
-	for _, it := range precheck.Failed(items, ns.IgnorePrecheck) {
+	for _, it := range api.Failed(items, ns.IgnorePrecheck) {
 		if it.ID == "fk_parents_selected" || it.ID == "long_transactions" {
 			continue
 		}
@@ -241,7 +231,7 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
 	long := workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute}
 	for _, t := range added {
-		w.status.Tables = append(w.status.Tables, TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: TablePending})
+		w.status.Tables = append(w.status.Tables, api.TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: api.TablePending})
 	}
 	if err := w.call(ctx, short, acts.PreparePublication, nil, helper, added); err != nil {
 		return err
@@ -254,7 +244,7 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 	// The helper's name keeps the added tables' chunk bookkeeping apart (dropped with the helper).
 	in := activities.SchemaInput{Spec: helper, Tables: added, Snapshot: hold.name()}
 	if ns.SchemaSync() {
-		var rep activities.SchemaReport
+		var rep api.SchemaReport
 		if err := w.call(ctx, short, acts.SchemaPreData, &rep, in); err != nil {
 			return err
 		}
@@ -274,7 +264,7 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 		hold.release(ctx, false)
 	}
 	if ns.SchemaSync() {
-		var rep activities.SchemaReport
+		var rep api.SchemaReport
 		if err := w.call(ctx, long, acts.SchemaPostData, &rep, in); err != nil {
 			return err
 		}
@@ -283,10 +273,10 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 	hold.release(ctx, false) // the helper's slot is free for its stream
 	at := w.statusIndexes()
 	for _, t := range added {
-		w.status.Tables[statusIndex(at, t.Source)].State = TableDone
+		w.status.Tables[statusIndex(at, t.Source)].State = api.TableDone
 	}
 	// Catch up while the task's stream keeps going, so the switch is short.
-	var p activities.ApplyProgress
+	var p api.ApplyProgress
 	return w.call(ctx, w.applyOptions(), acts.Apply, &p,
 		activities.ApplyInput{Spec: helper, Tables: added, CatchUp: true, Helper: true, MaxRun: w.carry.ApplyMaxRun})
 }

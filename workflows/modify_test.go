@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 )
@@ -52,7 +53,7 @@ func TestDiffTables(t *testing.T) {
 // updateResult collects what an update's callbacks were told.
 type updateResult struct {
 	rejected, err error
-	result        ModifyResult
+	result        api.ModifyResult
 	done          bool
 }
 
@@ -62,7 +63,7 @@ func (u *updateResult) Reject(err error) {
 	u.done = true
 }
 func (u *updateResult) Complete(success any, err error) {
-	if r, ok := success.(ModifyResult); ok {
+	if r, ok := success.(api.ModifyResult); ok {
 		u.result = r
 	}
 	u.err = err
@@ -76,7 +77,7 @@ func (u *updateResult) Complete(success any, err error) {
 func TestModifyRejectsWithoutChangingTheTask(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
 	var unknown, missing, good updateResult
-	var during Status
+	var during api.Status
 	resolves := 0
 	env = newEnv(t, map[string]any{
 		"ResolveTables": func(_ context.Context, s spec.Spec) ([]spec.TableMap, error) {
@@ -91,14 +92,14 @@ func TestModifyRejectsWithoutChangingTheTask(t *testing.T) {
 				return
 			}
 			env.RegisterDelayedCallback(func() {
-				env.UpdateWorkflow(UpdateModifyObjects, "1", &unknown, json.RawMessage(`[{"schema":"public","tables":[{"name":"orders","colums":{"a":"b"}}]}]`))
-				env.UpdateWorkflow(UpdateModifyObjects, "2", &missing, json.RawMessage(`[{"schema":"public","tables":[{"name":"no_such_table"}]}]`))
+				env.UpdateWorkflow(api.UpdateModifyObjects, "1", &unknown, json.RawMessage(`[{"schema":"public","tables":[{"name":"orders","colums":{"a":"b"}}]}]`))
+				env.UpdateWorkflow(api.UpdateModifyObjects, "2", &missing, json.RawMessage(`[{"schema":"public","tables":[{"name":"no_such_table"}]}]`))
 			}, time.Second)
 			env.RegisterDelayedCallback(func() {
 				during = queryStatus(t, env)
-				env.UpdateWorkflow(UpdateModifyObjects, "3", &good, json.RawMessage(`[{"schema":"public"}]`))
+				env.UpdateWorkflow(api.UpdateModifyObjects, "3", &good, json.RawMessage(`[{"schema":"public"}]`))
 			}, 2*time.Second)
-			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, 3*time.Second)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, 3*time.Second)
 		}),
 	})
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
@@ -109,12 +110,12 @@ func TestModifyRejectsWithoutChangingTheTask(t *testing.T) {
 	require.True(t, missing.done)
 	require.Nil(t, missing.rejected, "accepted: the source decides")
 	require.ErrorContains(t, missing.err, `"no_such_table" does not exist on the source`)
-	require.Equal(t, PhaseIncremental, during.Phase, "the task streams on")
+	require.Equal(t, api.PhaseIncremental, during.Phase, "the task streams on")
 	require.Empty(t, during.LastError)
-	require.Equal(t, RetryState{}, during.Retry)
+	require.Equal(t, api.RetryState{}, during.Retry)
 	require.True(t, good.done)
 	require.NoError(t, good.err, "no modify is left in progress")
-	require.Equal(t, ModifyResult{}, good.result, "the same tables: nothing added or removed")
+	require.Equal(t, api.ModifyResult{}, good.result, "the same tables: nothing added or removed")
 	env.AssertActivityNumberOfCalls(t, "ResolveTables", 3)
 }
 
@@ -129,7 +130,7 @@ func TestSyncTaskNamesWhatDoesNotFitItsInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newEnv(t, nil)
-			env.ExecuteWorkflow(WorkflowName, json.RawMessage(tc.doc))
+			env.ExecuteWorkflow(api.WorkflowName, json.RawMessage(tc.doc))
 			var appErr *temporal.ApplicationError
 			require.ErrorAs(t, env.GetWorkflowError(), &appErr)
 			require.Equal(t, "invalid_spec", appErr.Type())

@@ -6,16 +6,12 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/skein-dts/skein/pkg/precheck"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
-// PrecheckWorkflowName runs the precheck items alone, for `skein precheck`: a worker holds the
-// secrets, so the CLI asks one through Temporal.
-const PrecheckWorkflowName = "Precheck"
-
 // Precheck runs the precheck items of s once and returns them.
-func Precheck(ctx workflow.Context, s spec.Spec) ([]precheck.Item, error) {
+func Precheck(ctx workflow.Context, s spec.Spec) ([]api.Item, error) {
 	s.ApplyDefaults()
 	if err := s.Validate(); err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "invalid_spec", nil)
@@ -24,7 +20,7 @@ func Precheck(ctx workflow.Context, s spec.Spec) ([]precheck.Item, error) {
 		StartToCloseTimeout: 5 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
-	var items []precheck.Item
+	var items []api.Item
 	err := workflow.ExecuteActivity(ctx, acts.Precheck, s).Get(ctx, &items)
 	return items, err
 }

@@ -10,10 +10,6 @@ import (
 	"github.com/skein-dts/skein/pkg/cdc"
 )
 
-// SlotCheckWorkflowName tells whether an ended task left its replication slot on the source
-// (`skein list` asks for tasks that were terminated, cancelled, timed out or failed).
-const SlotCheckWorkflowName = "SlotCheck"
-
 // SlotCheck reads the task's spec from its history and the state of its slot.
 func SlotCheck(ctx workflow.Context, task string) (cdc.SlotState, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

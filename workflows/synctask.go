@@ -11,18 +11,17 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/errclass"
-	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
-	"github.com/skein-dts/skein/pkg/verify"
 )
 
 // Carry is SyncTask's optional second argument: the state a continued-as-new run carries over, and
 // tuning knobs for tests. Users starting a task pass only the spec.
 type Carry struct {
 	// Status and Tables are set when the run continues an earlier one that reached incremental.
-	Status *Status         `json:"status,omitempty"`
+	Status *api.Status     `json:"status,omitempty"`
 	Tables []spec.TableMap `json:"tables,omitempty"`
 	// HistoryLimit continues-as-new once the history has this many events (default 10,000).
 	HistoryLimit int `json:"history_limit,omitempty"`
@@ -47,14 +46,14 @@ var errReleased = errors.New("task is being released")
 type task struct {
 	spec   spec.Spec
 	carry  Carry
-	status Status
+	status api.Status
 	phase  string // the phase of the work, shown unless retrying, failed or paused
 	tables []spec.TableMap
 
 	pauseRequested   bool
 	resumes          int        // resume signals received: every waiter wakes on a new one
 	progressSeq      int        // apply progress reports received: a report ends a failure streak
-	runCounts        cdc.Counts // the current apply run's counts as last reported
+	runCounts        api.Counts // the current apply run's counts as last reported
 	runNotReplicated int
 	releaseRequested bool
 	// streakError is the error of the current failure streak as status shows it ("" when none):
@@ -93,7 +92,7 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	if err := s.Validate(); err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), "invalid_spec", nil)
 	}
-	w := &task{spec: s, status: Status{Task: s.Name, Phase: PhasePrechecking, Tables: []TableStatus{}}}
+	w := &task{spec: s, status: api.Status{Task: s.Name, Phase: api.PhasePrechecking, Tables: []api.TableStatus{}}}
 	if carry != nil {
 		w.carry = *carry
 	}
@@ -110,28 +109,28 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 		w.tables = w.carry.Tables
 		w.skipBefore = w.carry.SkipBefore
 		w.pauseRequested = w.carry.Paused
-		w.setPhase(PhaseIncremental)
+		w.setPhase(api.PhaseIncremental)
 	}
-	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryStatus, func() (Status, error) { return w.status, nil },
+	if err := workflow.SetQueryHandlerWithOptions(ctx, api.QueryStatus, func() (api.Status, error) { return w.status, nil },
 		workflow.QueryHandlerOptions{Description: "The task now: phase, step, per-table load progress, applied position and lag, retry state, last error, schema changes, precheck and verify results (skein status prints it)"}); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryTables, func() ([]spec.TableMap, error) { return w.tables, nil },
+	if err := workflow.SetQueryHandlerWithOptions(ctx, api.QueryTables, func() ([]spec.TableMap, error) { return w.tables, nil },
 		workflow.QueryHandlerOptions{Description: "The selected tables with their destination names, column renames and types, filters and operations"}); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryLoadShare, func() (int, error) { return max(1, w.copying), nil },
+	if err := workflow.SetQueryHandlerWithOptions(ctx, api.QueryLoadShare, func() (int, error) { return max(1, w.copying), nil },
 		workflow.QueryHandlerOptions{Description: internalHandler + "chunk copies running, for the worker's connection budget"}); err != nil {
 		return err
 	}
 	w.listen(ctx)
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSequences, w.syncSequences, workflow.UpdateHandlerOptions{
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, api.UpdateSequences, w.syncSequences, workflow.UpdateHandlerOptions{
 		Validator:   w.validateSequences,
 		Description: "Cutover: set every destination sequence to the source's value plus the offset given (a number); returns the sequences set",
 	}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateModifyObjects, w.modifyObjects, workflow.UpdateHandlerOptions{
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, api.UpdateModifyObjects, w.modifyObjects, workflow.UpdateHandlerOptions{
 		Validator:   w.validateModify,
 		Description: `Add and remove tables while the others stream: the new objects list, as in the spec ([{"schema": "public", "tables": [{"name": "orders"}]}]); returns what was added and removed`,
 	}); err != nil {
@@ -177,7 +176,7 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	case err != nil:
 		var appErr *temporal.ApplicationError
 		if !errors.As(err, &appErr) || appErr.Type() != "precheck_failed" {
-			w.status.Phase = PhaseFailed
+			w.status.Phase = api.PhaseFailed
 			w.status.LastError = errorText(err)
 			w.alert(activities.AlertFailed, w.status.LastError)
 			w.flushAlerts(ctx)
@@ -188,21 +187,21 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	if err := w.call(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, acts.Release, nil, s); err != nil {
 		return err
 	}
-	w.setPhase(PhaseFinished)
+	w.setPhase(api.PhaseFinished)
 	return nil
 }
 
 // listen turns signals into flags the phases wait on.
 func (w *task) listen(ctx workflow.Context) {
-	w.pauseCh = workflow.GetSignalChannelWithOptions(ctx, SignalPause, workflow.SignalChannelOptions{
+	w.pauseCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalPause, workflow.SignalChannelOptions{
 		Description: "Stop writing to the destination; the slot keeps the changes (no input)"})
-	w.resumeCh = workflow.GetSignalChannelWithOptions(ctx, SignalResume, workflow.SignalChannelOptions{
+	w.resumeCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalResume, workflow.SignalChannelOptions{
 		Description: "Continue a paused or failed task where it stopped (no input)"})
-	w.releaseCh = workflow.GetSignalChannelWithOptions(ctx, SignalRelease, workflow.SignalChannelOptions{
+	w.releaseCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalRelease, workflow.SignalChannelOptions{
 		Description: "Stop the task and remove what Skein created: slot, publication, capture triggers, bookkeeping (no input)"})
 	w.progressCh = workflow.GetSignalChannelWithOptions(ctx, activities.SignalApplyProgress, workflow.SignalChannelOptions{
 		Description: internalHandler + "the apply activity's progress report"})
-	w.verifyCh = workflow.GetSignalChannelWithOptions(ctx, SignalVerifyReport, workflow.SignalChannelOptions{
+	w.verifyCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalVerifyReport, workflow.SignalChannelOptions{
 		Description: internalHandler + "a Verify run's report"})
 	w.drainReq = workflow.NewChannel(ctx)
 	workflow.Go(ctx, func(ctx workflow.Context) {
@@ -217,7 +216,7 @@ func (w *task) listen(ctx workflow.Context) {
 			sel.AddReceive(w.resumeCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.onResume() })
 			sel.AddReceive(w.releaseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.releaseRequested = true })
 			sel.AddReceive(w.progressCh, func(c workflow.ReceiveChannel, _ bool) {
-				var p activities.ApplyProgress
+				var p api.ApplyProgress
 				c.Receive(ctx, &p)
 				w.onProgress(p)
 			})
@@ -251,7 +250,7 @@ func (w *task) drainSignals() {
 	for w.releaseCh.ReceiveAsync(nil) {
 		w.releaseRequested = true
 	}
-	var p activities.ApplyProgress
+	var p api.ApplyProgress
 	for w.progressCh.ReceiveAsync(&p) {
 		w.onProgress(p)
 	}
@@ -271,9 +270,9 @@ func (w *task) awaitResume(ctx workflow.Context) error {
 	return workflow.Await(ctx, func() bool { return w.resumes > seen || w.releaseRequested })
 }
 
-func (w *task) onProgress(p activities.ApplyProgress) {
+func (w *task) onProgress(p api.ApplyProgress) {
 	w.progressSeq++
-	if w.status.Phase == PhaseRetrying {
+	if w.status.Phase == api.PhaseRetrying {
 		// Apply runs again: the streak is over.
 		w.status.Phase = w.phase
 	}
@@ -288,7 +287,7 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 	// since its last report.
 	if p.Counts.Transactions < w.runCounts.Transactions || p.Counts.SchemaChanges < w.runCounts.SchemaChanges ||
 		p.Counts.SchemaChangesSkipped < w.runCounts.SchemaChangesSkipped {
-		w.runCounts = cdc.Counts{}
+		w.runCounts = api.Counts{}
 	}
 	if p.NotReplicated < w.runNotReplicated {
 		w.runNotReplicated = 0
@@ -306,7 +305,7 @@ func (w *task) onProgress(p activities.ApplyProgress) {
 		w.status.SchemaChanges.LastNotReplicated = p.LastNotReplicated
 		w.metrics.schemaChanges("not_replicated", int64(d))
 	}
-	w.metrics.applied(cdc.Counts{Inserts: max(0, p.Counts.Inserts-w.runCounts.Inserts), Updates: max(0, p.Counts.Updates-w.runCounts.Updates),
+	w.metrics.applied(api.Counts{Inserts: max(0, p.Counts.Inserts-w.runCounts.Inserts), Updates: max(0, p.Counts.Updates-w.runCounts.Updates),
 		Deletes: max(0, p.Counts.Deletes-w.runCounts.Deletes), Truncates: max(0, p.Counts.Truncates-w.runCounts.Truncates)}, p.LagBytes, p.LagSeconds)
 	w.runNotReplicated = p.NotReplicated
 	w.runCounts = p.Counts
@@ -353,7 +352,7 @@ func (w *task) followTables(tables []spec.TableMap, run string, renamed []spec.R
 	}
 	for _, t := range tables {
 		if !seen[t.Dest.String()] {
-			kept = append(kept, TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: TableDone, Note: NoteCreatedBySchemaChange})
+			kept = append(kept, api.TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: api.TableDone, Note: api.NoteCreatedBySchemaChange})
 		}
 	}
 	w.status.Tables = kept
@@ -370,14 +369,14 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	s := w.spec
 	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
 
-	w.setPhase(PhasePrechecking)
-	var items []precheck.Item
+	w.setPhase(api.PhasePrechecking)
+	var items []api.Item
 	if err := w.call(ctx, short, acts.Precheck, &items, s); err != nil {
 		return err
 	}
 	w.status.Precheck = items
-	if failed := precheck.Failed(items, s.IgnorePrecheck); len(failed) > 0 {
-		w.setPhase(PhasePrecheckFailed)
+	if failed := api.Failed(items, s.IgnorePrecheck); len(failed) > 0 {
+		w.setPhase(api.PhasePrecheckFailed)
 		ids := make([]string, len(failed))
 		for i, it := range failed {
 			ids[i] = it.ID + ": " + it.Detail
@@ -389,9 +388,9 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	if err := w.call(ctx, short, acts.ResolveTables, &w.tables, s); err != nil {
 		return err
 	}
-	w.status.Tables = make([]TableStatus, len(w.tables))
+	w.status.Tables = make([]api.TableStatus, len(w.tables))
 	for i, t := range w.tables {
-		w.status.Tables[i] = TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: TablePending}
+		w.status.Tables[i] = api.TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: api.TablePending}
 	}
 	if s.IncrementalSync() {
 		if err := w.call(ctx, short, acts.PreparePublication, nil, s, w.tables); err != nil {
@@ -400,7 +399,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	}
 
 	// The snapshot: the slot's (incremental) or a plain exported one, held by one worker.
-	w.setPhase(PhaseSchema)
+	w.setPhase(api.PhaseSchema)
 	var hold *snapshotHold
 	if s.FullSync() || s.IncrementalSync() {
 		var err error
@@ -413,7 +412,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	schemaIn := activities.SchemaInput{Spec: s, Tables: w.tables, Snapshot: hold.name()}
 	long := workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute}
 	if s.SchemaSync() {
-		var rep activities.SchemaReport
+		var rep api.SchemaReport
 		if err := w.callBeforeLoad(ctx, short, acts.SchemaPreData, &rep, &schemaIn, hold); err != nil {
 			return err
 		}
@@ -424,7 +423,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 
 	var built, linked []spec.QName // the tables whose keys (and foreign keys) the load added
 	if s.FullSync() {
-		w.setPhase(PhaseFullLoad)
+		w.setPhase(api.PhaseFullLoad)
 		var err error
 		if built, linked, err = w.fullLoad(ctx, schemaIn, long, hold); err != nil {
 			return err
@@ -443,8 +442,8 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	}
 
 	if s.SchemaSync() {
-		w.setPhase(PhasePostSchema)
-		var rep activities.SchemaReport
+		w.setPhase(api.PhasePostSchema)
+		var rep api.SchemaReport
 		post := schemaIn
 		post.Built, post.Linked = built, linked
 		if err := w.call(ctx, long, acts.SchemaPostData, &rep, post); err != nil {
@@ -473,7 +472,7 @@ func (w *task) callBeforeLoad(ctx workflow.Context, opts workflow.ActivityOption
 }
 
 // recordSchema adds a schema step's report to the status.
-func (w *task) recordSchema(rep activities.SchemaReport) {
+func (w *task) recordSchema(rep api.SchemaReport) {
 	w.status.Schema.Created = append(w.status.Schema.Created, rep.Created...)
 	w.status.Schema.Skipped = append(w.status.Schema.Skipped, rep.Skipped...)
 	w.status.Schema.Warned = append(w.status.Schema.Warned, rep.Warned...)
@@ -487,7 +486,7 @@ func (w *task) recordSchema(rep activities.SchemaReport) {
 func (w *task) verifyAfterLoad(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions) error {
 	why := "tables were reloaded in a new snapshot after the load's snapshot was lost"
 	if !w.reloaded() {
-		var results []verify.TableResult
+		var results []api.TableResult
 		err := w.call(ctx, opts, acts.Verify, &results, in)
 		if !snapshotLost(err) {
 			if err != nil {
@@ -513,7 +512,7 @@ func (w *task) verifyAfterLoad(ctx workflow.Context, in activities.SchemaInput, 
 	if w.spec.IncrementalSync() && workflow.GetVersion(ctx, "verify-while-streaming", workflow.DefaultVersion, 1) == 1 {
 		w.verifyWhenStreaming = true
 		w.status.LastError = "verification after the full load deferred: " + why + "; the task compares the tables once it streams (workflow " +
-			VerifyWorkflowID(w.spec.Name) + ")"
+			api.VerifyWorkflowID(w.spec.Name) + ")"
 	} else {
 		w.status.LastError = "verification after the full load skipped: " + why + "; run skein verify once the task streams"
 	}
@@ -525,11 +524,11 @@ func (w *task) verifyAfterLoad(ctx workflow.Context, in activities.SchemaInput, 
 // reports to the task by signal) and waits until it has started.
 func (w *task) startStreamingVerify(ctx workflow.Context) {
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:               VerifyWorkflowID(w.spec.Name),
+		WorkflowID:               api.VerifyWorkflowID(w.spec.Name),
 		ParentClosePolicy:        enums.PARENT_CLOSE_POLICY_ABANDON,
 		WorkflowExecutionTimeout: 25 * time.Hour,
 	})
-	f := workflow.ExecuteChildWorkflow(cctx, VerifyWorkflowName, VerifyRequest{Task: w.spec.Name})
+	f := workflow.ExecuteChildWorkflow(cctx, api.VerifyWorkflowName, api.VerifyRequest{Task: w.spec.Name})
 	if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		w.status.LastError = "verification while streaming not started: " + errorText(err) + "; run skein verify"
 		workflow.GetLogger(ctx).Warn(w.status.LastError)
@@ -539,9 +538,9 @@ func (w *task) startStreamingVerify(ctx workflow.Context) {
 // incremental runs the apply activity until release, pausing and resuming on signals and
 // continuing as new when the history grows.
 func (w *task) incremental(ctx workflow.Context) error {
-	w.setPhase(PhaseIncremental)
+	w.setPhase(api.PhaseIncremental)
 	for i := range w.status.Tables {
-		w.status.Tables[i].State = TableDone
+		w.status.Tables[i].State = api.TableDone
 	}
 	if w.verifyWhenStreaming {
 		w.verifyWhenStreaming = false
@@ -587,8 +586,8 @@ func (w *task) incremental(ctx workflow.Context) error {
 		})
 		in := activities.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.carry.ApplyMaxRun, ReportEvery: w.carry.ApplyReportEvery,
 			SkipBefore: w.skipBefore, StallAfter: w.carry.ApplyStallAfter}
-		var res activities.ApplyProgress
-		w.runCounts, w.runNotReplicated = cdc.Counts{}, 0
+		var res api.ApplyProgress
+		w.runCounts, w.runNotReplicated = api.Counts{}, 0
 		w.applyRunning = true
 		err := w.call(runCtx, opts, acts.Apply, &res, in)
 		w.applyRunning = false
@@ -661,7 +660,7 @@ func (w *task) validateSequences(offset int64) error {
 		return fmt.Errorf("offset %d is negative", offset)
 	}
 	switch w.status.Phase {
-	case PhasePostSchema, PhaseIncremental, PhasePaused, PhaseRetrying, PhaseFinished:
+	case api.PhasePostSchema, api.PhaseIncremental, api.PhasePaused, api.PhaseRetrying, api.PhaseFinished:
 		if len(w.tables) > 0 {
 			return nil
 		}
@@ -688,7 +687,7 @@ var errContinuePaused = errors.New("paused task continues as new")
 // few report intervals (status and latency alerts) and hands over to a new run when the history
 // is full.
 func (w *task) paused(ctx workflow.Context) error {
-	w.status.Phase = PhasePaused
+	w.status.Phase = api.PhasePaused
 	if workflow.GetVersion(ctx, "paused-lag", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		if err := w.awaitResume(ctx); err != nil {
 			return err
@@ -785,13 +784,13 @@ func (w *task) flushAlerts(ctx workflow.Context) {
 
 // release stops everything and removes what Skein created on both sides.
 func (w *task) release(ctx workflow.Context) error {
-	w.setPhase(PhaseReleasing)
+	w.setPhase(api.PhaseReleasing)
 	opts := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}
 	w.releaseRequested = false // call() must not stop on it now
 	if err := w.call(ctx, opts, acts.Release, nil, w.spec); err != nil {
 		return err
 	}
-	w.setPhase(PhaseReleased)
+	w.setPhase(api.PhaseReleased)
 	w.status.LagBytes, w.status.LagSeconds = 0, 0
 	w.recovered()
 	return nil
@@ -846,12 +845,12 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		w.status.LastError = errorText(err)
 		w.streakError = w.status.LastError
 		lastFailure = w.status.LastError
-		w.status.Retry = RetryState{Class: string(class), Since: streakStart.UTC().Format(time.RFC3339), Attempts: attempts,
+		w.status.Retry = api.RetryState{Class: string(class), Since: streakStart.UTC().Format(time.RFC3339), Attempts: attempts,
 			WindowMinutes: minutes}
 		w.metrics.retry(string(class), attempts)
 		workflow.GetLogger(ctx).Warn("activity failed", "class", class, "attempts", attempts, "error", w.status.LastError)
 		if class == errclass.Fatal || now.Sub(streakStart) >= window {
-			w.status.Phase = PhaseFailed
+			w.status.Phase = api.PhaseFailed
 			w.alert(activities.AlertFailed, w.status.LastError)
 			if err := w.awaitResume(ctx); err != nil {
 				return err
@@ -860,11 +859,11 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 				return errReleased
 			}
 			attempts = 0
-			w.status.Retry = RetryState{}
+			w.status.Retry = api.RetryState{}
 			w.status.Phase = w.phase
 			continue
 		}
-		w.status.Phase = PhaseRetrying
+		w.status.Phase = api.PhaseRetrying
 		backoff := min(time.Duration(1<<min(attempts-1, 6))*time.Second, time.Minute)
 		if _, err := workflow.AwaitWithTimeout(ctx, backoff, func() bool { return w.releaseRequested }); err != nil {
 			return err
@@ -885,7 +884,7 @@ func sameFailure(ctx workflow.Context, err error, attempts int, lastFailure stri
 // recovered ends the failure streak in the status: its retry state goes, and its error moves
 // from LastError to LastRecoveredError (a notice put in LastError since stays).
 func (w *task) recovered() {
-	w.status.Retry = RetryState{}
+	w.status.Retry = api.RetryState{}
 	if w.streakError == "" {
 		return
 	}

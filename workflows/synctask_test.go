@@ -16,13 +16,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/fullload"
-	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/temporalx"
-	"github.com/skein-dts/skein/pkg/verify"
 )
 
 func testSpec() spec.Spec {
@@ -50,15 +49,15 @@ func newEnv(t *testing.T, over map[string]any) *testsuite.TestWorkflowEnvironmen
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetWorkerOptions(worker.Options{EnableSessionWorker: true})
 	env.SetTestTimeout(30 * time.Second)
-	env.RegisterWorkflowWithOptions(SyncTask, workflow.RegisterOptions{Name: WorkflowName})
+	env.RegisterWorkflowWithOptions(SyncTask, workflow.RegisterOptions{Name: api.WorkflowName})
 	env.RegisterActivity(&activities.Activities{})
 	defaults := map[string][]any{
-		"Precheck":           {[]precheck.Item{{ID: "wal_level", Level: precheck.Error, Passed: true}}, nil},
+		"Precheck":           {[]api.Item{{ID: "wal_level", Level: api.Error, Passed: true}}, nil},
 		"ResolveTables":      {[]spec.TableMap{tItems, tOrders}, nil},
 		"PreparePublication": {nil},
 		"OpenSnapshot":       {cdc.SlotSnapshot{SnapshotName: "00000003-1", ConsistentPoint: "0/1"}, nil},
 		"HoldSnapshot":       {nil}, // returns at once: the test clock only skips ahead while no activity runs
-		"SchemaPreData":      {activities.SchemaReport{Created: []string{"table public.orders"}}, nil},
+		"SchemaPreData":      {api.SchemaReport{Created: []string{"table public.orders"}}, nil},
 		"PlanLoad": {[]activities.TablePlan{
 			{Table: tItems, RowsEstimate: 10, Chunks: []fullload.Chunk{{ID: "public.items#0", Table: tItems}}},
 			{Table: tOrders, RowsEstimate: 1000, Chunks: []fullload.Chunk{{ID: "public.orders#0", Table: tOrders}, {ID: "public.orders#1", Table: tOrders}}},
@@ -69,9 +68,9 @@ func newEnv(t *testing.T, over map[string]any) *testsuite.TestWorkflowEnvironmen
 			}
 			return fullload.Result{Rows: 10, Bytes: 100}, nil
 		}},
-		"Verify":            {[]verify.TableResult{{Source: "public.orders", Equal: true}}, nil},
-		"SchemaPostData":    {activities.SchemaReport{}, nil},
-		"BuildTables":       {activities.SchemaReport{}, nil},
+		"Verify":            {[]api.TableResult{{Source: "public.orders", Equal: true}}, nil},
+		"SchemaPostData":    {api.SchemaReport{}, nil},
+		"BuildTables":       {api.SchemaReport{}, nil},
 		"EndSnapshot":       {nil},
 		"EnsureBookkeeping": {nil},
 		"Release":           {nil},
@@ -94,11 +93,11 @@ func newEnv(t *testing.T, over map[string]any) *testsuite.TestWorkflowEnvironmen
 	return env
 }
 
-func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) Status {
+func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) api.Status {
 	t.Helper()
-	v, err := env.QueryWorkflow(QueryStatus)
+	v, err := env.QueryWorkflow(api.QueryStatus)
 	require.NoError(t, err)
-	var st Status
+	var st api.Status
 	require.NoError(t, v.Get(&st))
 	return st
 }
@@ -110,24 +109,24 @@ func holdUntilCancelled(ctx context.Context, _ string) error {
 
 // applyUntilCancelled is an Apply that streams until pause or release cancels it, signalling
 // release (or running onStart) on its first run.
-func applyUntilCancelled(onStart func(run int)) func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+func applyUntilCancelled(onStart func(run int)) func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
 	run := 0
-	return func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+	return func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
 		run++
 		onStart(run)
 		<-ctx.Done()
-		return activities.ApplyProgress{AppliedLSN: "0/10"}, ctx.Err()
+		return api.ApplyProgress{AppliedLSN: "0/10"}, ctx.Err()
 	}
 }
 
 func TestSyncTaskRunsEveryPhaseAndReleases(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
-	var seen []Status
+	var seen []api.Status
 	env = newEnv(t, map[string]any{"HoldSnapshot": holdUntilCancelled, "Apply": applyUntilCancelled(func(int) {
 		env.RegisterDelayedCallback(func() {
 			seen = append(seen, queryStatus(t, env))
-			env.SignalWorkflow(activities.SignalApplyProgress, activities.ApplyProgress{AppliedLSN: "0/AB", LagBytes: 42, LagSeconds: 0.5})
-			env.SignalWorkflow(SignalRelease, nil)
+			env.SignalWorkflow(activities.SignalApplyProgress, api.ApplyProgress{AppliedLSN: "0/AB", LagBytes: 42, LagSeconds: 0.5})
+			env.SignalWorkflow(api.SignalRelease, nil)
 		}, time.Second)
 	})})
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
@@ -135,16 +134,16 @@ func TestSyncTaskRunsEveryPhaseAndReleases(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	require.Len(t, seen, 1)
-	require.Equal(t, PhaseIncremental, seen[0].Phase)
+	require.Equal(t, api.PhaseIncremental, seen[0].Phase)
 	st := queryStatus(t, env)
-	require.Equal(t, PhaseReleased, st.Phase)
+	require.Equal(t, api.PhaseReleased, st.Phase)
 	require.Equal(t, "0/AB", st.AppliedLSN)
 	require.Len(t, st.Tables, 2)
-	byName := map[string]TableStatus{}
+	byName := map[string]api.TableStatus{}
 	for _, ts := range st.Tables {
 		byName[ts.Source] = ts
 	}
-	require.Equal(t, TableStatus{Source: "public.orders", Destination: "public.orders", State: TableDone, RowsCopied: 1200, RowsEstimate: 1200, BytesCopied: 12000, Chunks: 2, ChunksDone: 2}, byName["public.orders"])
+	require.Equal(t, api.TableStatus{Source: "public.orders", Destination: "public.orders", State: api.TableDone, RowsCopied: 1200, RowsEstimate: 1200, BytesCopied: 12000, Chunks: 2, ChunksDone: 2}, byName["public.orders"])
 	require.Equal(t, int64(10), byName["public.items"].RowsCopied)
 	env.AssertActivityNumberOfCalls(t, "CopyChunk", 3)
 	env.AssertActivityNumberOfCalls(t, "Release", 1)
@@ -155,11 +154,11 @@ func TestSyncTaskTakesOnlyTheSpec(t *testing.T) {
 	// `temporal workflow start --input-file task.json` passes the spec alone.
 	var env *testsuite.TestWorkflowEnvironment
 	env = newEnv(t, map[string]any{"Apply": applyUntilCancelled(func(int) {
-		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 	})})
-	env.ExecuteWorkflow(WorkflowName, testSpec())
+	env.ExecuteWorkflow(api.WorkflowName, testSpec())
 	require.NoError(t, env.GetWorkflowError())
-	require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
+	require.Equal(t, api.PhaseReleased, queryStatus(t, env).Phase)
 }
 
 func TestSyncTaskRejectsAnInvalidSpec(t *testing.T) {
@@ -175,10 +174,10 @@ func TestSyncTaskRejectsAnInvalidSpec(t *testing.T) {
 }
 
 func TestSyncTaskStopsOnAFailedPrecheck(t *testing.T) {
-	env := newEnv(t, map[string]any{"Precheck": func(context.Context, spec.Spec) ([]precheck.Item, error) {
-		return []precheck.Item{
-			{ID: "wal_level", Level: precheck.Error, Passed: false, Detail: "wal_level is replica", Fix: "ALTER SYSTEM SET wal_level = logical"},
-			{ID: "primary_keys", Level: precheck.Warning, Passed: false, Detail: "t has no key"},
+	env := newEnv(t, map[string]any{"Precheck": func(context.Context, spec.Spec) ([]api.Item, error) {
+		return []api.Item{
+			{ID: "wal_level", Level: api.Error, Passed: false, Detail: "wal_level is replica", Fix: "ALTER SYSTEM SET wal_level = logical"},
+			{ID: "primary_keys", Level: api.Warning, Passed: false, Detail: "t has no key"},
 		}, nil
 	}})
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
@@ -186,7 +185,7 @@ func TestSyncTaskStopsOnAFailedPrecheck(t *testing.T) {
 	require.ErrorAs(t, env.GetWorkflowError(), &appErr)
 	require.Equal(t, "precheck_failed", appErr.Type())
 	st := queryStatus(t, env)
-	require.Equal(t, PhasePrecheckFailed, st.Phase)
+	require.Equal(t, api.PhasePrecheckFailed, st.Phase)
 	require.Contains(t, st.LastError, "wal_level")
 	require.Contains(t, st.LastError, "primary_keys")
 	env.AssertActivityNumberOfCalls(t, "OpenSnapshot", 0)
@@ -195,18 +194,18 @@ func TestSyncTaskStopsOnAFailedPrecheck(t *testing.T) {
 func TestSyncTaskIgnoredWarningLetsItGoOn(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
 	env = newEnv(t, map[string]any{
-		"Precheck": func(context.Context, spec.Spec) ([]precheck.Item, error) {
-			return []precheck.Item{{ID: "primary_keys", Level: precheck.Warning, Passed: false, Detail: "t has no key"}}, nil
+		"Precheck": func(context.Context, spec.Spec) ([]api.Item, error) {
+			return []api.Item{{ID: "primary_keys", Level: api.Warning, Passed: false, Detail: "t has no key"}}, nil
 		},
 		"Apply": applyUntilCancelled(func(int) {
-			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 		}),
 	})
 	s := testSpec()
 	s.IgnorePrecheck = []string{"primary_keys"}
 	env.ExecuteWorkflow(SyncTask, s, nil)
 	require.NoError(t, env.GetWorkflowError())
-	require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
+	require.Equal(t, api.PhaseReleased, queryStatus(t, env).Phase)
 }
 
 func TestRetryWindows(t *testing.T) {
@@ -227,7 +226,7 @@ func TestRetryWindows(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var env *testsuite.TestWorkflowEnvironment
 			calls := 0
-			var failedSeen *Status
+			var failedSeen *api.Status
 			env = newEnv(t, map[string]any{
 				"CopyChunk": func(context.Context, activities.CopyChunkInput) (fullload.Result, error) {
 					calls++
@@ -237,7 +236,7 @@ func TestRetryWindows(t *testing.T) {
 					return fullload.Result{Rows: 1}, nil
 				},
 				"Apply": applyUntilCancelled(func(int) {
-					env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+					env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 				}),
 			})
 			if tt.wantFailed {
@@ -246,19 +245,19 @@ func TestRetryWindows(t *testing.T) {
 					st := queryStatus(t, env)
 					failedSeen = &st
 					calls = tt.failures
-					env.SignalWorkflow(SignalResume, nil)
+					env.SignalWorkflow(api.SignalResume, nil)
 				}, 30*time.Minute)
 			}
 			env.ExecuteWorkflow(SyncTask, testSpec(), nil)
 			require.NoError(t, env.GetWorkflowError())
 			st := queryStatus(t, env)
-			require.Equal(t, PhaseReleased, st.Phase)
-			require.Equal(t, RetryState{}, st.Retry, "a success ends the streak")
+			require.Equal(t, api.PhaseReleased, st.Phase)
+			require.Equal(t, api.RetryState{}, st.Retry, "a success ends the streak")
 			require.Empty(t, st.LastError, "and its error is no longer the last one")
 			require.Equal(t, tt.err.(*temporal.ApplicationError).Message(), st.LastRecoveredError)
 			if tt.wantFailed {
 				require.NotNil(t, failedSeen)
-				require.Equal(t, PhaseFailed, failedSeen.Phase)
+				require.Equal(t, api.PhaseFailed, failedSeen.Phase)
 				require.Equal(t, "other", failedSeen.Retry.Class)
 				require.Equal(t, 10, failedSeen.Retry.WindowMinutes)
 				require.Greater(t, failedSeen.Retry.Attempts, 5)
@@ -275,14 +274,14 @@ func TestApplyAfterAFailureKnowsIt(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
 	var seen []int
 	env = newEnv(t, map[string]any{
-		"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+		"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
 			seen = append(seen, in.FailedAttempts)
 			if len(seen) <= 2 {
-				return activities.ApplyProgress{}, temporal.NewNonRetryableApplicationError("update t key (id=1): check violated", string(errclass.Other), nil)
+				return api.ApplyProgress{}, temporal.NewNonRetryableApplicationError("update t key (id=1): check violated", string(errclass.Other), nil)
 			}
-			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 			<-ctx.Done()
-			return activities.ApplyProgress{}, ctx.Err()
+			return api.ApplyProgress{}, ctx.Err()
 		},
 	})
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
@@ -296,53 +295,53 @@ func TestApplyAfterAFailureKnowsIt(t *testing.T) {
 func TestSameFailureAfterProgressKeepsTheStreak(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
 	runs := 0
-	var failedSeen *Status
+	var failedSeen *api.Status
 	env = newEnv(t, map[string]any{
-		"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+		"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
 			runs++
 			if failedSeen != nil {
 				<-ctx.Done()
-				return activities.ApplyProgress{}, ctx.Err()
+				return api.ApplyProgress{}, ctx.Err()
 			}
-			env.SignalWorkflow(activities.SignalApplyProgress, activities.ApplyProgress{AppliedLSN: fmt.Sprintf("0/%X", runs)})
-			return activities.ApplyProgress{}, temporal.NewNonRetryableApplicationError(`insert into t: column "extra" does not exist`, string(errclass.Other), nil)
+			env.SignalWorkflow(activities.SignalApplyProgress, api.ApplyProgress{AppliedLSN: fmt.Sprintf("0/%X", runs)})
+			return api.ApplyProgress{}, temporal.NewNonRetryableApplicationError(`insert into t: column "extra" does not exist`, string(errclass.Other), nil)
 		},
 	})
 	env.RegisterDelayedCallback(func() {
 		st := queryStatus(t, env)
 		failedSeen = &st
-		env.SignalWorkflow(SignalRelease, nil)
+		env.SignalWorkflow(api.SignalRelease, nil)
 	}, 3*time.Hour)
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
 	require.NoError(t, env.GetWorkflowError())
 	require.NotNil(t, failedSeen)
-	require.Equal(t, PhaseFailed, failedSeen.Phase, "the window of the streak ended: %+v", failedSeen.Retry)
+	require.Equal(t, api.PhaseFailed, failedSeen.Phase, "the window of the streak ended: %+v", failedSeen.Retry)
 	require.Equal(t, `insert into t: column "extra" does not exist`, failedSeen.LastError)
 	require.Greater(t, failedSeen.Retry.Attempts, 5, "every run counted in one streak")
 }
 
 func TestPauseStopsApplyAndResumeRestartsIt(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
-	var pausedSeen Status
+	var pausedSeen api.Status
 	env = newEnv(t, map[string]any{"Apply": applyUntilCancelled(func(run int) {
 		switch run {
 		case 1:
 			env.RegisterDelayedCallback(func() {
-				env.SignalWorkflow(SignalPause, nil)
+				env.SignalWorkflow(api.SignalPause, nil)
 				env.RegisterDelayedCallback(func() {
 					pausedSeen = queryStatus(t, env)
-					env.SignalWorkflow(SignalResume, nil)
+					env.SignalWorkflow(api.SignalResume, nil)
 				}, 2*time.Second)
 			}, time.Second)
 		case 2:
-			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 		}
 	})})
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
 	require.NoError(t, env.GetWorkflowError())
-	require.Equal(t, PhasePaused, pausedSeen.Phase)
+	require.Equal(t, api.PhasePaused, pausedSeen.Phase)
 	env.AssertActivityNumberOfCalls(t, "Apply", 2)
-	require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
+	require.Equal(t, api.PhaseReleased, queryStatus(t, env).Phase)
 }
 
 // TestLostSnapshotReloadsUnfinishedTables: a chunk finds the load's snapshot gone (its holder
@@ -380,24 +379,24 @@ func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 			reset = append(reset, in)
 			return nil
 		},
-		"BuildTables": func(_ context.Context, in activities.BuildInput) (activities.SchemaReport, error) {
+		"BuildTables": func(_ context.Context, in activities.BuildInput) (api.SchemaReport, error) {
 			for _, tm := range in.Tables {
 				builds = append(builds, fmt.Sprintf("%s after %d copies", tm.Source, len(copies)))
 			}
-			return activities.SchemaReport{}, nil
+			return api.SchemaReport{}, nil
 		},
-		"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+		"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
 			skip = in.SkipBefore
-			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 			<-ctx.Done()
-			return activities.ApplyProgress{}, ctx.Err()
+			return api.ApplyProgress{}, ctx.Err()
 		},
 	})
 	verifies := 0
-	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, req api.VerifyRequest) (api.VerifyReport, error) {
 		verifies++
-		return VerifyReport{Task: req.Task, Equal: true}, nil
-	}, workflow.RegisterOptions{Name: VerifyWorkflowName})
+		return api.VerifyReport{Task: req.Task, Equal: true}, nil
+	}, workflow.RegisterOptions{Name: api.VerifyWorkflowName})
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
 	require.NoError(t, env.GetWorkflowError())
 
@@ -417,7 +416,7 @@ func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 	for _, ts := range st.Tables {
 		switch ts.Source {
 		case "public.orders":
-			require.Equal(t, TableStatus{Source: "public.orders", Destination: "public.orders", State: TableDone, RowsCopied: 1200,
+			require.Equal(t, api.TableStatus{Source: "public.orders", Destination: "public.orders", State: api.TableDone, RowsCopied: 1200,
 				RowsEstimate: 1200, BytesCopied: 12000, Chunks: 2, ChunksDone: 2, Reloads: 1}, ts)
 		case "public.items":
 			require.Equal(t, 0, ts.Reloads)
@@ -462,7 +461,7 @@ func TestSmallTablesLoadInBatches(t *testing.T) {
 			return activities.CopiedAndBuilt{Results: res}, err
 		},
 		"Apply": applyUntilCancelled(func(int) {
-			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 		}),
 	})
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
@@ -472,7 +471,7 @@ func TestSmallTablesLoadInBatches(t *testing.T) {
 	st := queryStatus(t, env)
 	rows := map[string]int64{}
 	for _, ts := range st.Tables {
-		require.Equal(t, TableDone, ts.State, ts.Source)
+		require.Equal(t, api.TableDone, ts.State, ts.Source)
 		rows[ts.Source] = ts.RowsCopied
 	}
 	require.Equal(t, map[string]int64{"public.small2": 100, "public.small1": 101, "public.small0": 102, "public.orders": 600, "public.items": 10}, rows)
@@ -483,32 +482,32 @@ func TestSmallTablesLoadInBatches(t *testing.T) {
 // it goes on and, once it streams, starts its Verify workflow (which re-checks what changes).
 func TestVerifyAfterLostSnapshotRunsWhileStreaming(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
-	var verifyRequests []VerifyRequest
+	var verifyRequests []api.VerifyRequest
 	var applyStarted bool
 	env = newEnv(t, map[string]any{
-		"Verify": func(context.Context, activities.SchemaInput) ([]verify.TableResult, error) {
+		"Verify": func(context.Context, activities.SchemaInput) ([]api.TableResult, error) {
 			return nil, temporal.NewNonRetryableApplicationError("import snapshot: gone", activities.ErrSnapshotLost, nil)
 		},
-		"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+		"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
 			applyStarted = true
-			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 			<-ctx.Done()
-			return activities.ApplyProgress{}, ctx.Err()
+			return api.ApplyProgress{}, ctx.Err()
 		},
 	})
-	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, req api.VerifyRequest) (api.VerifyReport, error) {
 		require.False(t, applyStarted, "the verification starts before the first apply run")
 		verifyRequests = append(verifyRequests, req)
-		return VerifyReport{Task: req.Task, Equal: true}, nil
-	}, workflow.RegisterOptions{Name: VerifyWorkflowName})
+		return api.VerifyReport{Task: req.Task, Equal: true}, nil
+	}, workflow.RegisterOptions{Name: api.VerifyWorkflowName})
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
 	require.NoError(t, env.GetWorkflowError())
 	env.AssertActivityNumberOfCalls(t, "Verify", 1)
-	require.Equal(t, []VerifyRequest{{Task: "wf-test"}}, verifyRequests)
+	require.Equal(t, []api.VerifyRequest{{Task: "wf-test"}}, verifyRequests)
 	require.True(t, applyStarted)
 	st := queryStatus(t, env)
 	require.Contains(t, st.LastError, "the task compares the tables once it streams (workflow wf-test-verify)")
-	require.Equal(t, PhaseReleased, st.Phase)
+	require.Equal(t, api.PhaseReleased, st.Phase)
 }
 
 // TestSnapshotLostBeforeTheLoad: the holder ends while the schema is read (or the load planned),
@@ -533,20 +532,20 @@ func TestSnapshotLostBeforeTheLoad(t *testing.T) {
 					return cdc.SlotSnapshot{SnapshotName: name, ConsistentPoint: fmt.Sprintf("0/%d", opens)}, nil
 				},
 				"ResetLoad": func(context.Context, activities.ResetLoadInput) error { return nil },
-				"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
+				"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
 					skip = in.SkipBefore
-					env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+					env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 					<-ctx.Done()
-					return activities.ApplyProgress{}, ctx.Err()
+					return api.ApplyProgress{}, ctx.Err()
 				},
 			}
 			gone := temporal.NewNonRetryableApplicationError("import snapshot: gone", activities.ErrSnapshotLost, nil)
 			if step == "SchemaPreData" {
-				over[step] = func(_ context.Context, in activities.SchemaInput) (activities.SchemaReport, error) {
+				over[step] = func(_ context.Context, in activities.SchemaInput) (api.SchemaReport, error) {
 					if lost(in) {
-						return activities.SchemaReport{}, gone
+						return api.SchemaReport{}, gone
 					}
-					return activities.SchemaReport{}, nil
+					return api.SchemaReport{}, nil
 				}
 			} else {
 				over[step] = func(_ context.Context, in activities.SchemaInput) ([]activities.TablePlan, error) {
@@ -557,15 +556,15 @@ func TestSnapshotLostBeforeTheLoad(t *testing.T) {
 				}
 			}
 			env = newEnv(t, over)
-			env.RegisterWorkflowWithOptions(func(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
-				return VerifyReport{Task: req.Task, Equal: true}, nil
-			}, workflow.RegisterOptions{Name: VerifyWorkflowName})
+			env.RegisterWorkflowWithOptions(func(ctx workflow.Context, req api.VerifyRequest) (api.VerifyReport, error) {
+				return api.VerifyReport{Task: req.Task, Equal: true}, nil
+			}, workflow.RegisterOptions{Name: api.VerifyWorkflowName})
 			env.ExecuteWorkflow(SyncTask, testSpec(), nil)
 			require.NoError(t, env.GetWorkflowError())
 			require.Equal(t, []string{"00000003-1 temporary=false", "00000003-2 temporary=true"}, snapshots)
 			require.Equal(t, []string{"00000003-1", "00000003-2"}, reads, "read again in the new snapshot")
 			require.ElementsMatch(t, []activities.SkipBefore{{Table: tItems.Source, LSN: "0/2"}, {Table: tOrders.Source, LSN: "0/2"}}, skip)
-			require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
+			require.Equal(t, api.PhaseReleased, queryStatus(t, env).Phase)
 		})
 	}
 }
@@ -584,16 +583,16 @@ func TestSnapshotSessionLostWhileOpening(t *testing.T) {
 			}
 			return cdc.SlotSnapshot{SnapshotName: "00000003-1", ConsistentPoint: "0/1"}, nil
 		},
-		"Apply": func(ctx context.Context, in activities.ApplyInput) (activities.ApplyProgress, error) {
-			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+		"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 			<-ctx.Done()
-			return activities.ApplyProgress{}, ctx.Err()
+			return api.ApplyProgress{}, ctx.Err()
 		},
 	})
 	env.ExecuteWorkflow(SyncTask, testSpec(), nil)
 	require.NoError(t, env.GetWorkflowError())
 	require.Equal(t, 2, opens)
-	require.Equal(t, PhaseReleased, queryStatus(t, env).Phase)
+	require.Equal(t, api.PhaseReleased, queryStatus(t, env).Phase)
 }
 
 // TestVerifyRetriesConnectionErrors: a verification whose activities meet a restarting server
@@ -602,7 +601,7 @@ func TestVerifyRetriesConnectionErrors(t *testing.T) {
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(temporalx.NewZapLogger(zap.NewNop()))
 	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(Verify, workflow.RegisterOptions{Name: VerifyWorkflowName})
+	env.RegisterWorkflowWithOptions(Verify, workflow.RegisterOptions{Name: api.VerifyWorkflowName})
 	env.RegisterActivity(&activities.Activities{})
 	describes := 0
 	env.OnActivity("DescribeTask", mock.Anything, mock.Anything).Return(func(context.Context, string) (activities.TaskInfo, error) {
@@ -613,10 +612,10 @@ func TestVerifyRetriesConnectionErrors(t *testing.T) {
 		return activities.TaskInfo{Spec: testSpec()}, nil
 	})
 	env.OnActivity("ResolveTables", mock.Anything, mock.Anything).Return([]spec.TableMap{tOrders}, nil)
-	env.OnActivity("VerifyTask", mock.Anything, mock.Anything).Return([]verify.TableResult{{Source: "public.orders", Equal: true}}, nil)
-	env.ExecuteWorkflow(VerifyWorkflowName, VerifyRequest{Task: "wf-test"})
+	env.OnActivity("VerifyTask", mock.Anything, mock.Anything).Return([]api.TableResult{{Source: "public.orders", Equal: true}}, nil)
+	env.ExecuteWorkflow(api.VerifyWorkflowName, api.VerifyRequest{Task: "wf-test"})
 	require.NoError(t, env.GetWorkflowError())
-	var rep VerifyReport
+	var rep api.VerifyReport
 	require.NoError(t, env.GetWorkflowResult(&rep))
 	require.True(t, rep.Equal)
 	require.Equal(t, 3, describes)
@@ -680,7 +679,7 @@ func TestKeysAreBuiltAsEachTableCompletes(t *testing.T) {
 					log = append(log, "copy "+strings.Join(ids, " ")+" and build "+strings.Join(built, " "))
 					return activities.CopiedAndBuilt{Results: make([]fullload.Result, len(in.Chunks))}, nil
 				},
-				"BuildTables": func(_ context.Context, in activities.BuildInput) (activities.SchemaReport, error) {
+				"BuildTables": func(_ context.Context, in activities.BuildInput) (api.SchemaReport, error) {
 					names := func(tables []spec.TableMap) []string {
 						var out []string
 						for _, tm := range tables {
@@ -691,17 +690,17 @@ func TestKeysAreBuiltAsEachTableCompletes(t *testing.T) {
 					if len(in.ForeignKeysOf) > 0 {
 						require.Empty(t, in.Tables)
 						log = append(log, fmt.Sprintf("link %s referencing %v", strings.Join(names(in.ForeignKeysOf), " "), names(in.Referenced)))
-						return activities.SchemaReport{}, nil
+						return api.SchemaReport{}, nil
 					}
 					log = append(log, "build "+strings.Join(names(in.Tables), " "))
-					return activities.SchemaReport{Created: []string{"index on " + names(in.Tables)[0]}}, nil
+					return api.SchemaReport{Created: []string{"index on " + names(in.Tables)[0]}}, nil
 				},
-				"SchemaPostData": func(_ context.Context, in activities.SchemaInput) (activities.SchemaReport, error) {
+				"SchemaPostData": func(_ context.Context, in activities.SchemaInput) (api.SchemaReport, error) {
 					log = append(log, fmt.Sprintf("post-data built %v linked %v", in.Built, in.Linked))
-					return activities.SchemaReport{}, nil
+					return api.SchemaReport{}, nil
 				},
 				"Apply": applyUntilCancelled(func(int) {
-					env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRelease, nil) }, time.Second)
+					env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 				}),
 			})
 			s := testSpec()

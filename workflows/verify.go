@@ -8,44 +8,16 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
-	"github.com/skein-dts/skein/pkg/verify"
 )
-
-// VerifyWorkflowName compares a task's source and destination on demand (`skein verify ID`; from
-// the Temporal CLI: `temporal workflow execute --type Verify --task-queue skein --input
-// '{"task":"ID"}'`).
-const VerifyWorkflowName = "Verify"
-
-// VerifyWorkflowID is the workflow id of task's verification: one at a time per task.
-func VerifyWorkflowID(task string) string { return task + "-verify" }
-
-// SignalVerifyReport carries a finished verification's results to its running task, so they show
-// in the task's status and history.
-const SignalVerifyReport = "verify-report"
-
-// VerifyRequest names the task to verify.
-type VerifyRequest struct {
-	Task string `json:"task"`
-}
-
-// VerifyReport is the result of a verification.
-type VerifyReport struct {
-	Task string `json:"task"`
-	// Equal is true when no table differs.
-	Equal bool `json:"equal"`
-	// Streaming is true when the task applied changes during the comparison: differences were
-	// re-checked once the apply had passed them.
-	Streaming bool                 `json:"streaming"`
-	Tables    []verify.TableResult `json:"tables"`
-}
 
 // Verify compares every table of a task: in checksum mode chunk by chunk, differences narrowed
 // down to rows. A running task must be in incremental (its changes keep streaming while the
 // comparison waits for them); a closed task is compared as the databases are.
-func Verify(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
-	rep := VerifyReport{Task: req.Task}
+func Verify(ctx workflow.Context, req api.VerifyRequest) (api.VerifyReport, error) {
+	rep := api.VerifyReport{Task: req.Task}
 	if req.Task == "" {
 		return rep, temporal.NewNonRetryableApplicationError("task: the id of the task to verify is required", "bad_request", nil)
 	}
@@ -59,7 +31,7 @@ func Verify(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
 	}); err != nil {
 		return rep, err
 	}
-	if info.Running && info.Phase != PhaseIncremental {
+	if info.Running && info.Phase != api.PhaseIncremental {
 		return rep, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"task %s is %s: verify compares a running task while it is incremental (or once it has ended)", req.Task, info.Phase),
 			"bad_phase", nil)
@@ -92,7 +64,7 @@ func Verify(ctx workflow.Context, req VerifyRequest) (VerifyReport, error) {
 	}
 	if info.Running {
 		// The task may have ended since; its status then simply misses this report.
-		err := workflow.SignalExternalWorkflow(ctx, req.Task, "", SignalVerifyReport, rep.Tables).Get(ctx, nil)
+		err := workflow.SignalExternalWorkflow(ctx, req.Task, "", api.SignalVerifyReport, rep.Tables).Get(ctx, nil)
 		if err != nil {
 			workflow.GetLogger(ctx).Warn("verify report not delivered to the task", "task", req.Task, "error", err)
 		}

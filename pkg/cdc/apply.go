@@ -11,28 +11,14 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
-// Counts are the changes applied.
-type Counts struct {
-	Transactions int64 `json:"transactions"`
-	Inserts      int64 `json:"inserts"`
-	Updates      int64 `json:"updates"`
-	Deletes      int64 `json:"deletes"`
-	Truncates    int64 `json:"truncates"`
-	// Missing counts updates and deletes that found no row on the destination.
-	Missing int64 `json:"missing"`
-	// Streamed counts transactions the source sent in parts before their commit (large ones),
-	// kept on the worker's disk and applied at their commit.
-	Streamed int64 `json:"streamed,omitempty"`
-	// SchemaChanges counts the source's schema changes applied to the destination;
-	// SchemaChangesSkipped those of tables whose operations leave out ddl.
-	SchemaChanges        int64 `json:"schema_changes,omitempty"`
-	SchemaChangesSkipped int64 `json:"schema_changes_skipped,omitempty"`
-}
+// Counts are the changes applied (api.Counts).
+type Counts = api.Counts
 
 // applier turns pgoutput row messages into statements on the destination. Values stay in
 // PostgreSQL's text format end to end (pgoutput sends text; parameters are sent as text with

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pglogrepl"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pglogrepl"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"

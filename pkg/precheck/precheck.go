@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/dbconn"
@@ -23,47 +24,15 @@ import (
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
-// Levels.
+// Item is one precheck result (api.Item).
+type Item = api.Item
+
+// Levels of an Item.
 const (
-	Error   = "error"
-	Warning = "warning"
-	Info    = "info"
+	Error   = api.Error
+	Warning = api.Warning
+	Info    = api.Info
 )
-
-// Item is one precheck result.
-type Item struct {
-	ID     string `json:"id"`
-	Level  string `json:"level"`
-	Passed bool   `json:"passed"`
-	Detail string `json:"detail"`
-	Fix    string `json:"fix"`
-}
-
-// Blocking reports whether the item stops the task: a failed error, or a failed warning the spec
-// does not ignore.
-func (it Item) Blocking(ignore []string) bool {
-	if it.Passed {
-		return false
-	}
-	switch it.Level {
-	case Error:
-		return true
-	case Warning:
-		return !slices.Contains(ignore, it.ID)
-	}
-	return false
-}
-
-// Failed returns the items that stop the task.
-func Failed(items []Item, ignore []string) []Item {
-	var out []Item
-	for _, it := range items {
-		if it.Blocking(ignore) {
-			out = append(out, it)
-		}
-	}
-	return out
-}
 
 // Options tune the checks.
 type Options struct {

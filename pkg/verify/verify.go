@@ -22,10 +22,17 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/ddl"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/throttle"
+)
+
+// Results of a comparison (api.TableResult, api.Diff).
+type (
+	TableResult = api.TableResult
+	Diff        = api.Diff
 )
 
 // Kinds of differences.
@@ -35,34 +42,6 @@ const (
 	Different = "different" // on both, with other values
 	Changing  = "changing"  // kept changing on the source through every re-check: not proven either way
 )
-
-// Diff is one row that differs.
-type Diff struct {
-	Kind string `json:"kind"`
-	// Key names the row: "id=42" for a table with a key, "row md5 <md5 of the row's text>" for a
-	// table without one (its values never leave the databases).
-	Key string `json:"key"`
-}
-
-// TableResult is the comparison of one table.
-type TableResult struct {
-	Source        string `json:"source"`
-	Destination   string `json:"destination"`
-	Mode          string `json:"mode,omitempty"`
-	SourceRows    int64  `json:"source_rows"`
-	DestRows      int64  `json:"dest_rows"`
-	Chunks        int    `json:"chunks,omitempty"`
-	ChunksChecked int    `json:"chunks_checked,omitempty"`
-	Missing       int64  `json:"missing,omitempty"`
-	Extra         int64  `json:"extra,omitempty"`
-	Different     int64  `json:"different,omitempty"`
-	Changing      int64  `json:"changing,omitempty"`
-	// Diffs lists differing rows, at most Options.MaxDiffs of them; the counts above are the totals.
-	Diffs []Diff `json:"diffs,omitempty"`
-	Equal bool   `json:"equal"`
-	// Note explains a comparison that could not be narrowed down to rows.
-	Note string `json:"note,omitempty"`
-}
 
 // Querier runs queries: a *pgx.Conn or a pgx.Tx (for instance one inside the task's snapshot).
 type Querier = catalog.Querier

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
@@ -165,7 +166,7 @@ func startSkein(b *testing.B) (client.Client, func()) {
 	dev, err := testharness.StartTemporal(context.Background())
 	require.NoError(b, err)
 	c := dev.Client()
-	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
+	w := worker.New(c, api.TaskQueue, workflows.WorkerOptions())
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{}, Log: zap.NewNop(), Client: c})
 	require.NoError(b, w.Start())
@@ -183,7 +184,7 @@ func skeinLoad(b *testing.B, c client.Client, srcPG, dstPG *testharness.Postgres
 	s.Verify.Mode = spec.VerifyNone
 	s.ApplyDefaults()
 	require.NoError(b, s.Validate())
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: workflows.TaskQueue}, workflows.WorkflowName, s, nil)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: api.TaskQueue}, api.WorkflowName, s, nil)
 	require.NoError(b, err)
 	// Where the time goes: the phases as the status query shows them.
 	done := make(chan error, 1)
@@ -205,11 +206,11 @@ func skeinLoad(b *testing.B, c client.Client, srcPG, dstPG *testharness.Postgres
 			return
 		case <-time.After(200 * time.Millisecond):
 		}
-		v, err := c.QueryWorkflow(ctx, s.Name, "", workflows.QueryStatus)
+		v, err := c.QueryWorkflow(ctx, s.Name, "", api.QueryStatus)
 		if err != nil {
 			continue
 		}
-		var st workflows.Status
+		var st api.Status
 		if v.Get(&st) == nil && (len(phases) == 0 || phases[len(phases)-1] != st.Phase) {
 			phases = append(phases, st.Phase)
 			at = append(at, time.Since(t0))

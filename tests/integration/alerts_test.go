@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/workflows"
 )
@@ -68,7 +69,7 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 	s.Retry = spec.Retry{ConnectionMinutes: 10, OtherMinutes: 5}
 	// Retry windows count in seconds here: 10 "minutes" are 10 seconds.
 	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 200 * time.Millisecond, RetryUnit: time.Second})
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	t.Run("latency alert", func(t *testing.T) {
 		for i := 0; i < 300; i++ {
@@ -87,17 +88,17 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 	})
 
 	t.Run("paused: the lag grows in status", func(t *testing.T) {
-		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalPause, nil))
-		waitPhase(t, c, run.GetID(), workflows.PhasePaused, time.Minute)
+		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalPause, nil))
+		waitPhase(t, c, run.GetID(), api.PhasePaused, time.Minute)
 		mustExec(t, src, `INSERT INTO shop.customers (name) SELECT 'paused ' || i FROM generate_series(1, 500) i`)
 		eventually(t, 30*time.Second, func() error {
 			st := status(t, c, run.GetID())
-			if st.Phase != workflows.PhasePaused || st.LagBytes < 10000 || st.LagSeconds <= 0 {
+			if st.Phase != api.PhasePaused || st.LagBytes < 10000 || st.LagSeconds <= 0 {
 				return fmt.Errorf("phase %s lag %d bytes %.1fs", st.Phase, st.LagBytes, st.LagSeconds)
 			}
 			return nil
 		})
-		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalResume, nil))
+		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalResume, nil))
 	})
 
 	dst, err := dstPG.Connect(ctx, "target")
@@ -110,7 +111,7 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 		go func() { restarted <- dstPG.Restart(ctx, 25*time.Second) }()
 		time.Sleep(time.Second)
 		mustExec(t, src, `UPDATE shop.orders SET amount = amount + 1 WHERE id <= 10; INSERT INTO shop.customers (name) VALUES ('during outage')`)
-		st := waitPhase(t, c, run.GetID(), workflows.PhaseFailed, time.Minute)
+		st := waitPhase(t, c, run.GetID(), api.PhaseFailed, time.Minute)
 		require.Equal(t, "connection", st.Retry.Class)
 		require.Equal(t, 10, st.Retry.WindowMinutes)
 		require.Contains(t, st.LastError, "127.0.0.1")
@@ -119,20 +120,20 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 			if !ok {
 				return fmt.Errorf("no failure alert yet")
 			}
-			if !strings.Contains(ev.Message, "127.0.0.1") || ev.Phase != workflows.PhaseFailed {
+			if !strings.Contains(ev.Message, "127.0.0.1") || ev.Phase != api.PhaseFailed {
 				return fmt.Errorf("failure alert %+v", ev)
 			}
 			return nil
 		})
 		require.NoError(t, <-restarted)
 		time.Sleep(time.Second)
-		require.Equal(t, workflows.PhaseFailed, status(t, c, run.GetID()).Phase, "a failed task waits for resume")
-		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalResume, nil))
+		require.Equal(t, api.PhaseFailed, status(t, c, run.GetID()).Phase, "a failed task waits for resume")
+		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalResume, nil))
 		dst, err := dstPG.Connect(ctx, "target")
 		require.NoError(t, err)
 		defer dst.Close(ctx)
 		eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
-		waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, time.Minute)
+		waitPhase(t, c, run.GetID(), api.PhaseIncremental, time.Minute)
 	})
 
 	t.Run("an apply error fails the task after the other-errors window, naming table, key and statement", func(t *testing.T) {
@@ -141,18 +142,18 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 		defer dst.Close(ctx)
 		mustExec(t, dst, `INSERT INTO mart.clients (id, name) VALUES (999999, 'in the way')`)
 		mustExec(t, src, `INSERT INTO shop.customers (id, name) VALUES (999999, 'blocked')`)
-		st := waitPhase(t, c, run.GetID(), workflows.PhaseFailed, time.Minute)
+		st := waitPhase(t, c, run.GetID(), api.PhaseFailed, time.Minute)
 		require.Equal(t, "other", st.Retry.Class)
 		// One row: a single-row INSERT in the pipeline (a longer run is a COPY).
 		for _, want := range []string{"mart.clients", "id=999999", `INSERT INTO "mart"."clients"`, "already exists"} {
 			require.Contains(t, st.LastError, want)
 		}
 		mustExec(t, dst, `DELETE FROM mart.clients WHERE id = 999999`)
-		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalResume, nil))
+		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalResume, nil))
 		eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	})
 
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalRelease, nil))
 	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))
 	recordHistory(t, c, run.GetID(), "alerts-pause-failed-resume-release")
 }

@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/temporalx"
 	"github.com/skein-dts/skein/pkg/testharness"
@@ -207,18 +208,18 @@ func restartFault(side, mode string) fault {
 
 // phase asks the task's phase (with the step being retried), "unreachable" while Temporal cannot
 // answer.
-func (r *chaosRig) phase() (workflows.Status, string) {
+func (r *chaosRig) phase() (api.Status, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	v, err := r.c.QueryWorkflow(ctx, r.task, "", workflows.QueryStatus)
+	v, err := r.c.QueryWorkflow(ctx, r.task, "", api.QueryStatus)
 	if err != nil {
-		return workflows.Status{}, "unreachable"
+		return api.Status{}, "unreachable"
 	}
-	var st workflows.Status
+	var st api.Status
 	if err := v.Get(&st); err != nil {
 		return st, "unreachable"
 	}
-	if st.Phase == workflows.PhaseRetrying && st.Step != "" {
+	if st.Phase == api.PhaseRetrying && st.Step != "" {
 		return st, st.Step + " (retrying)"
 	}
 	return st, st.Phase
@@ -265,9 +266,9 @@ func waitIncremental(t *testing.T, r *chaosRig, seed int64, timeout time.Duratio
 	for deadline := time.Now().Add(timeout); ; time.Sleep(time.Second) {
 		st, phase := r.phase()
 		switch {
-		case phase == workflows.PhaseIncremental:
+		case phase == api.PhaseIncremental:
 			return
-		case phase == workflows.PhaseFailed || phase == workflows.PhasePrecheckFailed:
+		case phase == api.PhaseFailed || phase == api.PhasePrecheckFailed:
 			t.Fatalf("seed %d: the task is %s: %s", seed, phase, st.LastError)
 		case time.Now().After(deadline):
 			t.Fatalf("seed %d: the task did not reach incremental in %s: phase %s\n%s", seed, timeout, phase, describe(r.c, r.task))
@@ -401,7 +402,7 @@ END LOOP; END $$`, wideTables))
 		}
 	}()
 	time.Sleep(time.Second)
-	run, err := r.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: r.task, TaskQueue: workflows.TaskQueue}, workflows.WorkflowName, s,
+	run, err := r.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: r.task, TaskQueue: api.TaskQueue}, api.WorkflowName, s,
 		&workflows.Carry{ApplyReportEvery: 500 * time.Millisecond, HistoryLimit: 500})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.c.TerminateWorkflow(context.Background(), r.task, "", "test over") })
@@ -427,7 +428,7 @@ END LOOP; END $$`, wideTables))
 		record(phase, f, number)
 	}
 	// At a phase's entry only when no other fault is under way: it would label the wrong phase.
-	stopWatch := watchPhases(r, seed, []string{workflows.PhasePrechecking, workflows.PhaseSchema, workflows.PhasePostSchema},
+	stopWatch := watchPhases(r, seed, []string{api.PhasePrechecking, api.PhaseSchema, api.PhasePostSchema},
 		func(phase string, f fault) bool {
 			if !faultMu.TryLock() {
 				return false
@@ -440,10 +441,10 @@ END LOOP; END $$`, wideTables))
 	// The drawn faults start with the load: the watcher covers the phases before it.
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		st, phase := r.phase()
-		if phase == workflows.PhaseFailed || phase == workflows.PhasePrecheckFailed {
+		if phase == api.PhaseFailed || phase == api.PhasePrecheckFailed {
 			t.Fatalf("seed %d: the task is %s: %s", seed, phase, st.LastError)
 		}
-		if phase != "unreachable" && !strings.HasPrefix(phase, workflows.PhasePrechecking) && !strings.HasPrefix(phase, workflows.PhaseSchema) {
+		if phase != "unreachable" && !strings.HasPrefix(phase, api.PhasePrechecking) && !strings.HasPrefix(phase, api.PhaseSchema) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -461,7 +462,7 @@ END LOOP; END $$`, wideTables))
 			time.Sleep(r.pause(500, 6000))
 		}
 		st, phase := r.phase()
-		if phase == workflows.PhaseFailed || phase == workflows.PhasePrecheckFailed {
+		if phase == api.PhaseFailed || phase == api.PhasePrecheckFailed {
 			t.Fatalf("seed %d: the task is %s before fault %d: %s", seed, phase, i+1, st.LastError)
 		}
 		inject(phase, chaosFaults[r.rng.Intn(len(chaosFaults))], fmt.Sprintf("%2d/%d", i+1, faults))
@@ -511,10 +512,10 @@ END LOOP; END $$`, wideTables))
 	var last error
 	for deadline := time.Now().Add(6 * time.Minute); ; {
 		st, phase := r.phase()
-		if phase == workflows.PhaseFailed || phase == workflows.PhasePrecheckFailed {
+		if phase == api.PhaseFailed || phase == api.PhasePrecheckFailed {
 			t.Fatalf("seed %d: the task is %s: %s", seed, phase, st.LastError)
 		}
-		if phase == workflows.PhaseIncremental {
+		if phase == api.PhaseIncremental {
 			if last = reconnect(); last == nil {
 				if last = compareAll(ctx, src, dst, checks); last == nil {
 					break
@@ -555,7 +556,7 @@ WHERE slot_name = 'skein_chaos'`, progress).Scan(&slotFlush, &behind); err != ni
 	})
 
 	// Release leaves nothing behind.
-	require.NoError(t, r.c.SignalWorkflow(ctx, r.task, "", workflows.SignalRelease, nil))
+	require.NoError(t, r.c.SignalWorkflow(ctx, r.task, "", api.SignalRelease, nil))
 	relCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	require.NoError(t, r.c.GetWorkflow(relCtx, r.task, "").Get(relCtx, nil))

@@ -15,14 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"sigs.k8s.io/yaml"
-
-	"github.com/skein-dts/skein/workflows"
 )
 
 // buildSkein builds the skein binary for the test.
@@ -101,7 +100,7 @@ func TestCLI(t *testing.T) {
 	require.Equal(t, 1, r.code, "a running task is not started twice")
 	require.Contains(t, r.stderr, "already running")
 
-	waitPhase(t, devServer.Client(), "it-cli", workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, devServer.Client(), "it-cli", api.PhaseIncremental, 3*time.Minute)
 	r = runSkein(t, bin, "status", "it-cli", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
 	var st map[string]any
@@ -144,9 +143,9 @@ func TestCLI(t *testing.T) {
 
 	r = runSkein(t, bin, "pause", "it-cli")
 	require.Equal(t, 0, r.code, r.stderr)
-	waitPhase(t, devServer.Client(), "it-cli", workflows.PhasePaused, time.Minute)
+	waitPhase(t, devServer.Client(), "it-cli", api.PhasePaused, time.Minute)
 	require.Equal(t, 0, runSkein(t, bin, "resume", "it-cli", "--identity", "ops:alice").code)
-	waitPhase(t, devServer.Client(), "it-cli", workflows.PhaseIncremental, time.Minute)
+	waitPhase(t, devServer.Client(), "it-cli", api.PhaseIncremental, time.Minute)
 	// The history says who did what: skein names itself as the Temporal CLI does (or as told).
 	me, err := user.Current()
 	require.NoError(t, err)
@@ -160,8 +159,8 @@ func TestCLI(t *testing.T) {
 	require.Contains(t, summary, "Skein task it-cli: postgres@127.0.0.1:")
 	ids := historyIdentities(t, "it-cli")
 	require.Equal(t, "skein:"+me.Username+"@"+host, ids["started"])
-	require.Equal(t, "skein:"+me.Username+"@"+host, ids["signal "+workflows.SignalPause])
-	require.Equal(t, "ops:alice", ids["signal "+workflows.SignalResume])
+	require.Equal(t, "skein:"+me.Username+"@"+host, ids["signal "+api.SignalPause])
+	require.Equal(t, "ops:alice", ids["signal "+api.SignalResume])
 
 	// Cutover: the source's sequences move on; skein sequences carries them over with an offset.
 	src, err := srcPG.Connect(ctx, "shop")
@@ -195,7 +194,7 @@ func TestCLI(t *testing.T) {
 	require.Contains(t, r.stdout, "apply paused")
 	require.Contains(t, r.stdout, "database target")
 	require.Contains(t, r.stdout, "skein release it-cli")
-	require.Equal(t, workflows.PhasePaused, status(t, devServer.Client(), "it-cli").Phase)
+	require.Equal(t, api.PhasePaused, status(t, devServer.Client(), "it-cli").Phase)
 	require.NoError(t, compareAll(ctx, src, dst, shopChecks[:2]), "everything written before the cutover is applied")
 	var want, got int64
 	require.NoError(t, src.QueryRow(ctx, "SELECT last_value FROM shop.customers_id_seq").Scan(&want))
@@ -241,7 +240,7 @@ func TestReleaseTerminatedTask(t *testing.T) {
 	srcPG, dstPG, src, dst := shopPair(t, true)
 	c := startWorker(t, t.TempDir())
 	run := startTask(t, c, shopSpec("it-terminated", srcPG, dstPG), nil)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	require.NoError(t, c.TerminateWorkflow(ctx, run.GetID(), "", "operator terminated it"))
 	slots := func() int {
 		var n int
@@ -284,7 +283,7 @@ func TestStartThroughTheTemporalClientNamesBadFields(t *testing.T) {
 		{"it-json-type", `{"name":"it-json-type","source":{"host":"127.0.0.1","port":"x","database":"d","user":"u"},"destination":{"host":"127.0.0.1","database":"d","user":"u"},"objects":[{"schema":"public","tables":[{"name":"t","colums":{}}]}]}`,
 			"source.port: expected a whole number, got a string"},
 	} {
-		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: tc.id, TaskQueue: workflows.TaskQueue}, workflows.WorkflowName, json.RawMessage(tc.doc))
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: tc.id, TaskQueue: api.TaskQueue}, api.WorkflowName, json.RawMessage(tc.doc))
 		require.NoError(t, err)
 		err = run.Get(ctx, nil)
 		require.ErrorContains(t, err, tc.want)

@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // TestColumnTypes moves an xml column as text (column_types: {x: text}), which is how a
@@ -26,7 +26,7 @@ INSERT INTO s.docs SELECT g, ('<a n="' || g || '">' || repeat('z', g % 50) || '<
 		s := spec.Spec{Name: "it-coltypes", Source: srcPG.Endpoint("docs"), Destination: dstPG.Endpoint("target"),
 			Objects: []spec.Object{{Schema: "s", Tables: []spec.Table{{Name: "docs", ColumnTypes: map[string]string{"x": "text"}}}}}}
 		run := startTask(t, c, s, nil)
-		st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+		st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 		require.Empty(t, st.LastError)
 		var typ string
 		require.NoError(t, dst.QueryRow(ctx, `SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 's.docs'::regclass AND attname = 'x'`).Scan(&typ))

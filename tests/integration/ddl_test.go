@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
-	"github.com/skein-dts/skein/workflows"
 )
 
 const ddlSchema = `
@@ -84,7 +84,7 @@ func testSchemaChangesWhileStreaming(t *testing.T, lanes int) {
 		Apply: spec.Apply{Lanes: lanes},
 	}
 	run := startTask(t, c, s, nil)
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	require.Empty(t, st.LastError)
 	ddlChecks := func() []tableCheck {
 		return []tableCheck{
@@ -160,14 +160,14 @@ func testSchemaChangesWhileStreaming(t *testing.T, lanes int) {
 		}
 		return nil
 	})
-	require.Equal(t, workflows.NoteCreatedBySchemaChange, findTable(status(t, c, run.GetID()), "app.fresh").Note)
+	require.Equal(t, api.NoteCreatedBySchemaChange, findTable(status(t, c, run.GetID()), "app.fresh").Note)
 	// Verification compares the tables under their new names and shapes.
 	rep := verifyTask(t, c, run.GetID())
 	require.True(t, rep.Equal, "%+v", rep.Tables)
 	require.Len(t, rep.Tables, len(ddlChecks())+2, "every table, with the partitions m_eu and the new m_us")
 
 	// Release removes the capture triggers with the slot.
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalRelease, nil))
 	require.NoError(t, run.Get(ctx, nil))
 	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'skein%'`).Scan(&n))
 	require.Zero(t, n, "capture triggers removed")
@@ -281,7 +281,7 @@ INSERT INTO crm.fixed VALUES (1, 'one');`)
 		Objects: []spec.Object{{Schema: "crm", Tables: []spec.Table{{Name: "fixed", Operations: []string{"insert", "update", "delete", "truncate"}}}}},
 	}
 	run := startTask(t, c, s, nil)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	mustExec(t, src, `ALTER TABLE crm.fixed RENAME COLUMN label TO title`)
 	mustExec(t, src, `INSERT INTO crm.fixed VALUES (2, 'two')`)
 	mustExec(t, src, `CREATE VIEW crm.fixed_view AS SELECT id FROM crm.fixed`)
@@ -318,7 +318,7 @@ INSERT INTO crm.fixed VALUES (1, 'one');`)
 func TestWorkerKilledAroundSchemaChanges(t *testing.T) {
 	ctx := context.Background()
 	p := startProcessTask(t, "it-kill-ddl", `CREATE TABLE shop.evolving (id int PRIMARY KEY, v int)`, "evolving", nil)
-	waitPhase(t, p.c, p.run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, p.c, p.run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	stop := startWriter(t, p.srcPG, 20*time.Millisecond, func(i int) []string {
 		stmts := []string{
 			fmt.Sprintf(`ALTER TABLE shop.evolving ADD COLUMN c%d int DEFAULT %d`, i, i),

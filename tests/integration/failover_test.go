@@ -9,9 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // TestSourceFailover moves the source to a promoted standby that holds the task's slot (a copy of
@@ -37,7 +37,7 @@ INSERT INTO app.t SELECT i, 'v' || i FROM generate_series(1, 100) i`)
 			Objects: []spec.Object{{Schema: "app"}}, Verify: spec.Verify{Mode: spec.VerifyCount}}
 		s.Source.Port = proxy.Port
 		r := startTask(t, c, s, nil)
-		waitPhase(t, c, r.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+		waitPhase(t, c, r.GetID(), api.PhaseIncremental, 3*time.Minute)
 		standby = primary.NewStandby(t) // stops the primary for a moment: the stream reconnects
 		src.Close(ctx)
 		src, err = primary.Connect(ctx, "app")
@@ -86,7 +86,7 @@ UPDATE app.t SET v = v || '+' WHERE id %% 7 = 0`, from, to))
 		newSrc := failOver(t, primary, standby, proxy)
 		write(t, newSrc, 301, 500)
 		eventually(t, 2*time.Minute, func() error {
-			if st := status(t, c, id); st.Phase == workflows.PhaseFailed {
+			if st := status(t, c, id); st.Phase == api.PhaseFailed {
 				return fmt.Errorf("failed: %s", st.LastError)
 			}
 			return compareAll(ctx, newSrc, dst, check)
@@ -94,7 +94,7 @@ UPDATE app.t SET v = v || '+' WHERE id %% 7 = 0`, from, to))
 		var timeline int
 		require.NoError(t, dst.QueryRow(ctx, `SELECT timeline FROM skein.progress WHERE task = $1`, id).Scan(&timeline))
 		require.Equal(t, 2, timeline, "the progress row follows the new timeline")
-		waitPhase(t, c, id, workflows.PhaseIncremental, time.Minute)
+		waitPhase(t, c, id, api.PhaseIncremental, time.Minute)
 		write(t, newSrc, 501, 510)
 		eventually(t, time.Minute, func() error { return compareAll(ctx, newSrc, dst, check) })
 	})
@@ -111,7 +111,7 @@ UPDATE app.t SET v = v || '+' WHERE id %% 7 = 0`, from, to))
 		require.NoError(t, standby.Promote(ctx))
 		proxy.SetTarget(fmt.Sprintf("127.0.0.1:%d", standby.Port))
 		proxy.Reset()
-		st := waitPhase(t, c, id, workflows.PhaseFailed, 2*time.Minute)
+		st := waitPhase(t, c, id, api.PhaseFailed, 2*time.Minute)
 		require.Contains(t, st.LastError, "the source failed over")
 		require.Contains(t, st.LastError, "left timeline 1")
 		require.Contains(t, st.LastError, "release the task and start it again")

@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // TestDestinationOutOfDiskFailsAtOnce: the destination's tablespace is a 4 MiB file system and
@@ -45,9 +45,9 @@ ALTER TABLE shop.wide ADD PRIMARY KEY (id)`)
 	s.Sync.Incremental = &no
 	start := time.Now()
 	run := startTask(t, c, s, nil)
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseFailed, 2*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseFailed, 2*time.Minute)
 	require.Less(t, time.Since(start), 90*time.Second, "fails at once, not after the retry window")
 	require.Equal(t, "fatal", st.Retry.Class, "%+v", st.Retry)
 	require.Contains(t, st.LastError, "No space left on device")
-	require.Equal(t, workflows.PhaseFullLoad, st.Step, "the step that failed")
+	require.Equal(t, api.PhaseFullLoad, st.Step, "the step that failed")
 }

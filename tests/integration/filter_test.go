@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // TestRowFilter syncs a table with a where filter and a column rename: the full load copies the
@@ -36,7 +36,7 @@ FROM generate_series(1, 3000) i;`)
 		FullLoad: spec.FullLoad{Parallelism: 2, ChunkMB: 1},
 	}
 	run := startTask(t, c, s, nil)
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	require.Len(t, st.Verify, 1)
 	require.True(t, st.Verify[0].Equal, "%+v", st.Verify[0])
 	require.Equal(t, int64(1000), st.Verify[0].SourceRows)
@@ -92,7 +92,7 @@ INSERT INTO shop.metrics SELECT i, DATE '2024-01-01' + i % 360, 'v' || i FROM ge
 		Objects: []spec.Object{{Schema: "shop", To: "mart", Tables: []spec.Table{{Name: "metrics"}}}},
 	}
 	run := startTask(t, c, s, nil)
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	require.Len(t, st.Tables, 3, "the partitions are selected with their parent")
 	for _, v := range st.Verify {
 		require.True(t, v.Equal, "%+v", v)

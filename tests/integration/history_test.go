@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -29,12 +30,12 @@ func TestTaskReadableInTemporal(t *testing.T) {
 	c := startWorker(t, t.TempDir())
 	s := shopSpec("it-history", srcPG, dstPG)
 	s.ApplyDefaults()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: workflows.TaskQueue,
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: api.TaskQueue,
 		StaticSummary: s.Summary(), StaticDetails: s.Details()},
-		workflows.WorkflowName, s, &workflows.Carry{ApplyReportEvery: 5 * time.Second})
+		api.WorkflowName, s, &workflows.Carry{ApplyReportEvery: 5 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), run.GetID(), "", "test over") })
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	metadata := func() *sdkpb.WorkflowMetadata {
 		t.Helper()
@@ -69,7 +70,7 @@ func TestTaskReadableInTemporal(t *testing.T) {
 		require.NotEmpty(t, described[h], "%s is described: %v", h, described)
 		require.NotContains(t, described[h], "Internal")
 	}
-	for _, h := range []string{"signal " + activities.SignalApplyProgress, "signal " + workflows.SignalVerifyReport, "query " + workflows.QueryLoadShare} {
+	for _, h := range []string{"signal " + activities.SignalApplyProgress, "signal " + api.SignalVerifyReport, "query " + api.QueryLoadShare} {
 		require.True(t, strings.HasPrefix(described[h], "Internal to Skein"), "%s: %q", h, described[h])
 	}
 	desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), "")
@@ -94,7 +95,7 @@ func TestTaskReadableInTemporal(t *testing.T) {
 	bin := buildSkein(t)
 	r := runSkein(t, bin, "pause", run.GetID(), "--identity", "ops:alice")
 	require.Equal(t, 0, r.code, r.stderr)
-	waitPhase(t, c, run.GetID(), workflows.PhasePaused, time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhasePaused, time.Minute)
 	eventually(t, 30*time.Second, func() error {
 		if !strings.Contains(metadata().GetCurrentDetails(), "**paused**") {
 			return fmt.Errorf("current details: %s", metadata().GetCurrentDetails())
@@ -103,7 +104,7 @@ func TestTaskReadableInTemporal(t *testing.T) {
 	})
 	r = runSkein(t, bin, "resume", run.GetID(), "--identity", "ops:bob")
 	require.Equal(t, 0, r.code, r.stderr)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, time.Minute)
 	mustExec(t, src, `ALTER TABLE shop.orders ADD COLUMN audit_note text`)
 	eventually(t, time.Minute, func() error {
 		if st := status(t, c, run.GetID()); !strings.Contains(st.SchemaChanges.Last, "audit_note") {
@@ -111,7 +112,7 @@ func TestTaskReadableInTemporal(t *testing.T) {
 		}
 		return nil
 	})
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalRelease, nil))
 	require.NoError(t, run.Get(ctx, nil))
 
 	var trail []string
@@ -130,9 +131,9 @@ func TestTaskReadableInTemporal(t *testing.T) {
 				if strings.Contains(p.LastSchemaChange, "audit_note") && !strings.HasSuffix(strings.Join(trail, ","), "schema change") {
 					trail = append(trail, "schema change")
 				}
-			case workflows.SignalRelease:
+			case api.SignalRelease:
 				trail = append(trail, "release")
-			case workflows.SignalPause, workflows.SignalResume:
+			case api.SignalPause, api.SignalResume:
 				trail = append(trail, a.GetSignalName()+" by "+a.GetIdentity())
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/workflows"
@@ -28,7 +29,7 @@ func TestContinueAsNewUnderLoad(t *testing.T) {
 	s.Verify.Mode = "count"
 	run := startTask(t, c, s, &workflows.Carry{HistoryLimit: 40, ApplyReportEvery: 200 * time.Millisecond})
 	firstRun := run.GetRunID()
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	write := func(n int, tag string) {
 		for i := 0; i < n; i++ {
@@ -40,12 +41,12 @@ func TestContinueAsNewUnderLoad(t *testing.T) {
 		}
 	}
 	write(100, "before pause")
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalPause, nil))
-	waitPhase(t, c, run.GetID(), workflows.PhasePaused, time.Minute)
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalPause, nil))
+	waitPhase(t, c, run.GetID(), api.PhasePaused, time.Minute)
 	write(50, "while paused")
 	// Paused means no writes: the destination stays behind.
 	require.Error(t, compareAll(ctx, src, dst, shopChecks))
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalResume, nil))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalResume, nil))
 	write(100, "after resume")
 	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 
@@ -53,10 +54,10 @@ func TestContinueAsNewUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEqual(t, firstRun, desc.WorkflowExecutionInfo.Execution.RunId, "the task continued as new")
 	st := status(t, c, run.GetID())
-	require.Equal(t, workflows.PhaseIncremental, st.Phase)
+	require.Equal(t, api.PhaseIncremental, st.Phase)
 	require.Len(t, st.Tables, 4, "table progress survives continue-as-new")
 
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalRelease, nil))
 	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))
 	recordHistory(t, c, run.GetID(), "continued-run-pause-resume-release")
 	var n int
@@ -71,7 +72,7 @@ func TestDestinationOutageRecovers(t *testing.T) {
 	srcPG, dstPG, src, _ := shopPair(t, true)
 	c := startWorker(t, t.TempDir())
 	run := startTask(t, c, shopSpec("it-outage", srcPG, dstPG), nil)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- dstPG.Restart(ctx, 8*time.Second) }()
@@ -82,7 +83,7 @@ func TestDestinationOutageRecovers(t *testing.T) {
 		_, err = src.Exec(ctx, `INSERT INTO shop.customers (name) VALUES ($1)`, fmt.Sprint("during outage ", i))
 		require.NoError(t, err)
 	}
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseRetrying, time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseRetrying, time.Minute)
 	require.Equal(t, "connection", st.Retry.Class, "%+v", st.Retry)
 	require.Equal(t, 720, st.Retry.WindowMinutes)
 	require.GreaterOrEqual(t, st.Retry.Attempts, 1)
@@ -95,7 +96,7 @@ func TestDestinationOutageRecovers(t *testing.T) {
 	defer dst.Close(ctx)
 	eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	eventually(t, 30*time.Second, func() error {
-		if st := status(t, c, run.GetID()); st.Phase != workflows.PhaseIncremental || st.Retry.Attempts != 0 {
+		if st := status(t, c, run.GetID()); st.Phase != api.PhaseIncremental || st.Retry.Attempts != 0 {
 			return fmt.Errorf("still %s, retry %+v", st.Phase, st.Retry)
 		}
 		return nil
@@ -111,7 +112,7 @@ func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
 	mustExec(t, src, `CREATE TABLE shop.noise (id bigserial PRIMARY KEY, pad text)`)
 	c := startWorker(t, t.TempDir())
 	run := startTask(t, c, shopSpec("it-quiet", srcPG, dstPG), nil)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	writer, err := srcPG.Connect(ctx, "shop")
 	require.NoError(t, err)
@@ -163,7 +164,7 @@ INSERT INTO shop.extra SELECT i, 'v' || i FROM generate_series(1, 200) i`)
 	s := shopSpec("it-can-signals", srcPG, dstPG)
 	s.Verify.Mode = spec.VerifyCount
 	run := startTask(t, c, s, &workflows.Carry{HistoryLimit: 40, ApplyReportEvery: 100 * time.Millisecond})
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	stopWriter := startWriter(t, srcPG, 20*time.Millisecond, func(i int) []string {
 		return []string{
 			fmt.Sprintf(`INSERT INTO shop.orders (customer_id, amount) VALUES (%d, %d)`, 1+i%100, i),
@@ -180,21 +181,21 @@ INSERT INTO shop.extra SELECT i, 'v' || i FROM generate_series(1, 200) i`)
 		runs[desc.WorkflowExecutionInfo.Execution.RunId] = true
 	}
 	pauseResume := func(round int) {
-		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalPause, nil))
-		waitPhase(t, c, run.GetID(), workflows.PhasePaused, time.Minute)
+		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalPause, nil))
+		waitPhase(t, c, run.GetID(), api.PhasePaused, time.Minute)
 		noteRun()
 		time.Sleep(time.Duration(200+round*150) * time.Millisecond) // changes pile up on the source
-		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalResume, nil))
-		waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, time.Minute)
+		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalResume, nil))
+		waitPhase(t, c, run.GetID(), api.PhaseIncremental, time.Minute)
 		noteRun()
 		time.Sleep(time.Duration(300+round*200) * time.Millisecond)
 	}
-	modify := func(tables []spec.Table) workflows.ModifyResult {
+	modify := func(tables []spec.Table) api.ModifyResult {
 		objs := []spec.Object{{Schema: "shop", To: "mart", Tables: tables}}
-		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: run.GetID(), UpdateName: workflows.UpdateModifyObjects,
+		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: run.GetID(), UpdateName: api.UpdateModifyObjects,
 			Args: []any{objs}, WaitForStage: client.WorkflowUpdateStageCompleted})
 		require.NoError(t, err)
-		var res workflows.ModifyResult
+		var res api.ModifyResult
 		require.NoError(t, h.Get(ctx, &res))
 		noteRun()
 		return res
@@ -226,7 +227,7 @@ INSERT INTO shop.extra SELECT i, 'v' || i FROM generate_series(1, 200) i`)
 	require.Equal(t, 200, n)
 	require.GreaterOrEqual(t, len(runs), 4, "the task continued as new between the signals")
 
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalRelease, nil))
 	relCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	require.NoError(t, c.GetWorkflow(relCtx, run.GetID(), "").Get(relCtx, nil))

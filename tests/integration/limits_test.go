@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/workflows"
@@ -31,7 +32,7 @@ INSERT INTO lim.b SELECT i, md5(i::text) FROM generate_series(1, 20000) i;
 ANALYZE`)
 	budget := dbconn.NewBudget(8)
 	c := devServer.Client()
-	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
+	w := worker.New(c, api.TaskQueue, workflows.WorkerOptions())
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{Budget: budget}, Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		Client: c, Limits: activities.Limits{ChunkCopies: 1, ApplyRuns: 1}})
@@ -71,7 +72,7 @@ ANALYZE`)
 		Throttle: spec.Throttle{Full: spec.ThrottleFull{RowsPerSecond: 20000}},
 		Verify:   spec.Verify{Mode: spec.VerifyCount}}
 	run := startTask(t, c, s, nil)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	mustExec(t, src, `UPDATE lim.a SET pad = 'streamed' WHERE id % 100 = 0; INSERT INTO lim.b VALUES (20001, 'new')`)
 	checks := []tableCheck{tableOf("lim", "a", "lim", "a", "id", "pad"), tableOf("lim", "b", "lim", "b", "id", "pad")}
 	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, checks) })

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/workflows"
 )
@@ -48,7 +49,7 @@ CREATE TABLE s.docs (id int PRIMARY KEY CHECK (s.refuse(id)), body text, x text)
 			Objects: []spec.Object{{Schema: "s"}}, Sync: spec.Sync{Schema: &f, Incremental: &no},
 			Retry: spec.Retry{OtherMinutes: 3}}
 		run := startTask(t, c, s, &workflows.Carry{RetryUnit: time.Second})
-		st := waitPhase(t, c, run.GetID(), workflows.PhaseFailed, 2*time.Minute)
+		st := waitPhase(t, c, run.GetID(), api.PhaseFailed, 2*time.Minute)
 		require.Contains(t, st.LastError, want)
 		require.Contains(t, st.LastError, "write to destination")
 		require.NotContains(t, st.LastError, "destination stopped reading")

@@ -8,9 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/stretchr/testify/require"
-
-	"github.com/skein-dts/skein/workflows"
 )
 
 // The long tests run with make test-long (SKEIN_TEST_LONG=1): sizes CI has no time for.
@@ -28,7 +27,7 @@ func TestLongTransaction2GB(t *testing.T) {
 	p := startProcessTask(t, "it-long-tx", `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`, "bulk", nil,
 		"SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
 	src, dst, w := p.src, p.dst, p.first
-	waitPhase(t, p.c, p.run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, p.c, p.run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	const rows = 10_000_000 // 200 characters each: 2 GB
 	began := time.Now()
@@ -51,7 +50,7 @@ func TestLongValue1GB(t *testing.T) {
 	p := startProcessTask(t, "it-long-value", fmt.Sprintf(`CREATE TABLE shop.huge (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL DEFAULT 0);
 INSERT INTO shop.huge (id, v) VALUES (1, repeat('a', %d));`, size), "huge", nil, "SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
 	src, dst, w := p.src, p.dst, p.first
-	waitPhase(t, p.c, p.run.GetID(), workflows.PhaseIncremental, 10*time.Minute)
+	waitPhase(t, p.c, p.run.GetID(), api.PhaseIncremental, 10*time.Minute)
 	require.Equal(t, hugeDigest(t, src, "shop.huge"), hugeDigest(t, dst, "mart.huge"), "after the full load")
 
 	mustExec(t, src, fmt.Sprintf(`INSERT INTO shop.huge (id, v) VALUES (2, repeat('b', %d))`, size))

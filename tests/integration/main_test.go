@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/secrets"
 	"github.com/skein-dts/skein/pkg/spec"
@@ -55,7 +56,7 @@ func TestMain(m *testing.M) {
 func startWorker(t *testing.T, secretsDir string) client.Client {
 	t.Helper()
 	c := devServer.Client()
-	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
+	w := worker.New(c, api.TaskQueue, workflows.WorkerOptions())
 	workflows.Register(w)
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	w.RegisterActivity(&activities.Activities{
@@ -77,8 +78,8 @@ func startTask(t *testing.T, c client.Client, s spec.Spec, carry *workflows.Carr
 		carry = &workflows.Carry{ApplyReportEvery: 500 * time.Millisecond}
 	}
 	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID: s.Name, TaskQueue: workflows.TaskQueue,
-	}, workflows.WorkflowName, s, carry)
+		ID: s.Name, TaskQueue: api.TaskQueue,
+	}, api.WorkflowName, s, carry)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = c.TerminateWorkflow(context.Background(), run.GetID(), "", "test over")
@@ -86,28 +87,28 @@ func startTask(t *testing.T, c client.Client, s spec.Spec, carry *workflows.Carr
 	return run
 }
 
-func status(t *testing.T, c client.Client, id string) workflows.Status {
+func status(t *testing.T, c client.Client, id string) api.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	v, err := c.QueryWorkflow(ctx, id, "", api.QueryStatus)
 	require.NoError(t, err)
-	var st workflows.Status
+	var st api.Status
 	require.NoError(t, v.Get(&st))
 	return st
 }
 
 // waitPhase polls the status query until the task reaches phase.
-func waitPhase(t *testing.T, c client.Client, id, phase string, timeout time.Duration) workflows.Status {
+func waitPhase(t *testing.T, c client.Client, id, phase string, timeout time.Duration) api.Status {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	var st workflows.Status
+	var st api.Status
 	for time.Now().Before(deadline) {
 		st = status(t, c, id)
 		if st.Phase == phase {
 			return st
 		}
-		if st.Phase == workflows.PhaseFailed {
+		if st.Phase == api.PhaseFailed {
 			t.Fatalf("task %s failed before phase %s: %s", id, phase, st.LastError)
 		}
 		time.Sleep(300 * time.Millisecond)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/testharness"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // TestWorkerMetrics scrapes a worker process's Prometheus endpoint during a task: the phase, the
@@ -24,7 +24,7 @@ func TestWorkerMetrics(t *testing.T) {
 	require.NoError(t, err)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	p := startProcessTask(t, "it-metrics", `CREATE TABLE shop.counted (id int PRIMARY KEY)`, "counted", nil, "SKEIN_METRICS_ADDR="+addr)
-	waitPhase(t, p.c, p.run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, p.c, p.run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/workflows"
 )
@@ -39,7 +40,7 @@ ANALYZE`)
 	s.Verify.Mode = spec.VerifyCount
 	// A small history limit: the task continues as new around the update (never during it).
 	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 200 * time.Millisecond, ApplyMaxRun: 20 * time.Second, HistoryLimit: 120})
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	stopWriter := startWriter(t, srcPG, 5*time.Millisecond, func(i int) []string {
 		return []string{
@@ -62,7 +63,7 @@ ANALYZE`)
 	// modifyRaw sends modify-objects with JSON as `temporal workflow update execute --input` does
 	// and waits for its result.
 	modifyRaw := func(objects string) error {
-		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: run.GetID(), UpdateName: workflows.UpdateModifyObjects,
+		h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: run.GetID(), UpdateName: api.UpdateModifyObjects,
 			Args: []any{json.RawMessage(objects)}, WaitForStage: client.WorkflowUpdateStageCompleted})
 		if err == nil {
 			err = h.Get(ctx, nil)
@@ -100,9 +101,9 @@ ANALYZE`)
 		require.Contains(t, r.stderr, `table "shop"."no_such_table" does not exist on the source`)
 		require.ErrorContains(t, modifyRaw(`[{"schema":"nope"}]`), `schema "nope" does not exist on the source`)
 		st := status(t, c, run.GetID())
-		require.Equal(t, workflows.PhaseIncremental, st.Phase)
+		require.Equal(t, api.PhaseIncremental, st.Phase)
 		require.Empty(t, st.LastError)
-		require.Equal(t, workflows.RetryState{}, st.Retry)
+		require.Equal(t, api.RetryState{}, st.Retry)
 		require.Len(t, st.Tables, 2, "the task's tables are as they were")
 		var slots int
 		require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, spec.SlotNameFor(s.Helper().Name)).Scan(&slots))
@@ -116,7 +117,7 @@ ANALYZE`)
 		require.ErrorContains(t, err, "conflicting_tables")
 		require.ErrorContains(t, err, "mart.taken")
 		st = status(t, c, run.GetID())
-		require.Equal(t, workflows.PhaseIncremental, st.Phase)
+		require.Equal(t, api.PhaseIncremental, st.Phase)
 		require.Empty(t, st.LastError)
 		require.Len(t, st.Tables, 2)
 		require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, spec.SlotNameFor(s.Helper().Name)).Scan(&slots))
@@ -168,7 +169,7 @@ objects:
 	var names []string
 	for _, ts := range st.Tables {
 		names = append(names, ts.Source)
-		require.Equal(t, workflows.TableDone, ts.State, ts.Source)
+		require.Equal(t, api.TableDone, ts.State, ts.Source)
 	}
 	slices.Sort(names)
 	require.Equal(t, []string{"shop.customers", "shop.extra", "shop.profiles"}, names)
@@ -182,7 +183,7 @@ objects:
 	require.NoError(t, err)
 	require.NotEqual(t, run.GetRunID(), desc.WorkflowExecutionInfo.Execution.RunId, "the task continued as new meanwhile")
 
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalRelease, nil))
 	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))
 	recordHistory(t, c, run.GetID(), "modify-verify-release")
 }

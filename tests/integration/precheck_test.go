@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
@@ -112,7 +113,7 @@ func TestPrecheckItems(t *testing.T) {
 		require.NoError(t, err)
 		var items []precheck.Item
 		require.NoError(t, val.Get(&items))
-		require.Empty(t, precheck.Failed(items, nil), "every item passes once the server is back")
+		require.Empty(t, api.Failed(items, nil), "every item passes once the server is back")
 		require.Greater(t, time.Since(start), 3*time.Second, "it waited for the server")
 
 		// A server that stays away fails the precheck after the settle time, naming it.
@@ -144,7 +145,7 @@ func TestPrecheckItems(t *testing.T) {
 			require.True(t, ok, "item %s missing", id)
 			require.True(t, it.Passed, "%s: %s", id, it.Detail)
 		}
-		require.Empty(t, precheck.Failed(items, nil))
+		require.Empty(t, api.Failed(items, nil))
 		size, _ := itemByID(items, "source_size")
 		require.Equal(t, precheck.Info, size.Level)
 		require.Contains(t, size.Detail, "KiB")
@@ -159,7 +160,7 @@ func TestPrecheckItems(t *testing.T) {
 		s.Destination = ivory.Endpoint("target")
 		require.Equal(t, ivory.OraclePort, s.Destination.Port)
 		items := run(s, precheck.Options{})
-		require.Empty(t, precheck.Failed(items, nil), "%+v", items)
+		require.Empty(t, api.Failed(items, nil), "%+v", items)
 		compat, _ := itemByID(items, "dest_compatibility")
 		require.True(t, compat.Passed)
 		for _, want := range []string{"IvorySQL", "IvorySQL 5.4", "sessions start in oracle mode", "ivorysql.identifier_case_switch = interchange",
@@ -418,7 +419,7 @@ CREATE FUNCTION clib.ai2() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANG
 			{Schema: "public", Tables: []spec.Table{{Name: "child"}}}}
 		items := run(s, precheck.Options{})
 		failed := map[string]string{}
-		for _, it := range precheck.Failed(items, nil) {
+		for _, it := range api.Failed(items, nil) {
 			failed[it.ID] = it.Detail
 		}
 		require.Contains(t, failed["objects_exist"], `"lab"."nope"`)

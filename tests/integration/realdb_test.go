@@ -7,9 +7,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // realisticSchema is laid out as databases restored from older dumps and grown by hand are, not
@@ -92,11 +92,11 @@ func testRealisticDatabase(t *testing.T) {
 		IgnorePrecheck: []string{"primary_keys", "unlogged_tables"},
 	}
 	run := startTask(t, c, s, nil)
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	for _, v := range st.Verify {
 		require.True(t, v.Equal, "verification after the full load: %+v", v)
 	}
-	require.Equal(t, workflows.NoteUnlogged, findTable(st, "app.scratch").Note, "status says the unlogged table does not stream")
+	require.Equal(t, api.NoteUnlogged, findTable(st, "app.scratch").Note, "status says the unlogged table does not stream")
 	require.Empty(t, findTable(st, "app.invoices").Note)
 	require.NoError(t, compareAll(ctx, src, dst, realisticChecks))
 
@@ -165,10 +165,10 @@ CREATE TABLE app.measures_eu PARTITION OF app.measures FOR VALUES IN ('eu');`)
 	s := spec.Spec{Name: "it-unknown", Source: srcPG.Endpoint("ledger"), Destination: dstPG.Endpoint("target"),
 		Objects: []spec.Object{{Schema: "app"}}, IgnorePrecheck: []string{"ddl_capture"}}
 	run := startTask(t, c, s, nil)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	mustExec(t, src, `CREATE TABLE app.measures_asia PARTITION OF app.measures FOR VALUES IN ('asia')`)
 	mustExec(t, src, `INSERT INTO app.measures VALUES (1, 'asia', 1)`)
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseFailed, 2*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseFailed, 2*time.Minute)
 	require.Contains(t, st.LastError, "app.measures_asia")
 	require.Contains(t, st.LastError, "a partition of app.measures created or attached after the task started")
 	require.Equal(t, 1, st.Retry.Attempts, "failed at the first attempt: the error is permanent")

@@ -15,10 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/precheck"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // regressKnownGaps are the schema statements of the regression database Skein does not carry
@@ -141,7 +141,7 @@ func testRegressionDatabase(t *testing.T, srcPG *testharness.Postgres) {
 		s.Objects = append(s.Objects, o)
 	}
 	run := startTask(t, c, s, nil)
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 10*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 10*time.Minute)
 	t.Logf("schema: %d created, %d skipped, %d warnings: %v", len(st.Schema.Created), len(st.Schema.Skipped), len(st.Schema.Warned), st.Schema.Warned)
 	if oracle {
 		it, _ := itemByID(st.Precheck, "dest_libraries")
@@ -177,7 +177,7 @@ func testRegressionDatabase(t *testing.T, srcPG *testharness.Postgres) {
 		unlogged["public."+x] = true
 	}
 	for _, tb := range st.Tables {
-		if tb.Note == workflows.NoteUnlogged {
+		if tb.Note == api.NoteUnlogged {
 			unlogged[tb.Source] = true
 		}
 	}
@@ -196,7 +196,7 @@ func testRegressionDatabase(t *testing.T, srcPG *testharness.Postgres) {
 	}
 	require.Empty(t, unexpected, "schema statements that differ where pg_dump | psql gets them right")
 
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalRelease, nil))
 	require.NoError(t, c.GetWorkflow(ctx, run.GetID(), "").Get(ctx, nil))
 	require.Empty(t, statementDiff(before, schemaStatements(t, bin, srcPG.Port, "regression", schemas, excluded...)),
 		"the source's schema after release is as before the task (replica identities restored)")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/workflows"
 )
@@ -58,11 +59,11 @@ END $$`, from, min(from+499, n)))
 	// A short history limit: the run continues as new once incremental begins, carrying the
 	// status of every table.
 	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 500 * time.Millisecond, HistoryLimit: 200})
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 15*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 15*time.Minute)
 	t.Logf("%d tables: incremental after %s", n, time.Since(start).Round(time.Second))
 	require.Len(t, st.Tables, n)
 	for _, ts := range st.Tables {
-		require.Equal(t, workflows.TableDone, ts.State, ts.Source)
+		require.Equal(t, api.TableDone, ts.State, ts.Source)
 		require.Positive(t, ts.RowsCopied, ts.Source)
 	}
 	require.Len(t, st.Verify, n, "every table verified after the load")

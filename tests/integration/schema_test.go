@@ -18,10 +18,10 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // appSchema has at least one object of every kind schema sync covers.
@@ -186,19 +186,19 @@ func normalizeDeparse(st, schema string) string {
 }
 
 // runSchemaTask syncs schema and data (no incremental) and returns the final status.
-func runSchemaTask(t *testing.T, s spec.Spec) workflows.Status {
+func runSchemaTask(t *testing.T, s spec.Spec) api.Status {
 	t.Helper()
 	c := startWorker(t, t.TempDir())
 	no := false
 	s.Sync.Incremental = &no
 	run := startTask(t, c, s, nil)
-	var st workflows.Status
+	var st api.Status
 	eventually(t, 3*time.Minute, func() error {
 		st = status(t, c, run.GetID())
 		switch st.Phase {
-		case workflows.PhaseFinished:
+		case api.PhaseFinished:
 			return nil
-		case workflows.PhaseRetrying, workflows.PhaseFailed, workflows.PhasePrecheckFailed:
+		case api.PhaseRetrying, api.PhaseFailed, api.PhasePrecheckFailed:
 			t.Fatalf("task %s: %s", st.Phase, st.LastError)
 		}
 		return fmt.Errorf("phase %s", st.Phase)
@@ -343,7 +343,7 @@ INSERT INTO intl.names VALUES (1, 'Ångström'), (2, 'Zoë');`)
 		Objects: []spec.Object{{Schema: "intl"}}, Sync: spec.Sync{Incremental: &no}}
 	start := time.Now()
 	run := startTask(t, c, s, nil)
-	st := waitPhase(t, c, run.GetID(), workflows.PhasePrecheckFailed, time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhasePrecheckFailed, time.Minute)
 	require.Less(t, time.Since(start), 45*time.Second, "fails at once, not after the retry window")
 	require.Contains(t, st.LastError, "dest_capabilities")
 	require.Contains(t, st.LastError, "und-x-icu")

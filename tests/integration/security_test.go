@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/skein-dts/skein/activities"
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/secrets"
 	"github.com/skein-dts/skein/pkg/spec"
@@ -45,7 +46,7 @@ INSERT INTO hr.people VALUES (1, 'ordinary');`)
 	require.NoError(t, os.WriteFile(filepath.Join(secretsDir, "hook"), []byte(hook.srv.URL+"/alerts?token="+token+"\n"), 0o600))
 	logs, observed := observer.New(zap.DebugLevel)
 	c := devServer.Client()
-	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
+	w := worker.New(c, api.TaskQueue, workflows.WorkerOptions())
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{Secrets: secrets.Resolver{Dir: secretsDir}}, Log: zap.New(logs), Client: c})
 	require.NoError(t, w.Start())
@@ -56,12 +57,12 @@ INSERT INTO hr.people VALUES (1, 'ordinary');`)
 		Alerts:  spec.Alerts{WebhookURLSecret: "hook"},
 		Retry:   spec.Retry{ConnectionMinutes: 10, OtherMinutes: 2}}
 	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 200 * time.Millisecond, RetryUnit: time.Second})
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	// The destination refuses the value the source accepts.
 	mustExec(t, dst, `ALTER TABLE hr.people ADD CONSTRAINT ssn_not_marked CHECK (ssn NOT LIKE '%MARKER%')`)
 	mustExec(t, src, fmt.Sprintf(`INSERT INTO hr.people VALUES (7, '%s')`, marker))
 
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseFailed, 2*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseFailed, 2*time.Minute)
 	require.Contains(t, st.LastError, "hr.people")
 	require.Contains(t, st.LastError, "id=7", "the key is named")
 	require.Contains(t, st.LastError, `"ssn_not_marked"`, "the constraint is named")
@@ -111,7 +112,7 @@ func TestEncryptedPayloads(t *testing.T) {
 		Logger: temporalx.NewZapLogger(zap.NewNop()), DataConverter: temporalx.DataConverterWith(enc)})
 	require.NoError(t, err)
 	defer c.Close()
-	w := worker.New(c, workflows.TaskQueue, workflows.WorkerOptions())
+	w := worker.New(c, api.TaskQueue, workflows.WorkerOptions())
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Log: zap.NewNop(), Client: c, EncryptedPayloads: true})
 	require.NoError(t, w.Start())
@@ -121,7 +122,7 @@ func TestEncryptedPayloads(t *testing.T) {
 	s := spec.Spec{Name: "it-sealed", Source: srcPG.Endpoint("sealed_source_db"), Destination: dstPG.Endpoint("target"),
 		Objects: []spec.Object{{Schema: "vault", To: "sealed_dest_schema"}}}
 	run := startTask(t, c, s, nil)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	mustExec(t, src, `INSERT INTO vault.t VALUES (2, 'b')`)
 	eventually(t, time.Minute, func() error {
 		return compareAll(ctx, src, dst, []tableCheck{tableOf("vault", "t", "sealed_dest_schema", "t", "id", "v")})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
@@ -31,7 +32,7 @@ INSERT INTO st.t SELECT i, 'v' || i FROM generate_series(1, 100) i`)
 		Objects: []spec.Object{{Schema: "st"}}, Verify: spec.Verify{Mode: spec.VerifyCount}}
 	s.Destination.Port = proxy.Port
 	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 200 * time.Millisecond, ApplyStallAfter: 3 * time.Second})
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	check := []tableCheck{tableOf("st", "t", "st", "t", "id", "v")}
 	next := 101
 	writeRows := func(n int) {
@@ -66,7 +67,7 @@ INSERT INTO st.t SELECT i, 'v' || i FROM generate_series(1, 100) i`)
 		{"answers lost, then everything", testharness.ToClient, testharness.BothWays, 30000},
 	} {
 		t.Run(dir.name, func(t *testing.T) {
-			waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, time.Minute)
+			waitPhase(t, c, run.GetID(), api.PhaseIncremental, time.Minute)
 			eventually(t, time.Minute, func() error { // the apply's connection, once it is open again
 				if proxy.Freeze(dir.dir) == 0 {
 					return fmt.Errorf("no destination connection yet")
@@ -80,7 +81,7 @@ INSERT INTO st.t SELECT i, 'v' || i FROM generate_series(1, 100) i`)
 			}
 			eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, check) })
 			// The stall's error, recovered from (the new run's first report ends the streak).
-			var st workflows.Status
+			var st api.Status
 			eventually(t, 30*time.Second, func() error {
 				if st = status(t, c, run.GetID()); st.LastError != "" || st.LastRecoveredError == "" {
 					return fmt.Errorf("not recovered yet: last error %q, last recovered %q", st.LastError, st.LastRecoveredError)

@@ -12,10 +12,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/pkg/verify"
-	"github.com/skein-dts/skein/workflows"
 )
 
 const sourceSchema = `
@@ -176,10 +176,10 @@ func testSyncFullAndIncremental(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	require.Len(t, st.Tables, 4)
 	for _, ts := range st.Tables {
-		require.Equal(t, workflows.TableDone, ts.State, ts.Source)
+		require.Equal(t, api.TableDone, ts.State, ts.Source)
 		require.Greater(t, ts.RowsCopied, int64(0), ts.Source)
 		require.Greater(t, ts.BytesCopied, int64(0), ts.Source)
 	}
@@ -279,9 +279,9 @@ WHERE schemaname = $1 AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%_k
 	require.Equal(t, 1, progressRows)
 
 	// Release: apply stops, the slot, publication and bookkeeping are gone, the workflow ends.
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalRelease, nil))
 	require.NoError(t, run.Get(ctx, nil))
-	require.Equal(t, workflows.PhaseReleased, status(t, c, run.GetID()).Phase)
+	require.Equal(t, api.PhaseReleased, status(t, c, run.GetID()).Phase)
 	recordHistory(t, c, run.GetID(), "sync-full-incremental-release")
 	require.NoError(t, src.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'skein_it_sync'`).Scan(&n))
 	require.Zero(t, n, "slot dropped")
@@ -358,13 +358,13 @@ func clusterPair(t *testing.T, logical bool, srcDB, srcSQL string) (srcPG, dstPG
 	return srcPG, dstPG, src, dst
 }
 
-func findTable(st workflows.Status, source string) workflows.TableStatus {
+func findTable(st api.Status, source string) api.TableStatus {
 	for _, t := range st.Tables {
 		if t.Source == source {
 			return t
 		}
 	}
-	return workflows.TableStatus{}
+	return api.TableStatus{}
 }
 
 // TestPrecheckFailsWithoutLogicalWAL stops a task whose source is not wal_level=logical before it
@@ -379,7 +379,7 @@ func TestPrecheckFailsWithoutLogicalWAL(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "wal_level")
 	st := status(t, c, run.GetID())
-	require.Equal(t, workflows.PhasePrecheckFailed, st.Phase)
+	require.Equal(t, api.PhasePrecheckFailed, st.Phase)
 	var blocking []string
 	for _, it := range st.Precheck {
 		if !it.Passed {
@@ -417,7 +417,7 @@ INSERT INTO mart.kv VALUES (1, 'dest-1'), (9999, 'dest-only');`)
 		Verify:         spec.Verify{Mode: spec.VerifyNone},
 	}
 	run := startTask(t, c, s, nil)
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	require.Contains(t, st.Schema.Skipped, "table mart.kv (exists; kept with its rows)")
 	require.Equal(t, int64(99), st.Tables[0].RowsCopied, "rows already there are kept, not counted")
 
@@ -457,7 +457,7 @@ func testFullOnlyTask(t *testing.T) {
 	run := startTask(t, c, s, nil)
 	require.NoError(t, run.Get(ctx, nil))
 	st := status(t, c, run.GetID())
-	require.Equal(t, workflows.PhaseFinished, st.Phase)
+	require.Equal(t, api.PhaseFinished, st.Phase)
 	require.Empty(t, st.LastError)
 	for _, v := range st.Verify {
 		require.True(t, v.Equal, "%+v", v)

@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // TestThrottleHolds measures a throttled full load and a throttled change apply: neither may run
@@ -29,13 +29,13 @@ func TestThrottleHolds(t *testing.T) {
 
 	// The full load phase, seen from the status query.
 	var loadStart, loadEnd time.Time
-	var st workflows.Status
+	var st api.Status
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) && loadEnd.IsZero() {
 		st = status(t, c, run.GetID())
 		switch st.Phase {
-		case workflows.PhasePrechecking, workflows.PhaseSchema:
-		case workflows.PhaseFullLoad:
+		case api.PhasePrechecking, api.PhaseSchema:
+		case api.PhaseFullLoad:
 			if loadStart.IsZero() {
 				loadStart = time.Now()
 			}
@@ -53,7 +53,7 @@ func TestThrottleHolds(t *testing.T) {
 	t.Logf("full load: %d rows in %s = %.0f rows/s (limit %d)", rows, loadEnd.Sub(loadStart), rate, fullRows)
 	require.LessOrEqual(t, rate, 1.2*fullRows)
 
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	start := time.Now()
 	for i := 0; i < 3*applyRows; i++ {
 		_, err := src.Exec(ctx, `UPDATE shop.customers SET note = $1 WHERE id = $2`, fmt.Sprint("throttled ", i), 1+i)
@@ -85,13 +85,13 @@ INSERT INTO shop.filler SELECT i, repeat(md5(i::text), 12) FROM generate_series(
 	s.FullLoad.ChunkMB = 64
 	run := startTask(t, c, s, nil)
 	var loadStart time.Time
-	var st workflows.Status
+	var st api.Status
 	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		st = status(t, c, run.GetID())
-		if st.Phase == workflows.PhaseFullLoad && loadStart.IsZero() {
+		if st.Phase == api.PhaseFullLoad && loadStart.IsZero() {
 			loadStart = time.Now()
 		}
-		if !loadStart.IsZero() && st.Phase != workflows.PhaseFullLoad {
+		if !loadStart.IsZero() && st.Phase != api.PhaseFullLoad {
 			break
 		}
 	}

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/verify"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // TestVerifyWhileStreaming runs `skein verify` on a task in incremental: clean while the source
@@ -27,7 +27,7 @@ func testVerifyWhileStreaming(t *testing.T) {
 	c := startWorker(t, t.TempDir())
 	s := shopSpec("it-verify", srcPG, dstPG)
 	run := startTask(t, c, s, nil)
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	t.Run("unknown task exits 2", func(t *testing.T) {
 		r := runSkein(t, bin, "verify", "no-such-task")
@@ -64,7 +64,7 @@ DELETE FROM mart.events WHERE ctid = (SELECT ctid FROM mart.events WHERE kind = 
 	t.Run("differences are reported by key", func(t *testing.T) {
 		r := runSkein(t, bin, "verify", run.GetID(), "--json")
 		require.Equal(t, 1, r.code, r.stderr)
-		var rep workflows.VerifyReport
+		var rep api.VerifyReport
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &rep), r.stdout)
 		require.False(t, rep.Equal)
 		require.True(t, rep.Streaming)
@@ -98,8 +98,8 @@ DELETE FROM mart.events WHERE ctid = (SELECT ctid FROM mart.events WHERE kind = 
 	})
 
 	t.Run("a paused task is not verified", func(t *testing.T) {
-		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalPause, nil))
-		waitPhase(t, c, run.GetID(), workflows.PhasePaused, time.Minute)
+		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalPause, nil))
+		waitPhase(t, c, run.GetID(), api.PhasePaused, time.Minute)
 		r := runSkein(t, bin, "verify", run.GetID())
 		require.Equal(t, 2, r.code, r.stderr)
 		require.True(t, strings.Contains(r.stderr, "is paused"), r.stderr)
@@ -108,13 +108,13 @@ DELETE FROM mart.events WHERE ctid = (SELECT ctid FROM mart.events WHERE kind = 
 
 // verifyTask runs a Verify workflow for task id, as the Temporal CLI would start it, and returns
 // its report.
-func verifyTask(t *testing.T, c client.Client, id string) workflows.VerifyReport {
+func verifyTask(t *testing.T, c client.Client, id string) api.VerifyReport {
 	t.Helper()
 	ctx := context.Background()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: workflows.TaskQueue},
-		workflows.VerifyWorkflowName, workflows.VerifyRequest{Task: id})
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: api.TaskQueue},
+		api.VerifyWorkflowName, api.VerifyRequest{Task: id})
 	require.NoError(t, err)
-	var rep workflows.VerifyReport
+	var rep api.VerifyReport
 	require.NoError(t, run.Get(ctx, &rep))
 	return rep
 }

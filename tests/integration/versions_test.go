@@ -8,9 +8,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // versionSchema is the compact scenario of the version matrix, for a source of major version
@@ -117,7 +117,7 @@ func testVersion(t *testing.T, srcMajor, dstMajor int) {
 		IgnorePrecheck: []string{"primary_keys"},
 	}
 	run := startTask(t, c, s, nil)
-	st := waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	require.Empty(t, st.Schema.Warned)
 	it, _ := itemByID(st.Precheck, "ddl_capture")
 	require.True(t, it.Passed, "%+v", it)
@@ -146,7 +146,7 @@ func testVersion(t *testing.T, srcMajor, dstMajor int) {
 	require.NoError(t, dst.QueryRow(ctx, `SELECT app.add_one(count(*)::int) FROM app.sad`).Scan(&n))
 	require.Positive(t, n)
 
-	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRelease, nil))
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalRelease, nil))
 	require.NoError(t, run.Get(ctx, nil))
 	require.NoError(t, src.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_replication_slots) + (SELECT count(*) FROM pg_publication)
   + (SELECT count(*) FROM pg_namespace WHERE nspname = 'skein') + (SELECT count(*) FROM pg_class WHERE relreplident = 'f')

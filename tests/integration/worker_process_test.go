@@ -20,9 +20,9 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
-	"github.com/skein-dts/skein/workflows"
 )
 
 // workerProcess is a skein-worker binary running as its own process.
@@ -170,7 +170,7 @@ func TestWorkerKilledMidStream(t *testing.T) {
 	ctx := context.Background()
 	p := startProcessTask(t, "it-kill", `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`, "bulk", nil)
 	srcPG, src, dst, c, run := p.srcPG, p.src, p.dst, p.c, p.run
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	stopWriter := startWriter(t, srcPG, 10*time.Millisecond, func(i int) []string {
 		return []string{
@@ -216,7 +216,7 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 	p := startProcessTask(t, "it-large-tx", `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`, "bulk", nil,
 		"SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
 	src, dst, c, run, w := p.src, p.dst, p.c, p.run, p.first
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	before := w.peakRSS(t)
 
 	const rows = 1400000 // 1.4 M rows of 192 characters: about 300 MB of WAL
@@ -284,7 +284,7 @@ INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 3), 0 FROM generate_series(
 	killed := time.Now()
 	time.Sleep(2 * time.Second)
 	p.another(t, "SKEIN_LOG_LEVEL=info")
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 6*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 6*time.Minute)
 	t.Logf("incremental %s after the kill", time.Since(killed).Round(time.Second))
 	stopWriter()
 	checks := append(shopChecks, tableCheck{
@@ -294,7 +294,7 @@ INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 3), 0 FROM generate_series(
 	eventually(t, 3*time.Minute, func() error { return compareAll(ctx, src, dst, checks) })
 	st := status(t, c, run.GetID())
 	require.Equal(t, 1, findTable(st, "shop.wide").Reloads, "wide loaded again in a new snapshot")
-	require.Equal(t, workflows.TableDone, findTable(st, "shop.wide").State)
+	require.Equal(t, api.TableDone, findTable(st, "shop.wide").State)
 }
 
 // TestLoadLargeValuesBoundedMemory loads a table of ten rows that hold 100 MB values each, then
@@ -307,7 +307,7 @@ func TestLoadLargeValuesBoundedMemory(t *testing.T) {
 	p := startProcessTask(t, "it-large-values", fmt.Sprintf(`CREATE TABLE shop.blobs (id int PRIMARY KEY, v text NOT NULL);
 INSERT INTO shop.blobs SELECT i, repeat(md5(i::text), %d * 1024 * 1024 / 32) FROM generate_series(1, %d) i;`, valueMB, rows), "blobs", nil)
 	src, dst, c, run, w := p.src, p.dst, p.c, p.run, p.first
-	waitPhase(t, c, run.GetID(), workflows.PhaseIncremental, 5*time.Minute)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 5*time.Minute)
 	loadPeak := w.peakRSS(t)
 	mustExec(t, src, fmt.Sprintf(`UPDATE shop.blobs SET v = repeat(md5('changed'), %d * 1024 * 1024 / 32) WHERE id = 3`, valueMB))
 	// Compare digests: the values are too large to compare as text in one query comfortably.
@@ -393,7 +393,7 @@ INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 
 	require.True(t, state.Success(), "a stopped worker exits cleanly: %v", state)
 	require.Less(t, time.Since(start), 15*time.Second, "within the stop timeout and the SDK's shutdown")
 
-	st := waitPhase(t, p.c, p.run.GetID(), workflows.PhaseIncremental, 5*time.Minute)
+	st := waitPhase(t, p.c, p.run.GetID(), api.PhaseIncremental, 5*time.Minute)
 	t.Logf("last error after the faults: %q", st.LastError)
 	require.Zero(t, findTable(st, "shop.wide").Reloads, "the holder lived: nothing loaded again")
 	check := tableOf("shop", "wide", "mart", "wide", "id", "pad")

@@ -1,14 +1,6 @@
-// Package workflows holds the SyncTask workflow: one sync task, from precheck through full load
-// to incremental apply and release. Deterministic code only: every side effect is an activity.
-package workflows
+package api
 
-import (
-	"github.com/skein-dts/skein/activities"
-	"github.com/skein-dts/skein/pkg/cdc"
-	"github.com/skein-dts/skein/pkg/precheck"
-	"github.com/skein-dts/skein/pkg/spec"
-	"github.com/skein-dts/skein/pkg/verify"
-)
+import "github.com/skein-dts/skein/pkg/spec"
 
 // Names that are part of the control surface (TASKSPEC.md).
 const (
@@ -19,10 +11,10 @@ const (
 	SignalResume  = "resume"
 	SignalRelease = "release"
 	// QueryLoadShare answers how many chunk copies of the full load run now: each takes that
-	// share of the throttle limits (activities.CopyChunks asks every few seconds).
-	QueryLoadShare = activities.QueryLoadShare
+	// share of the throttle limits (the CopyChunks activity asks every few seconds).
+	QueryLoadShare = "load_share"
 	// QueryTables answers the task's current table list (spec.TableMap, mappings included).
-	QueryTables = activities.QueryTables
+	QueryTables = "tables"
 	// UpdateSequences sets the destination sequences from the source (argument: the offset to
 	// add, >= 0); it returns what it set. `skein sequences ID [--offset N]` sends it.
 	UpdateSequences = "sequences"
@@ -67,14 +59,14 @@ type Status struct {
 	// verification); it is cleared when the streak ends, and kept in LastRecoveredError.
 	LastError string `json:"last_error"`
 	// LastRecoveredError is the error of the last failure streak the task recovered from.
-	LastRecoveredError string     `json:"last_recovered_error,omitempty"`
-	Changes            cdc.Counts `json:"changes"`
+	LastRecoveredError string `json:"last_recovered_error,omitempty"`
+	Changes            Counts `json:"changes"`
 	// SchemaChanges are the source's schema changes the stream applied or skipped, over the
 	// task's life (Changes counts per apply run).
-	SchemaChanges SchemaChanges           `json:"schema_changes"`
-	Precheck      []precheck.Item         `json:"precheck,omitempty"`
-	Verify        []verify.TableResult    `json:"verify,omitempty"`
-	Schema        activities.SchemaReport `json:"schema"`
+	SchemaChanges SchemaChanges `json:"schema_changes"`
+	Precheck      []Item        `json:"precheck,omitempty"`
+	Verify        []TableResult `json:"verify,omitempty"`
+	Schema        SchemaReport  `json:"schema"`
 	// Objects is the objects list after a modify-objects (the spec's otherwise).
 	Objects []spec.Object `json:"objects,omitempty"`
 }
