@@ -55,14 +55,11 @@ func (a *Activities) DescribeTask(ctx context.Context, id string) (TaskInfo, err
 		return info, nil
 	}
 	info.Running = true
-	v, err := a.Client.QueryWorkflow(ctx, id, "", "status")
+	v, err := a.Client.QueryWorkflow(ctx, id, "", api.QueryStatus)
 	if err != nil {
 		return info, fmt.Errorf("query the status of task %s: %w", id, err)
 	}
-	var st struct {
-		Phase   string        `json:"phase"`
-		Objects []spec.Object `json:"objects"`
-	}
+	var st api.Status
 	if err := v.Get(&st); err != nil {
 		return info, fmt.Errorf("decode the status of task %s: %w", id, err)
 	}
