@@ -14,12 +14,16 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/dialect"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/secrets"
 	"github.com/skein-dts/skein/pkg/spec"
 )
+
+// CaptureSetting is the session setting that turns Skein's schema-change capture off
+// (pkg/ddlcapture): every session Skein opens on a source sets it to "off", so that what Skein
+// itself changes there (replica identities, publications) is not captured as a schema change.
+const CaptureSetting = "skein.ddl_capture"
 
 // Opener turns spec endpoints into connections.
 type Opener struct {
@@ -77,7 +81,7 @@ func (o Opener) Config(ep spec.Endpoint, replication bool) (*pgx.ConnConfig, err
 	}
 	// Skein's own DDL on the source (REPLICA IDENTITY, publications) is not a schema change to
 	// replicate.
-	cfg.RuntimeParams[ddlcapture.SessionSetting] = "off"
+	cfg.RuntimeParams[CaptureSetting] = "off"
 	if replication {
 		cfg.RuntimeParams["replication"] = "database"
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/sourceschema"
 	"github.com/skein-dts/skein/pkg/spec"
 )
@@ -29,7 +30,7 @@ func Prefix(slot string) string { return "skein-ddl:" + slot }
 
 // SessionSetting turns capture off in a session that sets it to "off": Skein's own sessions on
 // the source (they set REPLICA IDENTITY, change publications) set it at connection start.
-const SessionSetting = "skein.ddl_capture"
+const SessionSetting = dbconn.CaptureSetting
 
 // Table is a table's state as the events carry it and as Skein records it per task: columns by
 // attnum (a rename keeps the attnum), constraints by name, partitioning.
