@@ -195,17 +195,10 @@ func compare(ctx context.Context, src, dst *pgx.Conn, table string, cols []strin
 	return testharness.CompareRows(ctx, src, dst, q, q, cols, cols, cols[:1], cols[:1])
 }
 
+// waitEqual waits a minute at most for the destination to match the source.
 func waitEqual(t *testing.T, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("destination never matched the source: %v", err)
+	testharness.Eventually(t, time.Minute, check)
 }
 
 // columnsOf lists the columns of public.<table>.

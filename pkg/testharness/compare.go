@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -48,4 +50,19 @@ func CompareRows(ctx context.Context, src, dst *pgx.Conn, srcTable, dstTable spe
 		return fmt.Errorf("%s vs %s: %d source rows, %d destination rows", srcTable, dstTable, len(a), len(b))
 	}
 	return nil
+}
+
+// Eventually retries check until it returns nil, and fails t with check's last error when
+// timeout passes first: the one poller of the tests.
+func Eventually(t testing.TB, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("not reached in %s: %v", timeout, err)
 }

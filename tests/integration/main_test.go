@@ -132,18 +132,10 @@ func describe(c client.Client, id string) string {
 	return out
 }
 
-// eventually retries check until it returns nil or timeout passes.
+// eventually is testharness.Eventually.
 func eventually(t *testing.T, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	t.Fatalf("not reached in %s: %v", timeout, err)
+	testharness.Eventually(t, timeout, check)
 }
 
 // recordHistory writes the workflow's history (every run of it) to workflows/testdata when
