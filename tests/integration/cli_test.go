@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,15 +25,27 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// buildSkein builds the skein binary for the test.
+// buildSkein builds the skein binary, once per test run.
 func buildSkein(t *testing.T) string {
+	return builtBinary(t, "github.com/skein-dts/skein/starter", "skein")
+}
+
+// builtBinary builds the main package pkg as name once per test run (binDir, removed by
+// TestMain), and returns its path.
+func builtBinary(t *testing.T, pkg, name string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "skein")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/skein-dts/skein/starter")
-	out, err := cmd.CombinedOutput()
+	binMu.Lock()
+	defer binMu.Unlock()
+	bin := filepath.Join(binDir, name)
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
 	require.NoError(t, err, string(out))
 	return bin
 }
+
+var binMu sync.Mutex
 
 type cliResult struct {
 	stdout, stderr string

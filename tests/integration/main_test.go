@@ -33,6 +33,9 @@ import (
 
 var devServer *testsuite.DevServer
 
+// binDir holds the binaries the tests build (builtBinary), once per run.
+var binDir string
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if testing.Short() {
@@ -47,8 +50,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "start Temporal dev server:", err)
 		os.Exit(1)
 	}
+	if binDir, err = os.MkdirTemp("", "skein-test-bin-"); err != nil {
+		fmt.Fprintln(os.Stderr, "binaries folder:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	_ = devServer.Stop()
+	_ = os.RemoveAll(binDir)
 	os.Exit(code)
 }
 

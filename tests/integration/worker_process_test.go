@@ -30,12 +30,9 @@ type workerProcess struct {
 	cmd *exec.Cmd
 }
 
+// buildWorker builds the worker binary, once per test run.
 func buildWorker(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "skein-worker")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/skein-dts/skein/worker").CombinedOutput()
-	require.NoError(t, err, string(out))
-	return bin
+	return builtBinary(t, "github.com/skein-dts/skein/worker", "skein-worker")
 }
 
 // startWorkerProcess runs bin against the dev server; env adds or overrides variables.
