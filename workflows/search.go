@@ -5,8 +5,6 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/skein-dts/skein/pkg/dbconn"
 )
 
 // Search attributes of a task (keywords, never secrets), for `skein list --phase` and the UI's
@@ -39,8 +37,8 @@ func (w *task) publishSearchAttributes(ctx workflow.Context) {
 		return
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		AttrSource.ValueSet(dbconn.Describe(w.spec.Source)),
-		AttrDestination.ValueSet(dbconn.Describe(w.spec.Destination)))
+		AttrSource.ValueSet(w.spec.Source.Describe()),
+		AttrDestination.ValueSet(w.spec.Destination.Describe()))
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		published := ""
 		for {

@@ -62,6 +62,10 @@ type Column struct {
 	// Storage is the column's storage when not its type's ("plain", "external", "extended",
 	// "main"), Compression its compression method when set ("pglz", "lz4"; 14+).
 	Storage, Compression string
+	// Statistics is the column's statistics target when set (nil: the default), Options its
+	// attribute options ("n_distinct=100").
+	Statistics *int
+	Options    []string
 	// IdentitySequence and IdentityOptions are an identity column's sequence and its options
 	// ("START WITH 1 INCREMENT BY 1 ...").
 	IdentitySequence *spec.QName
@@ -349,7 +353,9 @@ SELECT a.attname, a.attnum, a.atttypid,
             THEN CASE a.attstorage WHEN 'p' THEN 'plain' WHEN 'e' THEN 'external' WHEN 'x' THEN 'extended' WHEN 'm' THEN 'main' END
             ELSE '' END,
        CASE COALESCE(pg_catalog.to_jsonb(a) ->> 'attcompression', '') WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' ELSE '' END, -- 14+
-       ids.nspname, ids.relname, COALESCE(ids.options, '')
+       ids.nspname, ids.relname, COALESCE(ids.options, ''),
+       NULLIF(COALESCE((pg_catalog.to_jsonb(a) ->> 'attstattarget')::pg_catalog.int4, -1), -1), -- the default: -1, NULL from 17
+       COALESCE(a.attoptions, '{}')
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
 JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace
@@ -392,7 +398,7 @@ func (t *Table) scanColumns(rows pgx.Rows) error {
 		var def, coll, seqSchema, seqName, idSchema, idName *string
 		if err := rows.Scan(&c.Name, &c.Num, &c.Type.OID, &c.Type.Formatted, &c.Type.Name, &c.Type.Schema,
 			&c.Type.Array, &c.Type.BaseOID, &c.NotNull, &c.Identity, &c.Generated, &def, &coll, &seqSchema, &seqName,
-			&c.Inherited, &c.Merged, &c.ParentNotNull, &c.Storage, &c.Compression, &idSchema, &idName, &c.IdentityOptions); err != nil {
+			&c.Inherited, &c.Merged, &c.ParentNotNull, &c.Storage, &c.Compression, &idSchema, &idName, &c.IdentityOptions, &c.Statistics, &c.Options); err != nil {
 			return err
 		}
 		c.Type.Modifier = modifierRE.FindString(c.Type.Formatted)

@@ -501,7 +501,7 @@ type Comment struct {
 	Name   spec.QName
 	Column string // COLUMN; CONSTRAINT and TRIGGER: the name of the constraint or trigger
 	Table  spec.QName
-	Args   string // FUNCTION, PROCEDURE, AGGREGATE
+	Args   string // FUNCTION, PROCEDURE, AGGREGATE, OPERATOR: the arguments; OPERATOR CLASS and FAMILY: the access method
 	Text   string
 }
 
@@ -571,6 +571,20 @@ UNION ALL
 SELECT 'STATISTICS', n.nspname, st.stxname, '', '', '', '', d.description
 FROM pg_catalog.pg_description d JOIN pg_catalog.pg_statistic_ext st ON d.classoid = 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass AND d.objoid = st.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = st.stxnamespace WHERE n.nspname = ANY($1) OR st.stxrelid IN (SELECT oid FROM sel)
+UNION ALL
+SELECT 'OPERATOR', n.nspname, o.oprname, '', '', '',
+       COALESCE(pg_catalog.format_type(NULLIF(o.oprleft, 0), NULL), 'NONE') || ', ' || COALESCE(pg_catalog.format_type(NULLIF(o.oprright, 0), NULL), 'NONE'),
+       d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_operator o ON d.classoid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND d.objoid = o.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace WHERE n.nspname = ANY($1)
+UNION ALL
+SELECT 'OPERATOR CLASS', n.nspname, c.opcname, '', '', '', am.amname, d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_opclass c ON d.classoid = 'pg_catalog.pg_opclass'::pg_catalog.regclass AND d.objoid = c.oid
+JOIN pg_catalog.pg_am am ON am.oid = c.opcmethod JOIN pg_catalog.pg_namespace n ON n.oid = c.opcnamespace WHERE n.nspname = ANY($1)
+UNION ALL
+SELECT 'OPERATOR FAMILY', n.nspname, f.opfname, '', '', '', am.amname, d.description
+FROM pg_catalog.pg_description d JOIN pg_catalog.pg_opfamily f ON d.classoid = 'pg_catalog.pg_opfamily'::pg_catalog.regclass AND d.objoid = f.oid
+JOIN pg_catalog.pg_am am ON am.oid = f.opfmethod JOIN pg_catalog.pg_namespace n ON n.oid = f.opfnamespace WHERE n.nspname = ANY($1)
 UNION ALL
 SELECT 'SCHEMA', n.nspname, n.nspname, '', '', '', '', d.description
 FROM pg_catalog.pg_description d JOIN pg_catalog.pg_namespace n ON d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objoid = n.oid

@@ -105,7 +105,7 @@ func (o Opener) Connect(ctx context.Context, ep spec.Endpoint) (*pgx.Conn, error
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", Describe(ep), err)
+		return nil, fmt.Errorf("connect to %s: %w", ep.Describe(), err)
 	}
 	return conn, nil
 }
@@ -136,7 +136,7 @@ func (o Opener) ConnectDestination(ctx context.Context, ep spec.Endpoint) (*pgx.
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", Describe(ep), err)
+		return nil, fmt.Errorf("connect to %s: %w", ep.Describe(), err)
 	}
 	return conn, nil
 }
@@ -149,14 +149,9 @@ func (o Opener) ConnectReplication(ctx context.Context, ep spec.Endpoint) (*pgco
 	}
 	conn, err := pgconn.ConnectConfig(ctx, &cfg.Config)
 	if err != nil {
-		return nil, fmt.Errorf("replication connect to %s: %w", Describe(ep), err)
+		return nil, fmt.Errorf("replication connect to %s: %w", ep.Describe(), err)
 	}
 	return conn, nil
-}
-
-// Describe names an endpoint for logs and errors: user@host:port/database, no secret.
-func Describe(ep spec.Endpoint) string {
-	return fmt.Sprintf("%s@%s:%d/%s", ep.User, ep.Host, ep.Port, ep.Database)
 }
 
 // tlsConfig builds the TLS settings of ep with libpq's meaning of each mode: require encrypts

@@ -304,6 +304,12 @@ func TableStatements(t *catalog.Table, tm spec.TableMap, m Mapper) []string {
 		if c.Compression != "" {
 			after = append(after, fmt.Sprintf("ALTER TABLE ONLY %s ALTER COLUMN %s SET COMPRESSION %s", tm.Dest.Quoted(), col, c.Compression))
 		}
+		if c.Statistics != nil {
+			after = append(after, fmt.Sprintf("ALTER TABLE ONLY %s ALTER COLUMN %s SET STATISTICS %d", tm.Dest.Quoted(), col, *c.Statistics))
+		}
+		if len(c.Options) > 0 {
+			after = append(after, fmt.Sprintf("ALTER TABLE ONLY %s ALTER COLUMN %s SET (%s)", tm.Dest.Quoted(), col, strings.Join(c.Options, ", ")))
+		}
 	}
 	for _, con := range t.Constraints {
 		if con.Kind == "c" && !con.NotValid && !con.Separate && (con.Local || !inherits) {

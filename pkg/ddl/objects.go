@@ -161,6 +161,10 @@ func CommentOn(c catalog.Comment, m Mapper) string {
 			args = "*"
 		}
 		target = pgx.Identifier{schema, c.Name.Name}.Sanitize() + "(" + args + ")"
+	case "OPERATOR":
+		target = ident(schema) + "." + c.Name.Name + " (" + MapExpr(c.Args, nil, schemaRenames(m)) + ")"
+	case "OPERATOR CLASS", "OPERATOR FAMILY":
+		target = pgx.Identifier{schema, c.Name.Name}.Sanitize() + " USING " + ident(c.Args)
 	case "SCHEMA":
 		target = ident(schema)
 	default: // VIEW, MATERIALIZED VIEW, SEQUENCE, INDEX, TYPE, DOMAIN, TEXT SEARCH ..., STATISTICS

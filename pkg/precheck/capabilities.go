@@ -351,7 +351,7 @@ func caseCollisions(tables []spec.TableMap, defs []*catalog.Table) [][]string {
 // rest.
 func (c *checker) destFeatures(ctx context.Context) {
 	var problems []string
-	for _, check := range []func(context.Context) ([]string, error){c.xmlObjects, c.refusedInheritance, c.compression} {
+	for _, check := range []func(context.Context) ([]string, error){c.xmlObjects, c.refusedInheritance, c.compression, c.securityLabels} {
 		found, err := check(ctx)
 		if err != nil {
 			c.fail("dest_features", Warning, "checking the destination failed: "+err.Error(), "")
@@ -447,6 +447,26 @@ WHERE c.relkind = 'm' AND n.nspname = ANY($1) ORDER BY 1`, c.s.WholeSchemas())
 		}
 	}
 	return out, nil
+}
+
+// securityLabels names the security labels on objects of the selected schemas: schema sync does
+// not carry them (they need the label provider's module loaded on both servers).
+func (c *checker) securityLabels(ctx context.Context) ([]string, error) {
+	var schemas []string
+	for _, tm := range c.tables {
+		if !slices.Contains(schemas, tm.Source.Schema) {
+			schemas = append(schemas, tm.Source.Schema)
+		}
+	}
+	schemas = append(schemas, c.s.WholeSchemas()...)
+	labels, err := queryStrings(ctx, c.src, `
+SELECT DISTINCT pg_catalog.format('%s %s (provider %s)', l.objtype, l.objname, l.provider)
+FROM pg_catalog.pg_seclabels l JOIN pg_catalog.pg_namespace n ON n.oid = l.objnamespace
+WHERE n.nspname = ANY($1) ORDER BY 1`, schemas)
+	if err != nil || len(labels) == 0 {
+		return nil, err
+	}
+	return []string{"security labels are not carried (set them on the destination, with its label provider loaded): " + strings.Join(labels, ", ")}, nil
 }
 
 // refusedInheritance names the selected tables that inherit a column as a generated column whose

@@ -84,7 +84,7 @@ func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) (it
 	var pinErr *dialect.Error
 	if errors.As(err, &pinErr) {
 		// Connected, but the session cannot read SQL as PostgreSQL does.
-		c.pass("dest_connect", Error, "connected to "+dbconn.Describe(s.Destination))
+		c.pass("dest_connect", Error, "connected to "+s.Destination.Describe())
 		c.fail("dest_compatibility", Error, "destination: "+pinErr.Dialect.String()+"; "+pinErr.Reason,
 			"connect to the server's PostgreSQL-mode port, or let the task's user set the parameters named (Skein sets them in each of its sessions)")
 	} else {
@@ -150,10 +150,10 @@ func Run(ctx context.Context, open dbconn.Opener, s spec.Spec, opts Options) (it
 
 func (c *checker) connectItem(id string, ep spec.Endpoint, err error) {
 	if err != nil {
-		c.fail(id, Error, err.Error(), "check host, port, database, user, the password secret and pg_hba.conf; the worker must reach "+dbconn.Describe(ep))
+		c.fail(id, Error, err.Error(), "check host, port, database, user, the password secret and pg_hba.conf; the worker must reach "+ep.Describe())
 		return
 	}
-	c.pass(id, Error, "connected to "+dbconn.Describe(ep))
+	c.pass(id, Error, "connected to "+ep.Describe())
 }
 
 func (c *checker) sourceDBName() {

@@ -46,6 +46,11 @@ type Endpoint struct {
 	TLS            TLS    `json:"tls"`
 }
 
+// Describe names the endpoint as user@host:port/database, never a secret.
+func (e Endpoint) Describe() string {
+	return fmt.Sprintf("%s@%s:%d/%s", e.User, e.Host, e.Port, e.Database)
+}
+
 // TLS configures transport security; the *_secret fields name secrets holding PEM content.
 type TLS struct {
 	Mode              string `json:"mode,omitempty"`
@@ -321,7 +326,7 @@ func (s Spec) Summary() string {
 			steps = append(steps, st.name)
 		}
 	}
-	ep := func(e Endpoint) string { return fmt.Sprintf("%s@%s:%d/%s", e.User, e.Host, e.Port, e.Database) }
+	ep := Endpoint.Describe
 	return fmt.Sprintf("Skein task %s: %s → %s (%s)", s.Name, ep(s.Source), ep(s.Destination), strings.Join(steps, " + "))
 }
 

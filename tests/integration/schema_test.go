@@ -96,6 +96,13 @@ CREATE VIEW app.labels AS SELECT app.label(e) AS label FROM app.expensive e;
 CREATE VIEW app.item_tags AS SELECT i.id, i.name COLLATE "C" AS name, count(t) AS tags FROM app.items i, unnest(i.tags) t GROUP BY i.id;
 CREATE MATERIALIZED VIEW app.item_tag_counts AS SELECT i.id, i.name, count(t) AS tags FROM app.items i, unnest(i.tags) t GROUP BY i.id;
 CREATE VIEW app.tagged AS SELECT name FROM app.item_tag_counts WHERE tags > 1;
+COMMENT ON OPERATOR app.~= (numeric, numeric) IS 'about equal';
+CREATE OPERATOR FAMILY app.fam USING btree;
+COMMENT ON OPERATOR FAMILY app.fam USING btree IS 'a family';
+CREATE OPERATOR CLASS app.numr_ops FOR TYPE numeric USING hash AS OPERATOR 1 =, FUNCTION 1 hash_numeric(numeric);
+COMMENT ON OPERATOR CLASS app.numr_ops USING hash IS 'a class';
+ALTER TABLE app.items ALTER COLUMN name SET STATISTICS 500;
+ALTER TABLE app.items ALTER COLUMN qty SET (n_distinct = 5);
 CREATE RULE cache_keep AS ON DELETE TO app.cache WHERE old.k = 'keep' DO INSTEAD NOTHING;
 CREATE TRIGGER items_touch BEFORE UPDATE ON app.items FOR EACH ROW EXECUTE FUNCTION app.touch();
 INSERT INTO app.items (id, name, qty, price, mood, tags, dims, band)
