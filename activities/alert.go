@@ -13,34 +13,22 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
-// Alert kinds.
+// Alert kinds (api's).
 const (
-	AlertLatency = "latency" // apply lag went above alerts.latency_seconds
-	AlertFailed  = "failed"  // the task failed (retry window over, or a fatal error)
+	AlertLatency = api.AlertLatency
+	AlertFailed  = api.AlertFailed
 )
 
-// AlertEvent is what an alert reports; it is also the JSON body POSTed to alerts.webhook_url.
-type AlertEvent struct {
-	Task       string  `json:"task"`
-	Kind       string  `json:"kind"`
-	Phase      string  `json:"phase"`
-	Message    string  `json:"message"`
-	LagSeconds float64 `json:"lag_seconds"`
-	LagBytes   int64   `json:"lag_bytes"`
-	Time       string  `json:"time,omitempty"` // set when sent
-}
+// AlertEvent is api.AlertEvent.
+type AlertEvent = api.AlertEvent
 
-// AlertInput asks for one alert.
-type AlertInput struct {
-	Event      AlertEvent `json:"event"`
-	WebhookURL string     `json:"webhook_url,omitempty"`
-	// WebhookURLSecret names the secret holding the URL (read here, on the worker).
-	WebhookURLSecret string `json:"webhook_url_secret,omitempty"`
-}
+// AlertInput is api.AlertInput.
+type AlertInput = api.AlertInput
 
 // webhookClient posts alerts: a short timeout, and no redirects followed (a redirect could carry
 // the alert, and what the URL's token grants, elsewhere).

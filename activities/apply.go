@@ -28,45 +28,14 @@ type ApplyProgress = api.ApplyProgress
 // writes about one event a minute to its history for them.
 const DefaultReportEvery = time.Minute
 
-// SignalApplyProgress is the internal signal by which the apply activity reports its position to
-// the task's workflow, for the status query.
-const SignalApplyProgress = "skein-apply-progress"
+// SignalApplyProgress is api.SignalApplyProgress.
+const SignalApplyProgress = api.SignalApplyProgress
 
-// ApplyInput asks for a run of change apply.
-type ApplyInput struct {
-	Spec   spec.Spec       `json:"spec"`
-	Tables []spec.TableMap `json:"tables"`
-	// MaxRun ends the run cleanly after this long (the workflow starts the next one), which keeps
-	// each activity bounded; 0 = 30 minutes.
-	MaxRun time.Duration `json:"max_run,omitempty"`
-	// ReportEvery is the interval of routine progress signals (position, lag, counts); 0 = a
-	// minute. What a person looks for in the history (a schema change, the lag crossing the alert
-	// threshold, the run applying again after a failure) is signalled at once; the live figures
-	// are in the activity's heartbeat, every second.
-	ReportEvery time.Duration `json:"report_every,omitempty"`
-	// StallAfter is how long a destination statement may wait for the server before the apply
-	// asks the server (on a new connection) whether it still works on it; 0 = a minute.
-	StallAfter time.Duration `json:"stall_after,omitempty"`
-	// SkipBefore lists source tables whose changes in transactions committed before an LSN were
-	// applied by the stream that loaded them (modify-objects).
-	SkipBefore []SkipBefore `json:"skip_before,omitempty"`
-	// StopAt ends the run once everything before this LSN is applied; CatchUp stops at the
-	// source's position when the run starts. Both serve the helper stream of added tables.
-	StopAt  string `json:"stop_at,omitempty"`
-	CatchUp bool   `json:"catch_up,omitempty"`
-	// Helper marks the helper stream: it reports no progress to the workflow.
-	Helper bool `json:"helper,omitempty"`
-	// FailedAttempts counts the runs of this streak that failed before this one (the workflow
-	// starts each run as a single attempt and retries in its own loop): after a failure, the first
-	// changes go statement by statement.
-	FailedAttempts int `json:"failed_attempts,omitempty"`
-}
+// ApplyInput is api.ApplyInput.
+type ApplyInput = api.ApplyInput
 
-// SkipBefore is one table of ApplyInput.SkipBefore.
-type SkipBefore struct {
-	Table spec.QName `json:"table"`
-	LSN   string     `json:"lsn"`
-}
+// SkipBefore is api.SkipBefore.
+type SkipBefore = api.SkipBefore
 
 // sameReport reports whether two progress reports say the same (the table list aside: its
 // version says whether it changed).

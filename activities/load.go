@@ -19,22 +19,8 @@ import (
 	"github.com/skein-dts/skein/pkg/throttle"
 )
 
-// TablePlan is the load plan of one table.
-type TablePlan struct {
-	Table        spec.TableMap    `json:"table"`
-	RowsEstimate int64            `json:"rows_estimate"`
-	Chunks       []fullload.Chunk `json:"chunks"`
-	// Bytes is the table's size on disk without TOAST (an estimate of the copy's size).
-	Bytes int64 `json:"bytes,omitempty"`
-	// Unlogged: the table writes no WAL, so it is loaded but cannot stream its changes.
-	Unlogged bool `json:"unlogged,omitempty"`
-	// Partitioned: a partitioned table or a partition, whose keys and indexes are built after the
-	// load (a parent's index covers its partitions).
-	Partitioned bool `json:"partitioned,omitempty"`
-	// References are the tables the table's foreign keys reference (itself included), by source
-	// name: its foreign keys are added once they all have their keys.
-	References []spec.QName `json:"references,omitempty"`
-}
+// TablePlan is api.TablePlan.
+type TablePlan = api.TablePlan
 
 // PlanLoad cuts every selected table into chunks, largest tables first.
 func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan, error) {
@@ -76,9 +62,8 @@ func (a *Activities) PlanLoad(ctx context.Context, in SchemaInput) ([]TablePlan,
 	return plans, nil
 }
 
-// ErrSnapshotLost is the ApplicationError type of a chunk that could not import the task's
-// snapshot because its holder ended: the workflow reloads the unfinished tables in a new one.
-const ErrSnapshotLost = "snapshot_lost"
+// ErrSnapshotLost is api.ErrSnapshotLost.
+const ErrSnapshotLost = api.ErrSnapshotLost
 
 // ErrStaleChunk is the ApplicationError type of a chunk whose table was reset after it was
 // planned: only an activity that outlived its run (the workflow no longer waits for it) sees it.
@@ -139,15 +124,8 @@ func (a *Activities) followLoadShare(ctx context.Context, limiter *throttle.Limi
 	return func() { cancel(); <-done }
 }
 
-// CopyChunkInput asks for one chunk.
-type CopyChunkInput struct {
-	Spec     spec.Spec      `json:"spec"`
-	Chunk    fullload.Chunk `json:"chunk"`
-	Snapshot string         `json:"snapshot"`
-	// Share is the number of chunks that may run at once, which share the task's throttle
-	// limits; 0 = full_load.parallelism.
-	Share int `json:"share,omitempty"`
-}
+// CopyChunkInput is api.CopyChunkInput.
+type CopyChunkInput = api.CopyChunkInput
 
 // CopyChunk copies one chunk inside the task's snapshot; a chunk committed before is a no-op.
 func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload.Result, error) {
@@ -158,26 +136,14 @@ func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload
 	return res[0], nil
 }
 
-// CopyChunksInput asks for a batch of chunks (of small tables), copied one after the other.
-type CopyChunksInput struct {
-	Spec     spec.Spec        `json:"spec"`
-	Chunks   []fullload.Chunk `json:"chunks"`
-	Snapshot string           `json:"snapshot"`
-	Share    int              `json:"share,omitempty"` // as in CopyChunkInput
-}
+// CopyChunksInput is api.CopyChunksInput.
+type CopyChunksInput = api.CopyChunksInput
 
-// CopyAndBuildInput asks for a batch of chunks and then for the keys and indexes of the tables
-// of the chunks Build lists (indexes into Chunks; each such chunk is its table's only one).
-type CopyAndBuildInput struct {
-	CopyChunksInput
-	Build []int `json:"build,omitempty"`
-}
+// CopyAndBuildInput is api.CopyAndBuildInput.
+type CopyAndBuildInput = api.CopyAndBuildInput
 
-// CopiedAndBuilt is what CopyChunksAndBuild did.
-type CopiedAndBuilt struct {
-	Results []fullload.Result `json:"results"`
-	Schema  SchemaReport      `json:"schema"`
-}
+// CopiedAndBuilt is api.CopiedAndBuilt.
+type CopiedAndBuilt = api.CopiedAndBuilt
 
 // CopyChunksAndBuild is CopyChunks, then BuildTables for the tables in.Build names: a batch of
 // small tables gets its keys in the same activity, its table list in the history once.

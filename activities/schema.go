@@ -25,17 +25,8 @@ import (
 // SchemaReport says what a schema stage did (api.SchemaReport).
 type SchemaReport = api.SchemaReport
 
-// SchemaInput asks for a schema stage.
-type SchemaInput struct {
-	Spec     spec.Spec       `json:"spec"`
-	Tables   []spec.TableMap `json:"tables"`
-	Snapshot string          `json:"snapshot,omitempty"`
-	// Built names (by source name) the tables whose keys and indexes BuildTables added during the
-	// load (the post-data step adds only their foreign keys), Linked those whose foreign keys it
-	// added too (the post-data step leaves them out).
-	Built  []spec.QName `json:"built,omitempty"`
-	Linked []spec.QName `json:"linked,omitempty"`
-}
+// SchemaInput is api.SchemaInput.
+type SchemaInput = api.SchemaInput
 
 // SchemaPreData creates, on the destination, the schemas, sequences and tables the full load needs
 // (no keys, indexes or foreign keys yet), and Skein's bookkeeping tables. The definitions are read
@@ -296,16 +287,8 @@ func indexJobs(ctx context.Context, tx pgx.Tx, t *catalog.Table, tm spec.TableMa
 	return jobs, nil
 }
 
-// BuildInput asks for the keys and indexes of tables whose load is complete, and for the foreign
-// keys of tables whose referenced tables have their keys.
-type BuildInput struct {
-	Spec   spec.Spec       `json:"spec"`
-	Tables []spec.TableMap `json:"tables,omitempty"`
-	// ForeignKeysOf are the tables whose foreign keys to add; Referenced maps the tables they
-	// reference.
-	ForeignKeysOf []spec.TableMap `json:"foreign_keys_of,omitempty"`
-	Referenced    []spec.TableMap `json:"referenced,omitempty"`
-}
+// BuildInput is api.BuildInput.
+type BuildInput = api.BuildInput
 
 // BuildTables adds, while the rest of the load goes on, the primary keys, unique and exclusion
 // constraints and secondary indexes of tables whose every chunk is committed, and the foreign keys
@@ -380,12 +363,8 @@ func summarized(items []string, what string) []string {
 	return []string{fmt.Sprintf("%d constraints and indexes %s, from %s to %s", len(items), what, items[0], items[len(items)-1])}
 }
 
-// SequencesInput asks to set the destination sequences from the source.
-type SequencesInput struct {
-	Spec   spec.Spec       `json:"spec"`
-	Tables []spec.TableMap `json:"tables"`
-	Offset int64           `json:"offset"`
-}
+// SequencesInput is api.SequencesInput.
+type SequencesInput = api.SequencesInput
 
 // SyncSequences sets every synchronized sequence and identity column on the destination to the
 // source's current value plus Offset (for cutover: apply does not move sequences). It returns

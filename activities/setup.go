@@ -124,16 +124,8 @@ func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables
 	return nil
 }
 
-// SnapshotInput asks for the task's snapshot.
-type SnapshotInput struct {
-	Spec spec.Spec `json:"spec"`
-	// WithSlot creates the replication slot and exports its snapshot (incremental tasks);
-	// otherwise a plain exported snapshot is held (full-only tasks).
-	WithSlot bool `json:"with_slot"`
-	// Temporary (with WithSlot) creates a temporary slot, gone when the holder ends: it serves
-	// only its snapshot and consistent point (a reload after the first snapshot was lost).
-	Temporary bool `json:"temporary,omitempty"`
-}
+// SnapshotInput is api.SnapshotInput.
+type SnapshotInput = api.SnapshotInput
 
 // OpenSnapshot creates the replication slot with an exported snapshot (or, without incremental
 // sync, exports a plain snapshot) and keeps the connection on this worker for HoldSnapshot. Run it
@@ -239,13 +231,8 @@ func (a *Activities) EndSnapshot(ctx context.Context, task string) error {
 	return nil
 }
 
-// ResetLoadInput names tables whose load starts over.
-type ResetLoadInput struct {
-	Spec   spec.Spec       `json:"spec"`
-	Tables []spec.TableMap `json:"tables"`
-	// Generations are the tables' new load generations (fullload.Reset).
-	Generations []int `json:"generations,omitempty"`
-}
+// ResetLoadInput is api.ResetLoadInput.
+type ResetLoadInput = api.ResetLoadInput
 
 // ResetLoad empties the destination tables and forgets their committed chunks, so they load
 // again from the start (in a new snapshot, after the first one was lost).

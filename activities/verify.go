@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/api/enums/v1"
 	"go.uber.org/zap"
@@ -25,16 +26,8 @@ import (
 // VerifyProgress is the heartbeat of a verification (api.VerifyProgress).
 type VerifyProgress = api.VerifyProgress
 
-// TaskInfo is what a verification needs to know of its task.
-type TaskInfo struct {
-	Spec    spec.Spec `json:"spec"`
-	Running bool      `json:"running"`
-	// Phase is the running task's phase; "" for a closed task.
-	Phase string `json:"phase"`
-	// Tables is the running task's table list, which follows schema changes on the source; nil
-	// for a closed task (its spec resolves them).
-	Tables []spec.TableMap `json:"tables,omitempty"`
-}
+// TaskInfo is api.TaskInfo.
+type TaskInfo = api.TaskInfo
 
 // DescribeTask reads a task's spec from its history and, while it runs, its phase.
 func (a *Activities) DescribeTask(ctx context.Context, id string) (TaskInfo, error) {
@@ -82,14 +75,8 @@ func (a *Activities) Verify(ctx context.Context, in SchemaInput) ([]verify.Table
 	return a.verify(ctx, in.Spec, in.Tables, in.Snapshot, false)
 }
 
-// VerifyTaskInput asks for an on-demand verification of a task's tables.
-type VerifyTaskInput struct {
-	Spec   spec.Spec       `json:"spec"`
-	Tables []spec.TableMap `json:"tables"`
-	// Streaming is set while the task applies changes: differences are re-checked once the apply
-	// has passed them (the task's slot shows how far it got).
-	Streaming bool `json:"streaming"`
-}
+// VerifyTaskInput is api.VerifyTaskInput.
+type VerifyTaskInput = api.VerifyTaskInput
 
 // VerifyTask compares a task's tables now (skein verify).
 func (a *Activities) VerifyTask(ctx context.Context, in VerifyTaskInput) ([]verify.TableResult, error) {
@@ -199,7 +186,7 @@ func (a *Activities) settle(ctx context.Context, conn *pgx.Conn, slot string) er
 		if !st.Exists {
 			return errclass.Permanent(fmt.Errorf("replication slot %s does not exist: the task no longer streams changes", slot))
 		}
-		if st.ConfirmedFlush >= target {
+		if pglogrepl.LSN(st.ConfirmedFlush) >= target {
 			return nil
 		}
 		if time.Now().After(deadline) {

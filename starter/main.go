@@ -20,7 +20,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/skein-dts/skein/pkg/api"
-	"github.com/skein-dts/skein/pkg/cdc"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/temporalx"
 )
@@ -492,7 +491,7 @@ func slotColumn(ctx context.Context, c client.Client, id string, st enums.Workfl
 	if err != nil {
 		return "? (" + err.Error() + ")"
 	}
-	var slot cdc.SlotState
+	var slot api.SlotState
 	if err := run.Get(ctx, &slot); err != nil {
 		return "? (is a skein-worker running?)"
 	}

@@ -212,7 +212,7 @@ func positiveEnv(name string, def int) (int, error) {
 // 64, for a 2-core machine) and SKEIN_STOP_TIMEOUT (how long a stopping worker, on SIGTERM or
 // SIGINT, lets running activities finish before it cancels them; default 60s).
 func workerOptions() (worker.Options, error) {
-	opts := workflows.WorkerOptions()
+	opts := activities.WorkerOptions()
 	opts.WorkerStopTimeout = time.Minute
 	n, err := positiveEnv("SKEIN_MAX_ACTIVITIES", 64)
 	if err != nil {

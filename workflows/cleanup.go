@@ -6,6 +6,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -20,5 +21,5 @@ func Release(ctx workflow.Context, s spec.Spec) error {
 		StartToCloseTimeout: 5 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
-	return workflow.ExecuteActivity(ctx, acts.Release, s).Get(ctx, nil)
+	return workflow.ExecuteActivity(ctx, api.ActivityRelease, s).Get(ctx, nil)
 }

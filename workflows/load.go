@@ -7,9 +7,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/api"
-	"github.com/skein-dts/skein/pkg/fullload"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -19,9 +17,9 @@ import (
 // table's keys and indexes are built as soon as its last chunk commits, while other tables load;
 // and its foreign keys once the tables they reference have their keys. It returns the tables built
 // so and those linked so (for the post-data step, which does the rest).
-func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, hold *snapshotHold) (built, linked []spec.QName, err error) {
-	var plans []activities.TablePlan
-	if err := w.callBeforeLoad(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, acts.PlanLoad, &plans, &in, hold); err != nil {
+func (w *task) fullLoad(ctx workflow.Context, in api.SchemaInput, opts workflow.ActivityOptions, hold *snapshotHold) (built, linked []spec.QName, err error) {
+	var plans []api.TablePlan
+	if err := w.callBeforeLoad(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, api.ActivityPlanLoad, &plans, &in, hold); err != nil {
 		return nil, nil, err
 	}
 	st := newLoadState(plans)
@@ -93,13 +91,13 @@ func (w *task) fullLoad(ctx workflow.Context, in activities.SchemaInput, opts wo
 // and which have their foreign keys (linked). refs[i] are the loaded tables plan i's foreign keys
 // reference, referencedBy[i] those whose foreign keys reference plan i.
 type loadState struct {
-	plans                    []activities.TablePlan
+	plans                    []api.TablePlan
 	statusOf                 []int
 	buildable, built, linked []bool
 	refs, referencedBy       [][]int
 }
 
-func newLoadState(plans []activities.TablePlan) *loadState {
+func newLoadState(plans []api.TablePlan) *loadState {
 	n := len(plans)
 	st := &loadState{plans: plans, statusOf: make([]int, n), buildable: make([]bool, n), built: make([]bool, n), linked: make([]bool, n),
 		refs: make([][]int, n), referencedBy: make([][]int, n)}
@@ -142,7 +140,7 @@ func (w *task) complete(st *loadState, i int) bool {
 // tables[i] is the plan (an index into the plans) chunks[i] belongs to.
 type loadJob struct {
 	tables []int
-	chunks []fullload.Chunk
+	chunks []api.Chunk
 }
 
 // Small tables (one chunk of at most a quarter of full_load.chunk_mb) are copied in batches of up
@@ -151,7 +149,7 @@ const batchTables = 100
 
 // loadJobs lists the chunks of the tables to load, in order (largest tables first), small tables
 // batched when batching is on. Each chunk carries its table's load generation (its reloads).
-func (w *task) loadJobs(plans []activities.TablePlan, order []int, load []bool, statusOf []int, batching bool) []loadJob {
+func (w *task) loadJobs(plans []api.TablePlan, order []int, load []bool, statusOf []int, batching bool) []loadJob {
 	limit := int64(w.spec.FullLoad.ChunkMB) << 20
 	var jobs []loadJob
 	var batch loadJob
@@ -180,7 +178,7 @@ func (w *task) loadJobs(plans []activities.TablePlan, order []int, load []bool, 
 		}
 		for _, c := range p.Chunks {
 			c.Generation = gen
-			jobs = append(jobs, loadJob{tables: []int{i}, chunks: []fullload.Chunk{c}})
+			jobs = append(jobs, loadJob{tables: []int{i}, chunks: []api.Chunk{c}})
 		}
 	}
 	closeBatch()
@@ -192,7 +190,7 @@ func (w *task) loadJobs(plans []activities.TablePlan, order []int, load []bool, 
 // A table whose load is complete has its keys and indexes built ahead of the next chunk, in the
 // same parallelism (BuildTables, or a batch's own CopyChunksAndBuild), and its foreign keys once
 // the tables they reference have theirs.
-func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, jobs []loadJob, st *loadState) ([]loadJob, error) {
+func (w *task) copyChunks(ctx workflow.Context, in api.SchemaInput, opts workflow.ActivityOptions, jobs []loadJob, st *loadState) ([]loadJob, error) {
 	next := 0
 	var firstErr error
 	var lost []loadJob
@@ -339,7 +337,7 @@ func (w *task) copyChunks(ctx workflow.Context, in activities.SchemaInput, opts 
 }
 
 // copyJob copies one job's chunks (after pace lets it start) and counts them in the status.
-func (w *task) copyJob(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions, j loadJob, st *loadState, share int,
+func (w *task) copyJob(ctx workflow.Context, in api.SchemaInput, opts workflow.ActivityOptions, j loadJob, st *loadState, share int,
 	pace func(workflow.Context) error) error {
 	if err := pace(ctx); err != nil {
 		return err
@@ -347,9 +345,9 @@ func (w *task) copyJob(ctx workflow.Context, in activities.SchemaInput, opts wor
 	for _, i := range j.tables {
 		w.status.Tables[st.statusOf[i]].State = api.TableLoading
 	}
-	var results []fullload.Result
+	var results []api.Result
 	var err error
-	batch := activities.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot, Share: share}
+	batch := api.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot, Share: share}
 	// A batch's tables (one chunk each) get their keys in the same activity.
 	var build []int
 	for k, i := range j.tables {
@@ -360,13 +358,13 @@ func (w *task) copyJob(ctx workflow.Context, in activities.SchemaInput, opts wor
 	w.copying++
 	switch {
 	case len(j.chunks) == 1:
-		var res fullload.Result
-		err = w.call(ctx, opts, acts.CopyChunk, &res,
-			activities.CopyChunkInput{Spec: in.Spec, Chunk: j.chunks[0], Snapshot: in.Snapshot, Share: share})
-		results = []fullload.Result{res}
+		var res api.Result
+		err = w.call(ctx, opts, api.ActivityCopyChunk, &res,
+			api.CopyChunkInput{Spec: in.Spec, Chunk: j.chunks[0], Snapshot: in.Snapshot, Share: share})
+		results = []api.Result{res}
 	case len(build) > 0:
-		var done activities.CopiedAndBuilt
-		err = w.call(ctx, opts, acts.CopyChunksAndBuild, &done, activities.CopyAndBuildInput{CopyChunksInput: batch, Build: build})
+		var done api.CopiedAndBuilt
+		err = w.call(ctx, opts, api.ActivityCopyChunksAndBuild, &done, api.CopyAndBuildInput{CopyChunksInput: batch, Build: build})
 		if err == nil {
 			results = done.Results
 			w.recordSchema(done.Schema)
@@ -375,7 +373,7 @@ func (w *task) copyJob(ctx workflow.Context, in activities.SchemaInput, opts wor
 			}
 		}
 	default:
-		err = w.call(ctx, opts, acts.CopyChunks, &results, batch)
+		err = w.call(ctx, opts, api.ActivityCopyChunks, &results, batch)
 	}
 	w.copying--
 	if err != nil {
@@ -399,7 +397,7 @@ func (w *task) copyJob(ctx workflow.Context, in activities.SchemaInput, opts wor
 
 // linkTables adds the foreign keys of tables whose referenced tables have their keys.
 func (w *task) linkTables(ctx workflow.Context, s spec.Spec, opts workflow.ActivityOptions, st *loadState, tables []int) error {
-	in := activities.BuildInput{Spec: s}
+	in := api.BuildInput{Spec: s}
 	mapped := map[int]bool{}
 	for _, i := range tables {
 		in.ForeignKeysOf = append(in.ForeignKeysOf, st.plans[i].Table)
@@ -418,7 +416,7 @@ func (w *task) linkTables(ctx workflow.Context, s spec.Spec, opts workflow.Activ
 
 // buildTables adds the keys and indexes of tables whose load is complete.
 func (w *task) buildTables(ctx workflow.Context, s spec.Spec, opts workflow.ActivityOptions, st *loadState, tables []int) error {
-	in := activities.BuildInput{Spec: s, Tables: make([]spec.TableMap, len(tables))}
+	in := api.BuildInput{Spec: s, Tables: make([]spec.TableMap, len(tables))}
 	for k, i := range tables {
 		in.Tables[k] = st.plans[i].Table
 	}
@@ -426,9 +424,9 @@ func (w *task) buildTables(ctx workflow.Context, s spec.Spec, opts workflow.Acti
 }
 
 // runBuild runs BuildTables, records its report and marks the tables (plan indexes) done in done.
-func (w *task) runBuild(ctx workflow.Context, opts workflow.ActivityOptions, in activities.BuildInput, tables []int, done []bool) error {
+func (w *task) runBuild(ctx workflow.Context, opts workflow.ActivityOptions, in api.BuildInput, tables []int, done []bool) error {
 	var rep api.SchemaReport
-	if err := w.call(ctx, opts, acts.BuildTables, &rep, in); err != nil {
+	if err := w.call(ctx, opts, api.ActivityBuildTables, &rep, in); err != nil {
 		return err
 	}
 	w.recordSchema(rep)
@@ -457,17 +455,17 @@ func (w *task) reload(ctx workflow.Context, s spec.Spec, tables []spec.TableMap,
 	workflow.GetLogger(ctx).Warn("the snapshot holder ended during the full load: tables load again in a new snapshot", "tables", names)
 	hold.close(ctx)
 	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
-	if err := w.call(ctx, short, acts.ResetLoad, nil, activities.ResetLoadInput{Spec: s, Tables: tables, Generations: gens}); err != nil {
+	if err := w.call(ctx, short, api.ActivityResetLoad, nil, api.ResetLoadInput{Spec: s, Tables: tables, Generations: gens}); err != nil {
 		return "", err
 	}
-	next, err := w.openSnapshot(ctx, activities.SnapshotInput{Spec: s.Helper(), WithSlot: s.IncrementalSync(), Temporary: true})
+	next, err := w.openSnapshot(ctx, api.SnapshotInput{Spec: s.Helper(), WithSlot: s.IncrementalSync(), Temporary: true})
 	if err != nil {
 		return "", err
 	}
 	*hold = *next
 	if s.IncrementalSync() {
 		for _, t := range tables {
-			w.skipBefore = append(w.skipBefore, activities.SkipBefore{Table: t.Source, LSN: next.snap.ConsistentPoint})
+			w.skipBefore = append(w.skipBefore, api.SkipBefore{Table: t.Source, LSN: next.snap.ConsistentPoint})
 		}
 	}
 	return next.name(), nil

@@ -12,9 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/api"
-	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -105,12 +103,12 @@ func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (api.Mod
 	if err := workflow.Await(ctx, func() bool { return !w.applyRunning }); err != nil {
 		return res, err
 	}
-	if err := w.call(ctx, short, acts.PreparePublication, nil, ns, tables); err != nil {
+	if err := w.call(ctx, short, api.ActivityPreparePublication, nil, ns, tables); err != nil {
 		return res, err
 	}
 	if len(added) > 0 {
 		var after string
-		if err := w.call(ctx, short, acts.SourcePosition, &after, ns); err != nil {
+		if err := w.call(ctx, short, api.ActivitySourcePosition, &after, ns); err != nil {
 			return res, err
 		}
 		// Runs end after ApplyMaxRun: go on until the helper has passed the switch point.
@@ -120,8 +118,8 @@ func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (api.Mod
 		}
 		for {
 			var p api.ApplyProgress
-			if err := w.call(ctx, w.applyOptions(), acts.Apply, &p,
-				activities.ApplyInput{Spec: helper, Tables: added, StopAt: after, Helper: true, MaxRun: w.carry.ApplyMaxRun}); err != nil {
+			if err := w.call(ctx, w.applyOptions(), api.ActivityApply, &p,
+				api.ApplyInput{Spec: helper, Tables: added, StopAt: after, Helper: true, MaxRun: w.carry.ApplyMaxRun}); err != nil {
 				return res, err
 			}
 			if flushed, err := pglogrepl.ParseLSN(p.FlushedLSN); err == nil && flushed >= target {
@@ -129,11 +127,11 @@ func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (api.Mod
 				break
 			}
 		}
-		if err := w.call(ctx, short, acts.Release, nil, helper); err != nil {
+		if err := w.call(ctx, short, api.ActivityRelease, nil, helper); err != nil {
 			return res, err
 		}
 		for _, t := range added {
-			w.skipBefore = append(w.skipBefore, activities.SkipBefore{Table: t.Source, LSN: joinAt})
+			w.skipBefore = append(w.skipBefore, api.SkipBefore{Table: t.Source, LSN: joinAt})
 		}
 	}
 	w.tables = tables
@@ -159,8 +157,8 @@ func (w *task) resolveForModify(ctx workflow.Context, ns spec.Spec) ([]spec.Tabl
 	var tables []spec.TableMap
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.ResolveTables, ns).Get(ctx, &tables)
-		if err == nil || classOf(err) != errclass.Connection || attempt == 3 {
+		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), api.ActivityResolveTables, ns).Get(ctx, &tables)
+		if err == nil || classOf(err) != api.Connection || attempt == 3 {
 			break
 		}
 		if err := workflow.Sleep(ctx, time.Duration(attempt)*5*time.Second); err != nil {
@@ -184,7 +182,7 @@ func (w *task) precheckAdded(ctx workflow.Context, ns spec.Spec, added []spec.Ta
 	opts := workflow.ActivityOptions{StartToCloseTimeout: 6 * time.Minute, HeartbeatTimeout: time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}}
 	var items []api.Item
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.Precheck, check).Get(ctx, &items); err != nil {
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), api.ActivityPrecheck, check).Get(ctx, &items); err != nil {
 		return badRequest(fmt.Errorf("precheck of the added tables: %s; the task goes on unchanged", errorText(err)))
 	}
 	var failed []string
@@ -233,19 +231,19 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 	for _, t := range added {
 		w.status.Tables = append(w.status.Tables, api.TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: api.TablePending})
 	}
-	if err := w.call(ctx, short, acts.PreparePublication, nil, helper, added); err != nil {
+	if err := w.call(ctx, short, api.ActivityPreparePublication, nil, helper, added); err != nil {
 		return err
 	}
-	hold, err := w.openSnapshot(ctx, activities.SnapshotInput{Spec: helper, WithSlot: true})
+	hold, err := w.openSnapshot(ctx, api.SnapshotInput{Spec: helper, WithSlot: true})
 	if err != nil {
 		return err
 	}
 	defer hold.close(ctx)
 	// The helper's name keeps the added tables' chunk bookkeeping apart (dropped with the helper).
-	in := activities.SchemaInput{Spec: helper, Tables: added, Snapshot: hold.name()}
+	in := api.SchemaInput{Spec: helper, Tables: added, Snapshot: hold.name()}
 	if ns.SchemaSync() {
 		var rep api.SchemaReport
-		if err := w.call(ctx, short, acts.SchemaPreData, &rep, in); err != nil {
+		if err := w.call(ctx, short, api.ActivitySchemaPreData, &rep, in); err != nil {
 			return err
 		}
 		w.recordSchema(rep) // pre-data warns too (function bodies that mention renamed names)
@@ -265,7 +263,7 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 	}
 	if ns.SchemaSync() {
 		var rep api.SchemaReport
-		if err := w.call(ctx, long, acts.SchemaPostData, &rep, in); err != nil {
+		if err := w.call(ctx, long, api.ActivitySchemaPostData, &rep, in); err != nil {
 			return err
 		}
 		w.recordSchema(rep)
@@ -277,8 +275,8 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 	}
 	// Catch up while the task's stream keeps going, so the switch is short.
 	var p api.ApplyProgress
-	return w.call(ctx, w.applyOptions(), acts.Apply, &p,
-		activities.ApplyInput{Spec: helper, Tables: added, CatchUp: true, Helper: true, MaxRun: w.carry.ApplyMaxRun})
+	return w.call(ctx, w.applyOptions(), api.ActivityApply, &p,
+		api.ApplyInput{Spec: helper, Tables: added, CatchUp: true, Helper: true, MaxRun: w.carry.ApplyMaxRun})
 }
 
 // diffTables compares the selection before and after: tables added and removed. A table in both

@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/skein-dts/skein/pkg/api"
-	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -83,7 +82,7 @@ func TestModifyRejectsWithoutChangingTheTask(t *testing.T) {
 		"ResolveTables": func(_ context.Context, s spec.Spec) ([]spec.TableMap, error) {
 			resolves++
 			if resolves > 1 && len(s.Objects[0].Tables) > 0 && s.Objects[0].Tables[0].Name == "no_such_table" {
-				return nil, temporal.NewNonRetryableApplicationError(`invalid spec: objects[0].tables[0].name: table "public"."no_such_table" does not exist on the source`, string(errclass.Fatal), nil)
+				return nil, temporal.NewNonRetryableApplicationError(`invalid spec: objects[0].tables[0].name: table "public"."no_such_table" does not exist on the source`, string(api.Fatal), nil)
 			}
 			return []spec.TableMap{tItems, tOrders}, nil
 		},

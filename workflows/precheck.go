@@ -21,6 +21,6 @@ func Precheck(ctx workflow.Context, s spec.Spec) ([]api.Item, error) {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
 	var items []api.Item
-	err := workflow.ExecuteActivity(ctx, acts.Precheck, s).Get(ctx, &items)
+	err := workflow.ExecuteActivity(ctx, api.ActivityPrecheck, s).Get(ctx, &items)
 	return items, err
 }

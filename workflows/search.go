@@ -3,6 +3,7 @@ package workflows
 import (
 	"time"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -32,7 +33,7 @@ func (w *task) publishSearchAttributes(ctx workflow.Context) {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2},
 	})
 	var ok bool
-	if err := workflow.ExecuteLocalActivity(lctx, acts.SearchAttributesAvailable, SearchAttributeNames).Get(ctx, &ok); err != nil || !ok {
+	if err := workflow.ExecuteLocalActivity(lctx, api.ActivitySearchAttributesAvailable, SearchAttributeNames).Get(ctx, &ok); err != nil || !ok {
 		workflow.GetLogger(ctx).Warn("search attributes SkeinPhase, SkeinSource, SkeinDestination are not registered (or payloads are encrypted): not published")
 		return
 	}

@@ -6,21 +6,20 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/skein-dts/skein/activities"
-	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/api"
 )
 
 // SlotCheck reads the task's spec from its history and the state of its slot.
-func SlotCheck(ctx workflow.Context, task string) (cdc.SlotState, error) {
+func SlotCheck(ctx workflow.Context, task string) (api.SlotState, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2},
 	})
-	var info activities.TaskInfo
-	if err := workflow.ExecuteActivity(ctx, acts.DescribeTask, task).Get(ctx, &info); err != nil {
-		return cdc.SlotState{}, err
+	var info api.TaskInfo
+	if err := workflow.ExecuteActivity(ctx, api.ActivityDescribeTask, task).Get(ctx, &info); err != nil {
+		return api.SlotState{}, err
 	}
-	var st cdc.SlotState
-	err := workflow.ExecuteActivity(ctx, acts.SlotState, info.Spec).Get(ctx, &st)
+	var st api.SlotState
+	err := workflow.ExecuteActivity(ctx, api.ActivitySlotState, info.Spec).Get(ctx, &st)
 	return st, err
 }

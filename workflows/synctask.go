@@ -10,10 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/api"
-	"github.com/skein-dts/skein/pkg/cdc"
-	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -33,7 +30,7 @@ type Carry struct {
 	// server whether it still works on it (default a minute; tests shorten it).
 	ApplyStallAfter time.Duration `json:"apply_stall_after,omitempty"`
 	// SkipBefore carries the added tables' changes the task's stream must still skip.
-	SkipBefore []activities.SkipBefore `json:"skip_before,omitempty"`
+	SkipBefore []api.SkipBefore `json:"skip_before,omitempty"`
 	// Paused carries a pause across continue-as-new.
 	Paused bool `json:"paused,omitempty"`
 	// RetryUnit is the unit of the spec's retry windows (default a minute; tests shorten it).
@@ -69,9 +66,9 @@ type task struct {
 	modifying, merging, applyRunning bool
 	copying                          int // chunk copy activities running (QueryLoadShare)
 	metrics                          taskMetrics
-	skipBefore                       []activities.SkipBefore
+	skipBefore                       []api.SkipBefore
 
-	alerts          []activities.AlertEvent // queued for the sender
+	alerts          []api.AlertEvent // queued for the sender
 	alertSending    bool
 	latencyAlerting bool // the lag is above alerts.latency_seconds and was reported
 
@@ -83,8 +80,6 @@ type task struct {
 	drainReq workflow.Channel
 	drains   int
 }
-
-var acts *activities.Activities // method values name the activities
 
 // SyncTask runs one sync task (TASKSPEC.md). carry is nil when a user starts the task.
 func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
@@ -178,13 +173,13 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 		if !errors.As(err, &appErr) || appErr.Type() != "precheck_failed" {
 			w.status.Phase = api.PhaseFailed
 			w.status.LastError = errorText(err)
-			w.alert(activities.AlertFailed, w.status.LastError)
+			w.alert(api.AlertFailed, w.status.LastError)
 			w.flushAlerts(ctx)
 		}
 		return err
 	}
 	// Without incremental sync the task is done: remove the bookkeeping (no slot exists).
-	if err := w.call(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, acts.Release, nil, s); err != nil {
+	if err := w.call(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}, api.ActivityRelease, nil, s); err != nil {
 		return err
 	}
 	w.setPhase(api.PhaseFinished)
@@ -199,7 +194,7 @@ func (w *task) listen(ctx workflow.Context) {
 		Description: "Continue a paused or failed task where it stopped (no input)"})
 	w.releaseCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalRelease, workflow.SignalChannelOptions{
 		Description: "Stop the task and remove what Skein created: slot, publication, capture triggers, bookkeeping (no input)"})
-	w.progressCh = workflow.GetSignalChannelWithOptions(ctx, activities.SignalApplyProgress, workflow.SignalChannelOptions{
+	w.progressCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalApplyProgress, workflow.SignalChannelOptions{
 		Description: internalHandler + "the apply activity's progress report"})
 	w.verifyCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalVerifyReport, workflow.SignalChannelOptions{
 		Description: internalHandler + "a Verify run's report"})
@@ -371,7 +366,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 
 	w.setPhase(api.PhasePrechecking)
 	var items []api.Item
-	if err := w.call(ctx, short, acts.Precheck, &items, s); err != nil {
+	if err := w.call(ctx, short, api.ActivityPrecheck, &items, s); err != nil {
 		return err
 	}
 	w.status.Precheck = items
@@ -385,7 +380,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		return temporal.NewNonRetryableApplicationError(w.status.LastError, "precheck_failed", nil)
 	}
 
-	if err := w.call(ctx, short, acts.ResolveTables, &w.tables, s); err != nil {
+	if err := w.call(ctx, short, api.ActivityResolveTables, &w.tables, s); err != nil {
 		return err
 	}
 	w.status.Tables = make([]api.TableStatus, len(w.tables))
@@ -393,7 +388,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		w.status.Tables[i] = api.TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: api.TablePending}
 	}
 	if s.IncrementalSync() {
-		if err := w.call(ctx, short, acts.PreparePublication, nil, s, w.tables); err != nil {
+		if err := w.call(ctx, short, api.ActivityPreparePublication, nil, s, w.tables); err != nil {
 			return err
 		}
 	}
@@ -403,21 +398,21 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	var hold *snapshotHold
 	if s.FullSync() || s.IncrementalSync() {
 		var err error
-		if hold, err = w.openSnapshot(ctx, activities.SnapshotInput{Spec: s, WithSlot: s.IncrementalSync()}); err != nil {
+		if hold, err = w.openSnapshot(ctx, api.SnapshotInput{Spec: s, WithSlot: s.IncrementalSync()}); err != nil {
 			return err
 		}
 		defer hold.close(ctx)
 	}
 
-	schemaIn := activities.SchemaInput{Spec: s, Tables: w.tables, Snapshot: hold.name()}
+	schemaIn := api.SchemaInput{Spec: s, Tables: w.tables, Snapshot: hold.name()}
 	long := workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute}
 	if s.SchemaSync() {
 		var rep api.SchemaReport
-		if err := w.callBeforeLoad(ctx, short, acts.SchemaPreData, &rep, &schemaIn, hold); err != nil {
+		if err := w.callBeforeLoad(ctx, short, api.ActivitySchemaPreData, &rep, &schemaIn, hold); err != nil {
 			return err
 		}
 		w.recordSchema(rep) // pre-data warns too (function bodies that mention renamed names)
-	} else if err := w.call(ctx, short, acts.EnsureBookkeeping, nil, s); err != nil {
+	} else if err := w.call(ctx, short, api.ActivityEnsureBookkeeping, nil, s); err != nil {
 		return err
 	}
 
@@ -446,7 +441,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		var rep api.SchemaReport
 		post := schemaIn
 		post.Built, post.Linked = built, linked
-		if err := w.call(ctx, long, acts.SchemaPostData, &rep, post); err != nil {
+		if err := w.call(ctx, long, api.ActivitySchemaPostData, &rep, post); err != nil {
 			return err
 		}
 		w.recordSchema(rep)
@@ -458,7 +453,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 // callBeforeLoad runs an activity that reads in's snapshot before any chunk is copied (the schema,
 // the load plan). When the snapshot is lost, nothing is loaded yet: every table loads in a new
 // snapshot (reload), in.Snapshot names it, and the activity runs again, reading there.
-func (w *task) callBeforeLoad(ctx workflow.Context, opts workflow.ActivityOptions, fn, result any, in *activities.SchemaInput,
+func (w *task) callBeforeLoad(ctx workflow.Context, opts workflow.ActivityOptions, fn, result any, in *api.SchemaInput,
 	hold *snapshotHold) error {
 	for {
 		err := w.call(ctx, opts, fn, result, *in)
@@ -483,11 +478,11 @@ func (w *task) recordSchema(rep api.SchemaReport) {
 // is no consistent point to compare with: an incremental task then verifies once it streams (a
 // Verify child workflow, which re-checks what changes meanwhile), a full-only task leaves it to
 // skein verify.
-func (w *task) verifyAfterLoad(ctx workflow.Context, in activities.SchemaInput, opts workflow.ActivityOptions) error {
+func (w *task) verifyAfterLoad(ctx workflow.Context, in api.SchemaInput, opts workflow.ActivityOptions) error {
 	why := "tables were reloaded in a new snapshot after the load's snapshot was lost"
 	if !w.reloaded() {
 		var results []api.TableResult
-		err := w.call(ctx, opts, acts.Verify, &results, in)
+		err := w.call(ctx, opts, api.ActivityVerify, &results, in)
 		if !snapshotLost(err) {
 			if err != nil {
 				return err
@@ -584,12 +579,12 @@ func (w *task) incremental(ctx workflow.Context) error {
 				stop()
 			}
 		})
-		in := activities.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.carry.ApplyMaxRun, ReportEvery: w.carry.ApplyReportEvery,
+		in := api.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.carry.ApplyMaxRun, ReportEvery: w.carry.ApplyReportEvery,
 			SkipBefore: w.skipBefore, StallAfter: w.carry.ApplyStallAfter}
 		var res api.ApplyProgress
 		w.runCounts, w.runNotReplicated = api.Counts{}, 0
 		w.applyRunning = true
-		err := w.call(runCtx, opts, acts.Apply, &res, in)
+		err := w.call(runCtx, opts, api.ActivityApply, &res, in)
 		w.applyRunning = false
 		interrupted := runCtx.Err() != nil
 		stop()
@@ -675,8 +670,8 @@ func (w *task) syncSequences(ctx workflow.Context, offset int64) ([]string, erro
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
 	var set []string
-	err := workflow.ExecuteActivity(ctx, acts.SyncSequences,
-		activities.SequencesInput{Spec: w.spec, Tables: w.tables, Offset: offset}).Get(ctx, &set)
+	err := workflow.ExecuteActivity(ctx, api.ActivitySyncSequences,
+		api.SequencesInput{Spec: w.spec, Tables: w.tables, Offset: offset}).Get(ctx, &set)
 	return set, err
 }
 
@@ -712,8 +707,8 @@ func (w *task) paused(ctx workflow.Context) error {
 		if resumed {
 			break
 		}
-		var st cdc.SlotState
-		if err := workflow.ExecuteActivity(actx, acts.SlotState, w.spec).Get(ctx, &st); err == nil && st.Exists {
+		var st api.SlotState
+		if err := workflow.ExecuteActivity(actx, api.ActivitySlotState, w.spec).Get(ctx, &st); err == nil && st.Exists {
 			w.status.LagBytes, w.status.LagSeconds = 0, 0
 			if st.CurrentWAL > st.ConfirmedFlush {
 				w.status.LagBytes = int64(st.CurrentWAL - st.ConfirmedFlush)
@@ -734,7 +729,7 @@ func (w *task) alert(kind, message string) {
 	if !w.spec.Alerts.Enabled() {
 		return
 	}
-	w.alerts = append(w.alerts, activities.AlertEvent{Task: w.spec.Name, Kind: kind, Phase: w.status.Phase, Message: message,
+	w.alerts = append(w.alerts, api.AlertEvent{Task: w.spec.Name, Kind: kind, Phase: w.status.Phase, Message: message,
 		LagSeconds: w.status.LagSeconds, LagBytes: w.status.LagBytes})
 }
 
@@ -747,7 +742,7 @@ func (w *task) checkLatency() {
 	}
 	over := w.status.LagSeconds > float64(limit)
 	if over && !w.latencyAlerting {
-		w.alert(activities.AlertLatency, fmt.Sprintf("apply lag %.1fs is above alerts.latency_seconds (%d)", w.status.LagSeconds, limit))
+		w.alert(api.AlertLatency, fmt.Sprintf("apply lag %.1fs is above alerts.latency_seconds (%d)", w.status.LagSeconds, limit))
 	}
 	w.latencyAlerting = over
 }
@@ -765,7 +760,7 @@ func (w *task) sendAlerts(ctx workflow.Context) {
 		}
 		ev := w.alerts[0]
 		w.alertSending = true
-		err := workflow.ExecuteActivity(actx, acts.Alert, activities.AlertInput{Event: ev, WebhookURL: w.spec.Alerts.WebhookURL, WebhookURLSecret: w.spec.Alerts.WebhookURLSecret}).Get(ctx, nil)
+		err := workflow.ExecuteActivity(actx, api.ActivityAlert, api.AlertInput{Event: ev, WebhookURL: w.spec.Alerts.WebhookURL, WebhookURLSecret: w.spec.Alerts.WebhookURLSecret}).Get(ctx, nil)
 		w.alerts = w.alerts[1:]
 		w.alertSending = false
 		if err != nil {
@@ -787,7 +782,7 @@ func (w *task) release(ctx workflow.Context) error {
 	w.setPhase(api.PhaseReleasing)
 	opts := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute}
 	w.releaseRequested = false // call() must not stop on it now
-	if err := w.call(ctx, opts, acts.Release, nil, w.spec); err != nil {
+	if err := w.call(ctx, opts, api.ActivityRelease, nil, w.spec); err != nil {
 		return err
 	}
 	w.setPhase(api.PhaseReleased)
@@ -838,7 +833,7 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		}
 		attempts++
 		minutes := w.spec.Retry.OtherMinutes
-		if class == errclass.Connection {
+		if class == api.Connection {
 			minutes = w.spec.Retry.ConnectionMinutes
 		}
 		window := time.Duration(minutes) * w.carry.RetryUnit
@@ -849,9 +844,9 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 			WindowMinutes: minutes}
 		w.metrics.retry(string(class), attempts)
 		workflow.GetLogger(ctx).Warn("activity failed", "class", class, "attempts", attempts, "error", w.status.LastError)
-		if class == errclass.Fatal || now.Sub(streakStart) >= window {
+		if class == api.Fatal || now.Sub(streakStart) >= window {
 			w.status.Phase = api.PhaseFailed
-			w.alert(activities.AlertFailed, w.status.LastError)
+			w.alert(api.AlertFailed, w.status.LastError)
 			if err := w.awaitResume(ctx); err != nil {
 				return err
 			}
@@ -902,7 +897,7 @@ func afterFailures(args []any, failed int) []any {
 	if failed == 0 || len(args) != 1 {
 		return args
 	}
-	in, ok := args[0].(activities.ApplyInput)
+	in, ok := args[0].(api.ApplyInput)
 	if !ok {
 		return args
 	}
@@ -912,27 +907,27 @@ func afterFailures(args []any, failed int) []any {
 
 // classOf reads the retry class an activity put in its ApplicationError. A timeout (a worker that
 // died or lost its network) counts as a connection error.
-func classOf(err error) errclass.Class {
+func classOf(err error) api.Class {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
-		switch errclass.Class(appErr.Type()) {
-		case errclass.Connection, errclass.Fatal, errclass.Other:
-			return errclass.Class(appErr.Type())
+		switch api.Class(appErr.Type()) {
+		case api.Connection, api.Fatal, api.Other:
+			return api.Class(appErr.Type())
 		}
-		return errclass.Other
+		return api.Other
 	}
 	var timeout *temporal.TimeoutError
 	if errors.As(err, &timeout) {
-		return errclass.Connection
+		return api.Connection
 	}
-	return errclass.Other
+	return api.Other
 }
 
 // snapshotLost reports an activity error saying the task's exported snapshot can no longer be
 // imported (its holder ended).
 func snapshotLost(err error) bool {
 	var appErr *temporal.ApplicationError
-	return errors.As(err, &appErr) && appErr.Type() == activities.ErrSnapshotLost
+	return errors.As(err, &appErr) && appErr.Type() == api.ErrSnapshotLost
 }
 
 // errorText is the innermost message, without the SDK's wrapping (its "(type: ..., retryable:
@@ -950,7 +945,7 @@ func errorText(err error) string {
 
 // snapshotHold is a snapshot held by an activity on one worker, in a session.
 type snapshotHold struct {
-	snap cdc.SlotSnapshot
+	snap api.SlotSnapshot
 	// cancel asks the holder to end (with quick, by EndSnapshot too); nil once asked.
 	cancel func(quick bool)
 	stop   func() error // waits for it to end; nil once ended
@@ -997,7 +992,7 @@ func (h *snapshotHold) close(ctx workflow.Context) {
 
 // openSnapshot creates the snapshot (and the slot, with in.WithSlot) and starts the activity that
 // holds it on the same worker, in a session.
-func (w *task) openSnapshot(ctx workflow.Context, in activities.SnapshotInput) (*snapshotHold, error) {
+func (w *task) openSnapshot(ctx workflow.Context, in api.SnapshotInput) (*snapshotHold, error) {
 	for {
 		h, err := w.openSnapshotOnce(ctx, in)
 		var canceled *temporal.CanceledError
@@ -1013,7 +1008,7 @@ func (w *task) openSnapshot(ctx workflow.Context, in activities.SnapshotInput) (
 }
 
 // openSnapshotOnce is openSnapshot in one session.
-func (w *task) openSnapshotOnce(ctx workflow.Context, in activities.SnapshotInput) (*snapshotHold, error) {
+func (w *task) openSnapshotOnce(ctx workflow.Context, in api.SnapshotInput) (*snapshotHold, error) {
 	sessCtx, err := workflow.CreateSession(ctx, &workflow.SessionOptions{
 		CreationTimeout: 5 * time.Minute, ExecutionTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: time.Minute,
 	})
@@ -1023,7 +1018,7 @@ func (w *task) openSnapshotOnce(ctx workflow.Context, in activities.SnapshotInpu
 
 	h := &snapshotHold{done: func() { workflow.CompleteSession(sessCtx) }}
 	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
-	if err := w.call(sessCtx, short, acts.OpenSnapshot, &h.snap, in); err != nil {
+	if err := w.call(sessCtx, short, api.ActivityOpenSnapshot, &h.snap, in); err != nil {
 		h.done()
 		return nil, err
 	}
@@ -1032,13 +1027,13 @@ func (w *task) openSnapshotOnce(ctx workflow.Context, in activities.SnapshotInpu
 		StartToCloseTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
 	})
-	hold := workflow.ExecuteActivity(holdCtx, acts.HoldSnapshot, in.Spec.Name)
+	hold := workflow.ExecuteActivity(holdCtx, api.ActivityHoldSnapshot, in.Spec.Name)
 	var ended workflow.Future
 	h.cancel = func(quick bool) {
 		if quick {
 			endCtx := workflow.WithActivityOptions(sessCtx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
 				RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}})
-			ended = workflow.ExecuteActivity(endCtx, acts.EndSnapshot, in.Spec.Name)
+			ended = workflow.ExecuteActivity(endCtx, api.ActivityEndSnapshot, in.Spec.Name)
 		}
 		cancelHold() // the holder ends with its next heartbeat if EndSnapshot cannot reach it
 	}

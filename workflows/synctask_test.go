@@ -17,9 +17,6 @@ import (
 
 	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/api"
-	"github.com/skein-dts/skein/pkg/cdc"
-	"github.com/skein-dts/skein/pkg/errclass"
-	"github.com/skein-dts/skein/pkg/fullload"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/temporalx"
 )
@@ -55,18 +52,18 @@ func newEnv(t *testing.T, over map[string]any) *testsuite.TestWorkflowEnvironmen
 		"Precheck":           {[]api.Item{{ID: "wal_level", Level: api.Error, Passed: true}}, nil},
 		"ResolveTables":      {[]spec.TableMap{tItems, tOrders}, nil},
 		"PreparePublication": {nil},
-		"OpenSnapshot":       {cdc.SlotSnapshot{SnapshotName: "00000003-1", ConsistentPoint: "0/1"}, nil},
+		"OpenSnapshot":       {api.SlotSnapshot{SnapshotName: "00000003-1", ConsistentPoint: "0/1"}, nil},
 		"HoldSnapshot":       {nil}, // returns at once: the test clock only skips ahead while no activity runs
 		"SchemaPreData":      {api.SchemaReport{Created: []string{"table public.orders"}}, nil},
-		"PlanLoad": {[]activities.TablePlan{
-			{Table: tItems, RowsEstimate: 10, Chunks: []fullload.Chunk{{ID: "public.items#0", Table: tItems}}},
-			{Table: tOrders, RowsEstimate: 1000, Chunks: []fullload.Chunk{{ID: "public.orders#0", Table: tOrders}, {ID: "public.orders#1", Table: tOrders}}},
+		"PlanLoad": {[]api.TablePlan{
+			{Table: tItems, RowsEstimate: 10, Chunks: []api.Chunk{{ID: "public.items#0", Table: tItems}}},
+			{Table: tOrders, RowsEstimate: 1000, Chunks: []api.Chunk{{ID: "public.orders#0", Table: tOrders}, {ID: "public.orders#1", Table: tOrders}}},
 		}, nil},
-		"CopyChunk": {func(_ context.Context, in activities.CopyChunkInput) (fullload.Result, error) {
+		"CopyChunk": {func(_ context.Context, in api.CopyChunkInput) (api.Result, error) {
 			if in.Chunk.Table.Source.Name == "orders" {
-				return fullload.Result{Rows: 600, Bytes: 6000}, nil
+				return api.Result{Rows: 600, Bytes: 6000}, nil
 			}
-			return fullload.Result{Rows: 10, Bytes: 100}, nil
+			return api.Result{Rows: 10, Bytes: 100}, nil
 		}},
 		"Verify":            {[]api.TableResult{{Source: "public.orders", Equal: true}}, nil},
 		"SchemaPostData":    {api.SchemaReport{}, nil},
@@ -109,9 +106,9 @@ func holdUntilCancelled(ctx context.Context, _ string) error {
 
 // applyUntilCancelled is an Apply that streams until pause or release cancels it, signalling
 // release (or running onStart) on its first run.
-func applyUntilCancelled(onStart func(run int)) func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
+func applyUntilCancelled(onStart func(run int)) func(ctx context.Context, in api.ApplyInput) (api.ApplyProgress, error) {
 	run := 0
-	return func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
+	return func(ctx context.Context, in api.ApplyInput) (api.ApplyProgress, error) {
 		run++
 		onStart(run)
 		<-ctx.Done()
@@ -125,7 +122,7 @@ func TestSyncTaskRunsEveryPhaseAndReleases(t *testing.T) {
 	env = newEnv(t, map[string]any{"HoldSnapshot": holdUntilCancelled, "Apply": applyUntilCancelled(func(int) {
 		env.RegisterDelayedCallback(func() {
 			seen = append(seen, queryStatus(t, env))
-			env.SignalWorkflow(activities.SignalApplyProgress, api.ApplyProgress{AppliedLSN: "0/AB", LagBytes: 42, LagSeconds: 0.5})
+			env.SignalWorkflow(api.SignalApplyProgress, api.ApplyProgress{AppliedLSN: "0/AB", LagBytes: 42, LagSeconds: 0.5})
 			env.SignalWorkflow(api.SignalRelease, nil)
 		}, time.Second)
 	})})
@@ -209,8 +206,8 @@ func TestSyncTaskIgnoredWarningLetsItGoOn(t *testing.T) {
 }
 
 func TestRetryWindows(t *testing.T) {
-	connErr := temporal.NewNonRetryableApplicationError("connect: connection refused", string(errclass.Connection), nil)
-	otherErr := temporal.NewNonRetryableApplicationError("insert: duplicate key", string(errclass.Other), nil)
+	connErr := temporal.NewNonRetryableApplicationError("connect: connection refused", string(api.Connection), nil)
+	otherErr := temporal.NewNonRetryableApplicationError("insert: duplicate key", string(api.Other), nil)
 	tests := []struct {
 		name        string
 		err         error
@@ -228,12 +225,12 @@ func TestRetryWindows(t *testing.T) {
 			calls := 0
 			var failedSeen *api.Status
 			env = newEnv(t, map[string]any{
-				"CopyChunk": func(context.Context, activities.CopyChunkInput) (fullload.Result, error) {
+				"CopyChunk": func(context.Context, api.CopyChunkInput) (api.Result, error) {
 					calls++
 					if calls <= tt.failures {
-						return fullload.Result{}, tt.err
+						return api.Result{}, tt.err
 					}
-					return fullload.Result{Rows: 1}, nil
+					return api.Result{Rows: 1}, nil
 				},
 				"Apply": applyUntilCancelled(func(int) {
 					env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
@@ -274,10 +271,10 @@ func TestApplyAfterAFailureKnowsIt(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
 	var seen []int
 	env = newEnv(t, map[string]any{
-		"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
+		"Apply": func(ctx context.Context, in api.ApplyInput) (api.ApplyProgress, error) {
 			seen = append(seen, in.FailedAttempts)
 			if len(seen) <= 2 {
-				return api.ApplyProgress{}, temporal.NewNonRetryableApplicationError("update t key (id=1): check violated", string(errclass.Other), nil)
+				return api.ApplyProgress{}, temporal.NewNonRetryableApplicationError("update t key (id=1): check violated", string(api.Other), nil)
 			}
 			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 			<-ctx.Done()
@@ -297,14 +294,14 @@ func TestSameFailureAfterProgressKeepsTheStreak(t *testing.T) {
 	runs := 0
 	var failedSeen *api.Status
 	env = newEnv(t, map[string]any{
-		"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
+		"Apply": func(ctx context.Context, in api.ApplyInput) (api.ApplyProgress, error) {
 			runs++
 			if failedSeen != nil {
 				<-ctx.Done()
 				return api.ApplyProgress{}, ctx.Err()
 			}
-			env.SignalWorkflow(activities.SignalApplyProgress, api.ApplyProgress{AppliedLSN: fmt.Sprintf("0/%X", runs)})
-			return api.ApplyProgress{}, temporal.NewNonRetryableApplicationError(`insert into t: column "extra" does not exist`, string(errclass.Other), nil)
+			env.SignalWorkflow(api.SignalApplyProgress, api.ApplyProgress{AppliedLSN: fmt.Sprintf("0/%X", runs)})
+			return api.ApplyProgress{}, temporal.NewNonRetryableApplicationError(`insert into t: column "extra" does not exist`, string(api.Other), nil)
 		},
 	})
 	env.RegisterDelayedCallback(func() {
@@ -350,42 +347,42 @@ func TestPauseStopsApplyAndResumeRestartsIt(t *testing.T) {
 // tables' changes committed before the new snapshot's consistent point.
 func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
-	var snapshots []activities.SnapshotInput
-	var reset []activities.ResetLoadInput
-	var skip []activities.SkipBefore
+	var snapshots []api.SnapshotInput
+	var reset []api.ResetLoadInput
+	var skip []api.SkipBefore
 	var copies []string // chunk@snapshot, in order
 	var builds []string // table after n copies
 	lostOnce := false
 	env = newEnv(t, map[string]any{
-		"OpenSnapshot": func(_ context.Context, in activities.SnapshotInput) (cdc.SlotSnapshot, error) {
+		"OpenSnapshot": func(_ context.Context, in api.SnapshotInput) (api.SlotSnapshot, error) {
 			snapshots = append(snapshots, in)
 			if len(snapshots) == 1 {
-				return cdc.SlotSnapshot{SnapshotName: "00000003-1", ConsistentPoint: "0/1"}, nil
+				return api.SlotSnapshot{SnapshotName: "00000003-1", ConsistentPoint: "0/1"}, nil
 			}
-			return cdc.SlotSnapshot{SnapshotName: "00000003-2", ConsistentPoint: "0/5"}, nil
+			return api.SlotSnapshot{SnapshotName: "00000003-2", ConsistentPoint: "0/5"}, nil
 		},
-		"CopyChunk": func(_ context.Context, in activities.CopyChunkInput) (fullload.Result, error) {
+		"CopyChunk": func(_ context.Context, in api.CopyChunkInput) (api.Result, error) {
 			copies = append(copies, fmt.Sprintf("%s@%s/%d", in.Chunk.ID, in.Snapshot, in.Chunk.Generation))
 			if in.Chunk.ID == "public.orders#1" && !lostOnce {
 				lostOnce = true
-				return fullload.Result{}, temporal.NewNonRetryableApplicationError("import snapshot: gone", activities.ErrSnapshotLost, nil)
+				return api.Result{}, temporal.NewNonRetryableApplicationError("import snapshot: gone", api.ErrSnapshotLost, nil)
 			}
 			if in.Chunk.Table.Source.Name == "orders" {
-				return fullload.Result{Rows: 600, Bytes: 6000}, nil
+				return api.Result{Rows: 600, Bytes: 6000}, nil
 			}
-			return fullload.Result{Rows: 10, Bytes: 100}, nil
+			return api.Result{Rows: 10, Bytes: 100}, nil
 		},
-		"ResetLoad": func(_ context.Context, in activities.ResetLoadInput) error {
+		"ResetLoad": func(_ context.Context, in api.ResetLoadInput) error {
 			reset = append(reset, in)
 			return nil
 		},
-		"BuildTables": func(_ context.Context, in activities.BuildInput) (api.SchemaReport, error) {
+		"BuildTables": func(_ context.Context, in api.BuildInput) (api.SchemaReport, error) {
 			for _, tm := range in.Tables {
 				builds = append(builds, fmt.Sprintf("%s after %d copies", tm.Source, len(copies)))
 			}
 			return api.SchemaReport{}, nil
 		},
-		"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
+		"Apply": func(ctx context.Context, in api.ApplyInput) (api.ApplyProgress, error) {
 			skip = in.SkipBefore
 			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 			<-ctx.Done()
@@ -409,7 +406,7 @@ func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 	require.Len(t, reset, 1)
 	require.Equal(t, []spec.TableMap{tOrders}, reset[0].Tables, "only the unfinished table is reset")
 	require.Equal(t, []int{1}, reset[0].Generations, "chunks of generation 0 still running must not commit")
-	require.Equal(t, []activities.SkipBefore{{Table: tOrders.Source, LSN: "0/5"}}, skip)
+	require.Equal(t, []api.SkipBefore{{Table: tOrders.Source, LSN: "0/5"}}, skip)
 	require.Len(t, builds, 2, "each table is built once")
 	require.Contains(t, builds, "public.orders after 5 copies", "the reloaded table is built once its new load is complete")
 	st := queryStatus(t, env)
@@ -432,33 +429,33 @@ func TestLostSnapshotReloadsUnfinishedTables(t *testing.T) {
 func TestSmallTablesLoadInBatches(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
 	tables := []spec.TableMap{tItems, tOrders}
-	var plans []activities.TablePlan
+	var plans []api.TablePlan
 	for i := 0; i < 3; i++ {
 		tm := spec.TableMap{Source: spec.QName{Schema: "public", Name: fmt.Sprintf("small%d", i)}, Dest: spec.QName{Schema: "public", Name: fmt.Sprintf("small%d", i)}}
 		tables = append(tables, tm)
-		plans = append(plans, activities.TablePlan{Table: tm, RowsEstimate: int64(i), Bytes: 8192, Chunks: []fullload.Chunk{{ID: tm.Source.String() + "#0", Table: tm}}})
+		plans = append(plans, api.TablePlan{Table: tm, RowsEstimate: int64(i), Bytes: 8192, Chunks: []api.Chunk{{ID: tm.Source.String() + "#0", Table: tm}}})
 	}
-	plans = append(plans, activities.TablePlan{Table: tOrders, RowsEstimate: 1000, Bytes: 1 << 30, Chunks: []fullload.Chunk{{ID: "public.orders#0", Table: tOrders}}},
-		activities.TablePlan{Table: tItems, RowsEstimate: 10, Bytes: 1 << 30, Chunks: []fullload.Chunk{{ID: "public.items#0", Table: tItems}}})
+	plans = append(plans, api.TablePlan{Table: tOrders, RowsEstimate: 1000, Bytes: 1 << 30, Chunks: []api.Chunk{{ID: "public.orders#0", Table: tOrders}}},
+		api.TablePlan{Table: tItems, RowsEstimate: 10, Bytes: 1 << 30, Chunks: []api.Chunk{{ID: "public.items#0", Table: tItems}}})
 	var batches [][]string
-	copyChunks := func(_ context.Context, in activities.CopyChunksInput) ([]fullload.Result, error) {
+	copyChunks := func(_ context.Context, in api.CopyChunksInput) ([]api.Result, error) {
 		var ids []string
-		res := make([]fullload.Result, len(in.Chunks))
+		res := make([]api.Result, len(in.Chunks))
 		for i, c := range in.Chunks {
 			ids = append(ids, c.ID)
-			res[i] = fullload.Result{Rows: int64(100 + i), Bytes: 1000}
+			res[i] = api.Result{Rows: int64(100 + i), Bytes: 1000}
 		}
 		batches = append(batches, ids)
 		return res, nil
 	}
 	env = newEnv(t, map[string]any{
 		"ResolveTables": func(context.Context, spec.Spec) ([]spec.TableMap, error) { return tables, nil },
-		"PlanLoad":      func(context.Context, activities.SchemaInput) ([]activities.TablePlan, error) { return plans, nil },
+		"PlanLoad":      func(context.Context, api.SchemaInput) ([]api.TablePlan, error) { return plans, nil },
 		"CopyChunks":    copyChunks,
 		// With schema sync the batch builds its tables' keys too.
-		"CopyChunksAndBuild": func(ctx context.Context, in activities.CopyAndBuildInput) (activities.CopiedAndBuilt, error) {
+		"CopyChunksAndBuild": func(ctx context.Context, in api.CopyAndBuildInput) (api.CopiedAndBuilt, error) {
 			res, err := copyChunks(ctx, in.CopyChunksInput)
-			return activities.CopiedAndBuilt{Results: res}, err
+			return api.CopiedAndBuilt{Results: res}, err
 		},
 		"Apply": applyUntilCancelled(func(int) {
 			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
@@ -485,10 +482,10 @@ func TestVerifyAfterLostSnapshotRunsWhileStreaming(t *testing.T) {
 	var verifyRequests []api.VerifyRequest
 	var applyStarted bool
 	env = newEnv(t, map[string]any{
-		"Verify": func(context.Context, activities.SchemaInput) ([]api.TableResult, error) {
-			return nil, temporal.NewNonRetryableApplicationError("import snapshot: gone", activities.ErrSnapshotLost, nil)
+		"Verify": func(context.Context, api.SchemaInput) ([]api.TableResult, error) {
+			return nil, temporal.NewNonRetryableApplicationError("import snapshot: gone", api.ErrSnapshotLost, nil)
 		},
-		"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
+		"Apply": func(ctx context.Context, in api.ApplyInput) (api.ApplyProgress, error) {
 			applyStarted = true
 			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 			<-ctx.Done()
@@ -518,41 +515,41 @@ func TestSnapshotLostBeforeTheLoad(t *testing.T) {
 		t.Run(step, func(t *testing.T) {
 			var env *testsuite.TestWorkflowEnvironment
 			var snapshots, reads []string
-			var skip []activities.SkipBefore
+			var skip []api.SkipBefore
 			opens := 0
-			lost := func(in activities.SchemaInput) bool {
+			lost := func(in api.SchemaInput) bool {
 				reads = append(reads, in.Snapshot)
 				return len(reads) == 1
 			}
 			over := map[string]any{
-				"OpenSnapshot": func(_ context.Context, in activities.SnapshotInput) (cdc.SlotSnapshot, error) {
+				"OpenSnapshot": func(_ context.Context, in api.SnapshotInput) (api.SlotSnapshot, error) {
 					opens++
 					name := fmt.Sprintf("00000003-%d", opens)
 					snapshots = append(snapshots, fmt.Sprintf("%s temporary=%v", name, in.Temporary))
-					return cdc.SlotSnapshot{SnapshotName: name, ConsistentPoint: fmt.Sprintf("0/%d", opens)}, nil
+					return api.SlotSnapshot{SnapshotName: name, ConsistentPoint: fmt.Sprintf("0/%d", opens)}, nil
 				},
-				"ResetLoad": func(context.Context, activities.ResetLoadInput) error { return nil },
-				"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
+				"ResetLoad": func(context.Context, api.ResetLoadInput) error { return nil },
+				"Apply": func(ctx context.Context, in api.ApplyInput) (api.ApplyProgress, error) {
 					skip = in.SkipBefore
 					env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 					<-ctx.Done()
 					return api.ApplyProgress{}, ctx.Err()
 				},
 			}
-			gone := temporal.NewNonRetryableApplicationError("import snapshot: gone", activities.ErrSnapshotLost, nil)
+			gone := temporal.NewNonRetryableApplicationError("import snapshot: gone", api.ErrSnapshotLost, nil)
 			if step == "SchemaPreData" {
-				over[step] = func(_ context.Context, in activities.SchemaInput) (api.SchemaReport, error) {
+				over[step] = func(_ context.Context, in api.SchemaInput) (api.SchemaReport, error) {
 					if lost(in) {
 						return api.SchemaReport{}, gone
 					}
 					return api.SchemaReport{}, nil
 				}
 			} else {
-				over[step] = func(_ context.Context, in activities.SchemaInput) ([]activities.TablePlan, error) {
+				over[step] = func(_ context.Context, in api.SchemaInput) ([]api.TablePlan, error) {
 					if lost(in) {
 						return nil, gone
 					}
-					return []activities.TablePlan{{Table: tOrders, RowsEstimate: 10, Chunks: []fullload.Chunk{{ID: "public.orders#0", Table: tOrders}}}}, nil
+					return []api.TablePlan{{Table: tOrders, RowsEstimate: 10, Chunks: []api.Chunk{{ID: "public.orders#0", Table: tOrders}}}}, nil
 				}
 			}
 			env = newEnv(t, over)
@@ -563,7 +560,7 @@ func TestSnapshotLostBeforeTheLoad(t *testing.T) {
 			require.NoError(t, env.GetWorkflowError())
 			require.Equal(t, []string{"00000003-1 temporary=false", "00000003-2 temporary=true"}, snapshots)
 			require.Equal(t, []string{"00000003-1", "00000003-2"}, reads, "read again in the new snapshot")
-			require.ElementsMatch(t, []activities.SkipBefore{{Table: tItems.Source, LSN: "0/2"}, {Table: tOrders.Source, LSN: "0/2"}}, skip)
+			require.ElementsMatch(t, []api.SkipBefore{{Table: tItems.Source, LSN: "0/2"}, {Table: tOrders.Source, LSN: "0/2"}}, skip)
 			require.Equal(t, api.PhaseReleased, queryStatus(t, env).Phase)
 		})
 	}
@@ -576,14 +573,14 @@ func TestSnapshotSessionLostWhileOpening(t *testing.T) {
 	var env *testsuite.TestWorkflowEnvironment
 	opens := 0
 	env = newEnv(t, map[string]any{
-		"OpenSnapshot": func(_ context.Context, in activities.SnapshotInput) (cdc.SlotSnapshot, error) {
+		"OpenSnapshot": func(_ context.Context, in api.SnapshotInput) (api.SlotSnapshot, error) {
 			opens++
 			if opens == 1 {
-				return cdc.SlotSnapshot{}, temporal.NewCanceledError()
+				return api.SlotSnapshot{}, temporal.NewCanceledError()
 			}
-			return cdc.SlotSnapshot{SnapshotName: "00000003-1", ConsistentPoint: "0/1"}, nil
+			return api.SlotSnapshot{SnapshotName: "00000003-1", ConsistentPoint: "0/1"}, nil
 		},
-		"Apply": func(ctx context.Context, in activities.ApplyInput) (api.ApplyProgress, error) {
+		"Apply": func(ctx context.Context, in api.ApplyInput) (api.ApplyProgress, error) {
 			env.RegisterDelayedCallback(func() { env.SignalWorkflow(api.SignalRelease, nil) }, time.Second)
 			<-ctx.Done()
 			return api.ApplyProgress{}, ctx.Err()
@@ -604,12 +601,12 @@ func TestVerifyRetriesConnectionErrors(t *testing.T) {
 	env.RegisterWorkflowWithOptions(Verify, workflow.RegisterOptions{Name: api.VerifyWorkflowName})
 	env.RegisterActivity(&activities.Activities{})
 	describes := 0
-	env.OnActivity("DescribeTask", mock.Anything, mock.Anything).Return(func(context.Context, string) (activities.TaskInfo, error) {
+	env.OnActivity("DescribeTask", mock.Anything, mock.Anything).Return(func(context.Context, string) (api.TaskInfo, error) {
 		describes++
 		if describes < 3 {
-			return activities.TaskInfo{}, temporal.NewNonRetryableApplicationError("connect to src: refused", string(errclass.Connection), nil)
+			return api.TaskInfo{}, temporal.NewNonRetryableApplicationError("connect to src: refused", string(api.Connection), nil)
 		}
-		return activities.TaskInfo{Spec: testSpec()}, nil
+		return api.TaskInfo{Spec: testSpec()}, nil
 	})
 	env.OnActivity("ResolveTables", mock.Anything, mock.Anything).Return([]spec.TableMap{tOrders}, nil)
 	env.OnActivity("VerifyTask", mock.Anything, mock.Anything).Return([]api.TableResult{{Source: "public.orders", Equal: true}}, nil)
@@ -630,12 +627,12 @@ func TestKeysAreBuiltAsEachTableCompletes(t *testing.T) {
 	tPart := spec.TableMap{Source: spec.QName{Schema: "public", Name: "events"}, Dest: spec.QName{Schema: "public", Name: "events"}}
 	tLast := spec.TableMap{Source: spec.QName{Schema: "public", Name: "last"}, Dest: spec.QName{Schema: "public", Name: "last"}}
 	tables := []spec.TableMap{tItems, tOrders, tPart, tLast}
-	plans := []activities.TablePlan{
-		{Table: tItems, RowsEstimate: 10, References: []spec.QName{tOrders.Source}, Chunks: []fullload.Chunk{{ID: "public.items#0", Table: tItems}}},
-		{Table: tPart, RowsEstimate: 500, Partitioned: true, Chunks: []fullload.Chunk{{ID: "public.events#0", Table: tPart}}},
+	plans := []api.TablePlan{
+		{Table: tItems, RowsEstimate: 10, References: []spec.QName{tOrders.Source}, Chunks: []api.Chunk{{ID: "public.items#0", Table: tItems}}},
+		{Table: tPart, RowsEstimate: 500, Partitioned: true, Chunks: []api.Chunk{{ID: "public.events#0", Table: tPart}}},
 		{Table: tOrders, RowsEstimate: 1000, Bytes: 1 << 30, References: []spec.QName{tItems.Source, {Schema: "other", Name: "unselected"}},
-			Chunks: []fullload.Chunk{{ID: "public.orders#0", Table: tOrders}, {ID: "public.orders#1", Table: tOrders}}},
-		{Table: tLast, RowsEstimate: 1, Bytes: 1 << 30, References: []spec.QName{tLast.Source, tPart.Source}, Chunks: []fullload.Chunk{{ID: "public.last#0", Table: tLast}}},
+			Chunks: []api.Chunk{{ID: "public.orders#0", Table: tOrders}, {ID: "public.orders#1", Table: tOrders}}},
+		{Table: tLast, RowsEstimate: 1, Bytes: 1 << 30, References: []spec.QName{tLast.Source, tPart.Source}, Chunks: []api.Chunk{{ID: "public.last#0", Table: tLast}}},
 	}
 	for _, tc := range []struct {
 		name   string
@@ -655,20 +652,20 @@ func TestKeysAreBuiltAsEachTableCompletes(t *testing.T) {
 			var log []string
 			env = newEnv(t, map[string]any{
 				"ResolveTables": func(context.Context, spec.Spec) ([]spec.TableMap, error) { return tables, nil },
-				"PlanLoad":      func(context.Context, activities.SchemaInput) ([]activities.TablePlan, error) { return plans, nil },
-				"CopyChunk": func(_ context.Context, in activities.CopyChunkInput) (fullload.Result, error) {
+				"PlanLoad":      func(context.Context, api.SchemaInput) ([]api.TablePlan, error) { return plans, nil },
+				"CopyChunk": func(_ context.Context, in api.CopyChunkInput) (api.Result, error) {
 					log = append(log, "copy "+in.Chunk.ID)
-					return fullload.Result{Rows: 1}, nil
+					return api.Result{Rows: 1}, nil
 				},
-				"CopyChunks": func(_ context.Context, in activities.CopyChunksInput) ([]fullload.Result, error) {
+				"CopyChunks": func(_ context.Context, in api.CopyChunksInput) ([]api.Result, error) {
 					var ids []string
 					for _, c := range in.Chunks {
 						ids = append(ids, c.ID)
 					}
 					log = append(log, "copy "+strings.Join(ids, " "))
-					return make([]fullload.Result, len(in.Chunks)), nil
+					return make([]api.Result, len(in.Chunks)), nil
 				},
-				"CopyChunksAndBuild": func(_ context.Context, in activities.CopyAndBuildInput) (activities.CopiedAndBuilt, error) {
+				"CopyChunksAndBuild": func(_ context.Context, in api.CopyAndBuildInput) (api.CopiedAndBuilt, error) {
 					var ids, built []string
 					for _, c := range in.Chunks {
 						ids = append(ids, c.ID)
@@ -677,9 +674,9 @@ func TestKeysAreBuiltAsEachTableCompletes(t *testing.T) {
 						built = append(built, in.Chunks[k].Table.Source.String())
 					}
 					log = append(log, "copy "+strings.Join(ids, " ")+" and build "+strings.Join(built, " "))
-					return activities.CopiedAndBuilt{Results: make([]fullload.Result, len(in.Chunks))}, nil
+					return api.CopiedAndBuilt{Results: make([]api.Result, len(in.Chunks))}, nil
 				},
-				"BuildTables": func(_ context.Context, in activities.BuildInput) (api.SchemaReport, error) {
+				"BuildTables": func(_ context.Context, in api.BuildInput) (api.SchemaReport, error) {
 					names := func(tables []spec.TableMap) []string {
 						var out []string
 						for _, tm := range tables {
@@ -695,7 +692,7 @@ func TestKeysAreBuiltAsEachTableCompletes(t *testing.T) {
 					log = append(log, "build "+strings.Join(names(in.Tables), " "))
 					return api.SchemaReport{Created: []string{"index on " + names(in.Tables)[0]}}, nil
 				},
-				"SchemaPostData": func(_ context.Context, in activities.SchemaInput) (api.SchemaReport, error) {
+				"SchemaPostData": func(_ context.Context, in api.SchemaInput) (api.SchemaReport, error) {
 					log = append(log, fmt.Sprintf("post-data built %v linked %v", in.Built, in.Linked))
 					return api.SchemaReport{}, nil
 				},

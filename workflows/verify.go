@@ -7,9 +7,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/api"
-	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -25,9 +23,9 @@ func Verify(ctx workflow.Context, req api.VerifyRequest) (api.VerifyReport, erro
 		StartToCloseTimeout: 2 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
-	var info activities.TaskInfo
+	var info api.TaskInfo
 	if err := retryConnection(ctx, func() error {
-		return workflow.ExecuteActivity(short, acts.DescribeTask, req.Task).Get(ctx, &info)
+		return workflow.ExecuteActivity(short, api.ActivityDescribeTask, req.Task).Get(ctx, &info)
 	}); err != nil {
 		return rep, err
 	}
@@ -44,7 +42,7 @@ func Verify(ctx workflow.Context, req api.VerifyRequest) (api.VerifyReport, erro
 	// A running task's own list (it follows schema changes on the source), else the spec's.
 	tables := info.Tables
 	if len(tables) == 0 {
-		if err := retryConnection(ctx, func() error { return workflow.ExecuteActivity(short, acts.ResolveTables, s).Get(ctx, &tables) }); err != nil {
+		if err := retryConnection(ctx, func() error { return workflow.ExecuteActivity(short, api.ActivityResolveTables, s).Get(ctx, &tables) }); err != nil {
 			return rep, err
 		}
 	}
@@ -54,8 +52,8 @@ func Verify(ctx workflow.Context, req api.VerifyRequest) (api.VerifyReport, erro
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
-	in := activities.VerifyTaskInput{Spec: s, Tables: tables, Streaming: rep.Streaming}
-	if err := retryConnection(ctx, func() error { return workflow.ExecuteActivity(long, acts.VerifyTask, in).Get(ctx, &rep.Tables) }); err != nil {
+	in := api.VerifyTaskInput{Spec: s, Tables: tables, Streaming: rep.Streaming}
+	if err := retryConnection(ctx, func() error { return workflow.ExecuteActivity(long, api.ActivityVerifyTask, in).Get(ctx, &rep.Tables) }); err != nil {
 		return rep, err
 	}
 	rep.Equal = true
@@ -79,7 +77,7 @@ func retryConnection(ctx workflow.Context, f func() error) error {
 	start, backoff := workflow.Now(ctx), time.Second
 	for {
 		err := f()
-		if err == nil || classOf(err) != errclass.Connection || workflow.Now(ctx).Sub(start) > 15*time.Minute ||
+		if err == nil || classOf(err) != api.Connection || workflow.Now(ctx).Sub(start) > 15*time.Minute ||
 			workflow.GetVersion(ctx, "verify-retries-connection", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 			return err
 		}

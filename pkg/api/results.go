@@ -129,3 +129,13 @@ func Failed(items []Item, ignore []string) []Item {
 	}
 	return out
 }
+
+// Class is the retry class of an error.
+type Class string
+
+// The classes. They are also the Temporal ApplicationError types activities return.
+const (
+	Connection Class = "connection" // retried for retry.connection_minutes
+	Other      Class = "other"      // retried for retry.other_minutes
+	Fatal      Class = "fatal"      // never retried
+)

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/errclass"
@@ -132,16 +133,8 @@ func publication(ctx context.Context, conn *pgx.Conn, name string) (bool, string
 	return true, *comment, nil
 }
 
-// SlotState describes a replication slot on the source.
-type SlotState struct {
-	Exists         bool
-	Active         bool
-	ConfirmedFlush pglogrepl.LSN
-	CurrentWAL     pglogrepl.LSN
-	// Capture: the task's schema-change capture triggers exist (filled by the SlotState
-	// activity).
-	Capture bool `json:",omitempty"`
-}
+// SlotState describes a replication slot on the source (api.SlotState).
+type SlotState = api.SlotState
 
 // Slot reads the state of slot name.
 func Slot(ctx context.Context, conn *pgx.Conn, name string) (SlotState, error) {
@@ -157,10 +150,12 @@ FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, name).Scan(&st.Exist
 		return st, fmt.Errorf("slot %s: %w", name, err)
 	}
 	if flush != nil {
-		st.ConfirmedFlush, _ = pglogrepl.ParseLSN(*flush)
+		lsn, _ := pglogrepl.ParseLSN(*flush)
+		st.ConfirmedFlush = api.LSN(lsn)
 	}
 	if cur != nil {
-		st.CurrentWAL, _ = pglogrepl.ParseLSN(*cur)
+		lsn, _ := pglogrepl.ParseLSN(*cur)
+		st.CurrentWAL = api.LSN(lsn)
 	}
 	return st, nil
 }
@@ -193,12 +188,8 @@ func EmitHeartbeat(ctx context.Context, conn *pgx.Conn, task string) error {
 	return nil
 }
 
-// SlotSnapshot is what creating the slot returns: the exported snapshot, valid while the
-// replication connection that created it stays open and idle, and the slot's consistent point.
-type SlotSnapshot struct {
-	SnapshotName    string `json:"snapshot_name"`
-	ConsistentPoint string `json:"consistent_point"`
-}
+// SlotSnapshot is api.SlotSnapshot.
+type SlotSnapshot = api.SlotSnapshot
 
 // CreateSlot creates the logical slot name (pgoutput) on a replication connection and exports a
 // snapshot. The connection must stay open, and idle, for the snapshot to stay importable.

@@ -454,7 +454,7 @@ INSERT INTO public.acct SELECT i, 1000, NULL FROM generate_series(1, 500) i;`)
 	require.NotZero(t, applied.LSN)
 	st, err := cdc.Slot(ctx, src, p.s.SlotName())
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, st.ConfirmedFlush, applied.LSN)
+	require.GreaterOrEqual(t, pglogrepl.LSN(st.ConfirmedFlush), applied.LSN)
 }
 
 // TestDroppedSlotFailsAtOnce reports a lost slot as a permanent error naming it.

@@ -11,16 +11,17 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/skein-dts/skein/pkg/api"
 )
 
-// Class is the retry class of an error.
-type Class string
+// Class is the retry class of an error (api.Class).
+type Class = api.Class
 
-// The classes. They are also the Temporal ApplicationError types activities return.
+// The classes (api's).
 const (
-	Connection Class = "connection" // retried for retry.connection_minutes
-	Other      Class = "other"      // retried for retry.other_minutes
-	Fatal      Class = "fatal"      // never retried
+	Connection = api.Connection
+	Other      = api.Other
+	Fatal      = api.Fatal
 )
 
 // Permanent marks err as one that can never succeed (bad spec, missing permission, lost slot).

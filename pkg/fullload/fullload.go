@@ -16,26 +16,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/bookkeeping"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/throttle"
 )
 
-// Chunk is one unit of copy work: a block range of one table.
-type Chunk struct {
-	ID    string        `json:"id"` // stable: "<schema>.<table>#<n>"
-	Table spec.TableMap `json:"table"`
-	// FirstBlock and EndBlock bound the ctid range [FirstBlock, EndBlock). EndBlock 0 means
-	// unbounded; FirstBlock 0 and EndBlock 0 is the whole table.
-	FirstBlock int64 `json:"first_block,omitempty"`
-	EndBlock   int64 `json:"end_block,omitempty"`
-	// RowsEstimate is the chunk's share of the table's estimated rows.
-	RowsEstimate int64 `json:"rows_estimate"`
-	// Generation is the table's load generation the chunk belongs to: the times its load started
-	// over (Reset). A chunk of an older generation does not commit.
-	Generation int `json:"generation,omitempty"`
-}
+// Chunk is api.Chunk.
+type Chunk = api.Chunk
 
 // ErrStaleChunk is returned for a chunk of a load generation older than its table's: the table
 // was reset after the chunk was planned (an activity that outlived the snapshot it read).
@@ -91,12 +80,8 @@ func PlanAll(defs []*catalog.Table, tables []spec.TableMap, chunkMB int, serverV
 	}
 }
 
-// Result is what one chunk copied.
-type Result struct {
-	Rows    int64 `json:"rows"`
-	Bytes   int64 `json:"bytes"`
-	Skipped bool  `json:"skipped"` // committed by an earlier attempt
-}
+// Result is api.Result.
+type Result = api.Result
 
 // Copier copies chunks between two open connections.
 type Copier struct {

@@ -166,7 +166,7 @@ func startSkein(b *testing.B) (client.Client, func()) {
 	dev, err := testharness.StartTemporal(context.Background())
 	require.NoError(b, err)
 	c := dev.Client()
-	w := worker.New(c, api.TaskQueue, workflows.WorkerOptions())
+	w := worker.New(c, api.TaskQueue, activities.WorkerOptions())
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{}, Log: zap.NewNop(), Client: c})
 	require.NoError(b, w.Start())

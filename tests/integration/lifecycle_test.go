@@ -121,7 +121,7 @@ func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
 		st, err := cdc.Slot(ctx, src, "skein_it_quiet")
 		require.NoError(t, err)
 		require.True(t, st.Exists)
-		return st.ConfirmedFlush
+		return pglogrepl.LSN(st.ConfirmedFlush)
 	}
 	// slotPassesSource waits until the slot has confirmed the source's position now.
 	slotPassesSource := func(timeout time.Duration) {

@@ -32,7 +32,7 @@ INSERT INTO lim.b SELECT i, md5(i::text) FROM generate_series(1, 20000) i;
 ANALYZE`)
 	budget := dbconn.NewBudget(8)
 	c := devServer.Client()
-	w := worker.New(c, api.TaskQueue, workflows.WorkerOptions())
+	w := worker.New(c, api.TaskQueue, activities.WorkerOptions())
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{Budget: budget}, Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		Client: c, Limits: activities.Limits{ChunkCopies: 1, ApplyRuns: 1}})

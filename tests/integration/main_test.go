@@ -64,7 +64,7 @@ func TestMain(m *testing.M) {
 func startWorker(t *testing.T, secretsDir string) client.Client {
 	t.Helper()
 	c := devServer.Client()
-	w := worker.New(c, api.TaskQueue, workflows.WorkerOptions())
+	w := worker.New(c, api.TaskQueue, activities.WorkerOptions())
 	workflows.Register(w)
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	w.RegisterActivity(&activities.Activities{
