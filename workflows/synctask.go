@@ -362,11 +362,10 @@ func (w *task) setPhase(p string) {
 // initialLoad runs precheck, snapshot, schema and full load.
 func (w *task) initialLoad(ctx workflow.Context) error {
 	s := w.spec
-	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
 
 	w.setPhase(api.PhasePrechecking)
 	var items []api.Item
-	if err := w.call(ctx, short, api.ActivityPrecheck, &items, s); err != nil {
+	if err := w.call(ctx, stepOptions, api.ActivityPrecheck, &items, s); err != nil {
 		return err
 	}
 	w.status.Precheck = items
@@ -380,7 +379,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		return temporal.NewNonRetryableApplicationError(w.status.LastError, "precheck_failed", nil)
 	}
 
-	if err := w.call(ctx, short, api.ActivityResolveTables, &w.tables, s); err != nil {
+	if err := w.call(ctx, stepOptions, api.ActivityResolveTables, &w.tables, s); err != nil {
 		return err
 	}
 	w.status.Tables = make([]api.TableStatus, len(w.tables))
@@ -388,7 +387,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		w.status.Tables[i] = api.TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: api.TablePending}
 	}
 	if s.IncrementalSync() {
-		if err := w.call(ctx, short, api.ActivityPreparePublication, nil, s, w.tables); err != nil {
+		if err := w.call(ctx, stepOptions, api.ActivityPreparePublication, nil, s, w.tables); err != nil {
 			return err
 		}
 	}
@@ -405,14 +404,13 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	}
 
 	schemaIn := api.SchemaInput{Spec: s, Tables: w.tables, Snapshot: hold.name()}
-	long := workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute}
 	if s.SchemaSync() {
 		var rep api.SchemaReport
-		if err := w.callBeforeLoad(ctx, short, api.ActivitySchemaPreData, &rep, &schemaIn, hold); err != nil {
+		if err := w.callBeforeLoad(ctx, stepOptions, api.ActivitySchemaPreData, &rep, &schemaIn, hold); err != nil {
 			return err
 		}
 		w.recordSchema(rep) // pre-data warns too (function bodies that mention renamed names)
-	} else if err := w.call(ctx, short, api.ActivityEnsureBookkeeping, nil, s); err != nil {
+	} else if err := w.call(ctx, stepOptions, api.ActivityEnsureBookkeeping, nil, s); err != nil {
 		return err
 	}
 
@@ -420,11 +418,11 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	if s.FullSync() {
 		w.setPhase(api.PhaseFullLoad)
 		var err error
-		if built, linked, err = w.fullLoad(ctx, schemaIn, long, hold); err != nil {
+		if built, linked, err = w.fullLoad(ctx, schemaIn, longStepOptions, hold); err != nil {
 			return err
 		}
 		if s.Verify.Mode != spec.VerifyNone {
-			if err := w.verifyAfterLoad(ctx, schemaIn, long); err != nil {
+			if err := w.verifyAfterLoad(ctx, schemaIn, longStepOptions); err != nil {
 				return err
 			}
 		}
@@ -441,7 +439,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		var rep api.SchemaReport
 		post := schemaIn
 		post.Built, post.Linked = built, linked
-		if err := w.call(ctx, long, api.ActivitySchemaPostData, &rep, post); err != nil {
+		if err := w.call(ctx, longStepOptions, api.ActivitySchemaPostData, &rep, post); err != nil {
 			return err
 		}
 		w.recordSchema(rep)
@@ -1017,8 +1015,7 @@ func (w *task) openSnapshotOnce(ctx workflow.Context, in api.SnapshotInput) (*sn
 	}
 
 	h := &snapshotHold{done: func() { workflow.CompleteSession(sessCtx) }}
-	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
-	if err := w.call(sessCtx, short, api.ActivityOpenSnapshot, &h.snap, in); err != nil {
+	if err := w.call(sessCtx, stepOptions, api.ActivityOpenSnapshot, &h.snap, in); err != nil {
 		h.done()
 		return nil, err
 	}
