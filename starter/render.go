@@ -1,14 +1,14 @@
 package main
 
 import (
-	"github.com/dustin/go-humanize"
-	"github.com/skein-dts/skein/pkg/api"
-
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/dustin/go-humanize"
 	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/skein-dts/skein/pkg/api"
 )
 
 type listRequest = workflowservice.ListWorkflowExecutionsRequest

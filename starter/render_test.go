@@ -6,8 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/skein-dts/skein/pkg/api"
 	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/api"
 )
 
 func TestRenderStatusSummarizesManyTables(t *testing.T) {

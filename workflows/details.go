@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/skein-dts/skein/pkg/api"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/skein-dts/skein/pkg/api"
 )
 
 // internalHandler starts the description of a handler that Skein's own parts use: the UI lists

@@ -454,8 +454,7 @@ func (w *task) reload(ctx workflow.Context, s spec.Spec, tables []spec.TableMap,
 	}
 	workflow.GetLogger(ctx).Warn("the snapshot holder ended during the full load: tables load again in a new snapshot", "tables", names)
 	hold.close(ctx)
-	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
-	if err := w.call(ctx, short, api.ActivityResetLoad, nil, api.ResetLoadInput{Spec: s, Tables: tables, Generations: gens}); err != nil {
+	if err := w.call(ctx, stepOptions, api.ActivityResetLoad, nil, api.ResetLoadInput{Spec: s, Tables: tables, Generations: gens}); err != nil {
 		return "", err
 	}
 	next, err := w.openSnapshot(ctx, api.SnapshotInput{Spec: s.Helper(), WithSlot: s.IncrementalSync(), Temporary: true})

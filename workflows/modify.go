@@ -65,7 +65,6 @@ func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (api.Mod
 	}
 	ns := w.spec
 	ns.Objects = objs
-	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
 	tables, err := w.resolveForModify(ctx, ns)
 	if err != nil {
 		return res, err
@@ -103,12 +102,12 @@ func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (api.Mod
 	if err := workflow.Await(ctx, func() bool { return !w.applyRunning }); err != nil {
 		return res, err
 	}
-	if err := w.call(ctx, short, api.ActivityPreparePublication, nil, ns, tables); err != nil {
+	if err := w.call(ctx, stepOptions, api.ActivityPreparePublication, nil, ns, tables); err != nil {
 		return res, err
 	}
 	if len(added) > 0 {
 		var after string
-		if err := w.call(ctx, short, api.ActivitySourcePosition, &after, ns); err != nil {
+		if err := w.call(ctx, stepOptions, api.ActivitySourcePosition, &after, ns); err != nil {
 			return res, err
 		}
 		// Runs end after ApplyMaxRun: go on until the helper has passed the switch point.
@@ -127,7 +126,7 @@ func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (api.Mod
 				break
 			}
 		}
-		if err := w.call(ctx, short, api.ActivityRelease, nil, helper); err != nil {
+		if err := w.call(ctx, stepOptions, api.ActivityRelease, nil, helper); err != nil {
 			return res, err
 		}
 		for _, t := range added {
@@ -226,12 +225,10 @@ func objectsOf(tables []spec.TableMap) []spec.Object {
 // them in the slot's snapshot and lets the helper stream catch up with the source.
 func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableMap) error {
 	helper := ns.Helper()
-	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
-	long := workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute}
 	for _, t := range added {
 		w.status.Tables = append(w.status.Tables, api.TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: api.TablePending})
 	}
-	if err := w.call(ctx, short, api.ActivityPreparePublication, nil, helper, added); err != nil {
+	if err := w.call(ctx, stepOptions, api.ActivityPreparePublication, nil, helper, added); err != nil {
 		return err
 	}
 	hold, err := w.openSnapshot(ctx, api.SnapshotInput{Spec: helper, WithSlot: true})
@@ -243,13 +240,13 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 	in := api.SchemaInput{Spec: helper, Tables: added, Snapshot: hold.name()}
 	if ns.SchemaSync() {
 		var rep api.SchemaReport
-		if err := w.call(ctx, short, api.ActivitySchemaPreData, &rep, in); err != nil {
+		if err := w.call(ctx, stepOptions, api.ActivitySchemaPreData, &rep, in); err != nil {
 			return err
 		}
 		w.recordSchema(rep) // pre-data warns too (function bodies that mention renamed names)
 	}
 	if ns.FullSync() {
-		built, linked, err := w.fullLoad(ctx, in, long, nil)
+		built, linked, err := w.fullLoad(ctx, in, longStepOptions, nil)
 		if err != nil {
 			return err
 		}
@@ -263,7 +260,7 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 	}
 	if ns.SchemaSync() {
 		var rep api.SchemaReport
-		if err := w.call(ctx, long, api.ActivitySchemaPostData, &rep, in); err != nil {
+		if err := w.call(ctx, longStepOptions, api.ActivitySchemaPostData, &rep, in); err != nil {
 			return err
 		}
 		w.recordSchema(rep)

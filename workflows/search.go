@@ -3,9 +3,10 @@ package workflows
 import (
 	"time"
 
-	"github.com/skein-dts/skein/pkg/api"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/skein-dts/skein/pkg/api"
 )
 
 // Search attributes of a task (keywords, never secrets), for `skein list --phase` and the UI's

@@ -186,173 +186,6 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	return nil
 }
 
-// listen turns signals into flags the phases wait on.
-func (w *task) listen(ctx workflow.Context) {
-	w.pauseCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalPause, workflow.SignalChannelOptions{
-		Description: "Stop writing to the destination; the slot keeps the changes (no input)"})
-	w.resumeCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalResume, workflow.SignalChannelOptions{
-		Description: "Continue a paused or failed task where it stopped (no input)"})
-	w.releaseCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalRelease, workflow.SignalChannelOptions{
-		Description: "Stop the task and remove what Skein created: slot, publication, capture triggers, bookkeeping (no input)"})
-	w.progressCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalApplyProgress, workflow.SignalChannelOptions{
-		Description: internalHandler + "the apply activity's progress report"})
-	w.verifyCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalVerifyReport, workflow.SignalChannelOptions{
-		Description: internalHandler + "a Verify run's report"})
-	w.drainReq = workflow.NewChannel(ctx)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		for {
-			sel := workflow.NewSelector(ctx)
-			sel.AddReceive(w.drainReq, func(c workflow.ReceiveChannel, _ bool) {
-				c.Receive(ctx, nil)
-				w.drainSignals()
-				w.drains++
-			})
-			sel.AddReceive(w.pauseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.onPause() })
-			sel.AddReceive(w.resumeCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.onResume() })
-			sel.AddReceive(w.releaseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.releaseRequested = true })
-			sel.AddReceive(w.progressCh, func(c workflow.ReceiveChannel, _ bool) {
-				var p api.ApplyProgress
-				c.Receive(ctx, &p)
-				w.onProgress(p)
-			})
-			sel.AddReceive(w.verifyCh, func(c workflow.ReceiveChannel, _ bool) {
-				c.Receive(ctx, &w.status.Verify)
-			})
-			sel.Select(ctx)
-		}
-	})
-}
-
-// syncSignals makes sure every signal delivered so far has been handled, before the run decides
-// to continue as new. A signal that arrives while the listener waits in its selector is handed
-// to the selector at once, and handled only when the listener runs next: a ReceiveAsync from
-// another coroutine does not see it, and a run that continued as new then would lose it. So the
-// listener itself drains, on request: it runs any branch it holds first.
-func (w *task) syncSignals(ctx workflow.Context) {
-	n := w.drains
-	w.drainReq.Send(ctx, nil)
-	_ = workflow.Await(ctx, func() bool { return w.drains > n })
-}
-
-// drainSignals takes every signal already in the channels (the listener runs it: syncSignals).
-func (w *task) drainSignals() {
-	for w.pauseCh.ReceiveAsync(nil) {
-		w.onPause()
-	}
-	for w.resumeCh.ReceiveAsync(nil) {
-		w.onResume()
-	}
-	for w.releaseCh.ReceiveAsync(nil) {
-		w.releaseRequested = true
-	}
-	var p api.ApplyProgress
-	for w.progressCh.ReceiveAsync(&p) {
-		w.onProgress(p)
-	}
-	for w.verifyCh.ReceiveAsync(&w.status.Verify) { //nolint:revive // the receive stores the report
-	}
-}
-
-func (w *task) onPause() { w.pauseRequested = true }
-func (w *task) onResume() {
-	w.resumes++
-	w.pauseRequested = false
-}
-
-// awaitResume waits for a resume signal newer than the call, or release.
-func (w *task) awaitResume(ctx workflow.Context) error {
-	seen := w.resumes
-	return workflow.Await(ctx, func() bool { return w.resumes > seen || w.releaseRequested })
-}
-
-func (w *task) onProgress(p api.ApplyProgress) {
-	w.progressSeq++
-	if w.status.Phase == api.PhaseRetrying {
-		// Apply runs again: the streak is over.
-		w.status.Phase = w.phase
-	}
-	w.recovered()
-	if p.AppliedLSN != "" && p.AppliedLSN != "0/0" {
-		w.status.AppliedLSN = p.AppliedLSN
-	}
-	w.status.LagBytes = p.LagBytes
-	w.status.LagSeconds = p.LagSeconds
-	w.status.Changes = p.Counts
-	// Counts start over with each apply run (also a retried one): add what this run applied
-	// since its last report.
-	if p.Counts.Transactions < w.runCounts.Transactions || p.Counts.SchemaChanges < w.runCounts.SchemaChanges ||
-		p.Counts.SchemaChangesSkipped < w.runCounts.SchemaChangesSkipped {
-		w.runCounts = api.Counts{}
-	}
-	if p.NotReplicated < w.runNotReplicated {
-		w.runNotReplicated = 0
-	}
-	if d := p.Counts.SchemaChanges - w.runCounts.SchemaChanges; d > 0 {
-		w.status.SchemaChanges.Applied += d
-		w.metrics.schemaChanges("applied", d)
-	}
-	if d := p.Counts.SchemaChangesSkipped - w.runCounts.SchemaChangesSkipped; d > 0 {
-		w.status.SchemaChanges.Skipped += d
-		w.metrics.schemaChanges("skipped", d)
-	}
-	if d := p.NotReplicated - w.runNotReplicated; d > 0 {
-		w.status.SchemaChanges.NotReplicated += int64(d)
-		w.status.SchemaChanges.LastNotReplicated = p.LastNotReplicated
-		w.metrics.schemaChanges("not_replicated", int64(d))
-	}
-	w.metrics.applied(api.Counts{Inserts: max(0, p.Counts.Inserts-w.runCounts.Inserts), Updates: max(0, p.Counts.Updates-w.runCounts.Updates),
-		Deletes: max(0, p.Counts.Deletes-w.runCounts.Deletes), Truncates: max(0, p.Counts.Truncates-w.runCounts.Truncates)}, p.LagBytes, p.LagSeconds)
-	w.runNotReplicated = p.NotReplicated
-	w.runCounts = p.Counts
-	if p.LastSchemaChange != "" {
-		w.status.SchemaChanges.Last = p.LastSchemaChange
-	}
-	if p.Tables != nil {
-		w.followTables(p.Tables, p.Run, p.Renamed)
-	}
-	w.pruneSkips(p.AppliedLSN)
-	w.checkLatency()
-}
-
-// followTables takes the table list the stream reports after schema changes on the source
-// changed it: tables created join (status notes them), renamed ones keep their entry under the
-// new source name, dropped ones leave. Verification and modify-objects then use it.
-func (w *task) followTables(tables []spec.TableMap, run string, renamed []spec.Rename) {
-	w.tables = tables
-	// Destination tables renamed with their source tables keep their entry (and progress). A run
-	// reports every rename it did so far with each list: those not followed yet are new.
-	if run != w.renamesRun {
-		w.renamesRun, w.renamesSeen = run, 0
-	}
-	for _, r := range renamed[min(w.renamesSeen, len(renamed)):] {
-		for i := range w.status.Tables {
-			if w.status.Tables[i].Destination == r.From.String() {
-				w.status.Tables[i].Destination = r.To.String()
-			}
-		}
-	}
-	w.renamesSeen = len(renamed)
-	byDest := map[string]spec.TableMap{}
-	for _, t := range tables {
-		byDest[t.Dest.String()] = t
-	}
-	kept := w.status.Tables[:0]
-	seen := map[string]bool{}
-	for _, ts := range w.status.Tables {
-		if t, ok := byDest[ts.Destination]; ok {
-			ts.Source = t.Source.String()
-			kept = append(kept, ts)
-			seen[ts.Destination] = true
-		}
-	}
-	for _, t := range tables {
-		if !seen[t.Dest.String()] {
-			kept = append(kept, api.TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: api.TableDone, Note: api.NoteCreatedBySchemaChange})
-		}
-	}
-	w.status.Tables = kept
-}
-
 func (w *task) setPhase(p string) {
 	w.phase = p
 	w.status.Phase = p
@@ -362,11 +195,10 @@ func (w *task) setPhase(p string) {
 // initialLoad runs precheck, snapshot, schema and full load.
 func (w *task) initialLoad(ctx workflow.Context) error {
 	s := w.spec
-	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
 
 	w.setPhase(api.PhasePrechecking)
 	var items []api.Item
-	if err := w.call(ctx, short, api.ActivityPrecheck, &items, s); err != nil {
+	if err := w.call(ctx, stepOptions, api.ActivityPrecheck, &items, s); err != nil {
 		return err
 	}
 	w.status.Precheck = items
@@ -380,7 +212,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		return temporal.NewNonRetryableApplicationError(w.status.LastError, "precheck_failed", nil)
 	}
 
-	if err := w.call(ctx, short, api.ActivityResolveTables, &w.tables, s); err != nil {
+	if err := w.call(ctx, stepOptions, api.ActivityResolveTables, &w.tables, s); err != nil {
 		return err
 	}
 	w.status.Tables = make([]api.TableStatus, len(w.tables))
@@ -388,7 +220,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		w.status.Tables[i] = api.TableStatus{Source: t.Source.String(), Destination: t.Dest.String(), State: api.TablePending}
 	}
 	if s.IncrementalSync() {
-		if err := w.call(ctx, short, api.ActivityPreparePublication, nil, s, w.tables); err != nil {
+		if err := w.call(ctx, stepOptions, api.ActivityPreparePublication, nil, s, w.tables); err != nil {
 			return err
 		}
 	}
@@ -405,14 +237,13 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	}
 
 	schemaIn := api.SchemaInput{Spec: s, Tables: w.tables, Snapshot: hold.name()}
-	long := workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute}
 	if s.SchemaSync() {
 		var rep api.SchemaReport
-		if err := w.callBeforeLoad(ctx, short, api.ActivitySchemaPreData, &rep, &schemaIn, hold); err != nil {
+		if err := w.callBeforeLoad(ctx, stepOptions, api.ActivitySchemaPreData, &rep, &schemaIn, hold); err != nil {
 			return err
 		}
 		w.recordSchema(rep) // pre-data warns too (function bodies that mention renamed names)
-	} else if err := w.call(ctx, short, api.ActivityEnsureBookkeeping, nil, s); err != nil {
+	} else if err := w.call(ctx, stepOptions, api.ActivityEnsureBookkeeping, nil, s); err != nil {
 		return err
 	}
 
@@ -420,11 +251,11 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 	if s.FullSync() {
 		w.setPhase(api.PhaseFullLoad)
 		var err error
-		if built, linked, err = w.fullLoad(ctx, schemaIn, long, hold); err != nil {
+		if built, linked, err = w.fullLoad(ctx, schemaIn, longStepOptions, hold); err != nil {
 			return err
 		}
 		if s.Verify.Mode != spec.VerifyNone {
-			if err := w.verifyAfterLoad(ctx, schemaIn, long); err != nil {
+			if err := w.verifyAfterLoad(ctx, schemaIn, longStepOptions); err != nil {
 				return err
 			}
 		}
@@ -441,7 +272,7 @@ func (w *task) initialLoad(ctx workflow.Context) error {
 		var rep api.SchemaReport
 		post := schemaIn
 		post.Built, post.Linked = built, linked
-		if err := w.call(ctx, long, api.ActivitySchemaPostData, &rep, post); err != nil {
+		if err := w.call(ctx, longStepOptions, api.ActivitySchemaPostData, &rep, post); err != nil {
 			return err
 		}
 		w.recordSchema(rep)
@@ -530,252 +361,8 @@ func (w *task) startStreamingVerify(ctx workflow.Context) {
 	}
 }
 
-// incremental runs the apply activity until release, pausing and resuming on signals and
-// continuing as new when the history grows.
-func (w *task) incremental(ctx workflow.Context) error {
-	w.setPhase(api.PhaseIncremental)
-	for i := range w.status.Tables {
-		w.status.Tables[i].State = api.TableDone
-	}
-	if w.verifyWhenStreaming {
-		w.verifyWhenStreaming = false
-		w.startStreamingVerify(ctx)
-	}
-	opts := w.applyOptions()
-	for {
-		if w.releaseRequested {
-			return errReleased
-		}
-		if w.pauseRequested {
-			err := w.paused(ctx)
-			if errors.Is(err, errContinuePaused) {
-				if err := w.continueAsNew(ctx, func() bool { return !w.releaseRequested }); err != nil {
-					return err
-				}
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		if w.merging {
-			if err := workflow.Await(ctx, func() bool { return !w.merging || w.releaseRequested }); err != nil {
-				return err
-			}
-			continue
-		}
-		if w.historyFull(ctx) && !w.modifying {
-			if err := w.continueAsNew(ctx, func() bool { return !w.releaseRequested && !w.pauseRequested }); err != nil {
-				return err
-			}
-			continue
-		}
-		runCtx, stop := workflow.WithCancel(ctx)
-		workflow.Go(runCtx, func(c workflow.Context) {
-			if workflow.Await(c, func() bool {
-				return w.pauseRequested || w.releaseRequested || w.merging || (w.historyFull(c) && !w.modifying)
-			}) == nil {
-				stop()
-			}
-		})
-		in := api.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.carry.ApplyMaxRun, ReportEvery: w.carry.ApplyReportEvery,
-			SkipBefore: w.skipBefore, StallAfter: w.carry.ApplyStallAfter}
-		var res api.ApplyProgress
-		w.runCounts, w.runNotReplicated = api.Counts{}, 0
-		w.applyRunning = true
-		err := w.call(runCtx, opts, api.ActivityApply, &res, in)
-		w.applyRunning = false
-		interrupted := runCtx.Err() != nil
-		stop()
-		if err == nil {
-			w.onProgress(res)
-			continue
-		}
-		var canceled *temporal.CanceledError
-		if interrupted || errors.As(err, &canceled) {
-			// Stopped for pause, release or continue-as-new: however the run ended, the loop head
-			// decides what comes next. A real failure shows again on the next run, in call().
-			continue
-		}
-		return err
-	}
-}
-
-// applyOptions are the options of an apply run.
-func (w *task) applyOptions() workflow.ActivityOptions {
-	// A run ends after ApplyMaxRun (30 minutes by default) at a transaction boundary, so it may
-	// go on while a long source transaction arrives: the heartbeat, not the run's length, tells a
-	// lost worker.
-	opts := workflow.ActivityOptions{
-		StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
-	}
-	if w.carry.ApplyMaxRun > 0 {
-		opts.StartToCloseTimeout = w.carry.ApplyMaxRun + time.Hour
-	}
-	return opts
-}
-
-func (w *task) historyFull(ctx workflow.Context) bool {
-	info := workflow.GetInfo(ctx)
-	return info.GetCurrentHistoryLength() >= w.carry.HistoryLimit || info.GetContinueAsNewSuggested()
-}
-
-// continueAsNew hands the task's state to a new run once every signal delivered so far is handled
-// (syncSignals) and if still() holds then; else it returns nil and the caller's loop decides what
-// the signals asked for.
-func (w *task) continueAsNew(ctx workflow.Context, still func() bool) error {
-	w.syncSignals(ctx)
-	if !still() {
-		return nil
-	}
-	// Updates in flight finish in this run.
-	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-		return err
-	}
-	w.flushAlerts(ctx)
-	// Waiting for handlers and alerts may have let more signals in.
-	w.syncSignals(ctx)
-	if !still() {
-		return nil
-	}
-	st := w.status
-	carry := w.carry
-	carry.Status = &st
-	carry.Tables = w.tables
-	carry.SkipBefore = w.skipBefore
-	carry.Paused = w.pauseRequested
-	return workflow.NewContinueAsNewError(ctx, SyncTask, w.spec, &carry)
-}
-
-// validateSequences accepts the update only once the tables are known and while the task runs,
-// so a rejected request leaves no trace in the history.
-func (w *task) validateSequences(offset int64) error {
-	if offset < 0 {
-		return fmt.Errorf("offset %d is negative", offset)
-	}
-	switch w.status.Phase {
-	case api.PhasePostSchema, api.PhaseIncremental, api.PhasePaused, api.PhaseRetrying, api.PhaseFinished:
-		if len(w.tables) > 0 {
-			return nil
-		}
-	}
-	return fmt.Errorf("the task is %s: sequences can be set once the full load is done and while the task runs", w.status.Phase)
-}
-
-// syncSequences runs the SyncSequences activity for the update.
-func (w *task) syncSequences(ctx workflow.Context, offset int64) ([]string, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
-	var set []string
-	err := workflow.ExecuteActivity(ctx, api.ActivitySyncSequences,
-		api.SequencesInput{Spec: w.spec, Tables: w.tables, Offset: offset}).Get(ctx, &set)
-	return set, err
-}
-
 // errContinuePaused asks the incremental loop to continue as new while the task stays paused.
 var errContinuePaused = errors.New("paused task continues as new")
-
-// paused waits for resume or release. Meanwhile it measures the growing lag from the slot every
-// few report intervals (status and latency alerts) and hands over to a new run when the history
-// is full.
-func (w *task) paused(ctx workflow.Context) error {
-	w.status.Phase = api.PhasePaused
-	if workflow.GetVersion(ctx, "paused-lag", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		if err := w.awaitResume(ctx); err != nil {
-			return err
-		}
-		w.status.Phase = w.phase
-		return nil
-	}
-	seen := w.resumes
-	pausedAt, lagAtPause := workflow.Now(ctx), w.status.LagSeconds
-	every := 4 * w.carry.ApplyReportEvery
-	if every <= 0 {
-		every = 2 * time.Minute // three events in the history each time
-	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
-	})
-	for {
-		resumed, err := workflow.AwaitWithTimeout(ctx, every, func() bool { return w.resumes > seen || w.releaseRequested })
-		if err != nil {
-			return err
-		}
-		if resumed {
-			break
-		}
-		var st api.SlotState
-		if err := workflow.ExecuteActivity(actx, api.ActivitySlotState, w.spec).Get(ctx, &st); err == nil && st.Exists {
-			w.status.LagBytes, w.status.LagSeconds = 0, 0
-			if st.CurrentWAL > st.ConfirmedFlush {
-				w.status.LagBytes = int64(st.CurrentWAL - st.ConfirmedFlush)
-				w.status.LagSeconds = lagAtPause + workflow.Now(ctx).Sub(pausedAt).Seconds()
-			}
-			w.checkLatency()
-		}
-		if w.historyFull(ctx) && !w.modifying {
-			return errContinuePaused
-		}
-	}
-	w.status.Phase = w.phase
-	return nil
-}
-
-// alert queues an alert for the sender (when alerts are configured).
-func (w *task) alert(kind, message string) {
-	if !w.spec.Alerts.Enabled() {
-		return
-	}
-	w.alerts = append(w.alerts, api.AlertEvent{Task: w.spec.Name, Kind: kind, Phase: w.status.Phase, Message: message,
-		LagSeconds: w.status.LagSeconds, LagBytes: w.status.LagBytes})
-}
-
-// checkLatency raises a latency alert when the lag goes above alerts.latency_seconds, once until
-// it comes back below.
-func (w *task) checkLatency() {
-	limit := w.spec.Alerts.LatencySeconds
-	if limit <= 0 {
-		return
-	}
-	over := w.status.LagSeconds > float64(limit)
-	if over && !w.latencyAlerting {
-		w.alert(api.AlertLatency, fmt.Sprintf("apply lag %.1fs is above alerts.latency_seconds (%d)", w.status.LagSeconds, limit))
-	}
-	w.latencyAlerting = over
-}
-
-// sendAlerts sends queued alerts one by one, retrying each; it never blocks the task's work.
-func (w *task) sendAlerts(ctx workflow.Context) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
-			MaximumInterval: time.Minute, MaximumAttempts: 10},
-	})
-	for {
-		if err := workflow.Await(ctx, func() bool { return len(w.alerts) > 0 }); err != nil {
-			return
-		}
-		ev := w.alerts[0]
-		w.alertSending = true
-		err := workflow.ExecuteActivity(actx, api.ActivityAlert, api.AlertInput{Event: ev, WebhookURL: w.spec.Alerts.WebhookURL, WebhookURLSecret: w.spec.Alerts.WebhookURLSecret}).Get(ctx, nil)
-		w.alerts = w.alerts[1:]
-		w.alertSending = false
-		if err != nil {
-			workflow.GetLogger(ctx).Warn("alert not delivered", "kind", ev.Kind, "error", err)
-		}
-	}
-}
-
-// flushAlerts gives queued alerts up to a minute to go out before the run ends.
-func (w *task) flushAlerts(ctx workflow.Context) {
-	if len(w.alerts) == 0 && !w.alertSending {
-		return
-	}
-	_, _ = workflow.AwaitWithTimeout(ctx, time.Minute, func() bool { return len(w.alerts) == 0 && !w.alertSending })
-}
 
 // release stops everything and removes what Skein created on both sides.
 func (w *task) release(ctx workflow.Context) error {
@@ -789,266 +376,6 @@ func (w *task) release(ctx workflow.Context) error {
 	w.status.LagBytes, w.status.LagSeconds = 0, 0
 	w.recovered()
 	return nil
-}
-
-// call runs an activity with the task's retry windows: connection errors are retried for
-// retry.connection_minutes and other errors for retry.other_minutes, from the first failure of
-// the streak, with backoff; then the task shows failed and waits for resume or release.
-func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any, result any, args ...any) error {
-	opts.RetryPolicy = &temporal.RetryPolicy{MaximumAttempts: 1}
-	var streakStart time.Time
-	attempts := 0
-	lastFailure := "" // the error of the streak's last failed run
-	for {
-		if ctx.Err() != nil {
-			return temporal.NewCanceledError()
-		}
-		if w.releaseRequested {
-			return errReleased
-		}
-		seq := w.progressSeq
-		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, afterFailures(args, attempts)...).Get(ctx, result)
-		if w.progressSeq != seq && !sameFailure(ctx, err, attempts, lastFailure) {
-			attempts = 0 // the activity made progress before it ended: a new streak starts
-		}
-		if err == nil {
-			if attempts > 0 {
-				w.metrics.retry(w.status.Retry.Class, 0)
-				w.status.Phase = w.phase
-			}
-			w.recovered()
-			return nil
-		}
-		var canceled *temporal.CanceledError
-		if errors.As(err, &canceled) || ctx.Err() != nil {
-			return err
-		}
-		if snapshotLost(err) || errors.Is(err, workflow.ErrSessionFailed) {
-			return err // the caller starts over in a new snapshot, or a new session
-		}
-		class := classOf(err)
-		now := workflow.Now(ctx)
-		if attempts == 0 {
-			streakStart = now
-		}
-		attempts++
-		minutes := w.spec.Retry.OtherMinutes
-		if class == api.Connection {
-			minutes = w.spec.Retry.ConnectionMinutes
-		}
-		window := time.Duration(minutes) * w.carry.RetryUnit
-		w.status.LastError = errorText(err)
-		w.streakError = w.status.LastError
-		lastFailure = w.status.LastError
-		w.status.Retry = api.RetryState{Class: string(class), Since: streakStart.UTC().Format(time.RFC3339), Attempts: attempts,
-			WindowMinutes: minutes}
-		w.metrics.retry(string(class), attempts)
-		workflow.GetLogger(ctx).Warn("activity failed", "class", class, "attempts", attempts, "error", w.status.LastError)
-		if class == api.Fatal || now.Sub(streakStart) >= window {
-			w.status.Phase = api.PhaseFailed
-			w.alert(api.AlertFailed, w.status.LastError)
-			if err := w.awaitResume(ctx); err != nil {
-				return err
-			}
-			if w.releaseRequested {
-				return errReleased
-			}
-			attempts = 0
-			w.status.Retry = api.RetryState{}
-			w.status.Phase = w.phase
-			continue
-		}
-		w.status.Phase = api.PhaseRetrying
-		backoff := min(time.Duration(1<<min(attempts-1, 6))*time.Second, time.Minute)
-		if _, err := workflow.AwaitWithTimeout(ctx, backoff, func() bool { return w.releaseRequested }); err != nil {
-			return err
-		}
-	}
-}
-
-// sameFailure says whether a run that made progress failed again with its streak's own error: a
-// change that can never apply (the same statement failing the same way) keeps the streak, and so
-// its window, whatever the run applied before it.
-func sameFailure(ctx workflow.Context, err error, attempts int, lastFailure string) bool {
-	if err == nil || attempts == 0 || errorText(err) != lastFailure {
-		return false
-	}
-	return workflow.GetVersion(ctx, "same-failure-keeps-streak", workflow.DefaultVersion, 1) >= 1
-}
-
-// recovered ends the failure streak in the status: its retry state goes, and its error moves
-// from LastError to LastRecoveredError (a notice put in LastError since stays).
-func (w *task) recovered() {
-	w.status.Retry = api.RetryState{}
-	if w.streakError == "" {
-		return
-	}
-	if w.status.LastError == w.streakError {
-		w.status.LastError = ""
-	}
-	w.status.LastRecoveredError = w.streakError
-	w.streakError = ""
-}
-
-// afterFailures tells an apply run how many runs of its streak failed before it (each run is a
-// single attempt: the retries are call's loop), so that it applies its first changes statement by
-// statement and an error names the exact change.
-func afterFailures(args []any, failed int) []any {
-	if failed == 0 || len(args) != 1 {
-		return args
-	}
-	in, ok := args[0].(api.ApplyInput)
-	if !ok {
-		return args
-	}
-	in.FailedAttempts = failed
-	return []any{in}
-}
-
-// classOf reads the retry class an activity put in its ApplicationError. A timeout (a worker that
-// died or lost its network) counts as a connection error.
-func classOf(err error) api.Class {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		switch api.Class(appErr.Type()) {
-		case api.Connection, api.Fatal, api.Other:
-			return api.Class(appErr.Type())
-		}
-		return api.Other
-	}
-	var timeout *temporal.TimeoutError
-	if errors.As(err, &timeout) {
-		return api.Connection
-	}
-	return api.Other
-}
-
-// snapshotLost reports an activity error saying the task's exported snapshot can no longer be
-// imported (its holder ended).
-func snapshotLost(err error) bool {
-	var appErr *temporal.ApplicationError
-	return errors.As(err, &appErr) && appErr.Type() == api.ErrSnapshotLost
-}
-
-// errorText is the innermost message, without the SDK's wrapping (its "(type: ..., retryable:
-// ...)" suffix, which says nothing of the task's own retries: the retry state does).
-func errorText(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		if msg := appErr.Message(); msg != "" {
-			return msg
-		}
-		return appErr.Error()
-	}
-	return err.Error()
-}
-
-// snapshotHold is a snapshot held by an activity on one worker, in a session.
-type snapshotHold struct {
-	snap api.SlotSnapshot
-	// cancel asks the holder to end (with quick, by EndSnapshot too); nil once asked.
-	cancel func(quick bool)
-	stop   func() error // waits for it to end; nil once ended
-	done   func()       // completes the session
-}
-
-// name is the exported snapshot's name ("" without a snapshot).
-func (h *snapshotHold) name() string {
-	if h == nil {
-		return ""
-	}
-	return h.snap.SnapshotName
-}
-
-// letGo asks the holder to end at once (EndSnapshot) without waiting for it (release waits).
-func (h *snapshotHold) letGo() {
-	if h != nil && h.cancel != nil {
-		h.cancel(true)
-		h.cancel = nil
-	}
-}
-
-// release ends the holder once; quiet leaves an error it ended with unlogged.
-func (h *snapshotHold) release(ctx workflow.Context, quiet bool) {
-	if h == nil || h.stop == nil {
-		return
-	}
-	if h.cancel != nil {
-		h.cancel(false)
-		h.cancel = nil
-	}
-	err := h.stop()
-	h.stop = nil
-	if err != nil && !quiet {
-		workflow.GetLogger(ctx).Warn("snapshot holder ended with an error", "error", err)
-	}
-}
-
-// close releases the holder if it still holds and completes the session.
-func (h *snapshotHold) close(ctx workflow.Context) {
-	h.release(ctx, true)
-	h.done()
-}
-
-// openSnapshot creates the snapshot (and the slot, with in.WithSlot) and starts the activity that
-// holds it on the same worker, in a session.
-func (w *task) openSnapshot(ctx workflow.Context, in api.SnapshotInput) (*snapshotHold, error) {
-	for {
-		h, err := w.openSnapshotOnce(ctx, in)
-		var canceled *temporal.CanceledError
-		sessionLost := errors.As(err, &canceled) || errors.Is(err, workflow.ErrSessionFailed)
-		if err == nil || !sessionLost || ctx.Err() != nil || w.releaseRequested ||
-			workflow.GetVersion(ctx, "reopen-snapshot-session", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-			return h, err
-		}
-		// The session's worker went away while the snapshot was opened (its activities were
-		// canceled with the session): open it again, in a new session.
-		workflow.GetLogger(ctx).Warn("the snapshot's session failed while it was opened: opening it again", "error", err)
-	}
-}
-
-// openSnapshotOnce is openSnapshot in one session.
-func (w *task) openSnapshotOnce(ctx workflow.Context, in api.SnapshotInput) (*snapshotHold, error) {
-	sessCtx, err := workflow.CreateSession(ctx, &workflow.SessionOptions{
-		CreationTimeout: 5 * time.Minute, ExecutionTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: time.Minute,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create session for the snapshot holder: %w", err)
-	}
-
-	h := &snapshotHold{done: func() { workflow.CompleteSession(sessCtx) }}
-	short := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute}
-	if err := w.call(sessCtx, short, api.ActivityOpenSnapshot, &h.snap, in); err != nil {
-		h.done()
-		return nil, err
-	}
-	holdCtx, cancelHold := workflow.WithCancel(sessCtx)
-	holdCtx = workflow.WithActivityOptions(holdCtx, workflow.ActivityOptions{
-		StartToCloseTimeout: 60 * 24 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
-	})
-	hold := workflow.ExecuteActivity(holdCtx, api.ActivityHoldSnapshot, in.Spec.Name)
-	var ended workflow.Future
-	h.cancel = func(quick bool) {
-		if quick {
-			endCtx := workflow.WithActivityOptions(sessCtx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
-				RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1}})
-			ended = workflow.ExecuteActivity(endCtx, api.ActivityEndSnapshot, in.Spec.Name)
-		}
-		cancelHold() // the holder ends with its next heartbeat if EndSnapshot cannot reach it
-	}
-	h.stop = func() error {
-		if ended != nil {
-			_ = ended.Get(ctx, nil) // best effort: the cancellation ends the holder too
-		}
-		err := hold.Get(ctx, nil)
-		var canceled *temporal.CanceledError
-		if errors.As(err, &canceled) {
-			return nil
-		}
-		return err
-	}
-	return h, nil
 }
 
 // statusIndexes maps each source table (spec.QName.String()) to its entry in status.Tables.

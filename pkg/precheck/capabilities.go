@@ -137,20 +137,12 @@ GROUP BY p.probin ORDER BY p.probin`, c.s.WholeSchemas())
 	}
 	var out []string
 	for _, l := range libs {
-		err := pgx.BeginFunc(ctx, c.dst, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SET LOCAL check_function_bodies = on`); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, fmt.Sprintf(`CREATE FUNCTION pg_temp.skein_library_probe() RETURNS void AS %s, %s LANGUAGE c`,
+		err := probe(ctx, c.dst, `SET LOCAL check_function_bodies = on`,
+			fmt.Sprintf(`CREATE FUNCTION pg_temp.skein_library_probe() RETURNS void AS %s, %s LANGUAGE c`,
 				catalog.QuoteLiteral(l.path), catalog.QuoteLiteral(l.symbol)))
-			if err == nil {
-				err = errRollBack
-			}
-			return err
-		})
 		var pgErr *pgconn.PgError
 		switch {
-		case errors.Is(err, errRollBack), errors.As(err, &pgErr) && pgErr.Code == "42501":
+		case err == nil, errors.As(err, &pgErr) && pgErr.Code == "42501":
 			// Loaded (and rolled back), or the account may not create C functions: cannot tell.
 		case errors.As(err, &pgErr) && (pgErr.Code == "58P01" || pgErr.Code == "42883" || pgErr.Code == "XX000"):
 			out = append(out, fmt.Sprintf("C function(s) %s use library %s, which the destination cannot load (%s)",
@@ -162,8 +154,18 @@ GROUP BY p.probin ORDER BY p.probin`, c.s.WholeSchemas())
 	return out, nil
 }
 
-// errRollBack rolls back a transaction that succeeded (a probe).
-var errRollBack = errors.New("roll back")
+// probe runs stmts on conn in a transaction that is rolled back, and returns the error of the
+// first that fails (nil: the destination can do it).
+func probe(ctx context.Context, conn *pgx.Conn, stmts ...string) error {
+	return rolledBack(ctx, conn, func(tx pgx.Tx) error {
+		for _, st := range stmts {
+			if _, err := tx.Exec(ctx, st); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
 
 // missingTypes reports the built-in types of selected columns the destination lacks, and xml
 // when it cannot store an xml value.
@@ -430,15 +432,10 @@ WHERE c.relkind = 'm' AND n.nspname = ANY($1) ORDER BY 1`, c.s.WholeSchemas())
 	}
 	var out []string
 	for _, method := range methods {
-		err := pgx.BeginFunc(ctx, c.dst, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE skein_probe_compression (a text COMPRESSION `+pgx.Identifier{method}.Sanitize()+`)`); err != nil {
-				return err
-			}
-			return errRollBack
-		})
+		err := probe(ctx, c.dst, `CREATE TEMPORARY TABLE skein_probe_compression (a text COMPRESSION `+pgx.Identifier{method}.Sanitize()+`)`)
 		var pgErr *pgconn.PgError
 		switch {
-		case errors.Is(err, errRollBack), errors.As(err, &pgErr) && pgErr.Code == "42501":
+		case err == nil, errors.As(err, &pgErr) && pgErr.Code == "42501":
 		case errors.As(err, &pgErr) && (pgErr.Code == "0A000" || pgErr.Code == "22023" || pgErr.Code == "42601"):
 			out = append(out, fmt.Sprintf("compression method %s is not available on the destination (%s), so these columns get its default method: %s",
 				method, pgErr.Message, strings.Join(uses[method], ", ")))
@@ -496,18 +493,11 @@ WHERE i.inhrelid = ANY($1) ORDER BY 1`, oids)
 	if err != nil || len(pairs) == 0 {
 		return nil, err
 	}
-	err = pgx.BeginFunc(ctx, c.dst, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE skein_probe_parent (a integer)`); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE skein_probe_child (a integer GENERATED ALWAYS AS (1) STORED) INHERITS (skein_probe_parent)`); err != nil {
-			return err
-		}
-		return errRollBack
-	})
+	err = probe(ctx, c.dst, `CREATE TEMPORARY TABLE skein_probe_parent (a integer)`,
+		`CREATE TEMPORARY TABLE skein_probe_child (a integer GENERATED ALWAYS AS (1) STORED) INHERITS (skein_probe_parent)`)
 	var pgErr *pgconn.PgError
 	switch {
-	case errors.Is(err, errRollBack):
+	case err == nil:
 		return nil, nil
 	case errors.As(err, &pgErr) && pgErr.Code == "42611":
 		return []string{fmt.Sprintf("the destination refuses a generated column inheriting from a column that is not (%s), so these tables are created without INHERITS (a query on the parent then leaves their rows out): %s",

@@ -16,13 +16,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/skein-dts/skein/pkg/api"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"sigs.k8s.io/yaml"
+
+	"github.com/skein-dts/skein/pkg/api"
 )
 
 // buildSkein builds the skein binary, once per test run.

@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/skein-dts/skein/pkg/api"
 	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/api"
 )
 
 // The long tests run with make test-long (SKEIN_TEST_LONG=1): sizes CI has no time for.
