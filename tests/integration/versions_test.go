@@ -90,7 +90,15 @@ func TestVersionMatrix(t *testing.T) {
 			t.Run(fmt.Sprintf("destination_%d", v), func(t *testing.T) { testVersion(t, 0, v) })
 		}
 	}
+	// The oldest sources, whose schema changes travel as rows of the events table, into the
+	// Oracle-mode destination.
+	for _, v := range []int{10, 13} {
+		t.Run(fmt.Sprintf("source_%d_into_oracle", v), func(t *testing.T) { testVersion(t, v, oracleMajor) })
+	}
 }
+
+// oracleMajor asks testVersion for IvorySQL's Oracle-mode port as the destination.
+const oracleMajor = -1
 
 func testVersion(t *testing.T, srcMajor, dstMajor int) {
 	ctx := context.Background()
@@ -99,7 +107,12 @@ func testVersion(t *testing.T, srcMajor, dstMajor int) {
 		v = 15
 	}
 	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true, Major: srcMajor})
-	dstPG := testharness.NewPostgres(t, testharness.PostgresOptions{Major: dstMajor})
+	var dstPG *testharness.Postgres
+	if dstMajor == oracleMajor {
+		dstPG = testharness.NewIvorySQL(t, testharness.PostgresOptions{})
+	} else {
+		dstPG = testharness.NewPostgres(t, testharness.PostgresOptions{Major: dstMajor})
+	}
 	require.NoError(t, srcPG.CreateDatabase(ctx, "app"))
 	require.NoError(t, dstPG.CreateDatabase(ctx, "target"))
 	src, err := srcPG.Connect(ctx, "app")
