@@ -14,6 +14,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/errclass"
@@ -97,7 +98,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	if err == nil {
 		// Tasks started before publications named their owner claim theirs here, so that a new
 		// task whose name differs only in '-' and '_' cannot take it for its own.
-		err = cdc.ClaimPublication(ctx, lagConn, in.Spec.SlotName(), cdc.Owner(in.Spec.Name))
+		err = source.ClaimPublication(ctx, lagConn, in.Spec.SlotName(), source.Owner(in.Spec.Name))
 	}
 	if err != nil {
 		return ApplyProgress{}, classify(ctx, err)
@@ -122,10 +123,10 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	go a.watchDestination(runCtx, cancelCause, in.Spec.Destination, watched.Traffic, dst.PgConn().PID(), in.StallAfter, log)
-	var source *pgx.Conn // for relations the stream names that the task does not know, opened once needed
+	var src *pgx.Conn // for relations the stream names that the task does not know, opened once needed
 	defer func() {
-		if source != nil {
-			closeAll(ctx, source)
+		if src != nil {
+			closeAll(ctx, src)
 		}
 	}()
 	// The stream only records its position; a separate reporter heartbeats (so cancellation is
@@ -173,14 +174,14 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 		SchemaChangeTable: schemaChangeTable,
 		Objects:           in.Spec.Objects,
 		Unknown: func(ctx context.Context, relID uint32, name spec.QName) error {
-			if source == nil {
+			if src == nil {
 				c, err := a.Open.Connect(ctx, in.Spec.Source)
 				if err != nil {
 					return err
 				}
-				source = c
+				src = c
 			}
-			return cdc.CheckUnknownRelation(ctx, source, in.Spec.SlotName(), relID, name)
+			return source.CheckUnknownRelation(ctx, src, in.Spec.SlotName(), relID, name)
 		},
 		// After a failed attempt the first changes go statement by statement, so that a change
 		// the destination rejects is named exactly (a keyed batch names its first and last key).
@@ -254,7 +255,7 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 		if p.TablesVersion != last.TablesVersion {
 			ap.Tables, ap.Renamed = p.Tables, p.Renamed
 		}
-		if cur, err := cdc.CurrentWAL(runCtx, lagConn); err == nil && cur > p.FlushedLSN {
+		if cur, err := source.CurrentWAL(runCtx, lagConn); err == nil && cur > p.FlushedLSN {
 			ap.LagBytes = int64(cur - p.FlushedLSN)
 			if !p.LastCommitTime.IsZero() {
 				ap.LagSeconds = time.Since(p.LastCommitTime).Seconds()
@@ -265,7 +266,7 @@ func (a *Activities) reportApply(runCtx, actCtx context.Context, lagConn *pgx.Co
 		// A quiet selection: a heartbeat into the source's WAL moves the slot and the lag.
 		if beats && time.Since(p.LastCommitTime) >= beatEvery && time.Since(lastBeat) >= beatEvery {
 			lastBeat = time.Now()
-			if err := cdc.EmitHeartbeat(runCtx, lagConn, info.WorkflowExecution.ID); err != nil && runCtx.Err() == nil {
+			if err := source.EmitHeartbeat(runCtx, lagConn, info.WorkflowExecution.ID); err != nil && runCtx.Err() == nil {
 				log.Warn("heartbeats into the source WAL are off; the slot advances only with changes of the selection", zap.Error(err))
 				beats = false
 			}
@@ -315,7 +316,7 @@ func streamBounds(ctx context.Context, src *pgx.Conn, in ApplyInput) (map[spec.Q
 	var err error
 	switch {
 	case in.CatchUp:
-		stopAt, err = cdc.CurrentWAL(ctx, src)
+		stopAt, err = source.CurrentWAL(ctx, src)
 	case in.StopAt != "":
 		stopAt, err = pglogrepl.ParseLSN(in.StopAt)
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/bookkeeping"
 	"github.com/skein-dts/skein/pkg/catalog"
-	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/fullload"
@@ -96,7 +96,7 @@ func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables
 			filtered := tables[i].Where != "" && t.ReplicaIdentity != "f"
 			if precheck.NeedsFullIdentity(t) || filtered {
 				// Recorded on the source, so that release gives the table its identity back.
-				err := cdc.SetFullIdentity(ctx, conn, s.SlotName(), t.Name)
+				err := source.SetFullIdentity(ctx, conn, s.SlotName(), t.Name)
 				var pgErr *pgconn.PgError
 				if errors.As(err, &pgErr) && pgErr.Code == "42501" {
 					// The task's user may not create Skein's schema on the source: set FULL
@@ -111,7 +111,7 @@ func (a *Activities) PreparePublication(ctx context.Context, s spec.Spec, tables
 			}
 		}
 	}
-	if err := cdc.EnsurePublication(ctx, conn, s.SlotName(), cdc.Owner(s.Name), tables); err != nil {
+	if err := source.EnsurePublication(ctx, conn, s.SlotName(), source.Owner(s.Name), tables); err != nil {
 		return classifyDDL(ctx, err)
 	}
 	// Schema changes are captured from before the slot exists: the schema read in its snapshot
@@ -130,7 +130,7 @@ type SnapshotInput = api.SnapshotInput
 // OpenSnapshot creates the replication slot with an exported snapshot (or, without incremental
 // sync, exports a plain snapshot) and keeps the connection on this worker for HoldSnapshot. Run it
 // in the same session as HoldSnapshot.
-func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.SlotSnapshot, error) {
+func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (source.SlotSnapshot, error) {
 	s := in.Spec
 	log := a.logger(ctx)
 	if old, ok := a.snapshots.LoadAndDelete(s.Name); ok {
@@ -139,7 +139,7 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 	if !in.WithSlot {
 		conn, err := a.Open.Connect(ctx, s.Source)
 		if err != nil {
-			return cdc.SlotSnapshot{}, classify(ctx, err)
+			return source.SlotSnapshot{}, classify(ctx, err)
 		}
 		var name string
 		_, err = conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -148,44 +148,44 @@ func (a *Activities) OpenSnapshot(ctx context.Context, in SnapshotInput) (cdc.Sl
 		}
 		if err != nil {
 			closeAll(ctx, conn)
-			return cdc.SlotSnapshot{}, classify(ctx, fmt.Errorf("export snapshot: %w", err))
+			return source.SlotSnapshot{}, classify(ctx, fmt.Errorf("export snapshot: %w", err))
 		}
 		a.snapshots.Store(s.Name, newHeldSnapshot(nil, conn))
-		return cdc.SlotSnapshot{SnapshotName: name}, nil
+		return source.SlotSnapshot{SnapshotName: name}, nil
 	}
 
 	// A slot left by an earlier attempt of this step has no live snapshot and nothing was loaded
 	// from it yet (this step runs before the load): recreate it.
 	conn, err := a.Open.Connect(ctx, s.Source)
 	if err != nil {
-		return cdc.SlotSnapshot{}, classify(ctx, err)
+		return source.SlotSnapshot{}, classify(ctx, err)
 	}
 	// Never drop another task's slot (one whose name differs from this one's only in '-' and '_').
-	err = cdc.CheckOwner(ctx, conn, s.SlotName(), cdc.Owner(s.Name))
-	var st cdc.SlotState
+	err = source.CheckOwner(ctx, conn, s.SlotName(), source.Owner(s.Name))
+	var st source.SlotState
 	if err == nil {
-		st, err = cdc.Slot(ctx, conn, s.SlotName())
+		st, err = source.Slot(ctx, conn, s.SlotName())
 	}
 	if err == nil && st.Exists {
 		log.Warn("replication slot exists from an earlier attempt: recreating it", zap.String("slot", s.SlotName()))
-		err = cdc.DropSlot(ctx, conn, s.SlotName())
+		err = source.DropSlot(ctx, conn, s.SlotName())
 	}
 	closeAll(ctx, conn)
 	if err != nil {
-		return cdc.SlotSnapshot{}, classify(ctx, err)
+		return source.SlotSnapshot{}, classify(ctx, err)
 	}
 	repl, err := a.Open.ConnectReplication(ctx, s.Source)
 	if err != nil {
-		return cdc.SlotSnapshot{}, classify(ctx, err)
+		return source.SlotSnapshot{}, classify(ctx, err)
 	}
-	create := cdc.CreateSlot
+	create := source.CreateSlot
 	if in.Temporary {
-		create = cdc.CreateTemporarySlot
+		create = source.CreateTemporarySlot
 	}
 	snap, err := create(ctx, repl, s.SlotName())
 	if err != nil {
 		_ = repl.Close(ctx)
-		return cdc.SlotSnapshot{}, classify(ctx, err)
+		return source.SlotSnapshot{}, classify(ctx, err)
 	}
 	a.snapshots.Store(s.Name, newHeldSnapshot(repl, nil))
 	log.Info("replication slot created", zap.String("slot", s.SlotName()), zap.String("snapshot", snap.SnapshotName),
@@ -265,19 +265,19 @@ func (a *Activities) Release(ctx context.Context, s spec.Spec) error {
 	defer closeAll(ctx, src, dst)
 	// The helper of a modify-objects in progress goes too.
 	for _, sp := range []spec.Spec{s.Helper(), s} {
-		err := cdc.CheckOwner(ctx, src, sp.SlotName(), cdc.Owner(sp.Name))
+		err := source.CheckOwner(ctx, src, sp.SlotName(), source.Owner(sp.Name))
 		if errclass.Of(err) == errclass.Fatal {
 			// Another task's (its name differs only in '-' and '_'): not ours to drop.
 			a.logger(ctx).Warn("slot and publication left in place", zap.String("slot", sp.SlotName()), zap.Error(err))
 			err = nil
 		} else if err == nil {
-			err = cdc.DropSlot(ctx, src, sp.SlotName())
+			err = source.DropSlot(ctx, src, sp.SlotName())
 			if err == nil {
-				err = cdc.DropPublication(ctx, src, sp.SlotName())
+				err = source.DropPublication(ctx, src, sp.SlotName())
 			}
 			if err == nil {
 				var restored []string
-				if restored, err = cdc.RestoreIdentities(ctx, src, sp.SlotName()); len(restored) > 0 {
+				if restored, err = source.RestoreIdentities(ctx, src, sp.SlotName()); len(restored) > 0 {
 					a.logger(ctx).Info("replica identities restored", zap.Strings("tables", restored))
 				}
 			}
@@ -303,7 +303,7 @@ func (a *Activities) SourcePosition(ctx context.Context, s spec.Spec) (string, e
 		return "", classify(ctx, err)
 	}
 	defer closeAll(ctx, conn)
-	lsn, err := cdc.CurrentWAL(ctx, conn)
+	lsn, err := source.CurrentWAL(ctx, conn)
 	if err != nil {
 		return "", classify(ctx, err)
 	}
@@ -311,13 +311,13 @@ func (a *Activities) SourcePosition(ctx context.Context, s spec.Spec) (string, e
 }
 
 // SlotState reads the task's replication slot: whether it exists and how far its consumer got.
-func (a *Activities) SlotState(ctx context.Context, s spec.Spec) (cdc.SlotState, error) {
+func (a *Activities) SlotState(ctx context.Context, s spec.Spec) (source.SlotState, error) {
 	conn, err := a.Open.Connect(ctx, s.Source)
 	if err != nil {
-		return cdc.SlotState{}, classify(ctx, err)
+		return source.SlotState{}, classify(ctx, err)
 	}
 	defer closeAll(ctx, conn)
-	st, err := cdc.Slot(ctx, conn, s.SlotName())
+	st, err := source.Slot(ctx, conn, s.SlotName())
 	if err == nil {
 		st.Capture, err = ddlcapture.IsInstalled(ctx, conn, s.SlotName())
 	}

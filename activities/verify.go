@@ -14,7 +14,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/catalog"
-	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/ddl"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
@@ -173,13 +173,13 @@ const settleTimeout = 2 * time.Minute
 // settle waits until the task's slot has confirmed (the apply committed on the destination)
 // everything the source wrote before the call. conn is a source connection outside any snapshot.
 func (a *Activities) settle(ctx context.Context, conn *pgx.Conn, slot string) error {
-	target, err := cdc.CurrentWAL(ctx, conn)
+	target, err := source.CurrentWAL(ctx, conn)
 	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(settleTimeout)
 	for {
-		st, err := cdc.Slot(ctx, conn, slot)
+		st, err := source.Slot(ctx, conn, slot)
 		if err != nil {
 			return err
 		}

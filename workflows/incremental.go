@@ -60,8 +60,8 @@ func (w *task) incremental(ctx workflow.Context) error {
 				stop()
 			}
 		})
-		in := api.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.carry.ApplyMaxRun, ReportEvery: w.carry.ApplyReportEvery,
-			SkipBefore: w.skipBefore, StallAfter: w.carry.ApplyStallAfter}
+		in := api.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.tuning.ApplyMaxRun, ReportEvery: w.tuning.ApplyReportEvery,
+			SkipBefore: w.skipBefore, StallAfter: w.tuning.ApplyStallAfter}
 		var res api.ApplyProgress
 		w.runCounts, w.runNotReplicated = api.Counts{}, 0
 		w.applyRunning = true
@@ -91,15 +91,15 @@ func (w *task) applyOptions() workflow.ActivityOptions {
 	opts := workflow.ActivityOptions{
 		StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: 30 * time.Second, WaitForCancellation: true,
 	}
-	if w.carry.ApplyMaxRun > 0 {
-		opts.StartToCloseTimeout = w.carry.ApplyMaxRun + time.Hour
+	if w.tuning.ApplyMaxRun > 0 {
+		opts.StartToCloseTimeout = w.tuning.ApplyMaxRun + time.Hour
 	}
 	return opts
 }
 
 func (w *task) historyFull(ctx workflow.Context) bool {
 	info := workflow.GetInfo(ctx)
-	return info.GetCurrentHistoryLength() >= w.carry.HistoryLimit || info.GetContinueAsNewSuggested()
+	return info.GetCurrentHistoryLength() >= w.tuning.HistoryLimit || info.GetContinueAsNewSuggested()
 }
 
 // continueAsNew hands the task's state to a new run once every signal delivered so far is handled
@@ -121,11 +121,7 @@ func (w *task) continueAsNew(ctx workflow.Context, still func() bool) error {
 		return nil
 	}
 	st := w.status
-	carry := w.carry
-	carry.Status = &st
-	carry.Tables = w.tables
-	carry.SkipBefore = w.skipBefore
-	carry.Paused = w.pauseRequested
+	carry := Carry{State: State{Status: &st, Tables: w.tables, SkipBefore: w.skipBefore, Paused: w.pauseRequested}, Tuning: w.tuning}
 	return workflow.NewContinueAsNewError(ctx, SyncTask, w.spec, &carry)
 }
 
@@ -170,7 +166,7 @@ func (w *task) paused(ctx workflow.Context) error {
 	}
 	seen := w.resumes
 	pausedAt, lagAtPause := workflow.Now(ctx), w.status.LagSeconds
-	every := 4 * w.carry.ApplyReportEvery
+	every := 4 * w.tuning.ApplyReportEvery
 	if every <= 0 {
 		every = 2 * time.Minute // three events in the history each time
 	}

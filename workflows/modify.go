@@ -118,7 +118,7 @@ func (w *task) modifyObjects(ctx workflow.Context, raw json.RawMessage) (api.Mod
 		for {
 			var p api.ApplyProgress
 			if err := w.call(ctx, w.applyOptions(), api.ActivityApply, &p,
-				api.ApplyInput{Spec: helper, Tables: added, StopAt: after, Helper: true, MaxRun: w.carry.ApplyMaxRun}); err != nil {
+				api.ApplyInput{Spec: helper, Tables: added, StopAt: after, Helper: true, MaxRun: w.tuning.ApplyMaxRun}); err != nil {
 				return res, err
 			}
 			if flushed, err := pglogrepl.ParseLSN(p.FlushedLSN); err == nil && flushed >= target {
@@ -273,7 +273,7 @@ func (w *task) loadAdded(ctx workflow.Context, ns spec.Spec, added []spec.TableM
 	// Catch up while the task's stream keeps going, so the switch is short.
 	var p api.ApplyProgress
 	return w.call(ctx, w.applyOptions(), api.ActivityApply, &p,
-		api.ApplyInput{Spec: helper, Tables: added, CatchUp: true, Helper: true, MaxRun: w.carry.ApplyMaxRun})
+		api.ApplyInput{Spec: helper, Tables: added, CatchUp: true, Helper: true, MaxRun: w.tuning.ApplyMaxRun})
 }
 
 // diffTables compares the selection before and after: tables added and removed. A table in both

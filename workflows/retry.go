@@ -55,7 +55,7 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 		if class == api.Connection {
 			minutes = w.spec.Retry.ConnectionMinutes
 		}
-		window := time.Duration(minutes) * w.carry.RetryUnit
+		window := time.Duration(minutes) * w.tuning.RetryUnit
 		w.status.LastError = errorText(err)
 		w.streakError = w.status.LastError
 		lastFailure = w.status.LastError

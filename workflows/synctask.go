@@ -14,12 +14,28 @@ import (
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
-// Carry is SyncTask's optional second argument: the state a continued-as-new run carries over, and
-// tuning knobs for tests. Users starting a task pass only the spec.
+// Carry is SyncTask's second input: the state a run hands whole to the run that continues it
+// (nil on a task's first run), and the timings tests shorten. Both are embedded, so its JSON is
+// flat, as it was before they were apart: recorded histories replay.
 type Carry struct {
+	State
+	Tuning
+}
+
+// State is what a run hands to the run that continues it (continue-as-new).
+type State struct {
 	// Status and Tables are set when the run continues an earlier one that reached incremental.
 	Status *api.Status     `json:"status,omitempty"`
 	Tables []spec.TableMap `json:"tables,omitempty"`
+	// SkipBefore carries the added tables' changes the task's stream must still skip.
+	SkipBefore []api.SkipBefore `json:"skip_before,omitempty"`
+	// Paused carries a pause across continue-as-new.
+	Paused bool `json:"paused,omitempty"`
+}
+
+// Tuning holds timings a deployment leaves at their defaults and tests shorten; they pass
+// unchanged from run to run.
+type Tuning struct {
 	// HistoryLimit continues-as-new once the history has this many events (default 10,000).
 	HistoryLimit int `json:"history_limit,omitempty"`
 	// ApplyMaxRun bounds one apply activity run (default 30 minutes).
@@ -29,10 +45,6 @@ type Carry struct {
 	// ApplyStallAfter is how long a destination statement waits before the apply asks the
 	// server whether it still works on it (default a minute; tests shorten it).
 	ApplyStallAfter time.Duration `json:"apply_stall_after,omitempty"`
-	// SkipBefore carries the added tables' changes the task's stream must still skip.
-	SkipBefore []api.SkipBefore `json:"skip_before,omitempty"`
-	// Paused carries a pause across continue-as-new.
-	Paused bool `json:"paused,omitempty"`
 	// RetryUnit is the unit of the spec's retry windows (default a minute; tests shorten it).
 	RetryUnit time.Duration `json:"retry_unit,omitempty"`
 }
@@ -42,7 +54,7 @@ var errReleased = errors.New("task is being released")
 
 type task struct {
 	spec   spec.Spec
-	carry  Carry
+	tuning Tuning
 	status api.Status
 	phase  string // the phase of the work, shown unless retrying, failed or paused
 	tables []spec.TableMap
@@ -88,22 +100,24 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), "invalid_spec", nil)
 	}
 	w := &task{spec: s, status: api.Status{Task: s.Name, Phase: api.PhasePrechecking, Tables: []api.TableStatus{}}}
+	var state State
 	if carry != nil {
-		w.carry = *carry
+		state, w.tuning = carry.State, carry.Tuning
 	}
-	if w.carry.HistoryLimit == 0 {
-		w.carry.HistoryLimit = 10000
+	if w.tuning.HistoryLimit == 0 {
+		w.tuning.HistoryLimit = 10000
 	}
-	if w.carry.RetryUnit == 0 {
-		w.carry.RetryUnit = time.Minute
+	if w.tuning.RetryUnit == 0 {
+		w.tuning.RetryUnit = time.Minute
 	}
-	if w.carry.Status != nil {
+	continued := state.Status != nil
+	if continued {
 		// A continued run takes its state before it registers its handlers: an update or query
 		// delivered with the run's first task is handled at registration, and must see it.
-		w.status = *w.carry.Status
-		w.tables = w.carry.Tables
-		w.skipBefore = w.carry.SkipBefore
-		w.pauseRequested = w.carry.Paused
+		w.status = *state.Status
+		w.tables = state.Tables
+		w.skipBefore = state.SkipBefore
+		w.pauseRequested = state.Paused
 		w.setPhase(api.PhaseIncremental)
 	}
 	if err := workflow.SetQueryHandlerWithOptions(ctx, api.QueryStatus, func() (api.Status, error) { return w.status, nil },
@@ -156,7 +170,7 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 	})
 
 	var err error
-	if w.carry.Status == nil {
+	if !continued {
 		err = w.initialLoad(workCtx)
 	}
 	if err == nil && s.IncrementalSync() {

@@ -129,10 +129,10 @@ type lanePart struct {
 	changes   int
 }
 
-// laneItem is a relation description or a row message (its bytes, type byte first).
+// laneItem is a relation description or a row change.
 type laneItem struct {
 	rel *pglogrepl.RelationMessage
-	raw []byte
+	row pglogrepl.Message
 }
 
 // laneDone is what a lane reports after a commit: every part through seq is applied; counts are
@@ -150,7 +150,6 @@ type lane struct {
 	task   string // its progress row's key
 	conn   *pgx.Conn
 	app    *applier
-	rows   rowDecoder
 	in     chan *lanePart
 	closed bool // in is closed
 }
@@ -235,25 +234,11 @@ func (l *lane) run(ctx context.Context, limits laneLimits, done chan<- laneDone)
 func (l *lane) apply(ctx context.Context, p *lanePart) error {
 	l.app.txLSN = p.commitLSN
 	for _, it := range p.items {
+		var err error
 		if it.rel != nil {
-			if err := l.app.forgetRelation(ctx, it.rel.RelationID, it.rel); err != nil {
-				return err
-			}
-			l.app.relations[it.rel.RelationID] = it.rel
-			delete(l.app.skipped, it.rel.RelationID)
-			continue
-		}
-		msg, err := l.rows.decode(it.raw[0], it.raw[1:])
-		if err != nil {
-			return fmt.Errorf("decode pgoutput message: %w", err)
-		}
-		switch m := msg.(type) {
-		case *pglogrepl.InsertMessage:
-			err = l.app.insert(ctx, m)
-		case *pglogrepl.UpdateMessage:
-			err = l.app.update(ctx, m)
-		case *pglogrepl.DeleteMessage:
-			err = l.app.delete(ctx, m)
+			err = l.app.describe(ctx, it.rel)
+		} else {
+			err = l.app.row(ctx, it.row)
 		}
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
 )
@@ -99,7 +100,7 @@ func testLanesApplyExactlyOnce(t *testing.T, dest string) {
 		require.NoError(t, err)
 		// The source sends again what came after its confirmed position: a lane row past it
 		// means some lane applied part of that already, which the next run must skip.
-		st, err := cdc.Slot(ctx, src, p.s.SlotName())
+		st, err := source.Slot(ctx, src, p.s.SlotName())
 		require.NoError(t, err)
 		var n int
 		require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM "skein"."progress" WHERE "task" LIKE $1 || '#lane%' AND "lsn" > $2::pg_lsn`,
@@ -115,7 +116,7 @@ func testLanesApplyExactlyOnce(t *testing.T, dest string) {
 	// The last run ends where the lanes meet: the task's position covers everything.
 	var mu sync.Mutex
 	var last cdc.Progress
-	target, err := cdc.CurrentWAL(ctx, src)
+	target, err := source.CurrentWAL(ctx, src)
 	require.NoError(t, err)
 	done, cancel, closeConns := p.startStream(t, func(o *cdc.StreamOptions) {
 		withLanes(3)(o)

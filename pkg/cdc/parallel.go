@@ -2,7 +2,6 @@ package cdc
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"maps"
 	"sync"
@@ -39,12 +38,10 @@ type parallel struct {
 	keys    map[uint32]laneKey
 	tables  map[spec.QName]spec.TableMap
 	skipped map[uint32]bool
-	dec     rowDecoder
 	// cur is the source transaction being received; serial: it is a barrier, applied by the
-	// stream itself; spooled: the next one is a streamed transaction (a barrier from its begin).
-	cur     heldTx
-	serial  bool
-	spooled bool
+	// stream itself.
+	cur    heldTx
+	serial bool
 	// version and schemaSeen are lane 0's tablesVersion and schema changes when the other lanes
 	// last took its tables.
 	version    int
@@ -61,19 +58,66 @@ type laneEntry struct {
 	commitTime        time.Time
 }
 
-// heldTx is a source transaction held until its commit, to be split over the lanes.
+// heldTx is a source transaction held until its commit, to be split over the lanes: bytes
+// counts the values it holds.
 type heldTx struct {
 	begin   *pglogrepl.BeginMessage
-	arena   []byte
 	items   []heldItem
 	changes int
+	bytes   int
 }
 
-// heldItem is a relation description (lane -1: for every lane) or a row message (arena[from:to]).
+// heldItem is a relation description (lane -1: for every lane) or a row change, copied out of
+// the message it came in (hold).
 type heldItem struct {
-	lane     int
-	rel      *pglogrepl.RelationMessage
-	from, to int
+	lane int
+	rel  *pglogrepl.RelationMessage
+	row  pglogrepl.Message
+}
+
+// hold copies a decoded row change, whose values point into the message received (valid only
+// while the reader hands it over), into memory of its own, and counts its bytes.
+func (h *heldTx) hold(m pglogrepl.Message) pglogrepl.Message {
+	switch r := m.(type) {
+	case *pglogrepl.InsertMessage:
+		c := *r
+		c.Tuple = h.tuple(r.Tuple)
+		return &c
+	case *pglogrepl.UpdateMessage:
+		c := *r
+		c.OldTuple, c.NewTuple = h.tuple(r.OldTuple), h.tuple(r.NewTuple)
+		return &c
+	case *pglogrepl.DeleteMessage:
+		c := *r
+		c.OldTuple = h.tuple(r.OldTuple)
+		return &c
+	}
+	return m
+}
+
+// tuple copies t, its values into one allocation.
+func (h *heldTx) tuple(t *pglogrepl.TupleData) *pglogrepl.TupleData {
+	if t == nil {
+		return nil
+	}
+	size := 0
+	for _, c := range t.Columns {
+		size += len(c.Data)
+	}
+	data := make([]byte, 0, size)
+	cols := make([]pglogrepl.TupleDataColumn, len(t.Columns))
+	ptrs := make([]*pglogrepl.TupleDataColumn, len(t.Columns))
+	for i, c := range t.Columns {
+		cols[i] = *c
+		if c.Data != nil {
+			from := len(data)
+			data = append(data, c.Data...)
+			cols[i].Data = data[from:len(data):len(data)]
+		}
+		ptrs[i] = &cols[i]
+	}
+	h.bytes += size
+	return &pglogrepl.TupleData{ColumnNum: t.ColumnNum, Columns: ptrs}
 }
 
 // startLanes opens lanes-1 more destination sessions and starts the lanes; lane 0 uses the
@@ -263,111 +307,80 @@ func (p *parallel) finish(ctx context.Context) error {
 	return bookkeeping.MeetLanes(ctx, p.s.dest, p.s.opts.Task, p.s.prog.AppliedLSN, p.s.timeline)
 }
 
-// dispatch routes one message of a source transaction that is not a barrier (yet).
-func (p *parallel) dispatch(msg pglogrepl.Message) error {
-	s := p.s
-	switch m := msg.(type) {
-	case *pglogrepl.BeginMessage:
-		s.inSourceTx = true
-		s.skipTx = m.FinalLSN <= s.prog.AppliedLSN
-		p.cur = heldTx{begin: m, arena: p.cur.arena[:0], items: p.cur.items[:0]}
-		if spooled := p.spooled; spooled {
-			p.spooled = false
-			if !s.skipTx {
-				return p.toSerial()
-			}
-		}
-	case *pglogrepl.RelationMessage:
-		p.rels[m.RelationID] = m
-		p.keys[m.RelationID] = newLaneKey(m)
-		delete(p.skipped, m.RelationID)
-		if p.cur.begin == nil || s.skipTx {
-			// pgoutput describes relations inside transactions, once per session: should one
-			// come outside, or inside a transaction applied before (whose rows are dropped), every
-			// lane takes it before what follows, or the next transaction's rows would find no
-			// description.
-			p.seq++
-			p.fifo = append(p.fifo, laneEntry{seq: p.seq, mask: 1<<len(p.lanes) - 1, commitTime: s.prog.LastCommitTime})
-			for _, l := range p.lanes {
-				if err := p.send(l, &lanePart{seq: p.seq, items: []laneItem{{rel: m}}}); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		p.cur.items = append(p.cur.items, heldItem{lane: -1, rel: m})
-	case *pglogrepl.CommitMessage:
-		s.inSourceTx = false
-		if s.skipTx {
-			s.skipTx = false
-			p.cur.begin = nil
-			return nil
-		}
-		return p.give(m)
-	case *pglogrepl.InsertMessage, *pglogrepl.UpdateMessage, *pglogrepl.DeleteMessage:
-		return fmt.Errorf("internal: a decoded row message reached the lanes' router")
-	case *pglogrepl.TruncateMessage:
-		if !s.skipTx {
-			return p.barrier(msg)
-		}
-	case *pglogrepl.LogicalDecodingMessage:
-		if s.opts.SchemaChanges != "" && m.Transactional && m.Prefix == s.opts.SchemaChanges && !s.skipTx {
-			return p.barrier(msg)
-		}
+// begin starts holding a source transaction; barrier: it is applied by the stream itself.
+func (p *parallel) begin(m *pglogrepl.BeginMessage, barrier bool) error {
+	p.cur = heldTx{begin: m, items: p.cur.items[:0]}
+	if barrier {
+		return p.toSerial()
 	}
 	return nil
 }
 
-// route places a row message (its bytes, type byte first) in the lane of its row.
-func (p *parallel) route(raw []byte) error {
+// relation takes a relation description into the transaction held.
+func (p *parallel) relation(m *pglogrepl.RelationMessage) error {
 	s := p.s
-	if s.skipTx {
+	p.rels[m.RelationID] = m
+	p.keys[m.RelationID] = newLaneKey(m)
+	delete(p.skipped, m.RelationID)
+	if p.cur.begin == nil || s.skipTx {
+		// pgoutput describes relations inside transactions, once per session: should one come
+		// outside, or inside a transaction applied before (whose rows are dropped), every lane
+		// takes it before what follows, or the next transaction's rows would find no
+		// description.
+		p.seq++
+		p.fifo = append(p.fifo, laneEntry{seq: p.seq, mask: 1<<len(p.lanes) - 1, commitTime: s.prog.LastCommitTime})
+		for _, l := range p.lanes {
+			if err := p.send(l, &lanePart{seq: p.seq, items: []laneItem{{rel: m}}}); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
-	if p.cur.begin == nil || len(raw) < 6 {
-		return fmt.Errorf("pgoutput %c message of %d bytes outside a transaction", raw[0], len(raw))
+	p.cur.items = append(p.cur.items, heldItem{lane: -1, rel: m})
+	return nil
+}
+
+// route places a row change in the lane of its row.
+func (p *parallel) route(m pglogrepl.Message) error {
+	s := p.s
+	if p.cur.begin == nil {
+		return fmt.Errorf("pgoutput %T outside a transaction", m)
 	}
-	rel := p.rels[binary.BigEndian.Uint32(raw[1:])]
+	var relID uint32
+	var key *pglogrepl.TupleData
+	keyChanges := false
+	switch m := m.(type) {
+	case *pglogrepl.InsertMessage:
+		relID, key = m.RelationID, m.Tuple
+	case *pglogrepl.UpdateMessage:
+		relID, key = m.RelationID, m.NewTuple
+		keyChanges = m.OldTuple != nil && m.OldTupleType == 'K'
+	case *pglogrepl.DeleteMessage:
+		relID, key = m.RelationID, m.OldTuple
+	}
+	rel := p.rels[relID]
 	if rel == nil {
-		return p.barrierRaw(raw) // lane 0's applier names the error
+		return p.barrierRow(m) // lane 0's applier names the error
 	}
 	if _, known := p.tables[spec.QName{Schema: rel.Namespace, Name: rel.RelationName}]; !known {
 		if p.skipped[rel.RelationID] {
 			return nil
 		}
-		return p.barrierRaw(raw) // the task decides about the relation (StreamOptions.Unknown)
+		return p.barrierRow(m) // the task decides about the relation (StreamOptions.Unknown)
 	}
-	lane := 0
-	if len(p.lanes) > 1 {
-		msg, err := p.dec.decode(raw[0], raw[1:])
-		if err != nil {
-			return fmt.Errorf("decode pgoutput message: %w", err)
-		}
-		var key *pglogrepl.TupleData
-		switch m := msg.(type) {
-		case *pglogrepl.InsertMessage:
-			key = m.Tuple
-		case *pglogrepl.UpdateMessage:
-			if m.OldTuple != nil && m.OldTupleType == 'K' {
-				return p.barrierRaw(raw) // the row's key changes: it moves to another lane
-			}
-			key = m.NewTuple
-		case *pglogrepl.DeleteMessage:
-			key = m.OldTuple
-		}
-		var ok bool
-		if lane, ok = p.keys[rel.RelationID].lane(key, len(p.lanes)); !ok {
-			return p.barrierRaw(raw)
-		}
+	if keyChanges {
+		return p.barrierRow(m) // the row's key changes: it moves to another lane
+	}
+	lane, ok := p.keys[rel.RelationID].lane(key, len(p.lanes))
+	if !ok {
+		return p.barrierRow(m)
 	}
 	if err := s.opts.Throttle.Wait(s.ctx, 1, 0); err != nil {
 		return err
 	}
-	from := len(p.cur.arena)
-	p.cur.arena = append(p.cur.arena, raw...)
-	p.cur.items = append(p.cur.items, heldItem{lane: lane, from: from, to: len(p.cur.arena)})
+	p.cur.items = append(p.cur.items, heldItem{lane: lane, row: p.cur.hold(m)})
 	p.cur.changes++
-	if p.cur.changes >= s.opts.BatchChanges || len(p.cur.arena) >= heldBytes {
+	if p.cur.changes >= s.opts.BatchChanges || p.cur.bytes >= heldBytes {
 		return p.toSerial() // too large to hold: applied as it arrives
 	}
 	return nil
@@ -386,9 +399,7 @@ func (p *parallel) give(m *pglogrepl.CommitMessage) error {
 		}
 		return parts[lane]
 	}
-	// The transaction's bytes are the lanes' now: the next one gets an arena of its own, as
-	// large as this one's was.
-	p.cur.arena, p.cur.items = make([]byte, 0, min(cap(cur.arena), heldBytes)), cur.items[:0]
+	p.cur.items = cur.items[:0]
 	for _, it := range cur.items {
 		if it.rel != nil {
 			for i := range p.lanes {
@@ -397,7 +408,7 @@ func (p *parallel) give(m *pglogrepl.CommitMessage) error {
 			continue
 		}
 		lp := part(it.lane)
-		lp.items = append(lp.items, laneItem{raw: cur.arena[it.from:it.to:it.to]})
+		lp.items = append(lp.items, laneItem{row: it.row})
 		lp.changes++
 		e.changes = true
 	}
@@ -447,20 +458,12 @@ func (p *parallel) send(l *lane, part *lanePart) error {
 	}
 }
 
-// barrier makes the current source transaction a barrier and applies msg in it.
-func (p *parallel) barrier(msg pglogrepl.Message) error {
+// barrierRow makes the current source transaction a barrier and applies m in it.
+func (p *parallel) barrierRow(m pglogrepl.Message) error {
 	if err := p.toSerial(); err != nil {
 		return err
 	}
-	return p.s.dispatchOne(msg)
-}
-
-// barrierRaw is barrier for a row message.
-func (p *parallel) barrierRaw(raw []byte) error {
-	if err := p.toSerial(); err != nil {
-		return err
-	}
-	return p.s.applyRaw(raw)
+	return p.s.change(func() error { return p.s.app.row(p.s.ctx, m) })
 }
 
 // toSerial turns the current source transaction into a barrier: once every lane has committed
@@ -473,16 +476,14 @@ func (p *parallel) toSerial() error {
 	s := p.s
 	p.serial = true
 	cur := p.cur
-	p.cur = heldTx{arena: cur.arena[:0], items: cur.items[:0]}
-	if err := s.dispatchOne(cur.begin); err != nil {
-		return err
-	}
+	p.cur = heldTx{items: cur.items[:0]}
+	s.app.txLSN = cur.begin.FinalLSN
 	for _, it := range cur.items {
 		var err error
 		if it.rel != nil {
-			err = s.dispatchOne(it.rel)
+			err = s.app.describe(s.ctx, it.rel)
 		} else {
-			err = s.applyRaw(cur.arena[it.from:it.to])
+			err = s.apply(func() error { return s.app.row(s.ctx, it.row) }) // paced when held
 		}
 		if err != nil {
 			return err
@@ -524,11 +525,9 @@ func (p *parallel) endSerial() error {
 		}
 		for id, rel := range lead.relations {
 			if l.app.relations[id] != rel {
-				if err := l.app.forgetRelation(s.ctx, id, rel); err != nil {
+				if err := l.app.describe(s.ctx, rel); err != nil {
 					return fmt.Errorf("apply lane %d: %w", l.n, err)
 				}
-				l.app.relations[id] = rel
-				delete(l.app.skipped, id)
 			}
 		}
 	}

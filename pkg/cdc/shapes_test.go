@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
@@ -20,15 +20,6 @@ import (
 // types without a plain equality, identity columns that are not the key, TRUNCATE options,
 // relations the task does not know, overwrites on keyless tables with a primary key, long
 // transactions.
-
-// exec runs statements on conn, failing the test on an error.
-func exec(t *testing.T, conn *pgx.Conn, stmts ...string) {
-	t.Helper()
-	for _, q := range stmts {
-		_, err := conn.Exec(context.Background(), q)
-		require.NoError(t, err, q)
-	}
-}
 
 // streamError runs the stream until it fails (or a minute passes) and returns its error.
 func (p *pair) streamError(t *testing.T, tune func(*cdc.StreamOptions)) error {
@@ -72,7 +63,7 @@ func TestKeylessTablesMatchEveryType(t *testing.T) {
 			p, src, dst := setupInto(t, dest, keylessDocs)
 			p.createAndLoad(t, src, dst)
 			stop := p.stream(t)
-			exec(t, src,
+			testharness.Exec(t, src,
 				`UPDATE public.docs SET note = 'one' WHERE n = 1`,
 				`UPDATE public.docs SET body = '{"k":  [1, 2]}', pos = '(3,4)', area = '((5,5),(6,6))', c = '<(1,1),1>', x = '<z/>', tags = '{y}', span = '[7,8)', f = 0.30000000000000004 WHERE n = 2`,
 				`UPDATE public.docs SET note = 'first of two' WHERE ctid = (SELECT ctid FROM public.docs WHERE n = 3 LIMIT 1)`,
@@ -112,7 +103,7 @@ INSERT INTO public.people VALUES
   (4, '{}', 1, '1 day', 0, 'x'), (4, '{}', 1, '1 day', '-0', 'x');`)
 			p.createAndLoad(t, src, dst)
 			stop := p.stream(t)
-			exec(t, src,
+			testharness.Exec(t, src,
 				`UPDATE public.people SET note = 'changed' WHERE n = 1 AND doc::text = '{"age": 25.0}'`,
 				`UPDATE public.people SET note = 'changed' WHERE n = 2 AND amount::text = '1.00'`,
 				`DELETE FROM public.people WHERE n = 3 AND span::text = '24:00:00'`,
@@ -144,7 +135,7 @@ ALTER TABLE public.ledger REPLICA IDENTITY FULL;
 INSERT INTO public.ledger (entry) VALUES ('a'), ('b');`)
 			p.createAndLoad(t, src, dst)
 			stop := p.stream(t)
-			exec(t, src,
+			testharness.Exec(t, src,
 				`INSERT INTO public.invoices (id, note) SELECT i, 'new' FROM generate_series(51, 60) i`,
 				`UPDATE public.invoices SET note = 'batched' WHERE id BETWEEN 1 AND 20`,
 				`UPDATE public.invoices SET id = 1000, note = 'key changed' WHERE id = 30`,
@@ -160,7 +151,7 @@ INSERT INTO public.ledger (entry) VALUES ('a'), ('b');`)
 			})
 			require.NoError(t, stop())
 
-			exec(t, src, `UPDATE public.invoices SET seq = DEFAULT WHERE id = 40`)
+			testharness.Exec(t, src, `UPDATE public.invoices SET seq = DEFAULT WHERE id = 40`)
 			err := p.streamError(t, nil)
 			require.Equal(t, errclass.Fatal, errclass.Of(err), "%v", err)
 			require.ErrorContains(t, err, "identity column seq is GENERATED ALWAYS on the destination")
@@ -181,11 +172,11 @@ CREATE TABLE public.a_parent (id serial PRIMARY KEY, v text);
 CREATE TABLE public.b_child (id int PRIMARY KEY, parent_id int REFERENCES public.a_parent (id));
 INSERT INTO public.a_parent (v) SELECT 'p' FROM generate_series(1, 5);
 INSERT INTO public.b_child SELECT i, i FROM generate_series(1, 5) i;`)
-	exec(t, dst, `CREATE SEQUENCE public.a_parent_id_seq`)
+	testharness.Exec(t, dst, `CREATE SEQUENCE public.a_parent_id_seq`)
 	p.createAndLoad(t, src, dst)
-	exec(t, dst, `ALTER SEQUENCE public.a_parent_id_seq OWNED BY public.a_parent.id`, `SELECT setval('public.a_parent_id_seq', 500)`)
+	testharness.Exec(t, dst, `ALTER SEQUENCE public.a_parent_id_seq OWNED BY public.a_parent.id`, `SELECT setval('public.a_parent_id_seq', 500)`)
 	stop := p.stream(t)
-	exec(t, src, `TRUNCATE public.a_parent RESTART IDENTITY CASCADE`, `INSERT INTO public.a_parent (v) VALUES ('after')`)
+	testharness.Exec(t, src, `TRUNCATE public.a_parent RESTART IDENTITY CASCADE`, `INSERT INTO public.a_parent (v) VALUES ('after')`)
 	waitEqual(t, func() error {
 		if err := compare(ctx, src, dst, "a_parent", []string{"id", "v"}); err != nil {
 			return err
@@ -216,23 +207,23 @@ CREATE TABLE public.gone (id int PRIMARY KEY);`)
 			kept = append(kept, tm)
 		}
 	}
-	exec(t, src, `INSERT INTO public.gone VALUES (1)`)
-	require.NoError(t, cdc.EnsurePublication(ctx, src, p.s.SlotName(), cdc.Owner(p.s.Name), kept))
+	testharness.Exec(t, src, `INSERT INTO public.gone VALUES (1)`)
+	require.NoError(t, source.EnsurePublication(ctx, src, p.s.SlotName(), source.Owner(p.s.Name), kept))
 	p.tables = kept
 	lookup, err := p.src.Connect(ctx, "postgres")
 	require.NoError(t, err)
 	defer lookup.Close(ctx)
 	unknown := func(o *cdc.StreamOptions) {
 		o.Unknown = func(ctx context.Context, relID uint32, name spec.QName) error {
-			return cdc.CheckUnknownRelation(ctx, lookup, p.s.SlotName(), relID, name)
+			return source.CheckUnknownRelation(ctx, lookup, p.s.SlotName(), relID, name)
 		}
 	}
 	stop := p.streamWith(t, unknown)
-	exec(t, src, `INSERT INTO public.m VALUES (1, 'eu', 1)`)
+	testharness.Exec(t, src, `INSERT INTO public.m VALUES (1, 'eu', 1)`)
 	waitEqual(t, func() error { return compare(ctx, src, dst, "m_eu", []string{"id", "region", "v"}) })
 	require.NoError(t, stop())
 
-	exec(t, src, `CREATE TABLE public.m_us PARTITION OF public.m FOR VALUES IN ('us')`,
+	testharness.Exec(t, src, `CREATE TABLE public.m_us PARTITION OF public.m FOR VALUES IN ('us')`,
 		`INSERT INTO public.m VALUES (2, 'us', 2), (3, 'eu', 3)`)
 	err = p.streamError(t, unknown)
 	require.Equal(t, errclass.Fatal, errclass.Of(err), "%v", err)
@@ -257,9 +248,9 @@ func TestOverwriteOnKeylessIdentityWithPrimaryKey(t *testing.T) {
 CREATE TABLE public.f (id int PRIMARY KEY, v text);
 ALTER TABLE public.f REPLICA IDENTITY FULL;`)
 	p.createAndLoad(t, src, dst)
-	exec(t, dst, `INSERT INTO public.f VALUES (1, 'destination''s'), (2, 'kept')`)
+	testharness.Exec(t, dst, `INSERT INTO public.f VALUES (1, 'destination''s'), (2, 'kept')`)
 	stop := p.streamWith(t, func(o *cdc.StreamOptions) { o.Upsert = true })
-	exec(t, src, `INSERT INTO public.f VALUES (1, 'source''s'), (3, 'new')`)
+	testharness.Exec(t, src, `INSERT INTO public.f VALUES (1, 'source''s'), (3, 'new')`)
 	waitEqual(t, func() error {
 		var got string
 		if err := dst.QueryRow(ctx, `SELECT string_agg(id || '=' || v, ',' ORDER BY id) FROM public.f`).Scan(&got); err != nil {
@@ -279,7 +270,7 @@ func TestRunEndsBetweenTransactions(t *testing.T) {
 	ctx := context.Background()
 	p, src, dst := setup(t, `CREATE TABLE public.big (id int PRIMARY KEY, v text);`)
 	p.createAndLoad(t, src, dst)
-	exec(t, src, `INSERT INTO public.big SELECT i, 'v' FROM generate_series(1, 6000) i`)
+	testharness.Exec(t, src, `INSERT INTO public.big SELECT i, 'v' FROM generate_series(1, 6000) i`)
 	runs := 0
 	for {
 		runs++
@@ -315,7 +306,7 @@ func TestSilentSourceFailsTheStream(t *testing.T) {
 	require.NoError(t, err)
 	defer proxy.Close()
 	p.s.Source.Port = proxy.Port
-	exec(t, src, `INSERT INTO public.q VALUES (1)`)
+	testharness.Exec(t, src, `INSERT INTO public.q VALUES (1)`)
 	done, cancel, closeConns := p.startStream(t, func(o *cdc.StreamOptions) { o.SilenceLimit = 2 * time.Second })
 	defer closeConns()
 	defer cancel()

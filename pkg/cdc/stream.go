@@ -2,23 +2,17 @@ package cdc
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/bookkeeping"
-	"github.com/skein-dts/skein/pkg/dbconn"
+	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/errclass"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/throttle"
@@ -157,65 +151,24 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	if err != nil {
 		return err
 	}
-	ident, err := pglogrepl.IdentifySystem(ctx, repl)
-	if err != nil {
-		return fmt.Errorf("identify the source: %w", err)
-	}
-	if followed, err := checkTimeline(ctx, repl, applied, position.Timeline, ident.Timeline); err != nil {
-		return err
-	} else if followed {
-		opts.Log.Warn("the source failed over or was restored; every change the destination applied is in its history: the stream goes on",
-			zap.Int32("from_timeline", position.Timeline), zap.Int32("to_timeline", ident.Timeline), zap.Stringer("applied", applied))
-	}
-	if applied > ident.XLogPos {
-		return errclass.Permanent(fmt.Errorf("the destination has applied the source's changes up to %s but the source's WAL ends at %s: "+
-			"this is not the server the task streamed from (a failover to a server that was behind, or a restore); "+
-			"the change stream cannot continue: release the task and start it again", applied, ident.XLogPos))
-	}
-	if opts.SpoolDir == "" {
-		opts.SpoolDir = os.Getenv("SKEIN_SPOOL_DIR")
-	}
-	// PostgreSQL 14+ streams large transactions while they run (protocol 2) and forwards the
-	// heartbeat messages Skein emits into the WAL.
-	proto := 1
-	args := []string{"proto_version '1'"}
-	if major := serverMajor(repl); major >= 14 && !opts.DisableStreaming {
-		proto = 2
-		args = []string{"proto_version '2'", "streaming 'on'", "messages 'true'"}
-	}
-	args = append(args, fmt.Sprintf("publication_names '%s'", opts.Publication))
-	// The walsender of a stream that just ended (a restart) may hold the slot a moment longer.
-	for wait := time.Now().Add(10 * time.Second); ; {
-		err = pglogrepl.StartReplication(ctx, repl, opts.Slot, applied, pglogrepl.StartReplicationOptions{PluginArgs: args})
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != "55006" || time.Now().After(wait) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42704" {
-			return errclass.Permanent(fmt.Errorf("replication slot %s no longer exists on the source: the change stream is lost; release the task and start it again: %w", opts.Slot, err))
-		}
-		return slotLost(opts.Slot, fmt.Errorf("start replication from slot %s at %s: %w", opts.Slot, applied, err))
-	}
 	s := &stream{
 		ctx:      ctx,
 		peekable: true,
-		repl:     repl,
 		dest:     dest,
 		opts:     opts,
 		app:      newApplier(dest, opts.Tables, opts.Log),
-		proto:    proto,
-		spools:   map[uint32]*spool{},
-		timeline: ident.Timeline,
 	}
-	defer s.closeSpools()
+	s.src, err = source.StartReader(ctx, repl, source.ReaderOptions{
+		Slot: opts.Slot, Publication: opts.Publication, From: applied, Timeline: position.Timeline,
+		DisableStreaming: opts.DisableStreaming, SpoolDir: opts.SpoolDir,
+		EventsPrefix: opts.SchemaChanges, EventsTable: opts.SchemaChangeTable,
+		SilenceLimit: opts.SilenceLimit, Throttle: opts.Throttle, Log: opts.Log,
+	}, s)
+	if err != nil {
+		return err
+	}
+	defer s.src.Close()
+	s.timeline = s.src.Timeline()
 	s.app.upsert = opts.Upsert
 	s.app.unknown = opts.Unknown
 	if opts.SchemaChanges != "" {
@@ -241,7 +194,7 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 		}
 		defer s.par.close()
 	}
-	opts.Log.Info("change stream started", zap.String("slot", opts.Slot), zap.Stringer("from", applied), zap.Int("protocol", proto), zap.Int("lanes", lanes))
+	opts.Log.Info("change stream started", zap.String("slot", opts.Slot), zap.Stringer("from", applied), zap.Int("protocol", s.src.Protocol()), zap.Int("lanes", lanes))
 	return s.run()
 }
 
@@ -265,38 +218,18 @@ func prepareApplySession(ctx context.Context, dest *pgx.Conn) error {
 	return nil
 }
 
-// slotLost marks err permanent, with the reason, when the source says the slot can no longer give
-// its changes: invalidated (it kept more WAL than max_slot_wal_keep_size allows) or its WAL
-// removed. Nothing can bring those changes back.
-func slotLost(slot string, err error) error {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return err
-	}
-	switch {
-	case pgErr.Code == "55000" && (strings.Contains(pgErr.Message, "cannot read from logical replication slot") ||
-		strings.Contains(pgErr.Message, "can no longer get changes")):
-		return errclass.Permanent(fmt.Errorf("replication slot %s was invalidated on the source (it needed more WAL than max_slot_wal_keep_size keeps, or the WAL was removed): "+
-			"the changes since are lost; release the task and start it again (raise max_slot_wal_keep_size, or keep the task streaming): %w", slot, err))
-	case pgErr.Code == "58P01" && strings.Contains(pgErr.Message, "has already been removed"):
-		return errclass.Permanent(fmt.Errorf("the WAL the replication slot %s needs was removed from the source: the changes since are lost; release the task and start it again: %w", slot, err))
-	}
-	return err
-}
-
+// stream applies what its Reader receives (it is the reader's source.Sink): source transactions
+// grouped into destination transactions, on one session or over the lanes (parallel.go).
 type stream struct {
 	// timeline is the source's timeline, recorded with each applied position.
 	timeline int32
 	ctx      context.Context
-	repl     *pgconn.PgConn
+	src      *source.Reader
 	dest     *pgx.Conn
 	opts     StreamOptions
 	app      *applier
 	par      *parallel // the apply lanes, with StreamOptions.Lanes > 1
 	prog     Progress
-	rows     rowDecoder
-	// eventsRel is the relation ID of StreamOptions.SchemaChangeTable, once described.
-	eventsRel uint32
 
 	inSourceTx bool // between Begin and Commit
 	skipTx     bool // the current source transaction was applied before
@@ -312,61 +245,13 @@ type stream struct {
 	pendingCommitTime time.Time
 	pendingCounts     Counts
 	nextStatus        time.Time
-	readDeadline      time.Time // set on the replication connection
-	replyDue          time.Time // the source must have answered a reply request by then; zero: answered
 	// peekable: the replication socket can be asked whether bytes wait on it (dbconn.Waiting);
 	// bytesWaiting: they did when it was last asked, and nothing was received since.
 	peekable, bytesWaiting bool
-
-	proto     int               // pgoutput protocol version
-	inStream  bool              // between StreamStart and StreamStop
-	streamXid uint32            // the transaction the current stream segment belongs to
-	spools    map[uint32]*spool // streamed transactions waiting for their commit or abort
-}
-
-// serverMajor is the source's major version as the replication connection reports it.
-func serverMajor(conn *pgconn.PgConn) int {
-	v := conn.ParameterStatus("server_version")
-	end := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
-	if end < 0 {
-		end = len(v)
-	}
-	n, _ := strconv.Atoi(v[:end])
-	return n
-}
-
-func (s *stream) closeSpools() {
-	for xid, sp := range s.spools {
-		sp.close()
-		delete(s.spools, xid)
-	}
-}
-
-// receive reads the next message from the source, or times out at deadline. The deadline is set
-// on the connection itself, not through a context: a context per message costs a goroutine
-// handoff and a timer, which showed as a sixth of the apply's CPU time. The stream's context
-// interrupts a read through the same deadline (run's context.AfterFunc).
-func (s *stream) receive(deadline time.Time) (pgproto3.BackendMessage, error) {
-	if !deadline.Equal(s.readDeadline) {
-		if err := s.repl.Conn().SetReadDeadline(deadline); err != nil {
-			return nil, slotLost(s.opts.Slot, fmt.Errorf("receive from slot %s: %w", s.opts.Slot, err))
-		}
-		s.readDeadline = deadline
-	}
-	if err := s.ctx.Err(); err != nil {
-		// Cancelled between the check at the top of the loop and the deadline just set, which
-		// may have replaced the one the cancellation set: do not wait for the new one.
-		return nil, err
-	}
-	return s.repl.ReceiveMessage(context.Background())
 }
 
 func (s *stream) run() error {
-	stop := context.AfterFunc(s.ctx, func() { _ = s.repl.Conn().SetReadDeadline(time.Unix(1, 0)) })
-	defer func() {
-		stop()
-		_ = s.repl.Conn().SetReadDeadline(time.Time{})
-	}()
+	defer s.src.Interrupt(s.ctx)()
 	defer func() {
 		if s.txOpen {
 			s.app.discard()
@@ -377,7 +262,7 @@ func (s *stream) run() error {
 	started := time.Now()
 	var err error
 	for {
-		if s.opts.RunFor > 0 && time.Since(started) >= s.opts.RunFor && !s.inSourceTx && !s.inStream && len(s.spools) == 0 {
+		if s.opts.RunFor > 0 && time.Since(started) >= s.opts.RunFor && !s.inSourceTx && !s.src.Busy() {
 			if s.txOpen {
 				if err := s.commit(s.ctx); err != nil {
 					return err
@@ -433,7 +318,7 @@ func (s *stream) run() error {
 			// millisecond, keeping the deadline already set while it is that near (setting one
 			// is a system call).
 			now := time.Now()
-			soon := s.readDeadline
+			soon := s.src.Deadline()
 			if !soon.After(now) || soon.After(now.Add(time.Millisecond)) {
 				soon = now.Add(time.Millisecond)
 			}
@@ -452,334 +337,148 @@ func (s *stream) run() error {
 				deadline, drain = time.Unix(1, 0), true
 			}
 		}
-		raw, err := s.receive(deadline)
+		err = s.src.Receive(s.ctx, deadline)
 		if err == nil {
-			s.replyDue = time.Time{} // the source answers
 			s.bytesWaiting = false
+			continue
 		}
-		if err != nil {
-			if drain && pgconn.Timeout(err) && s.ctx.Err() == nil {
-				// Nothing more is buffered. Bytes on the socket are read (they are what a
-				// backlog's next transactions begin with, grouped into this destination
-				// transaction); with none, the transactions commit now: no idle wait.
-				s.bytesWaiting, s.peekable = dbconn.Waiting(s.repl.Conn())
-				if !s.bytesWaiting && s.peekable {
-					if err := s.commit(s.ctx); err != nil {
-						return err
-					}
+		if drain && pgconn.Timeout(err) && s.ctx.Err() == nil {
+			// Nothing more is buffered. Bytes on the socket are read (they are what a backlog's
+			// next transactions begin with, grouped into this destination transaction); with
+			// none, the transactions commit now: no idle wait.
+			s.bytesWaiting, s.peekable = s.src.Waiting()
+			if !s.bytesWaiting && s.peekable {
+				if err := s.commit(s.ctx); err != nil {
+					return err
 				}
-				continue
 			}
-			if pgconn.Timeout(err) && s.ctx.Err() == nil {
-				if !s.replyDue.IsZero() && time.Now().After(s.replyDue) {
-					// A network that drops everything without a reset leaves the connection open
-					// and silent: without this, the stream would wait for ever.
-					return fmt.Errorf("slot %s: the source has not answered for %s (the network to it is down or stalled): %w",
-						s.opts.Slot, s.opts.SilenceLimit, os.ErrDeadlineExceeded)
-				}
-				if s.txOpen && !s.inSourceTx && !time.Now().Before(s.commitDue()) {
-					if err := s.commit(s.ctx); err != nil {
-						return err
-					}
-				}
-				continue
-			}
-			if s.ctx.Err() != nil {
-				continue // handled at the top of the loop
-			}
-			return slotLost(s.opts.Slot, fmt.Errorf("receive from slot %s: %w", s.opts.Slot, err))
+			continue
 		}
-		switch msg := raw.(type) {
-		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("slot %s: %w", s.opts.Slot, pgconn.ErrorResponseToPgError(msg))
-		case *pgproto3.CopyData:
-			if err := s.handleCopyData(msg.Data); err != nil {
+		if pgconn.Timeout(err) && s.ctx.Err() == nil {
+			if err := s.src.Silent(); err != nil {
 				return err
 			}
+			if s.txOpen && !s.inSourceTx && !time.Now().Before(s.commitDue()) {
+				if err := s.commit(s.ctx); err != nil {
+					return err
+				}
+			}
+			continue
 		}
+		if s.ctx.Err() != nil {
+			continue // handled at the top of the loop
+		}
+		return err
 	}
 }
 
-func (s *stream) handleCopyData(data []byte) error {
-	if len(data) == 0 {
-		return nil
-	}
-	switch data[0] {
-	case pglogrepl.PrimaryKeepaliveMessageByteID:
-		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
-		if err != nil {
-			return fmt.Errorf("parse keepalive: %w", err)
-		}
-		s.observeWALEnd(ka.ServerWALEnd)
-		if ka.ReplyRequested {
-			s.nextStatus = time.Time{}
-		}
-	case pglogrepl.XLogDataByteID:
-		xld, err := pglogrepl.ParseXLogData(data[1:])
-		if err != nil {
-			return fmt.Errorf("parse WAL data: %w", err)
-		}
-		if err := s.handleWAL(xld.WALData); err != nil {
-			return err
-		}
-		s.observeWALEnd(xld.ServerWALEnd)
-	}
-	return nil
-}
-
-// observeWALEnd records the source's WAL end. With no transaction in flight, everything before it
-// has been received and applied, so it can be acknowledged.
-func (s *stream) observeWALEnd(end pglogrepl.LSN) {
+// WALEnd records the source's WAL end (source.Sink). With no transaction in flight, everything
+// before it has been received and applied, so it can be acknowledged.
+func (s *stream) WALEnd(end pglogrepl.LSN, replyRequested bool) {
 	if end > s.prog.ServerWALEnd {
 		s.prog.ServerWALEnd = end
 	}
 	if !s.inSourceTx && !s.txOpen && (s.par == nil || s.par.idle()) && end > s.prog.FlushedLSN {
 		s.prog.FlushedLSN = end
 	}
+	if replyRequested {
+		s.nextStatus = time.Time{}
+	}
 }
 
-func (s *stream) handleWAL(walData []byte) error {
-	if err := s.opts.Throttle.Wait(s.ctx, 0, len(walData)); err != nil {
-		return err
-	}
-	if s.eventsRel != 0 && len(walData) > 5 && walData[0] == 'I' && binary.BigEndian.Uint32(walData[1:]) == s.eventsRel {
-		return s.eventRow(walData)
-	}
-	if isRowMessage(walData) && !s.inStream {
-		if s.par != nil && !s.par.serial {
-			return s.par.route(walData)
-		}
-		return s.applyRaw(walData)
-	}
-	if s.proto == 1 {
-		msg, err := pglogrepl.Parse(walData)
-		if err != nil {
-			return fmt.Errorf("decode pgoutput message: %w", err)
-		}
-		if r, ok := msg.(*pglogrepl.RelationMessage); ok && s.opts.SchemaChangeTable.Name != "" &&
-			r.Namespace == s.opts.SchemaChangeTable.Schema && r.RelationName == s.opts.SchemaChangeTable.Name {
-			s.eventsRel = r.RelationID
-			return nil // not a table of the task
-		}
-		return s.dispatch(msg)
-	}
-	msg, err := pglogrepl.ParseV2(walData, s.inStream)
-	if err != nil {
-		return fmt.Errorf("decode pgoutput message: %w", err)
-	}
-	switch m := msg.(type) {
-	case *pglogrepl.StreamStartMessageV2:
-		s.inStream, s.streamXid = true, m.Xid
-		if sp, ok := s.spools[m.Xid]; ok && m.FirstSegment == 1 {
-			sp.close() // sent again from its start
-			delete(s.spools, m.Xid)
-		}
-		if _, ok := s.spools[m.Xid]; !ok {
-			sp, err := newSpool(s.opts.SpoolDir, m.Xid)
-			if err != nil {
-				return err
-			}
-			s.spools[m.Xid] = sp
-		}
-		return nil
-	case *pglogrepl.StreamStopMessageV2:
-		s.inStream = false
-		return nil
-	case *pglogrepl.StreamAbortMessageV2:
-		sp, ok := s.spools[m.Xid]
-		switch {
-		case !ok:
-			return nil
-		case m.SubXid == m.Xid || m.SubXid == 0:
-			sp.close()
-			delete(s.spools, m.Xid)
-			return nil
-		default:
-			return sp.abortSub(m.SubXid)
-		}
-	case *pglogrepl.StreamCommitMessageV2:
-		return s.replaySpool(m)
-	}
-	if s.inStream {
-		sp := s.spools[s.streamXid]
-		if sp == nil {
-			return fmt.Errorf("streamed change of transaction %d outside a stream", s.streamXid)
-		}
-		_, xid := unwrapV2(msg)
-		if xid == 0 {
-			xid = s.streamXid
-		}
-		return sp.add(xid, walData)
-	}
-	inner, _ := unwrapV2(msg)
-	return s.dispatch(inner)
-}
+// lanes reports whether the lanes take the current source transaction: there are lanes, and it
+// is not a barrier.
+func (s *stream) lanes() bool { return s.par != nil && !s.par.serial }
 
-// unwrapV2 returns the protocol 1 message inside a protocol 2 one and, for a streamed message,
-// the (sub)transaction it belongs to (0 otherwise).
-func unwrapV2(msg pglogrepl.Message) (pglogrepl.Message, uint32) {
-	switch m := msg.(type) {
-	case *pglogrepl.InsertMessageV2:
-		return &m.InsertMessage, m.Xid
-	case *pglogrepl.UpdateMessageV2:
-		return &m.UpdateMessage, m.Xid
-	case *pglogrepl.DeleteMessageV2:
-		return &m.DeleteMessage, m.Xid
-	case *pglogrepl.TruncateMessageV2:
-		return &m.TruncateMessage, m.Xid
-	case *pglogrepl.RelationMessageV2:
-		return &m.RelationMessage, m.Xid
-	case *pglogrepl.TypeMessageV2:
-		return &m.TypeMessage, m.Xid
-	case *pglogrepl.LogicalDecodingMessageV2:
-		return &m.LogicalDecodingMessage, m.Xid
+// Begin starts a source transaction (source.Sink); one applied before is skipped.
+func (s *stream) Begin(m *pglogrepl.BeginMessage, streamed bool) (bool, error) {
+	s.inSourceTx = true
+	s.skipTx = m.FinalLSN <= s.prog.AppliedLSN
+	if s.lanes() {
+		// A streamed transaction is a barrier: too large to hold.
+		if err := s.par.begin(m, streamed && !s.skipTx); err != nil {
+			return s.skipTx, err
+		}
+	} else {
+		s.app.txLSN = m.FinalLSN
 	}
-	return msg, 0
-}
-
-// replaySpool applies a streamed transaction at its commit, exactly as if it had been sent whole:
-// begin, its messages in order, commit.
-func (s *stream) replaySpool(m *pglogrepl.StreamCommitMessageV2) error {
-	sp, ok := s.spools[m.Xid]
-	if !ok {
-		return nil
-	}
-	defer func() {
-		sp.close()
-		delete(s.spools, m.Xid)
-	}()
-	if s.par != nil {
-		s.par.spooled = true // a barrier: too large to hold
-	}
-	if m.CommitLSN > s.prog.AppliedLSN {
-		s.opts.Log.Info("applying streamed transaction", zap.Uint32("xid", m.Xid),
-			zap.Int64("messages", sp.messages), zap.Int64("spooled_bytes", sp.size), zap.Stringer("commit_lsn", m.CommitLSN))
-	}
-	if err := s.dispatch(&pglogrepl.BeginMessage{FinalLSN: m.CommitLSN, CommitTime: m.CommitTime, Xid: m.Xid}); err != nil {
-		return err
-	}
-	// Applied before (skipped): only its relation descriptions count (pgoutput sends each once
-	// per session, and not again for the transactions after this one).
-	skipped := s.skipTx
-	if !skipped {
+	if streamed && !s.skipTx {
 		s.app.counts.Streamed++
 	}
-	err := sp.replay(func(data []byte) error {
-		if skipped && (len(data) == 0 || data[0] != 'R') {
-			return nil
+	return s.skipTx, nil
+}
+
+// Relation takes a relation description (source.Sink).
+func (s *stream) Relation(m *pglogrepl.RelationMessage) error {
+	if s.lanes() {
+		return s.par.relation(m)
+	}
+	return s.app.describe(s.ctx, m)
+}
+
+// Row applies an insert, update or delete (source.Sink), or gives it to its lane.
+func (s *stream) Row(m pglogrepl.Message) error {
+	if s.lanes() {
+		return s.par.route(m)
+	}
+	return s.change(func() error { return s.app.row(s.ctx, m) })
+}
+
+// Change applies a truncate or a schema change (source.Sink): with lanes, as a barrier.
+func (s *stream) Change(m pglogrepl.Message) error {
+	if s.lanes() {
+		if err := s.par.toSerial(); err != nil {
+			return err
 		}
-		if isRowMessage(data) && len(data) > 5 {
-			msg, err := s.rows.decode(data[0], data[5:]) // after the transaction id
-			if err != nil {
-				return fmt.Errorf("decode spooled message of transaction %d: %w", m.Xid, err)
-			}
-			return s.dispatch(msg)
+	}
+	return s.change(func() error { return s.app.change(s.ctx, m) })
+}
+
+// Commit ends a source transaction (source.Sink): it is grouped into the open destination
+// transaction, which commits when its batch is full or its window over (or when the stream
+// finds nothing more waiting: run).
+func (s *stream) Commit(m *pglogrepl.CommitMessage) error {
+	s.inSourceTx = false
+	if s.skipTx {
+		s.skipTx = false
+		if s.par != nil {
+			s.par.cur.begin = nil
 		}
-		msg, err := pglogrepl.ParseV2(data, true)
-		if err != nil {
-			return fmt.Errorf("decode spooled message of transaction %d: %w", m.Xid, err)
-		}
-		inner, _ := unwrapV2(msg)
-		return s.dispatch(inner)
-	})
-	if err != nil {
+		return nil
+	}
+	if s.lanes() {
+		return s.par.give(m)
+	}
+	if err := s.commitSource(m); err != nil {
 		return err
 	}
-	return s.dispatch(&pglogrepl.CommitMessage{CommitLSN: m.CommitLSN, TransactionEndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime})
-}
-
-// eventRow takes a row of StreamOptions.SchemaChangeTable (an insert: type byte first) as the
-// schema-change event it holds, as the logical message a source of 14 or newer sends instead.
-func (s *stream) eventRow(raw []byte) error {
-	msg, err := pglogrepl.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("decode a schema-change event row: %w", err)
-	}
-	ins, ok := msg.(*pglogrepl.InsertMessage)
-	if !ok || ins.Tuple == nil || len(ins.Tuple.Columns) != 1 || ins.Tuple.Columns[0].DataType != pglogrepl.TupleDataTypeText {
-		return fmt.Errorf("a schema-change event row of %s is not one text value", s.opts.SchemaChangeTable)
-	}
-	return s.dispatch(&pglogrepl.LogicalDecodingMessage{Transactional: true, Prefix: s.opts.SchemaChanges, Content: ins.Tuple.Columns[0].Data})
-}
-
-// applyRaw decodes a row message (type byte first) and applies it.
-func (s *stream) applyRaw(raw []byte) error {
-	msg, err := s.rows.decode(raw[0], raw[1:])
-	if err != nil {
-		return fmt.Errorf("decode pgoutput message: %w", err)
-	}
-	return s.dispatch(msg)
-}
-
-// dispatch handles one protocol 1 message: with lanes, the router takes it, unless the current
-// source transaction is a barrier (parallel.go).
-func (s *stream) dispatch(msg pglogrepl.Message) error {
-	if s.par == nil {
-		return s.dispatchOne(msg)
-	}
-	if !s.par.serial {
-		return s.par.dispatch(msg)
-	}
-	if err := s.dispatchOne(msg); err != nil {
-		return err
-	}
-	if _, ok := msg.(*pglogrepl.CommitMessage); ok {
+	if s.par != nil {
 		return s.par.endSerial()
 	}
 	return nil
 }
 
-// dispatchOne applies one protocol 1 message.
-func (s *stream) dispatchOne(msg pglogrepl.Message) error {
-	switch m := msg.(type) {
-	case *pglogrepl.RelationMessage:
-		if err := s.app.forgetRelation(s.ctx, m.RelationID, m); err != nil {
-			return err
+// commitSource takes a source commit into the open destination transaction.
+func (s *stream) commitSource(m *pglogrepl.CommitMessage) error {
+	if !s.txOpen {
+		// Nothing of the selection changed in this transaction (a heartbeat, or other tables):
+		// everything before its end is applied, and the selection is current as of its commit
+		// time.
+		if m.TransactionEndLSN > s.prog.FlushedLSN {
+			s.prog.FlushedLSN = m.TransactionEndLSN
 		}
-		s.app.relations[m.RelationID] = m
-		delete(s.app.skipped, m.RelationID) // decided again under its new description
-	case *pglogrepl.BeginMessage:
-		s.inSourceTx = true
-		s.skipTx = m.FinalLSN <= s.prog.AppliedLSN
-		s.app.txLSN = m.FinalLSN
-	case *pglogrepl.CommitMessage:
-		s.inSourceTx = false
-		if s.skipTx {
-			s.skipTx = false
-			return nil
+		if m.CommitTime.After(s.prog.LastCommitTime) {
+			s.prog.LastCommitTime = m.CommitTime
 		}
-		if !s.txOpen {
-			// Nothing of the selection changed in this transaction (a heartbeat, or other
-			// tables): everything before its end is applied, and the selection is current as
-			// of its commit time.
-			if m.TransactionEndLSN > s.prog.FlushedLSN {
-				s.prog.FlushedLSN = m.TransactionEndLSN
-			}
-			if m.CommitTime.After(s.prog.LastCommitTime) {
-				s.prog.LastCommitTime = m.CommitTime
-			}
-			return nil
-		}
-		s.pendingApplied = m.CommitLSN
-		s.pendingFlush = m.TransactionEndLSN
-		s.pendingCommitTime = m.CommitTime
-		s.pendingCounts.Transactions++
-		s.lastCommit = time.Now()
-		if s.txChanges >= s.opts.BatchChanges || !time.Now().Before(s.txStarted.Add(s.opts.BatchWindow)) {
-			return s.commit(s.ctx)
-		}
-	case *pglogrepl.InsertMessage:
-		return s.change(func() error { return s.app.insert(s.ctx, m) })
-	case *pglogrepl.UpdateMessage:
-		return s.change(func() error { return s.app.update(s.ctx, m) })
-	case *pglogrepl.DeleteMessage:
-		return s.change(func() error { return s.app.delete(s.ctx, m) })
-	case *pglogrepl.TruncateMessage:
-		return s.change(func() error { return s.app.truncate(s.ctx, m) })
-	case *pglogrepl.LogicalDecodingMessage:
-		if s.opts.SchemaChanges != "" && m.Transactional && m.Prefix == s.opts.SchemaChanges {
-			return s.change(func() error { return s.app.schemaChange(s.ctx, m.Content) })
-		}
+		return nil
+	}
+	s.pendingApplied = m.CommitLSN
+	s.pendingFlush = m.TransactionEndLSN
+	s.pendingCommitTime = m.CommitTime
+	s.pendingCounts.Transactions++
+	s.lastCommit = time.Now()
+	if s.txChanges >= s.opts.BatchChanges || !time.Now().Before(s.txStarted.Add(s.opts.BatchWindow)) {
+		return s.commit(s.ctx)
 	}
 	return nil
 }
@@ -798,13 +497,16 @@ func (s *stream) commitDue() time.Time {
 	return due
 }
 
+// change applies one change of the current source transaction, paced by the throttle.
 func (s *stream) change(apply func() error) error {
-	if s.skipTx {
-		return nil
-	}
 	if err := s.opts.Throttle.Wait(s.ctx, 1, 0); err != nil {
 		return err
 	}
+	return s.apply(apply)
+}
+
+// apply applies one change in the open destination transaction, opening it first.
+func (s *stream) apply(apply func() error) error {
 	if !s.txOpen {
 		s.app.beginPending = true // sent with the first statement (batch.go)
 		s.txOpen = true
@@ -874,19 +576,8 @@ func (s *stream) progressed() error {
 }
 
 func (s *stream) sendStatus() error {
-	// The source answers a status that asks for a reply at once: silence past SilenceLimit
-	// means the connection is gone.
-	err := pglogrepl.SendStandbyStatusUpdate(s.ctx, s.repl, pglogrepl.StandbyStatusUpdate{
-		WALWritePosition: s.prog.FlushedLSN,
-		WALFlushPosition: s.prog.FlushedLSN,
-		WALApplyPosition: s.prog.FlushedLSN,
-		ReplyRequested:   true,
-	})
-	if s.replyDue.IsZero() {
-		s.replyDue = time.Now().Add(s.opts.SilenceLimit)
-	}
-	if err != nil {
-		return fmt.Errorf("send standby status to slot %s: %w", s.opts.Slot, err)
+	if err := s.src.SendStatus(s.ctx, s.prog.FlushedLSN); err != nil {
+		return err
 	}
 	s.nextStatus = time.Now().Add(s.opts.StatusInterval)
 	return nil

@@ -21,6 +21,7 @@ import (
 	"github.com/skein-dts/skein/pkg/bookkeeping"
 	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/ddl"
 	"github.com/skein-dts/skein/pkg/errclass"
@@ -100,7 +101,7 @@ func setupInto(t *testing.T, dest, schemaSQL string, srcSettings ...string) (*pa
 	require.NoError(t, err)
 	p.tables, err = spec.Resolve(p.s.Objects, existing)
 	require.NoError(t, err)
-	require.NoError(t, cdc.EnsurePublication(ctx, src, p.s.SlotName(), cdc.Owner(p.s.Name), p.tables))
+	require.NoError(t, source.EnsurePublication(ctx, src, p.s.SlotName(), source.Owner(p.s.Name), p.tables))
 	return p, src, dst
 }
 
@@ -113,7 +114,7 @@ func (p *pair) createAndLoad(t *testing.T, src, dst *pgx.Conn) {
 	repl, err := open.ConnectReplication(ctx, p.s.Source)
 	require.NoError(t, err)
 	defer repl.Close(ctx)
-	snap, err := cdc.CreateSlot(ctx, repl, p.s.SlotName())
+	snap, err := source.CreateSlot(ctx, repl, p.s.SlotName())
 	require.NoError(t, err)
 	require.NoError(t, bookkeeping.Ensure(ctx, dst))
 	m := ddl.SpecMapper{Objects: p.s.Objects, Tables: p.tables}
@@ -366,24 +367,24 @@ func TestPublicationOwner(t *testing.T) {
 	p, src, _ := setup(t, `CREATE TABLE public.t (id int PRIMARY KEY);`)
 	require.Equal(t, spec.SlotNameFor("cdc-test"), spec.SlotNameFor("cdc_test"))
 	name := p.s.SlotName()
-	require.NoError(t, cdc.CheckOwner(ctx, src, name, cdc.Owner("cdc-test")))
-	err := cdc.EnsurePublication(ctx, src, name, cdc.Owner("cdc_test"), p.tables)
+	require.NoError(t, source.CheckOwner(ctx, src, name, source.Owner("cdc-test")))
+	err := source.EnsurePublication(ctx, src, name, source.Owner("cdc_test"), p.tables)
 	require.ErrorContains(t, err, `belong to task "cdc-test"`)
 	require.Equal(t, errclass.Fatal, errclass.Of(err))
-	require.ErrorContains(t, cdc.CheckOwner(ctx, src, name, cdc.Owner("cdc_test")), `belong to task "cdc-test"`)
+	require.ErrorContains(t, source.CheckOwner(ctx, src, name, source.Owner("cdc_test")), `belong to task "cdc-test"`)
 	// A publication from before the comment is claimed by its running task (the apply activity
 	// does at its start), or adopted by a task that ensures it.
 	for _, claim := range []func(string) error{
-		func(owner string) error { return cdc.ClaimPublication(ctx, src, name, owner) },
-		func(owner string) error { return cdc.EnsurePublication(ctx, src, name, owner, p.tables) },
+		func(owner string) error { return source.ClaimPublication(ctx, src, name, owner) },
+		func(owner string) error { return source.EnsurePublication(ctx, src, name, owner, p.tables) },
 	} {
 		_, err = src.Exec(ctx, `COMMENT ON PUBLICATION `+pgx.Identifier{name}.Sanitize()+` IS NULL`)
 		require.NoError(t, err)
-		require.NoError(t, claim(cdc.Owner("cdc_test")))
-		require.NoError(t, claim(cdc.Owner("cdc_test")))
-		require.ErrorContains(t, claim(cdc.Owner("cdc-test")), `belong to task "cdc_test"`)
+		require.NoError(t, claim(source.Owner("cdc_test")))
+		require.NoError(t, claim(source.Owner("cdc_test")))
+		require.ErrorContains(t, claim(source.Owner("cdc-test")), `belong to task "cdc_test"`)
 	}
-	require.NoError(t, cdc.ClaimPublication(ctx, src, "skein_none", cdc.Owner("none")), "no publication: nothing to claim")
+	require.NoError(t, source.ClaimPublication(ctx, src, "skein_none", source.Owner("none")), "no publication: nothing to claim")
 }
 
 // TestRestartIsExactlyOnce stops the stream at arbitrary points, also inside a large transaction,
@@ -452,7 +453,7 @@ INSERT INTO public.acct SELECT i, 1000, NULL FROM generate_series(1, 500) i;`)
 	applied, err := bookkeeping.AppliedPosition(ctx, dst, p.s.Name)
 	require.NoError(t, err)
 	require.NotZero(t, applied.LSN)
-	st, err := cdc.Slot(ctx, src, p.s.SlotName())
+	st, err := source.Slot(ctx, src, p.s.SlotName())
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, pglogrepl.LSN(st.ConfirmedFlush), applied.LSN)
 }
@@ -462,7 +463,7 @@ func TestDroppedSlotFailsAtOnce(t *testing.T) {
 	ctx := context.Background()
 	p, src, dst := setup(t, `CREATE TABLE public.t (id int PRIMARY KEY);`)
 	p.createAndLoad(t, src, dst)
-	require.NoError(t, cdc.DropSlot(ctx, src, p.s.SlotName()))
+	require.NoError(t, source.DropSlot(ctx, src, p.s.SlotName()))
 	stop := p.stream(t)
 	time.Sleep(500 * time.Millisecond)
 	err := stop()
@@ -653,14 +654,14 @@ func TestCurrentWALIsPastAsynchronousCommits(t *testing.T) {
 	conn, err := src.Connect(ctx, "postgres")
 	require.NoError(t, err)
 	defer conn.Close(ctx)
-	exec(t, conn, `CREATE TABLE t (id int PRIMARY KEY)`)
+	testharness.Exec(t, conn, `CREATE TABLE t (id int PRIMARY KEY)`)
 	var written, end pglogrepl.LSN
 	for i := range 20 {
-		exec(t, conn, fmt.Sprintf(`INSERT INTO t VALUES (%d)`, i))
+		testharness.Exec(t, conn, fmt.Sprintf(`INSERT INTO t VALUES (%d)`, i))
 		var w, e string
 		require.NoError(t, conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, pg_current_wal_insert_lsn()::text`).Scan(&w, &e))
 		written, end = mustLSN(t, w), mustLSN(t, e)
-		cur, err := cdc.CurrentWAL(ctx, conn)
+		cur, err := source.CurrentWAL(ctx, conn)
 		require.NoError(t, err)
 		require.GreaterOrEqual(t, cur, end, "the position must be past the commit just made")
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/catalog"
-	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/ddlcapture"
 	"github.com/skein-dts/skein/pkg/dialect"
@@ -208,7 +208,7 @@ func (c *checker) replicationCapacity(ctx context.Context) {
 		return
 	}
 	// The task needs one slot, and one walsender at a time (the snapshot holder, then apply).
-	if err := cdc.CheckOwner(ctx, c.src, c.s.SlotName(), cdc.Owner(c.s.Name)); err != nil {
+	if err := source.CheckOwner(ctx, c.src, c.s.SlotName(), source.Owner(c.s.Name)); err != nil {
 		c.fail("replication_slots", Error, err.Error(), "start the task under a name that no other task's name equals after replacing '-' with '_'")
 	} else if maxSlots < usedSlots+1 {
 		c.fail("replication_slots", Error, fmt.Sprintf("max_replication_slots is %d and %d slots exist: no slot is free", maxSlots, usedSlots),

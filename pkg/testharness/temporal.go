@@ -46,20 +46,26 @@ func TemporalPath() (string, error) {
 	return p, nil
 }
 
-// StartTemporal starts a Temporal dev server on a free port with in-memory state.
-func StartTemporal(ctx context.Context) (*testsuite.DevServer, error) {
+// StartTemporal starts a Temporal dev server on a free port with in-memory state, with the
+// namespace "default" and the extra namespaces given (each with Skein's search attributes): tests
+// that run at the same time each take one, so that their workers and tasks never meet.
+func StartTemporal(ctx context.Context, namespaces ...string) (*testsuite.DevServer, error) {
 	path, err := TemporalPath()
 	if err != nil {
 		return nil, err
+	}
+	args := []string{"--search-attribute", "SkeinPhase=Keyword", "--search-attribute", "SkeinSource=Keyword",
+		"--search-attribute", "SkeinDestination=Keyword"}
+	for _, ns := range namespaces {
+		args = append(args, "--namespace", ns)
 	}
 	return testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  path,
 		ClientOptions: &client.Options{Namespace: "default", Logger: temporalx.NewZapLogger(warnLogger()), DataConverter: temporalx.DataConverter()},
 		LogLevel:      "error",
-		ExtraArgs: []string{"--search-attribute", "SkeinPhase=Keyword", "--search-attribute", "SkeinSource=Keyword",
-			"--search-attribute", "SkeinDestination=Keyword"},
-		Stdout: os.Stderr,
-		Stderr: os.Stderr,
+		ExtraArgs:     args,
+		Stdout:        os.Stderr,
+		Stderr:        os.Stderr,
 	})
 }
 

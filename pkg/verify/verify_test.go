@@ -107,12 +107,6 @@ func (f *fixture) run(t *testing.T, opts verify.Options) []verify.TableResult {
 	return res
 }
 
-func exec(t *testing.T, conn *pgx.Conn, sql string) {
-	t.Helper()
-	_, err := conn.Exec(context.Background(), sql)
-	require.NoError(t, err, sql)
-}
-
 func TestVerify(t *testing.T) {
 	f := setup(t)
 
@@ -142,7 +136,7 @@ func TestVerify(t *testing.T) {
 	})
 
 	// Differences made on the destination, each reported by its key.
-	exec(t, f.dst, `DELETE FROM m.kv2 WHERE id = 5;
+	testharness.Exec(t, f.dst, `DELETE FROM m.kv2 WHERE id = 5;
 INSERT INTO m.kv2 (id, value) VALUES (99999, 'extra');
 UPDATE m.kv2 SET value = 'changed' WHERE id = 4321;
 UPDATE m.kv2 SET f = f + 1e-12 WHERE id = 2000;
@@ -189,12 +183,12 @@ INSERT INTO m.ev VALUES (3, 3)`)
 			settles++
 			if settles == 1 {
 				// The "apply" catches up with two of the differences.
-				exec(t, f.dst, `INSERT INTO m.kv2 SELECT * FROM (VALUES (5, 'v5', 5 / 3.0, TIMESTAMPTZ '2024-01-01 00:00+00' + 5 * interval '1 min',
+				testharness.Exec(t, f.dst, `INSERT INTO m.kv2 SELECT * FROM (VALUES (5, 'v5', 5 / 3.0, TIMESTAMPTZ '2024-01-01 00:00+00' + 5 * interval '1 min',
   decode(md5('5'), 'hex'), 5 * interval '1 sec', ARRAY['a', NULL])) AS v;
 UPDATE m.pair SET n = 13 WHERE a = 3 AND b = 'k13'`)
 			}
 			// A row that changes on the source all the time is never proven either way.
-			exec(t, f.src, fmt.Sprintf(`UPDATE public.kv SET v = 'moving %d' WHERE id = 4321`, settles))
+			testharness.Exec(t, f.src, fmt.Sprintf(`UPDATE public.kv SET v = 'moving %d' WHERE id = 4321`, settles))
 			return nil
 		}})
 		require.Equal(t, 3, settles, "every round settles once")

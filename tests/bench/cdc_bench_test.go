@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
@@ -81,13 +82,13 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 		{Source: spec.QName{Schema: "public", Name: "accounts"}, Dest: spec.QName{Schema: "public", Name: "accounts"}, Operations: spec.AllOperations},
 		{Source: spec.QName{Schema: "public", Name: "history"}, Dest: spec.QName{Schema: "public", Name: "history"}, Operations: spec.AllOperations},
 	}
-	require.NoError(b, cdc.EnsurePublication(ctx, src, s.SlotName(), cdc.Owner(s.Name), tables))
+	require.NoError(b, source.EnsurePublication(ctx, src, s.SlotName(), source.Owner(s.Name), tables))
 	open := dbconn.Opener{}
 	slot := func(lanes int) string { return fmt.Sprintf("%s_%d", s.SlotName(), lanes) }
 	for _, n := range laneCounts {
 		repl, err := open.ConnectReplication(ctx, s.Source)
 		require.NoError(b, err)
-		_, err = cdc.CreateSlot(ctx, repl, slot(n))
+		_, err = source.CreateSlot(ctx, repl, slot(n))
 		require.NoError(b, err)
 		repl.Close(ctx)
 	}
@@ -98,12 +99,12 @@ PUBLICATION native_pub WITH (copy_data = false, enabled = false)`, srcPG.Port))
 	require.NoError(b, err)
 
 	began := time.Now()
-	from, err := cdc.CurrentWAL(ctx, src)
+	from, err := source.CurrentWAL(ctx, src)
 	require.NoError(b, err)
 	_, err = src.Exec(ctx, fmt.Sprintf(backlog, txs))
 	require.NoError(b, err)
 	var target pglogrepl.LSN
-	target, err = cdc.CurrentWAL(ctx, src)
+	target, err = source.CurrentWAL(ctx, src)
 	require.NoError(b, err)
 	changes := float64(txs * 50)
 	b.Logf("backlog: %d transactions, %.0f changes, %s of WAL, made in %s", txs, changes, byteSize(int64(target-from)), time.Since(began).Round(time.Millisecond))

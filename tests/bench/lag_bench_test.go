@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
@@ -69,11 +70,11 @@ func BenchmarkCDCLag(b *testing.B) {
 		q := spec.QName{Schema: "public", Name: n}
 		tables = append(tables, spec.TableMap{Source: q, Dest: q, Operations: spec.AllOperations})
 	}
-	require.NoError(b, cdc.EnsurePublication(ctx, src, s.SlotName(), cdc.Owner(s.Name), tables))
+	require.NoError(b, source.EnsurePublication(ctx, src, s.SlotName(), source.Owner(s.Name), tables))
 	open := dbconn.Opener{}
 	repl, err := open.ConnectReplication(ctx, s.Source)
 	require.NoError(b, err)
-	_, err = cdc.CreateSlot(ctx, repl, s.SlotName())
+	_, err = source.CreateSlot(ctx, repl, s.SlotName())
 	require.NoError(b, err)
 	repl.Close(ctx)
 	script := filepath.Join(b.TempDir(), "lag.sql")

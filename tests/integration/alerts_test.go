@@ -16,6 +16,7 @@ import (
 	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -68,12 +69,12 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 	s.Throttle.Incremental.RowsPerSecond = 40
 	s.Retry = spec.Retry{ConnectionMinutes: 10, OtherMinutes: 5}
 	// Retry windows count in seconds here: 10 "minutes" are 10 seconds.
-	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 200 * time.Millisecond, RetryUnit: time.Second})
+	run := startTask(t, c, s, &workflows.Carry{Tuning: workflows.Tuning{ApplyReportEvery: 200 * time.Millisecond, RetryUnit: time.Second}})
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	t.Run("latency alert", func(t *testing.T) {
 		for i := 0; i < 300; i++ {
-			mustExec(t, src, fmt.Sprintf(`UPDATE shop.customers SET note = 'lag %d' WHERE id = %d`, i, 1+i))
+			testharness.Exec(t, src, fmt.Sprintf(`UPDATE shop.customers SET note = 'lag %d' WHERE id = %d`, i, 1+i))
 		}
 		eventually(t, time.Minute, func() error {
 			if _, ok := hook.find(activities.AlertLatency); !ok {
@@ -90,7 +91,7 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 	t.Run("paused: the lag grows in status", func(t *testing.T) {
 		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalPause, nil))
 		waitPhase(t, c, run.GetID(), api.PhasePaused, time.Minute)
-		mustExec(t, src, `INSERT INTO shop.customers (name) SELECT 'paused ' || i FROM generate_series(1, 500) i`)
+		testharness.Exec(t, src, `INSERT INTO shop.customers (name) SELECT 'paused ' || i FROM generate_series(1, 500) i`)
 		eventually(t, 30*time.Second, func() error {
 			st := status(t, c, run.GetID())
 			if st.Phase != api.PhasePaused || st.LagBytes < 10000 || st.LagSeconds <= 0 {
@@ -110,7 +111,7 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 		restarted := make(chan error, 1)
 		go func() { restarted <- dstPG.Restart(ctx, 25*time.Second) }()
 		time.Sleep(time.Second)
-		mustExec(t, src, `UPDATE shop.orders SET amount = amount + 1 WHERE id <= 10; INSERT INTO shop.customers (name) VALUES ('during outage')`)
+		testharness.Exec(t, src, `UPDATE shop.orders SET amount = amount + 1 WHERE id <= 10; INSERT INTO shop.customers (name) VALUES ('during outage')`)
 		st := waitPhase(t, c, run.GetID(), api.PhaseFailed, time.Minute)
 		require.Equal(t, "connection", st.Retry.Class)
 		require.Equal(t, 10, st.Retry.WindowMinutes)
@@ -140,15 +141,15 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 		dst, err := dstPG.Connect(ctx, "target")
 		require.NoError(t, err)
 		defer dst.Close(ctx)
-		mustExec(t, dst, `INSERT INTO mart.clients (id, name) VALUES (999999, 'in the way')`)
-		mustExec(t, src, `INSERT INTO shop.customers (id, name) VALUES (999999, 'blocked')`)
+		testharness.Exec(t, dst, `INSERT INTO mart.clients (id, name) VALUES (999999, 'in the way')`)
+		testharness.Exec(t, src, `INSERT INTO shop.customers (id, name) VALUES (999999, 'blocked')`)
 		st := waitPhase(t, c, run.GetID(), api.PhaseFailed, time.Minute)
 		require.Equal(t, "other", st.Retry.Class)
 		// One row: a single-row INSERT in the pipeline (a longer run is a COPY).
 		for _, want := range []string{"mart.clients", "id=999999", `INSERT INTO "mart"."clients"`, "already exists"} {
 			require.Contains(t, st.LastError, want)
 		}
-		mustExec(t, dst, `DELETE FROM mart.clients WHERE id = 999999`)
+		testharness.Exec(t, dst, `DELETE FROM mart.clients WHERE id = 999999`)
 		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalResume, nil))
 		eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	})

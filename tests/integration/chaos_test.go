@@ -361,8 +361,8 @@ func runChaos(t *testing.T) {
 	require.NoError(t, err)
 	defer src.Close(ctx)
 	// pgbench_history has no key: its old rows are complete only with REPLICA IDENTITY FULL.
-	mustExec(t, src, `ALTER TABLE public.pgbench_history REPLICA IDENTITY FULL`)
-	mustExec(t, src, fmt.Sprintf(`CREATE SCHEMA wide;
+	testharness.Exec(t, src, `ALTER TABLE public.pgbench_history REPLICA IDENTITY FULL`)
+	testharness.Exec(t, src, fmt.Sprintf(`CREATE SCHEMA wide;
 DO $$ BEGIN FOR i IN 1..%d LOOP
   EXECUTE format('CREATE TABLE wide.t%%s (id int PRIMARY KEY, v text NOT NULL, n int)', i);
   EXECUTE format('CREATE INDEX ON wide.t%%s (n, v)', i);
@@ -403,7 +403,7 @@ END LOOP; END $$`, wideTables))
 	}()
 	time.Sleep(time.Second)
 	run, err := r.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: r.task, TaskQueue: api.TaskQueue}, api.WorkflowName, s,
-		&workflows.Carry{ApplyReportEvery: 500 * time.Millisecond, HistoryLimit: 500})
+		&workflows.Carry{Tuning: workflows.Tuning{ApplyReportEvery: 500 * time.Millisecond, HistoryLimit: 500}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.c.TerminateWorkflow(context.Background(), r.task, "", "test over") })
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
 )
 
 // TestColumnTypes moves an xml column as text (column_types: {x: text}), which is how a
@@ -32,7 +33,7 @@ INSERT INTO s.docs SELECT g, ('<a n="' || g || '">' || repeat('z', g % 50) || '<
 		require.NoError(t, dst.QueryRow(ctx, `SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 's.docs'::regclass AND attname = 'x'`).Scan(&typ))
 		require.Equal(t, "text", typ)
 
-		mustExec(t, src, `INSERT INTO s.docs VALUES (5000, '<b>new</b>', 1.5);
+		testharness.Exec(t, src, `INSERT INTO s.docs VALUES (5000, '<b>new</b>', 1.5);
 UPDATE s.docs SET x = '<c>changed</c>' WHERE id <= 10;
 DELETE FROM s.docs WHERE id BETWEEN 20 AND 25`)
 		check := []tableCheck{{src: spec.QName{Schema: "s", Name: "docs"}, dst: spec.QName{Schema: "s", Name: "docs"},
@@ -40,8 +41,8 @@ DELETE FROM s.docs WHERE id BETWEEN 20 AND 25`)
 		eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, check) })
 
 		// The mapped column renamed on the source: its destination column follows, still text.
-		mustExec(t, src, `ALTER TABLE s.docs RENAME COLUMN x TO body`)
-		mustExec(t, src, `INSERT INTO s.docs VALUES (5001, '<d>after rename</d>', 2)`)
+		testharness.Exec(t, src, `ALTER TABLE s.docs RENAME COLUMN x TO body`)
+		testharness.Exec(t, src, `INSERT INTO s.docs VALUES (5001, '<d>after rename</d>', 2)`)
 		check[0].srcCols, check[0].dstCols = []string{"id", "body", "n"}, []string{"id", "body", "n"}
 		eventually(t, time.Minute, func() error {
 			if st := status(t, c, run.GetID()); st.LastError != "" {

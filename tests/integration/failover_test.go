@@ -46,7 +46,7 @@ INSERT INTO app.t SELECT i, 'v' || i FROM generate_series(1, 100) i`)
 		return primary, standby, proxy, r.GetID(), dst, src
 	}
 	write := func(t *testing.T, conn *pgx.Conn, from, to int) {
-		mustExec(t, conn, fmt.Sprintf(`SET synchronous_commit = on;
+		testharness.Exec(t, conn, fmt.Sprintf(`SET synchronous_commit = on;
 INSERT INTO app.t SELECT i, 'w' || i FROM generate_series(%d, %d) i;
 UPDATE app.t SET v = v || '+' WHERE id %% 7 = 0`, from, to))
 	}

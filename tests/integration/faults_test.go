@@ -10,6 +10,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
 )
 
 // TestDestinationOutOfDiskFailsAtOnce: the destination's tablespace is a 4 MiB file system and
@@ -33,10 +34,10 @@ func TestDestinationOutOfDiskFailsAtOnce(t *testing.T) {
 	require.NoError(t, exec.Command("chown", "postgres:", tiny).Run())
 
 	srcPG, dstPG, src, dst := shopPair(t, false)
-	mustExec(t, src, `CREATE TABLE shop.wide AS SELECT g AS id, repeat(md5(g::text), 20) AS pad FROM generate_series(1, 20000) g;
+	testharness.Exec(t, src, `CREATE TABLE shop.wide AS SELECT g AS id, repeat(md5(g::text), 20) AS pad FROM generate_series(1, 20000) g;
 ALTER TABLE shop.wide ADD PRIMARY KEY (id)`)
-	mustExec(t, dst, "CREATE TABLESPACE tiny LOCATION '"+tiny+"'")
-	mustExec(t, dst, `ALTER DATABASE target SET default_tablespace = tiny`)
+	testharness.Exec(t, dst, "CREATE TABLESPACE tiny LOCATION '"+tiny+"'")
+	testharness.Exec(t, dst, `ALTER DATABASE target SET default_tablespace = tiny`)
 
 	c := startWorker(t, t.TempDir())
 	no := false

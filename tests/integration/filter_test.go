@@ -12,6 +12,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
 )
 
 // TestRowFilter syncs a table with a where filter and a column rename: the full load copies the
@@ -23,7 +24,7 @@ func TestRowFilter(t *testing.T) { eachDestination(t, testRowFilter) }
 func testRowFilter(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
-	mustExec(t, src, `CREATE TABLE shop.regional (id int PRIMARY KEY, region text NOT NULL, v text, big text);
+	testharness.Exec(t, src, `CREATE TABLE shop.regional (id int PRIMARY KEY, region text NOT NULL, v text, big text);
 INSERT INTO shop.regional SELECT i, CASE WHEN i % 3 = 0 THEN 'eu' ELSE 'us' END, 'v' || i,
   CASE WHEN i % 50 = 0 THEN repeat(md5(i::text), 3000) END
 FROM generate_series(1, 3000) i;`)
@@ -58,7 +59,7 @@ FROM generate_series(1, 3000) i;`)
 	}
 	require.NoError(t, same())
 
-	mustExec(t, src, `INSERT INTO shop.regional VALUES (10001, 'eu', 'new eu', NULL), (10002, 'us', 'new us', NULL);
+	testharness.Exec(t, src, `INSERT INTO shop.regional VALUES (10001, 'eu', 'new eu', NULL), (10002, 'us', 'new us', NULL);
 UPDATE shop.regional SET region = 'us' WHERE id = 3;                 -- leaves the filter: deleted
 UPDATE shop.regional SET region = 'eu' WHERE id IN (50, 100, 101);   -- enter it: inserted, TOASTed big included
 UPDATE shop.regional SET v = 'edited' WHERE id IN (6, 7);            -- 6 is eu, 7 is not
@@ -82,7 +83,7 @@ func TestPartitionedIncremental(t *testing.T) { eachDestination(t, testPartition
 func testPartitionedIncremental(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
-	mustExec(t, src, `CREATE TABLE shop.metrics (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+	testharness.Exec(t, src, `CREATE TABLE shop.metrics (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
 CREATE TABLE shop.metrics_h1 PARTITION OF shop.metrics FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
 CREATE TABLE shop.metrics_h2 PARTITION OF shop.metrics FOR VALUES FROM ('2024-07-01') TO ('2025-01-01');
 INSERT INTO shop.metrics SELECT i, DATE '2024-01-01' + i % 360, 'v' || i FROM generate_series(1, 2000) i;`)
@@ -97,7 +98,7 @@ INSERT INTO shop.metrics SELECT i, DATE '2024-01-01' + i % 360, 'v' || i FROM ge
 	for _, v := range st.Verify {
 		require.True(t, v.Equal, "%+v", v)
 	}
-	mustExec(t, src, `INSERT INTO shop.metrics VALUES (5000, '2024-02-01', 'new h1'), (5001, '2024-08-01', 'new h2');
+	testharness.Exec(t, src, `INSERT INTO shop.metrics VALUES (5000, '2024-02-01', 'new h1'), (5001, '2024-08-01', 'new h2');
 UPDATE shop.metrics SET at = '2024-12-01', v = 'moved' WHERE id = 10;
 UPDATE shop.metrics SET v = 'edited' WHERE id = 11;
 DELETE FROM shop.metrics WHERE id = 12`)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/skein-dts/skein/activities"
 	"github.com/skein-dts/skein/pkg/api"
+	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -32,7 +33,7 @@ func TestTaskReadableInTemporal(t *testing.T) {
 	s.ApplyDefaults()
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: api.TaskQueue,
 		StaticSummary: s.Summary(), StaticDetails: s.Details()},
-		api.WorkflowName, s, &workflows.Carry{ApplyReportEvery: 5 * time.Second})
+		api.WorkflowName, s, &workflows.Carry{Tuning: workflows.Tuning{ApplyReportEvery: 5 * time.Second}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), run.GetID(), "", "test over") })
 	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
@@ -45,7 +46,7 @@ func TestTaskReadableInTemporal(t *testing.T) {
 		require.NoError(t, v.Get(&md))
 		return &md
 	}
-	mustExec(t, src, `UPDATE shop.customers SET note = 'first' WHERE id = 1`)
+	testharness.Exec(t, src, `UPDATE shop.customers SET note = 'first' WHERE id = 1`)
 	eventually(t, 30*time.Second, func() error {
 		d := metadata().GetCurrentDetails()
 		for _, want := range []string{"**incremental**", fmt.Sprintf("Tables: %d of %d loaded", len(st.Tables), len(st.Tables)), "Applied through"} {
@@ -105,7 +106,7 @@ func TestTaskReadableInTemporal(t *testing.T) {
 	r = runSkein(t, bin, "resume", run.GetID(), "--identity", "ops:bob")
 	require.Equal(t, 0, r.code, r.stderr)
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, time.Minute)
-	mustExec(t, src, `ALTER TABLE shop.orders ADD COLUMN audit_note text`)
+	testharness.Exec(t, src, `ALTER TABLE shop.orders ADD COLUMN audit_note text`)
 	eventually(t, time.Minute, func() error {
 		if st := status(t, c, run.GetID()); !strings.Contains(st.SchemaChanges.Last, "audit_note") {
 			return fmt.Errorf("schema change not reported yet: %+v", st.SchemaChanges)

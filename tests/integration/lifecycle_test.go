@@ -12,8 +12,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/skein-dts/skein/pkg/api"
-	"github.com/skein-dts/skein/pkg/cdc"
+	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -27,7 +28,7 @@ func TestContinueAsNewUnderLoad(t *testing.T) {
 	c := startWorker(t, t.TempDir())
 	s := shopSpec("it-can", srcPG, dstPG)
 	s.Verify.Mode = "count"
-	run := startTask(t, c, s, &workflows.Carry{HistoryLimit: 40, ApplyReportEvery: 200 * time.Millisecond})
+	run := startTask(t, c, s, &workflows.Carry{Tuning: workflows.Tuning{HistoryLimit: 40, ApplyReportEvery: 200 * time.Millisecond}})
 	firstRun := run.GetRunID()
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
@@ -109,7 +110,7 @@ func TestDestinationOutageRecovers(t *testing.T) {
 func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, _ := shopPair(t, true)
-	mustExec(t, src, `CREATE TABLE shop.noise (id bigserial PRIMARY KEY, pad text)`)
+	testharness.Exec(t, src, `CREATE TABLE shop.noise (id bigserial PRIMARY KEY, pad text)`)
 	c := startWorker(t, t.TempDir())
 	run := startTask(t, c, shopSpec("it-quiet", srcPG, dstPG), nil)
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
@@ -118,14 +119,14 @@ func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
 	require.NoError(t, err)
 	defer writer.Close(ctx)
 	slotFlush := func() pglogrepl.LSN {
-		st, err := cdc.Slot(ctx, src, "skein_it_quiet")
+		st, err := source.Slot(ctx, src, "skein_it_quiet")
 		require.NoError(t, err)
 		require.True(t, st.Exists)
 		return pglogrepl.LSN(st.ConfirmedFlush)
 	}
 	// slotPassesSource waits until the slot has confirmed the source's position now.
 	slotPassesSource := func(timeout time.Duration) {
-		cur, err := cdc.CurrentWAL(ctx, src)
+		cur, err := source.CurrentWAL(ctx, src)
 		require.NoError(t, err)
 		eventually(t, timeout, func() error {
 			if f := slotFlush(); f < cur {
@@ -158,12 +159,12 @@ func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
 func TestSignalsSurviveContinueAsNew(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
-	mustExec(t, src, `CREATE TABLE shop.extra (id int PRIMARY KEY, v text);
+	testharness.Exec(t, src, `CREATE TABLE shop.extra (id int PRIMARY KEY, v text);
 INSERT INTO shop.extra SELECT i, 'v' || i FROM generate_series(1, 200) i`)
 	c := startWorker(t, t.TempDir())
 	s := shopSpec("it-can-signals", srcPG, dstPG)
 	s.Verify.Mode = spec.VerifyCount
-	run := startTask(t, c, s, &workflows.Carry{HistoryLimit: 40, ApplyReportEvery: 100 * time.Millisecond})
+	run := startTask(t, c, s, &workflows.Carry{Tuning: workflows.Tuning{HistoryLimit: 40, ApplyReportEvery: 100 * time.Millisecond}})
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	stopWriter := startWriter(t, srcPG, 20*time.Millisecond, func(i int) []string {
 		return []string{

@@ -16,6 +16,7 @@ import (
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -73,7 +74,7 @@ ANALYZE`)
 		Verify:   spec.Verify{Mode: spec.VerifyCount}}
 	run := startTask(t, c, s, nil)
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
-	mustExec(t, src, `UPDATE lim.a SET pad = 'streamed' WHERE id % 100 = 0; INSERT INTO lim.b VALUES (20001, 'new')`)
+	testharness.Exec(t, src, `UPDATE lim.a SET pad = 'streamed' WHERE id % 100 = 0; INSERT INTO lim.b VALUES (20001, 'new')`)
 	checks := []tableCheck{tableOf("lim", "a", "lim", "a", "id", "pad"), tableOf("lim", "b", "lim", "b", "id", "pad")}
 	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, checks) })
 	stopWatch()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -42,13 +43,13 @@ END $f$;
 CREATE TABLE s.docs (id int PRIMARY KEY CHECK (s.refuse(id)), body text, x text)`
 			want, class = "this destination does not take such a row", "fatal"
 		}
-		mustExec(t, dst, dest)
+		testharness.Exec(t, dst, dest)
 		c := startWorker(t, t.TempDir())
 		f, no := false, false
 		s := spec.Spec{Name: "it-refusal", Source: srcPG.Endpoint("docs"), Destination: dstPG.Endpoint("target"),
 			Objects: []spec.Object{{Schema: "s"}}, Sync: spec.Sync{Schema: &f, Incremental: &no},
 			Retry: spec.Retry{OtherMinutes: 3}}
-		run := startTask(t, c, s, &workflows.Carry{RetryUnit: time.Second})
+		run := startTask(t, c, s, &workflows.Carry{Tuning: workflows.Tuning{RetryUnit: time.Second}})
 		st := waitPhase(t, c, run.GetID(), api.PhaseFailed, 2*time.Minute)
 		require.Contains(t, st.LastError, want)
 		require.Contains(t, st.LastError, "write to destination")

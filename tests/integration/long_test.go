@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skein-dts/skein/pkg/api"
+	"github.com/skein-dts/skein/pkg/testharness"
 )
 
 // The long tests run with make test-long (SKEIN_TEST_LONG=1): sizes CI has no time for.
@@ -32,7 +33,7 @@ func TestLongTransaction2GB(t *testing.T) {
 
 	const rows = 10_000_000 // 200 characters each: 2 GB
 	began := time.Now()
-	mustExec(t, src, fmt.Sprintf(`INSERT INTO shop.bulk SELECT i, repeat(md5(i::text), 6) || lpad(i::text, 8, '0') FROM generate_series(1, %d) i`, rows))
+	testharness.Exec(t, src, fmt.Sprintf(`INSERT INTO shop.bulk SELECT i, repeat(md5(i::text), 6) || lpad(i::text, 8, '0') FROM generate_series(1, %d) i`, rows))
 	t.Logf("source transaction committed after %s", time.Since(began).Round(time.Second))
 	waitRows(t, dst, "mart.bulk", rows, 30*time.Minute)
 	t.Logf("applied %s after the source commit began", time.Since(began).Round(time.Second))
@@ -54,9 +55,9 @@ INSERT INTO shop.huge (id, v) VALUES (1, repeat('a', %d));`, size), "huge", nil,
 	waitPhase(t, p.c, p.run.GetID(), api.PhaseIncremental, 10*time.Minute)
 	require.Equal(t, hugeDigest(t, src, "shop.huge"), hugeDigest(t, dst, "mart.huge"), "after the full load")
 
-	mustExec(t, src, fmt.Sprintf(`INSERT INTO shop.huge (id, v) VALUES (2, repeat('b', %d))`, size))
-	mustExec(t, src, `UPDATE shop.huge SET n = 1 WHERE id = 2`)
-	mustExec(t, src, fmt.Sprintf(`UPDATE shop.huge SET v = repeat('c', %d) WHERE id = 1`, size))
+	testharness.Exec(t, src, fmt.Sprintf(`INSERT INTO shop.huge (id, v) VALUES (2, repeat('b', %d))`, size))
+	testharness.Exec(t, src, `UPDATE shop.huge SET n = 1 WHERE id = 2`)
+	testharness.Exec(t, src, fmt.Sprintf(`UPDATE shop.huge SET v = repeat('c', %d) WHERE id = 1`, size))
 	want := hugeDigest(t, src, "shop.huge")
 	eventually(t, 20*time.Minute, func() error {
 		if got := hugeDigest(t, dst, "mart.huge"); got != want {

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"github.com/skein-dts/skein/pkg/dbconn"
 	"github.com/skein-dts/skein/pkg/secrets"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/temporalx"
 	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
@@ -43,8 +46,15 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	slots, _ := strconv.Atoi(flag.Lookup("test.parallel").Value.String())
+	names := make([]string, max(slots, 1))
+	namespaces = make(chan string, len(names))
+	for i := range names {
+		names[i] = fmt.Sprintf("it-%d", i+1)
+		namespaces <- names[i]
+	}
 	var err error
-	devServer, err = testharness.StartTemporal(ctx)
+	devServer, err = testharness.StartTemporal(ctx, names...)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start Temporal dev server:", err)
@@ -55,15 +65,78 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	nsClients.Range(func(_, c any) bool {
+		c.(client.Client).Close()
+		return true
+	})
 	_ = devServer.Stop()
 	_ = os.RemoveAll(binDir)
 	os.Exit(code)
 }
 
+// namespaces holds the dev server's namespaces that parallel tests take, one each: as many as
+// go test runs at once (-parallel).
+var namespaces chan string
+
+var (
+	testNamespaces sync.Map // top-level test name → its namespace, while it runs in parallel
+	nsClients      sync.Map // namespace → client.Client
+)
+
+// parallel runs the test beside the other parallel tests (after the serial ones) in a Temporal
+// namespace of its own, so that workers and tasks of tests running at once never meet:
+// startWorker, startTask, temporalClient and the binaries the test runs (temporalEnv) use it. A
+// test is parallel when it holds no timing assertion that a busy machine could break.
+func parallel(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	ns := <-namespaces
+	testNamespaces.Store(t.Name(), ns)
+	t.Cleanup(func() {
+		testNamespaces.Delete(t.Name())
+		namespaces <- ns
+	})
+}
+
+// namespace is the test's Temporal namespace: its own in parallel, else "default".
+func namespace(t testing.TB) string {
+	top, _, _ := strings.Cut(t.Name(), "/")
+	if ns, ok := testNamespaces.Load(top); ok {
+		return ns.(string)
+	}
+	return "default"
+}
+
+// temporalClient is a client of the dev server in the test's namespace.
+func temporalClient(t testing.TB) client.Client {
+	t.Helper()
+	ns := namespace(t)
+	if ns == "default" {
+		return devServer.Client()
+	}
+	if c, ok := nsClients.Load(ns); ok {
+		return c.(client.Client)
+	}
+	c, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Namespace: ns,
+		Logger: temporalx.NewZapLogger(zap.NewNop()), DataConverter: temporalx.DataConverter()})
+	require.NoError(t, err)
+	if prev, loaded := nsClients.LoadOrStore(ns, c); loaded {
+		c.Close()
+		return prev.(client.Client)
+	}
+	return c
+}
+
+// temporalEnv is the environment a skein binary the test runs needs to reach the dev server in
+// the test's namespace.
+func temporalEnv(t testing.TB) []string {
+	return []string{"TEMPORAL_ADDRESS=" + devServer.FrontendHostPort(), "TEMPORAL_NAMESPACE=" + namespace(t)}
+}
+
 // startWorker runs a worker on the skein task queue for the test's duration.
 func startWorker(t *testing.T, secretsDir string) client.Client {
 	t.Helper()
-	c := devServer.Client()
+	c := temporalClient(t)
 	w := worker.New(c, api.TaskQueue, activities.WorkerOptions())
 	workflows.Register(w)
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
@@ -83,7 +156,7 @@ func startTask(t *testing.T, c client.Client, s spec.Spec, carry *workflows.Carr
 	s.ApplyDefaults()
 	require.NoError(t, s.Validate())
 	if carry == nil {
-		carry = &workflows.Carry{ApplyReportEvery: 500 * time.Millisecond}
+		carry = &workflows.Carry{Tuning: workflows.Tuning{ApplyReportEvery: 500 * time.Millisecond}}
 	}
 	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: s.Name, TaskQueue: api.TaskQueue,

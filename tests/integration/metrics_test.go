@@ -76,8 +76,8 @@ func TestWorkerMetrics(t *testing.T) {
 		}
 		return nil
 	})
-	mustExec(t, p.src, `INSERT INTO shop.counted SELECT generate_series(1, 300)`)
-	mustExec(t, p.src, `UPDATE shop.counted SET id = id + 1000 WHERE id <= 10`)
+	testharness.Exec(t, p.src, `INSERT INTO shop.counted SELECT generate_series(1, 300)`)
+	testharness.Exec(t, p.src, `UPDATE shop.counted SET id = id + 1000 WHERE id <= 10`)
 	eventually(t, time.Minute, func() error {
 		_, text := get("/metrics")
 		ins, _ := value(text, "skein_changes_applied_total", "kind", "insert", "task", "it-metrics")

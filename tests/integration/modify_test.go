@@ -17,6 +17,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -28,7 +29,7 @@ func TestModifyObjects(t *testing.T) {
 	bin := buildSkein(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
-	mustExec(t, src, `CREATE TABLE shop.extra (id int PRIMARY KEY, v text, n int);
+	testharness.Exec(t, src, `CREATE TABLE shop.extra (id int PRIMARY KEY, v text, n int);
 INSERT INTO shop.extra SELECT i, 'v' || i, i FROM generate_series(1, 20000) i;
 ANALYZE`)
 	c := startWorker(t, t.TempDir())
@@ -39,7 +40,7 @@ ANALYZE`)
 	}
 	s.Verify.Mode = spec.VerifyCount
 	// A small history limit: the task continues as new around the update (never during it).
-	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 200 * time.Millisecond, ApplyMaxRun: 20 * time.Second, HistoryLimit: 120})
+	run := startTask(t, c, s, &workflows.Carry{Tuning: workflows.Tuning{ApplyReportEvery: 200 * time.Millisecond, ApplyMaxRun: 20 * time.Second, HistoryLimit: 120}})
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 
 	stopWriter := startWriter(t, srcPG, 5*time.Millisecond, func(i int) []string {
@@ -111,8 +112,8 @@ ANALYZE`)
 
 		// A table that exists on the destination already fails the added tables' precheck:
 		// refused before anything is created, the task unchanged.
-		mustExec(t, src, `CREATE TABLE shop.taken (id int PRIMARY KEY)`)
-		mustExec(t, dst, `CREATE TABLE mart.taken (id int PRIMARY KEY, other text)`)
+		testharness.Exec(t, src, `CREATE TABLE shop.taken (id int PRIMARY KEY)`)
+		testharness.Exec(t, dst, `CREATE TABLE mart.taken (id int PRIMARY KEY, other text)`)
 		err := modifyRaw(`[{"schema":"shop","to":"mart","tables":[{"name":"customers","to":"clients","columns":{"note":"remark"}},{"name":"orders"},{"name":"taken"}]}]`)
 		require.ErrorContains(t, err, "conflicting_tables")
 		require.ErrorContains(t, err, "mart.taken")
@@ -149,7 +150,7 @@ objects:
 	// The removed table stops following; the publication holds the new selection; no helper is left.
 	var before int
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM mart.orders`).Scan(&before))
-	mustExec(t, src, `INSERT INTO shop.orders (customer_id, amount) VALUES (1, 1); UPDATE shop.customers SET note = 'last' WHERE id = 1`)
+	testharness.Exec(t, src, `INSERT INTO shop.orders (customer_id, amount) VALUES (1, 1); UPDATE shop.customers SET note = 'last' WHERE id = 1`)
 	eventually(t, 30*time.Second, func() error { return compareAll(ctx, src, dst, checks) })
 	var after int
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM mart.orders`).Scan(&after))

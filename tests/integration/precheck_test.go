@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
@@ -54,12 +53,6 @@ func itemByID(items []precheck.Item, id string) (precheck.Item, bool) {
 	return precheck.Item{}, false
 }
 
-func mustExec(t *testing.T, conn *pgx.Conn, sql string) {
-	t.Helper()
-	_, err := conn.Exec(context.Background(), sql)
-	require.NoError(t, err, sql)
-}
-
 // TestPrecheckItems checks every item against servers set up to pass it, then against servers set
 // up to fail it, one item at a time.
 func TestPrecheckItems(t *testing.T) {
@@ -76,8 +69,8 @@ func TestPrecheckItems(t *testing.T) {
 	dst, err := dstPG.Connect(ctx, "target")
 	require.NoError(t, err)
 	defer dst.Close(ctx)
-	mustExec(t, src, precheckSource)
-	mustExec(t, dst, precheckDest)
+	testharness.Exec(t, src, precheckSource)
+	testharness.Exec(t, dst, precheckDest)
 
 	base := func() spec.Spec {
 		s := spec.Spec{
@@ -171,7 +164,7 @@ func TestPrecheckItems(t *testing.T) {
 	})
 
 	t.Run("dest_capabilities: what the destination cannot hold is named before anything is created", func(t *testing.T) {
-		mustExec(t, src, `CREATE SCHEMA cap;
+		testharness.Exec(t, src, `CREATE SCHEMA cap;
 CREATE TABLE cap.docs (id int PRIMARY KEY, x xml);
 CREATE TABLE cap.names (id int PRIMARY KEY, n text COLLATE "und-x-icu");
 CREATE TABLE cap."Orders" (id int PRIMARY KEY);
@@ -224,7 +217,7 @@ CREATE TABLE cap.orders (id int PRIMARY KEY, "Note" text, note text)`)
 		// another machine leaves it): PostgreSQL 15 loads it, IvorySQL (18) cannot.
 		var libdir string
 		require.NoError(t, src.QueryRow(ctx, `SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'`).Scan(&libdir))
-		mustExec(t, src, fmt.Sprintf(`CREATE SCHEMA clib;
+		testharness.Exec(t, src, fmt.Sprintf(`CREATE SCHEMA clib;
 CREATE TABLE clib.t (id int PRIMARY KEY);
 CREATE FUNCTION clib.ai() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANGUAGE c;
 CREATE FUNCTION clib.ai2() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANGUAGE c`, libdir))
@@ -284,10 +277,10 @@ CREATE FUNCTION clib.ai2() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANG
 		{id: "replication_slots", level: precheck.Error, inText: "max_replication_slots is 1", inFix: "max_replication_slots", setup: func(t *testing.T, s *spec.Spec) func() {
 			conn, err := tightPG.Connect(ctx, "postgres")
 			require.NoError(t, err)
-			mustExec(t, conn, `SELECT pg_create_logical_replication_slot('other_tool', 'pgoutput')`)
+			testharness.Exec(t, conn, `SELECT pg_create_logical_replication_slot('other_tool', 'pgoutput')`)
 			s.Source = tightPG.Endpoint("postgres")
 			return func() {
-				mustExec(t, conn, `SELECT pg_drop_replication_slot('other_tool')`)
+				testharness.Exec(t, conn, `SELECT pg_drop_replication_slot('other_tool')`)
 				conn.Close(ctx)
 			}
 		}},
@@ -340,34 +333,34 @@ CREATE FUNCTION clib.ai2() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANG
 			return none
 		}},
 		{id: "primary_keys", level: precheck.Warning, inText: "lab.nokey", inFix: "PRIMARY KEY", setup: func(t *testing.T, s *spec.Spec) func() {
-			mustExec(t, src, `CREATE TABLE lab.nokey (a int, b text)`)
+			testharness.Exec(t, src, `CREATE TABLE lab.nokey (a int, b text)`)
 			s.Objects = []spec.Object{{Schema: "lab"}}
-			return func() { mustExec(t, src, `DROP TABLE lab.nokey`) }
+			return func() { testharness.Exec(t, src, `DROP TABLE lab.nokey`) }
 		}},
 		{id: "conflicting_tables", level: precheck.Error, inText: "public.parent", setup: func(t *testing.T, s *spec.Spec) func() {
-			mustExec(t, dst, `CREATE TABLE public.parent (x int)`)
-			return func() { mustExec(t, dst, `DROP TABLE public.parent`) }
+			testharness.Exec(t, dst, `CREATE TABLE public.parent (x int)`)
+			return func() { testharness.Exec(t, dst, `DROP TABLE public.parent`) }
 		}},
 		{id: "conflicting_tables", level: precheck.Warning, inText: "public.parent", setup: func(t *testing.T, s *spec.Spec) func() {
-			mustExec(t, dst, `CREATE TABLE public.parent (x int)`)
+			testharness.Exec(t, dst, `CREATE TABLE public.parent (x int)`)
 			s.ConflictMode = spec.ConflictIgnore
-			return func() { mustExec(t, dst, `DROP TABLE public.parent`) }
+			return func() { testharness.Exec(t, dst, `DROP TABLE public.parent`) }
 		}},
 		{id: "dest_schemas", level: precheck.Error, inText: `"mart" exists`, inFix: "GRANT CREATE ON SCHEMA", setup: func(t *testing.T, s *spec.Spec) func() {
-			mustExec(t, dst, `CREATE SCHEMA mart`)
+			testharness.Exec(t, dst, `CREATE SCHEMA mart`)
 			s.Destination.User = "dcreator"
 			s.Objects = []spec.Object{{Schema: "public", To: "mart"}}
-			return func() { mustExec(t, dst, `DROP SCHEMA mart`) }
+			return func() { testharness.Exec(t, dst, `DROP SCHEMA mart`) }
 		}},
 		{id: "unlogged_tables", level: precheck.Warning, inText: "lab.scratch", inFix: "SET LOGGED", setup: func(t *testing.T, s *spec.Spec) func() {
-			mustExec(t, src, `CREATE UNLOGGED TABLE lab.scratch (id int PRIMARY KEY)`)
+			testharness.Exec(t, src, `CREATE UNLOGGED TABLE lab.scratch (id int PRIMARY KEY)`)
 			s.Objects = []spec.Object{{Schema: "lab"}}
-			return func() { mustExec(t, src, `DROP TABLE lab.scratch`) }
+			return func() { testharness.Exec(t, src, `DROP TABLE lab.scratch`) }
 		}},
 		{id: "unsupported_tables", level: precheck.Error, inText: "inherits from public.parent", inFix: "exclude", setup: func(t *testing.T, s *spec.Spec) func() {
-			mustExec(t, src, `CREATE TABLE lab.heir (extra int) INHERITS (public.parent)`)
+			testharness.Exec(t, src, `CREATE TABLE lab.heir (extra int) INHERITS (public.parent)`)
 			s.Objects = []spec.Object{{Schema: "lab"}}
-			return func() { mustExec(t, src, `DROP TABLE lab.heir`) }
+			return func() { testharness.Exec(t, src, `DROP TABLE lab.heir`) }
 		}},
 		{id: "fk_parents_selected", level: precheck.Warning, inText: "public.child -> public.parent", setup: func(t *testing.T, s *spec.Spec) func() {
 			s.Objects = []spec.Object{{Schema: "public", Tables: []spec.Table{{Name: "child"}}}}
@@ -376,7 +369,7 @@ CREATE FUNCTION clib.ai2() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANG
 		{id: "long_transactions", level: precheck.Warning, inText: "pid", inFix: "pg_terminate_backend", setup: func(t *testing.T, s *spec.Spec) func() {
 			conn, err := srcPG.Connect(ctx, "shop")
 			require.NoError(t, err)
-			mustExec(t, conn, `BEGIN; SELECT txid_current()`)
+			testharness.Exec(t, conn, `BEGIN; SELECT txid_current()`)
 			time.Sleep(1200 * time.Millisecond)
 			return func() { conn.Close(ctx) }
 		}},
@@ -401,8 +394,8 @@ CREATE FUNCTION clib.ai2() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANG
 	}
 
 	t.Run("sequences that columns use without owning them are created, not refused", func(t *testing.T) {
-		mustExec(t, src, `CREATE SEQUENCE lab.shared_seq; CREATE TABLE lab.uses (id bigint PRIMARY KEY DEFAULT nextval('lab.shared_seq'))`)
-		defer mustExec(t, src, `DROP TABLE lab.uses; DROP SEQUENCE lab.shared_seq`)
+		testharness.Exec(t, src, `CREATE SEQUENCE lab.shared_seq; CREATE TABLE lab.uses (id bigint PRIMARY KEY DEFAULT nextval('lab.shared_seq'))`)
+		defer testharness.Exec(t, src, `DROP TABLE lab.uses; DROP SEQUENCE lab.shared_seq`)
 		s := base()
 		s.Objects = []spec.Object{{Schema: "lab"}}
 		it, _ := itemByID(run(s, precheck.Options{}), "sequences_selected")
@@ -412,8 +405,8 @@ CREATE FUNCTION clib.ai2() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANG
 	})
 
 	t.Run("a missing table does not stop the other items", func(t *testing.T) {
-		mustExec(t, src, `CREATE TABLE lab.nokey (a int, b text); CREATE UNLOGGED TABLE lab.scratch (id int PRIMARY KEY)`)
-		defer mustExec(t, src, `DROP TABLE lab.nokey, lab.scratch`)
+		testharness.Exec(t, src, `CREATE TABLE lab.nokey (a int, b text); CREATE UNLOGGED TABLE lab.scratch (id int PRIMARY KEY)`)
+		defer testharness.Exec(t, src, `DROP TABLE lab.nokey, lab.scratch`)
 		s := base()
 		s.Objects = []spec.Object{{Schema: "lab", Tables: []spec.Table{{Name: "nope"}, {Name: "nokey"}, {Name: "scratch"}}},
 			{Schema: "public", Tables: []spec.Table{{Name: "child"}}}}
@@ -431,15 +424,15 @@ CREATE FUNCTION clib.ai2() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANG
 
 	t.Run("dest_extensions: an available extension is created by Skein, an installed one is used", func(t *testing.T) {
 		// (Both test servers share one installation, so "not available" cannot be set up here.)
-		mustExec(t, src, `CREATE EXTENSION citext; CREATE TABLE lab.ci (id int PRIMARY KEY, email citext)`)
-		defer mustExec(t, src, `DROP TABLE lab.ci; DROP EXTENSION citext`)
+		testharness.Exec(t, src, `CREATE EXTENSION citext; CREATE TABLE lab.ci (id int PRIMARY KEY, email citext)`)
+		defer testharness.Exec(t, src, `DROP TABLE lab.ci; DROP EXTENSION citext`)
 		s := base()
 		s.Objects = []spec.Object{{Schema: "lab"}}
 		it, _ := itemByID(run(s, precheck.Options{}), "dest_extensions")
 		require.True(t, it.Passed, it.Detail)
 		require.Contains(t, it.Detail, "Skein creates: citext")
-		mustExec(t, dst, `CREATE EXTENSION citext`)
-		defer mustExec(t, dst, `DROP EXTENSION citext`)
+		testharness.Exec(t, dst, `CREATE EXTENSION citext`)
+		defer testharness.Exec(t, dst, `DROP EXTENSION citext`)
 		it, _ = itemByID(run(s, precheck.Options{}), "dest_extensions")
 		require.True(t, it.Passed, it.Detail)
 		require.NotContains(t, it.Detail, "Skein creates")
@@ -452,8 +445,8 @@ CREATE FUNCTION clib.ai2() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANG
 	})
 
 	t.Run("replica_identity: Skein sets FULL on keyless tables unless the item is ignored", func(t *testing.T) {
-		mustExec(t, src, `CREATE TABLE lab.nokey (a int, b text); CREATE TABLE lab.nokey2 (a int)`)
-		defer mustExec(t, src, `DROP TABLE lab.nokey, lab.nokey2`)
+		testharness.Exec(t, src, `CREATE TABLE lab.nokey (a int, b text); CREATE TABLE lab.nokey2 (a int)`)
+		defer testharness.Exec(t, src, `DROP TABLE lab.nokey, lab.nokey2`)
 		s := base()
 		s.Objects = []spec.Object{{Schema: "lab"}}
 		it, _ := itemByID(run(s, precheck.Options{}), "replica_identity")
@@ -476,7 +469,7 @@ CREATE FUNCTION clib.ai2() RETURNS trigger AS '%[1]s/autoinc.so', 'autoinc' LANG
 		require.NoError(t, err)
 		require.NoError(t, src.QueryRow(ctx, `SELECT relreplident::text FROM pg_class WHERE oid = 'lab.nokey'::regclass`).Scan(&ident))
 		require.Equal(t, "f", ident)
-		mustExec(t, src, `DROP PUBLICATION skein_pre`)
+		testharness.Exec(t, src, `DROP PUBLICATION skein_pre`)
 	})
 
 	t.Run("skein precheck prints the items and exits 1 on a failure", func(t *testing.T) {

@@ -80,8 +80,8 @@ func testRealisticDatabase(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := clusterPair(t, true, "ledger", realisticSchema)
 	// The test's own connections were opened before: they read values in the default formats.
-	mustExec(t, src, hostileRoleSettings)
-	mustExec(t, dst, hostileRoleSettings)
+	testharness.Exec(t, src, hostileRoleSettings)
+	testharness.Exec(t, dst, hostileRoleSettings)
 
 	c := startWorker(t, t.TempDir())
 	s := spec.Spec{
@@ -117,7 +117,7 @@ WHERE e.extname = 'pg_trgm' AND n.nspname = 'public'`).Scan(&n))
 	require.Contains(t, def, "gin_trgm_ops")
 	require.NoError(t, dst.QueryRow(ctx, `SELECT indexdef FROM pg_indexes WHERE schemaname = 'app' AND indexname = 'invoice_totals_issued'`).Scan(&def))
 	require.Contains(t, def, "UNIQUE INDEX")
-	mustExec(t, dst, `REFRESH MATERIALIZED VIEW CONCURRENTLY app.invoice_totals`)
+	testharness.Exec(t, dst, `REFRESH MATERIALIZED VIEW CONCURRENTLY app.invoice_totals`)
 	totals := spec.QName{Schema: "app", Name: "invoice_totals"}
 	require.NoError(t, testharness.CompareRows(ctx, src, dst, totals, totals, []string{"issued", "n"}, []string{"issued", "n"}, []string{"issued"}, []string{"issued"}))
 
@@ -147,8 +147,8 @@ WHERE e.extname = 'pg_trgm' AND n.nspname = 'public'`).Scan(&n))
 	require.Equal(t, 10, scratch, "the unlogged table was loaded once; its changes do not stream")
 
 	// A partition created while streaming is created on the destination and gets its rows.
-	mustExec(t, src, `CREATE TABLE app.measures_asia PARTITION OF app.measures FOR VALUES IN ('asia')`)
-	mustExec(t, src, `INSERT INTO app.measures (region, v) VALUES ('asia', 1), ('asia', 0.1 + 0.2)`)
+	testharness.Exec(t, src, `CREATE TABLE app.measures_asia PARTITION OF app.measures FOR VALUES IN ('asia')`)
+	testharness.Exec(t, src, `INSERT INTO app.measures (region, v) VALUES ('asia', 1), ('asia', 0.1 + 0.2)`)
 	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, realisticChecks) })
 	require.Empty(t, status(t, c, run.GetID()).LastError)
 }
@@ -166,8 +166,8 @@ CREATE TABLE app.measures_eu PARTITION OF app.measures FOR VALUES IN ('eu');`)
 		Objects: []spec.Object{{Schema: "app"}}, IgnorePrecheck: []string{"ddl_capture"}}
 	run := startTask(t, c, s, nil)
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
-	mustExec(t, src, `CREATE TABLE app.measures_asia PARTITION OF app.measures FOR VALUES IN ('asia')`)
-	mustExec(t, src, `INSERT INTO app.measures VALUES (1, 'asia', 1)`)
+	testharness.Exec(t, src, `CREATE TABLE app.measures_asia PARTITION OF app.measures FOR VALUES IN ('asia')`)
+	testharness.Exec(t, src, `INSERT INTO app.measures VALUES (1, 'asia', 1)`)
 	st := waitPhase(t, c, run.GetID(), api.PhaseFailed, 2*time.Minute)
 	require.Contains(t, st.LastError, "app.measures_asia")
 	require.Contains(t, st.LastError, "a partition of app.measures created or attached after the task started")

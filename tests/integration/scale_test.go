@@ -12,6 +12,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -37,7 +38,7 @@ func TestManyTables(t *testing.T) {
 	srcPG, dstPG, src, dst := clusterPair(t, true, "many", "CREATE SCHEMA many")
 	// In transactions of 500 tables: one transaction would run out of lock slots.
 	for from := 1; from <= n; from += 500 {
-		mustExec(t, src, fmt.Sprintf(`DO $$
+		testharness.Exec(t, src, fmt.Sprintf(`DO $$
 BEGIN
   FOR i IN %d..%d LOOP
     EXECUTE format('CREATE TABLE many.%%I (id int PRIMARY KEY, v text)', 'table_with_a_longish_name_' || i);
@@ -45,7 +46,7 @@ BEGIN
   END LOOP;
 END $$`, from, min(from+499, n)))
 	}
-	mustExec(t, src, "ANALYZE")
+	testharness.Exec(t, src, "ANALYZE")
 
 	c := startWorker(t, t.TempDir())
 	s := spec.Spec{
@@ -58,7 +59,7 @@ END $$`, from, min(from+499, n)))
 	start := time.Now()
 	// A short history limit: the run continues as new once incremental begins, carrying the
 	// status of every table.
-	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 500 * time.Millisecond, HistoryLimit: 200})
+	run := startTask(t, c, s, &workflows.Carry{Tuning: workflows.Tuning{ApplyReportEvery: 500 * time.Millisecond, HistoryLimit: 200}})
 	st := waitPhase(t, c, run.GetID(), api.PhaseIncremental, 15*time.Minute)
 	t.Logf("%d tables: incremental after %s", n, time.Since(start).Round(time.Second))
 	require.Len(t, st.Tables, n)
@@ -92,7 +93,7 @@ END $$`, from, min(from+499, n)))
 	// Changes to the first, a middle and the last table reach the destination.
 	picks := []int{1, n / 2, n}
 	for _, i := range picks {
-		mustExec(t, src, fmt.Sprintf(`INSERT INTO many.table_with_a_longish_name_%d VALUES (100, 'new'); UPDATE many.table_with_a_longish_name_%d SET v = 'changed' WHERE id = 1`, i, i))
+		testharness.Exec(t, src, fmt.Sprintf(`INSERT INTO many.table_with_a_longish_name_%d VALUES (100, 'new'); UPDATE many.table_with_a_longish_name_%d SET v = 'changed' WHERE id = 1`, i, i))
 	}
 	checks := make([]tableCheck, 0, n)
 	for i := 1; i <= n; i++ {

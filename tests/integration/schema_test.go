@@ -221,7 +221,7 @@ func TestSchemaEveryObjectKind(t *testing.T) { eachDestination(t, testSchemaEver
 func testSchemaEveryObjectKind(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := clusterPair(t, false, "app", appSchema)
-	mustExec(t, dst, `CREATE EXTENSION IF NOT EXISTS btree_gist`) // unrelated: the destination may have more
+	testharness.Exec(t, dst, `CREATE EXTENSION IF NOT EXISTS btree_gist`) // unrelated: the destination may have more
 
 	s := spec.Spec{
 		Name: "it-schema", Source: srcPG.Endpoint("app"), Destination: dstPG.Endpoint("target"),
@@ -334,7 +334,7 @@ func TestPermanentSchemaErrorFailsAtOnce(t *testing.T) {
 	src, err := srcPG.Connect(ctx, "icu")
 	require.NoError(t, err)
 	defer src.Close(ctx)
-	mustExec(t, src, `CREATE SCHEMA intl;
+	testharness.Exec(t, src, `CREATE SCHEMA intl;
 CREATE TABLE intl.names (id int PRIMARY KEY, name text COLLATE "und-x-icu");
 INSERT INTO intl.names VALUES (1, 'Ångström'), (2, 'Zoë');`)
 	dst, err := dstPG.Connect(ctx, "target")

@@ -27,6 +27,7 @@ import (
 	"github.com/skein-dts/skein/pkg/secrets"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/temporalx"
+	"github.com/skein-dts/skein/pkg/testharness"
 	"github.com/skein-dts/skein/workflows"
 )
 
@@ -56,11 +57,11 @@ INSERT INTO hr.people VALUES (1, 'ordinary');`)
 		Objects: []spec.Object{{Schema: "hr"}},
 		Alerts:  spec.Alerts{WebhookURLSecret: "hook"},
 		Retry:   spec.Retry{ConnectionMinutes: 10, OtherMinutes: 2}}
-	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 200 * time.Millisecond, RetryUnit: time.Second})
+	run := startTask(t, c, s, &workflows.Carry{Tuning: workflows.Tuning{ApplyReportEvery: 200 * time.Millisecond, RetryUnit: time.Second}})
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	// The destination refuses the value the source accepts.
-	mustExec(t, dst, `ALTER TABLE hr.people ADD CONSTRAINT ssn_not_marked CHECK (ssn NOT LIKE '%MARKER%')`)
-	mustExec(t, src, fmt.Sprintf(`INSERT INTO hr.people VALUES (7, '%s')`, marker))
+	testharness.Exec(t, dst, `ALTER TABLE hr.people ADD CONSTRAINT ssn_not_marked CHECK (ssn NOT LIKE '%MARKER%')`)
+	testharness.Exec(t, src, fmt.Sprintf(`INSERT INTO hr.people VALUES (7, '%s')`, marker))
 
 	st := waitPhase(t, c, run.GetID(), api.PhaseFailed, 2*time.Minute)
 	require.Contains(t, st.LastError, "hr.people")
@@ -123,7 +124,7 @@ func TestEncryptedPayloads(t *testing.T) {
 		Objects: []spec.Object{{Schema: "vault", To: "sealed_dest_schema"}}}
 	run := startTask(t, c, s, nil)
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
-	mustExec(t, src, `INSERT INTO vault.t VALUES (2, 'b')`)
+	testharness.Exec(t, src, `INSERT INTO vault.t VALUES (2, 'b')`)
 	eventually(t, time.Minute, func() error {
 		return compareAll(ctx, src, dst, []tableCheck{tableOf("vault", "t", "sealed_dest_schema", "t", "id", "v")})
 	})

@@ -31,12 +31,12 @@ INSERT INTO st.t SELECT i, 'v' || i FROM generate_series(1, 100) i`)
 	s := spec.Spec{Name: "it-stall", Source: srcPG.Endpoint("st"), Destination: dstPG.Endpoint("target"),
 		Objects: []spec.Object{{Schema: "st"}}, Verify: spec.Verify{Mode: spec.VerifyCount}}
 	s.Destination.Port = proxy.Port
-	run := startTask(t, c, s, &workflows.Carry{ApplyReportEvery: 200 * time.Millisecond, ApplyStallAfter: 3 * time.Second})
+	run := startTask(t, c, s, &workflows.Carry{Tuning: workflows.Tuning{ApplyReportEvery: 200 * time.Millisecond, ApplyStallAfter: 3 * time.Second}})
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	check := []tableCheck{tableOf("st", "t", "st", "t", "id", "v")}
 	next := 101
 	writeRows := func(n int) {
-		mustExec(t, src, fmt.Sprintf(`INSERT INTO st.t SELECT i, 'w' || i FROM generate_series(%d, %d) i; UPDATE st.t SET v = v || '+' WHERE id %% 10 = 0`, next, next+n-1))
+		testharness.Exec(t, src, fmt.Sprintf(`INSERT INTO st.t SELECT i, 'w' || i FROM generate_series(%d, %d) i; UPDATE st.t SET v = v || '+' WHERE id %% 10 = 0`, next, next+n-1))
 		next += n
 	}
 	write := func() { writeRows(50) }
@@ -45,10 +45,10 @@ INSERT INTO st.t SELECT i, 'v' || i FROM generate_series(1, 100) i`)
 		lock, err := dstPG.Connect(ctx, "target")
 		require.NoError(t, err)
 		defer lock.Close(ctx)
-		mustExec(t, lock, `BEGIN; LOCK TABLE st.t IN ACCESS EXCLUSIVE MODE`)
+		testharness.Exec(t, lock, `BEGIN; LOCK TABLE st.t IN ACCESS EXCLUSIVE MODE`)
 		write()
 		time.Sleep(8 * time.Second) // well past the stall limit
-		mustExec(t, lock, `COMMIT`)
+		testharness.Exec(t, lock, `COMMIT`)
 		eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, check) })
 		st := status(t, c, run.GetID())
 		require.NotContains(t, st.LastError, "stopped answering", "a session the server works on is not stalled")

@@ -354,7 +354,7 @@ func clusterPair(t *testing.T, logical bool, srcDB, srcSQL string) (srcPG, dstPG
 	dst, err = dstPG.Connect(ctx, "target")
 	require.NoError(t, err)
 	t.Cleanup(func() { dst.Close(ctx) })
-	mustExec(t, src, srcSQL)
+	testharness.Exec(t, src, srcSQL)
 	return srcPG, dstPG, src, dst
 }
 
@@ -403,9 +403,9 @@ func TestConflictModeIgnore(t *testing.T) { eachDestination(t, testConflictModeI
 func testConflictModeIgnore(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
-	mustExec(t, src, `CREATE TABLE shop.kv (k int PRIMARY KEY, v text);
+	testharness.Exec(t, src, `CREATE TABLE shop.kv (k int PRIMARY KEY, v text);
 INSERT INTO shop.kv SELECT i, 'src-' || i FROM generate_series(1, 100) i;`)
-	mustExec(t, dst, `CREATE SCHEMA mart; CREATE TABLE mart.kv (k int CONSTRAINT kv_dest_pk PRIMARY KEY, v text);
+	testharness.Exec(t, dst, `CREATE SCHEMA mart; CREATE TABLE mart.kv (k int CONSTRAINT kv_dest_pk PRIMARY KEY, v text);
 INSERT INTO mart.kv VALUES (1, 'dest-1'), (9999, 'dest-only');`)
 
 	c := startWorker(t, t.TempDir())
@@ -430,7 +430,7 @@ INSERT INTO mart.kv VALUES (1, 'dest-1'), (9999, 'dest-only');`)
 	}
 	require.Equal(t, []string{"1=dest-1", "2=src-2", "3=src-3", "9999=dest-only"}, rows())
 
-	mustExec(t, src, `UPDATE shop.kv SET v = 'new-1' WHERE k = 1; INSERT INTO shop.kv VALUES (9999, 'src-9999'); DELETE FROM shop.kv WHERE k = 2`)
+	testharness.Exec(t, src, `UPDATE shop.kv SET v = 'new-1' WHERE k = 1; INSERT INTO shop.kv VALUES (9999, 'src-9999'); DELETE FROM shop.kv WHERE k = 2`)
 	eventually(t, time.Minute, func() error {
 		if got := rows(); !slices.Equal(got, []string{"1=new-1", "3=src-3", "9999=src-9999"}) {
 			return fmt.Errorf("destination rows %v", got)
@@ -472,7 +472,7 @@ func testFullOnlyTask(t *testing.T) {
 	require.True(t, rep.Equal, "%+v", rep)
 	require.False(t, rep.Streaming)
 	require.Len(t, rep.Tables, 4)
-	mustExec(t, src, `UPDATE shop.customers SET note = 'after the load' WHERE id = 3`)
+	testharness.Exec(t, src, `UPDATE shop.customers SET note = 'after the load' WHERE id = 3`)
 	rep = verifyTask(t, c, run.GetID())
 	require.False(t, rep.Equal)
 	require.Equal(t, []verify.Diff{{Kind: verify.Different, Key: "id=3"}}, rep.Tables[0].Diffs)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
 )
 
 // TestThrottleHolds measures a throttled full load and a throttled change apply: neither may run
@@ -55,7 +56,7 @@ func TestThrottleHolds(t *testing.T) {
 // asserted, as a loaded machine adds fixed costs to the phase.)
 func TestThrottleMBPerSecond(t *testing.T) {
 	srcPG, dstPG, src, _ := shopPair(t, false)
-	mustExec(t, src, `CREATE TABLE shop.filler (id int PRIMARY KEY, v text NOT NULL);
+	testharness.Exec(t, src, `CREATE TABLE shop.filler (id int PRIMARY KEY, v text NOT NULL);
 INSERT INTO shop.filler SELECT i, repeat(md5(i::text), 12) FROM generate_series(1, 20000) i;`)
 	c := startWorker(t, t.TempDir())
 	s := shopSpec("it-throttle-mb", srcPG, dstPG)

@@ -121,7 +121,7 @@ func testVersion(t *testing.T, srcMajor, dstMajor int) {
 	dst, err := dstPG.Connect(ctx, "target")
 	require.NoError(t, err)
 	t.Cleanup(func() { dst.Close(ctx) })
-	mustExec(t, src, versionSchema(v))
+	testharness.Exec(t, src, versionSchema(v))
 
 	c := startWorker(t, t.TempDir())
 	s := spec.Spec{
@@ -135,7 +135,7 @@ func testVersion(t *testing.T, srcMajor, dstMajor int) {
 	it, _ := itemByID(st.Precheck, "ddl_capture")
 	require.True(t, it.Passed, "%+v", it)
 	for _, q := range versionChanges(v) {
-		mustExec(t, src, q)
+		testharness.Exec(t, src, q)
 	}
 	eventually(t, 2*time.Minute, func() error {
 		if st := status(t, c, run.GetID()); st.LastError != "" {

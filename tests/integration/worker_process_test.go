@@ -96,7 +96,7 @@ func startProcessTask(t *testing.T, name, tableSQL, table string, tune func(*spe
 	p := &processTask{bin: buildWorker(t), logFile: filepath.Join(t.TempDir(), "worker.log"), c: devServer.Client()}
 	dumpLogOnFailure(t, p.logFile)
 	p.srcPG, p.dstPG, p.src, p.dst = shopPair(t, true)
-	mustExec(t, p.src, tableSQL)
+	testharness.Exec(t, p.src, tableSQL)
 	p.first = startWorkerProcess(t, p.bin, p.logFile, env...)
 	s := shopSpec(name, p.srcPG, p.dstPG)
 	s.Objects[0].Tables = append(s.Objects[0].Tables, spec.Table{Name: table})
@@ -217,7 +217,7 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 	before := w.peakRSS(t)
 
 	const rows = 1400000 // 1.4 M rows of 192 characters: about 300 MB of WAL
-	mustExec(t, src, fmt.Sprintf(`INSERT INTO shop.bulk SELECT i, repeat(md5(i::text), 6) FROM generate_series(1, %d) i`, rows))
+	testharness.Exec(t, src, fmt.Sprintf(`INSERT INTO shop.bulk SELECT i, repeat(md5(i::text), 6) FROM generate_series(1, %d) i`, rows))
 	var walBytes int64
 	require.NoError(t, src.QueryRow(ctx, `SELECT pg_current_wal_lsn() - '0/0'::pg_lsn`).Scan(&walBytes))
 	waitRows(t, dst, "mart.bulk", rows, 10*time.Minute)
@@ -306,7 +306,7 @@ INSERT INTO shop.blobs SELECT i, repeat(md5(i::text), %d * 1024 * 1024 / 32) FRO
 	src, dst, c, run, w := p.src, p.dst, p.c, p.run, p.first
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 5*time.Minute)
 	loadPeak := w.peakRSS(t)
-	mustExec(t, src, fmt.Sprintf(`UPDATE shop.blobs SET v = repeat(md5('changed'), %d * 1024 * 1024 / 32) WHERE id = 3`, valueMB))
+	testharness.Exec(t, src, fmt.Sprintf(`UPDATE shop.blobs SET v = repeat(md5('changed'), %d * 1024 * 1024 / 32) WHERE id = 3`, valueMB))
 	// Compare digests: the values are too large to compare as text in one query comfortably.
 	digest := func(conn *pgx.Conn, table string) string {
 		var d string

@@ -1,4 +1,4 @@
-package cdc
+package source
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package cdc
+package source
 
 import (
 	"bufio"
@@ -70,9 +70,9 @@ func timelineVerdict(applied pglogrepl.LSN, recorded, current int32, history map
 	return nil
 }
 
-// checkTimeline applies timelineVerdict to the source behind repl, reading its history when its
+// CheckTimeline applies timelineVerdict to the source behind repl, reading its history when its
 // timeline differs from the recorded one.
-func checkTimeline(ctx context.Context, repl *pgconn.PgConn, applied pglogrepl.LSN, recorded, current int32) (followed bool, err error) {
+func CheckTimeline(ctx context.Context, repl *pgconn.PgConn, applied pglogrepl.LSN, recorded, current int32) (followed bool, err error) {
 	if recorded == 0 || recorded == current {
 		return false, nil
 	}

@@ -1,6 +1,10 @@
-// Package cdc manages the task's publication and replication slot on the source and applies the
-// pgoutput change stream to the destination with an exactly-once effect.
-package cdc
+// Package source is the source side of the change stream, usable without the apply side (by the
+// precheck and the task's setup and release): the task's publication and replication slot, the
+// replica identities it sets, the source's timeline history (admin.go, identity.go, timeline.go),
+// and the Reader, which reads the slot's pgoutput stream, spools protocol 2's streamed
+// transactions until their commit, decodes rows once, and hands everything to a Sink (reader.go,
+// spool.go, decode.go).
+package source
 
 import (
 	"context"
