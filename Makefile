@@ -23,8 +23,8 @@ $(BIN)/temporal:
 postgres: ## make sure PostgreSQL server binaries are installed (apt-get when root)
 	@deployments/dev/ensure-postgres.sh
 
-test: tools postgres ## unit and integration tests (real PostgreSQL clusters, real Temporal dev server)
-	$(GO) test -count=1 -timeout 50m ./...
+test: tools postgres ## unit and integration tests (real PostgreSQL clusters, real Temporal dev server; TEST_PARALLEL integration tests at once, default 3)
+	$(GO) test -count=1 -timeout 50m -parallel $${TEST_PARALLEL:-3} ./...
 
 test-long: tools postgres ## the long tests: a 2 GB transaction and 1,000 MiB values through load and apply (run before resolving change-apply work)
 	SKEIN_TEST_LONG=1 $(GO) test -count=1 -timeout 90m -run 'TestLong' -v ./tests/integration/

@@ -90,12 +90,12 @@ func (a *Activities) logger(ctx context.Context) *zap.Logger {
 }
 
 // connectBoth opens the source and destination connections.
-func (a *Activities) connectBoth(ctx context.Context, s spec.Spec) (src, dst *pgx.Conn, err error) {
-	src, err = a.Open.Connect(ctx, s.Source)
+func (a *Activities) connectBoth(ctx context.Context, source, destination spec.Endpoint) (src, dst *pgx.Conn, err error) {
+	src, err = a.Open.Connect(ctx, source)
 	if err != nil {
 		return nil, nil, err
 	}
-	dst, err = a.Open.ConnectDestination(ctx, s.Destination)
+	dst, err = a.Open.ConnectDestination(ctx, destination)
 	if err != nil {
 		src.Close(ctx)
 		return nil, nil, err
@@ -142,7 +142,7 @@ type sides struct {
 
 // openSides connects to both databases and reads the definitions of tables.
 func (a *Activities) openSides(ctx context.Context, s spec.Spec, tables []spec.TableMap, snapshot string) (*sides, error) {
-	src, dst, err := a.connectBoth(ctx, s)
+	src, dst, err := a.connectBoth(ctx, s.Source, s.Destination)
 	if err != nil {
 		return nil, err
 	}

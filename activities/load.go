@@ -129,7 +129,7 @@ type CopyChunkInput = api.CopyChunkInput
 
 // CopyChunk copies one chunk inside the task's snapshot; a chunk committed before is a no-op.
 func (a *Activities) CopyChunk(ctx context.Context, in CopyChunkInput) (fullload.Result, error) {
-	res, err := a.CopyChunks(ctx, CopyChunksInput{Spec: in.Spec, Chunks: []fullload.Chunk{in.Chunk}, Snapshot: in.Snapshot, Share: in.Share})
+	res, err := a.CopyChunks(ctx, CopyChunksInput{Task: in.Task, Chunks: []fullload.Chunk{in.Chunk}, Snapshot: in.Snapshot, Share: in.Share})
 	if err != nil {
 		return fullload.Result{}, err
 	}
@@ -152,7 +152,9 @@ func (a *Activities) CopyChunksAndBuild(ctx context.Context, in CopyAndBuildInpu
 	if err != nil || len(in.Build) == 0 {
 		return CopiedAndBuilt{Results: res}, err
 	}
-	b := BuildInput{Spec: in.Spec, Tables: make([]spec.TableMap, len(in.Build))}
+	t := in.Task
+	b := BuildInput{Spec: spec.Spec{Name: t.Name, Source: t.Source, Destination: t.Destination, Objects: in.Objects,
+		FullLoad: spec.FullLoad{Parallelism: t.Parallelism}}, Tables: make([]spec.TableMap, len(in.Build))}
 	for k, i := range in.Build {
 		b.Tables[k] = in.Chunks[i].Table
 	}
@@ -169,7 +171,7 @@ func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]full
 		return nil, err
 	}
 	defer release()
-	src, dst, err := a.connectBoth(ctx, in.Spec)
+	src, dst, err := a.connectBoth(ctx, in.Task.Source, in.Task.Destination)
 	if err != nil {
 		return nil, classify(ctx, err)
 	}
@@ -192,19 +194,19 @@ func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]full
 	defer stop()
 	share := in.Share
 	if share <= 0 {
-		share = in.Spec.FullLoad.Parallelism
+		share = in.Task.Parallelism
 	}
 	// Each of the chunks that may run at once starts with its share, so the task stays under the
 	// limit wherever its chunks run; the share follows the chunks running now (fewer at the end of
 	// the load, or beside a short batch), so the task also runs close to its limit.
-	limiter := throttle.Shared(float64(in.Spec.Throttle.Full.RowsPerSecond), float64(in.Spec.Throttle.Full.MBPerSecond), share)
+	limiter := throttle.Shared(float64(in.Task.Throttle.RowsPerSecond), float64(in.Task.Throttle.MBPerSecond), share)
 	if limiter != nil {
 		stopShare := a.followLoadShare(ctx, limiter)
 		defer stopShare()
 	}
 	c := &fullload.Copier{
-		Task: in.Spec.Name, Source: src, Dest: dst, Snapshot: in.Snapshot,
-		KeepExisting: in.Spec.ConflictMode == spec.ConflictIgnore,
+		Task: in.Task.Name, Source: src, Dest: dst, Snapshot: in.Snapshot,
+		KeepExisting: in.Task.KeepExisting,
 		Throttle:     limiter,
 	}
 	results := make([]fullload.Result, len(in.Chunks))

@@ -258,7 +258,7 @@ func (a *Activities) EnsureBookkeeping(ctx context.Context, s spec.Spec) error {
 // Release stops nothing by itself (the workflow has stopped apply) and removes what Skein created:
 // the slot and publication on the source, the task's bookkeeping on the destination.
 func (a *Activities) Release(ctx context.Context, s spec.Spec) error {
-	src, dst, err := a.connectBoth(ctx, s)
+	src, dst, err := a.connectBoth(ctx, s.Source, s.Destination)
 	if err != nil {
 		return classify(ctx, err)
 	}

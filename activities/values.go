@@ -7,7 +7,6 @@ import (
 	"go.temporal.io/sdk/interceptor"
 
 	"github.com/skein-dts/skein/pkg/redact"
-	"github.com/skein-dts/skein/pkg/spec"
 )
 
 // RowValuesInterceptor runs each activity whose input carries a spec with show_row_values under
@@ -28,7 +27,7 @@ type rowValuesActivity struct {
 
 func (a *rowValuesActivity) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
 	for _, arg := range in.Args {
-		if s, ok := specIn(arg); ok && s.ShowRowValues {
+		if showsRowValues(reflect.ValueOf(arg), 2) {
 			ctx = redact.ShowValues(ctx)
 			break
 		}
@@ -36,27 +35,34 @@ func (a *rowValuesActivity) ExecuteActivity(ctx context.Context, in *interceptor
 	return a.Next.ExecuteActivity(ctx, in)
 }
 
-var specType = reflect.TypeOf(spec.Spec{})
+// rowValuesShower is an input part that tells whether the task shows row values: the spec
+// (show_row_values), or what a chunk copy carries of it (api.CopyTask).
+type rowValuesShower interface{ ShowsRowValues() bool }
 
-// specIn finds the spec an activity's argument is or holds as a field.
-func specIn(arg any) (spec.Spec, bool) {
-	v := reflect.ValueOf(arg)
+// showsRowValues finds a rowValuesShower in an activity's argument: the argument itself, or its
+// exported fields, depth levels down.
+func showsRowValues(v reflect.Value, depth int) bool {
 	for v.Kind() == reflect.Pointer {
 		if v.IsNil() {
-			return spec.Spec{}, false
+			return false
 		}
 		v = v.Elem()
 	}
 	if v.Kind() != reflect.Struct {
-		return spec.Spec{}, false
+		return false
 	}
-	if v.Type() == specType {
-		return v.Interface().(spec.Spec), true
-	}
-	for i := range v.NumField() {
-		if f := v.Field(i); f.Type() == specType && v.Type().Field(i).IsExported() {
-			return f.Interface().(spec.Spec), true
+	if v.CanInterface() {
+		if s, ok := v.Interface().(rowValuesShower); ok {
+			return s.ShowsRowValues()
 		}
 	}
-	return spec.Spec{}, false
+	if depth == 0 {
+		return false
+	}
+	for i := range v.NumField() {
+		if v.Type().Field(i).IsExported() && showsRowValues(v.Field(i), depth-1) {
+			return true
+		}
+	}
+	return false
 }

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/spec"
 )
 
@@ -42,7 +43,9 @@ func TestShowRowValues(t *testing.T) {
 		{"pointer to spec", failsWith[*spec.Spec], &shown, true},
 		{"apply input", failsWith[ApplyInput], ApplyInput{Spec: shown}, true},
 		{"apply input hidden", failsWith[ApplyInput], ApplyInput{Spec: hidden}, false},
-		{"chunk input", failsWith[CopyChunkInput], CopyChunkInput{Spec: shown}, true},
+		{"chunk input", failsWith[CopyChunkInput], CopyChunkInput{Task: api.CopyTaskOf(shown)}, true},
+		{"chunk input hidden", failsWith[CopyChunkInput], CopyChunkInput{Task: api.CopyTaskOf(hidden)}, false},
+		{"chunk batch and build", failsWith[CopyAndBuildInput], CopyAndBuildInput{CopyChunksInput: CopyChunksInput{Task: api.CopyTaskOf(shown)}}, true},
 		{"schema input", failsWith[SchemaInput], SchemaInput{Spec: shown}, true},
 		{"no spec at all", failsWith[string], "task-name", false},
 	}

@@ -102,7 +102,7 @@ func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.Tabl
 	// Extra pairs only while the worker's connection budget has room: a comparison on fewer
 	// pairs is slower, one waiting for connections its own pairs hold never ends.
 	for len(pairs) < s.FullLoad.Parallelism && a.Open.Budget.Spare() >= 2 {
-		src, dst, err := a.connectBoth(ctx, s)
+		src, dst, err := a.connectBoth(ctx, s.Source, s.Destination)
 		if err != nil {
 			return nil, classify(ctx, err)
 		}

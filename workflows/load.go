@@ -347,7 +347,8 @@ func (w *task) copyJob(ctx workflow.Context, in api.SchemaInput, opts workflow.A
 	}
 	var results []api.Result
 	var err error
-	batch := api.CopyChunksInput{Spec: in.Spec, Chunks: j.chunks, Snapshot: in.Snapshot, Share: share}
+	task := api.CopyTaskOf(in.Spec)
+	batch := api.CopyChunksInput{Task: task, Chunks: j.chunks, Snapshot: in.Snapshot, Share: share}
 	// A batch's tables (one chunk each) get their keys in the same activity.
 	var build []int
 	for k, i := range j.tables {
@@ -360,11 +361,11 @@ func (w *task) copyJob(ctx workflow.Context, in api.SchemaInput, opts workflow.A
 	case len(j.chunks) == 1:
 		var res api.Result
 		err = w.call(ctx, opts, api.ActivityCopyChunk, &res,
-			api.CopyChunkInput{Spec: in.Spec, Chunk: j.chunks[0], Snapshot: in.Snapshot, Share: share})
+			api.CopyChunkInput{Task: task, Chunk: j.chunks[0], Snapshot: in.Snapshot, Share: share})
 		results = []api.Result{res}
 	case len(build) > 0:
 		var done api.CopiedAndBuilt
-		err = w.call(ctx, opts, api.ActivityCopyChunksAndBuild, &done, api.CopyAndBuildInput{CopyChunksInput: batch, Build: build})
+		err = w.call(ctx, opts, api.ActivityCopyChunksAndBuild, &done, api.CopyAndBuildInput{CopyChunksInput: batch, Build: build, Objects: in.Spec.Objects})
 		if err == nil {
 			results = done.Results
 			w.recordSchema(done.Schema)

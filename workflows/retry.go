@@ -109,19 +109,16 @@ func (w *task) recovered() {
 	w.streakError = ""
 }
 
-// afterFailures tells an apply run how many runs of its streak failed before it (each run is a
-// single attempt: the retries are call's loop), so that it applies its first changes statement by
-// statement and an error names the exact change.
+// afterFailures tells an input that wants to know it (api.Retried: an apply run) how many runs of
+// its streak failed before it (each run is a single attempt: the retries are call's loop).
 func afterFailures(args []any, failed int) []any {
 	if failed == 0 || len(args) != 1 {
 		return args
 	}
-	in, ok := args[0].(api.ApplyInput)
-	if !ok {
-		return args
+	if r, ok := args[0].(api.Retried); ok {
+		return []any{r.WithFailedAttempts(failed)}
 	}
-	in.FailedAttempts = failed
-	return []any{in}
+	return args
 }
 
 // classOf reads the retry class an activity put in its ApplicationError. A timeout (a worker that

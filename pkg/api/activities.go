@@ -65,6 +65,18 @@ type ApplyInput struct {
 	FailedAttempts int `json:"failed_attempts,omitempty"`
 }
 
+// Retried is an activity input that wants to know how many runs of its failure streak failed
+// before it: the workflow's retry loop gives it the count.
+type Retried interface {
+	WithFailedAttempts(n int) any
+}
+
+// WithFailedAttempts is in for a run after n failed ones (api.Retried).
+func (in ApplyInput) WithFailedAttempts(n int) any {
+	in.FailedAttempts = n
+	return in
+}
+
 // SkipBefore is one table of ApplyInput.SkipBefore.
 type SkipBefore struct {
 	Table spec.QName `json:"table"`
@@ -92,29 +104,57 @@ type TablePlan struct {
 // snapshot because its holder ended: the workflow reloads the unfinished tables in a new one.
 const ErrSnapshotLost = "snapshot_lost"
 
+// CopyTask is what a chunk copy needs of the task: not its spec, which the workflow's start event
+// holds already, while a load records a copy input per chunk (thousands of them).
+type CopyTask struct {
+	Name        string        `json:"name"`
+	Source      spec.Endpoint `json:"source"`
+	Destination spec.Endpoint `json:"destination"`
+	// Throttle is throttle.full; Parallelism full_load.parallelism, the chunks that share it
+	// unless Share says otherwise.
+	Throttle    spec.ThrottleFull `json:"throttle"`
+	Parallelism int               `json:"parallelism"`
+	// KeepExisting: conflict_mode ignore (a row already on the destination stays).
+	KeepExisting bool `json:"keep_existing,omitempty"`
+	// ShowRowValues is show_row_values: errors keep the row values servers report.
+	ShowRowValues bool `json:"show_row_values,omitempty"`
+}
+
+// ShowsRowValues tells the worker's interceptor whether the copy's errors may show row values.
+func (t CopyTask) ShowsRowValues() bool { return t.ShowRowValues }
+
+// CopyTaskOf is the part of s a chunk copy needs.
+func CopyTaskOf(s spec.Spec) CopyTask {
+	return CopyTask{Name: s.Name, Source: s.Source, Destination: s.Destination, Throttle: s.Throttle.Full,
+		Parallelism: s.FullLoad.Parallelism, KeepExisting: s.ConflictMode == spec.ConflictIgnore, ShowRowValues: s.ShowRowValues}
+}
+
 // CopyChunkInput asks for one chunk.
 type CopyChunkInput struct {
-	Spec     spec.Spec `json:"spec"`
-	Chunk    Chunk     `json:"chunk"`
-	Snapshot string    `json:"snapshot"`
+	Task     CopyTask `json:"task"`
+	Chunk    Chunk    `json:"chunk"`
+	Snapshot string   `json:"snapshot"`
 	// Share is the number of chunks that may run at once, which share the task's throttle
-	// limits; 0 = full_load.parallelism.
+	// limits; 0 = CopyTask.Parallelism.
 	Share int `json:"share,omitempty"`
 }
 
 // CopyChunksInput asks for a batch of chunks (of small tables), copied one after the other.
 type CopyChunksInput struct {
-	Spec     spec.Spec `json:"spec"`
-	Chunks   []Chunk   `json:"chunks"`
-	Snapshot string    `json:"snapshot"`
-	Share    int       `json:"share,omitempty"` // as in CopyChunkInput
+	Task     CopyTask `json:"task"`
+	Chunks   []Chunk  `json:"chunks"`
+	Snapshot string   `json:"snapshot"`
+	Share    int      `json:"share,omitempty"` // as in CopyChunkInput
 }
 
 // CopyAndBuildInput asks for a batch of chunks and then for the keys and indexes of the tables
 // of the chunks Build lists (indexes into Chunks; each such chunk is its table's only one).
+// Objects is the selection, which maps the tables foreign keys reference to their destination
+// names; it is set when Build is.
 type CopyAndBuildInput struct {
 	CopyChunksInput
-	Build []int `json:"build,omitempty"`
+	Build   []int         `json:"build,omitempty"`
+	Objects []spec.Object `json:"objects,omitempty"`
 }
 
 // CopiedAndBuilt is what CopyChunksAndBuild did.

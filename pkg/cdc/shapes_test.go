@@ -73,7 +73,7 @@ func TestKeylessTablesMatchEveryType(t *testing.T) {
 				`DELETE FROM public.docs WHERE n = 6 AND area ~= '((0,0),(2,2))'`,
 			)
 			cols := []string{"n", "note", "body", "pos", "area", "c", "x", "tags", "span", "f"}
-			waitEqual(t, func() error {
+			testharness.Eventually(t, time.Minute, func() error {
 				q := spec.QName{Schema: "public", Name: "docs"}
 				return testharness.CompareRows(ctx, src, dst, q, q, cols, cols, []string{"n", "note"}, []string{"n", "note"})
 			})
@@ -110,7 +110,7 @@ INSERT INTO public.people VALUES
 				`UPDATE public.people SET note = 'changed' WHERE n = 4 AND f::text = '-0'`,
 			)
 			cols := []string{"n", "note", "doc", "amount", "span", "f"}
-			waitEqual(t, func() error {
+			testharness.Eventually(t, time.Minute, func() error {
 				q := spec.QName{Schema: "public", Name: "people"}
 				return testharness.CompareRows(ctx, src, dst, q, q, cols, cols, cols, cols)
 			})
@@ -143,7 +143,7 @@ INSERT INTO public.ledger (entry) VALUES ('a'), ('b');`)
 				`INSERT INTO public.ledger (entry) VALUES ('c')`,
 				`UPDATE public.ledger SET entry = 'b2' WHERE entry = 'b'`,
 			)
-			waitEqual(t, func() error {
+			testharness.Eventually(t, time.Minute, func() error {
 				if err := compare(ctx, src, dst, "invoices", []string{"id", "seq", "note"}); err != nil {
 					return err
 				}
@@ -177,7 +177,7 @@ INSERT INTO public.b_child SELECT i, i FROM generate_series(1, 5) i;`)
 	testharness.Exec(t, dst, `ALTER SEQUENCE public.a_parent_id_seq OWNED BY public.a_parent.id`, `SELECT setval('public.a_parent_id_seq', 500)`)
 	stop := p.stream(t)
 	testharness.Exec(t, src, `TRUNCATE public.a_parent RESTART IDENTITY CASCADE`, `INSERT INTO public.a_parent (v) VALUES ('after')`)
-	waitEqual(t, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		if err := compare(ctx, src, dst, "a_parent", []string{"id", "v"}); err != nil {
 			return err
 		}
@@ -220,7 +220,7 @@ CREATE TABLE public.gone (id int PRIMARY KEY);`)
 	}
 	stop := p.streamWith(t, unknown)
 	testharness.Exec(t, src, `INSERT INTO public.m VALUES (1, 'eu', 1)`)
-	waitEqual(t, func() error { return compare(ctx, src, dst, "m_eu", []string{"id", "region", "v"}) })
+	testharness.Eventually(t, time.Minute, func() error { return compare(ctx, src, dst, "m_eu", []string{"id", "region", "v"}) })
 	require.NoError(t, stop())
 
 	testharness.Exec(t, src, `CREATE TABLE public.m_us PARTITION OF public.m FOR VALUES IN ('us')`,
@@ -251,7 +251,7 @@ ALTER TABLE public.f REPLICA IDENTITY FULL;`)
 	testharness.Exec(t, dst, `INSERT INTO public.f VALUES (1, 'destination''s'), (2, 'kept')`)
 	stop := p.streamWith(t, func(o *cdc.StreamOptions) { o.Upsert = true })
 	testharness.Exec(t, src, `INSERT INTO public.f VALUES (1, 'source''s'), (3, 'new')`)
-	waitEqual(t, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		var got string
 		if err := dst.QueryRow(ctx, `SELECT string_agg(id || '=' || v, ',' ORDER BY id) FROM public.f`).Scan(&got); err != nil {
 			return err
@@ -310,7 +310,7 @@ func TestSilentSourceFailsTheStream(t *testing.T) {
 	done, cancel, closeConns := p.startStream(t, func(o *cdc.StreamOptions) { o.SilenceLimit = 2 * time.Second })
 	defer closeConns()
 	defer cancel()
-	waitEqual(t, func() error { return compare(ctx, src, dst, "q", []string{"id"}) })
+	testharness.Eventually(t, time.Minute, func() error { return compare(ctx, src, dst, "q", []string{"id"}) })
 	proxy.Stall(testharness.ToClient, time.Minute)
 	started := time.Now()
 	select {

@@ -196,12 +196,6 @@ func compare(ctx context.Context, src, dst *pgx.Conn, table string, cols []strin
 	return testharness.CompareRows(ctx, src, dst, q, q, cols, cols, cols[:1], cols[:1])
 }
 
-// waitEqual waits a minute at most for the destination to match the source.
-func waitEqual(t *testing.T, check func() error) {
-	t.Helper()
-	testharness.Eventually(t, time.Minute, check)
-}
-
 // columnsOf lists the columns of public.<table>.
 func columnsOf(t *testing.T, conn *pgx.Conn, table string) []string {
 	rows, err := conn.Query(context.Background(), `SELECT attname FROM pg_attribute
@@ -259,7 +253,7 @@ func testTypeMatrixRoundTrips(t *testing.T, dest, schema string) {
 		_, err := src.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	waitEqual(t, func() error { return compare(ctx, src, dst, "matrix", cols) })
+	testharness.Eventually(t, time.Minute, func() error { return compare(ctx, src, dst, "matrix", cols) })
 	require.NoError(t, stop())
 }
 
@@ -329,7 +323,7 @@ INSERT INTO public.custom VALUES ('a"b', 'sad', 1, '(1,"x y")', 0), ('c\d', 'ok'
 	require.NoError(t, tx.Commit(ctx))
 	_, err = src.Exec(ctx, `DELETE FROM public.scalars WHERE id > 190 AND id < 1000`)
 	require.NoError(t, err)
-	waitEqual(t, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		if err := compare(ctx, src, dst, "custom", custom); err != nil {
 			return err
 		}
@@ -344,7 +338,7 @@ INSERT INTO public.custom VALUES ('a"b', 'sad', 1, '(1,"x y")', 0), ('c\d', 'ok'
 	_, err = src.Exec(ctx, `UPDATE public.custom SET extra = k || '!', n = n + 1`)
 	require.NoError(t, err)
 	custom = columnsOf(t, src, "custom")
-	waitEqual(t, func() error { return compare(ctx, src, dst, "custom", custom) })
+	testharness.Eventually(t, time.Minute, func() error { return compare(ctx, src, dst, "custom", custom) })
 	require.NoError(t, stop())
 	batches := map[string]int{}
 	for _, e := range observed.FilterMessage("keyed batch").All() {
@@ -446,7 +440,7 @@ INSERT INTO public.acct SELECT i, 1000, NULL FROM generate_series(1, 500) i;`)
 		require.NoError(t, err)
 	}
 	stop := p.streamWith(t, tune)
-	waitEqual(t, func() error { return compare(ctx, src, dst, "acct", cols) })
+	testharness.Eventually(t, time.Minute, func() error { return compare(ctx, src, dst, "acct", cols) })
 	require.NoError(t, stop())
 
 	// The applied position is on the destination and the slot was told.
@@ -581,8 +575,8 @@ INSERT INTO public.big SELECT i, md5(i::text), 0 FROM generate_series(1, 1000) i
 	small(3)
 	require.NoError(t, tx.Rollback(ctx))
 	small(2)
-	waitEqual(t, func() error { return compare(ctx, src, dst, "big", []string{"id", "v", "n"}) })
-	waitEqual(t, func() error { return compare(ctx, src, dst, "small", []string{"id", "note"}) })
+	testharness.Eventually(t, time.Minute, func() error { return compare(ctx, src, dst, "big", []string{"id", "v", "n"}) })
+	testharness.Eventually(t, time.Minute, func() error { return compare(ctx, src, dst, "small", []string{"id", "note"}) })
 	mu.Lock()
 	require.GreaterOrEqual(t, last.Counts.Streamed, int64(1), "the large transaction was streamed before its commit")
 	mu.Unlock()
@@ -597,8 +591,8 @@ INSERT INTO public.big SELECT i, md5(i::text), 0 FROM generate_series(1, 1000) i
 	require.NoError(t, tx.Commit(ctx))
 	small(3)
 	stop = p.streamWith(t, tune)
-	waitEqual(t, func() error { return compare(ctx, src, dst, "big", []string{"id", "v", "n"}) })
-	waitEqual(t, func() error { return compare(ctx, src, dst, "small", []string{"id", "note"}) })
+	testharness.Eventually(t, time.Minute, func() error { return compare(ctx, src, dst, "big", []string{"id", "v", "n"}) })
+	testharness.Eventually(t, time.Minute, func() error { return compare(ctx, src, dst, "small", []string{"id", "note"}) })
 	require.NoError(t, stop())
 }
 
@@ -741,7 +735,7 @@ WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT'`, before).Scan
 				o.SpoolDir = t.TempDir()
 				p.inLanes(o, tc.lanes)
 			})
-			waitEqual(t, func() error { return compare(ctx, src, dst, "acct", []string{"id", "balance", "note"}) })
+			testharness.Eventually(t, time.Minute, func() error { return compare(ctx, src, dst, "acct", []string{"id", "balance", "note"}) })
 			require.NoError(t, stop())
 		})
 	}

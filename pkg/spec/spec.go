@@ -359,3 +359,6 @@ func (s Spec) Details() string {
 	fmt.Fprintf(&b, "\nConflict mode %s; full load parallelism %d, chunks of %d MB; apply lanes %d", s.ConflictMode, s.FullLoad.Parallelism, s.FullLoad.ChunkMB, s.ApplyLanes())
 	return b.String()
 }
+
+// ShowsRowValues reports show_row_values (the worker's interceptor asks every activity input).
+func (s Spec) ShowsRowValues() bool { return s.ShowRowValues }

@@ -59,6 +59,7 @@ func (h *webhook) find(kind string) (activities.AlertEvent, bool) {
 // connection window fails the task with the reason (and a failure alert), and resume picks up
 // where apply stopped, losing nothing.
 func TestLagAlertPauseAndLongOutage(t *testing.T) {
+	isolate(t)
 	ctx := context.Background()
 	hook := newWebhook(t)
 	srcPG, dstPG, src, _ := shopPair(t, true)
@@ -76,7 +77,7 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 		for i := 0; i < 300; i++ {
 			testharness.Exec(t, src, fmt.Sprintf(`UPDATE shop.customers SET note = 'lag %d' WHERE id = %d`, i, 1+i))
 		}
-		eventually(t, time.Minute, func() error {
+		testharness.Eventually(t, time.Minute, func() error {
 			if _, ok := hook.find(activities.AlertLatency); !ok {
 				return fmt.Errorf("no latency alert yet; status lag %.1fs", status(t, c, run.GetID()).LagSeconds)
 			}
@@ -92,7 +93,7 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalPause, nil))
 		waitPhase(t, c, run.GetID(), api.PhasePaused, time.Minute)
 		testharness.Exec(t, src, `INSERT INTO shop.customers (name) SELECT 'paused ' || i FROM generate_series(1, 500) i`)
-		eventually(t, 30*time.Second, func() error {
+		testharness.Eventually(t, 30*time.Second, func() error {
 			st := status(t, c, run.GetID())
 			if st.Phase != api.PhasePaused || st.LagBytes < 10000 || st.LagSeconds <= 0 {
 				return fmt.Errorf("phase %s lag %d bytes %.1fs", st.Phase, st.LagBytes, st.LagSeconds)
@@ -104,7 +105,7 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 
 	dst, err := dstPG.Connect(ctx, "target")
 	require.NoError(t, err)
-	eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+	testharness.Eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	dst.Close(ctx)
 
 	t.Run("an outage longer than the window fails the task with the reason; resume recovers", func(t *testing.T) {
@@ -116,7 +117,7 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 		require.Equal(t, "connection", st.Retry.Class)
 		require.Equal(t, 10, st.Retry.WindowMinutes)
 		require.Contains(t, st.LastError, "127.0.0.1")
-		eventually(t, 30*time.Second, func() error {
+		testharness.Eventually(t, 30*time.Second, func() error {
 			ev, ok := hook.find(activities.AlertFailed)
 			if !ok {
 				return fmt.Errorf("no failure alert yet")
@@ -133,7 +134,7 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 		dst, err := dstPG.Connect(ctx, "target")
 		require.NoError(t, err)
 		defer dst.Close(ctx)
-		eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+		testharness.Eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 		waitPhase(t, c, run.GetID(), api.PhaseIncremental, time.Minute)
 	})
 
@@ -151,7 +152,7 @@ func TestLagAlertPauseAndLongOutage(t *testing.T) {
 		}
 		testharness.Exec(t, dst, `DELETE FROM mart.clients WHERE id = 999999`)
 		require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalResume, nil))
-		eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+		testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	})
 
 	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalRelease, nil))

@@ -97,7 +97,7 @@ func (r *chaosRig) pause(minMS, maxMS int) time.Duration {
 }
 
 func (r *chaosRig) startWorker() *workerProcess {
-	return startWorkerProcess(r.t, r.bin, r.logFile, "TEMPORAL_ADDRESS="+r.temporal.Addr)
+	return startWorkerProcess(r.t, r.bin, r.logFile, "TEMPORAL_ADDRESS="+r.temporal.Addr, "TEMPORAL_NAMESPACE=default")
 }
 
 // killWorker SIGKILLs worker i and starts a new one in its place a moment later.
@@ -319,6 +319,7 @@ func startPgbench(t *testing.T, pg *testharness.Postgres, db string, args ...str
 // TestChaos runs the suite into PostgreSQL and into IvorySQL's Oracle port (SKEIN_CHAOS_DEST
 // picks one).
 func TestChaos(t *testing.T) {
+	parallel(t)
 	eachDestination(t, func(t *testing.T) {
 		if only := os.Getenv("SKEIN_CHAOS_DEST"); only != "" && !strings.HasSuffix(t.Name(), "/"+only) {
 			t.Skipf("SKEIN_CHAOS_DEST=%s", only)
@@ -542,7 +543,7 @@ END LOOP; END $$`, wideTables))
 	var beyond bool
 	require.NoError(t, src.QueryRow(ctx, `SELECT $1::pg_lsn > pg_current_wal_lsn()`, progress).Scan(&beyond))
 	require.False(t, beyond, "the progress row %s is ahead of the source's WAL", progress)
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		var slotFlush string
 		var behind bool
 		if err := src.QueryRow(ctx, `SELECT confirmed_flush_lsn::text, confirmed_flush_lsn < $1::pg_lsn FROM pg_replication_slots

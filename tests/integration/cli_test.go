@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skein-dts/skein/pkg/api"
+	"github.com/skein-dts/skein/pkg/testharness"
 )
 
 // buildSkein builds the skein binary, once per test run.
@@ -58,7 +59,7 @@ func runSkein(t *testing.T, bin string, args ...string) cliResult {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+devServer.FrontendHostPort(), "TEMPORAL_NAMESPACE=default")
+	cmd.Env = append(os.Environ(), temporalEnv(t)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -73,6 +74,7 @@ func runSkein(t *testing.T, bin string, args ...string) cliResult {
 }
 
 func TestCLI(t *testing.T) {
+	parallel(t)
 	bin := buildSkein(t)
 	ctx := context.Background()
 	srcPG, dstPG, _, _ := shopPair(t, true)
@@ -109,12 +111,12 @@ func TestCLI(t *testing.T) {
 	r := runSkein(t, bin, "start", "-f", goodFile)
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Equal(t, "it-cli\n", r.stdout)
-	t.Cleanup(func() { _ = devServer.Client().TerminateWorkflow(ctx, "it-cli", "", "test over") })
+	t.Cleanup(func() { _ = temporalClient(t).TerminateWorkflow(ctx, "it-cli", "", "test over") })
 	r = runSkein(t, bin, "start", "-f", goodFile)
 	require.Equal(t, 1, r.code, "a running task is not started twice")
 	require.Contains(t, r.stderr, "already running")
 
-	waitPhase(t, devServer.Client(), "it-cli", api.PhaseIncremental, 3*time.Minute)
+	waitPhase(t, temporalClient(t), "it-cli", api.PhaseIncremental, 3*time.Minute)
 	r = runSkein(t, bin, "status", "it-cli", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
 	var st map[string]any
@@ -140,15 +142,15 @@ func TestCLI(t *testing.T) {
 
 	// Search attributes: the phase is published (visibility is eventually consistent), and the
 	// endpoints carry no secret.
-	eventually(t, 30*time.Second, func() error {
+	testharness.Eventually(t, 30*time.Second, func() error {
 		r := runSkein(t, bin, "list", "--phase", "incremental")
 		if r.code != 0 || !strings.Contains(r.stdout, "it-cli") {
 			return fmt.Errorf("list --phase incremental: %d %s %s", r.code, r.stdout, r.stderr)
 		}
 		return nil
 	})
-	resp, err := devServer.Client().ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Namespace: "default", Query: "SkeinPhase = 'incremental' AND WorkflowId = 'it-cli'"})
+	resp, err := temporalClient(t).ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Namespace: namespace(t), Query: "SkeinPhase = 'incremental' AND WorkflowId = 'it-cli'"})
 	require.NoError(t, err)
 	require.Len(t, resp.Executions, 1)
 	attr := resp.Executions[0].SearchAttributes.GetIndexedFields()["SkeinSource"]
@@ -157,16 +159,16 @@ func TestCLI(t *testing.T) {
 
 	r = runSkein(t, bin, "pause", "it-cli")
 	require.Equal(t, 0, r.code, r.stderr)
-	waitPhase(t, devServer.Client(), "it-cli", api.PhasePaused, time.Minute)
+	waitPhase(t, temporalClient(t), "it-cli", api.PhasePaused, time.Minute)
 	require.Equal(t, 0, runSkein(t, bin, "resume", "it-cli", "--identity", "ops:alice").code)
-	waitPhase(t, devServer.Client(), "it-cli", api.PhaseIncremental, time.Minute)
+	waitPhase(t, temporalClient(t), "it-cli", api.PhaseIncremental, time.Minute)
 	// The history says who did what: skein names itself as the Temporal CLI does (or as told).
 	me, err := user.Current()
 	require.NoError(t, err)
 	host, err := os.Hostname()
 	require.NoError(t, err)
 	// skein start gave the workflow its summary for the UI (never a secret).
-	desc, err := devServer.Client().DescribeWorkflowExecution(ctx, "it-cli", "")
+	desc, err := temporalClient(t).DescribeWorkflowExecution(ctx, "it-cli", "")
 	require.NoError(t, err)
 	var summary string
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(desc.GetExecutionConfig().GetUserMetadata().GetSummary(), &summary))
@@ -208,7 +210,7 @@ func TestCLI(t *testing.T) {
 	require.Contains(t, r.stdout, "apply paused")
 	require.Contains(t, r.stdout, "database target")
 	require.Contains(t, r.stdout, "skein release it-cli")
-	require.Equal(t, api.PhasePaused, status(t, devServer.Client(), "it-cli").Phase)
+	require.Equal(t, api.PhasePaused, status(t, temporalClient(t), "it-cli").Phase)
 	require.NoError(t, compareAll(ctx, src, dst, shopChecks[:2]), "everything written before the cutover is applied")
 	var want, got int64
 	require.NoError(t, src.QueryRow(ctx, "SELECT last_value FROM shop.customers_id_seq").Scan(&want))
@@ -218,7 +220,7 @@ func TestCLI(t *testing.T) {
 
 	r = runSkein(t, bin, "release", "it-cli")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.NoError(t, devServer.Client().GetWorkflow(ctx, "it-cli", "").Get(ctx, nil))
+	require.NoError(t, temporalClient(t).GetWorkflow(ctx, "it-cli", "").Get(ctx, nil))
 	r = runSkein(t, bin, "status", "it-cli", "--json")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, `"phase":"released"`)
@@ -229,7 +231,7 @@ func TestCLI(t *testing.T) {
 func historyIdentities(t *testing.T, id string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	it := devServer.Client().GetWorkflowHistory(context.Background(), id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := temporalClient(t).GetWorkflowHistory(context.Background(), id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		require.NoError(t, err)
@@ -249,6 +251,7 @@ func historyIdentities(t *testing.T, id string) map[string]string {
 // TestReleaseTerminatedTask: terminating a task's workflow leaves its slot on the source;
 // skein release still removes it.
 func TestReleaseTerminatedTask(t *testing.T) {
+	parallel(t)
 	bin := buildSkein(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
@@ -262,7 +265,7 @@ func TestReleaseTerminatedTask(t *testing.T) {
 		return n
 	}
 	require.Equal(t, 1, slots(), "terminating leaves the slot")
-	eventually(t, 30*time.Second, func() error {
+	testharness.Eventually(t, 30*time.Second, func() error {
 		r := runSkein(t, bin, "list")
 		if !regexp.MustCompile(`it-terminated .*terminated .*LEFT OVER`).MatchString(r.stdout) ||
 			!strings.Contains(r.stdout, "run skein release it-terminated") {
@@ -289,6 +292,7 @@ func TestReleaseTerminatedTask(t *testing.T) {
 // start --input` sends it fails at once naming what does not fit (an unknown field, a wrong type),
 // in the words skein start uses; nothing else runs.
 func TestStartThroughTheTemporalClientNamesBadFields(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	c := startWorker(t, t.TempDir())
 	for _, tc := range []struct{ id, doc, want string }{

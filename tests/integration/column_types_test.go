@@ -18,6 +18,7 @@ import (
 // the mapped column renamed on the source keeps its mapped type; every row equal, and verify
 // equal; into PostgreSQL and IvorySQL's Oracle port.
 func TestColumnTypes(t *testing.T) {
+	parallel(t)
 	eachDestination(t, func(t *testing.T) {
 		ctx := context.Background()
 		srcPG, dstPG, src, dst := clusterPair(t, true, "docs", `CREATE SCHEMA s;
@@ -38,13 +39,13 @@ UPDATE s.docs SET x = '<c>changed</c>' WHERE id <= 10;
 DELETE FROM s.docs WHERE id BETWEEN 20 AND 25`)
 		check := []tableCheck{{src: spec.QName{Schema: "s", Name: "docs"}, dst: spec.QName{Schema: "s", Name: "docs"},
 			srcCols: []string{"id", "x", "n"}, srcKey: []string{"id"}}}
-		eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, check) })
+		testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, check) })
 
 		// The mapped column renamed on the source: its destination column follows, still text.
 		testharness.Exec(t, src, `ALTER TABLE s.docs RENAME COLUMN x TO body`)
 		testharness.Exec(t, src, `INSERT INTO s.docs VALUES (5001, '<d>after rename</d>', 2)`)
 		check[0].srcCols, check[0].dstCols = []string{"id", "body", "n"}, []string{"id", "body", "n"}
-		eventually(t, time.Minute, func() error {
+		testharness.Eventually(t, time.Minute, func() error {
 			if st := status(t, c, run.GetID()); st.LastError != "" {
 				return fmt.Errorf("the task reports: %s", st.LastError)
 			}

@@ -63,12 +63,14 @@ var ddlSteps = [][]string{
 // streaming task, with writes after it, and compares every table row by row and the
 // destination's columns with the source's (after mapping); into PostgreSQL and IvorySQL.
 func TestSchemaChangesWhileStreaming(t *testing.T) {
+	parallel(t)
 	eachDestination(t, func(t *testing.T) { testSchemaChangesWhileStreaming(t, 0) })
 }
 
 // TestSchemaChangesWhileStreamingInLanes is TestSchemaChangesWhileStreaming with parallel apply:
 // each schema change is a barrier, and the other lanes go on with the changed tables.
 func TestSchemaChangesWhileStreamingInLanes(t *testing.T) {
+	parallel(t)
 	eachDestination(t, func(t *testing.T) { testSchemaChangesWhileStreaming(t, 3) })
 }
 
@@ -106,7 +108,7 @@ func testSchemaChangesWhileStreaming(t *testing.T, lanes int) {
 			_, err := src.Exec(ctx, q)
 			require.NoError(t, err, "step %d: %s", i, q)
 		}
-		eventually(t, time.Minute, func() error {
+		testharness.Eventually(t, time.Minute, func() error {
 			if st := status(t, c, run.GetID()); st.LastError != "" {
 				return fmt.Errorf("step %d: the task reports: %s", i, st.LastError)
 			}
@@ -138,7 +140,7 @@ func testSchemaChangesWhileStreaming(t *testing.T, lanes int) {
 
 	// The status hears of the last change with the apply's next progress report (at most one a
 	// second), after the rows it compared.
-	eventually(t, 30*time.Second, func() error {
+	testharness.Eventually(t, 30*time.Second, func() error {
 		st = status(t, c, run.GetID())
 		if st.SchemaChanges.Applied < int64(len(ddlSteps)) || !strings.Contains(st.SchemaChanges.Last, "t_after") {
 			return fmt.Errorf("schema changes in status: %+v", st.SchemaChanges)
@@ -147,7 +149,7 @@ func testSchemaChangesWhileStreaming(t *testing.T, lanes int) {
 	})
 	// The task's table list follows: created tables join, renamed and moved ones follow (or keep
 	// their mapped name).
-	eventually(t, 30*time.Second, func() error {
+	testharness.Eventually(t, 30*time.Second, func() error {
 		st := status(t, c, run.GetID())
 		want := map[string]string{"app.fresh": "mart.fresh", "app.m_us": "mart.m_us", "app.new_name": "mart.new_name",
 			"crm.t_after": "crm.t_after", "crm.persons": "crm.contacts", "app.dropme": "mart.dropme"}
@@ -271,6 +273,7 @@ func indexNames(t *testing.T, conn *pgx.Conn, schema string) []string {
 // change counts as skipped; a view created in the schema is reported as not replicated; a column
 // added on the source whose values the destination cannot hold stops the task naming it.
 func TestSchemaChangesOfTablesWithoutDDL(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := clusterPair(t, true, "ddl", `
 CREATE SCHEMA crm;
@@ -288,7 +291,7 @@ INSERT INTO crm.fixed VALUES (1, 'one');`)
 	testharness.Exec(t, src, `CREATE VIEW crm.fixed_view AS SELECT id FROM crm.fixed`)
 	check := tableCheck{src: spec.QName{Schema: "crm", Name: "fixed"}, dst: spec.QName{Schema: "crm", Name: "fixed"},
 		srcCols: []string{"id", "title"}, dstCols: []string{"id", "label"}, srcKey: []string{"id"}, dstKey: []string{"id"}}
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		if err := compareAll(ctx, src, dst, []tableCheck{check}); err != nil {
 			return err
 		}
@@ -304,7 +307,7 @@ INSERT INTO crm.fixed VALUES (1, 'one');`)
 
 	testharness.Exec(t, src, `ALTER TABLE crm.fixed ADD COLUMN extra int`)
 	testharness.Exec(t, src, `INSERT INTO crm.fixed VALUES (3, 'three', 3)`)
-	eventually(t, 2*time.Minute, func() error {
+	testharness.Eventually(t, 2*time.Minute, func() error {
 		st := status(t, c, run.GetID())
 		if !strings.Contains(st.LastError, `"extra"`) {
 			return fmt.Errorf("the task does not name the column yet: %q", st.LastError)
@@ -317,6 +320,7 @@ INSERT INTO crm.fixed VALUES (1, 'one');`)
 // dropped between writes: the new worker resumes from the LSN committed with the data and the
 // recorded schema, and the destination ends with the source's rows and columns.
 func TestWorkerKilledAroundSchemaChanges(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	p := startProcessTask(t, "it-kill-ddl", `CREATE TABLE shop.evolving (id int PRIMARY KEY, v int)`, "evolving", nil)
 	waitPhase(t, p.c, p.run.GetID(), api.PhaseIncremental, 3*time.Minute)
@@ -331,7 +335,7 @@ func TestWorkerKilledAroundSchemaChanges(t *testing.T) {
 		}
 		return stmts
 	})
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		if st := status(t, p.c, p.run.GetID()); st.SchemaChanges.Applied < 10 {
 			return fmt.Errorf("%d schema changes applied so far", st.SchemaChanges.Applied)
 		}
@@ -345,7 +349,7 @@ func TestWorkerKilledAroundSchemaChanges(t *testing.T) {
 	require.Greater(t, rounds, 10)
 	table := spec.QName{Schema: "shop", Name: "evolving"}
 	dest := spec.QName{Schema: "mart", Name: "evolving"}
-	eventually(t, 3*time.Minute, func() error {
+	testharness.Eventually(t, 3*time.Minute, func() error {
 		want, got := columnTypes(t, p.src, table), columnTypes(t, p.dst, dest)
 		if want != got {
 			return fmt.Errorf("columns differ:\n source: %s\n   dest: %s", want, got)

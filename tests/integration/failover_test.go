@@ -20,6 +20,7 @@ import (
 // or doubled. A standby that was behind fails the task at once, naming the timeline switch and
 // the changes the new server never had.
 func TestSourceFailover(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	check := []tableCheck{{src: spec.QName{Schema: "app", Name: "t"}, dst: spec.QName{Schema: "app", Name: "t"},
 		srcCols: []string{"id", "v"}, srcKey: []string{"id"}}}
@@ -63,15 +64,15 @@ UPDATE app.t SET v = v || '+' WHERE id %% 7 = 0`, from, to))
 
 	t.Run("a standby with every applied change is followed", func(t *testing.T) {
 		primary, standby, proxy, id, dst, src := start(t, "it-failover-ok")
-		c := devServer.Client()
+		c := temporalClient(t)
 		write(t, src, 101, 300)
-		eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, check) })
+		testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, check) })
 		// The standby has replayed everything the primary wrote.
 		var end string
 		require.NoError(t, src.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&end))
 		sb, err := standby.Connect(ctx, "app")
 		require.NoError(t, err)
-		eventually(t, time.Minute, func() error {
+		testharness.Eventually(t, time.Minute, func() error {
 			var behind bool
 			if err := sb.QueryRow(ctx, `SELECT pg_last_wal_replay_lsn() < $1::pg_lsn`, end).Scan(&behind); err != nil {
 				return err
@@ -85,7 +86,7 @@ UPDATE app.t SET v = v || '+' WHERE id %% 7 = 0`, from, to))
 
 		newSrc := failOver(t, primary, standby, proxy)
 		write(t, newSrc, 301, 500)
-		eventually(t, 2*time.Minute, func() error {
+		testharness.Eventually(t, 2*time.Minute, func() error {
 			if st := status(t, c, id); st.Phase == api.PhaseFailed {
 				return fmt.Errorf("failed: %s", st.LastError)
 			}
@@ -96,16 +97,16 @@ UPDATE app.t SET v = v || '+' WHERE id %% 7 = 0`, from, to))
 		require.Equal(t, 2, timeline, "the progress row follows the new timeline")
 		waitPhase(t, c, id, api.PhaseIncremental, time.Minute)
 		write(t, newSrc, 501, 510)
-		eventually(t, time.Minute, func() error { return compareAll(ctx, newSrc, dst, check) })
+		testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, newSrc, dst, check) })
 	})
 
 	t.Run("a standby that was behind fails the task at once", func(t *testing.T) {
 		primary, standby, proxy, id, dst, src := start(t, "it-failover-lost")
-		c := devServer.Client()
+		c := temporalClient(t)
 		// The standby stops receiving; the destination gets changes it never will.
 		require.NoError(t, standby.StopServer(ctx, "fast"))
 		write(t, src, 101, 300)
-		eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, check) })
+		testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, check) })
 		require.NoError(t, primary.StopServer(ctx, "immediate"))
 		require.NoError(t, standby.StartServer(ctx))
 		require.NoError(t, standby.Promote(ctx))

@@ -17,6 +17,7 @@ import (
 // the load needs more. The task does not retry into a full disk for retry.other_minutes: it fails
 // at once, saying why, and waits for an operator to free space and resume it.
 func TestDestinationOutOfDiskFailsAtOnce(t *testing.T) {
+	parallel(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a small file system")
 	}

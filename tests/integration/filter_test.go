@@ -19,7 +19,10 @@ import (
 // matching rows, and the change stream follows old-row semantics (an update that leaves the
 // filter deletes on the destination, one that enters it inserts the whole row, TOASTed values
 // included). On-demand verification compares what should be equal and finds it clean.
-func TestRowFilter(t *testing.T) { eachDestination(t, testRowFilter) }
+func TestRowFilter(t *testing.T) {
+	parallel(t)
+	eachDestination(t, testRowFilter)
+}
 
 func testRowFilter(t *testing.T) {
 	ctx := context.Background()
@@ -65,7 +68,7 @@ UPDATE shop.regional SET region = 'eu' WHERE id IN (50, 100, 101);   -- enter it
 UPDATE shop.regional SET v = 'edited' WHERE id IN (6, 7);            -- 6 is eu, 7 is not
 DELETE FROM shop.regional WHERE id IN (9, 10);                       -- 9 is eu, 10 is not
 UPDATE shop.regional SET v = 'edited again' WHERE id = 50;           -- big unchanged`)
-	eventually(t, time.Minute, same)
+	testharness.Eventually(t, time.Minute, same)
 	var big string
 	require.NoError(t, dst.QueryRow(ctx, `SELECT big FROM mart.regional WHERE id = 50`).Scan(&big))
 	require.Len(t, big, 32*3000, "a row entering the filter arrives with its TOASTed value")
@@ -78,7 +81,10 @@ UPDATE shop.regional SET v = 'edited again' WHERE id = 50;           -- big unch
 // TestPartitionedIncremental selects a partitioned table by name (its partitions come along) into
 // a renamed schema; rows load through the partitions, and changes, including an update that
 // moves a row to another partition, apply to the right ones.
-func TestPartitionedIncremental(t *testing.T) { eachDestination(t, testPartitionedIncremental) }
+func TestPartitionedIncremental(t *testing.T) {
+	parallel(t)
+	eachDestination(t, testPartitionedIncremental)
+}
 
 func testPartitionedIncremental(t *testing.T) {
 	ctx := context.Background()
@@ -107,7 +113,7 @@ DELETE FROM shop.metrics WHERE id = 12`)
 		leaves = append(leaves, tableCheck{src: spec.QName{Schema: "shop", Name: leaf}, dst: spec.QName{Schema: "mart", Name: leaf},
 			srcCols: []string{"id", "at", "v"}, srcKey: []string{"id", "at"}})
 	}
-	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, leaves) })
+	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, leaves) })
 	var v string
 	require.NoError(t, dst.QueryRow(ctx, `SELECT v FROM ONLY mart.metrics_h2 WHERE id = 10`).Scan(&v))
 	require.Equal(t, "moved", v)

@@ -26,6 +26,7 @@ import (
 // (precheck, pause and resume with who sent them, a schema change, release) are in the history
 // in order.
 func TestTaskReadableInTemporal(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, _ := shopPair(t, true)
 	c := startWorker(t, t.TempDir())
@@ -47,7 +48,7 @@ func TestTaskReadableInTemporal(t *testing.T) {
 		return &md
 	}
 	testharness.Exec(t, src, `UPDATE shop.customers SET note = 'first' WHERE id = 1`)
-	eventually(t, 30*time.Second, func() error {
+	testharness.Eventually(t, 30*time.Second, func() error {
 		d := metadata().GetCurrentDetails()
 		for _, want := range []string{"**incremental**", fmt.Sprintf("Tables: %d of %d loaded", len(st.Tables), len(st.Tables)), "Applied through"} {
 			if !strings.Contains(d, want) {
@@ -97,7 +98,7 @@ func TestTaskReadableInTemporal(t *testing.T) {
 	r := runSkein(t, bin, "pause", run.GetID(), "--identity", "ops:alice")
 	require.Equal(t, 0, r.code, r.stderr)
 	waitPhase(t, c, run.GetID(), api.PhasePaused, time.Minute)
-	eventually(t, 30*time.Second, func() error {
+	testharness.Eventually(t, 30*time.Second, func() error {
 		if !strings.Contains(metadata().GetCurrentDetails(), "**paused**") {
 			return fmt.Errorf("current details: %s", metadata().GetCurrentDetails())
 		}
@@ -107,7 +108,7 @@ func TestTaskReadableInTemporal(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, time.Minute)
 	testharness.Exec(t, src, `ALTER TABLE shop.orders ADD COLUMN audit_note text`)
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		if st := status(t, c, run.GetID()); !strings.Contains(st.SchemaChanges.Last, "audit_note") {
 			return fmt.Errorf("schema change not reported yet: %+v", st.SchemaChanges)
 		}

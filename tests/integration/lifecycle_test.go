@@ -22,6 +22,7 @@ import (
 // as new every few seconds while the source keeps writing and pause/resume signals arrive; no
 // change and no signal may be lost.
 func TestContinueAsNewUnderLoad(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
 
@@ -49,7 +50,7 @@ func TestContinueAsNewUnderLoad(t *testing.T) {
 	require.Error(t, compareAll(ctx, src, dst, shopChecks))
 	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalResume, nil))
 	write(100, "after resume")
-	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 
 	desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), "")
 	require.NoError(t, err)
@@ -69,6 +70,7 @@ func TestContinueAsNewUnderLoad(t *testing.T) {
 // TestDestinationOutageRecovers stops the destination while changes stream: the task shows a
 // connection retry, and once the server is back every change arrives, exactly once.
 func TestDestinationOutageRecovers(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, _ := shopPair(t, true)
 	c := startWorker(t, t.TempDir())
@@ -95,8 +97,8 @@ func TestDestinationOutageRecovers(t *testing.T) {
 	dst, err := dstPG.Connect(ctx, "target")
 	require.NoError(t, err)
 	defer dst.Close(ctx)
-	eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
-	eventually(t, 30*time.Second, func() error {
+	testharness.Eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+	testharness.Eventually(t, 30*time.Second, func() error {
 		if st := status(t, c, run.GetID()); st.Phase != api.PhaseIncremental || st.Retry.Attempts != 0 {
 			return fmt.Errorf("still %s, retry %+v", st.Phase, st.Retry)
 		}
@@ -108,6 +110,7 @@ func TestDestinationOutageRecovers(t *testing.T) {
 // heartbeats into the source WAL keep the slot's confirmed position moving (the source keeps no
 // WAL for the task) and the lag in seconds small, though no selected table changes.
 func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, _ := shopPair(t, true)
 	testharness.Exec(t, src, `CREATE TABLE shop.noise (id bigserial PRIMARY KEY, pad text)`)
@@ -128,7 +131,7 @@ func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
 	slotPassesSource := func(timeout time.Duration) {
 		cur, err := source.CurrentWAL(ctx, src)
 		require.NoError(t, err)
-		eventually(t, timeout, func() error {
+		testharness.Eventually(t, timeout, func() error {
 			if f := slotFlush(); f < cur {
 				return fmt.Errorf("slot confirmed %s, source was at %s", f, cur)
 			}
@@ -157,6 +160,7 @@ func TestQuietSelectionKeepsSlotAndLagCurrent(t *testing.T) {
 // task that continues as new every few seconds (a history limit of 40 events) while changes
 // stream: each one takes effect, none is lost with a run that ends, and the data stays equal.
 func TestSignalsSurviveContinueAsNew(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
 	testharness.Exec(t, src, `CREATE TABLE shop.extra (id int PRIMARY KEY, v text);
@@ -221,7 +225,7 @@ INSERT INTO shop.extra SELECT i, 'v' || i FROM generate_series(1, 200) i`)
 			kept = append(kept, tc)
 		}
 	}
-	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, kept) })
+	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, kept) })
 	// The removed extra table holds what streamed until it left: at least its load.
 	var n int
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM mart.extra`).Scan(&n))

@@ -24,6 +24,7 @@ import (
 // 8 database connections: the source never sees more than one COPY of the task at a time, the
 // worker never holds more than 8 connections, and the task still loads and streams every row.
 func TestWorkerLimits(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := clusterPair(t, true, "lim", `CREATE SCHEMA lim;
 CREATE TABLE lim.a (id int PRIMARY KEY, pad text);
@@ -32,7 +33,7 @@ CREATE TABLE lim.b (id int PRIMARY KEY, pad text);
 INSERT INTO lim.b SELECT i, md5(i::text) FROM generate_series(1, 20000) i;
 ANALYZE`)
 	budget := dbconn.NewBudget(8)
-	c := devServer.Client()
+	c := temporalClient(t)
 	w := worker.New(c, api.TaskQueue, activities.WorkerOptions())
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{Budget: budget}, Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
@@ -76,7 +77,7 @@ ANALYZE`)
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	testharness.Exec(t, src, `UPDATE lim.a SET pad = 'streamed' WHERE id % 100 = 0; INSERT INTO lim.b VALUES (20001, 'new')`)
 	checks := []tableCheck{tableOf("lim", "a", "lim", "a", "id", "pad"), tableOf("lim", "b", "lim", "b", "id", "pad")}
-	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, checks) })
+	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, checks) })
 	stopWatch()
 	<-watched
 

@@ -22,6 +22,7 @@ import (
 // row fails (an "other" error: retried within its window, then failed). The source half's "destination
 // stopped reading" is never what the task reports.
 func TestDestinationRefusalIsReported(t *testing.T) {
+	parallel(t)
 	eachDestination(t, func(t *testing.T) {
 		ctx := context.Background()
 		srcPG, dstPG, _, dst := clusterPair(t, false, "docs", `CREATE SCHEMA s;

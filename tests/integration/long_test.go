@@ -26,6 +26,7 @@ func skipUnlessLong(t *testing.T) {
 // worker's memory stays bounded.
 func TestLongTransaction2GB(t *testing.T) {
 	skipUnlessLong(t)
+	parallel(t)
 	p := startProcessTask(t, "it-long-tx", `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`, "bulk", nil,
 		"SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
 	src, dst, w := p.src, p.dst, p.first
@@ -48,6 +49,7 @@ func TestLongTransaction2GB(t *testing.T) {
 // update of another column (the value left untouched) and an update of the value itself.
 func TestLongValue1GB(t *testing.T) {
 	skipUnlessLong(t)
+	parallel(t)
 	const size = 1000 << 20
 	p := startProcessTask(t, "it-long-value", fmt.Sprintf(`CREATE TABLE shop.huge (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL DEFAULT 0);
 INSERT INTO shop.huge (id, v) VALUES (1, repeat('a', %d));`, size), "huge", nil, "SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
@@ -59,7 +61,7 @@ INSERT INTO shop.huge (id, v) VALUES (1, repeat('a', %d));`, size), "huge", nil,
 	testharness.Exec(t, src, `UPDATE shop.huge SET n = 1 WHERE id = 2`)
 	testharness.Exec(t, src, fmt.Sprintf(`UPDATE shop.huge SET v = repeat('c', %d) WHERE id = 1`, size))
 	want := hugeDigest(t, src, "shop.huge")
-	eventually(t, 20*time.Minute, func() error {
+	testharness.Eventually(t, 20*time.Minute, func() error {
 		if got := hugeDigest(t, dst, "mart.huge"); got != want {
 			return fmt.Errorf("destination %s, source %s", got, want)
 		}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,8 +45,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	slots, _ := strconv.Atoi(flag.Lookup("test.parallel").Value.String())
-	names := make([]string, max(slots, 1))
+	names := make([]string, namespaceCount)
 	namespaces = make(chan string, len(names))
 	for i := range names {
 		names[i] = fmt.Sprintf("it-%d", i+1)
@@ -74,31 +72,42 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// namespaces holds the dev server's namespaces that parallel tests take, one each: as many as
-// go test runs at once (-parallel).
+// namespaces holds the dev server's namespaces besides "default": each test takes a fresh one
+// (isolate), so that tests running at once never meet, and no test meets what an earlier one left
+// (a workflow, a child, an activity still scheduled).
 var namespaces chan string
+
+// namespaceCount is how many namespaces the dev server starts with (cheap: about 10 ms each).
+const namespaceCount = 120
 
 var (
 	testNamespaces sync.Map // top-level test name → its namespace, while it runs in parallel
 	nsClients      sync.Map // namespace → client.Client
 )
 
-// parallel runs the test beside the other parallel tests (after the serial ones) in a Temporal
-// namespace of its own, so that workers and tasks of tests running at once never meet:
-// startWorker, startTask, temporalClient and the binaries the test runs (temporalEnv) use it. A
-// test is parallel when it holds no timing assertion that a busy machine could break.
+// parallel runs the test beside the other parallel tests (after the serial ones, -parallel at
+// once) in a namespace of its own (isolate). A test is parallel when it holds no timing assertion
+// that a busy machine could break.
 func parallel(t *testing.T) {
 	t.Helper()
 	t.Parallel()
-	ns := <-namespaces
-	testNamespaces.Store(t.Name(), ns)
-	t.Cleanup(func() {
-		testNamespaces.Delete(t.Name())
-		namespaces <- ns
-	})
+	isolate(t)
 }
 
-// namespace is the test's Temporal namespace: its own in parallel, else "default".
+// isolate gives the test a fresh Temporal namespace: startWorker, startTask, temporalClient and
+// the binaries the test runs (temporalEnv) use it.
+func isolate(t *testing.T) {
+	t.Helper()
+	select {
+	case ns := <-namespaces:
+		testNamespaces.Store(t.Name(), ns)
+		t.Cleanup(func() { testNamespaces.Delete(t.Name()) })
+	default:
+		t.Fatalf("no fresh Temporal namespace left: raise namespaceCount (%d)", namespaceCount)
+	}
+}
+
+// namespace is the test's Temporal namespace: its own (isolate), else "default".
 func namespace(t testing.TB) string {
 	top, _, _ := strings.Cut(t.Name(), "/")
 	if ns, ok := testNamespaces.Load(top); ok {
@@ -211,12 +220,6 @@ func describe(c client.Client, id string) string {
 			pa.ActivityType.GetName(), pa.State, pa.Attempt, pa.LastHeartbeatTime.AsTime().Format(time.RFC3339Nano), pa.LastFailure)
 	}
 	return out
-}
-
-// eventually is testharness.Eventually.
-func eventually(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	testharness.Eventually(t, timeout, check)
 }
 
 // recordHistory writes the workflow's history (every run of it) to workflows/testdata when

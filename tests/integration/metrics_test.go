@@ -20,6 +20,7 @@ import (
 // load's rows and chunks, the changes applied and the lag are there and move; /healthz and
 // /readyz answer.
 func TestWorkerMetrics(t *testing.T) {
+	parallel(t)
 	port, err := testharness.FreePort()
 	require.NoError(t, err)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -54,7 +55,7 @@ func TestWorkerMetrics(t *testing.T) {
 	code, body := get("/readyz")
 	require.Equal(t, http.StatusOK, code, body)
 
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		_, text := get("/metrics")
 		if v, ok := value(text, "skein_task_phase", "phase", "incremental", "task", "it-metrics"); !ok || v != 1 {
 			return fmt.Errorf("phase incremental: %v (present %v)", v, ok)
@@ -78,7 +79,7 @@ func TestWorkerMetrics(t *testing.T) {
 	})
 	testharness.Exec(t, p.src, `INSERT INTO shop.counted SELECT generate_series(1, 300)`)
 	testharness.Exec(t, p.src, `UPDATE shop.counted SET id = id + 1000 WHERE id <= 10`)
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		_, text := get("/metrics")
 		ins, _ := value(text, "skein_changes_applied_total", "kind", "insert", "task", "it-metrics")
 		upd, _ := value(text, "skein_changes_applied_total", "kind", "update", "task", "it-metrics")

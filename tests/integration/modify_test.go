@@ -26,6 +26,7 @@ import (
 // lost or doubled) while the others keep streaming; the removed table stops following; a bad list
 // is rejected without a trace in the history.
 func TestModifyObjects(t *testing.T) {
+	parallel(t)
 	bin := buildSkein(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
@@ -145,13 +146,13 @@ objects:
 		src: spec.QName{Schema: "shop", Name: "extra"}, dst: spec.QName{Schema: "mart", Name: "extra2"},
 		srcCols: []string{"id", "v", "n"}, dstCols: []string{"id", "value", "n"}, srcKey: []string{"id"},
 	}}
-	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, checks) })
+	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, checks) })
 
 	// The removed table stops following; the publication holds the new selection; no helper is left.
 	var before int
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM mart.orders`).Scan(&before))
 	testharness.Exec(t, src, `INSERT INTO shop.orders (customer_id, amount) VALUES (1, 1); UPDATE shop.customers SET note = 'last' WHERE id = 1`)
-	eventually(t, 30*time.Second, func() error { return compareAll(ctx, src, dst, checks) })
+	testharness.Eventually(t, 30*time.Second, func() error { return compareAll(ctx, src, dst, checks) })
 	var after int
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM mart.orders`).Scan(&after))
 	require.Equal(t, before, after, "a removed table is not applied any more")

@@ -56,6 +56,7 @@ func itemByID(items []precheck.Item, id string) (precheck.Item, bool) {
 // TestPrecheckItems checks every item against servers set up to pass it, then against servers set
 // up to fail it, one item at a time.
 func TestPrecheckItems(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true})
 	dstPG := testharness.NewPostgres(t, testharness.PostgresOptions{})

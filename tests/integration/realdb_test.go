@@ -74,7 +74,10 @@ var realisticChecks = []tableCheck{
 // through the real dev server, with hostile role settings on both sides, into PostgreSQL and
 // into IvorySQL's Oracle-mode port: schema, load and a stream of changes row by row; then a
 // partition created while streaming stops the task with its name instead of losing its rows.
-func TestRealisticDatabase(t *testing.T) { eachDestination(t, testRealisticDatabase) }
+func TestRealisticDatabase(t *testing.T) {
+	parallel(t)
+	eachDestination(t, testRealisticDatabase)
+}
 
 func testRealisticDatabase(t *testing.T) {
 	ctx := context.Background()
@@ -141,7 +144,7 @@ WHERE e.extname = 'pg_trgm' AND n.nspname = 'public'`).Scan(&n))
 		_, err := src.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, realisticChecks) })
+	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, realisticChecks) })
 	var scratch int
 	require.NoError(t, dst.QueryRow(ctx, `SELECT count(*) FROM app.scratch`).Scan(&scratch))
 	require.Equal(t, 10, scratch, "the unlogged table was loaded once; its changes do not stream")
@@ -149,7 +152,7 @@ WHERE e.extname = 'pg_trgm' AND n.nspname = 'public'`).Scan(&n))
 	// A partition created while streaming is created on the destination and gets its rows.
 	testharness.Exec(t, src, `CREATE TABLE app.measures_asia PARTITION OF app.measures FOR VALUES IN ('asia')`)
 	testharness.Exec(t, src, `INSERT INTO app.measures (region, v) VALUES ('asia', 1), ('asia', 0.1 + 0.2)`)
-	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, realisticChecks) })
+	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, realisticChecks) })
 	require.Empty(t, status(t, c, run.GetID()).LastError)
 }
 
@@ -157,6 +160,7 @@ WHERE e.extname = 'pg_trgm' AND n.nspname = 'public'`).Scan(&n))
 // ignored), rows of a partition created while streaming are not lost without a word: the task
 // stops and names the partition.
 func TestUnknownPartitionWithoutCaptureStopsTheTask(t *testing.T) {
+	parallel(t)
 	srcPG, dstPG, src, _ := clusterPair(t, true, "ledger", `
 CREATE SCHEMA app;
 CREATE TABLE app.measures (id int, region text, v float8, PRIMARY KEY (id, region)) PARTITION BY LIST (region);

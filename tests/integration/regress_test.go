@@ -58,6 +58,7 @@ var regressChanges = []string{
 // what uses xml (its build has no libxml: the tables are excluded, the views that use xml are
 // reported by name, not created).
 func TestRegressionDatabase(t *testing.T) {
+	parallel(t)
 	if testing.Short() {
 		t.Skip("builds PostgreSQL's regression database")
 	}
@@ -181,7 +182,7 @@ func testRegressionDatabase(t *testing.T, srcPG *testharness.Postgres) {
 			unlogged[tb.Source] = true
 		}
 	}
-	eventually(t, 3*time.Minute, func() error { return sameRows(ctx, src, dst, schemas, unlogged) })
+	testharness.Eventually(t, 3*time.Minute, func() error { return sameRows(ctx, src, dst, schemas, unlogged) })
 
 	diff := statementDiff(before, schemaStatements(t, bin, dstPG.Port, "regcopy", schemas))
 	gaps := regressKnownGaps

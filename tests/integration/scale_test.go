@@ -33,6 +33,7 @@ func manyTables(t *testing.T) int {
 // payloads were compressed the status answer failed at 2.4 MB; before verification renewed its
 // snapshot transaction it ran out of the source's lock table.
 func TestManyTables(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	n := manyTables(t)
 	srcPG, dstPG, src, dst := clusterPair(t, true, "many", "CREATE SCHEMA many")
@@ -78,7 +79,7 @@ END $$`, from, min(from+499, n)))
 	t.Logf("initial run: %d events, %d bytes of history", info.GetHistoryLength(), info.GetHistorySizeBytes())
 	require.Less(t, info.GetHistorySizeBytes(), int64(5<<20))
 	require.Less(t, info.GetHistoryLength(), int64(2000))
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		d, err := c.DescribeWorkflowExecution(ctx, run.GetID(), "")
 		if err != nil {
 			return err
@@ -101,6 +102,6 @@ END $$`, from, min(from+499, n)))
 		checks = append(checks, tableCheck{src: q, dst: q, srcCols: []string{"id", "v"}, srcKey: []string{"id"}})
 	}
 	pickChecks := []tableCheck{checks[picks[0]-1], checks[picks[1]-1], checks[picks[2]-1]}
-	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, pickChecks) })
+	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, pickChecks) })
 	require.NoError(t, compareAll(ctx, src, dst, checks))
 }

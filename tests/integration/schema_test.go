@@ -200,7 +200,7 @@ func runSchemaTask(t *testing.T, s spec.Spec) api.Status {
 	s.Sync.Incremental = &no
 	run := startTask(t, c, s, nil)
 	var st api.Status
-	eventually(t, 3*time.Minute, func() error {
+	testharness.Eventually(t, 3*time.Minute, func() error {
 		st = status(t, c, run.GetID())
 		switch st.Phase {
 		case api.PhaseFinished:
@@ -216,7 +216,10 @@ func runSchemaTask(t *testing.T, s spec.Spec) api.Status {
 // TestSchemaEveryObjectKind syncs a whole schema holding every object kind and compares
 // pg_dump --schema-only of both sides: no difference. The data arrives too, the materialized view
 // is filled, and a second run of the schema steps (a retry) changes nothing.
-func TestSchemaEveryObjectKind(t *testing.T) { eachDestination(t, testSchemaEveryObjectKind) }
+func TestSchemaEveryObjectKind(t *testing.T) {
+	parallel(t)
+	eachDestination(t, testSchemaEveryObjectKind)
+}
 
 func testSchemaEveryObjectKind(t *testing.T) {
 	ctx := context.Background()
@@ -289,7 +292,10 @@ func testSchemaEveryObjectKind(t *testing.T) {
 // the tables need comes along (types, sequences, default and trigger functions, indexes,
 // constraints, triggers, rules, comments), renamed everywhere Skein generates the SQL; a trigger
 // whose table is renamed is reported instead of being rewritten; unrelated objects stay behind.
-func TestSchemaWithRenames(t *testing.T) { eachDestination(t, testSchemaWithRenames) }
+func TestSchemaWithRenames(t *testing.T) {
+	parallel(t)
+	eachDestination(t, testSchemaWithRenames)
+}
 
 func testSchemaWithRenames(t *testing.T) {
 	ctx := context.Background()
@@ -326,6 +332,7 @@ func testSchemaWithRenames(t *testing.T) {
 // reason, instead of retrying the same statement for retry.other_minutes: the precheck
 // (dest_capabilities) names it before anything is created.
 func TestPermanentSchemaErrorFailsAtOnce(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	srcPG := testharness.NewPostgres(t, testharness.PostgresOptions{})
 	dstPG := testharness.NewIvorySQL(t, testharness.PostgresOptions{})

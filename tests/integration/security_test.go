@@ -36,6 +36,7 @@ import (
 // history, the status, the worker's log and the failure webhook's body; the webhook URL, read
 // from a secret, carries a token that is in none of them either.
 func TestRowValuesAndWebhookTokensStayOut(t *testing.T) {
+	parallel(t)
 	const marker, token = "SSN-MARKER-123-45-6789", "TOKEN-MARKER-s3cr3t"
 	hook := newWebhook(t)
 	srcPG, dstPG, src, dst := clusterPair(t, true, "people", `
@@ -46,7 +47,7 @@ INSERT INTO hr.people VALUES (1, 'ordinary');`)
 	secretsDir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(secretsDir, "hook"), []byte(hook.srv.URL+"/alerts?token="+token+"\n"), 0o600))
 	logs, observed := observer.New(zap.DebugLevel)
-	c := devServer.Client()
+	c := temporalClient(t)
 	w := worker.New(c, api.TaskQueue, activities.WorkerOptions())
 	workflows.Register(w)
 	w.RegisterActivity(&activities.Activities{Open: dbconn.Opener{Secrets: secrets.Resolver{Dir: secretsDir}}, Log: zap.New(logs), Client: c})
@@ -68,7 +69,7 @@ INSERT INTO hr.people VALUES (1, 'ordinary');`)
 	require.Contains(t, st.LastError, "id=7", "the key is named")
 	require.Contains(t, st.LastError, `"ssn_not_marked"`, "the constraint is named")
 	require.Contains(t, st.LastError, "Failing row contains (value redacted)")
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		if _, ok := hook.find(activities.AlertFailed); !ok {
 			return fmt.Errorf("no failure alert yet")
 		}
@@ -102,6 +103,7 @@ INSERT INTO hr.people VALUES (1, 'ordinary');`)
 // the history holds nothing readable of the spec (hosts, databases, users) and no search
 // attribute names a server, while status through the same converter reads as usual.
 func TestEncryptedPayloads(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "payload-key"), []byte(strings.Repeat("5a", 32)), 0o600))
@@ -109,7 +111,7 @@ func TestEncryptedPayloads(t *testing.T) {
 		return map[string]string{"SKEIN_PAYLOAD_KEY": "payload-key"}[k]
 	})
 	require.NoError(t, err)
-	c, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Namespace: "default",
+	c, err := client.Dial(client.Options{HostPort: devServer.FrontendHostPort(), Namespace: namespace(t),
 		Logger: temporalx.NewZapLogger(zap.NewNop()), DataConverter: temporalx.DataConverterWith(enc)})
 	require.NoError(t, err)
 	defer c.Close()
@@ -125,11 +127,11 @@ func TestEncryptedPayloads(t *testing.T) {
 	run := startTask(t, c, s, nil)
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
 	testharness.Exec(t, src, `INSERT INTO vault.t VALUES (2, 'b')`)
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		return compareAll(ctx, src, dst, []tableCheck{tableOf("vault", "t", "sealed_dest_schema", "t", "id", "v")})
 	})
 
-	history := historyText(t, devServer.Client(), run.GetID(), temporalx.DataConverter())
+	history := historyText(t, temporalClient(t), run.GetID(), temporalx.DataConverter())
 	require.Contains(t, history, temporalx.EncodingEncrypted, "payloads are sealed")
 	require.Contains(t, history, "it-sealed", "the task's id stays readable")
 	for _, secret := range []string{"sealed_source_db", "sealed_dest_schema", fmt.Sprintf(`"port":%d`, srcPG.Port), `"user":"postgres"`} {

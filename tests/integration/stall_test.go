@@ -20,6 +20,7 @@ import (
 // asks the server, finds the session idle, and starts again on a new connection; every change
 // arrives once. A statement that waits for a lock as long is left alone.
 func TestStalledDestinationConnectionIsReplaced(t *testing.T) {
+	isolate(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := clusterPair(t, true, "st", `CREATE SCHEMA st;
 CREATE TABLE st.t (id int PRIMARY KEY, v text);
@@ -49,7 +50,7 @@ INSERT INTO st.t SELECT i, 'v' || i FROM generate_series(1, 100) i`)
 		write()
 		time.Sleep(8 * time.Second) // well past the stall limit
 		testharness.Exec(t, lock, `COMMIT`)
-		eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, check) })
+		testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, check) })
 		st := status(t, c, run.GetID())
 		require.NotContains(t, st.LastError, "stopped answering", "a session the server works on is not stalled")
 	})
@@ -68,7 +69,7 @@ INSERT INTO st.t SELECT i, 'v' || i FROM generate_series(1, 100) i`)
 	} {
 		t.Run(dir.name, func(t *testing.T) {
 			waitPhase(t, c, run.GetID(), api.PhaseIncremental, time.Minute)
-			eventually(t, time.Minute, func() error { // the apply's connection, once it is open again
+			testharness.Eventually(t, time.Minute, func() error { // the apply's connection, once it is open again
 				if proxy.Freeze(dir.dir) == 0 {
 					return fmt.Errorf("no destination connection yet")
 				}
@@ -79,10 +80,10 @@ INSERT INTO st.t SELECT i, 'v' || i FROM generate_series(1, 100) i`)
 				time.Sleep(time.Second)
 				proxy.Freeze(dir.after)
 			}
-			eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, check) })
+			testharness.Eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, check) })
 			// The stall's error, recovered from (the new run's first report ends the streak).
 			var st api.Status
-			eventually(t, 30*time.Second, func() error {
+			testharness.Eventually(t, 30*time.Second, func() error {
 				if st = status(t, c, run.GetID()); st.LastError != "" || st.LastRecoveredError == "" {
 					return fmt.Errorf("not recovered yet: last error %q, last recovered %q", st.LastError, st.LastRecoveredError)
 				}

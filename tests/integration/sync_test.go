@@ -154,7 +154,10 @@ func shopSpec(name string, src, dst *testharness.Postgres) spec.Spec {
 // TestSyncFullAndIncremental syncs a small schema with schema + full + incremental through the
 // real dev server, with writes during and after the load, and compares every row; into
 // PostgreSQL and into IvorySQL's Oracle-mode port.
-func TestSyncFullAndIncremental(t *testing.T) { eachDestination(t, testSyncFullAndIncremental) }
+func TestSyncFullAndIncremental(t *testing.T) {
+	parallel(t)
+	eachDestination(t, testSyncFullAndIncremental)
+}
 
 func testSyncFullAndIncremental(t *testing.T) {
 	ctx := context.Background()
@@ -256,7 +259,7 @@ WHERE schemaname = $1 AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%_k
 		_, err := src.Exec(ctx, q)
 		require.NoError(t, err, q)
 	}
-	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	var big string
 	require.NoError(t, dst.QueryRow(ctx, `SELECT big FROM mart.orders WHERE id = 2500`).Scan(&big))
 	require.Len(t, big, 32*4000, "a TOASTed value survives an update of another column")
@@ -267,7 +270,7 @@ WHERE schemaname = $1 AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%_k
 	}
 
 	// Progress is committed with the data and reported in status.
-	eventually(t, 30*time.Second, func() error {
+	testharness.Eventually(t, 30*time.Second, func() error {
 		st := status(t, c, run.GetID())
 		if st.AppliedLSN == "" || st.Changes.Inserts == 0 {
 			return fmt.Errorf("status has no apply progress yet: %+v", st)
@@ -370,6 +373,7 @@ func findTable(st api.Status, source string) api.TableStatus {
 // TestPrecheckFailsWithoutLogicalWAL stops a task whose source is not wal_level=logical before it
 // creates anything, and names the failing item.
 func TestPrecheckFailsWithoutLogicalWAL(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	srcPG, dstPG, _, dst := shopPair(t, false)
 
@@ -398,7 +402,10 @@ func TestPrecheckFailsWithoutLogicalWAL(t *testing.T) {
 
 // TestConflictModeIgnore keeps a destination table that exists already, with its rows: the full
 // load adds only what is missing, and incremental overwrites.
-func TestConflictModeIgnore(t *testing.T) { eachDestination(t, testConflictModeIgnore) }
+func TestConflictModeIgnore(t *testing.T) {
+	parallel(t)
+	eachDestination(t, testConflictModeIgnore)
+}
 
 func testConflictModeIgnore(t *testing.T) {
 	ctx := context.Background()
@@ -431,7 +438,7 @@ INSERT INTO mart.kv VALUES (1, 'dest-1'), (9999, 'dest-only');`)
 	require.Equal(t, []string{"1=dest-1", "2=src-2", "3=src-3", "9999=dest-only"}, rows())
 
 	testharness.Exec(t, src, `UPDATE shop.kv SET v = 'new-1' WHERE k = 1; INSERT INTO shop.kv VALUES (9999, 'src-9999'); DELETE FROM shop.kv WHERE k = 2`)
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		if got := rows(); !slices.Equal(got, []string{"1=new-1", "3=src-3", "9999=src-9999"}) {
 			return fmt.Errorf("destination rows %v", got)
 		}
@@ -445,7 +452,10 @@ INSERT INTO mart.kv VALUES (1, 'dest-1'), (9999, 'dest-only');`)
 // TestFullOnlyTask copies schema and data without incremental sync from a source that is not
 // even wal_level=logical: a plain exported snapshot, no slot, and the task ends finished with
 // nothing of Skein's left behind.
-func TestFullOnlyTask(t *testing.T) { eachDestination(t, testFullOnlyTask) }
+func TestFullOnlyTask(t *testing.T) {
+	parallel(t)
+	eachDestination(t, testFullOnlyTask)
+}
 
 func testFullOnlyTask(t *testing.T) {
 	ctx := context.Background()

@@ -22,6 +22,7 @@ import (
 // settings the Temporal CLI's variables give: server TLS with a CA (as a file and as a value),
 // mTLS with a client certificate (refused without one), and an API key that reaches the requests.
 func TestTemporalConnectionFromEnv(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	ca := testharness.NewCA(t, "temporal test CA")
 	server := testharness.ServerCert(t, ca, "temporal.test")

@@ -18,6 +18,7 @@ import (
 // TestThrottleHolds measures a throttled full load and a throttled change apply: neither may run
 // more than 20% above its limit. Only the upper bound is asserted: a slow machine cannot fail it.
 func TestThrottleHolds(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
 	c := startWorker(t, t.TempDir())
@@ -45,7 +46,7 @@ func TestThrottleHolds(t *testing.T) {
 		_, err := src.Exec(ctx, `UPDATE shop.customers SET note = $1 WHERE id = $2`, fmt.Sprint("throttled ", i), 1+i)
 		require.NoError(t, err)
 	}
-	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	applyRate := float64(3*applyRows) / time.Since(start).Seconds()
 	t.Logf("apply: %d changes at %.0f changes/s (limit %d)", 3*applyRows, applyRate, applyRows)
 	require.LessOrEqual(t, applyRate, 1.2*applyRows)
@@ -55,6 +56,7 @@ func TestThrottleHolds(t *testing.T) {
 // not run more than 20% above the limit. (It runs at ~1.9 MB/s here; the lower side is not
 // asserted, as a loaded machine adds fixed costs to the phase.)
 func TestThrottleMBPerSecond(t *testing.T) {
+	parallel(t)
 	srcPG, dstPG, src, _ := shopPair(t, false)
 	testharness.Exec(t, src, `CREATE TABLE shop.filler (id int PRIMARY KEY, v text NOT NULL);
 INSERT INTO shop.filler SELECT i, repeat(md5(i::text), 12) FROM generate_series(1, 20000) i;`)

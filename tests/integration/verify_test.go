@@ -19,7 +19,10 @@ import (
 // TestVerifyWhileStreaming runs `skein verify` on a task in incremental: clean while the source
 // takes constant writes (no false differences), then differences made on the destination are each
 // reported by key, in the JSON, the table and the task's status.
-func TestVerifyWhileStreaming(t *testing.T) { eachDestination(t, testVerifyWhileStreaming) }
+func TestVerifyWhileStreaming(t *testing.T) {
+	parallel(t)
+	eachDestination(t, testVerifyWhileStreaming)
+}
 
 func testVerifyWhileStreaming(t *testing.T) {
 	bin := buildSkein(t)
@@ -56,7 +59,7 @@ func testVerifyWhileStreaming(t *testing.T) {
 	})
 
 	// Wait for the apply to catch up, then break the destination in four ways.
-	eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	testharness.Exec(t, dst, `DELETE FROM mart.orders WHERE id = 5;
 INSERT INTO mart.clients (id, name) VALUES (900000, 'ghost');
 UPDATE mart.profiles SET mood = 'sad' WHERE id = 7;
@@ -88,7 +91,7 @@ DELETE FROM mart.events WHERE ctid = (SELECT ctid FROM mart.events WHERE kind = 
 		require.Contains(t, r.stdout, "the destination DIFFERS from the source")
 
 		// The task's status (and history) holds the last report.
-		eventually(t, 30*time.Second, func() error {
+		testharness.Eventually(t, 30*time.Second, func() error {
 			for _, v := range status(t, c, run.GetID()).Verify {
 				if v.Source == "shop.orders" && v.Missing == 1 {
 					return nil

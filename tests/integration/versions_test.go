@@ -79,6 +79,7 @@ func versionChanges(v int) []string {
 // schema + full + incremental, writes and schema changes while streaming, every table compared
 // row by row and column by column, and the source left as it was after release.
 func TestVersionMatrix(t *testing.T) {
+	parallel(t)
 	if testing.Short() {
 		t.Skip("starts servers")
 	}
@@ -137,7 +138,7 @@ func testVersion(t *testing.T, srcMajor, dstMajor int) {
 	for _, q := range versionChanges(v) {
 		testharness.Exec(t, src, q)
 	}
-	eventually(t, 2*time.Minute, func() error {
+	testharness.Eventually(t, 2*time.Minute, func() error {
 		if st := status(t, c, run.GetID()); st.LastError != "" {
 			return fmt.Errorf("the task reports: %s", st.LastError)
 		}

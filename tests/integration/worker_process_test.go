@@ -41,7 +41,7 @@ func startWorkerProcess(t *testing.T, bin, logFile string, env ...string) *worke
 	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	require.NoError(t, err)
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+devServer.FrontendHostPort(), "TEMPORAL_NAMESPACE=default", "SKEIN_LOG_LEVEL=warn")
+	cmd.Env = append(append(os.Environ(), temporalEnv(t)...), "SKEIN_LOG_LEVEL=warn", "SKEIN_METRICS_ADDR=off") // tests at once would share :9464
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	require.NoError(t, cmd.Start())
@@ -93,7 +93,7 @@ type processTask struct {
 // process (env as for startWorkerProcess) and the task named name; tune adjusts the spec.
 func startProcessTask(t *testing.T, name, tableSQL, table string, tune func(*spec.Spec), env ...string) *processTask {
 	t.Helper()
-	p := &processTask{bin: buildWorker(t), logFile: filepath.Join(t.TempDir(), "worker.log"), c: devServer.Client()}
+	p := &processTask{bin: buildWorker(t), logFile: filepath.Join(t.TempDir(), "worker.log"), c: temporalClient(t)}
 	dumpLogOnFailure(t, p.logFile)
 	p.srcPG, p.dstPG, p.src, p.dst = shopPair(t, true)
 	testharness.Exec(t, p.src, tableSQL)
@@ -111,7 +111,7 @@ func startProcessTask(t *testing.T, name, tableSQL, table string, tune func(*spe
 // waitRows waits until table has rows rows.
 func waitRows(t *testing.T, conn *pgx.Conn, table string, rows int64, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, func() error {
+	testharness.Eventually(t, timeout, func() error {
 		var n int64
 		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
 			return err
@@ -164,6 +164,7 @@ func (p *processTask) another(t *testing.T, env ...string) *workerProcess {
 // stream under constant writes: a new worker process resumes from the LSN committed with the data
 // and the destination ends with exactly the source's rows, nothing lost or doubled.
 func TestWorkerKilledMidStream(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	p := startProcessTask(t, "it-kill", `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`, "bulk", nil)
 	srcPG, src, dst, c, run := p.srcPG, p.src, p.dst, p.c, p.run
@@ -178,7 +179,7 @@ func TestWorkerKilledMidStream(t *testing.T) {
 		}
 	})
 	// Kill once changes are being applied.
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		if st := status(t, c, run.GetID()); st.Changes.Updates < 50 {
 			return fmt.Errorf("%d updates applied so far", st.Changes.Updates)
 		}
@@ -191,10 +192,10 @@ func TestWorkerKilledMidStream(t *testing.T) {
 	require.Greater(t, stopWriter(), 50)
 	// The apply run of the killed worker times out on its heartbeat (30 s); the next run resumes.
 	started := time.Now()
-	eventually(t, 3*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
+	testharness.Eventually(t, 3*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	t.Logf("the new worker caught up %s after the kill", time.Since(started).Round(time.Second))
 	// The status no longer shows the dead run's error as the last one: the task recovered.
-	eventually(t, 30*time.Second, func() error {
+	testharness.Eventually(t, 30*time.Second, func() error {
 		st := status(t, c, run.GetID())
 		if st.LastError != "" || st.Retry.Attempts != 0 || st.LastRecoveredError == "" {
 			return fmt.Errorf("status after recovery: last_error %q, retry %+v, last_recovered_error %q", st.LastError, st.Retry, st.LastRecoveredError)
@@ -209,6 +210,7 @@ func TestWorkerKilledMidStream(t *testing.T) {
 // before its commit (protocol 2), the worker spools it to disk and applies it at the commit, and
 // the worker process's peak memory stays far below the transaction's size.
 func TestLargeTransactionBoundedMemory(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	p := startProcessTask(t, "it-large-tx", `CREATE TABLE shop.bulk (id int PRIMARY KEY, v text)`, "bulk", nil,
 		"SKEIN_LOG_LEVEL=info", "SKEIN_SPOOL_DIR="+t.TempDir())
@@ -225,7 +227,7 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 		src: spec.QName{Schema: "shop", Name: "bulk"}, dst: spec.QName{Schema: "mart", Name: "bulk"},
 		srcCols: []string{"id", "v"}, srcKey: []string{"id"},
 	})))
-	eventually(t, time.Minute, func() error {
+	testharness.Eventually(t, time.Minute, func() error {
 		if st := status(t, c, run.GetID()); st.Changes.Streamed < 1 {
 			return fmt.Errorf("status counts %d streamed transactions", st.Changes.Streamed)
 		}
@@ -253,6 +255,7 @@ func dumpLogOnFailure(t *testing.T, logFile string) {
 // second process reloads the unfinished tables in a new snapshot, the change stream skips their
 // changes that snapshot holds, and the destination ends with exactly the source's rows.
 func TestWorkerKilledDuringLoad(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	p := startProcessTask(t, "it-kill-load", `CREATE TABLE shop.wide (id int PRIMARY KEY, v text NOT NULL, n int NOT NULL DEFAULT 0);
 INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 3), 0 FROM generate_series(1, 300000) i;`, "wide", func(s *spec.Spec) {
@@ -270,7 +273,7 @@ INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 3), 0 FROM generate_series(
 		}
 	})
 	// Kill once part of wide is committed on the destination.
-	eventually(t, 3*time.Minute, func() error {
+	testharness.Eventually(t, 3*time.Minute, func() error {
 		st := status(t, c, run.GetID())
 		if w := findTable(st, "shop.wide"); w.ChunksDone < 2 || w.ChunksDone == w.Chunks {
 			return fmt.Errorf("phase %s, wide: %d of %d chunks", st.Phase, w.ChunksDone, w.Chunks)
@@ -288,7 +291,7 @@ INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 3), 0 FROM generate_series(
 		src: spec.QName{Schema: "shop", Name: "wide"}, dst: spec.QName{Schema: "mart", Name: "wide"},
 		srcCols: []string{"id", "v", "n"}, srcKey: []string{"id"},
 	})
-	eventually(t, 3*time.Minute, func() error { return compareAll(ctx, src, dst, checks) })
+	testharness.Eventually(t, 3*time.Minute, func() error { return compareAll(ctx, src, dst, checks) })
 	st := status(t, c, run.GetID())
 	require.Equal(t, 1, findTable(st, "shop.wide").Reloads, "wide loaded again in a new snapshot")
 	require.Equal(t, api.TableDone, findTable(st, "shop.wide").State)
@@ -299,6 +302,7 @@ INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 3), 0 FROM generate_series(
 // memory is a few times one value), its peak memory stays at half the table's 1,000 MB, and every
 // value arrives intact.
 func TestLoadLargeValuesBoundedMemory(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	const valueMB, rows = 100, 10
 	p := startProcessTask(t, "it-large-values", fmt.Sprintf(`CREATE TABLE shop.blobs (id int PRIMARY KEY, v text NOT NULL);
@@ -314,7 +318,7 @@ INSERT INTO shop.blobs SELECT i, repeat(md5(i::text), %d * 1024 * 1024 / 32) FRO
 		return d
 	}
 	want := digest(src, "shop.blobs")
-	eventually(t, 3*time.Minute, func() error {
+	testharness.Eventually(t, 3*time.Minute, func() error {
 		if got := digest(dst, "mart.blobs"); got != want {
 			return fmt.Errorf("destination blobs %.80s…, source %.80s…", got, want)
 		}
@@ -349,6 +353,7 @@ func chunksRunningOn(c client.Client, task string, w *workerProcess) int {
 // chunks are copied again elsewhere, once), a third stopped by SIGTERM exits cleanly within its
 // stop timeout and hands its chunks back, and the destination ends equal to the source.
 func TestThreeWorkers(t *testing.T) {
+	parallel(t)
 	ctx := context.Background()
 	p := startProcessTask(t, "it-three", `CREATE TABLE shop.wide (id int PRIMARY KEY, pad text);
 INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 150000) i; ANALYZE shop.wide`, "wide", func(s *spec.Spec) {
@@ -359,7 +364,7 @@ INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 
 		p.another(t, "SKEIN_METRICS_ADDR=off", "SKEIN_STOP_TIMEOUT=2s")}
 	// Once chunks copy, kill a worker that does not hold the snapshot.
 	var killed, holder int
-	eventually(t, 2*time.Minute, func() error {
+	testharness.Eventually(t, 2*time.Minute, func() error {
 		st := status(t, p.c, p.run.GetID())
 		if done := findTable(st, "shop.wide").ChunksDone; done < 2 {
 			return fmt.Errorf("%d chunks of shop.wide done", done)
@@ -377,7 +382,7 @@ INSERT INTO shop.wide SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 
 	// chunks get the stop timeout (2 s) to finish, the rest are canceled and copied again
 	// elsewhere, and it exits cleanly soon after.
 	stopped := 3 - holder - killed
-	eventually(t, 2*time.Minute, func() error {
+	testharness.Eventually(t, 2*time.Minute, func() error {
 		if n := chunksRunningOn(p.c, p.run.GetID(), workers[stopped]); n == 0 {
 			return fmt.Errorf("worker %d copies no chunk", stopped)
 		}
