@@ -48,7 +48,7 @@ up: build tools postgres ## Temporal dev server + worker, for using bin/skein by
 down: ## stop everything make up / make demo started
 	deployments/dev/down.sh
 
-bench: bench-cdc bench-full ## benchmarks (separate from tests): each prints Skein against its anchor, measured in the same run
+bench: bench-cdc bench-full ## benchmarks (separate from tests): each runs Skein and its anchors alternately BENCH_RUNS times (default 3) and prints medians and ranges
 
 bench-cdc: postgres ## change apply: catch-up of 1M changes (BENCH_CDC_TRANSACTIONS=N, 50 changes each) and lag at 1,000 tps (BENCH_LAG_TPS, BENCH_LAG_SECONDS), Skein vs a native subscription
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkCDC' -benchtime 1x -timeout 60m ./tests/bench/

@@ -103,20 +103,9 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	if err != nil {
 		return ApplyProgress{}, classify(ctx, err)
 	}
-	schemaChanges := ""
-	var schemaChangeTable spec.QName
-	if !in.Helper && in.Spec.CapturesSchemaChanges() {
-		installed, err := ddlcapture.IsInstalled(ctx, lagConn, in.Spec.SlotName())
-		if err == nil && installed {
-			schemaChanges = ddlcapture.Prefix(in.Spec.SlotName())
-			if !ddlcapture.Messages(lagConn) {
-				schemaChangeTable = ddlcapture.EventsTable(in.Spec.SlotName())
-			}
-			err = cdc.RecordMissing(ctx, lagConn, dst, in.Spec.Name, in.Tables)
-		}
-		if err != nil {
-			return ApplyProgress{}, classify(ctx, err)
-		}
+	schemaChanges, schemaChangeTable, err := schemaChangeCapture(ctx, lagConn, dst, in)
+	if err != nil {
+		return ApplyProgress{}, classify(ctx, err)
 	}
 	// The run ends after MaxRun at a transaction boundary (StreamOptions.RunFor), never inside one.
 	runCtx, cancelCause := context.WithCancelCause(ctx)
@@ -193,18 +182,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	cancel()
 	<-reporterDone
 	mu.Lock()
-	out := last
-	out.Run = runName(ctx)
-	if p := latest; p.AppliedLSN != 0 {
-		out.AppliedLSN, out.Counts, out.LastSchemaChange = p.AppliedLSN.String(), p.Counts, p.LastSchemaChange
-	}
-	out.NotReplicated, out.LastNotReplicated = latest.NotReplicated, latest.LastNotReplicated
-	if latest.TablesVersion > 0 {
-		out.Tables, out.TablesVersion, out.Renamed = latest.Tables, latest.TablesVersion, latest.Renamed
-	}
-	if latest.FlushedLSN != 0 {
-		out.FlushedLSN = latest.FlushedLSN.String()
-	}
+	out := runProgress(ctx, last, latest)
 	mu.Unlock()
 	switch {
 	case ctx.Err() != nil:
@@ -300,6 +278,42 @@ func reportDue(now, last ApplyProgress, first bool, sinceLast, every time.Durati
 		return true
 	}
 	return sinceLast >= every && !sameReport(now, last)
+}
+
+// schemaChangeCapture is where the task's schema changes come in the stream, when the source
+// captures them: the message prefix, and before 14 the events table. It records the tables the
+// capture does not know yet (cdc.RecordMissing).
+func schemaChangeCapture(ctx context.Context, lagConn, dst *pgx.Conn, in ApplyInput) (prefix string, table spec.QName, err error) {
+	if in.Helper || !in.Spec.CapturesSchemaChanges() {
+		return "", spec.QName{}, nil
+	}
+	installed, err := ddlcapture.IsInstalled(ctx, lagConn, in.Spec.SlotName())
+	if err != nil || !installed {
+		return "", spec.QName{}, err
+	}
+	prefix = ddlcapture.Prefix(in.Spec.SlotName())
+	if !ddlcapture.Messages(lagConn) {
+		table = ddlcapture.EventsTable(in.Spec.SlotName())
+	}
+	return prefix, table, cdc.RecordMissing(ctx, lagConn, dst, in.Spec.Name, in.Tables)
+}
+
+// runProgress is what an apply run returns: the reporter's last report with the stream's final
+// position, counts and table list.
+func runProgress(ctx context.Context, last ApplyProgress, latest cdc.Progress) ApplyProgress {
+	out := last
+	out.Run = runName(ctx)
+	if p := latest; p.AppliedLSN != 0 {
+		out.AppliedLSN, out.Counts, out.LastSchemaChange = p.AppliedLSN.String(), p.Counts, p.LastSchemaChange
+	}
+	out.NotReplicated, out.LastNotReplicated = latest.NotReplicated, latest.LastNotReplicated
+	if latest.TablesVersion > 0 {
+		out.Tables, out.TablesVersion, out.Renamed = latest.Tables, latest.TablesVersion, latest.Renamed
+	}
+	if latest.FlushedLSN != 0 {
+		out.FlushedLSN = latest.FlushedLSN.String()
+	}
+	return out
 }
 
 // streamBounds parses the run's skip list and stop position (CatchUp: the source's position now).

@@ -185,37 +185,72 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 	if ev.CaptureError != "" {
 		return errclass.Permanent(fmt.Errorf("a schema change on the source could not be captured (%s): %s; the source ran: %s", ev.Tag, ev.CaptureError, auditText(ev.Query)))
 	}
-	m := schemaMapper{a}
-	tablesBefore := maps.Clone(a.tables)
-	fail := func(err error) error {
-		var u *ddl.Unsupported
-		if errors.As(err, &u) {
-			return errclass.Permanent(fmt.Errorf("%w; the source ran: %s", err, auditText(ev.Query)))
+	p := &schemaPlan{a: a, ev: &ev, m: schemaMapper{a}, tablesBefore: maps.Clone(a.tables)}
+	p.sequences()
+	for _, step := range []func() error{p.tables, p.indexes, func() error { return p.dropped(ctx) }} {
+		if err := step(); err != nil {
+			return p.fail(err)
 		}
-		return err
 	}
-	var stmts, warned []string
-	skipped := 0
-	type save struct {
-		state *ddlcapture.Table
-		rec   recorded
+	p.others()
+	if len(p.stmts) == 0 && len(p.saves) == 0 && len(p.forgets) == 0 && p.skipped == 0 {
+		return nil
 	}
-	var saves []save
-	var forgets []uint32
-	var renamed []spec.Rename // applied with the statements
-	// Sequences first: a new table's defaults use them.
-	for _, sq := range ev.Sequences {
+	return p.apply(ctx)
+}
+
+// schemaPlan is what one schema-change event does to the destination and to the task's table
+// list and recorded schema: planned from the event (sequences, tables, indexes, dropped objects,
+// other objects), then applied at once (apply).
+type schemaPlan struct {
+	a            *applier
+	ev           *ddlcapture.Event
+	m            schemaMapper
+	tablesBefore map[spec.QName]spec.TableMap
+
+	stmts, warned []string
+	skipped       int // changes of tables whose DDL is not applied (operations without ddl)
+	saves         []schemaSave
+	forgets       []uint32      // dropped tables' OIDs
+	renamed       []spec.Rename // destination tables renamed with the statements
+}
+
+// schemaSave is a table state to record with its mapping.
+type schemaSave struct {
+	state *ddlcapture.Table
+	rec   recorded
+}
+
+// fail names the source's statement in an error of what cannot be replicated.
+func (p *schemaPlan) fail(err error) error {
+	var u *ddl.Unsupported
+	if errors.As(err, &u) {
+		return errclass.Permanent(fmt.Errorf("%w; the source ran: %s", err, auditText(p.ev.Query)))
+	}
+	return err
+}
+
+// sequences creates the new sequences of wholly selected schemas, first: a new table's defaults
+// use them.
+func (p *schemaPlan) sequences() {
+	a := p.a
+	for _, sq := range p.ev.Sequences {
 		whole, _ := a.schema.wholeSchema(sq.Schema)
 		if sq.OwnedBy && !whole {
-			whole = slices.ContainsFunc(ev.Tables, func(t ddlcapture.Table) bool {
+			whole = slices.ContainsFunc(p.ev.Tables, func(t ddlcapture.Table) bool {
 				_, ok := a.newTable(&t)
 				return ok && t.Schema == sq.Schema
 			})
 		}
 		if whole && !sq.Identity {
-			stmts = append(stmts, ddl.SequenceFrom(sq, m)...)
+			p.stmts = append(p.stmts, ddl.SequenceFrom(sq, p.m)...)
 		}
 	}
+}
+
+// tables creates the selection's new tables and changes its changed ones (following renames).
+func (p *schemaPlan) tables() error {
+	a, ev, m := p.a, p.ev, p.m
 	for i := range ev.Tables {
 		after := &ev.Tables[i]
 		before := a.schema.states[after.OID]
@@ -226,16 +261,16 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 			}
 			if !strings.HasPrefix(ev.Tag, "CREATE") {
 				// ATTACH PARTITION: the table's rows from before are not in the change stream.
-				return fail(&ddl.Unsupported{Table: after.QName(), Reason: "a table attached as a partition of a selected table: its earlier rows are not in the change stream (create the partition with CREATE TABLE ... PARTITION OF, or release the task and start it again)"})
+				return &ddl.Unsupported{Table: after.QName(), Reason: "a table attached as a partition of a selected table: its earlier rows are not in the change stream (create the partition with CREATE TABLE ... PARTITION OF, or release the task and start it again)"}
 			}
 			ch, err := ddl.CreateTableFrom(after, tm, m)
 			if err != nil {
-				return fail(err)
+				return err
 			}
-			stmts = append(stmts, ch.Stmts...)
-			warned = append(warned, ch.Warnings...)
+			p.stmts = append(p.stmts, ch.Stmts...)
+			p.warned = append(p.warned, ch.Warnings...)
 			a.tables[tm.Source] = tm
-			saves = append(saves, save{after, recorded{Table: tm, Created: true}})
+			p.saves = append(p.saves, schemaSave{after, recorded{Table: tm, Created: true}})
 			continue
 		}
 		tm, ok := a.tableOf(before)
@@ -254,16 +289,16 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 		}
 		ch, err := ddl.TableChange(before, after, diffWith, m)
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		if apply {
-			stmts = append(stmts, ch.Stmts...)
-			warned = append(warned, ch.Warnings...)
+			p.stmts = append(p.stmts, ch.Stmts...)
+			p.warned = append(p.warned, ch.Warnings...)
 			follow, mapping, notFollowed := ddl.FollowRename(before, after, ch.Mapping, m, a.schema.listsSchema)
-			stmts = append(stmts, follow...)
+			p.stmts = append(p.stmts, follow...)
 			if mapping.Dest != ch.Mapping.Dest {
 				a.schema.was[after.OID] = append(slices.Clone(a.schema.was[after.OID]), ch.Mapping.Dest)
-				renamed = append(renamed, spec.Rename{From: ch.Mapping.Dest, To: mapping.Dest})
+				p.renamed = append(p.renamed, spec.Rename{From: ch.Mapping.Dest, To: mapping.Dest})
 			}
 			ch.Mapping = mapping
 			if notFollowed != "" {
@@ -271,28 +306,41 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 				a.notReplicated = append(a.notReplicated, notFollowed)
 			}
 		} else if would, err := ddl.TableChange(before, after, tm, m); err == nil && len(would.Stmts) > 0 {
-			skipped++ // what the table's DDL would have done on the destination
+			p.skipped++ // what the table's DDL would have done on the destination
 		}
 		delete(a.tables, tm.Source)
 		a.tables[ch.Mapping.Source] = ch.Mapping
-		saves = append(saves, save{after, recorded{Table: ch.Mapping, Created: a.schema.created[after.OID], Was: a.schema.was[after.OID]}})
+		p.saves = append(p.saves, schemaSave{after, recorded{Table: ch.Mapping, Created: a.schema.created[after.OID], Was: a.schema.was[after.OID]}})
 	}
-	for _, ix := range ev.Indexes {
-		tm, ok := a.tables[ix.Table]
+	return nil
+}
+
+// indexes creates the new indexes of selected tables (a constraint's index comes with its
+// ALTER TABLE).
+func (p *schemaPlan) indexes() error {
+	for _, ix := range p.ev.Indexes {
+		tm, ok := p.a.tables[ix.Table]
 		if !ok || ix.Constraint {
 			continue
 		}
 		if !tm.Allows(spec.OpDDL) {
-			skipped++
+			p.skipped++
 			continue
 		}
-		stmt, err := ddl.CreateIndexFrom(ix.Def, tm, m)
+		stmt, err := ddl.CreateIndexFrom(ix.Def, tm, p.m)
 		if err != nil {
-			return fail(err)
+			return err
 		}
-		stmts = append(stmts, stmt)
+		p.stmts = append(p.stmts, stmt)
 	}
-	for _, d := range ev.Dropped {
+	return nil
+}
+
+// dropped drops what the source dropped: selected tables, indexes and sequences of selected
+// schemas.
+func (p *schemaPlan) dropped(ctx context.Context) error {
+	a, m := p.a, p.m
+	for _, d := range p.ev.Dropped {
 		switch d.Type {
 		case "table":
 			st := a.schema.states[d.OID]
@@ -303,13 +351,13 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 			if !ok {
 				continue
 			}
-			forgets = append(forgets, d.OID)
+			p.forgets = append(p.forgets, d.OID)
 			delete(a.tables, tm.Source)
 			if !tm.Allows(spec.OpDDL) {
-				skipped++
+				p.skipped++
 				continue
 			}
-			stmts = append(stmts, "DROP TABLE IF EXISTS "+tm.Dest.Quoted())
+			p.stmts = append(p.stmts, "DROP TABLE IF EXISTS "+tm.Dest.Quoted())
 		case "index":
 			if whole, _ := a.schema.wholeSchema(d.Schema); !whole && !a.selectsSchema(d.Schema) {
 				continue
@@ -320,14 +368,21 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 				return err
 			}
 			if !constraint { // a constraint's index goes with the constraint (the ALTER TABLE's event)
-				stmts = append(stmts, "DROP INDEX IF EXISTS "+name)
+				p.stmts = append(p.stmts, "DROP INDEX IF EXISTS "+name)
 			}
 		case "sequence":
 			if whole, _ := a.schema.wholeSchema(d.Schema); whole {
-				stmts = append(stmts, "DROP SEQUENCE IF EXISTS "+spec.QName{Schema: m.Schema(d.Schema), Name: d.Name}.Quoted())
+				p.stmts = append(p.stmts, "DROP SEQUENCE IF EXISTS "+spec.QName{Schema: m.Schema(d.Schema), Name: d.Name}.Quoted())
 			}
 		}
 	}
+	return nil
+}
+
+// others reports the schema changes of other objects in selected schemas (views, functions,
+// types): they are not replicated while streaming, and never skipped without a word.
+func (p *schemaPlan) others() {
+	a, ev := p.a, p.ev
 	for _, o := range ev.Others {
 		if whole, _ := a.schema.wholeSchema(o.Schema); whole || a.selectsSchema(o.Schema) {
 			note := fmt.Sprintf("%s %s (%s) is not replicated while streaming", o.Type, o.Identity, ev.Tag)
@@ -335,10 +390,13 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 			a.notReplicated = append(a.notReplicated, note)
 		}
 	}
-	if len(stmts) == 0 && len(saves) == 0 && len(forgets) == 0 && skipped == 0 {
-		return nil
-	}
-	for _, stmt := range stmts {
+}
+
+// apply runs the planned statements in the open destination transaction, drops the statements
+// prepared for the old shapes, and records the new table states with them.
+func (p *schemaPlan) apply(ctx context.Context) error {
+	a, ev := p.a, p.ev
+	for _, stmt := range p.stmts {
 		if _, err := a.dest.Exec(ctx, stmt); err != nil {
 			return errclass.DDL(fmt.Errorf("apply schema change (%s): %w; destination statement: %s; the source ran: %s", ev.Tag, withDetail(err), stmt, auditText(ev.Query)))
 		}
@@ -362,32 +420,32 @@ func (a *applier) schemaChange(ctx context.Context, content []byte) error {
 	clear(a.keyedStmts)
 	clear(a.columns)
 	clear(a.identity)
-	for _, s := range saves {
+	for _, s := range p.saves {
 		if err := saveState(ctx, a.dest, a.schema.task, s.state, s.rec); err != nil {
 			return err
 		}
 		a.schema.states[s.state.OID] = s.state
 		a.schema.created[s.state.OID] = s.rec.Created
 	}
-	for _, oid := range forgets {
+	for _, oid := range p.forgets {
 		if err := bookkeeping.ForgetRelation(ctx, a.dest, a.schema.task, oid); err != nil {
 			return err
 		}
 		delete(a.schema.states, oid)
 	}
-	a.renamed = append(a.renamed, renamed...)
-	if !maps.EqualFunc(tablesBefore, a.tables, func(x, y spec.TableMap) bool { return reflect.DeepEqual(x, y) }) {
+	a.renamed = append(a.renamed, p.renamed...)
+	if !maps.EqualFunc(p.tablesBefore, a.tables, func(x, y spec.TableMap) bool { return reflect.DeepEqual(x, y) }) {
 		a.tablesVersion++
 	}
-	if len(stmts) > 0 {
+	if len(p.stmts) > 0 {
 		a.counts.SchemaChanges++
 	}
-	if skipped > 0 {
+	if p.skipped > 0 {
 		a.counts.SchemaChangesSkipped++
 	}
 	a.lastSchemaChange = ev.Tag + ": " + auditText(ev.Query)
-	a.log.Info("schema change applied", zap.String("tag", ev.Tag), zap.Int("statements", len(stmts)), zap.Int("skipped", skipped),
-		zap.Strings("warned", warned), zap.String("source_statement", auditText(ev.Query)))
+	a.log.Info("schema change applied", zap.String("tag", ev.Tag), zap.Int("statements", len(p.stmts)), zap.Int("skipped", p.skipped),
+		zap.Strings("warned", p.warned), zap.String("source_statement", auditText(ev.Query)))
 	return nil
 }
 

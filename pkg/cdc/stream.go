@@ -262,43 +262,7 @@ func (s *stream) run() error {
 	started := time.Now()
 	var err error
 	for {
-		if s.opts.RunFor > 0 && time.Since(started) >= s.opts.RunFor && !s.inSourceTx && !s.src.Busy() {
-			if s.txOpen {
-				if err := s.commit(s.ctx); err != nil {
-					return err
-				}
-			}
-			if s.par != nil {
-				if err := s.par.finish(s.ctx); err != nil {
-					return err
-				}
-			}
-			return s.progressed()
-		}
-		if s.opts.StopAt != 0 && s.prog.FlushedLSN >= s.opts.StopAt && !s.txOpen && !s.inSourceTx {
-			if s.par != nil {
-				if err := s.par.finish(s.ctx); err != nil {
-					return err
-				}
-			}
-			return s.progressed()
-		}
-		if err := s.ctx.Err(); err != nil {
-			if s.txOpen && !s.inSourceTx {
-				if err := s.commit(context.WithoutCancel(s.ctx)); err != nil {
-					return err
-				}
-			}
-			if s.par != nil && !s.par.serial && context.Cause(s.ctx) == context.Canceled {
-				// Asked to end (a pause, a release): the lanes finish what they were given and
-				// meet, so that the task's position covers it. A destination too slow for that
-				// leaves them apart, which the next run handles.
-				ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
-				if ferr := s.par.finish(ctx); ferr != nil {
-					s.opts.Log.Warn("the apply lanes did not meet before the stream ended", zap.Error(ferr))
-				}
-				cancel()
-			}
+		if end, err := s.ended(started); end {
 			return err
 		}
 		moved := false
@@ -370,6 +334,52 @@ func (s *stream) run() error {
 		}
 		return err
 	}
+}
+
+// ended ends the stream where it should: after RunFor at a transaction boundary, at StopAt, or
+// when its context ends (what is applied is committed, and the lanes meet if they can).
+func (s *stream) ended(started time.Time) (bool, error) {
+	finish := func(ctx context.Context) error {
+		if s.par == nil {
+			return nil
+		}
+		return s.par.finish(ctx)
+	}
+	switch {
+	case s.opts.RunFor > 0 && time.Since(started) >= s.opts.RunFor && !s.inSourceTx && !s.src.Busy():
+		if s.txOpen {
+			if err := s.commit(s.ctx); err != nil {
+				return true, err
+			}
+		}
+		if err := finish(s.ctx); err != nil {
+			return true, err
+		}
+		return true, s.progressed()
+	case s.opts.StopAt != 0 && s.prog.FlushedLSN >= s.opts.StopAt && !s.txOpen && !s.inSourceTx:
+		if err := finish(s.ctx); err != nil {
+			return true, err
+		}
+		return true, s.progressed()
+	case s.ctx.Err() != nil:
+		if s.txOpen && !s.inSourceTx {
+			if err := s.commit(context.WithoutCancel(s.ctx)); err != nil {
+				return true, err
+			}
+		}
+		if s.par != nil && !s.par.serial && context.Cause(s.ctx) == context.Canceled {
+			// Asked to end (a pause, a release): the lanes finish what they were given and meet,
+			// so that the task's position covers it. A destination too slow for that leaves them
+			// apart, which the next run handles.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
+			if ferr := finish(ctx); ferr != nil {
+				s.opts.Log.Warn("the apply lanes did not meet before the stream ended", zap.Error(ferr))
+			}
+			cancel()
+		}
+		return true, s.ctx.Err()
+	}
+	return false, nil
 }
 
 // WALEnd records the source's WAL end (source.Sink). With no transaction in flight, everything

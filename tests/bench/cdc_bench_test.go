@@ -6,6 +6,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/skein-dts/skein/pkg/cdc"
@@ -40,11 +42,11 @@ BEGIN
   END LOOP;
 END $$`
 
-func start(b *testing.B, logical bool) (*testharness.Postgres, *pgx.Conn) {
+func start(b *testing.B, logical bool, settings ...string) (*testharness.Postgres, *pgx.Conn) {
 	b.Helper()
 	ctx := context.Background()
 	pg, err := testharness.StartPostgres(ctx, testharness.PostgresOptions{Logical: logical,
-		Settings: []string{"shared_buffers = 512MB", "max_wal_size = 8GB", "synchronous_commit = off"}})
+		Settings: append([]string{"shared_buffers = 512MB", "max_wal_size = 8GB", "synchronous_commit = off"}, settings...)})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = pg.Stop() })
 	conn, err := pg.Connect(ctx, "postgres")
@@ -57,12 +59,14 @@ func start(b *testing.B, logical bool) (*testharness.Postgres, *pgx.Conn) {
 
 // BenchmarkCDCCatchUp applies a backlog of changes (BENCH_CDC_TRANSACTIONS transactions of 50
 // changes, default 20,000: a million changes) with Skein's change apply, once per lane count in
-// BENCH_CDC_LANES (default 1,2,4; each into a cluster of its own), and with a native subscription
-// on another cluster, all from slots created before the backlog, and prints changes per second,
-// the ratios and where the CPU went.
+// BENCH_CDC_LANES (default 1,2,4), and with a native subscription, alternately, BENCH_RUNS times;
+// every apply starts from a slot made before the backlog, into a fresh cluster. It prints, per
+// way of applying, the median and range of changes per second and of the ratio to the native
+// subscription of the same run, and the CPU per change of each process.
 func BenchmarkCDCCatchUp(b *testing.B) {
 	ctx := context.Background()
 	txs := envInt("BENCH_CDC_TRANSACTIONS", 20000)
+	runs := benchRuns()
 	var laneCounts []int
 	for _, f := range strings.Split(envString("BENCH_CDC_LANES", "1,2,4"), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -70,11 +74,6 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 		laneCounts = append(laneCounts, n)
 	}
 	srcPG, src := start(b, true)
-	nativePG, native := start(b, false)
-	dests := map[int]*testharness.Postgres{}
-	for _, n := range laneCounts {
-		dests[n], _ = start(b, false)
-	}
 
 	s := spec.Spec{Name: "bench", Source: srcPG.Endpoint("postgres"), Objects: []spec.Object{{Schema: "public"}}}
 	s.ApplyDefaults()
@@ -83,20 +82,23 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 		{Source: spec.QName{Schema: "public", Name: "history"}, Dest: spec.QName{Schema: "public", Name: "history"}, Operations: spec.AllOperations},
 	}
 	require.NoError(b, source.EnsurePublication(ctx, src, s.SlotName(), source.Owner(s.Name), tables))
-	open := dbconn.Opener{}
-	slot := func(lanes int) string { return fmt.Sprintf("%s_%d", s.SlotName(), lanes) }
-	for _, n := range laneCounts {
-		repl, err := open.ConnectReplication(ctx, s.Source)
-		require.NoError(b, err)
-		_, err = source.CreateSlot(ctx, repl, slot(n))
-		require.NoError(b, err)
-		repl.Close(ctx)
-	}
 	_, err := src.Exec(ctx, `CREATE PUBLICATION native_pub FOR TABLE public.accounts, public.history`)
 	require.NoError(b, err)
-	_, err = native.Exec(ctx, fmt.Sprintf(`CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1 port=%d user=postgres dbname=postgres'
-PUBLICATION native_pub WITH (copy_data = false, enabled = false)`, srcPG.Port))
-	require.NoError(b, err)
+	// A slot for every apply of every run, made before the backlog: each applies all of it.
+	open := dbconn.Opener{}
+	slot := func(run, lanes int) string { return fmt.Sprintf("%s_%d_%d", s.SlotName(), run, lanes) }
+	nativeSlot := func(run int) string { return fmt.Sprintf("native_%d", run) }
+	for r := range runs {
+		for _, n := range laneCounts {
+			repl, err := open.ConnectReplication(ctx, s.Source)
+			require.NoError(b, err)
+			_, err = source.CreateSlot(ctx, repl, slot(r, n))
+			require.NoError(b, err)
+			repl.Close(ctx)
+		}
+		_, err = src.Exec(ctx, `SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')`, nativeSlot(r))
+		require.NoError(b, err)
+	}
 
 	began := time.Now()
 	from, err := source.CurrentWAL(ctx, src)
@@ -108,77 +110,156 @@ PUBLICATION native_pub WITH (copy_data = false, enabled = false)`, srcPG.Port))
 	require.NoError(b, err)
 	changes := float64(txs * 50)
 	b.Logf("backlog: %d transactions, %.0f changes, %s of WAL, made in %s", txs, changes, byteSize(int64(target-from)), time.Since(began).Round(time.Millisecond))
-
-	b.ResetTimer()
-	// Skein: the apply engine of the incremental phase, from its slot, until it has passed target.
-	took := map[int]time.Duration{}
-	shares := map[int]string{}
-	for _, n := range laneCounts {
-		dest := dests[n].Endpoint("postgres")
-		repl, err := open.ConnectReplication(ctx, s.Source)
-		require.NoError(b, err)
-		applyConn, err := open.ConnectDestination(ctx, dest)
-		require.NoError(b, err)
-		t0 := time.Now()
-		cpu := cpuShares(b, map[string]*testharness.Postgres{"destination": dests[n], "source": srcPG})
-		require.NoError(b, cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: "bench", Slot: slot(n), Publication: s.SlotName(),
-			Tables: tables, StopAt: target, StatusInterval: time.Second, Lanes: n,
-			OpenLane: func(ctx context.Context) (*pgx.Conn, error) { return open.ConnectDestination(ctx, dest) }}))
-		took[n] = time.Since(t0)
-		shares[n] = cpu()
-		repl.Close(ctx)
-		applyConn.Close(ctx)
-	}
-
-	// Native logical replication: the subscription applies the same backlog.
-	t0 := time.Now()
-	nativeCPU := cpuShares(b, map[string]*testharness.Postgres{"subscriber": nativePG, "source": srcPG})
-	_, err = native.Exec(ctx, `ALTER SUBSCRIPTION native_sub ENABLE`)
-	require.NoError(b, err)
-	for {
-		var flushed *string
-		require.NoError(b, src.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'native_sub'`).Scan(&flushed))
-		if flushed != nil {
-			if l, err := pglogrepl.ParseLSN(*flushed); err == nil && l >= target {
-				break
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	nat := time.Since(t0)
-	nativeShares := nativeCPU()
-	b.StopTimer()
-
-	// Every destination holds the same data as the subscriber.
+	// What every destination must hold afterwards: the source's tables.
 	sums := func(conn *pgx.Conn) (a, h int64) {
 		require.NoError(b, conn.QueryRow(ctx, `SELECT sum(abalance), (SELECT count(*) FROM public.history) FROM public.accounts`).Scan(&a, &h))
 		return a, h
 	}
-	a2, h2 := sums(native)
-	for _, n := range laneCounts {
-		conn, err := dests[n].Connect(ctx, "postgres")
+	wantA, wantH := sums(src)
+	check := func(pg *testharness.Postgres, what string) {
+		conn, err := pg.Connect(ctx, "postgres")
 		require.NoError(b, err)
-		a1, h1 := sums(conn)
-		conn.Close(ctx)
-		require.Equal(b, a2, a1, "accounts differ (%d lanes)", n)
-		require.Equal(b, h2, h1, "history differs (%d lanes)", n)
+		defer conn.Close(ctx)
+		a, h := sums(conn)
+		require.Equal(b, wantA, a, "accounts differ (%s)", what)
+		require.Equal(b, wantH, h, "history differs (%s)", what)
 	}
 
-	nr := changes / nat.Seconds()
-	b.ReportMetric(nr, "native_changes/s")
-	fmt.Printf("\ncatch-up of %.0f changes (%d transactions)\n", changes, txs)
-	for _, n := range laneCounts {
-		sr := changes / took[n].Seconds()
-		b.ReportMetric(sr/nr, fmt.Sprintf("skein%d/native", n))
-		fmt.Printf("  skein apply, %d lane(s) %8s  %9.0f changes/s  %5.2fx native  %5.2fx %d lane(s)\n", n, took[n].Round(time.Millisecond), sr, sr/nr,
-			took[laneCounts[0]].Seconds()/took[n].Seconds(), laneCounts[0])
+	// BENCH_PROFILE=1 loads pg_stat_statements into the destinations and prints what Skein's
+	// statements cost there (it slows them: leave it off for the figures).
+	profile := os.Getenv("BENCH_PROFILE") == "1"
+	var destSettings []string
+	if profile {
+		destSettings = []string{"shared_preload_libraries = 'pg_stat_statements'", "pg_stat_statements.track_planning = on"}
 	}
-	fmt.Printf("  native subscription    %8s  %9.0f changes/s\n", nat.Round(time.Millisecond), nr)
-	// Where the CPU went: a destination near one core is what parallel apply can spread.
-	for _, n := range laneCounts {
-		fmt.Printf("  skein, %d lane(s): %s\n", n, shares[n])
+	walNow := func(conn *pgx.Conn) pglogrepl.LSN {
+		var lsn pglogrepl.LSN
+		require.NoError(b, conn.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_insert_lsn()`).Scan(&lsn))
+		return lsn
 	}
-	fmt.Printf("  native: %s\n", nativeShares)
+
+	b.ResetTimer()
+	rate := map[int]spread{}  // changes/s per lane count
+	ratio := map[int]spread{} // to the native subscription of the same run
+	destCPU := map[int]spread{}
+	selfCPUs := map[int]spread{}
+	walPer := map[int]spread{} // destination WAL bytes per change
+	var nativeRate, nativeCPU, nativeWAL spread
+	var lastShares, lastProfile []string
+	for r := range runs {
+		fmt.Printf("run %d/%d: load average %s before it\n", r+1, runs, loadAverage())
+		lastShares = lastShares[:0]
+		took := map[int]time.Duration{}
+		for _, n := range laneCounts {
+			destPG, destConn := start(b, false, destSettings...)
+			if profile {
+				_, err := destConn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
+				require.NoError(b, err)
+			}
+			dest := destPG.Endpoint("postgres")
+			walFrom := walNow(destConn)
+			repl, err := open.ConnectReplication(ctx, s.Source)
+			require.NoError(b, err)
+			applyConn, err := open.ConnectDestination(ctx, dest)
+			require.NoError(b, err)
+			t0 := time.Now()
+			cpu := cpuShares(b, map[string]*testharness.Postgres{"destination": destPG, "source": srcPG})
+			require.NoError(b, cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: "bench", Slot: slot(r, n), Publication: s.SlotName(),
+				Tables: tables, StopAt: target, StatusInterval: time.Second, Lanes: n,
+				OpenLane: func(ctx context.Context) (*pgx.Conn, error) { return open.ConnectDestination(ctx, dest) }}))
+			took[n] = time.Since(t0)
+			use := cpu()
+			walPer[n] = append(walPer[n], float64(walNow(destConn)-walFrom)/changes)
+			if profile && r == runs-1 {
+				lastProfile = append(lastProfile, statementProfile(b, destConn, n)...)
+			}
+			repl.Close(ctx)
+			applyConn.Close(ctx)
+			check(destPG, fmt.Sprintf("%d lanes", n))
+			_ = destPG.Stop()
+			rate[n] = append(rate[n], changes/took[n].Seconds())
+			destCPU[n] = append(destCPU[n], use.perChange("destination", changes))
+			selfCPUs[n] = append(selfCPUs[n], use.perChange("this process", changes))
+			lastShares = append(lastShares, fmt.Sprintf("skein, %d lane(s): %s", n, use))
+		}
+
+		// Native logical replication: a subscription on its own slot applies the same backlog.
+		nativePG, native := start(b, false, destSettings...)
+		nativeFrom := walNow(native)
+		_, err = native.Exec(ctx, fmt.Sprintf(`CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1 port=%d user=postgres dbname=postgres'
+PUBLICATION native_pub WITH (copy_data = false, create_slot = false, slot_name = '%s', enabled = false)`, srcPG.Port, nativeSlot(r)))
+		require.NoError(b, err)
+		t0 := time.Now()
+		cpu := cpuShares(b, map[string]*testharness.Postgres{"subscriber": nativePG, "source": srcPG})
+		_, err = native.Exec(ctx, `ALTER SUBSCRIPTION native_sub ENABLE`)
+		require.NoError(b, err)
+		for {
+			var flushed *string
+			require.NoError(b, src.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, nativeSlot(r)).Scan(&flushed))
+			if flushed != nil {
+				if l, err := pglogrepl.ParseLSN(*flushed); err == nil && l >= target {
+					break
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		nat := time.Since(t0)
+		use := cpu()
+		nativeWAL = append(nativeWAL, float64(walNow(native)-nativeFrom)/changes)
+		check(nativePG, "native subscription")
+		_, err = native.Exec(ctx, `ALTER SUBSCRIPTION native_sub DISABLE; ALTER SUBSCRIPTION native_sub SET (slot_name = NONE); DROP SUBSCRIPTION native_sub`)
+		require.NoError(b, err)
+		_ = nativePG.Stop()
+		nr := changes / nat.Seconds()
+		nativeRate = append(nativeRate, nr)
+		nativeCPU = append(nativeCPU, use.perChange("subscriber", changes))
+		lastShares = append(lastShares, "native: "+use.String())
+		for _, n := range laneCounts {
+			ratio[n] = append(ratio[n], changes/took[n].Seconds()/nr)
+		}
+	}
+	b.StopTimer()
+
+	b.ReportMetric(nativeRate.median(), "native_changes/s")
+	fmt.Printf("\ncatch-up of %.0f changes (%d transactions), medians and ranges of %d alternating runs\n", changes, txs, runs)
+	for _, n := range laneCounts {
+		b.ReportMetric(ratio[n].median(), fmt.Sprintf("skein%d/native", n))
+		fmt.Printf("  skein apply, %d lane(s)  %s changes/s  %s native\n    destination %s µs CPU and %s bytes of WAL per change, skein %s µs CPU per change\n", n,
+			rate[n].format("%.0f"), ratio[n].format("%.2fx"), destCPU[n].format("%.1f"), walPer[n].format("%.0f"), selfCPUs[n].format("%.1f"))
+	}
+	fmt.Printf("  native subscription     %s changes/s\n    subscriber %s µs CPU and %s bytes of WAL per change\n", nativeRate.format("%.0f"), nativeCPU.format("%.1f"), nativeWAL.format("%.0f"))
+	// Where the CPU went in the last run: a destination near one core is what lanes can spread.
+	for _, l := range lastShares {
+		fmt.Println("  " + l)
+	}
+	for _, l := range lastProfile {
+		fmt.Println(l)
+	}
+}
+
+// statementProfile lists the destination statements of an apply by total execution time, with
+// their planning and execution time per call (pg_stat_statements).
+func statementProfile(b *testing.B, conn *pgx.Conn, lanes int) []string {
+	b.Helper()
+	rows, err := conn.Query(context.Background(), `SELECT calls, rows, total_plan_time, total_exec_time, shared_blks_hit + shared_blks_read, wal_bytes,
+  regexp_replace(left(query, 110), '\s+', ' ', 'g')
+FROM pg_stat_statements WHERE query !~* 'pg_stat_statements|pg_current_wal' ORDER BY total_exec_time DESC LIMIT 8`)
+	require.NoError(b, err)
+	defer rows.Close()
+	out := []string{fmt.Sprintf("  destination statements, %d lane(s) (pg_stat_statements, last run): calls, rows, plan and execution ms per call, blocks and WAL bytes per row", lanes)}
+	for rows.Next() {
+		var calls, nrows, blocks int64
+		var plan, exec float64
+		var wal pgtype.Numeric
+		var q string
+		require.NoError(b, rows.Scan(&calls, &nrows, &plan, &exec, &blocks, &wal, &q))
+		walBytes, _ := wal.Float64Value()
+		per := float64(max(nrows, 1))
+		out = append(out, fmt.Sprintf("    %7d %8d  %6.3f %7.3f  %5.1f %6.0f  %s", calls, nrows, plan/float64(max(calls, 1)), exec/float64(max(calls, 1)),
+			float64(blocks)/per, walBytes.Float64/per, q))
+	}
+	require.NoError(b, rows.Err())
+	return out
 }
 
 func byteSize(n int64) string {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -60,38 +61,52 @@ func selfCPU(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// cpuShares measures CPU time between its call and the returned function's: of this process and
-// of the named clusters, printed with each one's share of the total.
-func cpuShares(b *testing.B, clusters map[string]*testharness.Postgres) func() string {
+// cpuUse is the CPU time used between cpuShares and its stop: of this process ("this process")
+// and of each named cluster, over wall.
+type cpuUse struct {
+	used map[string]time.Duration
+	wall time.Duration
+}
+
+// cpuShares measures CPU time from now until the returned function is called: of this process and
+// of the named clusters.
+func cpuShares(b *testing.B, clusters map[string]*testharness.Postgres) func() cpuUse {
 	b.Helper()
 	start := map[string]time.Duration{"this process": selfCPU(b)}
 	for n, pg := range clusters {
 		start[n] = clusterCPU(b, pg)
 	}
 	t0 := time.Now()
-	return func() string {
-		used := map[string]time.Duration{"this process": selfCPU(b) - start["this process"]}
-		var total time.Duration
+	return func() cpuUse {
+		u := cpuUse{used: map[string]time.Duration{"this process": selfCPU(b) - start["this process"]}, wall: time.Since(t0)}
 		for n, pg := range clusters {
-			used[n] = clusterCPU(b, pg) - start[n]
+			u.used[n] = clusterCPU(b, pg) - start[n]
 		}
-		for _, d := range used {
-			total += d
-		}
-		wall := time.Since(t0)
-		var parts []string
-		for _, n := range append([]string{"this process"}, sortedKeys(clusters)...) {
-			parts = append(parts, n+" "+used[n].Round(10*time.Millisecond).String()+" ("+strconv.Itoa(int(100*used[n]/max(total, 1)))+"%)")
-		}
-		return "CPU in " + wall.Round(10*time.Millisecond).String() + " (" + strconv.FormatFloat(total.Seconds()/wall.Seconds(), 'f', 2, 64) + " cores): " + strings.Join(parts, ", ")
+		return u
 	}
 }
 
-func sortedKeys(m map[string]*testharness.Postgres) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// total is the CPU time of every part.
+func (u cpuUse) total() time.Duration {
+	var t time.Duration
+	for _, d := range u.used {
+		t += d
 	}
-	slices.Sort(keys)
-	return keys
+	return t
+}
+
+// String prints the CPU time, the cores it amounts to, and each part's time and share.
+func (u cpuUse) String() string {
+	total := u.total()
+	names := slices.Sorted(maps.Keys(u.used))
+	var parts []string
+	for _, n := range names {
+		parts = append(parts, n+" "+u.used[n].Round(10*time.Millisecond).String()+" ("+strconv.Itoa(int(100*u.used[n]/max(total, 1)))+"%)")
+	}
+	return "CPU in " + u.wall.Round(10*time.Millisecond).String() + " (" + strconv.FormatFloat(total.Seconds()/u.wall.Seconds(), 'f', 2, 64) + " cores): " + strings.Join(parts, ", ")
+}
+
+// perChange is a part's CPU time per change, in microseconds.
+func (u cpuUse) perChange(part string, changes float64) float64 {
+	return float64(u.used[part].Microseconds()) / changes
 }

@@ -54,8 +54,9 @@ END $$;
 // BenchmarkFullLoad loads the same database (BENCH_FULL_SCALE percent of about 2.3 GB, default
 // 100) into empty destination databases with Skein (a full-only task with schema sync), pgcopydb
 // clone, pg_dump -Fd -j N + pg_restore -j N, and a bare lower bound (N parallel psql COPY pipes,
-// tables created beforehand, no indexes, no orchestration), N = BENCH_FULL_JOBS (default 4), and
-// prints each time and Skein's ratio to each.
+// tables created beforehand, no indexes, no orchestration), N = BENCH_FULL_JOBS (default 4), one
+// after the other, BENCH_RUNS times; it prints each tool's time and Skein's ratio to each, as
+// medians and ranges (each ratio taken within a run).
 func BenchmarkFullLoad(b *testing.B) {
 	ctx := context.Background()
 	scale, jobs := envInt("BENCH_FULL_SCALE", 100), envInt("BENCH_FULL_JOBS", 4)
@@ -91,25 +92,10 @@ func BenchmarkFullLoad(b *testing.B) {
 	srcURL := srcPG.URL("src")
 	b.ResetTimer()
 
-	times := map[string]time.Duration{}
 	// BENCH_FULL_TOOLS (comma-separated: skein,pgcopydb,pg_dump,bare) runs some of them only.
 	selected := func(name string) bool {
 		v := os.Getenv("BENCH_FULL_TOOLS")
 		return v == "" || slices.Contains(strings.Split(v, ","), name)
-	}
-	run := func(name string, load func(dstURL string)) {
-		if !selected(name) {
-			return
-		}
-		require.NoError(b, dstPG.CreateDatabase(ctx, name))
-		t0 := time.Now()
-		load(dstPG.URL(name))
-		times[name] = time.Since(t0)
-		dst, err := dstPG.Connect(ctx, name)
-		require.NoError(b, err)
-		defer dst.Close(ctx)
-		require.Equal(b, want, rowCounts(b, dst), "%s: row counts differ from the source", name)
-		fmt.Printf("  %-10s %8s\n", name, times[name].Round(100*time.Millisecond))
 	}
 	sh := func(script string) {
 		cmd := exec.Command("bash", "-o", "pipefail", "-c", script)
@@ -117,48 +103,92 @@ func BenchmarkFullLoad(b *testing.B) {
 		out, err := cmd.CombinedOutput()
 		require.NoError(b, err, "%s\n%s", script, tail(out))
 	}
-	fmt.Printf("\nfull load of %s (%d tables), %d jobs\n", byteSize(size), len(want), jobs)
-
-	if selected("skein") {
-		c, stopTemporal := startSkein(b)
-		run("skein", func(dstURL string) { skeinLoad(b, c, srcPG, dstPG, jobs) })
-		stopTemporal()
-	}
-	if pgcopydb != "" || !selected("pgcopydb") {
-		run("pgcopydb", func(dstURL string) {
-			dir := b.TempDir()
-			sh(fmt.Sprintf("%s clone --source '%s' --target '%s' --table-jobs %d --index-jobs %d --dir %s --no-owner --no-acl",
-				pgcopydb, srcURL, dstURL, jobs, jobs, dir))
-		})
-	} else {
-		fmt.Println("  pgcopydb   not installed (apt-get install pgcopydb): skipped")
-	}
-	run("pg_dump", func(dstURL string) {
-		dir := filepath.Join(b.TempDir(), "dump")
-		sh(fmt.Sprintf("%s -Fd -j %d -f %s '%s' && %s -j %d --no-owner -d '%s' %s",
-			tools["pg_dump"], jobs, dir, srcURL, tools["pg_restore"], jobs, dstURL, dir))
-	})
-	// The lower bound: the tables exist beforehand (not timed) and nothing but the data moves.
-	if selected("bare") {
-		require.NoError(b, dstPG.CreateDatabase(ctx, "bare"))
-		sh(fmt.Sprintf("%s --schema-only --section=pre-data '%s' | %s -q -v ON_ERROR_STOP=1 '%s'",
-			tools["pg_dump"], srcURL, tools["psql"], dstPG.URL("bare")))
+	// load times one tool's load into a new database, checks its row counts and drops it (the
+	// runs would not fit on the disk otherwise).
+	times := map[string]spread{}
+	load := func(name, db string, prepare func(dstURL string), load func(dstURL string)) time.Duration {
+		require.NoError(b, dstPG.CreateDatabase(ctx, db))
+		if prepare != nil {
+			prepare(dstPG.URL(db))
+		}
 		t0 := time.Now()
-		bareLoad(b, sh, tools["psql"], srcURL, dstPG.URL("bare"), tablesOf(want), jobs)
-		times["bare COPY"] = time.Since(t0)
-		fmt.Printf("  %-10s %8s (tables created beforehand, no indexes)\n", "bare COPY", times["bare COPY"].Round(100*time.Millisecond))
+		load(dstPG.URL(db))
+		took := time.Since(t0)
+		dst, err := dstPG.Connect(ctx, db)
+		require.NoError(b, err)
+		require.Equal(b, want, rowCounts(b, dst), "%s: row counts differ from the source", name)
+		dst.Close(ctx)
+		admin, err := dstPG.Connect(ctx, "postgres")
+		require.NoError(b, err)
+		_, err = admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{db}.Sanitize())
+		require.NoError(b, err)
+		admin.Close(ctx)
+		times[name] = append(times[name], took.Seconds())
+		fmt.Printf("  %-10s %8s\n", name, took.Round(100*time.Millisecond))
+		return took
+	}
+	runs := benchRuns()
+	fmt.Printf("\nfull load of %s (%d tables), %d jobs, %d alternating runs\n", byteSize(size), len(want), jobs, runs)
+	if pgcopydb == "" && selected("pgcopydb") {
+		fmt.Println("  pgcopydb   not installed (apt-get install pgcopydb): left out")
+	}
+	var c client.Client
+	if selected("skein") {
+		var stopTemporal func()
+		c, stopTemporal = startSkein(b)
+		defer stopTemporal()
+	}
+	ratios := map[string]spread{}
+	for r := range runs {
+		fmt.Printf("run %d/%d: load average %s before it\n", r+1, runs, loadAverage())
+		var skein time.Duration
+		if selected("skein") {
+			skein = load("skein", "skein", nil, func(string) { skeinLoad(b, c, srcPG, dstPG, jobs, r) })
+		}
+		other := map[string]time.Duration{}
+		if pgcopydb != "" && selected("pgcopydb") {
+			other["pgcopydb"] = load("pgcopydb", "pgcopydb", nil, func(dstURL string) {
+				dir := b.TempDir()
+				sh(fmt.Sprintf("%s clone --source '%s' --target '%s' --table-jobs %d --index-jobs %d --dir %s --no-owner --no-acl",
+					pgcopydb, srcURL, dstURL, jobs, jobs, dir))
+			})
+		}
+		if selected("pg_dump") {
+			other["pg_dump"] = load("pg_dump", "pg_dump", nil, func(dstURL string) {
+				dir := filepath.Join(b.TempDir(), "dump")
+				sh(fmt.Sprintf("%s -Fd -j %d -f %s '%s' && %s -j %d --no-owner -d '%s' %s",
+					tools["pg_dump"], jobs, dir, srcURL, tools["pg_restore"], jobs, dstURL, dir))
+			})
+		}
+		// The lower bound: the tables exist beforehand (not timed) and nothing but the data moves.
+		if selected("bare") {
+			other["bare COPY"] = load("bare COPY", "bare", func(dstURL string) {
+				sh(fmt.Sprintf("%s --schema-only --section=pre-data '%s' | %s -q -v ON_ERROR_STOP=1 '%s'",
+					tools["pg_dump"], srcURL, tools["psql"], dstURL))
+			}, func(dstURL string) { bareLoad(b, sh, tools["psql"], srcURL, dstURL, tablesOf(want), jobs) })
+		}
+		for name, d := range other {
+			if skein > 0 {
+				ratios[name] = append(ratios[name], skein.Seconds()/d.Seconds())
+			}
+		}
 	}
 	b.StopTimer()
 
-	fmt.Println("skein / other (time; below 1 is faster)")
-	for _, name := range []string{"pgcopydb", "pg_dump", "bare COPY"} {
-		if d, ok := times[name]; ok && times["skein"] > 0 {
-			r := times["skein"].Seconds() / d.Seconds()
-			fmt.Printf("  skein / %-10s %5.2fx\n", name, r)
-			b.ReportMetric(r, "skein/"+strings.ReplaceAll(name, " ", "_"))
+	fmt.Println("time, median and range (bare COPY: tables created beforehand, no indexes)")
+	for _, name := range []string{"skein", "pgcopydb", "pg_dump", "bare COPY"} {
+		if t, ok := times[name]; ok {
+			fmt.Printf("  %-10s %s s\n", name, t.format("%.1f"))
 		}
 	}
-	b.ReportMetric(times["skein"].Seconds(), "skein_s")
+	fmt.Println("skein / other (time; below 1 is faster), median and range")
+	for _, name := range []string{"pgcopydb", "pg_dump", "bare COPY"} {
+		if r, ok := ratios[name]; ok {
+			fmt.Printf("  skein / %-10s %s\n", name, r.format("%.2fx"))
+			b.ReportMetric(r.median(), "skein/"+strings.ReplaceAll(name, " ", "_"))
+		}
+	}
+	b.ReportMetric(times["skein"].median(), "skein_s")
 }
 
 // startSkein starts a Temporal dev server and a worker in this process.
@@ -173,22 +203,22 @@ func startSkein(b *testing.B) (client.Client, func()) {
 	return c, func() { w.Stop(); _ = dev.Stop() }
 }
 
-// skeinLoad runs a full-only task with schema sync (no verification, as the other tools) until it
-// finishes.
-func skeinLoad(b *testing.B, c client.Client, srcPG, dstPG *testharness.Postgres, jobs int) {
+// skeinLoad runs a full-only task with schema sync (no verification, as the other tools) into
+// database "skein" until it finishes; run numbers the task.
+func skeinLoad(b *testing.B, c client.Client, srcPG, dstPG *testharness.Postgres, jobs, run int) {
 	ctx := context.Background()
 	off := false
-	s := spec.Spec{Name: "bench-full", Source: srcPG.Endpoint("src"), Destination: dstPG.Endpoint("skein"),
+	s := spec.Spec{Name: fmt.Sprintf("bench-full-%d", run), Source: srcPG.Endpoint("src"), Destination: dstPG.Endpoint("skein"),
 		Objects: []spec.Object{{Schema: "bench"}}, Sync: spec.Sync{Incremental: &off}}
 	s.FullLoad.Parallelism = jobs
 	s.Verify.Mode = spec.VerifyNone
 	s.ApplyDefaults()
 	require.NoError(b, s.Validate())
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: api.TaskQueue}, api.WorkflowName, s, nil)
+	wf, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: api.TaskQueue}, api.WorkflowName, s, nil)
 	require.NoError(b, err)
 	// Where the time goes: the phases as the status query shows them.
 	done := make(chan error, 1)
-	go func() { done <- run.Get(ctx, nil) }()
+	go func() { done <- wf.Get(ctx, nil) }()
 	t0 := time.Now()
 	var phases []string
 	var at []time.Duration
