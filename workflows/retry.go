@@ -78,11 +78,16 @@ func (w *task) call(ctx workflow.Context, opts workflow.ActivityOptions, fn any,
 			continue
 		}
 		w.status.Phase = api.PhaseRetrying
-		backoff := min(time.Duration(1<<min(attempts-1, 6))*time.Second, time.Minute)
-		if _, err := workflow.AwaitWithTimeout(ctx, backoff, func() bool { return w.releaseRequested }); err != nil {
+		if _, err := workflow.AwaitWithTimeout(ctx, retryBackoff(attempts), func() bool { return w.releaseRequested }); err != nil {
 			return err
 		}
 	}
+}
+
+// retryBackoff is the wait before the next run after the streak's attempts-th failure: one
+// second, doubling to a minute. Every retry loop of the workflows waits so.
+func retryBackoff(attempts int) time.Duration {
+	return min(time.Duration(1<<min(max(attempts, 1)-1, 6))*time.Second, time.Minute)
 }
 
 // sameFailure says whether a run that made progress failed again with its streak's own error: a

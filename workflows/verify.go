@@ -74,17 +74,17 @@ func Verify(ctx workflow.Context, req api.VerifyRequest) (api.VerifyReport, erro
 // restarting, a network blip), for up to 15 minutes: a verification (also the one a task starts
 // after a lost snapshot) outlives such faults. Other errors return at once.
 func retryConnection(ctx workflow.Context, f func() error) error {
-	start, backoff := workflow.Now(ctx), time.Second
-	for {
+	start := workflow.Now(ctx)
+	for attempts := 1; ; attempts++ {
 		err := f()
 		if err == nil || classOf(err) != api.Connection || workflow.Now(ctx).Sub(start) > 15*time.Minute ||
 			workflow.GetVersion(ctx, "verify-retries-connection", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 			return err
 		}
+		backoff := retryBackoff(attempts)
 		workflow.GetLogger(ctx).Warn("verification: connection error, trying again", "error", err, "in", backoff)
 		if err := workflow.Sleep(ctx, backoff); err != nil {
 			return err
 		}
-		backoff = min(2*backoff, time.Minute)
 	}
 }

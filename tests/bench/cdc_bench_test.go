@@ -165,7 +165,7 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 			t0 := time.Now()
 			cpu := cpuShares(b, map[string]*testharness.Postgres{"destination": destPG, "source": srcPG})
 			require.NoError(b, cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: "bench", Slot: slot(r, n), Publication: s.SlotName(),
-				Tables: tables, StopAt: target, StatusInterval: time.Second, Lanes: n,
+				Tables: tables, StopAt: target, StatusInterval: time.Second, Lanes: n, BatchChanges: envInt("BENCH_CDC_BATCH_CHANGES", 0),
 				OpenLane: func(ctx context.Context) (*pgx.Conn, error) { return open.ConnectDestination(ctx, dest) }}))
 			took[n] = time.Since(t0)
 			use := cpu()
@@ -206,6 +206,11 @@ PUBLICATION native_pub WITH (copy_data = false, create_slot = false, slot_name =
 		nat := time.Since(t0)
 		use := cpu()
 		nativeWAL = append(nativeWAL, float64(walNow(native)-nativeFrom)/changes)
+		if profile && r == runs-1 {
+			var upd, hot int64
+			require.NoError(b, native.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'public.accounts'::regclass`).Scan(&upd, &hot))
+			lastProfile = append(lastProfile, fmt.Sprintf("  native subscriber: accounts %d updates, %d of them HOT", upd, hot))
+		}
 		check(nativePG, "native subscription")
 		_, err = native.Exec(ctx, `ALTER SUBSCRIPTION native_sub DISABLE; ALTER SUBSCRIPTION native_sub SET (slot_name = NONE); DROP SUBSCRIPTION native_sub`)
 		require.NoError(b, err)
@@ -259,6 +264,9 @@ FROM pg_stat_statements WHERE query !~* 'pg_stat_statements|pg_current_wal' ORDE
 			float64(blocks)/per, walBytes.Float64/per, q))
 	}
 	require.NoError(b, rows.Err())
+	var upd, hot int64
+	require.NoError(b, conn.QueryRow(context.Background(), `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'public.accounts'::regclass`).Scan(&upd, &hot))
+	out = append(out, fmt.Sprintf("    accounts: %d updates, %d of them HOT (no index entry)", upd, hot))
 	return out
 }
 

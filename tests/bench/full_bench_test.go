@@ -112,8 +112,10 @@ func BenchmarkFullLoad(b *testing.B) {
 			prepare(dstPG.URL(db))
 		}
 		t0 := time.Now()
+		cpu := cpuShares(b, map[string]*testharness.Postgres{"source": srcPG, "destination": dstPG})
 		load(dstPG.URL(db))
 		took := time.Since(t0)
+		use := cpu()
 		dst, err := dstPG.Connect(ctx, db)
 		require.NoError(b, err)
 		require.Equal(b, want, rowCounts(b, dst), "%s: row counts differ from the source", name)
@@ -124,7 +126,8 @@ func BenchmarkFullLoad(b *testing.B) {
 		require.NoError(b, err)
 		admin.Close(ctx)
 		times[name] = append(times[name], took.Seconds())
-		fmt.Printf("  %-10s %8s\n", name, took.Round(100*time.Millisecond))
+		// Skein's worker runs in this process; the other tools' processes are not counted.
+		fmt.Printf("  %-10s %8s  %s\n", name, took.Round(100*time.Millisecond), use)
 		return took
 	}
 	runs := benchRuns()
