@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build tools postgres test test-long test-chaos test-unit demo demo-oracle up down bench bench-cdc bench-full clean help
+.PHONY: all build tools postgres test test-long test-chaos test-unit demo demo-oracle up down bench bench-cdc bench-full bench-tables clean help
 
 all: build
 
@@ -48,7 +48,7 @@ up: build tools postgres ## Temporal dev server + worker, for using bin/skein by
 down: ## stop everything make up / make demo started
 	deployments/dev/down.sh
 
-bench: bench-cdc bench-full ## benchmarks (separate from tests): each runs Skein and its anchors alternately BENCH_RUNS times (default 3) and prints medians and ranges
+bench: bench-cdc bench-full bench-tables ## benchmarks (separate from tests): each runs Skein and its anchors alternately BENCH_RUNS times (default 3) and prints medians and ranges
 
 bench-cdc: postgres ## change apply: catch-up of 1M changes (BENCH_CDC_TRANSACTIONS=N, 50 changes each) and lag at 1,000 tps (BENCH_LAG_TPS, BENCH_LAG_SECONDS), Skein vs a native subscription
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkCDC' -benchtime 1x -timeout 60m ./tests/bench/
@@ -56,6 +56,10 @@ bench-cdc: postgres ## change apply: catch-up of 1M changes (BENCH_CDC_TRANSACTI
 bench-full: tools postgres ## full load of ~2.3 GB (BENCH_FULL_SCALE percent, BENCH_FULL_JOBS): Skein vs pgcopydb, pg_dump/pg_restore -j and bare parallel COPY
 	@command -v pgcopydb >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgcopydb >/dev/null; } || echo "pgcopydb not installed: it is left out"
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkFullLoad -benchtime 1x -timeout 90m ./tests/bench/
+
+bench-tables: tools postgres ## a task of 10,000 tables (BENCH_TABLES): schema + full + a minute of incremental, vs pg_dump -j/pg_restore -j and pgcopydb; history size, peak RSS
+	@command -v pgcopydb >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgcopydb >/dev/null; } || echo "pgcopydb not installed: it is left out"
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkManyTables -benchtime 1x -timeout 90m ./tests/bench/
 
 clean: down
 	rm -rf $(BIN) .dev

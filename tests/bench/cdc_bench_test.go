@@ -143,7 +143,8 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 	ratio := map[int]spread{} // to the native subscription of the same run
 	destCPU := map[int]spread{}
 	selfCPUs := map[int]spread{}
-	walPer := map[int]spread{} // destination WAL bytes per change
+	walPer := map[int]spread{}  // destination WAL bytes per change
+	peakRSS := map[int]spread{} // MiB, this process (the benchmark with Skein's apply in it)
 	var nativeRate, nativeCPU, nativeWAL spread
 	var lastShares, lastProfile []string
 	for r := range runs {
@@ -164,11 +165,13 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 			require.NoError(b, err)
 			t0 := time.Now()
 			cpu := cpuShares(b, map[string]*testharness.Postgres{"destination": destPG, "source": srcPG})
+			rss := rssSampler()
 			require.NoError(b, cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: "bench", Slot: slot(r, n), Publication: s.SlotName(),
 				Tables: tables, StopAt: target, StatusInterval: time.Second, Lanes: n, BatchChanges: envInt("BENCH_CDC_BATCH_CHANGES", 0),
 				OpenLane: func(ctx context.Context) (*pgx.Conn, error) { return open.ConnectDestination(ctx, dest) }}))
 			took[n] = time.Since(t0)
 			use := cpu()
+			peakRSS[n] = append(peakRSS[n], rss())
 			walPer[n] = append(walPer[n], float64(walNow(destConn)-walFrom)/changes)
 			if profile && r == runs-1 {
 				lastProfile = append(lastProfile, statementProfile(b, destConn, n)...)
@@ -231,6 +234,7 @@ PUBLICATION native_pub WITH (copy_data = false, create_slot = false, slot_name =
 		b.ReportMetric(ratio[n].median(), fmt.Sprintf("skein%d/native", n))
 		fmt.Printf("  skein apply, %d lane(s)  %s changes/s  %s native\n    destination %s µs CPU and %s bytes of WAL per change, skein %s µs CPU per change\n", n,
 			rate[n].format("%.0f"), ratio[n].format("%.2fx"), destCPU[n].format("%.1f"), walPer[n].format("%.0f"), selfCPUs[n].format("%.1f"))
+		fmt.Printf("    peak RSS of the process applying (the benchmark with Skein in it) %s MiB\n", peakRSS[n].format("%.0f"))
 	}
 	fmt.Printf("  native subscription     %s changes/s\n    subscriber %s µs CPU and %s bytes of WAL per change\n", nativeRate.format("%.0f"), nativeCPU.format("%.1f"), nativeWAL.format("%.0f"))
 	// Where the CPU went in the last run: a destination near one core is what lanes can spread.

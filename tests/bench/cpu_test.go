@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -109,4 +110,45 @@ func (u cpuUse) String() string {
 // perChange is a part's CPU time per change, in microseconds.
 func (u cpuUse) perChange(part string, changes float64) float64 {
 	return float64(u.used[part].Microseconds()) / changes
+}
+
+// rssSampler samples this process's resident memory (/proc/self/statm) every 100 ms until the
+// returned function is called, which returns the peak in MiB.
+func rssSampler() func() float64 {
+	var peak atomic.Int64
+	sample := func() {
+		raw, err := os.ReadFile("/proc/self/statm")
+		if err != nil {
+			return
+		}
+		f := strings.Fields(string(raw))
+		if len(f) < 2 {
+			return
+		}
+		pages, _ := strconv.ParseInt(f[1], 10, 64)
+		if b := pages * int64(os.Getpagesize()); b > peak.Load() {
+			peak.Store(b)
+		}
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			sample()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		<-stopped
+		sample()
+		return float64(peak.Load()) / (1 << 20)
+	}
 }

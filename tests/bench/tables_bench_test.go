@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+
+	"github.com/skein-dts/skein/pkg/api"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
+)
+
+// BenchmarkManyTables syncs a schema of BENCH_TABLES tables (default 10,000, a few rows each)
+// with Skein (schema + full load + BENCH_TABLES_STREAM_SECONDS, default 60, of incremental with
+// a write to a table every second), and copies it with pg_dump -Fd -j N + pg_restore -j N and
+// pgcopydb clone (N = BENCH_FULL_JOBS, default 4), alternately, BENCH_RUNS times. It prints the
+// time to a copy (Skein: until incremental), and for Skein the history of the task's first run
+// (events, bytes, events per table) and the peak RSS of the process its worker runs in.
+func BenchmarkManyTables(b *testing.B) {
+	ctx := context.Background()
+	n, jobs := envInt("BENCH_TABLES", 10000), envInt("BENCH_FULL_JOBS", 4)
+	streamFor := time.Duration(envInt("BENCH_TABLES_STREAM_SECONDS", 60)) * time.Second
+	runs := benchRuns()
+	bin, err := testharness.BinDir()
+	require.NoError(b, err)
+	pgcopydb, _ := exec.LookPath("pgcopydb")
+
+	srcPG, err := testharness.StartPostgres(ctx, testharness.PostgresOptions{Logical: true, Settings: []string{"max_locks_per_transaction = 1024"}})
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = srcPG.Stop() })
+	dstPG, err := testharness.StartPostgres(ctx, testharness.PostgresOptions{Settings: []string{"max_locks_per_transaction = 1024"}})
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = dstPG.Stop() })
+	require.NoError(b, srcPG.CreateDatabase(ctx, "many"))
+	src, err := srcPG.Connect(ctx, "many")
+	require.NoError(b, err)
+	defer src.Close(ctx)
+	began := time.Now()
+	testharness.Exec(b, src, "CREATE SCHEMA many")
+	for from := 1; from <= n; from += 500 {
+		testharness.Exec(b, src, fmt.Sprintf(`DO $$
+BEGIN
+  FOR i IN %d..%d LOOP
+    EXECUTE format('CREATE TABLE many.%%I (id int PRIMARY KEY, v text)', 'table_with_a_longish_name_' || i);
+    EXECUTE format('INSERT INTO many.%%I SELECT g, md5(g::text) FROM generate_series(1, 1 + %%s %%%% 5) g', 'table_with_a_longish_name_' || i, i);
+  END LOOP;
+END $$`, from, min(from+499, n)))
+	}
+	testharness.Exec(b, src, "ANALYZE")
+	b.Logf("%d tables made in %s", n, time.Since(began).Round(time.Second))
+	srcURL := srcPG.URL("many")
+	sh := func(script string) {
+		cmd := exec.Command("bash", "-o", "pipefail", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		require.NoError(b, err, "%s\n%s", script, tail(out))
+	}
+	drop := func(db string) {
+		admin, err := dstPG.Connect(ctx, "postgres")
+		require.NoError(b, err)
+		defer admin.Close(ctx)
+		_, err = admin.Exec(ctx, "DROP DATABASE "+db+" WITH (FORCE)")
+		require.NoError(b, err)
+	}
+	c, stopTemporal := startSkein(b)
+	defer stopTemporal()
+	b.ResetTimer()
+
+	times := map[string]spread{}
+	var events, historyMB, perTable, peakRSS spread
+	fmt.Printf("\n%d tables, %d jobs, %d alternating runs\n", n, jobs, runs)
+	for r := range runs {
+		fmt.Printf("run %d/%d: load average %s before it\n", r+1, runs, loadAverage())
+		// Skein: schema, full load, then a minute of changes.
+		db := fmt.Sprintf("skein_%d", r)
+		require.NoError(b, dstPG.CreateDatabase(ctx, db))
+		s := spec.Spec{Name: fmt.Sprintf("bench-many-%d", r), Source: srcPG.Endpoint("many"), Destination: dstPG.Endpoint(db),
+			Objects: []spec.Object{{Schema: "many"}}, FullLoad: spec.FullLoad{Parallelism: jobs}}
+		s.ApplyDefaults()
+		require.NoError(b, s.Validate())
+		rss := rssSampler()
+		t0 := time.Now()
+		wf, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: api.TaskQueue}, api.WorkflowName, s, nil)
+		require.NoError(b, err)
+		for {
+			v, err := c.QueryWorkflow(ctx, s.Name, "", api.QueryStatus)
+			var st api.Status
+			if err == nil && v.Get(&st) == nil {
+				require.NotEqual(b, api.PhaseFailed, st.Phase, st.LastError)
+				if st.Phase == api.PhaseIncremental {
+					break
+				}
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		took := time.Since(t0)
+		for i := 0; time.Since(t0) < took+streamFor; i++ {
+			testharness.Exec(b, src, fmt.Sprintf(`UPDATE many.table_with_a_longish_name_%d SET v = 'changed' WHERE id = 1`, 1+(i*997)%n))
+			time.Sleep(time.Second)
+		}
+		d, err := c.DescribeWorkflowExecution(ctx, wf.GetID(), wf.GetRunID())
+		require.NoError(b, err)
+		info := d.GetWorkflowExecutionInfo()
+		require.NoError(b, c.TerminateWorkflow(ctx, wf.GetID(), "", "benchmark over"))
+		peak := rss()
+		times["skein"] = append(times["skein"], took.Seconds())
+		events = append(events, float64(info.GetHistoryLength()))
+		historyMB = append(historyMB, float64(info.GetHistorySizeBytes())/(1<<20))
+		perTable = append(perTable, float64(info.GetHistoryLength())/float64(n))
+		peakRSS = append(peakRSS, peak)
+		fmt.Printf("  skein      %8s to incremental; first run's history %d events, %.1f MiB; peak RSS %.0f MiB\n",
+			took.Round(100*time.Millisecond), info.GetHistoryLength(), float64(info.GetHistorySizeBytes())/(1<<20), peak)
+		srcAdmin, err := srcPG.Connect(ctx, "many")
+		require.NoError(b, err)
+		_, _ = srcAdmin.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots WHERE NOT active`)
+		srcAdmin.Close(ctx)
+		drop(db)
+
+		// pg_dump -Fd -j N | pg_restore -j N.
+		db = fmt.Sprintf("pg_dump_%d", r)
+		require.NoError(b, dstPG.CreateDatabase(ctx, db))
+		dir := filepath.Join(b.TempDir(), "dump")
+		t0 = time.Now()
+		sh(fmt.Sprintf("pg_dump -Fd -j %d -f %s '%s' && pg_restore -j %d --no-owner -d '%s' %s", jobs, dir, srcURL, jobs, dstPG.URL(db), dir))
+		took = time.Since(t0)
+		times["pg_dump"] = append(times["pg_dump"], took.Seconds())
+		fmt.Printf("  pg_dump    %8s\n", took.Round(100*time.Millisecond))
+		drop(db)
+
+		if pgcopydb != "" {
+			db = fmt.Sprintf("pgcopydb_%d", r)
+			require.NoError(b, dstPG.CreateDatabase(ctx, db))
+			t0 = time.Now()
+			sh(fmt.Sprintf("%s clone --source '%s' --target '%s' --table-jobs %d --index-jobs %d --dir %s --no-owner --no-acl",
+				pgcopydb, srcURL, dstPG.URL(db), jobs, jobs, b.TempDir()))
+			took = time.Since(t0)
+			times["pgcopydb"] = append(times["pgcopydb"], took.Seconds())
+			fmt.Printf("  pgcopydb   %8s\n", took.Round(100*time.Millisecond))
+			drop(db)
+		}
+	}
+	b.StopTimer()
+
+	fmt.Printf("\n%d tables, medians and ranges of %d alternating runs\n", n, runs)
+	for _, name := range []string{"skein", "pg_dump", "pgcopydb"} {
+		if t, ok := times[name]; ok {
+			fmt.Printf("  %-9s %s s", name, t.format("%.1f"))
+			if name != "skein" {
+				var ratio spread
+				for i := range t {
+					ratio = append(ratio, times["skein"][i]/t[i])
+				}
+				fmt.Printf("  skein / %s %s", name, ratio.format("%.2fx"))
+			}
+			fmt.Println()
+		}
+	}
+	fmt.Printf("  skein's first run: %s events (%s per table), %s MiB of history; peak RSS %s MiB\n",
+		events.format("%.0f"), perTable.format("%.2f"), historyMB.format("%.1f"), peakRSS.format("%.0f"))
+	if pgcopydb == "" {
+		fmt.Println("  pgcopydb not installed (apt-get install pgcopydb): left out")
+	}
+	b.ReportMetric(times["skein"].median(), "skein_s")
+}
