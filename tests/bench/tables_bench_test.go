@@ -44,16 +44,7 @@ func BenchmarkManyTables(b *testing.B) {
 	defer src.Close(ctx)
 	began := time.Now()
 	testharness.Exec(b, src, "CREATE SCHEMA many")
-	for from := 1; from <= n; from += 500 {
-		testharness.Exec(b, src, fmt.Sprintf(`DO $$
-BEGIN
-  FOR i IN %d..%d LOOP
-    EXECUTE format('CREATE TABLE many.%%I (id int PRIMARY KEY, v text)', 'table_with_a_longish_name_' || i);
-    EXECUTE format('INSERT INTO many.%%I SELECT g, md5(g::text) FROM generate_series(1, 1 + %%s %%%% 5) g', 'table_with_a_longish_name_' || i, i);
-  END LOOP;
-END $$`, from, min(from+499, n)))
-	}
-	testharness.Exec(b, src, "ANALYZE")
+	testharness.ManyTables(b, src, n)
 	b.Logf("%d tables made in %s", n, time.Since(began).Round(time.Second))
 	srcURL := srcPG.URL("many")
 	sh := func(script string) {

@@ -37,17 +37,7 @@ func TestManyTables(t *testing.T) {
 	ctx := context.Background()
 	n := manyTables(t)
 	srcPG, dstPG, src, dst := clusterPair(t, true, "many", "CREATE SCHEMA many")
-	// In transactions of 500 tables: one transaction would run out of lock slots.
-	for from := 1; from <= n; from += 500 {
-		testharness.Exec(t, src, fmt.Sprintf(`DO $$
-BEGIN
-  FOR i IN %d..%d LOOP
-    EXECUTE format('CREATE TABLE many.%%I (id int PRIMARY KEY, v text)', 'table_with_a_longish_name_' || i);
-    EXECUTE format('INSERT INTO many.%%I SELECT g, md5(g::text) FROM generate_series(1, 1 + %%s %%%% 5) g', 'table_with_a_longish_name_' || i, i);
-  END LOOP;
-END $$`, from, min(from+499, n)))
-	}
-	testharness.Exec(t, src, "ANALYZE")
+	testharness.ManyTables(t, src, n)
 
 	c := startWorker(t, t.TempDir())
 	s := spec.Spec{
