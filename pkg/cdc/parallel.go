@@ -322,11 +322,11 @@ func (p *parallel) relation(m *pglogrepl.RelationMessage) error {
 	p.rels[m.RelationID] = m
 	p.keys[m.RelationID] = newLaneKey(m)
 	delete(p.skipped, m.RelationID)
-	if p.cur.begin == nil || s.skipTx {
+	if p.cur.begin == nil {
 		// pgoutput describes relations inside transactions, once per session: should one come
-		// outside, or inside a transaction applied before (whose rows are dropped), every lane
-		// takes it before what follows, or the next transaction's rows would find no
-		// description.
+		// outside a transaction held, or inside one applied before (not held: its rows are
+		// dropped), every lane takes it before what follows, or the next transaction's rows
+		// would find no description.
 		p.seq++
 		p.fifo = append(p.fifo, laneEntry{seq: p.seq, mask: 1<<len(p.lanes) - 1, commitTime: s.prog.LastCommitTime})
 		for _, l := range p.lanes {

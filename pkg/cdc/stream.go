@@ -404,12 +404,15 @@ func (s *stream) lanes() bool { return s.par != nil && !s.par.serial }
 func (s *stream) Begin(m *pglogrepl.BeginMessage, streamed bool) (bool, error) {
 	s.inSourceTx = true
 	s.skipTx = m.FinalLSN <= s.prog.AppliedLSN
-	if s.lanes() {
+	switch {
+	case s.skipTx:
+		// Nothing of it is applied or held: its relation descriptions go to every lane at once.
+	case s.lanes():
 		// A streamed transaction is a barrier: too large to hold.
-		if err := s.par.begin(m, streamed && !s.skipTx); err != nil {
-			return s.skipTx, err
+		if err := s.par.begin(m, streamed); err != nil {
+			return false, err
 		}
-	} else {
+	default:
 		s.app.txLSN = m.FinalLSN
 	}
 	if streamed && !s.skipTx {
@@ -451,9 +454,6 @@ func (s *stream) Commit(m *pglogrepl.CommitMessage) error {
 	s.inSourceTx = false
 	if s.skipTx {
 		s.skipTx = false
-		if s.par != nil {
-			s.par.cur.begin = nil
-		}
 		return nil
 	}
 	if s.lanes() {

@@ -165,7 +165,7 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 			require.NoError(b, err)
 			t0 := time.Now()
 			cpu := cpuShares(b, map[string]*testharness.Postgres{"destination": destPG, "source": srcPG})
-			rss := rssSampler()
+			rss := rssSampler(b)
 			require.NoError(b, cdc.Stream(ctx, repl, applyConn, cdc.StreamOptions{Task: "bench", Slot: slot(r, n), Publication: s.SlotName(),
 				Tables: tables, StopAt: target, StatusInterval: time.Second, Lanes: n, BatchChanges: envInt("BENCH_CDC_BATCH_CHANGES", 0),
 				OpenLane: func(ctx context.Context) (*pgx.Conn, error) { return open.ConnectDestination(ctx, dest) }}))

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -112,43 +111,14 @@ func (u cpuUse) perChange(part string, changes float64) float64 {
 	return float64(u.used[part].Microseconds()) / changes
 }
 
-// rssSampler samples this process's resident memory (/proc/self/statm) every 100 ms until the
-// returned function is called, which returns the peak in MiB.
-func rssSampler() func() float64 {
-	var peak atomic.Int64
-	sample := func() {
-		raw, err := os.ReadFile("/proc/self/statm")
-		if err != nil {
-			return
-		}
-		f := strings.Fields(string(raw))
-		if len(f) < 2 {
-			return
-		}
-		pages, _ := strconv.ParseInt(f[1], 10, 64)
-		if b := pages * int64(os.Getpagesize()); b > peak.Load() {
-			peak.Store(b)
-		}
-	}
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			sample()
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
+// rssSampler measures this process's peak resident memory from now until the returned function
+// is called, which returns it in MiB.
+func rssSampler(b *testing.B) func() float64 {
+	b.Helper()
+	require.NoError(b, testharness.ResetPeakRSS())
 	return func() float64 {
-		close(done)
-		<-stopped
-		sample()
-		return float64(peak.Load()) / (1 << 20)
+		peak, err := testharness.PeakRSS(0)
+		require.NoError(b, err)
+		return float64(peak) / (1 << 20)
 	}
 }

@@ -76,7 +76,7 @@ func BenchmarkManyTables(b *testing.B) {
 			Objects: []spec.Object{{Schema: "many"}}, FullLoad: spec.FullLoad{Parallelism: jobs}}
 		s.ApplyDefaults()
 		require.NoError(b, s.Validate())
-		rss := rssSampler()
+		rss := rssSampler(b)
 		t0 := time.Now()
 		wf, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: api.TaskQueue}, api.WorkflowName, s, nil)
 		require.NoError(b, err)

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -64,19 +63,9 @@ func (p *workerProcess) kill(t *testing.T) {
 // peakRSS is the process's peak resident memory (VmHWM), in bytes.
 func (p *workerProcess) peakRSS(t *testing.T) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	peak, err := testharness.PeakRSS(p.cmd.Process.Pid)
 	require.NoError(t, err)
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			require.NoError(t, err)
-			return kb * 1024
-		}
-	}
-	t.Fatal("no VmHWM in /proc status")
-	return 0
+	return peak
 }
 
 // processTask is a task over the shop pair, plus one table, run by skein-worker processes.
