@@ -97,12 +97,7 @@ func BenchmarkFullLoad(b *testing.B) {
 		v := os.Getenv("BENCH_FULL_TOOLS")
 		return v == "" || slices.Contains(strings.Split(v, ","), name)
 	}
-	sh := func(script string) {
-		cmd := exec.Command("bash", "-o", "pipefail", "-c", script)
-		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-		out, err := cmd.CombinedOutput()
-		require.NoError(b, err, "%s\n%s", script, tail(out))
-	}
+	sh := shell(b, bin)
 	// load times one tool's load into a new database, checks its row counts and drops it (the
 	// runs would not fit on the disk otherwise).
 	times := map[string]spread{}
@@ -350,6 +345,17 @@ func tablesOf(counts map[string]int64) []string {
 		return strings.Compare(a, b)
 	})
 	return names
+}
+
+// shell returns a runner of bash scripts (with pipefail) that finds the PostgreSQL tools of bin
+// first on PATH and fails the benchmark with the script's last output lines.
+func shell(b *testing.B, bin string) func(script string) {
+	return func(script string) {
+		cmd := exec.Command("bash", "-o", "pipefail", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		require.NoError(b, err, "%s\n%s", script, tail(out))
+	}
 }
 
 func tail(out []byte) string {

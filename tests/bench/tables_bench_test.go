@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -47,12 +46,7 @@ func BenchmarkManyTables(b *testing.B) {
 	testharness.ManyTables(b, src, n)
 	b.Logf("%d tables made in %s", n, time.Since(began).Round(time.Second))
 	srcURL := srcPG.URL("many")
-	sh := func(script string) {
-		cmd := exec.Command("bash", "-o", "pipefail", "-c", script)
-		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-		out, err := cmd.CombinedOutput()
-		require.NoError(b, err, "%s\n%s", script, tail(out))
-	}
+	sh := shell(b, bin)
 	drop := func(db string) {
 		admin, err := dstPG.Connect(ctx, "postgres")
 		require.NoError(b, err)
