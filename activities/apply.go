@@ -107,6 +107,16 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	if err != nil {
 		return ApplyProgress{}, classify(ctx, err)
 	}
+	var barrier *repairBarrier
+	var stopBefore pglogrepl.LSN
+	if in.Repair != "" {
+		if barrier, err = a.openRepairBarrier(ctx, in.Spec); err != nil {
+			return ApplyProgress{}, classify(ctx, err)
+		}
+		defer barrier.close(ctx)
+		stopBefore = barrier.at
+		log.Info("repair: the stream applies the changes before the repair's position", zap.Stringer("position", stopBefore))
+	}
 	// The run ends after MaxRun at a transaction boundary (StreamOptions.RunFor), never inside one.
 	runCtx, cancelCause := context.WithCancelCause(ctx)
 	cancel := func() { cancelCause(nil) }
@@ -158,6 +168,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 			return a.Open.ConnectDestination(ctx, in.Spec.Destination)
 		},
 		StopAt:            stopAt,
+		StopBefore:        stopBefore,
 		RunFor:            in.MaxRun,
 		SchemaChanges:     schemaChanges,
 		SchemaChangeTable: schemaChangeTable,
@@ -184,6 +195,9 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	mu.Lock()
 	out := runProgress(ctx, last, latest)
 	mu.Unlock()
+	if barrier != nil && err == nil && ctx.Err() == nil && latest.ReachedStop {
+		out.Repair, err = a.repairAt(ctx, barrier, dst, in)
+	}
 	switch {
 	case ctx.Err() != nil:
 		log.Info("apply stopped", zap.String("applied_lsn", out.AppliedLSN))

@@ -72,18 +72,22 @@ func (a *Activities) DescribeTask(ctx context.Context, id string) (TaskInfo, err
 // Verify compares every selected table on both sides (verify.mode) after the full load, the source
 // read inside the task's snapshot, so the comparison is exact while the source keeps changing.
 func (a *Activities) Verify(ctx context.Context, in SchemaInput) ([]verify.TableResult, error) {
-	return a.verify(ctx, in.Spec, in.Tables, in.Snapshot, false)
+	return a.verify(ctx, in.Spec, in.Tables, in.Snapshot, VerifyTaskInput{})
 }
 
 // VerifyTaskInput is api.VerifyTaskInput.
 type VerifyTaskInput = api.VerifyTaskInput
 
-// VerifyTask compares a task's tables now (skein verify).
+// VerifyTask compares a task's tables now (skein verify), and with a repair id records what
+// differs on the destination for the repair.
 func (a *Activities) VerifyTask(ctx context.Context, in VerifyTaskInput) ([]verify.TableResult, error) {
-	return a.verify(ctx, in.Spec, in.Tables, "", in.Streaming)
+	return a.verify(ctx, in.Spec, in.Tables, "", in)
 }
 
-func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.TableMap, snapshot string, streaming bool) ([]verify.TableResult, error) {
+// verify compares tables, in the snapshot if one is given; how (streaming, repair, rotation) as
+// the task's verification asks.
+func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.TableMap, snapshot string, how VerifyTaskInput) ([]verify.TableResult, error) {
+	streaming := how.Streaming
 	sd, err := a.openSides(ctx, s, tables, snapshot)
 	if err != nil {
 		return nil, classifySnapshotRead(ctx, err)
@@ -134,6 +138,12 @@ func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.Tabl
 		Throttle:      throttle.New(float64(s.Throttle.Full.RowsPerSecond), 0),
 		Mapper:        ddl.SpecMapper{Objects: s.Objects, Tables: tables},
 		Progress:      func(done, total int) { progress.Store(VerifyProgress{Done: done, Total: total}) },
+		Rotate:        how.Rotate,
+		Round:         how.Round,
+	}
+	targets := map[int]verify.Targets{}
+	if how.RepairID != "" {
+		opts.OnTargets = func(i int, t verify.Targets) { targets[i] = t }
 	}
 	if snapshot != "" {
 		// A new transaction in the same snapshot every 100 tables or chunks: it releases the
@@ -156,6 +166,11 @@ func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.Tabl
 	out, err := verify.Run(ctx, pairs, vt, opts)
 	if err != nil {
 		return nil, classify(ctx, err)
+	}
+	if how.RepairID != "" {
+		if err := recordRepair(ctx, sd.dst, s, how.RepairID, tables, out, targets); err != nil {
+			return nil, classify(ctx, err)
+		}
 	}
 	for _, r := range out {
 		if !r.Equal {

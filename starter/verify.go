@@ -20,10 +20,10 @@ import (
 )
 
 func verifyCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, repair bool
 	cmd := &cobra.Command{
-		Use:   "verify ID [--json]",
-		Short: "Compare source and destination (checksums per chunk, differences by key); exit 1 on any difference",
+		Use:   "verify ID [--json] [--repair]",
+		Short: "Compare source and destination (checksums per chunk, differences by key); exit 1 on any difference not repaired",
 		Args:  exactArgs(1),
 		RunE: withClient(func(cmd *cobra.Command, c client.Client, args []string) error {
 			ctx, id := cmd.Context(), args[0]
@@ -42,7 +42,7 @@ func verifyCmd() *cobra.Command {
 				WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 				WorkflowExecutionTimeout: 25 * time.Hour,
 				StaticSummary:            "Skein verify of task " + id,
-			}, api.VerifyWorkflowName, api.VerifyRequest{Task: id})
+			}, api.VerifyWorkflowName, api.VerifyRequest{Task: id, Repair: repair})
 			if err != nil {
 				return fmt.Errorf("start verification of %s: %w", id, err)
 			}
@@ -67,13 +67,17 @@ func verifyCmd() *cobra.Command {
 			} else {
 				renderVerify(out, rep)
 			}
-			if !rep.Equal {
-				return fmt.Errorf("verify %s: the destination differs from the source", id)
+			switch {
+			case rep.Equal, rep.Repaired:
+				return nil
+			case repair:
+				return fmt.Errorf("verify %s: the destination differs from the source, and not every difference was repaired", id)
 			}
-			return nil
+			return fmt.Errorf("verify %s: the destination differs from the source", id)
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"task","equal","streaming","tables":[...]}`)
+	cmd.Flags().BoolVar(&repair, "repair", false, "repair every difference found with the source's rows, at a known position of the task's change stream")
 	return cmd
 }
 
@@ -147,10 +151,21 @@ func renderVerify(w io.Writer, rep api.VerifyReport) {
 		if t.Note != "" {
 			fmt.Fprintf(w, "    note: %s\n", t.Note)
 		}
+		switch r := t.Repair; {
+		case r == nil:
+		case r.Refused != "":
+			fmt.Fprintf(w, "    not repaired: %s\n", r.Refused)
+		case r.Pending:
+			fmt.Fprintln(w, "    not repaired yet")
+		default:
+			fmt.Fprintf(w, "    repaired: %d rows deleted, %d rows written from the source\n", r.Deleted, r.Inserted)
+		}
 	}
 	switch {
 	case rep.Equal:
 		fmt.Fprintf(w, "\nthe destination equals the source (%d tables)\n", len(rep.Tables))
+	case rep.Repaired:
+		fmt.Fprintf(w, "\nthe destination differed from the source; every difference is repaired, with the source's rows at position %s\n", rep.RepairPosition)
 	default:
 		fmt.Fprintln(w, "\nthe destination DIFFERS from the source")
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -21,6 +22,9 @@ func (w *task) incremental(ctx workflow.Context) error {
 	if w.verifyWhenStreaming {
 		w.verifyWhenStreaming = false
 		w.startStreamingVerify(ctx)
+	}
+	if w.spec.Verify.EveryMinutes > 0 {
+		workflow.Go(ctx, w.verifyOnSchedule)
 	}
 	opts := w.applyOptions()
 	for {
@@ -52,34 +56,118 @@ func (w *task) incremental(ctx workflow.Context) error {
 			}
 			continue
 		}
-		runCtx, stop := workflow.WithCancel(ctx)
-		workflow.Go(runCtx, func(c workflow.Context) {
-			if workflow.Await(c, func() bool {
-				return w.pauseRequested || w.releaseRequested || w.merging || (w.historyFull(c) && !w.modifying)
-			}) == nil {
-				stop()
+		if len(w.repairs) > 0 {
+			if err := w.repair(ctx, opts); err != nil {
+				return err
 			}
-		})
+			continue
+		}
 		in := api.ApplyInput{Spec: w.spec, Tables: w.tables, MaxRun: w.tuning.ApplyMaxRun, ReportEvery: w.tuning.ApplyReportEvery,
 			SkipBefore: w.skipBefore, StallAfter: w.tuning.ApplyStallAfter}
-		var res api.ApplyProgress
-		w.runCounts, w.runNotReplicated = api.Counts{}, 0
-		w.applyRunning = true
-		err := w.call(runCtx, opts, api.ActivityApply, &res, in)
-		w.applyRunning = false
-		interrupted := runCtx.Err() != nil
-		stop()
-		if err == nil {
-			w.onProgress(res)
+		_, err := w.applyRun(ctx, opts, in, func(c workflow.Context) bool {
+			return w.historyFull(c) && !w.modifying || len(w.repairs) > 0
+		})
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// applyRun runs the apply activity once, until it ends or a pause, release or merge asks it to
+// stop, or also stop() says so. A run stopped that way returns no error (the loop head decides
+// what comes next); a real failure shows again on the next run, in call().
+func (w *task) applyRun(ctx workflow.Context, opts workflow.ActivityOptions, in api.ApplyInput, also func(workflow.Context) bool) (*api.ApplyProgress, error) {
+	runCtx, stop := workflow.WithCancel(ctx)
+	workflow.Go(runCtx, func(c workflow.Context) {
+		if workflow.Await(c, func() bool {
+			return w.pauseRequested || w.releaseRequested || w.merging || also(c)
+		}) == nil {
+			stop()
+		}
+	})
+	var res api.ApplyProgress
+	w.runCounts, w.runNotReplicated = api.Counts{}, 0
+	w.applyRunning = true
+	err := w.call(runCtx, opts, api.ActivityApply, &res, in)
+	w.applyRunning = false
+	interrupted := runCtx.Err() != nil
+	stop()
+	if err == nil {
+		w.onProgress(res)
+		return &res, nil
+	}
+	var canceled *temporal.CanceledError
+	if interrupted || errors.As(err, &canceled) {
+		return nil, nil
+	}
+	return nil, err
+}
+
+// repair carries out the first repair asked for: an apply run that stops at a snapshot's
+// position and repairs there (api.ApplyInput.Repair). A run that ends before it reached the
+// position leaves the repair to the next. The verification that asked gets the outcome, also a
+// failure (which fails the task as any apply failure does).
+func (w *task) repair(ctx workflow.Context, opts workflow.ActivityOptions) error {
+	req := w.repairs[0]
+	in := api.ApplyInput{Spec: w.spec, Tables: w.tables, ReportEvery: w.tuning.ApplyReportEvery,
+		SkipBefore: w.skipBefore, StallAfter: w.tuning.ApplyStallAfter, Repair: req.ID}
+	res, err := w.applyRun(ctx, opts, in, func(workflow.Context) bool { return false })
+	var out api.RepairOutcome
+	switch {
+	case err != nil:
+		out = api.RepairOutcome{ID: req.ID, Error: errorText(err)}
+	case res == nil || res.Repair == nil:
+		return nil
+	default:
+		out = *res.Repair
+		w.status.LastRepair = &out
+	}
+	w.repairs = w.repairs[1:]
+	if serr := workflow.SignalExternalWorkflow(ctx, req.From, "", api.SignalRepairDone, out).Get(ctx, nil); serr != nil {
+		workflow.GetLogger(ctx).Warn("repair outcome not delivered", "to", req.From, "error", serr)
+	}
+	return err
+}
+
+// verifyOnSchedule starts the task's verification every verify.every_minutes while it streams
+// (a child that outlives the run, as skein verify's), with verify.repair, the sampled chunks
+// taken by turn. A verification still running (the user's, or the last one) skips the turn.
+func (w *task) verifyOnSchedule(ctx workflow.Context) {
+	every := time.Duration(w.spec.Verify.EveryMinutes) * time.Minute
+	if w.tuning.VerifyEvery > 0 {
+		every = w.tuning.VerifyEvery
+	}
+	if w.verifyDue.IsZero() {
+		w.verifyDue = workflow.Now(ctx).Add(every)
+	}
+	for {
+		if wait := w.verifyDue.Sub(workflow.Now(ctx)); wait > 0 {
+			if err := workflow.Sleep(ctx, wait); err != nil {
+				return
+			}
+		}
+		w.verifyDue = workflow.Now(ctx).Add(every)
+		if w.status.Phase != api.PhaseIncremental {
 			continue
 		}
-		var canceled *temporal.CanceledError
-		if interrupted || errors.As(err, &canceled) {
-			// Stopped for pause, release or continue-as-new: however the run ended, the loop head
-			// decides what comes next. A real failure shows again on the next run, in call().
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:               api.VerifyWorkflowID(w.spec.Name),
+			ParentClosePolicy:        enums.PARENT_CLOSE_POLICY_ABANDON,
+			WorkflowExecutionTimeout: 25 * time.Hour,
+			WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		})
+		f := workflow.ExecuteChildWorkflow(cctx, api.VerifyWorkflowName,
+			api.VerifyRequest{Task: w.spec.Name, Repair: w.spec.Verify.Repair, Round: w.verifyRound, Scheduled: true})
+		if err := f.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Info("scheduled verification skipped: one is running", "error", err)
 			continue
 		}
-		return err
+		w.verifyRound++
+		// Its report reaches the task as a verify-report signal; a failure is in its own history.
+		if err := f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("scheduled verification failed", "error", err)
+			w.alert(api.AlertVerify, "scheduled verification failed: "+errorText(err))
+		}
 	}
 }
 
@@ -121,7 +209,8 @@ func (w *task) continueAsNew(ctx workflow.Context, still func() bool) error {
 		return nil
 	}
 	st := w.status
-	carry := Carry{State: State{Status: &st, Tables: w.tables, SkipBefore: w.skipBefore, Paused: w.pauseRequested}, Tuning: w.tuning}
+	carry := Carry{State: State{Status: &st, Tables: w.tables, SkipBefore: w.skipBefore, Paused: w.pauseRequested,
+		Repairs: w.repairs, VerifyDue: w.verifyDue, VerifyRound: w.verifyRound}, Tuning: w.tuning}
 	return workflow.NewContinueAsNewError(ctx, SyncTask, w.spec, &carry)
 }
 

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"time"
+
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/workflow"
 
@@ -22,6 +24,11 @@ const (
 	MetricRetryAttempts = "skein_retry_attempts"        // gauge, tag class: attempts of the current streak
 	MetricSchemaChanges = "skein_schema_changes_total"  // counter, tag outcome: applied, skipped, not_replicated
 	MetricVerifyDiffs   = "skein_verify_differences"    // gauge, tag table: rows missing, extra or different
+	// Verifications while streaming (skein verify, verify.every_minutes).
+	MetricVerifyRows      = "skein_verify_rows_compared_total"     // counter, tag table: source rows compared
+	MetricVerifyFound     = "skein_verify_differences_found_total" // counter, tag table
+	MetricVerifyRepaired  = "skein_verify_rows_repaired_total"     // counter, tag table: destination rows written by repairs
+	MetricVerifyLastClean = "skein_verify_last_clean_timestamp"    // gauge: Unix time of the last verification that left no difference
 )
 
 // taskMetrics emits one task's metrics.
@@ -71,9 +78,27 @@ func (m taskMetrics) retry(class string, attempts int) {
 	m.h.WithTags(map[string]string{"class": class}).Gauge(MetricRetryAttempts).Update(float64(attempts))
 }
 
-// verified reports each table's differences.
-func (m taskMetrics) verified(results []api.TableResult) {
+// verified reports each table's differences, at now.
+func (m taskMetrics) verified(results []api.TableResult, now time.Time) {
+	clean := true
 	for _, r := range results {
-		m.h.WithTags(map[string]string{"table": r.Source}).Gauge(MetricVerifyDiffs).Update(float64(r.Missing + r.Extra + r.Different))
+		h := m.h.WithTags(map[string]string{"table": r.Source})
+		found := r.Missing + r.Extra + r.Different + r.Changing
+		h.Gauge(MetricVerifyDiffs).Update(float64(r.Missing + r.Extra + r.Different))
+		h.Counter(MetricVerifyRows).Inc(r.SourceRows)
+		if found > 0 {
+			h.Counter(MetricVerifyFound).Inc(found)
+		}
+		if r.Repair != nil {
+			for op, n := range map[string]int64{"inserted": r.Repair.Inserted, "deleted": r.Repair.Deleted} {
+				if n > 0 {
+					h.WithTags(map[string]string{"op": op}).Counter(MetricVerifyRepaired).Inc(n)
+				}
+			}
+		}
+		clean = clean && (r.Equal || (r.Repair != nil && !r.Repair.Pending && r.Repair.Refused == ""))
+	}
+	if clean {
+		m.h.Gauge(MetricVerifyLastClean).Update(float64(now.Unix()))
 	}
 }

@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"fmt"
+	"strings"
+
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/skein-dts/skein/pkg/api"
@@ -19,13 +22,15 @@ func (w *task) listen(ctx workflow.Context) {
 		Description: internalHandler + "the apply activity's progress report"})
 	w.verifyCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalVerifyReport, workflow.SignalChannelOptions{
 		Description: internalHandler + "a Verify run's report"})
+	w.repairCh = workflow.GetSignalChannelWithOptions(ctx, api.SignalRepair, workflow.SignalChannelOptions{
+		Description: internalHandler + "a Verify run asks for the repair of the differences it recorded"})
 	w.drainReq = workflow.NewChannel(ctx)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			sel := workflow.NewSelector(ctx)
 			sel.AddReceive(w.drainReq, func(c workflow.ReceiveChannel, _ bool) {
 				c.Receive(ctx, nil)
-				w.drainSignals()
+				w.drainSignals(ctx)
 				w.drains++
 			})
 			sel.AddReceive(w.pauseCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.onPause() })
@@ -38,6 +43,12 @@ func (w *task) listen(ctx workflow.Context) {
 			})
 			sel.AddReceive(w.verifyCh, func(c workflow.ReceiveChannel, _ bool) {
 				c.Receive(ctx, &w.status.Verify)
+				w.onVerifyReport(ctx)
+			})
+			sel.AddReceive(w.repairCh, func(c workflow.ReceiveChannel, _ bool) {
+				var r api.RepairRequest
+				c.Receive(ctx, &r)
+				w.repairs = append(w.repairs, r)
 			})
 			sel.Select(ctx)
 		}
@@ -56,7 +67,7 @@ func (w *task) syncSignals(ctx workflow.Context) {
 }
 
 // drainSignals takes every signal already in the channels (the listener runs it: syncSignals).
-func (w *task) drainSignals() {
+func (w *task) drainSignals(ctx workflow.Context) {
 	for w.pauseCh.ReceiveAsync(nil) {
 		w.onPause()
 	}
@@ -70,11 +81,31 @@ func (w *task) drainSignals() {
 	for w.progressCh.ReceiveAsync(&p) {
 		w.onProgress(p)
 	}
-	for w.verifyCh.ReceiveAsync(&w.status.Verify) { //nolint:revive // the receive stores the report
+	for w.verifyCh.ReceiveAsync(&w.status.Verify) {
+		w.onVerifyReport(ctx)
+	}
+	var r api.RepairRequest
+	for w.repairCh.ReceiveAsync(&r) {
+		w.repairs = append(w.repairs, r)
 	}
 }
 
 func (w *task) onPause() { w.pauseRequested = true }
+
+// onVerifyReport takes a verification's report (status.Verify): its metrics, and an alert for
+// differences that no repair fixed.
+func (w *task) onVerifyReport(ctx workflow.Context) {
+	w.metrics.verified(w.status.Verify, workflow.Now(ctx))
+	var open []string
+	for _, t := range w.status.Verify {
+		if !t.Equal && (t.Repair == nil || t.Repair.Pending || t.Repair.Refused != "") {
+			open = append(open, t.Source)
+		}
+	}
+	if len(open) > 0 && workflow.GetVersion(ctx, "verify-alerts", workflow.DefaultVersion, 1) > workflow.DefaultVersion {
+		w.alert(api.AlertVerify, fmt.Sprintf("verification found differences that are not repaired in %s (skein status shows them)", strings.Join(open, ", ")))
+	}
+}
 
 func (w *task) onResume() {
 	w.resumes++

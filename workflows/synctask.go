@@ -31,6 +31,12 @@ type State struct {
 	SkipBefore []api.SkipBefore `json:"skip_before,omitempty"`
 	// Paused carries a pause across continue-as-new.
 	Paused bool `json:"paused,omitempty"`
+	// Repairs are the repairs asked for and not carried out yet.
+	Repairs []api.RepairRequest `json:"repairs,omitempty"`
+	// VerifyDue and VerifyRound: when the next scheduled verification starts (verify.every_minutes),
+	// and its turn.
+	VerifyDue   time.Time `json:"verify_due,omitempty"`
+	VerifyRound int       `json:"verify_round,omitempty"`
 }
 
 // Tuning holds timings a deployment leaves at their defaults and tests shorten; they pass
@@ -47,6 +53,8 @@ type Tuning struct {
 	ApplyStallAfter time.Duration `json:"apply_stall_after,omitempty"`
 	// RetryUnit is the unit of the spec's retry windows (default a minute; tests shorten it).
 	RetryUnit time.Duration `json:"retry_unit,omitempty"`
+	// VerifyEvery replaces verify.every_minutes when set (tests).
+	VerifyEvery time.Duration `json:"verify_every,omitempty"`
 }
 
 // errReleased ends the work of a phase when the task is being released.
@@ -84,7 +92,13 @@ type task struct {
 	alertSending    bool
 	latencyAlerting bool // the lag is above alerts.latency_seconds and was reported
 
-	pauseCh, resumeCh, releaseCh, progressCh, verifyCh workflow.ReceiveChannel
+	// repairs: asked for (SignalRepair), not carried out yet; verifyDue/verifyRound: the
+	// verification schedule (State).
+	repairs     []api.RepairRequest
+	verifyDue   time.Time
+	verifyRound int
+
+	pauseCh, resumeCh, releaseCh, progressCh, verifyCh, repairCh workflow.ReceiveChannel
 	// verifyWhenStreaming: the comparison after the load had no snapshot; incremental starts one.
 	verifyWhenStreaming bool
 	// drainReq asks the listener to take every signal delivered so far (syncSignals); drains
@@ -118,6 +132,7 @@ func SyncTask(ctx workflow.Context, s spec.Spec, carry *Carry) error {
 		w.tables = state.Tables
 		w.skipBefore = state.SkipBefore
 		w.pauseRequested = state.Paused
+		w.repairs, w.verifyDue, w.verifyRound = state.Repairs, state.VerifyDue, state.VerifyRound
 		w.setPhase(api.PhaseIncremental)
 	}
 	if err := workflow.SetQueryHandlerWithOptions(ctx, api.QueryStatus, func() (api.Status, error) { return w.status, nil },
@@ -333,7 +348,7 @@ func (w *task) verifyAfterLoad(ctx workflow.Context, in api.SchemaInput, opts wo
 				return err
 			}
 			w.status.Verify = results
-			w.metrics.verified(results)
+			w.metrics.verified(results, workflow.Now(ctx))
 			var diff []string
 			for _, r := range results {
 				if !r.Equal {

@@ -36,8 +36,13 @@ func Verify(ctx workflow.Context, req api.VerifyRequest) (api.VerifyReport, erro
 	}
 	s := info.Spec
 	s.ApplyDefaults()
-	if s.Verify.Mode == spec.VerifyNone {
-		s.Verify.Mode = spec.VerifyChecksum
+	if s.Verify.Mode == spec.VerifyNone || req.Repair {
+		s.Verify.Mode = spec.VerifyChecksum // a repair needs the rows that differ
+	}
+	if req.Repair && s.ConflictMode == spec.ConflictIgnore {
+		return rep, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"repair: task %s has conflict_mode ignore, which keeps destination rows that differ from the source: verify without --repair", req.Task),
+			"bad_request", nil)
 	}
 	// A running task's own list (it follows schema changes on the source), else the spec's.
 	tables := info.Tables
@@ -52,13 +57,19 @@ func Verify(ctx workflow.Context, req api.VerifyRequest) (api.VerifyReport, erro
 		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
-	in := api.VerifyTaskInput{Spec: s, Tables: tables, Streaming: rep.Streaming}
+	in := api.VerifyTaskInput{Spec: s, Tables: tables, Streaming: rep.Streaming, Rotate: req.Scheduled, Round: req.Round}
+	if req.Repair {
+		in.RepairID = workflow.GetInfo(ctx).WorkflowExecution.RunID
+	}
 	if err := retryConnection(ctx, func() error { return workflow.ExecuteActivity(long, api.ActivityVerifyTask, in).Get(ctx, &rep.Tables) }); err != nil {
 		return rep, err
 	}
 	rep.Equal = true
 	for _, t := range rep.Tables {
 		rep.Equal = rep.Equal && t.Equal
+	}
+	if err := repairFound(ctx, req, info, &rep, api.RepairInput{Spec: s, Tables: tables, RepairID: in.RepairID}); err != nil {
+		return rep, err
 	}
 	if info.Running {
 		// The task may have ended since; its status then simply misses this report.
@@ -87,4 +98,76 @@ func retryConnection(ctx workflow.Context, f func() error) error {
 			return err
 		}
 	}
+}
+
+// repairWait bounds how long a verification waits for its task to carry out a repair (a paused
+// task carries it out once resumed).
+const repairWait = 6 * time.Hour
+
+// repairFound repairs what the comparison recorded for repair (api.TableRepair.Pending): a
+// streaming task does it in its change stream, at a position of its own (SignalRepair); for a
+// task that does not stream the Repair activity reads the source as it is. The outcome goes into
+// the report's tables.
+func repairFound(ctx workflow.Context, req api.VerifyRequest, info api.TaskInfo, rep *api.VerifyReport, in api.RepairInput) error {
+	pending := false
+	for _, t := range rep.Tables {
+		pending = pending || (t.Repair != nil && t.Repair.Pending)
+	}
+	if !pending {
+		rep.Repaired = req.Repair && !rep.Equal && unrepaired(rep.Tables) == 0
+		return nil
+	}
+	var out api.RepairOutcome
+	if rep.Streaming {
+		self := workflow.GetInfo(ctx).WorkflowExecution.ID
+		done := workflow.GetSignalChannel(ctx, api.SignalRepairDone)
+		if err := workflow.SignalExternalWorkflow(ctx, req.Task, "", api.SignalRepair, api.RepairRequest{ID: in.RepairID, From: self}).Get(ctx, nil); err != nil {
+			return fmt.Errorf("repair: ask task %s: %w", req.Task, err)
+		}
+		tctx, cancelTimer := workflow.WithCancel(ctx)
+		defer cancelTimer()
+		timer := workflow.NewTimer(tctx, repairWait)
+		for out.ID != in.RepairID {
+			timedOut := false
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(done, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &out) })
+			sel.AddFuture(timer, func(workflow.Future) { timedOut = true })
+			sel.Select(ctx)
+			if timedOut {
+				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("repair: task %s did not carry out the repair within %s (is it paused?); its differences stay recorded", req.Task, repairWait), "repair_timeout", nil)
+			}
+		}
+	} else {
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: time.Minute, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3},
+		})
+		if err := retryConnection(ctx, func() error { return workflow.ExecuteActivity(actx, api.ActivityRepair, in).Get(ctx, &out) }); err != nil {
+			return err
+		}
+	}
+	if out.Error != "" {
+		return temporal.NewNonRetryableApplicationError("repair: "+out.Error, "repair_failed", nil)
+	}
+	rep.RepairPosition = out.Position
+	for i := range rep.Tables {
+		for _, tr := range out.Tables {
+			if rep.Tables[i].Repair != nil && tr.Table == rep.Tables[i].Repair.Table {
+				tr := tr
+				rep.Tables[i].Repair = &tr
+			}
+		}
+	}
+	rep.Repaired = unrepaired(rep.Tables) == 0
+	return nil
+}
+
+// unrepaired counts the tables with differences that no repair fixed.
+func unrepaired(tables []api.TableResult) int {
+	n := 0
+	for _, t := range tables {
+		if !t.Equal && (t.Repair == nil || t.Repair.Pending || t.Repair.Refused != "") {
+			n++
+		}
+	}
+	return n
 }

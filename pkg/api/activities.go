@@ -10,6 +10,7 @@ import (
 const (
 	AlertLatency = "latency" // apply lag went above alerts.latency_seconds
 	AlertFailed  = "failed"  // the task failed (retry window over, or a fatal error)
+	AlertVerify  = "verify"  // a scheduled verification found differences it did not repair
 )
 
 // AlertEvent is what an alert reports; it is also the JSON body POSTed to alerts.webhook_url.
@@ -57,6 +58,11 @@ type ApplyInput struct {
 	// source's position when the run starts. Both serve the helper stream of added tables.
 	StopAt  string `json:"stop_at,omitempty"`
 	CatchUp bool   `json:"catch_up,omitempty"`
+	// Repair, when set, is the id of a repair (RepairRequest): the run takes a snapshot of the
+	// source with a temporary slot, applies every change committed before the snapshot's
+	// position and none after it, repairs the recorded differences with the snapshot's rows in
+	// one destination transaction, and ends (ApplyProgress.Repair).
+	Repair string `json:"repair,omitempty"`
 	// Helper marks the helper stream: it reports no progress to the workflow.
 	Helper bool `json:"helper,omitempty"`
 	// FailedAttempts counts the runs of this streak that failed before this one (the workflow
@@ -230,4 +236,17 @@ type VerifyTaskInput struct {
 	// Streaming is set while the task applies changes: differences are re-checked once the apply
 	// has passed them (the task's slot shows how far it got).
 	Streaming bool `json:"streaming"`
+	// RepairID, when set, records the differences found on the destination for that repair.
+	RepairID string `json:"repair_id,omitempty"`
+	// Rotate and Round take the sampled chunks by turn (VerifyRequest.Round).
+	Rotate bool `json:"rotate,omitempty"`
+	Round  int  `json:"round,omitempty"`
+}
+
+// RepairInput asks for the repair of a task that does not stream (it ended, or has no
+// incremental sync): the source is read as it is now.
+type RepairInput struct {
+	Spec     spec.Spec       `json:"spec"`
+	Tables   []spec.TableMap `json:"tables"`
+	RepairID string          `json:"repair_id"`
 }

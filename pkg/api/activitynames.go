@@ -26,9 +26,10 @@ const (
 	ActivitySlotState                 = "SlotState"
 	ActivitySourcePosition            = "SourcePosition"
 	ActivitySyncSequences             = "SyncSequences"
+	ActivityRepair                    = "Repair"
 	ActivityVerify                    = "Verify"
 	ActivityVerifyTask                = "VerifyTask"
 )
 
 // ActivityNames lists every activity name above.
-var ActivityNames = []string{ActivityAlert, ActivityApply, ActivityBuildTables, ActivityCopyChunk, ActivityCopyChunks, ActivityCopyChunksAndBuild, ActivityDescribeTask, ActivityEndSnapshot, ActivityEnsureBookkeeping, ActivityHoldSnapshot, ActivityOpenSnapshot, ActivityPlanLoad, ActivityPrecheck, ActivityPreparePublication, ActivityRelease, ActivityResetLoad, ActivityResolveTables, ActivitySchemaPostData, ActivitySchemaPreData, ActivitySearchAttributesAvailable, ActivitySlotState, ActivitySourcePosition, ActivitySyncSequences, ActivityVerify, ActivityVerifyTask}
+var ActivityNames = []string{ActivityAlert, ActivityApply, ActivityBuildTables, ActivityCopyChunk, ActivityCopyChunks, ActivityCopyChunksAndBuild, ActivityDescribeTask, ActivityEndSnapshot, ActivityEnsureBookkeeping, ActivityHoldSnapshot, ActivityOpenSnapshot, ActivityPlanLoad, ActivityPrecheck, ActivityPreparePublication, ActivityRelease, ActivityRepair, ActivityResetLoad, ActivityResolveTables, ActivitySchemaPostData, ActivitySchemaPreData, ActivitySearchAttributesAvailable, ActivitySlotState, ActivitySourcePosition, ActivitySyncSequences, ActivityVerify, ActivityVerifyTask}

@@ -37,6 +37,39 @@ const SignalVerifyReport = "verify-report"
 // VerifyRequest names the task to verify.
 type VerifyRequest struct {
 	Task string `json:"task"`
+	// Repair fixes every difference found (skein verify --repair), at a known source position
+	// in the task's change stream (README: Verification and repair).
+	Repair bool `json:"repair,omitempty"`
+	// Round is the turn of a scheduled verification: with verify.sample_percent below 100 the
+	// rounds take the chunks by turn, so that every chunk is compared over 100/sample_percent
+	// rounds; Scheduled marks the task's own verifications.
+	Round     int  `json:"round,omitempty"`
+	Scheduled bool `json:"scheduled,omitempty"`
+}
+
+// SignalRepair asks a running task to repair what its verification found (RepairRequest). The
+// Verify workflow sends it; the task answers with SignalRepairDone.
+const SignalRepair = "repair"
+
+// SignalRepairDone carries a repair's outcome (RepairOutcome) from the task to the verification
+// that asked for it.
+const SignalRepairDone = "repair-done"
+
+// RepairRequest names a repair whose targets a verification recorded on the destination (the
+// keys never enter a workflow's history) and the workflow waiting for it.
+type RepairRequest struct {
+	ID   string `json:"id"`
+	From string `json:"from"` // the waiting workflow's id
+}
+
+// RepairOutcome is what a repair did.
+type RepairOutcome struct {
+	ID     string        `json:"id"`
+	Tables []TableRepair `json:"tables,omitempty"`
+	// Position is the source position the rows were read at: every change committed before it
+	// was applied before the repair, every later one after it.
+	Position string `json:"position,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // VerifyReport is the result of a verification.
@@ -48,4 +81,9 @@ type VerifyReport struct {
 	// re-checked once the apply had passed them.
 	Streaming bool          `json:"streaming"`
 	Tables    []TableResult `json:"tables"`
+	// Repaired is true when a repair was asked for and fixed every difference found: a new
+	// verification finds none (Equal describes the comparison before the repair).
+	Repaired bool `json:"repaired,omitempty"`
+	// RepairPosition is the source position the repaired rows were read at.
+	RepairPosition string `json:"repair_position,omitempty"`
 }

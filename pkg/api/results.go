@@ -78,6 +78,21 @@ type TableResult struct {
 	Equal bool   `json:"equal"`
 	// Note explains a comparison that could not be narrowed down to rows.
 	Note string `json:"note,omitempty"`
+	// Repair is what a repair did to the table's differences (verify --repair), or why it did not.
+	Repair *TableRepair `json:"repair,omitempty"`
+}
+
+// TableRepair is the repair of one table.
+type TableRepair struct {
+	Table string `json:"table"` // the source table
+	// Deleted and Inserted count destination rows deleted and source rows written: a row
+	// overwritten counts in both.
+	Deleted  int64 `json:"deleted"`
+	Inserted int64 `json:"inserted"`
+	// Pending: the differences are recorded for a repair that has not run (yet).
+	Pending bool `json:"pending,omitempty"`
+	// Refused says why the table's differences are not repaired.
+	Refused string `json:"refused,omitempty"`
 }
 
 // SchemaReport says what a schema stage did, for the status and the history.
@@ -117,6 +132,9 @@ type ApplyProgress struct {
 	// streaming (views, functions, types), LastNotReplicated names the last.
 	NotReplicated     int    `json:"not_replicated,omitempty"`
 	LastNotReplicated string `json:"last_not_replicated,omitempty"`
+	// Repair is the outcome of the repair the run was given (ApplyInput.Repair); nil when the run
+	// ended before it reached the repair's position (the next run does it).
+	Repair *RepairOutcome `json:"repair,omitempty"`
 }
 
 // Failed returns the items that stop the task.

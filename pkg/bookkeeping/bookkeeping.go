@@ -48,6 +48,13 @@ func Ensure(ctx context.Context, db Execer) error {
   "mapping" pg_catalog.jsonb NOT NULL,
   "state" pg_catalog.jsonb NOT NULL,
   PRIMARY KEY ("task", "relid"))`,
+		`CREATE TABLE IF NOT EXISTS "skein"."repairs" (
+  "task" pg_catalog.text NOT NULL,
+  "repair" pg_catalog.text NOT NULL,
+  "source_table" pg_catalog.text NOT NULL,
+  "targets" pg_catalog.jsonb NOT NULL,
+  "result" pg_catalog.jsonb,
+  PRIMARY KEY ("task", "repair", "source_table"))`,
 	} {
 		if _, err := db.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("create bookkeeping tables: %w", err)
@@ -232,6 +239,16 @@ func Drop(ctx context.Context, db Execer, task string) error {
 			return fmt.Errorf("drop bookkeeping: %w", err)
 		}
 	}
+	// Destinations set up before repairs existed have no such table.
+	var repairs bool
+	if err := db.QueryRow(ctx, `SELECT pg_catalog.to_regclass('"skein"."repairs"') IS NOT NULL`).Scan(&repairs); err != nil {
+		return fmt.Errorf("drop bookkeeping: %w", err)
+	}
+	if repairs {
+		if _, err := db.Exec(ctx, `DELETE FROM "skein"."repairs" WHERE "task" = $1`, task); err != nil {
+			return fmt.Errorf("drop bookkeeping: %w", err)
+		}
+	}
 	var others bool
 	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM "skein"."progress") OR EXISTS (SELECT 1 FROM "skein"."chunks")`).Scan(&others); err != nil {
 		return fmt.Errorf("drop bookkeeping: %w", err)
@@ -293,4 +310,61 @@ func Relations(ctx context.Context, db Querier, task string) ([]Relation, error)
 		return nil, fmt.Errorf("read the task's table schemas: %w", err)
 	}
 	return out, nil
+}
+
+// RepairTargets is one table's part of a repair (pkg/repair): what a verification found to
+// differ, kept on the destination (never in the workflow's history: keys are row values), and,
+// once the repair committed, what it did.
+type RepairTargets struct {
+	Table   string // the source table, spec.QName.String()
+	Targets []byte // JSON
+	Result  []byte // JSON; nil until the repair committed
+}
+
+// SaveRepair records the targets of a new repair of the task and forgets its earlier repairs.
+func SaveRepair(ctx context.Context, db Execer, task, repair string, tables []RepairTargets) error {
+	if _, err := db.Exec(ctx, `DELETE FROM "skein"."repairs" WHERE "task" = $1 AND "repair" <> $2`, task, repair); err != nil {
+		return fmt.Errorf("record the repair: %w", err)
+	}
+	for _, t := range tables {
+		if _, err := db.Exec(ctx, `INSERT INTO "skein"."repairs" ("task", "repair", "source_table", "targets") VALUES ($1, $2, $3, $4)
+ON CONFLICT ("task", "repair", "source_table") DO UPDATE SET "targets" = EXCLUDED."targets", "result" = NULL`, task, repair, t.Table, string(t.Targets)); err != nil {
+			return fmt.Errorf("record the repair of %s: %w", t.Table, err)
+		}
+	}
+	return nil
+}
+
+// Repair reads a repair's tables, in the order of their names.
+func Repair(ctx context.Context, db ExecQuerier, task, repair string) ([]RepairTargets, error) {
+	rows, err := db.Query(ctx, `SELECT "source_table", "targets"::pg_catalog.text, "result"::pg_catalog.text FROM "skein"."repairs"
+WHERE "task" = $1 AND "repair" = $2 ORDER BY 1`, task, repair)
+	if err != nil {
+		return nil, fmt.Errorf("read the repair: %w", err)
+	}
+	defer rows.Close()
+	var out []RepairTargets
+	for rows.Next() {
+		var t RepairTargets
+		var targets string
+		var result *string
+		if err := rows.Scan(&t.Table, &targets, &result); err != nil {
+			return nil, fmt.Errorf("read the repair: %w", err)
+		}
+		t.Targets = []byte(targets)
+		if result != nil {
+			t.Result = []byte(*result)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// MarkRepaired records what the repair of a table did, in the transaction that did it.
+func MarkRepaired(ctx context.Context, db Execer, task, repair, table string, result []byte) error {
+	if _, err := db.Exec(ctx, `UPDATE "skein"."repairs" SET "result" = $4 WHERE "task" = $1 AND "repair" = $2 AND "source_table" = $3`,
+		task, repair, table, string(result)); err != nil {
+		return fmt.Errorf("record the repair of %s: %w", table, err)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package cdc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -51,6 +52,10 @@ type StreamOptions struct {
 	SkipBefore map[spec.QName]pglogrepl.LSN
 	// StopAt ends the stream (nil error) once everything before it is applied; 0 = run on.
 	StopAt pglogrepl.LSN
+	// StopBefore ends the stream (nil error) with every source transaction committed before the
+	// LSN applied and none committed at or after it: the destination is then where a snapshot
+	// exported at that position (a slot's consistent point) sees the source. 0 = run on.
+	StopBefore pglogrepl.LSN
 	// RunFor ends the stream (nil error) once it has run this long, at a moment when no source
 	// transaction is being received or applied and none is spooled: a run never cuts one, so a
 	// transaction that takes longer than a run to arrive and apply is not started over at every
@@ -111,6 +116,8 @@ type Progress struct {
 	// functions, types), which are not replicated while streaming; LastNotReplicated names the last.
 	NotReplicated     int
 	LastNotReplicated string
+	// ReachedStop: the stream ended at StopBefore.
+	ReachedStop bool
 }
 
 // Stream applies the slot's changes to dest until ctx is done or an error occurs. It resumes from
@@ -302,6 +309,9 @@ func (s *stream) run() error {
 			}
 		}
 		err = s.src.Receive(s.ctx, deadline)
+		if errors.Is(err, errReachedStop) {
+			return nil
+		}
 		if err == nil {
 			s.bytesWaiting = false
 			continue
@@ -356,10 +366,12 @@ func (s *stream) ended(started time.Time) (bool, error) {
 			return true, err
 		}
 		return true, s.progressed()
-	case s.opts.StopAt != 0 && s.prog.FlushedLSN >= s.opts.StopAt && !s.txOpen && !s.inSourceTx:
+	case s.opts.StopAt != 0 && s.prog.FlushedLSN >= s.opts.StopAt && !s.txOpen && !s.inSourceTx,
+		s.opts.StopBefore != 0 && s.prog.FlushedLSN >= s.opts.StopBefore && !s.txOpen && !s.inSourceTx:
 		if err := finish(s.ctx); err != nil {
 			return true, err
 		}
+		s.prog.ReachedStop = s.opts.StopBefore != 0
 		return true, s.progressed()
 	case s.ctx.Err() != nil:
 		if s.txOpen && !s.inSourceTx {
@@ -400,8 +412,29 @@ func (s *stream) WALEnd(end pglogrepl.LSN, replyRequested bool) {
 // is not a barrier.
 func (s *stream) lanes() bool { return s.par != nil && !s.par.serial }
 
+// errReachedStop ends the stream at StreamOptions.StopBefore.
+var errReachedStop = errors.New("reached the stream's stop position")
+
 // Begin starts a source transaction (source.Sink); one applied before is skipped.
 func (s *stream) Begin(m *pglogrepl.BeginMessage, streamed bool) (bool, error) {
+	if s.opts.StopBefore != 0 && m.FinalLSN >= s.opts.StopBefore && m.FinalLSN > s.prog.AppliedLSN {
+		// Everything before it is received: what is applied commits, the lanes meet.
+		if s.txOpen {
+			if err := s.commit(s.ctx); err != nil {
+				return false, err
+			}
+		}
+		if s.par != nil {
+			if err := s.par.finish(s.ctx); err != nil {
+				return false, err
+			}
+		}
+		s.prog.ReachedStop = true
+		if err := s.progressed(); err != nil {
+			return false, err
+		}
+		return false, errReachedStop
+	}
 	s.inSourceTx = true
 	s.skipTx = m.FinalLSN <= s.prog.AppliedLSN
 	switch {

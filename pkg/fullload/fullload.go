@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/bookkeeping"
@@ -175,23 +176,12 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 		copyIn = fmt.Sprintf("COPY %s FROM STDIN (FORMAT %s)", target, format)
 	}
 
-	pr, pw := io.Pipe()
-	outErr := make(chan error, 1)
-	go func() {
-		// The source sends a message per row: handing them over one by one would cost the
-		// destination a message (and a system call) per row too. Hand over 256 kB at a time.
-		bw := bufio.NewWriterSize(pw, 256<<10)
-		_, err := c.Source.PgConn().CopyTo(ctx, bw, copyOut)
-		if err == nil {
-			err = bw.Flush()
-		}
-		pw.CloseWithError(err)
-		outErr <- err
-	}()
-	counter := &countingReader{ctx: ctx, r: pr, progress: c.Progress, throttle: c.Throttle}
-	tag, inErr := c.Dest.PgConn().CopyFrom(ctx, counter, copyIn)
-	pr.CloseWithError(errDestinationStopped)
-	switch err, atDestination := copyError(<-outErr, inErr); {
+	var counter *countingReader
+	tag, atDestination, err := Pipe(ctx, c.Source.PgConn(), c.Dest.PgConn(), copyOut, copyIn, func(r io.Reader) io.Reader {
+		counter = &countingReader{ctx: ctx, r: r, progress: c.Progress, throttle: c.Throttle}
+		return counter
+	})
+	switch {
 	case err != nil && atDestination:
 		return Result{}, fmt.Errorf("copy %s: write to destination %s: %w", ch.ID, ch.Table.Dest, err)
 	case err != nil:
@@ -214,6 +204,33 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 		return Result{}, fmt.Errorf("copy %s: commit: %w", ch.ID, err)
 	}
 	return res, nil
+}
+
+// Pipe streams the rows of copyOut (COPY ... TO STDOUT, run on src) into copyIn (COPY ... FROM
+// STDIN, run on dst) without holding them in memory; wrap, if set, sees the stream on its way.
+// It returns the destination's command tag and, on error, whether the destination failed.
+func Pipe(ctx context.Context, src, dst *pgconn.PgConn, copyOut, copyIn string, wrap func(io.Reader) io.Reader) (pgconn.CommandTag, bool, error) {
+	pr, pw := io.Pipe()
+	outErr := make(chan error, 1)
+	go func() {
+		// The source sends a message per row: handing them over one by one would cost the
+		// destination a message (and a system call) per row too. Hand over 256 kB at a time.
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		_, err := src.CopyTo(ctx, bw, copyOut)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+		outErr <- err
+	}()
+	var r io.Reader = pr
+	if wrap != nil {
+		r = wrap(pr)
+	}
+	tag, inErr := dst.CopyFrom(ctx, r, copyIn)
+	pr.CloseWithError(errDestinationStopped)
+	err, atDestination := copyError(<-outErr, inErr)
+	return tag, atDestination, err
 }
 
 // errDestinationStopped is what the source half of a chunk copy gets when the destination half

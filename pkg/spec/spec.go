@@ -136,6 +136,11 @@ type ThrottleIncremental struct {
 type Verify struct {
 	Mode          string `json:"mode,omitempty"`
 	SamplePercent int    `json:"sample_percent,omitempty"`
+	// EveryMinutes runs the comparison on a schedule while the task streams (0 = off), the
+	// sampled chunks taken by turn; Repair repairs what it finds (and what skein verify finds
+	// is repaired with --repair).
+	EveryMinutes int  `json:"every_minutes,omitempty"`
+	Repair       bool `json:"repair,omitempty"`
 }
 
 // Alerts configures lag and failure alerts.

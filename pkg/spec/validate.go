@@ -119,6 +119,15 @@ func (s *Spec) Validate() error {
 	if p := s.Verify.SamplePercent; p < 1 || p > 100 {
 		errs.add("verify.sample_percent", "%d is outside 1..100", p)
 	}
+	switch m := s.Verify.EveryMinutes; {
+	case m < 0 || m > 10080:
+		errs.add("verify.every_minutes", "%d is outside 0..10080 (0 = off)", m)
+	case m > 0 && !s.IncrementalSync():
+		errs.add("verify.every_minutes", "a schedule runs while the task streams changes: the task has no incremental sync")
+	}
+	if s.Verify.Repair && s.ConflictMode == ConflictIgnore {
+		errs.add("verify.repair", "conflict_mode ignore keeps destination rows that differ from the source: repair would overwrite them")
+	}
 	if s.Alerts.LatencySeconds < 0 {
 		errs.add("alerts.latency_seconds", "%d is negative; 0 turns the alert off", s.Alerts.LatencySeconds)
 	}

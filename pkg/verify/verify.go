@@ -79,6 +79,17 @@ type Options struct {
 	// thousands of tables would exhaust the server's lock table (max_locks_per_transaction).
 	RenewSource func(ctx context.Context, src Querier) (Querier, error)
 	RenewEvery  int // default 100
+	// Rotate samples chunks by turn instead of at random: round Round (0, 1, ...) compares every
+	// n-th chunk starting with the (Round mod n)-th, n = 100/SamplePercent rounded up, so that n
+	// rounds in a row cover every chunk once (scheduled verification).
+	Rotate bool
+	Round  int
+	// OnTargets, when set, is called after the comparison with what differs in table i (Targets),
+	// for each table where something does: the rows to repair.
+	OnTargets func(i int, t Targets)
+	// RangeAt is the number of differing rows in one chunk from which its whole key range is a
+	// repair target instead of its rows (default 1,000).
+	RangeAt int
 }
 
 // Table describes one table to verify.
@@ -101,11 +112,15 @@ func ChunkRowsFor(t *catalog.Table, chunkMB int) int64 {
 
 // Session sets the output formats row hashes depend on, identically on both sides. Run it on every
 // connection before Run.
-func Session(ctx context.Context, q Querier) error {
-	for _, set := range []string{
-		"SET DateStyle = 'ISO, MDY'", "SET IntervalStyle = 'postgres'", "SET TimeZone = 'UTC'",
-		"SET extra_float_digits = 1", "SET bytea_output = 'hex'",
+func Session(ctx context.Context, q Querier) error { return settings(ctx, q, "SET ") }
+
+// settings runs Session's settings with set ("SET " or "SET LOCAL ").
+func settings(ctx context.Context, q Querier, set string) error {
+	for _, setting := range []string{
+		"DateStyle = 'ISO, MDY'", "IntervalStyle = 'postgres'", "TimeZone = 'UTC'",
+		"extra_float_digits = 1", "bytea_output = 'hex'",
 	} {
+		set := set + setting
 		if _, err := q.Exec(ctx, set); err != nil {
 			return fmt.Errorf("%s: %w", set, err)
 		}
@@ -139,6 +154,9 @@ func Run(ctx context.Context, pairs []Pair, tables []Table, opts Options) ([]Tab
 	if opts.RenewEvery <= 0 {
 		opts.RenewEvery = 100
 	}
+	if opts.RangeAt <= 0 {
+		opts.RangeAt = 1000
+	}
 	r := &run{opts: opts, pairs: make(chan Pair, len(pairs))}
 	for _, p := range pairs {
 		r.pairs <- p
@@ -161,6 +179,9 @@ func Run(ctx context.Context, pairs []Pair, tables []Table, opts Options) ([]Tab
 	out := make([]TableResult, len(r.tables))
 	for i, t := range r.tables {
 		out[i] = t.result()
+		if opts.OnTargets != nil && !t.targets.empty() {
+			opts.OnTargets(i, t.targets)
+		}
 	}
 	return out, nil
 }
@@ -291,6 +312,7 @@ func (r *run) recheck(ctx context.Context) error {
 	for _, t := range r.tables {
 		for _, k := range t.candidates {
 			t.add(Diff{Kind: Changing, Key: t.display[k]})
+			t.target(k)
 		}
 		t.candidates = nil
 	}
@@ -317,6 +339,8 @@ type tableRun struct {
 	candidates []string          // keys of differences still to prove (with Settle)
 	display    map[string]string // key -> how it is shown
 	keyValues  map[string][]string
+	targets    Targets
+	ranged     map[string]bool // keys inside a chunk that is a repair target as a whole
 }
 
 // sideSQL holds one side's names, quoted.
@@ -329,7 +353,7 @@ type sideSQL struct {
 }
 
 func newTableRun(t Table, opts Options) *tableRun {
-	tr := &tableRun{Table: t, opts: opts, display: map[string]string{}, keyValues: map[string][]string{}}
+	tr := &tableRun{Table: t, opts: opts, display: map[string]string{}, keyValues: map[string][]string{}, ranged: map[string]bool{}}
 	tr.res = TableResult{Source: t.Map.Source.String(), Destination: t.Map.Dest.String(), Mode: opts.Mode}
 	// ONLY: each table compares its own rows; partitions and inheriting tables compare theirs.
 	tr.src.table = "ONLY " + t.Map.Source.Quoted()
@@ -402,7 +426,11 @@ WHERE "skein_rn" %% $1 = 0 ORDER BY "skein_rn"`, strings.Join(texts, ", "), keys
 	}
 	all = append(all, chunk{lower: lower})
 	t.res.Chunks = len(all)
-	t.chunks = sample(all, t.opts.SamplePercent, t.opts.Rand)
+	if t.opts.Rotate {
+		t.chunks = rotate(all, t.opts.SamplePercent, t.opts.Round)
+	} else {
+		t.chunks = sample(all, t.opts.SamplePercent, t.opts.Rand)
+	}
 	t.res.ChunksChecked = len(t.chunks)
 	return nil
 }
@@ -418,6 +446,22 @@ func sample(all []chunk, percent int, rnd *rand.Rand) []chunk {
 	out := make([]chunk, n)
 	for i, j := range idx {
 		out[i] = all[j]
+	}
+	return out
+}
+
+// rotate picks round's share of the chunks: every n-th one, n = 100/percent rounded up.
+func rotate(all []chunk, percent, round int) []chunk {
+	n := (100 + percent - 1) / percent
+	if n <= 1 {
+		return all
+	}
+	var out []chunk
+	for i := ((round % n) + n) % n; i < len(all); i += n {
+		out = append(out, all[i])
+	}
+	if len(out) == 0 {
+		out = append(out, all[len(all)-1])
 	}
 	return out
 }
@@ -441,16 +485,25 @@ func (s sideSQL) filterClause() string {
 
 // where renders a chunk's key range and the row filter for one side; args are its parameters.
 func (s sideSQL) where(c chunk) (string, []any) {
+	var args []any
+	where := s.whereWith(c, func(v string) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	})
+	return where, args
+}
+
+// whereWith renders a chunk's key range and the row filter, each bound value as bind writes it
+// (a parameter, or a literal where no parameters can be: COPY).
+func (s sideSQL) whereWith(c chunk, bind func(v string) string) string {
 	var conds []string
 	if s.filter != "" {
 		conds = append(conds, s.filter)
 	}
-	var args []any
 	bound := func(op string, vals []string) {
 		params := make([]string, len(vals))
 		for i, v := range vals {
-			args = append(args, v)
-			params[i] = fmt.Sprintf("$%d::%s", len(args), s.casts[i])
+			params[i] = fmt.Sprintf("%s::%s", bind(v), s.casts[i])
 		}
 		conds = append(conds, fmt.Sprintf("(%s) %s (%s)", strings.Join(s.keys, ", "), op, strings.Join(params, ", ")))
 	}
@@ -461,9 +514,9 @@ func (s sideSQL) where(c chunk) (string, []any) {
 		bound("<=", c.upper)
 	}
 	if len(conds) == 0 {
-		return "", nil
+		return ""
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return " WHERE " + strings.Join(conds, " AND ")
 }
 
 // measure counts (and in checksum mode hashes) one side's rows of a chunk.
@@ -504,6 +557,7 @@ func (t *tableRun) compareChunk(ctx context.Context, p Pair, ci int) (int64, err
 	if t.opts.Mode == spec.VerifyCount {
 		t.mu.Lock()
 		defer t.mu.Unlock()
+		t.targets.Whole = true // a count names no rows
 		if t.opts.Settle != nil {
 			t.candidates = append(t.candidates, "")
 			t.display[""] = "row count"
@@ -515,6 +569,7 @@ func (t *tableRun) compareChunk(ctx context.Context, p Pair, ci int) (int64, err
 	if !t.keyed && max(sn, dn) > t.opts.NarrowLimit {
 		t.mu.Lock()
 		defer t.mu.Unlock()
+		t.targets.Whole = true
 		t.res.Note = fmt.Sprintf("the table has no key and more than %d rows: rows are not narrowed down", t.opts.NarrowLimit)
 		t.countDiff(sn, dn)
 		if sn == dn {
@@ -532,7 +587,14 @@ func (t *tableRun) compareChunk(ctx context.Context, p Pair, ci int) (int64, err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, k := range differingKeys(src, dst) {
+	differing := differingKeys(src, dst)
+	if t.keyed && len(differing) >= t.opts.RangeAt {
+		t.targets.Ranges = append(t.targets.Ranges, Range{Lower: c.lower, Upper: c.upper})
+		for _, k := range differing {
+			t.ranged[k] = true
+		}
+	}
+	for _, k := range differing {
 		if t.opts.Settle != nil {
 			t.candidates = append(t.candidates, k)
 			continue
@@ -705,6 +767,7 @@ func (t *tableRun) settle(before, dst, after map[string]fp) {
 
 // addDiff records the difference of key k given its source and destination fingerprints.
 func (t *tableRun) addDiff(k string, src, dst fp) {
+	t.target(k)
 	show := t.display[k]
 	if !t.keyed {
 		s, d := count(src), count(dst)
@@ -723,6 +786,18 @@ func (t *tableRun) addDiff(k string, src, dst fp) {
 		t.add(Diff{Kind: Extra, Key: show})
 	default:
 		t.add(Diff{Kind: Different, Key: show})
+	}
+}
+
+// target makes key k (of a keyed table; the row's md5 for one without a key) a repair target,
+// unless its chunk is one as a whole.
+func (t *tableRun) target(k string) {
+	switch {
+	case t.targets.Whole, t.ranged[k]:
+	case t.keyed:
+		t.targets.Keys = append(t.targets.Keys, t.keyValues[k])
+	case k != "":
+		t.targets.Hashes = append(t.targets.Hashes, k)
 	}
 }
 
