@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/api"
@@ -20,6 +20,7 @@ import (
 	"github.com/skein-dts/skein/pkg/cdc/source"
 	"github.com/skein-dts/skein/pkg/ddl"
 	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/throttle"
 	"github.com/skein-dts/skein/pkg/verify"
 )
 
@@ -181,7 +182,10 @@ func (a *Activities) repairIn(ctx context.Context, src pgx.Tx, dst *pgx.Conn, s 
 	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
 		return out, fmt.Errorf("repair: %w", err)
 	}
-	mapper := ddl.SpecMapper{Objects: s.Objects, Tables: tables}
+	opts := verify.Options{
+		Mapper:   ddl.SpecMapper{Objects: s.Objects, Tables: tables},
+		Throttle: throttle.New(float64(s.Throttle.Full.RowsPerSecond), float64(s.Throttle.Full.MBPerSecond)),
+	}
 	for _, r := range recorded {
 		tr := api.TableRepair{Table: r.Table}
 		switch i := slices.IndexFunc(tables, func(tm spec.TableMap) bool { return tm.Source.String() == r.Table }); {
@@ -200,7 +204,7 @@ func (a *Activities) repairIn(ctx context.Context, src pgx.Tx, dst *pgx.Conn, s 
 			if err != nil {
 				return out, fmt.Errorf("repair %s: %w", r.Table, err)
 			}
-			n, err := verify.Repair(ctx, src, tx, verify.Table{Def: def, Map: tables[i]}, tg, mapper)
+			n, err := verify.Repair(ctx, src, tx, verify.Table{Def: def, Map: tables[i]}, tg, opts)
 			if err != nil {
 				return out, err
 			}

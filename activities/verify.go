@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.uber.org/zap"
 
 	"github.com/skein-dts/skein/pkg/api"
@@ -67,6 +68,19 @@ func (a *Activities) DescribeTask(ctx context.Context, id string) (TaskInfo, err
 		}
 	}
 	return info, nil
+}
+
+// TaskRunning says whether task id runs (any run of its chain): a verification waiting for the
+// task to carry out a repair stops waiting when it does not.
+func (a *Activities) TaskRunning(ctx context.Context, id string) (bool, error) {
+	desc, err := a.Client.DescribeWorkflowExecution(ctx, id, "")
+	if nf := (*serviceerror.NotFound)(nil); errors.As(err, &nf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("describe task %s: %w", id, err)
+	}
+	return desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
 }
 
 // Verify compares every selected table on both sides (verify.mode) after the full load, the source
@@ -136,6 +150,7 @@ func (a *Activities) verify(ctx context.Context, s spec.Spec, tables []spec.Tabl
 		Mode:          s.Verify.Mode,
 		SamplePercent: s.Verify.SamplePercent,
 		Throttle:      throttle.New(float64(s.Throttle.Full.RowsPerSecond), 0),
+		Queries:       throttle.New(float64(s.Throttle.Full.SourceQPS), 0),
 		Mapper:        ddl.SpecMapper{Objects: s.Objects, Tables: tables},
 		Progress:      func(done, total int) { progress.Store(VerifyProgress{Done: done, Total: total}) },
 		Rotate:        how.Rotate,

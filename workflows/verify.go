@@ -104,6 +104,9 @@ func retryConnection(ctx workflow.Context, f func() error) error {
 // task carries it out once resumed).
 const repairWait = 6 * time.Hour
 
+// repairLook is how often a verification waiting for a repair looks whether its task still runs.
+const repairLook = time.Minute
+
 // repairFound repairs what the comparison recorded for repair (api.TableRepair.Pending): a
 // streaming task does it in its change stream, at a position of its own (SignalRepair); for a
 // task that does not stream the Repair activity reads the source as it is. The outcome goes into
@@ -124,17 +127,30 @@ func repairFound(ctx workflow.Context, req api.VerifyRequest, info api.TaskInfo,
 		if err := workflow.SignalExternalWorkflow(ctx, req.Task, "", api.SignalRepair, api.RepairRequest{ID: in.RepairID, From: self}).Get(ctx, nil); err != nil {
 			return fmt.Errorf("repair: ask task %s: %w", req.Task, err)
 		}
-		tctx, cancelTimer := workflow.WithCancel(ctx)
-		defer cancelTimer()
+		tctx, cancelTimers := workflow.WithCancel(ctx)
+		defer cancelTimers()
 		timer := workflow.NewTimer(tctx, repairWait)
+		short := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
 		for out.ID != in.RepairID {
-			timedOut := false
+			timedOut, look := false, false
 			sel := workflow.NewSelector(ctx)
 			sel.AddReceive(done, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &out) })
 			sel.AddFuture(timer, func(workflow.Future) { timedOut = true })
+			sel.AddFuture(workflow.NewTimer(tctx, repairLook), func(workflow.Future) { look = true })
 			sel.Select(ctx)
 			if timedOut {
 				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("repair: task %s did not carry out the repair within %s (is it paused?); its differences stay recorded", req.Task, repairWait), "repair_timeout", nil)
+			}
+			if !look {
+				continue
+			}
+			// A task that ended (terminated, failed, released) never answers.
+			var running bool
+			if err := workflow.ExecuteActivity(short, api.ActivityTaskRunning, req.Task).Get(ctx, &running); err != nil {
+				return err
+			}
+			if !running {
+				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("repair: task %s ended before it carried out the repair; run the verification again once it runs", req.Task), "repair_task_ended", nil)
 			}
 		}
 	} else {

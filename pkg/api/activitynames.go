@@ -18,6 +18,7 @@ const (
 	ActivityPrecheck                  = "Precheck"
 	ActivityPreparePublication        = "PreparePublication"
 	ActivityRelease                   = "Release"
+	ActivityRepair                    = "Repair"
 	ActivityResetLoad                 = "ResetLoad"
 	ActivityResolveTables             = "ResolveTables"
 	ActivitySchemaPostData            = "SchemaPostData"
@@ -26,10 +27,10 @@ const (
 	ActivitySlotState                 = "SlotState"
 	ActivitySourcePosition            = "SourcePosition"
 	ActivitySyncSequences             = "SyncSequences"
-	ActivityRepair                    = "Repair"
+	ActivityTaskRunning               = "TaskRunning"
 	ActivityVerify                    = "Verify"
 	ActivityVerifyTask                = "VerifyTask"
 )
 
 // ActivityNames lists every activity name above.
-var ActivityNames = []string{ActivityAlert, ActivityApply, ActivityBuildTables, ActivityCopyChunk, ActivityCopyChunks, ActivityCopyChunksAndBuild, ActivityDescribeTask, ActivityEndSnapshot, ActivityEnsureBookkeeping, ActivityHoldSnapshot, ActivityOpenSnapshot, ActivityPlanLoad, ActivityPrecheck, ActivityPreparePublication, ActivityRelease, ActivityRepair, ActivityResetLoad, ActivityResolveTables, ActivitySchemaPostData, ActivitySchemaPreData, ActivitySearchAttributesAvailable, ActivitySlotState, ActivitySourcePosition, ActivitySyncSequences, ActivityVerify, ActivityVerifyTask}
+var ActivityNames = []string{ActivityAlert, ActivityApply, ActivityBuildTables, ActivityCopyChunk, ActivityCopyChunks, ActivityCopyChunksAndBuild, ActivityDescribeTask, ActivityEndSnapshot, ActivityEnsureBookkeeping, ActivityHoldSnapshot, ActivityOpenSnapshot, ActivityPlanLoad, ActivityPrecheck, ActivityPreparePublication, ActivityRelease, ActivityRepair, ActivityResetLoad, ActivityResolveTables, ActivitySchemaPostData, ActivitySchemaPreData, ActivitySearchAttributesAvailable, ActivitySlotState, ActivitySourcePosition, ActivitySyncSequences, ActivityTaskRunning, ActivityVerify, ActivityVerifyTask}

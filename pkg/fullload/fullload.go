@@ -319,6 +319,14 @@ func ctidFilter(ch Chunk) string {
 	return " WHERE " + strings.Join(conds, " AND ")
 }
 
+// Throttled paces the COPY text stream r (rows and bytes) by lim; nil means unlimited.
+func Throttled(ctx context.Context, r io.Reader, lim *throttle.Limiter) io.Reader {
+	if lim == nil {
+		return r
+	}
+	return &countingReader{ctx: ctx, r: r, throttle: lim}
+}
+
 type countingReader struct {
 	ctx      context.Context
 	r        io.Reader

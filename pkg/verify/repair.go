@@ -3,12 +3,13 @@ package verify
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/skein-dts/skein/pkg/ddl"
 	"github.com/skein-dts/skein/pkg/fullload"
+	"github.com/skein-dts/skein/pkg/throttle"
 )
 
 // Targets is what differs in one table, as a repair needs it: rows by key, whole key ranges
@@ -49,9 +50,10 @@ const keysPerStatement = 1000
 // over. A table without a key is repaired as a multiset: per row text, the surplus copies are
 // deleted and the missing ones copied.
 //
-// mapper maps user types to their destination schema, for key casts.
-func Repair(ctx context.Context, src, dst pgx.Tx, t Table, tg Targets, mapper ddl.Mapper) (Repaired, error) {
-	tr := newTableRun(t, Options{Mapper: mapper})
+// Of opts, Mapper maps user types to their destination schema (for key casts) and Throttle paces
+// the rows and bytes copied.
+func Repair(ctx context.Context, src, dst pgx.Tx, t Table, tg Targets, opts Options) (Repaired, error) {
+	tr := newTableRun(t, opts)
 	var out Repaired
 	fail := func(what string, err error) (Repaired, error) {
 		return out, fmt.Errorf("repair %s: %s: %w", t.Map.Source, what, err)
@@ -64,7 +66,7 @@ func Repair(ctx context.Context, src, dst pgx.Tx, t Table, tg Targets, mapper dd
 		}
 	}
 	copyRows := func(where string) error {
-		n, err := tr.copyRows(ctx, src, dst, where)
+		n, err := tr.copyRows(ctx, src, dst, where, opts.Throttle)
 		out.Inserted += n
 		return err
 	}
@@ -132,7 +134,7 @@ func Repair(ctx context.Context, src, dst pgx.Tx, t Table, tg Targets, mapper dd
 
 // copyRows copies the source rows that where selects into the destination table, in text
 // form (the destination reads each value as its column's type).
-func (t *tableRun) copyRows(ctx context.Context, src, dst pgx.Tx, where string) (int64, error) {
+func (t *tableRun) copyRows(ctx context.Context, src, dst pgx.Tx, where string, lim *throttle.Limiter) (int64, error) {
 	var srcCols, dstCols []string
 	for _, c := range t.Def.CopyColumns() {
 		srcCols = append(srcCols, pgx.Identifier{c.Name}.Sanitize())
@@ -144,7 +146,9 @@ func (t *tableRun) copyRows(ctx context.Context, src, dst pgx.Tx, where string) 
 		copyOut = fmt.Sprintf("COPY (SELECT FROM %s%s) TO STDOUT", t.src.table, where)
 		copyIn = fmt.Sprintf("COPY %s FROM STDIN", t.Map.Dest.Quoted())
 	}
-	tag, atDestination, err := fullload.Pipe(ctx, src.Conn().PgConn(), dst.Conn().PgConn(), copyOut, copyIn, nil)
+	tag, atDestination, err := fullload.Pipe(ctx, src.Conn().PgConn(), dst.Conn().PgConn(), copyOut, copyIn, func(r io.Reader) io.Reader {
+		return fullload.Throttled(ctx, r, lim)
+	})
 	switch {
 	case err != nil && atDestination:
 		return 0, fmt.Errorf("write to destination %s: %w", t.Map.Dest, err)

@@ -66,8 +66,12 @@ type Options struct {
 	// loaded from, or the task is finished): then every difference is final.
 	Settle func(ctx context.Context) error
 	Rounds int // re-check rounds when Settle is set (default 5)
-	// Throttle paces the rows compared (full-load limits of the task); nil = unlimited.
+	// Throttle paces the rows compared, and the rows and bytes a repair copies (full-load limits
+	// of the task); nil = unlimited.
 	Throttle *throttle.Limiter
+	// Queries paces the chunks compared, one source query each (throttle.full.source_qps counted
+	// as rows); nil = unlimited.
+	Queries *throttle.Limiter
 	// Mapper maps user types to their destination schema, for key casts.
 	Mapper ddl.Mapper
 	// Progress is called after every chunk with the chunks done and planned so far.
@@ -251,6 +255,9 @@ func (r *run) compare(ctx context.Context) error {
 		}
 	}
 	return r.parallel(ctx, len(work), func(ctx context.Context, i int, p Pair) error {
+		if err := r.opts.Queries.Wait(ctx, 1, 0); err != nil {
+			return err
+		}
 		t := r.tables[work[i].table]
 		rows, err := t.compareChunk(ctx, p, work[i].chunk)
 		if err != nil {

@@ -313,7 +313,7 @@ DELETE FROM m.evk WHERE n = 6`)
 	require.NoError(t, err)
 	var total verify.Repaired
 	for i, tg := range targets {
-		r, err := verify.Repair(ctx, src, dst, f.tables[i], tg, f.mapper)
+		r, err := verify.Repair(ctx, src, dst, f.tables[i], tg, verify.Options{Mapper: f.mapper})
 		require.NoError(t, err, f.tables[i].Map.Source.String())
 		total.Deleted += r.Deleted
 		total.Inserted += r.Inserted

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -167,8 +168,8 @@ func TestRepairRefused(t *testing.T) {
 }
 
 // TestRepairSurvivesWorkerKill kills the worker process while the repair waits on the
-// destination (a table lock held by the test): the apply run is retried by another worker
-// process, repairs at a new position, and the result is exact.
+// destination (a lock, held by the test, on a table the load does not write): the apply run is
+// retried by another worker process, repairs at a new position, and the result is exact.
 func TestRepairSurvivesWorkerKill(t *testing.T) {
 	parallel(t)
 	ctx := context.Background()
@@ -179,16 +180,17 @@ func TestRepairSurvivesWorkerKill(t *testing.T) {
 	stopWriter := startWriter(t, p.srcPG, 5*time.Millisecond, repairLoad)
 	defer stopWriter()
 	tamper(t, p.dst)
+	testharness.Exec(t, p.dst, `UPDATE mart.profiles SET mood = 'sad' WHERE id = 10`)
 	waitPhase(t, p.c, p.run.GetID(), api.PhaseIncremental, time.Minute)
 
-	// The repair takes the tables in the order of their source names: a lock on
-	// mart.metrics_h2 holds it in its destination transaction with most tables written.
+	// The repair takes the tables in the order of their source names: a lock on mart.profiles
+	// (last) holds it in its destination transaction with every other table written.
 	locker, err := p.dstPG.Connect(ctx, "target")
 	require.NoError(t, err)
 	defer locker.Close(ctx)
 	lock, err := locker.Begin(ctx)
 	require.NoError(t, err)
-	_, err = lock.Exec(ctx, `LOCK TABLE mart.metrics_h2 IN SHARE MODE`)
+	_, err = lock.Exec(ctx, `LOCK TABLE mart.profiles IN SHARE MODE`)
 	require.NoError(t, err)
 
 	verifyRun, err := p.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: api.TaskQueue, ID: api.VerifyWorkflowID(p.run.GetID())},
@@ -197,7 +199,7 @@ func TestRepairSurvivesWorkerKill(t *testing.T) {
 	testharness.Eventually(t, 2*time.Minute, func() error {
 		var waiting int
 		if err := p.dst.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM ONLY "mart"."metrics_h2"%'`).Scan(&waiting); err != nil {
+WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM ONLY "mart"."profiles"%'`).Scan(&waiting); err != nil {
 			return err
 		}
 		if waiting == 0 {
@@ -212,8 +214,6 @@ WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM ONLY "mart"."metrics_
 	var rep api.VerifyReport
 	require.NoError(t, verifyRun.Get(ctx, &rep))
 	require.True(t, rep.Repaired, "%+v", rep)
-	rep2 := verifyTask(t, p.c, p.run.GetID())
-	require.True(t, rep2.Equal, "%+v", rep2)
 	stopWriter()
 	testharness.Eventually(t, time.Minute, func() error { return compareAll(ctx, p.src, p.dst, repairChecks) })
 }
@@ -230,7 +230,9 @@ func testScheduledVerificationRepairs(t *testing.T) {
 	ctx := context.Background()
 	srcPG, dstPG, src, dst := shopPair(t, true)
 	c := startWorker(t, t.TempDir())
-	s := shopSpec("it-repair-schedule", srcPG, dstPG)
+	// A name per destination: the first subtest's last scheduled verification may outlive it
+	// (it retries its connections for the task's retry window), and would hold the second's turn.
+	s := shopSpec("it-repair-schedule-"+path.Base(t.Name()), srcPG, dstPG)
 	s.Verify = spec.Verify{SamplePercent: 50, EveryMinutes: 60, Repair: true}
 	run := startTask(t, c, s, &workflows.Carry{Tuning: workflows.Tuning{VerifyEvery: 3 * time.Second}})
 	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
