@@ -131,6 +131,9 @@ func TestParseRejectsBadInput(t *testing.T) {
 			return strings.Replace(s, "  password_secret: src-db\n", "  password_secret: src-db\n  tls: {mode: prefer}\n", 1)
 		}, []string{`source.tls.mode: "prefer"`}},
 		{"bad verify mode", func(s string) string { return s + "verify: {mode: full}\n" }, []string{"verify.mode"}},
+		{"verify schedule range", func(s string) string { return s + "verify: {every_minutes: 10081}\n" }, []string{"verify.every_minutes: 10081 is outside 0..10080"}},
+		{"verify schedule without a stream", func(s string) string { return s + "verify: {every_minutes: 60}\nsync: {incremental: false}\n" }, []string{"verify.every_minutes: a schedule runs while the task streams"}},
+		{"repair with conflict_mode ignore", func(s string) string { return s + "verify: {repair: true}\nconflict_mode: ignore\n" }, []string{"verify.repair: conflict_mode ignore keeps destination rows"}},
 		{"bad conflict mode", func(s string) string { return s + "conflict_mode: overwrite\n" }, []string{`conflict_mode: "overwrite"`}},
 		{"unknown precheck id", func(s string) string { return s + "ignore_precheck: [wal_levels]\n" }, []string{"ignore_precheck[0]", "wal_levels"}},
 		{"nothing to sync", func(s string) string { return s + "sync: {schema: false, full: false, incremental: false}\n" }, []string{"sync: at least one"}},
