@@ -68,7 +68,7 @@ type Status struct {
 	Verify        []TableResult `json:"verify,omitempty"`
 	// LastRepair is the last repair the task carried out in its change stream.
 	LastRepair *RepairOutcome `json:"last_repair,omitempty"`
-	Schema        SchemaReport  `json:"schema"`
+	Schema     SchemaReport   `json:"schema"`
 	// Objects is the objects list after a modify-objects (the spec's otherwise).
 	Objects []spec.Object `json:"objects,omitempty"`
 }

@@ -331,4 +331,6 @@ DELETE FROM m.evk WHERE n = 6`)
 }
 
 // pgLiteral writes s as an SQL string constant.
-func pgLiteral(s string) string { return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'" }
+func pgLiteral(s string) string {
+	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+}
