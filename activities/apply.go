@@ -109,12 +109,15 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	}
 	var barrier *repairBarrier
 	var stopBefore pglogrepl.LSN
+	var barrierAt, streamAt time.Time
 	if in.Repair != "" {
+		barrierAt = time.Now()
 		if barrier, err = a.openRepairBarrier(ctx, in.Spec); err != nil {
 			return ApplyProgress{}, classify(ctx, err)
 		}
 		defer barrier.close(ctx)
 		stopBefore = barrier.at
+		streamAt = time.Now()
 		log.Info("repair: the stream applies the changes before the repair's position", zap.Stringer("position", stopBefore))
 	}
 	// The run ends after MaxRun at a transaction boundary (StreamOptions.RunFor), never inside one.
@@ -196,7 +199,16 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (ApplyProgress, e
 	out := runProgress(ctx, last, latest)
 	mu.Unlock()
 	if barrier != nil && err == nil && ctx.Err() == nil && latest.ReachedStop {
+		writeAt := time.Now()
 		out.Repair, err = a.repairAt(ctx, barrier, dst, in)
+		if err == nil {
+			out.Repair.BarrierSeconds = streamAt.Sub(barrierAt).Seconds()
+			out.Repair.CatchUpSeconds = writeAt.Sub(streamAt).Seconds()
+			out.Repair.WriteSeconds = time.Since(writeAt).Seconds()
+			log.Info("repaired at a stream position", zap.String("position", out.Repair.Position),
+				zap.Float64("barrier_seconds", out.Repair.BarrierSeconds), zap.Float64("catch_up_seconds", out.Repair.CatchUpSeconds),
+				zap.Float64("write_seconds", out.Repair.WriteSeconds))
+		}
 	}
 	switch {
 	case ctx.Err() != nil:

@@ -27,7 +27,7 @@ const (
 	// Verifications while streaming (skein verify, verify.every_minutes).
 	MetricVerifyRows      = "skein_verify_rows_compared_total"     // counter, tag table: source rows compared
 	MetricVerifyFound     = "skein_verify_differences_found_total" // counter, tag table
-	MetricVerifyRepaired  = "skein_verify_rows_repaired_total"     // counter, tag table: destination rows written by repairs
+	MetricVerifyRepaired  = "skein_verify_rows_repaired_total"     // counter, tags table, op (deleted, inserted): rows repairs deleted and wrote
 	MetricVerifyLastClean = "skein_verify_last_clean_timestamp"    // gauge: Unix time of the last verification that left no difference
 )
 
@@ -90,9 +90,12 @@ func (m taskMetrics) verified(results []api.TableResult, now time.Time) {
 			h.Counter(MetricVerifyFound).Inc(found)
 		}
 		if r.Repair != nil {
-			for op, n := range map[string]int64{"inserted": r.Repair.Inserted, "deleted": r.Repair.Deleted} {
-				if n > 0 {
-					h.WithTags(map[string]string{"op": op}).Counter(MetricVerifyRepaired).Inc(n)
+			for _, c := range []struct {
+				op string
+				n  int64
+			}{{"deleted", r.Repair.Deleted}, {"inserted", r.Repair.Inserted}} {
+				if c.n > 0 {
+					h.WithTags(map[string]string{"op": c.op}).Counter(MetricVerifyRepaired).Inc(c.n)
 				}
 			}
 		}

@@ -70,6 +70,13 @@ type RepairOutcome struct {
 	// was applied before the repair, every later one after it.
 	Position string `json:"position,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// BarrierSeconds is how long the position took to set (a temporary slot waits for the
+	// source's running transactions); CatchUpSeconds how long the stream took to reach it, and
+	// WriteSeconds how long the repair's writes held the stream. The lag grows by about
+	// BarrierSeconds + WriteSeconds.
+	BarrierSeconds float64 `json:"barrier_seconds,omitempty"`
+	CatchUpSeconds float64 `json:"catch_up_seconds,omitempty"`
+	WriteSeconds   float64 `json:"write_seconds,omitempty"`
 }
 
 // VerifyReport is the result of a verification.

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/skein-dts/skein/pkg/api"
 	"github.com/skein-dts/skein/pkg/testharness"
@@ -85,6 +87,32 @@ func TestWorkerMetrics(t *testing.T) {
 		upd, _ := value(text, "skein_changes_applied_total", "kind", "update", "task", "it-metrics")
 		if ins < 300 || upd < 10 {
 			return fmt.Errorf("changes applied: %v inserts, %v updates", ins, upd)
+		}
+		return nil
+	})
+
+	// A verification that repairs a lost row: compared, found, repaired, and clean after that.
+	testharness.Exec(t, p.dst, `DELETE FROM mart.counted WHERE id = 100`)
+	run, err := p.c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{TaskQueue: api.TaskQueue, ID: api.VerifyWorkflowID(p.run.GetID())},
+		api.VerifyWorkflowName, api.VerifyRequest{Task: p.run.GetID(), Repair: true})
+	require.NoError(t, err)
+	var rep api.VerifyReport
+	require.NoError(t, run.Get(context.Background(), &rep))
+	require.True(t, rep.Repaired, "%+v", rep)
+	testharness.Eventually(t, time.Minute, func() error {
+		_, text := get("/metrics")
+		for _, m := range []struct {
+			metric string
+			labels []string
+		}{
+			{"skein_verify_rows_compared_total", []string{"table", "shop.counted"}},
+			{"skein_verify_differences_found_total", []string{"table", "shop.counted"}},
+			{"skein_verify_rows_repaired_total", []string{"table", "shop.counted", "op", "inserted"}},
+			{"skein_verify_last_clean_timestamp", nil},
+		} {
+			if v, ok := value(text, m.metric, append(m.labels, "task", "it-metrics")...); !ok || v < 1 {
+				return fmt.Errorf("%s %v: %v (present %v)", m.metric, m.labels, v, ok)
+			}
 		}
 		return nil
 	})

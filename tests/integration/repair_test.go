@@ -136,7 +136,9 @@ func testRepairWhileStreaming(t *testing.T) {
 		require.Contains(t, repaired, table)
 		require.Positive(t, repaired[table].Deleted+repaired[table].Inserted, table)
 	}
-	require.NotNil(t, status(t, c, run.GetID()).LastRepair, "the task's status shows the repair")
+	last := status(t, c, run.GetID()).LastRepair
+	require.NotNil(t, last, "the task's status shows the repair")
+	t.Logf("repair at %s: barrier %.3f s, catch-up %.3f s, writes %.3f s", last.Position, last.BarrierSeconds, last.CatchUpSeconds, last.WriteSeconds)
 
 	r = runSkein(t, bin, "verify", run.GetID())
 	require.Equal(t, 0, r.code, "a second verification, under the same load, is clean:\nstdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
