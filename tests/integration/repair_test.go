@@ -245,4 +245,7 @@ INSERT INTO mart.clients (id, name) VALUES (900000, 'ghost')`)
 	testharness.Eventually(t, 2*time.Minute, func() error { return compareAll(ctx, src, dst, shopChecks) })
 	st := status(t, c, run.GetID())
 	require.NotNil(t, st.LastRepair, "the task repaired by itself")
+	require.NoError(t, c.SignalWorkflow(ctx, run.GetID(), "", api.SignalRelease, nil))
+	require.NoError(t, run.Get(ctx, nil))
+	recordHistory(t, c, run.GetID(), "scheduled-verify-repair-release")
 }
