@@ -7,7 +7,6 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
@@ -85,10 +84,7 @@ func TestVerifyRepairStopsWhenTheTaskEnds(t *testing.T) {
 		return looks < 3, nil
 	})
 	env.ExecuteWorkflow(api.VerifyWorkflowName, api.VerifyRequest{Task: "wf-test", Repair: true})
-	var appErr *temporal.ApplicationError
-	require.ErrorAs(t, env.GetWorkflowError(), &appErr)
-	require.Equal(t, "repair_task_ended", appErr.Type())
-	require.Contains(t, appErr.Error(), "task wf-test ended before it carried out the repair")
+	requireFailure(t, env, "repair_task_ended", "task wf-test ended before it carried out the repair")
 	require.Equal(t, 3, looks)
 }
 
@@ -114,10 +110,7 @@ func TestVerifyRefusesRepairWithConflictIgnore(t *testing.T) {
 	s.ConflictMode = spec.ConflictIgnore
 	env := verifyEnv(t, api.TaskInfo{Spec: s, Running: true, Phase: api.PhaseIncremental})
 	env.ExecuteWorkflow(api.VerifyWorkflowName, api.VerifyRequest{Task: "wf-test", Repair: true})
-	var appErr *temporal.ApplicationError
-	require.ErrorAs(t, env.GetWorkflowError(), &appErr)
-	require.Equal(t, "bad_request", appErr.Type())
-	require.Contains(t, appErr.Error(), "conflict_mode ignore")
+	requireFailure(t, env, "bad_request", "conflict_mode ignore")
 	env.AssertActivityNumberOfCalls(t, "VerifyTask", 0)
 }
 

@@ -90,6 +90,16 @@ func newEnv(t *testing.T, over map[string]any) *testsuite.TestWorkflowEnvironmen
 	return env
 }
 
+// requireFailure requires the workflow to have failed with an application error of type typ
+// whose text contains want.
+func requireFailure(t *testing.T, env *testsuite.TestWorkflowEnvironment, typ, want string) {
+	t.Helper()
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, env.GetWorkflowError(), &appErr)
+	require.Equal(t, typ, appErr.Type())
+	require.Contains(t, appErr.Error(), want)
+}
+
 func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) api.Status {
 	t.Helper()
 	v, err := env.QueryWorkflow(api.QueryStatus)
@@ -163,10 +173,7 @@ func TestSyncTaskRejectsAnInvalidSpec(t *testing.T) {
 	s := testSpec()
 	s.Source.Database = "my-shop"
 	env.ExecuteWorkflow(SyncTask, s, nil)
-	var appErr *temporal.ApplicationError
-	require.ErrorAs(t, env.GetWorkflowError(), &appErr)
-	require.Equal(t, "invalid_spec", appErr.Type())
-	require.Contains(t, appErr.Error(), "source.database")
+	requireFailure(t, env, "invalid_spec", "source.database")
 	env.AssertActivityNumberOfCalls(t, "Precheck", 0)
 }
 
