@@ -34,7 +34,13 @@ func verifyCmd() *cobra.Command {
 				}
 				return fmt.Errorf("verify %s: %w", id, err)
 			}
-			// One verification per task at a time: a second `skein verify` joins the running one.
+			// One verification per task at a time: a second `skein verify` joins the running one,
+			// which must then repair if this one is asked to.
+			if repair {
+				if err := repairJoinable(ctx, c, id); err != nil {
+					return err
+				}
+			}
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 				ID:                       api.VerifyWorkflowID(id),
 				TaskQueue:                api.TaskQueue,
@@ -172,4 +178,19 @@ func renderVerify(w io.Writer, rep api.VerifyReport) {
 	if rep.Streaming {
 		fmt.Fprintln(w, "(compared while changes streamed: every difference was re-checked after the apply passed it)")
 	}
+}
+
+// repairJoinable fails when a verification of task id runs that does not repair: joining it
+// would not repair what it finds.
+func repairJoinable(ctx context.Context, c client.Client, id string) error {
+	desc, err := c.DescribeWorkflowExecution(ctx, api.VerifyWorkflowID(id), "")
+	if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return nil // none runs (or none can be seen): start one
+	}
+	var req api.VerifyRequest
+	if err := temporalx.FirstInput(ctx, c, api.VerifyWorkflowID(id), &req); err != nil || req.Repair {
+		return nil
+	}
+	return usageError{fmt.Errorf("a verification of task %s without repair is running (workflow %s): wait until it ends, then run skein verify --repair again",
+		id, api.VerifyWorkflowID(id))}
 }

@@ -169,6 +169,27 @@ func TestRepairRefused(t *testing.T) {
 	require.Zero(t, amount)
 }
 
+// TestRepairDoesNotJoinAVerificationWithout: one verification runs per task, and a second
+// skein verify joins it; one asked to repair refuses to join one that does not repair, naming
+// it, instead of reporting differences it was asked to fix.
+func TestRepairDoesNotJoinAVerificationWithout(t *testing.T) {
+	parallel(t)
+	bin := buildSkein(t)
+	srcPG, dstPG, _, _ := shopPair(t, true)
+	c := startWorker(t, t.TempDir())
+	run := startTask(t, c, shopSpec("it-repair-join", srcPG, dstPG), nil)
+	waitPhase(t, c, run.GetID(), api.PhaseIncremental, 3*time.Minute)
+	// A verification that stays running: on a task queue no worker polls.
+	ctx := context.Background()
+	verifyRun, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "nobody-polls", ID: api.VerifyWorkflowID(run.GetID())},
+		api.VerifyWorkflowName, api.VerifyRequest{Task: run.GetID()})
+	require.NoError(t, err)
+	defer c.TerminateWorkflow(ctx, verifyRun.GetID(), "", "test over") //nolint:errcheck // best effort
+	r := runSkein(t, bin, "verify", run.GetID(), "--repair")
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "a verification of task it-repair-join without repair is running (workflow it-repair-join-verify)")
+}
+
 // TestRepairSurvivesWorkerKill kills the worker process while the repair waits on the
 // destination (a lock, held by the test, on a table the load does not write): the apply run is
 // retried by another worker process, repairs at a new position, and the result is exact.
