@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL_CLI_VERSION := v1.5.1
 
-.PHONY: all build tools postgres test test-long test-chaos test-unit demo demo-oracle up down bench bench-cdc bench-full bench-tables clean help
+.PHONY: all build tools postgres test test-long test-chaos test-unit demo demo-oracle up down bench bench-cdc bench-full bench-tables bench-verify clean help
 
 all: build
 
@@ -48,7 +48,7 @@ up: build tools postgres ## Temporal dev server + worker, for using bin/skein by
 down: ## stop everything make up / make demo started
 	deployments/dev/down.sh
 
-bench: bench-cdc bench-full bench-tables ## benchmarks (separate from tests): each runs Skein and its anchors alternately BENCH_RUNS times (default 3) and prints medians and ranges
+bench: bench-cdc bench-full bench-tables bench-verify ## benchmarks (separate from tests): each runs Skein and its anchors alternately BENCH_RUNS times (default 3) and prints medians and ranges
 
 bench-cdc: postgres ## change apply: catch-up of 1M changes (BENCH_CDC_TRANSACTIONS=N, 50 changes each) and lag at 1,000 tps (BENCH_LAG_TPS, BENCH_LAG_SECONDS), Skein vs a native subscription
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkCDC' -benchtime 1x -timeout 60m ./tests/bench/
@@ -60,6 +60,9 @@ bench-full: tools postgres ## full load of ~2.3 GB (BENCH_FULL_SCALE percent, BE
 bench-tables: tools postgres ## a task of 10,000 tables (BENCH_TABLES): schema + full + a minute of incremental, vs pg_dump -j/pg_restore -j and pgcopydb; history size, peak RSS
 	@command -v pgcopydb >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgcopydb >/dev/null; } || echo "pgcopydb not installed: it is left out"
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkManyTables -benchtime 1x -timeout 90m ./tests/bench/
+
+bench-verify: tools postgres ## verify --repair while a task streams 1,000 tps (BENCH_LAG_TPS, BENCH_LAG_SECONDS): lag with and without it, repair hold, latency alerts, source cost
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkVerifyLag -benchtime 1x -timeout 30m ./tests/bench/
 
 clean: down
 	rm -rf $(BIN) .dev

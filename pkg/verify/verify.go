@@ -91,8 +91,9 @@ type Options struct {
 	// OnTargets, when set, is called after the comparison with what differs in table i (Targets),
 	// for each table where something does: the rows to repair.
 	OnTargets func(i int, t Targets)
-	// RangeAt is the number of differing rows in one chunk from which its whole key range is a
-	// repair target instead of its rows (default 1,000).
+	// RangeAt is the number of confirmed differing rows in one chunk from which its whole key
+	// range is a repair target instead of its rows (default 1,000). Rows that differ only until
+	// the change apply passes them do not count: the range is chosen after the re-check.
 	RangeAt int
 }
 
@@ -182,6 +183,7 @@ func Run(ctx context.Context, pairs []Pair, tables []Table, opts Options) ([]Tab
 	}
 	out := make([]TableResult, len(r.tables))
 	for i, t := range r.tables {
+		t.rangeTargets()
 		out[i] = t.result()
 		if opts.OnTargets != nil && !t.targets.empty() {
 			opts.OnTargets(i, t.targets)
@@ -347,7 +349,8 @@ type tableRun struct {
 	display    map[string]string // key -> how it is shown
 	keyValues  map[string][]string
 	targets    Targets
-	ranged     map[string]bool // keys inside a chunk that is a repair target as a whole
+	chunkOf    map[string]int // the chunk of each differing key (a keyed table's)
+	confirmed  []string       // keys of a keyed table's confirmed differences
 }
 
 // sideSQL holds one side's names, quoted.
@@ -360,7 +363,7 @@ type sideSQL struct {
 }
 
 func newTableRun(t Table, opts Options) *tableRun {
-	tr := &tableRun{Table: t, opts: opts, display: map[string]string{}, keyValues: map[string][]string{}, ranged: map[string]bool{}}
+	tr := &tableRun{Table: t, opts: opts, display: map[string]string{}, keyValues: map[string][]string{}, chunkOf: map[string]int{}}
 	tr.res = TableResult{Source: t.Map.Source.String(), Destination: t.Map.Dest.String(), Mode: opts.Mode}
 	// ONLY: each table compares its own rows; partitions and inheriting tables compare theirs.
 	tr.src.table = "ONLY " + t.Map.Source.Quoted()
@@ -564,12 +567,12 @@ func (t *tableRun) compareChunk(ctx context.Context, p Pair, ci int) (int64, err
 	if t.opts.Mode == spec.VerifyCount {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		t.targets.Whole = true // a count names no rows
 		if t.opts.Settle != nil {
 			t.candidates = append(t.candidates, "")
 			t.display[""] = "row count"
 			return sn, nil
 		}
+		t.targets.Whole = true // a count names no rows
 		t.countDiff(sn, dn)
 		return sn, nil
 	}
@@ -595,13 +598,10 @@ func (t *tableRun) compareChunk(ctx context.Context, p Pair, ci int) (int64, err
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	differing := differingKeys(src, dst)
-	if t.keyed && len(differing) >= t.opts.RangeAt {
-		t.targets.Ranges = append(t.targets.Ranges, Range{Lower: c.lower, Upper: c.upper})
-		for _, k := range differing {
-			t.ranged[k] = true
-		}
-	}
 	for _, k := range differing {
+		if t.keyed {
+			t.chunkOf[k] = ci
+		}
 		if t.opts.Settle != nil {
 			t.candidates = append(t.candidates, k)
 			continue
@@ -761,6 +761,7 @@ func (t *tableRun) settle(before, dst, after map[string]fp) {
 		case dst[k] == after[k]:
 		case before[k] == after[k]:
 			if t.opts.Mode == spec.VerifyCount {
+				t.targets.Whole = true
 				t.countDiff(count(after[k]), count(dst[k]))
 				continue
 			}
@@ -796,16 +797,48 @@ func (t *tableRun) addDiff(k string, src, dst fp) {
 	}
 }
 
-// target makes key k (of a keyed table; the row's md5 for one without a key) a repair target,
-// unless its chunk is one as a whole.
+// target makes the confirmed difference k a repair target: a keyed table's key (as a row or
+// within its chunk's range, see rangeTargets), the row's md5 for a table without a key, the whole
+// table for a count.
 func (t *tableRun) target(k string) {
 	switch {
-	case t.targets.Whole, t.ranged[k]:
+	case t.opts.Mode == spec.VerifyCount:
+		t.targets.Whole = true
+	case t.targets.Whole:
 	case t.keyed:
-		t.targets.Keys = append(t.targets.Keys, t.keyValues[k])
+		t.confirmed = append(t.confirmed, k)
 	case k != "":
 		t.targets.Hashes = append(t.targets.Hashes, k)
 	}
+}
+
+// rangeTargets turns a keyed table's confirmed differences into repair targets: the key range of
+// a chunk with RangeAt or more of them, the rows of the others.
+func (t *tableRun) rangeTargets() {
+	if t.targets.Whole {
+		return
+	}
+	perChunk := map[int]int{}
+	for _, k := range t.confirmed {
+		perChunk[t.chunkOf[k]]++
+	}
+	ranged := map[int]bool{}
+	for ci, n := range perChunk {
+		if n >= t.opts.RangeAt {
+			ranged[ci] = true
+		}
+	}
+	for ci := range t.chunks {
+		if ranged[ci] {
+			t.targets.Ranges = append(t.targets.Ranges, Range{Lower: t.chunks[ci].lower, Upper: t.chunks[ci].upper})
+		}
+	}
+	for _, k := range t.confirmed {
+		if !ranged[t.chunkOf[k]] {
+			t.targets.Keys = append(t.targets.Keys, t.keyValues[k])
+		}
+	}
+	t.confirmed = nil
 }
 
 // count reads a count fingerprint; a row absent on one side ("") counts 0.

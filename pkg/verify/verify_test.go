@@ -203,6 +203,48 @@ UPDATE m.pair SET n = 13 WHERE a = 3 AND b = 'k13'`)
 	})
 }
 
+// TestRangeTargetsAreConfirmed: a chunk becomes a range target only for differences that the
+// re-check confirmed; rows that differed until the apply passed them do not count.
+func TestRangeTargetsAreConfirmed(t *testing.T) {
+	tests := []struct {
+		name       string
+		catchUp    string // what the "apply" fixes on the destination before the re-check
+		wantRanges int
+		wantKeys   int
+	}{
+		{"the apply passes most of them: rows", `UPDATE m.kv2 SET value = 'v' || id WHERE id BETWEEN 1401 AND 1440`, 0, 10},
+		{"they stay: the range", ``, 1, 0},
+		{"the apply passes all of them: nothing", `UPDATE m.kv2 SET value = 'v' || id WHERE id BETWEEN 1401 AND 1450`, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t)
+			testharness.Exec(t, f.dst, `UPDATE m.kv2 SET value = 'behind' WHERE id BETWEEN 1401 AND 1450`)
+			var targets *verify.Targets
+			res := f.run(t, verify.Options{RangeAt: 20, Rounds: 2,
+				Settle: func(context.Context) error {
+					if tt.catchUp != "" {
+						testharness.Exec(t, f.dst, tt.catchUp)
+					}
+					return nil
+				},
+				OnTargets: func(i int, tg verify.Targets) {
+					if i == 0 {
+						targets = &tg
+					}
+				}})
+			require.Equal(t, int64(tt.wantKeys+50*tt.wantRanges), res[0].Different, "%+v", res[0])
+			if tt.wantRanges+tt.wantKeys == 0 {
+				require.Nil(t, targets, "no repair for differences that resolved")
+				return
+			}
+			require.NotNil(t, targets)
+			require.Len(t, targets.Ranges, tt.wantRanges)
+			require.Len(t, targets.Keys, tt.wantKeys)
+		})
+	}
+}
+
 func TestChunkRowsFor(t *testing.T) {
 	tests := []struct {
 		name             string
