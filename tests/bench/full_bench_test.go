@@ -203,6 +203,24 @@ func startSkein(b *testing.B) (client.Client, func()) {
 
 // skeinLoad runs a full-only task with schema sync (no verification, as the other tools) into
 // database "skein" until it finishes; run numbers the task.
+// waitIncremental waits until task name reaches the incremental phase (within timeout, unless it
+// is 0), failing when the task fails.
+func waitIncremental(b *testing.B, c client.Client, name string, timeout time.Duration) {
+	b.Helper()
+	start := time.Now()
+	for ; ; time.Sleep(500 * time.Millisecond) {
+		v, err := c.QueryWorkflow(context.Background(), name, "", api.QueryStatus)
+		var st api.Status
+		if err == nil && v.Get(&st) == nil {
+			require.NotEqual(b, api.PhaseFailed, st.Phase, st.LastError)
+			if st.Phase == api.PhaseIncremental {
+				return
+			}
+		}
+		require.True(b, timeout == 0 || time.Since(start) < timeout, "%s did not reach incremental", name)
+	}
+}
+
 func skeinLoad(b *testing.B, c client.Client, srcPG, dstPG *testharness.Postgres, jobs, run int) {
 	ctx := context.Background()
 	off := false

@@ -76,13 +76,7 @@ func BenchmarkCDCLag(b *testing.B) {
 	_, err := src.Exec(ctx, `CREATE PUBLICATION native_pub FOR TABLE public.accounts, public.lagprobe`)
 	require.NoError(b, err)
 	open := dbconn.Opener{}
-	script := filepath.Join(b.TempDir(), "lag.sql")
-	require.NoError(b, os.WriteFile(script, []byte(lagScript), 0o644))
-	lastProbe := func() int64 {
-		var id int64
-		require.NoError(b, src.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM public.lagprobe`).Scan(&id))
-		return id
-	}
+	script := writeLagScript(b)
 	b.ResetTimer()
 
 	var skeinP50, skeinP99, nativeP50, nativeP99, ratioP50, ratioP99 spread
@@ -101,7 +95,7 @@ func BenchmarkCDCLag(b *testing.B) {
 		go func() {
 			done <- cdc.Stream(runCtx, repl, applyConn, cdc.StreamOptions{Task: slot, Slot: slot, Publication: s.SlotName(), Tables: tables})
 		}()
-		from := lastProbe()
+		from := lastProbe(b, src)
 		obs := observe(b, dstPG, from)
 		skeinTPS := pgbench(b, srcPG, script, tps, secs)
 		skein := obs.lag(b, src, from)
@@ -114,7 +108,7 @@ func BenchmarkCDCLag(b *testing.B) {
 		require.NoError(b, source.DropSlot(ctx, src, slot))
 
 		// Native logical replication: a subscription whose slot starts now.
-		from = lastProbe()
+		from = lastProbe(b, src)
 		_, err = native.Exec(ctx, fmt.Sprintf(`CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1 port=%d user=postgres dbname=postgres'
 PUBLICATION native_pub WITH (copy_data = false)`, srcPG.Port))
 		require.NoError(b, err)
@@ -243,6 +237,22 @@ func (o *observer) lag(b *testing.B, src *pgx.Conn, from int64) lagStats {
 	slices.Sort(lags)
 	pct := func(p float64) time.Duration { return lags[min(len(lags)-1, int(p*float64(len(lags))))] }
 	return lagStats{rows: int64(len(lags)), p50: pct(0.5), p99: pct(0.99), max: lags[len(lags)-1]}
+}
+
+// writeLagScript writes lagScript to a file for pgbench and returns its path.
+func writeLagScript(b *testing.B) string {
+	b.Helper()
+	script := filepath.Join(b.TempDir(), "lag.sql")
+	require.NoError(b, os.WriteFile(script, []byte(lagScript), 0o644))
+	return script
+}
+
+// lastProbe is the id of the last probe row written on the source.
+func lastProbe(b *testing.B, src *pgx.Conn) int64 {
+	b.Helper()
+	var id int64
+	require.NoError(b, src.QueryRow(context.Background(), `SELECT coalesce(max(id), 0) FROM public.lagprobe`).Scan(&id))
+	return id
 }
 
 func secondsDur(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -74,17 +74,7 @@ func BenchmarkManyTables(b *testing.B) {
 		t0 := time.Now()
 		wf, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: api.TaskQueue}, api.WorkflowName, s, nil)
 		require.NoError(b, err)
-		for {
-			v, err := c.QueryWorkflow(ctx, s.Name, "", api.QueryStatus)
-			var st api.Status
-			if err == nil && v.Get(&st) == nil {
-				require.NotEqual(b, api.PhaseFailed, st.Phase, st.LastError)
-				if st.Phase == api.PhaseIncremental {
-					break
-				}
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
+		waitIncremental(b, c, s.Name, 0)
 		took := time.Since(t0)
 		for i := 0; time.Since(t0) < took+streamFor; i++ {
 			testharness.Exec(b, src, fmt.Sprintf(`UPDATE many.table_with_a_longish_name_%d SET v = 'changed' WHERE id = 1`, 1+(i*997)%n))

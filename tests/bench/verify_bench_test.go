@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -95,30 +93,14 @@ INSERT INTO public.history SELECT i, i, 1, now(), '' FROM generate_series(1, 200
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: api.TaskQueue}, api.WorkflowName, s, nil)
 	require.NoError(b, err)
 	defer func() { _ = c.TerminateWorkflow(ctx, s.Name, "", "benchmark over") }()
-	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
-		v, err := c.QueryWorkflow(ctx, s.Name, "", api.QueryStatus)
-		var st api.Status
-		if err == nil && v.Get(&st) == nil {
-			require.NotEqual(b, api.PhaseFailed, st.Phase, st.LastError)
-			if st.Phase == api.PhaseIncremental {
-				break
-			}
-		}
-		require.True(b, time.Now().Before(deadline), "the task did not reach incremental")
-	}
-	script := filepath.Join(b.TempDir(), "lag.sql")
-	require.NoError(b, os.WriteFile(script, []byte(lagScript), 0o644))
-	lastProbe := func() int64 {
-		var id int64
-		require.NoError(b, src.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM public.lagprobe`).Scan(&id))
-		return id
-	}
+	waitIncremental(b, c, s.Name, 5*time.Minute)
+	script := writeLagScript(b)
 	// window runs the workload for secs seconds while the observer watches the destination,
 	// with during (if not nil) started 3 s into it; it returns the lag and what the source
 	// served besides the workload.
 	window := func(during func()) (lagStats, sourceReads) {
 		before := readSource(b, src)
-		from := lastProbe()
+		from := lastProbe(b, src)
 		fmt.Printf("  %s window starts\n", time.Now().Format("15:04:05.000"))
 		obs := observe(b, dstPG, from)
 		done := make(chan struct{})
