@@ -202,7 +202,14 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 		defer s.par.close()
 	}
 	opts.Log.Info("change stream started", zap.String("slot", opts.Slot), zap.Stringer("from", applied), zap.Int("protocol", s.src.Protocol()), zap.Int("lanes", lanes))
-	return s.run()
+	err = s.run()
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// Ended from outside: a statement in flight fails with its connection closed (pgx
+		// closes it on cancellation). The end is the reason; the statement's error stays in the
+		// text and the chain.
+		return fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
+	return err
 }
 
 // prepareApplySession sets up a destination session for change apply.
