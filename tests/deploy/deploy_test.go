@@ -100,7 +100,8 @@ func TestGrafanaDashboard(t *testing.T) {
 			exprs = append(exprs, tg.Expr)
 		}
 	}
-	for _, metric := range []string{"skein_task_phase", "skein_rows_copied", "skein_changes_applied_total", "skein_apply_lag_seconds", "skein_apply_lag_bytes", "skein_retry_attempts", "skein_schema_changes_total"} {
+	for _, metric := range []string{"skein_task_phase", "skein_rows_copied", "skein_changes_applied_total", "skein_apply_lag_seconds", "skein_apply_lag_bytes", "skein_retry_attempts", "skein_schema_changes_total",
+		"skein_verify_differences", "skein_verify_rows_compared_total", "skein_verify_differences_found_total", "skein_verify_rows_repaired_total", "skein_verify_last_clean_timestamp"} {
 		require.True(t, strings.Contains(strings.Join(exprs, "\n"), metric), "the dashboard shows %s", metric)
 	}
 }
