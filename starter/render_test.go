@@ -72,3 +72,23 @@ func TestRenderStatusShowsSchemaChanges(t *testing.T) {
 	renderStatus(&b, api.Status{Task: "t", Phase: api.PhaseIncremental}, false)
 	require.NotContains(t, b.String(), "schema changes")
 }
+
+func TestRenderVerifySaysWhatWasRepaired(t *testing.T) {
+	tests := []struct {
+		name   string
+		repair *api.TableRepair
+		want   string
+	}{
+		{"rows", &api.TableRepair{Deleted: 1, Inserted: 2}, "repaired: 1 row deleted, 2 rows written from the source"},
+		{"refused", &api.TableRepair{Refused: "operations leave out deletes"}, "not repaired: operations leave out deletes"},
+		{"pending", &api.TableRepair{Pending: true}, "not repaired yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			renderVerify(&out, api.VerifyReport{Task: "shop", Tables: []api.TableResult{
+				{Source: "shop.orders", Destination: "shop.orders", Missing: 1, Repair: tt.repair}}})
+			require.Contains(t, out.String(), tt.want)
+		})
+	}
+}

@@ -164,7 +164,7 @@ func renderVerify(w io.Writer, rep api.VerifyReport) {
 		case r.Pending:
 			fmt.Fprintln(w, "    not repaired yet")
 		default:
-			fmt.Fprintf(w, "    repaired: %d rows deleted, %d rows written from the source\n", r.Deleted, r.Inserted)
+			fmt.Fprintf(w, "    repaired: %s deleted, %s written from the source\n", countRows(r.Deleted), countRows(r.Inserted))
 		}
 	}
 	switch {
@@ -193,4 +193,12 @@ func repairJoinable(ctx context.Context, c client.Client, id string) error {
 	}
 	return usageError{fmt.Errorf("a verification of task %s without repair is running (workflow %s): wait until it ends, then run skein verify --repair again",
 		id, api.VerifyWorkflowID(id))}
+}
+
+// countRows writes n rows, "1 row" for one.
+func countRows(n int64) string {
+	if n == 1 {
+		return "1 row"
+	}
+	return fmt.Sprintf("%d rows", n)
 }
