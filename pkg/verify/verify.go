@@ -713,28 +713,11 @@ func (t *tableRun) fingerprints(ctx context.Context, q Querier, source bool) (ma
 	var where string
 	var args []any
 	if t.keyed {
-		cols := make([][]string, len(s.keys))
-		for _, k := range t.candidates {
-			for i, v := range t.keyValues[k] {
-				cols[i] = append(cols[i], v)
-			}
+		keys := make([][]string, len(t.candidates))
+		for i, k := range t.candidates {
+			keys[i] = t.keyValues[k]
 		}
-		params := make([]string, len(s.keys))
-		names := make([]string, len(s.keys))
-		for i := range s.keys {
-			args = append(args, cols[i])
-			params[i] = fmt.Sprintf("pg_catalog.unnest($%d::pg_catalog.text[])", i+1)
-			names[i] = fmt.Sprintf(`"k%d"::%s`, i, s.casts[i])
-		}
-		aliases := make([]string, len(s.keys))
-		for i := range aliases {
-			aliases[i] = fmt.Sprintf(`"k%d"`, i)
-		}
-		where = fmt.Sprintf(" WHERE (%s) IN (SELECT %s FROM ROWS FROM (%s) AS u(%s))",
-			strings.Join(s.keys, ", "), strings.Join(names, ", "), strings.Join(params, ", "), strings.Join(aliases, ", "))
-		if s.filter != "" {
-			where += " AND " + s.filter
-		}
+		where, args = s.keyList(keys, false)
 	} else {
 		where = ` WHERE pg_catalog.md5("skein_rt") = ANY($1::pg_catalog.text[])`
 		args = []any{t.candidates}
@@ -822,19 +805,14 @@ func (t *tableRun) rangeTargets() {
 	for _, k := range t.confirmed {
 		perChunk[t.chunkOf[k]]++
 	}
-	ranged := map[int]bool{}
-	for ci, n := range perChunk {
-		if n >= t.opts.RangeAt {
-			ranged[ci] = true
-		}
-	}
-	for ci := range t.chunks {
-		if ranged[ci] {
-			t.targets.Ranges = append(t.targets.Ranges, Range{Lower: t.chunks[ci].lower, Upper: t.chunks[ci].upper})
+	ranged := func(ci int) bool { return perChunk[ci] >= t.opts.RangeAt }
+	for ci, c := range t.chunks {
+		if ranged(ci) {
+			t.targets.Ranges = append(t.targets.Ranges, Range{Lower: c.lower, Upper: c.upper})
 		}
 	}
 	for _, k := range t.confirmed {
-		if !ranged[t.chunkOf[k]] {
+		if !ranged(t.chunkOf[k]) {
 			t.targets.Keys = append(t.targets.Keys, t.keyValues[k])
 		}
 	}
