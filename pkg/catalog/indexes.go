@@ -41,7 +41,7 @@ type IndexKey struct {
 
 // LoadIndexes reads t's secondary indexes. Call ClearSearchPath first in the same transaction.
 func LoadIndexes(ctx context.Context, q Querier, t *Table) ([]Index, error) {
-	rows, err := q.Query(ctx, `
+	rows, err := q.Query(ctx, ForVersion(`
 SELECT i.indexrelid, ic.relname::text, i.indisunique, am.amname::text, COALESCE((pg_catalog.to_jsonb(i) ->> 'indnkeyatts')::int, i.indnatts)::pg_catalog.int2, -- 11+
        COALESCE(pg_catalog.pg_get_expr(i.indpred, i.indrelid), ''), COALESCE(ic.reloptions, '{}'),
        COALESCE((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false), -- 15+
@@ -56,8 +56,11 @@ FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_catalog.pg_am am ON am.oid = ic.relam
 WHERE i.indrelid = $1 AND (i.indisvalid OR ic.relkind = 'I')
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
-ORDER BY ic.relname`, t.OID)
+  -- conrelid first: pg_constraint has no index on conindid, and a scan of it per index grows with
+  -- the database (a minute for 10,000 tables)
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conrelid = i.indrelid AND c.conindid = i.indexrelid
+                  AND c.contype IN ('p', 'u', 'x'))
+ORDER BY ic.relname`, t.ServerVersion), t.OID)
 	if err != nil {
 		return nil, fmt.Errorf("load indexes of %s: %w", t.Name, err)
 	}
@@ -86,7 +89,7 @@ ORDER BY ic.relname`, t.OID)
 	}
 	out := make([]Index, 0, len(heads))
 	for _, h := range heads {
-		krows, err := q.Query(ctx, `
+		krows, err := q.Query(ctx, ForVersion(`
 SELECT k, COALESCE(a.attname::text, ''), pg_catalog.pg_get_indexdef(i.indexrelid, k, true),
        COALESCE(CASE WHEN NOT opc.opcdefault OR ia.attoptions IS NOT NULL THEN pg_catalog.quote_ident(opcn.nspname) || '.' || pg_catalog.quote_ident(opc.opcname) END, ''),
        COALESCE(i.indoption[k - 1], 0)::int, COALESCE(ia.attoptions, '{}'),
@@ -101,7 +104,7 @@ LEFT JOIN pg_catalog.pg_type kt ON kt.oid = ia.atttypid
 LEFT JOIN pg_catalog.pg_opclass opc ON k <= COALESCE((pg_catalog.to_jsonb(i) ->> 'indnkeyatts')::int, i.indnatts) AND opc.oid = i.indclass[k - 1]
 LEFT JOIN pg_catalog.pg_namespace opcn ON opcn.oid = opc.opcnamespace
 WHERE i.indexrelid = $1
-ORDER BY k`, h.oid)
+ORDER BY k`, t.ServerVersion), h.oid)
 		if err != nil {
 			return nil, fmt.Errorf("load index %s: %w", h.ix.Name, err)
 		}

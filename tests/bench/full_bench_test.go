@@ -92,11 +92,7 @@ func BenchmarkFullLoad(b *testing.B) {
 	srcURL := srcPG.URL("src")
 	b.ResetTimer()
 
-	// BENCH_FULL_TOOLS (comma-separated: skein,pgcopydb,pg_dump,bare) runs some of them only.
-	selected := func(name string) bool {
-		v := os.Getenv("BENCH_FULL_TOOLS")
-		return v == "" || slices.Contains(strings.Split(v, ","), name)
-	}
+	selected := toolSelection("BENCH_FULL_TOOLS")
 	sh := shell(b, bin)
 	// load times one tool's load into a new database, checks its row counts and drops it (the
 	// runs would not fit on the disk otherwise).
@@ -262,6 +258,14 @@ func skeinLoad(b *testing.B, c client.Client, srcPG, dstPG *testharness.Postgres
 			at = append(at, time.Since(t0))
 		}
 	}
+}
+
+// toolSelection reads a benchmark's tool list from the environment variable name
+// (comma-separated, e.g. skein,pgcopydb,pg_dump,bare): it tells whether a tool runs (all of them
+// when the variable is empty).
+func toolSelection(name string) func(tool string) bool {
+	v := os.Getenv(name)
+	return func(tool string) bool { return v == "" || slices.Contains(strings.Split(v, ","), tool) }
 }
 
 // printActivities prints, per activity type of the task's history, how many ran, their summed

@@ -3,11 +3,14 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
@@ -30,11 +33,20 @@ func BenchmarkManyTables(b *testing.B) {
 	bin, err := testharness.BinDir()
 	require.NoError(b, err)
 	pgcopydb, _ := exec.LookPath("pgcopydb")
+	// BENCH_TABLES_TOOLS (comma-separated: pg_dump,pgcopydb) runs some of the anchors only.
+	selected := toolSelection("BENCH_TABLES_TOOLS")
 
-	srcPG, err := testharness.StartPostgres(ctx, testharness.PostgresOptions{Logical: true, Settings: []string{"max_locks_per_transaction = 1024"}})
+	// BENCH_PROFILE=1 loads pg_stat_statements into both servers and prints, after Skein's first
+	// run, the statements it sent to each by calls and total time.
+	profile := os.Getenv("BENCH_PROFILE") == "1"
+	settings := []string{"max_locks_per_transaction = 1024"}
+	if profile {
+		settings = append(settings, "shared_preload_libraries = 'pg_stat_statements'", "pg_stat_statements.max = 10000")
+	}
+	srcPG, err := testharness.StartPostgres(ctx, testharness.PostgresOptions{Logical: true, Settings: settings})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = srcPG.Stop() })
-	dstPG, err := testharness.StartPostgres(ctx, testharness.PostgresOptions{Settings: []string{"max_locks_per_transaction = 1024"}})
+	dstPG, err := testharness.StartPostgres(ctx, testharness.PostgresOptions{Settings: settings})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = dstPG.Stop() })
 	require.NoError(b, srcPG.CreateDatabase(ctx, "many"))
@@ -54,6 +66,18 @@ func BenchmarkManyTables(b *testing.B) {
 		_, err = admin.Exec(ctx, "DROP DATABASE "+db+" WITH (FORCE)")
 		require.NoError(b, err)
 	}
+	resetStatements := func() {}
+	if profile {
+		resetStatements = func() {
+			for _, pg := range []*testharness.Postgres{srcPG, dstPG} {
+				conn, err := pg.Connect(ctx, "postgres")
+				require.NoError(b, err)
+				testharness.Exec(b, conn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+				testharness.Exec(b, conn, "SELECT pg_stat_statements_reset()")
+				conn.Close(ctx)
+			}
+		}
+	}
 	c, stopTemporal := startSkein(b)
 	defer stopTemporal()
 	b.ResetTimer()
@@ -70,6 +94,9 @@ func BenchmarkManyTables(b *testing.B) {
 			Objects: []spec.Object{{Schema: "many"}}, FullLoad: spec.FullLoad{Parallelism: jobs}}
 		s.ApplyDefaults()
 		require.NoError(b, s.Validate())
+		if r == 0 {
+			resetStatements()
+		}
 		rss := rssSampler(b)
 		t0 := time.Now()
 		wf, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: s.Name, TaskQueue: api.TaskQueue}, api.WorkflowName, s, nil)
@@ -79,6 +106,17 @@ func BenchmarkManyTables(b *testing.B) {
 		for i := 0; time.Since(t0) < took+streamFor; i++ {
 			testharness.Exec(b, src, fmt.Sprintf(`UPDATE many.table_with_a_longish_name_%d SET v = 'changed' WHERE id = 1`, 1+(i*997)%n))
 			time.Sleep(time.Second)
+		}
+		if r == 0 {
+			printActivities(b, c, s.Name) // where the time to incremental went
+			if profile {
+				for name, pg := range map[string]*testharness.Postgres{"source": srcPG, "destination": dstPG} {
+					conn, err := pg.Connect(ctx, "postgres")
+					require.NoError(b, err)
+					fmt.Println(strings.Join(callProfile(b, conn, name), "\n"))
+					conn.Close(ctx)
+				}
+			}
 		}
 		d, err := c.DescribeWorkflowExecution(ctx, wf.GetID(), wf.GetRunID())
 		require.NoError(b, err)
@@ -98,6 +136,9 @@ func BenchmarkManyTables(b *testing.B) {
 		srcAdmin.Close(ctx)
 		drop(db)
 
+		if !selected("pg_dump") {
+			continue
+		}
 		// pg_dump -Fd -j N | pg_restore -j N.
 		db = fmt.Sprintf("pg_dump_%d", r)
 		require.NoError(b, dstPG.CreateDatabase(ctx, db))
@@ -109,7 +150,7 @@ func BenchmarkManyTables(b *testing.B) {
 		fmt.Printf("  pg_dump    %8s\n", took.Round(100*time.Millisecond))
 		drop(db)
 
-		if pgcopydb != "" {
+		if pgcopydb != "" && selected("pgcopydb") {
 			db = fmt.Sprintf("pgcopydb_%d", r)
 			require.NoError(b, dstPG.CreateDatabase(ctx, db))
 			t0 = time.Now()
@@ -143,4 +184,28 @@ func BenchmarkManyTables(b *testing.B) {
 		fmt.Println("  pgcopydb not installed (apt-get install pgcopydb): left out")
 	}
 	b.ReportMetric(times["skein"].median(), "skein_s")
+}
+
+// callProfile lists the statements a server ran, by calls (pg_stat_statements): where a task of
+// many small tables spends its round trips.
+func callProfile(b *testing.B, conn *pgx.Conn, server string) []string {
+	b.Helper()
+	ctx := context.Background()
+	var calls int64
+	var exec float64
+	require.NoError(b, conn.QueryRow(ctx, `SELECT sum(calls)::bigint, sum(total_exec_time) FROM pg_stat_statements`).Scan(&calls, &exec))
+	out := []string{fmt.Sprintf("  %s: %d statements, %.1f s executing; the most called (calls, ms in all, statement):", server, calls, exec/1000)}
+	rows, err := conn.Query(ctx, `SELECT calls, total_exec_time, regexp_replace(left(query, 120), '\s+', ' ', 'g')
+FROM pg_stat_statements ORDER BY calls DESC, total_exec_time DESC LIMIT 25`)
+	require.NoError(b, err)
+	defer rows.Close()
+	for rows.Next() {
+		var n int64
+		var ms float64
+		var q string
+		require.NoError(b, rows.Scan(&n, &ms, &q))
+		out = append(out, fmt.Sprintf("    %7d %9.0f  %s", n, ms, q))
+	}
+	require.NoError(b, rows.Err())
+	return out
 }
