@@ -129,15 +129,24 @@ steps:
 	}
 	// The tables' state in the snapshot: the base the schema changes that stream after it are
 	// applied against.
-	if in.Spec.CapturesSchemaChanges() {
+	if in.Spec.CapturesSchemaChanges() && len(defs) > 0 {
+		oids := make([]uint32, len(defs))
 		for i, t := range defs {
-			st, err := ddlcapture.LoadTable(ctx, sd.tx, t.OID)
-			if err == nil && st != nil {
-				err = cdc.RecordTable(ctx, dst, in.Spec.Name, st, in.Tables[i])
+			oids[i] = t.OID
+		}
+		found, err := ddlcapture.LoadTables(ctx, sd.tx, oids, defs[0].ServerVersion)
+		if err != nil {
+			return rep, classifyDDL(ctx, err)
+		}
+		var states []*ddlcapture.Table
+		var tms []spec.TableMap
+		for i, t := range defs {
+			if st := found[t.OID]; st != nil {
+				states, tms = append(states, st), append(tms, in.Tables[i])
 			}
-			if err != nil {
-				return rep, classifyDDL(ctx, err)
-			}
+		}
+		if err := cdc.RecordTables(ctx, dst, in.Spec.Name, states, tms); err != nil {
+			return rep, classifyDDL(ctx, err)
 		}
 	}
 	a.logger(ctx).Info("schema pre-data done", zap.Int("created", len(rep.Created)))

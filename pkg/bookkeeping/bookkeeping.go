@@ -281,6 +281,26 @@ ON CONFLICT ("task", "relid") DO UPDATE SET "mapping" = EXCLUDED."mapping", "sta
 	return nil
 }
 
+// SaveRelations records (or replaces) the task's state of many source tables, a thousand per
+// statement (a task of thousands of tables would otherwise wait for a round trip per table).
+func SaveRelations(ctx context.Context, db Execer, task string, rels []Relation) error {
+	for start := 0; start < len(rels); start += 1000 {
+		part := rels[start:min(start+1000, len(rels))]
+		ids := make([]uint32, len(part))
+		mappings, states := make([]string, len(part)), make([]string, len(part))
+		for i, r := range part {
+			ids[i], mappings[i], states[i] = r.RelID, string(r.Mapping), string(r.State)
+		}
+		if _, err := db.Exec(ctx, `INSERT INTO "skein"."relations" ("task", "relid", "mapping", "state")
+SELECT $1, r.relid, r.mapping::pg_catalog.jsonb, r.state::pg_catalog.jsonb
+FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.oid[]), pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[])) AS r(relid, mapping, state)
+ON CONFLICT ("task", "relid") DO UPDATE SET "mapping" = EXCLUDED."mapping", "state" = EXCLUDED."state"`, task, ids, mappings, states); err != nil {
+			return fmt.Errorf("record the schema of relations %d and %d more: %w", part[0].RelID, len(part)-1, err)
+		}
+	}
+	return nil
+}
+
 // ForgetRelation deletes the task's state of a source table (dropped, or left the selection).
 func ForgetRelation(ctx context.Context, db Execer, task string, relID uint32) error {
 	if _, err := db.Exec(ctx, `DELETE FROM "skein"."relations" WHERE "task" = $1 AND "relid" = $2`, task, relID); err != nil {

@@ -52,6 +52,24 @@ func RecordTable(ctx context.Context, db bookkeeping.Execer, task string, t *ddl
 	return saveState(ctx, db, task, t, recorded{Table: tm})
 }
 
+// RecordTables records the states and mappings of many selected tables (states[i] is tms[i]'s),
+// a thousand per statement.
+func RecordTables(ctx context.Context, db bookkeeping.Execer, task string, states []*ddlcapture.Table, tms []spec.TableMap) error {
+	rels := make([]bookkeeping.Relation, len(states))
+	for i, t := range states {
+		mapping, err := json.Marshal(recorded{Table: tms[i]})
+		if err != nil {
+			return err
+		}
+		state, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		rels[i] = bookkeeping.Relation{RelID: t.OID, Mapping: mapping, State: state}
+	}
+	return bookkeeping.SaveRelations(ctx, db, task, rels)
+}
+
 func saveState(ctx context.Context, db bookkeeping.Execer, task string, t *ddlcapture.Table, r recorded) error {
 	mapping, err := json.Marshal(r)
 	if err != nil {

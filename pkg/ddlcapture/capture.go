@@ -116,6 +116,39 @@ SELECT pg_catalog.jsonb_build_object(
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = $1`
 
+// LoadTables reads the states of tables (by OID; a table that does not exist is left out), a
+// thousand per query. q must run with an empty search_path (catalog.BeginRead). version is the
+// server's server_version_num (0: unknown; see catalog.ForVersion).
+func LoadTables(ctx context.Context, q catalog.Querier, oids []uint32, version int) (map[uint32]*Table, error) {
+	query := catalog.ForVersion(strings.Replace(tableSQL, "WHERE c.oid = $1", "WHERE c.oid = ANY($1::pg_catalog.oid[])", 1), version)
+	out := make(map[uint32]*Table, len(oids))
+	for start := 0; start < len(oids); start += 1000 {
+		part := oids[start:min(start+1000, len(oids))]
+		rows, err := q.Query(ctx, query, part)
+		if err != nil {
+			return nil, fmt.Errorf("read the definitions of tables %d and %d more: %w", part[0], len(part)-1, err)
+		}
+		for rows.Next() {
+			var raw []byte
+			if err := rows.Scan(&raw); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read the definitions of tables %d and %d more: %w", part[0], len(part)-1, err)
+			}
+			var t Table
+			if err := json.Unmarshal(raw, &t); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read the definitions of tables %d and %d more: %w", part[0], len(part)-1, err)
+			}
+			out[t.OID] = &t
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read the definitions of tables %d and %d more: %w", part[0], len(part)-1, err)
+		}
+	}
+	return out, nil
+}
+
 // LoadTable reads the state of table oid (nil if it does not exist). q must run with an empty
 // search_path (catalog.BeginRead), so that names are qualified as in the events.
 func LoadTable(ctx context.Context, q catalog.Querier, oid uint32) (*Table, error) {

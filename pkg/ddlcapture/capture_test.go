@@ -112,6 +112,19 @@ func TestCaptureWritesEvents(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "quiet", now.Column(4).Name)
 	require.Equal(t, first.Column(3), now.Column(3))
+
+	// Many at once: the same states, by OID, written for the server's version or not; an OID
+	// that is no table is left out.
+	var freshOID uint32
+	var version int
+	require.NoError(t, tx.QueryRow(ctx, `SELECT 'app.fresh'::regclass::oid, current_setting('server_version_num')::int`).Scan(&freshOID, &version))
+	freshNow, err := ddlcapture.LoadTable(ctx, tx, freshOID)
+	require.NoError(t, err)
+	for _, v := range []int{0, version} {
+		many, err := ddlcapture.LoadTables(ctx, tx, []uint32{oid, freshOID, 1}, v)
+		require.NoError(t, err)
+		require.Equal(t, map[uint32]*ddlcapture.Table{oid: now, freshOID: freshNow}, many)
+	}
 }
 
 // TestRemoveLeavesTheSourceAsFound: the source schema "skein" that Install creates stays while

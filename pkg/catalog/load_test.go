@@ -1,0 +1,73 @@
+package catalog_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/catalog"
+	"github.com/skein-dts/skein/pkg/spec"
+	"github.com/skein-dts/skein/pkg/testharness"
+)
+
+// TestLoadTablesBySet: the set-based read gives every table its own columns and constraints, in
+// the order asked, across query batches, the same as reading each alone; a missing table is named.
+func TestLoadTablesBySet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a PostgreSQL server")
+	}
+	ctx := context.Background()
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{})
+	conn, err := pg.Connect(ctx, "postgres")
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	testharness.Exec(t, conn, `CREATE SCHEMA app`,
+		`CREATE TABLE app.parent (id int, at date NOT NULL, g int GENERATED ALWAYS AS (id * 2) STORED, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`,
+		`CREATE TABLE app.p2024 PARTITION OF app.parent FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`,
+		`CREATE TABLE app."Mixed Case" (k text PRIMARY KEY, ref int, n numeric(10,2) DEFAULT 1.5 CHECK (n > 0), UNIQUE (ref))`,
+		`CREATE TABLE app.child (id serial PRIMARY KEY, m text REFERENCES app."Mixed Case" (k))`)
+	for i := 0; i < 1200; i++ { // past one query batch
+		testharness.Exec(t, conn, `CREATE TABLE app.t`+strconv.Itoa(i)+` (id int PRIMARY KEY, v text)`)
+	}
+	var tables []spec.TableMap
+	for _, n := range []string{"child", "Mixed Case", "parent", "p2024"} {
+		tables = append(tables, spec.TableMap{Source: spec.QName{Schema: "app", Name: n}})
+	}
+	for i := 1199; i >= 0; i-- {
+		tables = append(tables, spec.TableMap{Source: spec.QName{Schema: "app", Name: "t" + strconv.Itoa(i)}})
+	}
+	tx, err := catalog.BeginRead(ctx, conn, "")
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck // read-only
+	defs, err := catalog.LoadTables(ctx, tx, tables)
+	require.NoError(t, err)
+	require.Len(t, defs, len(tables))
+	for i, d := range defs {
+		require.Equal(t, tables[i].Source, d.Name)
+		alone, err := catalog.LoadTable(ctx, tx, tables[i].Source)
+		require.NoError(t, err)
+		require.Equal(t, alone, d, "table %s", d.Name)
+	}
+	require.Equal(t, []string{"id", "m"}, columnNames(defs[0]))
+	require.Equal(t, "f", defs[0].Constraints[1].Kind, "the foreign key, after the key")
+	require.Equal(t, []string{"k", "ref", "n"}, columnNames(defs[1]))
+	require.Equal(t, "1.5", defs[1].Columns[2].Default)
+	require.Len(t, defs[1].Constraints, 3)
+	require.Equal(t, "RANGE (at)", defs[2].PartitionKey)
+	require.Equal(t, "(id * 2)", defs[2].Columns[2].Generated)
+	require.Equal(t, &spec.QName{Schema: "app", Name: "parent"}, defs[3].PartitionOf)
+	require.Equal(t, []string{"id", "v"}, columnNames(defs[4]))
+
+	_, err = catalog.LoadTables(ctx, tx, append(tables[:2:2], spec.TableMap{Source: spec.QName{Schema: "app", Name: "gone"}}))
+	require.ErrorContains(t, err, "table app.gone does not exist on the source")
+}
+
+func columnNames(t *catalog.Table) []string {
+	var out []string
+	for _, c := range t.Columns {
+		out = append(out, c.Name)
+	}
+	return out
+}
