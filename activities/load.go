@@ -180,12 +180,16 @@ func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]full
 	for i, ch := range in.Chunks {
 		tables[i] = ch.Table
 	}
+	// One source transaction in the snapshot reads the definitions and then every chunk.
 	tx, err := catalog.BeginRead(ctx, src, in.Snapshot)
 	if err != nil {
 		return nil, classifySnapshotRead(ctx, err)
 	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
 	defs, err := catalog.LoadTables(ctx, tx, tables)
-	_ = tx.Rollback(ctx)
+	if err == nil {
+		err = fullload.SourceSession(ctx, tx)
+	}
 	if err != nil {
 		return nil, classifySnapshotRead(ctx, err)
 	}
@@ -208,6 +212,8 @@ func (a *Activities) CopyChunks(ctx context.Context, in CopyChunksInput) ([]full
 		Task: in.Task.Name, Source: src, Dest: dst, Snapshot: in.Snapshot,
 		KeepExisting: in.Task.KeepExisting,
 		Throttle:     limiter,
+		// The transaction above.
+		SourceInSnapshot: true,
 	}
 	results := make([]fullload.Result, len(in.Chunks))
 	var before int64

@@ -77,8 +77,7 @@ WHERE attrelid = '"skein"."progress"'::pg_catalog.regclass AND attname = 'timeli
 
 // ChunkDone reports whether chunk was committed already, with its counts.
 func ChunkDone(ctx context.Context, db Execer, task, chunk string) (done bool, rows, bytes int64, err error) {
-	err = db.QueryRow(ctx, `SELECT "rows", "bytes" FROM "skein"."chunks" WHERE "task" = $1 AND "chunk" = $2`, task, chunk).
-		Scan(&rows, &bytes)
+	err = db.QueryRow(ctx, chunkDoneSQL, task, chunk).Scan(&rows, &bytes)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, 0, 0, nil
 	}
@@ -86,6 +85,31 @@ func ChunkDone(ctx context.Context, db Execer, task, chunk string) (done bool, r
 		return false, 0, 0, fmt.Errorf("read chunk %s: %w", chunk, err)
 	}
 	return true, rows, bytes, nil
+}
+
+// chunkDoneSQL reads a chunk's row ($1 task, $2 chunk).
+const chunkDoneSQL = `SELECT "rows", "bytes" FROM "skein"."chunks" WHERE "task" = $1 AND "chunk" = $2`
+
+// QueueChunkDone adds ChunkDone's query to a pipeline; found gets its answer.
+func QueueChunkDone(b *pgx.Batch, task, chunk string, found func(done bool, rows, bytes int64)) {
+	b.Queue(chunkDoneSQL, task, chunk).QueryRow(func(row pgx.Row) error {
+		var rows, bytes int64
+		err := row.Scan(&rows, &bytes)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			found(false, 0, 0)
+		case err != nil:
+			return fmt.Errorf("read chunk %s: %w", chunk, err)
+		default:
+			found(true, rows, bytes)
+		}
+		return nil
+	})
+}
+
+// QueueLoadGeneration adds LoadGeneration's query to a pipeline; found gets its answer.
+func QueueLoadGeneration(b *pgx.Batch, task, table string, found func(generation int)) {
+	QueueChunkDone(b, task, table+resetSuffix, func(_ bool, gen, _ int64) { found(int(gen)) })
 }
 
 // MarkChunkDone records chunk as committed; call it in the transaction that holds its rows.

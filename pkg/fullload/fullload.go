@@ -98,52 +98,68 @@ type Copier struct {
 	// Throttle paces the stream (nil = unlimited). With a row limit the chunk is copied in text
 	// format, whose rows end in a newline and can be counted on the fly.
 	Throttle *throttle.Limiter
+	// SourceInSnapshot: Source is in a transaction of the caller's that reads in Snapshot with
+	// row_security off (SourceSession), shared by the chunks copied over it. Otherwise each chunk
+	// opens one of its own.
+	SourceInSnapshot bool
+}
+
+// SourceSession makes src's open transaction (catalog.BeginRead's, in the snapshot the chunks
+// are read in) one that chunks can be copied in (Copier.SourceInSnapshot): the session's own
+// search_path again (a row filter names what it names as the user wrote it) and row level
+// security off, as each chunk's own transaction has.
+func SourceSession(ctx context.Context, src pgx.Tx) error {
+	if _, err := src.Exec(ctx, "SET LOCAL search_path TO DEFAULT; SET LOCAL row_security = off"); err != nil {
+		return fmt.Errorf("prepare the source session for copies: %w", err)
+	}
+	return nil
 }
 
 // CopyChunk copies one chunk of table t (the source definition) to the destination.
 func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Result, error) {
-	done, rows, bytes, err := bookkeeping.ChunkDone(ctx, c.Dest, c.Task, ch.ID)
-	if err != nil {
-		return Result{}, err
-	}
-	if done {
-		return Result{Rows: rows, Bytes: bytes, Skipped: true}, nil
-	}
-
-	srcTx, err := c.Source.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return Result{}, fmt.Errorf("copy %s: begin on source: %w", ch.ID, err)
-	}
-	defer srcTx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	if err := catalog.ImportSnapshot(ctx, srcTx, c.Snapshot); err != nil {
-		return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
-	}
-	// As pg_dump: row level security that applies to the account fails the read instead of
-	// leaving rows out.
-	if _, err := srcTx.Exec(ctx, "SET LOCAL row_security = off"); err != nil {
-		return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
-	}
+	// A small table's chunk copies in a few milliseconds: round trips are most of its time, so
+	// the destination's statements before the rows go in one pipeline, and the source's
+	// transaction is the caller's when it shares one (SourceInSnapshot).
 	dstTx, err := c.Dest.Begin(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("copy %s: begin on destination: %w", ch.ID, err)
 	}
 	defer dstTx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	// Row level security that applies to the account fails the copy instead of filtering it.
 	// The table's lock first, then its generation: a Reset (which truncates) either waits for
 	// this transaction to end and then empties the table, or has committed and its generation is
-	// seen here.
-	// Row level security that applies to the account fails the copy instead of filtering it.
-	if _, err := dstTx.Exec(ctx, "SET LOCAL row_security = off"); err != nil {
-		return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
+	// seen here. A chunk recorded as done (by an earlier attempt) is not copied again.
+	var done bool
+	var doneRows, doneBytes int64
+	var gen int
+	prelude := &pgx.Batch{}
+	prelude.Queue("SET LOCAL row_security = off")
+	prelude.Queue("LOCK TABLE ONLY " + ch.Table.Dest.Quoted() + " IN ROW EXCLUSIVE MODE").Exec(func(_ pgconn.CommandTag) error { return nil })
+	bookkeeping.QueueChunkDone(prelude, c.Task, ch.ID, func(ok bool, rows, bytes int64) { done, doneRows, doneBytes = ok, rows, bytes })
+	bookkeeping.QueueLoadGeneration(prelude, c.Task, TableKey(ch.Table.Source), func(g int) { gen = g })
+	if err := dstTx.SendBatch(ctx, prelude).Close(); err != nil {
+		return Result{}, fmt.Errorf("copy %s: lock %s and read its state: %w", ch.ID, ch.Table.Dest, err)
 	}
-	if _, err := dstTx.Exec(ctx, "LOCK TABLE ONLY "+ch.Table.Dest.Quoted()+" IN ROW EXCLUSIVE MODE"); err != nil {
-		return Result{}, fmt.Errorf("copy %s: lock %s: %w", ch.ID, ch.Table.Dest, err)
-	}
-	gen, err := bookkeeping.LoadGeneration(ctx, dstTx, c.Task, TableKey(ch.Table.Source))
-	if err != nil {
-		return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
+	if done {
+		return Result{Rows: doneRows, Bytes: doneBytes, Skipped: true}, nil
 	}
 	if gen > ch.Generation {
 		return Result{}, fmt.Errorf("copy %s (load generation %d, the table's is %d): %w", ch.ID, ch.Generation, gen, ErrStaleChunk)
+	}
+	if !c.SourceInSnapshot {
+		srcTx, err := c.Source.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return Result{}, fmt.Errorf("copy %s: begin on source: %w", ch.ID, err)
+		}
+		defer srcTx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+		if err := catalog.ImportSnapshot(ctx, srcTx, c.Snapshot); err != nil {
+			return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
+		}
+		// As pg_dump: row level security that applies to the account fails the read instead of
+		// leaving rows out.
+		if _, err := srcTx.Exec(ctx, "SET LOCAL row_security = off"); err != nil {
+			return Result{}, fmt.Errorf("copy %s: %w", ch.ID, err)
+		}
 	}
 
 	cols := t.CopyColumns()
