@@ -774,26 +774,36 @@ func AddPartitions(ctx context.Context, q Querier, objs []spec.Object, tables []
 		selected[t.Source] = true
 	}
 	out := tables
-	for i := 0; i < len(out); i++ {
-		parent := out[i]
+	// Level by level, a query per 1,000 tables of a level (not one per table: thousands of
+	// tables without partitions cost a round trip each).
+	for from := 0; from < len(out); {
+		to := min(len(out), from+1000)
+		names := make([]string, to-from)
+		for i, t := range out[from:to] {
+			names[i] = t.Source.Quoted()
+		}
 		rows, err := q.Query(ctx, `
-SELECT n.nspname, c.relname FROM pg_catalog.pg_inherits i
-JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid AND c.relispartition
+SELECT u.i, n.nspname, c.relname
+FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS u(name, i)
+JOIN pg_catalog.pg_inherits h ON h.inhparent = pg_catalog.to_regclass(u.name)
+JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid AND c.relispartition
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE i.inhparent = pg_catalog.to_regclass($1) ORDER BY 1, 2`, parent.Source.Quoted())
+ORDER BY 1, 2, 3`, names)
 		if err != nil {
-			return nil, fmt.Errorf("list partitions of %s: %w", parent.Source, err)
+			return nil, fmt.Errorf("list partitions of %s and %d more: %w", out[from].Source, to-from-1, err)
 		}
 		for rows.Next() {
+			var at int64
 			var p spec.QName
-			if err := rows.Scan(&p.Schema, &p.Name); err != nil {
+			if err := rows.Scan(&at, &p.Schema, &p.Name); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			if selected[p] {
+			if selected[p] || at < 1 || int(at) > to-from {
 				continue
 			}
 			selected[p] = true
+			parent := out[from+int(at)-1]
 			out = append(out, spec.TableMap{Source: p, Dest: spec.QName{Schema: spec.DestSchema(objs, p.Schema), Name: p.Name},
 				Columns: parent.Columns, Types: parent.Types, Operations: parent.Operations, Where: parent.Where})
 		}
@@ -801,6 +811,7 @@ WHERE i.inhparent = pg_catalog.to_regclass($1) ORDER BY 1, 2`, parent.Source.Quo
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
+		from = to
 	}
 	return out, nil
 }

@@ -64,6 +64,45 @@ func TestLoadTablesBySet(t *testing.T) {
 	require.ErrorContains(t, err, "table app.gone does not exist on the source")
 }
 
+// TestAddPartitionsByLevel: every level of partitions joins the selection, after the tables
+// asked for, each level in its parents' order, with its parent's mapping.
+func TestAddPartitionsByLevel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a PostgreSQL server")
+	}
+	ctx := context.Background()
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{})
+	conn, err := pg.Connect(ctx, "postgres")
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	testharness.Exec(t, conn, `CREATE SCHEMA app`, `CREATE SCHEMA parts`,
+		`CREATE TABLE app.a (id int, at date) PARTITION BY RANGE (at)`,
+		`CREATE TABLE parts.a_2024 PARTITION OF app.a FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY HASH (id)`,
+		`CREATE TABLE parts.a_2024_h0 PARTITION OF parts.a_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 0)`,
+		`CREATE TABLE parts.a_2024_h1 PARTITION OF parts.a_2024 FOR VALUES WITH (MODULUS 2, REMAINDER 1)`,
+		`CREATE TABLE app.a_2023 PARTITION OF app.a FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')`,
+		`CREATE TABLE app.b (id int) PARTITION BY LIST (id)`,
+		`CREATE TABLE app.b1 PARTITION OF app.b FOR VALUES IN (1)`,
+		`CREATE TABLE app.plain (id int)`)
+	q := func(schema, name string) spec.QName { return spec.QName{Schema: schema, Name: name} }
+	objs := []spec.Object{{Schema: "app", To: "dst"}}
+	tables := []spec.TableMap{
+		{Source: q("app", "a"), Dest: q("dst", "a"), Operations: []string{"insert"}},
+		{Source: q("app", "plain"), Dest: q("dst", "plain")},
+		{Source: q("app", "b"), Dest: q("dst", "b")},
+		{Source: q("app", "b1"), Dest: q("dst", "b1_own")}, // listed: kept as listed
+	}
+	got, err := catalog.AddPartitions(ctx, conn, objs, tables)
+	require.NoError(t, err)
+	var names []string
+	for _, tm := range got {
+		names = append(names, tm.Source.String()+"->"+tm.Dest.String())
+	}
+	require.Equal(t, []string{"app.a->dst.a", "app.plain->dst.plain", "app.b->dst.b", "app.b1->dst.b1_own",
+		"app.a_2023->dst.a_2023", "parts.a_2024->parts.a_2024", "parts.a_2024_h0->parts.a_2024_h0", "parts.a_2024_h1->parts.a_2024_h1"}, names)
+	require.Equal(t, []string{"insert"}, got[7].Operations, "a partition's partition has the top table's operations")
+}
+
 func columnNames(t *catalog.Table) []string {
 	var out []string
 	for _, c := range t.Columns {
