@@ -1,13 +1,13 @@
-package catalog_test
+package catalog
 
 import (
 	"context"
 	"strconv"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/skein-dts/skein/pkg/catalog"
 	"github.com/skein-dts/skein/pkg/spec"
 	"github.com/skein-dts/skein/pkg/testharness"
 )
@@ -15,14 +15,8 @@ import (
 // TestLoadTablesBySet: the set-based read gives every table its own columns and constraints, in
 // the order asked, across query batches, the same as reading each alone; a missing table is named.
 func TestLoadTablesBySet(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a PostgreSQL server")
-	}
 	ctx := context.Background()
-	pg := testharness.NewPostgres(t, testharness.PostgresOptions{})
-	conn, err := pg.Connect(ctx, "postgres")
-	require.NoError(t, err)
-	defer conn.Close(ctx)
+	conn := server(t)
 	testharness.Exec(t, conn, `CREATE SCHEMA app`,
 		`CREATE TABLE app.parent (id int, at date NOT NULL, g int GENERATED ALWAYS AS (id * 2) STORED, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`,
 		`CREATE TABLE app.p2024 PARTITION OF app.parent FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`,
@@ -38,15 +32,15 @@ func TestLoadTablesBySet(t *testing.T) {
 	for i := 1199; i >= 0; i-- {
 		tables = append(tables, spec.TableMap{Source: spec.QName{Schema: "app", Name: "t" + strconv.Itoa(i)}})
 	}
-	tx, err := catalog.BeginRead(ctx, conn, "")
+	tx, err := BeginRead(ctx, conn, "")
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck // read-only
-	defs, err := catalog.LoadTables(ctx, tx, tables)
+	defs, err := LoadTables(ctx, tx, tables)
 	require.NoError(t, err)
 	require.Len(t, defs, len(tables))
 	for i, d := range defs {
 		require.Equal(t, tables[i].Source, d.Name)
-		alone, err := catalog.LoadTable(ctx, tx, tables[i].Source)
+		alone, err := LoadTable(ctx, tx, tables[i].Source)
 		require.NoError(t, err)
 		require.Equal(t, alone, d, "table %s", d.Name)
 	}
@@ -60,21 +54,15 @@ func TestLoadTablesBySet(t *testing.T) {
 	require.Equal(t, &spec.QName{Schema: "app", Name: "parent"}, defs[3].PartitionOf)
 	require.Equal(t, []string{"id", "v"}, columnNames(defs[4]))
 
-	_, err = catalog.LoadTables(ctx, tx, append(tables[:2:2], spec.TableMap{Source: spec.QName{Schema: "app", Name: "gone"}}))
+	_, err = LoadTables(ctx, tx, append(tables[:2:2], spec.TableMap{Source: spec.QName{Schema: "app", Name: "gone"}}))
 	require.ErrorContains(t, err, "table app.gone does not exist on the source")
 }
 
 // TestAddPartitionsByLevel: every level of partitions joins the selection, after the tables
 // asked for, each level in its parents' order, with its parent's mapping.
 func TestAddPartitionsByLevel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a PostgreSQL server")
-	}
 	ctx := context.Background()
-	pg := testharness.NewPostgres(t, testharness.PostgresOptions{})
-	conn, err := pg.Connect(ctx, "postgres")
-	require.NoError(t, err)
-	defer conn.Close(ctx)
+	conn := server(t)
 	testharness.Exec(t, conn, `CREATE SCHEMA app`, `CREATE SCHEMA parts`,
 		`CREATE TABLE app.a (id int, at date) PARTITION BY RANGE (at)`,
 		`CREATE TABLE parts.a_2024 PARTITION OF app.a FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY HASH (id)`,
@@ -92,7 +80,7 @@ func TestAddPartitionsByLevel(t *testing.T) {
 		{Source: q("app", "b"), Dest: q("dst", "b")},
 		{Source: q("app", "b1"), Dest: q("dst", "b1_own")}, // listed: kept as listed
 	}
-	got, err := catalog.AddPartitions(ctx, conn, objs, tables)
+	got, err := AddPartitions(ctx, conn, objs, tables)
 	require.NoError(t, err)
 	var names []string
 	for _, tm := range got {
@@ -103,10 +91,24 @@ func TestAddPartitionsByLevel(t *testing.T) {
 	require.Equal(t, []string{"insert"}, got[7].Operations, "a partition's partition has the top table's operations")
 }
 
-func columnNames(t *catalog.Table) []string {
+func columnNames(t *Table) []string {
 	var out []string
 	for _, c := range t.Columns {
 		out = append(out, c.Name)
 	}
 	return out
+}
+
+// server starts a PostgreSQL server for the test and connects to it.
+func server(t *testing.T) *pgx.Conn {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a PostgreSQL server")
+	}
+	ctx := context.Background()
+	pg := testharness.NewPostgres(t, testharness.PostgresOptions{})
+	conn, err := pg.Connect(ctx, "postgres")
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(ctx) })
+	return conn
 }
