@@ -720,16 +720,24 @@ func LoadTables(ctx context.Context, q Querier, tables []spec.TableMap) ([]*Tabl
 			err = scanColumns(rows, byOID)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("load columns of %s and %d more: %w", part[0].Source, len(part)-1, err)
+			return nil, fmt.Errorf("load columns of %s: %w", someTables(part), err)
 		}
 		if rows, err = q.Query(ctx, ForVersion(constraintsSQL, version), oids); err == nil {
 			err = scanConstraints(rows, byOID)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("load constraints of %s and %d more: %w", part[0].Source, len(part)-1, err)
+			return nil, fmt.Errorf("load constraints of %s: %w", someTables(part), err)
 		}
 	}
 	return out, nil
+}
+
+// someTables names the tables one query reads, for its errors: the first and how many more.
+func someTables(tables []spec.TableMap) string {
+	if len(tables) == 1 {
+		return tables[0].Source.String()
+	}
+	return fmt.Sprintf("%s and %d more tables", tables[0].Source, len(tables)-1)
 }
 
 // loadBatch is how many tables LoadTables reads per query.
@@ -790,7 +798,7 @@ JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid AND c.relispartition
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 ORDER BY 1, 2, 3`, names)
 		if err != nil {
-			return nil, fmt.Errorf("list partitions of %s and %d more: %w", out[from].Source, to-from-1, err)
+			return nil, fmt.Errorf("list partitions of %s: %w", someTables(out[from:to]), err)
 		}
 		for rows.Next() {
 			var at int64

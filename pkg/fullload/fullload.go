@@ -134,7 +134,7 @@ func (c *Copier) CopyChunk(ctx context.Context, t *catalog.Table, ch Chunk) (Res
 	var gen int
 	prelude := &pgx.Batch{}
 	prelude.Queue("SET LOCAL row_security = off")
-	prelude.Queue("LOCK TABLE ONLY " + ch.Table.Dest.Quoted() + " IN ROW EXCLUSIVE MODE").Exec(func(_ pgconn.CommandTag) error { return nil })
+	prelude.Queue("LOCK TABLE ONLY " + ch.Table.Dest.Quoted() + " IN ROW EXCLUSIVE MODE")
 	bookkeeping.QueueChunkDone(prelude, c.Task, ch.ID, func(ok bool, rows, bytes int64) { done, doneRows, doneBytes = ok, rows, bytes })
 	bookkeeping.QueueLoadGeneration(prelude, c.Task, TableKey(ch.Table.Source), func(g int) { gen = g })
 	if err := dstTx.SendBatch(ctx, prelude).Close(); err != nil {
