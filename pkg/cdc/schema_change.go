@@ -57,29 +57,33 @@ func RecordTable(ctx context.Context, db bookkeeping.Execer, task string, t *ddl
 func RecordTables(ctx context.Context, db bookkeeping.Execer, task string, states []*ddlcapture.Table, tms []spec.TableMap) error {
 	rels := make([]bookkeeping.Relation, len(states))
 	for i, t := range states {
-		mapping, err := json.Marshal(recorded{Table: tms[i]})
-		if err != nil {
+		var err error
+		if rels[i], err = relationRow(t, recorded{Table: tms[i]}); err != nil {
 			return err
 		}
-		state, err := json.Marshal(t)
-		if err != nil {
-			return err
-		}
-		rels[i] = bookkeeping.Relation{RelID: t.OID, Mapping: mapping, State: state}
 	}
 	return bookkeeping.SaveRelations(ctx, db, task, rels)
 }
 
 func saveState(ctx context.Context, db bookkeeping.Execer, task string, t *ddlcapture.Table, r recorded) error {
-	mapping, err := json.Marshal(r)
+	rel, err := relationRow(t, r)
 	if err != nil {
 		return err
+	}
+	return bookkeeping.SaveRelation(ctx, db, task, rel)
+}
+
+// relationRow is the bookkeeping row of a table's state and mapping.
+func relationRow(t *ddlcapture.Table, r recorded) (bookkeeping.Relation, error) {
+	mapping, err := json.Marshal(r)
+	if err != nil {
+		return bookkeeping.Relation{}, err
 	}
 	state, err := json.Marshal(t)
 	if err != nil {
-		return err
+		return bookkeeping.Relation{}, err
 	}
-	return bookkeeping.SaveRelation(ctx, db, task, bookkeeping.Relation{RelID: t.OID, Mapping: mapping, State: state})
+	return bookkeeping.Relation{RelID: t.OID, Mapping: mapping, State: state}, nil
 }
 
 // loadSchemaModel reads the task's recorded tables and lets their mappings replace the task's

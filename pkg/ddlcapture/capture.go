@@ -124,26 +124,29 @@ func LoadTables(ctx context.Context, q catalog.Querier, oids []uint32, version i
 	out := make(map[uint32]*Table, len(oids))
 	for start := 0; start < len(oids); start += 1000 {
 		part := oids[start:min(start+1000, len(oids))]
+		failed := func(err error) error {
+			return fmt.Errorf("read the definitions of tables %d and %d more: %w", part[0], len(part)-1, err)
+		}
 		rows, err := q.Query(ctx, query, part)
 		if err != nil {
-			return nil, fmt.Errorf("read the definitions of tables %d and %d more: %w", part[0], len(part)-1, err)
+			return nil, failed(err)
 		}
 		for rows.Next() {
 			var raw []byte
 			if err := rows.Scan(&raw); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("read the definitions of tables %d and %d more: %w", part[0], len(part)-1, err)
+				return nil, failed(err)
 			}
 			var t Table
 			if err := json.Unmarshal(raw, &t); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("read the definitions of tables %d and %d more: %w", part[0], len(part)-1, err)
+				return nil, failed(err)
 			}
 			out[t.OID] = &t
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("read the definitions of tables %d and %d more: %w", part[0], len(part)-1, err)
+			return nil, failed(err)
 		}
 	}
 	return out, nil
