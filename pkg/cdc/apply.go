@@ -45,6 +45,9 @@ type applier struct {
 	pipeRows   int                     // changes pipe holds
 	inflight   *pgconn.MultiResultReader
 	inflightQ  []queued // what inflight executes, in order
+	// walCommitted is the destination's WAL insert position read after its last commit,
+	// walFlushed how far its WAL was flushed then (durable.go).
+	walCommitted, walFlushed pglogrepl.LSN
 	// beginPending: a destination transaction is open but its BEGIN is not sent yet; it goes
 	// first in the next pipeline, or on its own before anything else (resolve).
 	beginPending bool

@@ -44,6 +44,7 @@ const (
 	opBegin    = "begin"
 	opProgress = "record the applied LSN"
 	opCommit   = "commit"
+	opWAL      = "read the WAL position after the commit"
 )
 
 // queued is an update or delete (or a keyed batch of them) waiting in the pipeline, for its result.
@@ -60,7 +61,7 @@ type queued struct {
 // failed names the statement, its table and key in err.
 func (q queued) failed(err error) error {
 	switch q.op {
-	case opBegin, opProgress, opCommit:
+	case opBegin, opProgress, opCommit, opWAL:
 		return fmt.Errorf("destination: %s (of the transactions through %s): %w", q.op, q.key, withDetail(err))
 	}
 	if q.rows > 1 {
@@ -182,6 +183,16 @@ func (a *applier) collect() error {
 			if tag := r.CommandTag.String(); tag != "COMMIT" {
 				return q.failed(fmt.Errorf("the destination ended the transaction with %s", tag))
 			}
+			continue
+		case opWAL:
+			if len(r.Rows) != 1 || len(r.Rows[0]) != 2 {
+				return q.failed(fmt.Errorf("%d rows returned", len(r.Rows)))
+			}
+			insert, flushed, err := parseWAL(string(r.Rows[0][0]), string(r.Rows[0][1]))
+			if err != nil {
+				return q.failed(err)
+			}
+			a.walCommitted, a.walFlushed = max(a.walCommitted, insert), max(a.walFlushed, flushed)
 			continue
 		case opInsert:
 			a.counts.Inserts += int64(q.rows)
@@ -361,8 +372,9 @@ func (a *applier) discard() {
 }
 
 // commit ends the destination transaction: what is pending, the progress row (progressSQL with
-// its parameters) and COMMIT go in one pipeline, and every result is read. through is the commit
-// LSN of its last source transaction, for errors.
+// its parameters), COMMIT and the read of the WAL positions after it (walCommitted, walFlushed:
+// durable.go) go in one pipeline, and every result is read. through is the commit LSN of its
+// last source transaction, for errors.
 func (a *applier) commit(ctx context.Context, progressSQL string, progress [][]byte, through string) error {
 	if err := a.flushRuns(ctx); err != nil {
 		return err
@@ -379,6 +391,7 @@ func (a *applier) commit(ctx context.Context, progressSQL string, progress [][]b
 	}
 	a.openPipe()
 	a.pipeControl("COMMIT", opCommit, through)
+	a.pipeControl(walPositionsSQL, opWAL, through)
 	if err := a.flushPipe(ctx); err != nil {
 		return err
 	}

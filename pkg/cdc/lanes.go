@@ -142,6 +142,8 @@ type laneDone struct {
 	seq    uint64
 	counts Counts
 	err    error
+	// walCommitted and walFlushed are the lane applier's (durable.go), as of the report.
+	walCommitted, walFlushed pglogrepl.LSN
 }
 
 // lane is one destination session of a parallel apply.
@@ -196,7 +198,7 @@ func (l *lane) run(ctx context.Context, limits laneLimits, done chan<- laneDone)
 				fail(err)
 				return
 			}
-			report(laneDone{lane: l.n, seq: last.seq, counts: l.app.counts})
+			report(laneDone{lane: l.n, seq: last.seq, counts: l.app.counts, walCommitted: l.app.walCommitted, walFlushed: l.app.walFlushed})
 			last, changes = nil, 0
 			continue
 		}

@@ -228,10 +228,11 @@ func (p *parallel) handle(d laneDone) (moved bool, err error) {
 		return false, d.err
 	}
 	p.committed[d.lane], p.counts[d.lane] = max(p.committed[d.lane], d.seq), d.counts
+	p.s.gate.committed(d.walCommitted, d.walFlushed)
 	for len(p.fifo) > 0 && p.applied(p.fifo[0]) {
 		e := p.fifo[0]
 		p.fifo = p.fifo[1:]
-		p.s.prog.FlushedLSN = max(p.s.prog.FlushedLSN, e.endLSN)
+		p.s.reach(e.endLSN)
 		p.s.prog.LastCommitTime = e.commitTime
 		if e.changes {
 			p.s.prog.AppliedLSN = e.commitLSN
@@ -423,7 +424,7 @@ func (p *parallel) give(m *pglogrepl.CommitMessage) error {
 	}
 	if e.mask == 0 && len(p.fifo) == 0 {
 		// Nothing of the selection changed, and every lane is done: as the serial apply does.
-		s.prog.FlushedLSN = max(s.prog.FlushedLSN, m.TransactionEndLSN)
+		s.reach(m.TransactionEndLSN)
 		if m.CommitTime.After(s.prog.LastCommitTime) {
 			s.prog.LastCommitTime = m.CommitTime
 		}

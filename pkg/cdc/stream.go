@@ -149,6 +149,18 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 	if err := prepareApplySession(ctx, dest); err != nil {
 		return err
 	}
+	// The session goes back to synchronous commits for whatever uses it after the stream.
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = dest.Exec(ctx, "SET synchronous_commit = on") // a session that fails it is not used again
+	}()
+	// The last run may have ended without its last commits flushed (a worker that died): the
+	// position read below is told to the source once the WAL now written is flushed.
+	walNow, walFlushed, err := readWAL(ctx, dest)
+	if err != nil {
+		return err
+	}
 	position, err := bookkeeping.AppliedPosition(ctx, dest, opts.Task)
 	if err != nil {
 		return err
@@ -189,7 +201,8 @@ func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts Strea
 			zap.Stringer("position", applied), zap.Stringer("lanes_through", s.app.replay.end))
 	}
 	s.prog.AppliedLSN = applied
-	s.prog.FlushedLSN = applied
+	s.gate.committed(walNow, walFlushed)
+	s.reach(applied)
 	lanes := 1
 	if opts.Lanes > 1 && opts.ExactChanges == 0 {
 		if opts.OpenLane == nil {
@@ -229,6 +242,11 @@ func prepareApplySession(ctx context.Context, dest *pgx.Conn) error {
 	if _, err := dest.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
 		return fmt.Errorf("destination: SET plan_cache_mode: %w", err)
 	}
+	// Commits need not wait for their WAL flush: the source is told only flushed positions
+	// (durable.go).
+	if _, err := dest.Exec(ctx, "SET synchronous_commit = off"); err != nil {
+		return fmt.Errorf("destination: SET synchronous_commit: %w", err)
+	}
 	return nil
 }
 
@@ -244,6 +262,9 @@ type stream struct {
 	app      *applier
 	par      *parallel // the apply lanes, with StreamOptions.Lanes > 1
 	prog     Progress
+	// gate holds back the positions told to the source until the destination commits they
+	// depend on are flushed (durable.go).
+	gate flushGate
 
 	inSourceTx bool // between Begin and Commit
 	skipTx     bool // the current source transaction was applied before
@@ -285,7 +306,12 @@ func (s *stream) run() error {
 				return err
 			}
 		}
-		if moved || !time.Now().Before(s.nextStatus) {
+		if due := !time.Now().Before(s.nextStatus); moved || due {
+			if due {
+				if err := s.checkFlushed(); err != nil {
+					return err
+				}
+			}
 			if err := s.progressed(); err != nil {
 				return err
 			}
@@ -372,10 +398,16 @@ func (s *stream) ended(started time.Time) (bool, error) {
 		if err := finish(s.ctx); err != nil {
 			return true, err
 		}
+		if err := s.makeDurable(s.ctx); err != nil {
+			return true, err
+		}
 		return true, s.progressed()
 	case s.opts.StopAt != 0 && s.prog.FlushedLSN >= s.opts.StopAt && !s.txOpen && !s.inSourceTx,
 		s.opts.StopBefore != 0 && s.prog.FlushedLSN >= s.opts.StopBefore && !s.txOpen && !s.inSourceTx:
 		if err := finish(s.ctx); err != nil {
+			return true, err
+		}
+		if err := s.makeDurable(s.ctx); err != nil {
 			return true, err
 		}
 		s.prog.ReachedStop = s.opts.StopBefore != 0
@@ -396,6 +428,15 @@ func (s *stream) ended(started time.Time) (bool, error) {
 			}
 			cancel()
 		}
+		// The source is told where the stream ended (a paused task shows no lag it does not
+		// have), if the destination flushes it in time.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
+		defer cancel()
+		if err := s.makeDurable(ctx); err != nil {
+			s.opts.Log.Warn("the destination did not flush the stream's last commits before it ended", zap.Error(err))
+		} else if err := s.src.SendStatus(ctx, s.gate.confirmed); err != nil {
+			s.opts.Log.Warn("the source was not told where the stream ended", zap.Error(err))
+		}
 		return true, s.ctx.Err()
 	}
 	return false, nil
@@ -408,7 +449,7 @@ func (s *stream) WALEnd(end pglogrepl.LSN, replyRequested bool) {
 		s.prog.ServerWALEnd = end
 	}
 	if !s.inSourceTx && !s.txOpen && (s.par == nil || s.par.idle()) && end > s.prog.FlushedLSN {
-		s.prog.FlushedLSN = end
+		s.reach(end)
 	}
 	if replyRequested {
 		s.nextStatus = time.Time{}
@@ -437,6 +478,9 @@ func (s *stream) Begin(m *pglogrepl.BeginMessage, streamed bool) (bool, error) {
 			}
 		}
 		s.prog.ReachedStop = true
+		if err := s.makeDurable(s.ctx); err != nil {
+			return false, err
+		}
 		if err := s.progressed(); err != nil {
 			return false, err
 		}
@@ -514,9 +558,7 @@ func (s *stream) commitSource(m *pglogrepl.CommitMessage) error {
 		// Nothing of the selection changed in this transaction (a heartbeat, or other tables):
 		// everything before its end is applied, and the selection is current as of its commit
 		// time.
-		if m.TransactionEndLSN > s.prog.FlushedLSN {
-			s.prog.FlushedLSN = m.TransactionEndLSN
-		}
+		s.reach(m.TransactionEndLSN)
 		if m.CommitTime.After(s.prog.LastCommitTime) {
 			s.prog.LastCommitTime = m.CommitTime
 		}
@@ -587,9 +629,8 @@ func (s *stream) commit(ctx context.Context) error {
 	}
 	s.txOpen = false
 	s.prog.AppliedLSN = s.pendingApplied
-	if s.pendingFlush > s.prog.FlushedLSN {
-		s.prog.FlushedLSN = s.pendingFlush
-	}
+	s.gate.committed(s.app.walCommitted, s.app.walFlushed)
+	s.reach(s.pendingFlush)
 	s.prog.LastCommitTime = s.pendingCommitTime
 	s.prog.LastApplyTime = time.Now()
 	s.app.counts.Transactions += s.pendingCounts.Transactions
@@ -614,6 +655,45 @@ func (s *stream) commit(ctx context.Context) error {
 	return nil
 }
 
+// reach records that everything before the source position pos is applied (Progress.FlushedLSN);
+// the source is told once the destination has flushed it (gate).
+func (s *stream) reach(pos pglogrepl.LSN) {
+	s.prog.FlushedLSN = max(s.prog.FlushedLSN, pos)
+	s.gate.reached(pos)
+}
+
+// checkFlushed asks the destination how far its WAL is flushed when positions wait for it and
+// its session is free: no destination transaction open, no lane at work.
+func (s *stream) checkFlushed() error {
+	if !s.gate.waiting() || s.txOpen {
+		return nil
+	}
+	if s.par != nil && !s.par.idle() || s.par == nil && s.app.inflight != nil {
+		return nil
+	}
+	flushed, err := readFlushed(s.ctx, s.dest)
+	if err != nil {
+		return err
+	}
+	s.gate.flushedTo(flushed)
+	return nil
+}
+
+// makeDurable has the destination flush every commit of the stream, so that the source can be
+// told its whole position (at a stop: the next run may not come soon). It does nothing while the
+// session is not free or lanes have not met (the task's progress row is not theirs to write).
+func (s *stream) makeDurable(ctx context.Context) error {
+	if !s.gate.waiting() || s.txOpen || s.par != nil && !s.par.idle() {
+		return nil
+	}
+	flushed, err := forceFlush(ctx, s.dest, bookkeeping.AppliedSQL, bookkeeping.AppliedParams(s.opts.Task, s.prog.AppliedLSN, s.timeline))
+	if err != nil {
+		return err
+	}
+	s.gate.flushedTo(flushed)
+	return nil
+}
+
 // progressed tells the source and OnProgress the stream's position.
 func (s *stream) progressed() error {
 	if err := s.sendStatus(); err != nil {
@@ -626,7 +706,7 @@ func (s *stream) progressed() error {
 }
 
 func (s *stream) sendStatus() error {
-	if err := s.src.SendStatus(s.ctx, s.prog.FlushedLSN); err != nil {
+	if err := s.src.SendStatus(s.ctx, s.gate.confirmed); err != nil {
 		return err
 	}
 	s.nextStatus = time.Now().Add(s.opts.StatusInterval)

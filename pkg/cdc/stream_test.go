@@ -74,12 +74,18 @@ var destinations = []string{"postgres", "oracle"}
 // postgresql.conf lines for the source.
 func setupInto(t *testing.T, dest, schemaSQL string, srcSettings ...string) (*pair, *pgx.Conn, *pgx.Conn) {
 	t.Helper()
+	return setupWith(t, dest, schemaSQL, srcSettings, nil)
+}
+
+// setupWith is setupInto with extra postgresql.conf lines for the destination too.
+func setupWith(t *testing.T, dest, schemaSQL string, srcSettings, dstSettings []string) (*pair, *pgx.Conn, *pgx.Conn) {
+	t.Helper()
 	ctx := context.Background()
 	p := &pair{src: testharness.NewPostgres(t, testharness.PostgresOptions{Logical: true, Settings: srcSettings})}
 	if dest == "oracle" {
-		p.dst = testharness.NewIvorySQL(t, testharness.PostgresOptions{})
+		p.dst = testharness.NewIvorySQL(t, testharness.PostgresOptions{Settings: dstSettings})
 	} else {
-		p.dst = testharness.NewPostgres(t, testharness.PostgresOptions{})
+		p.dst = testharness.NewPostgres(t, testharness.PostgresOptions{Settings: dstSettings})
 	}
 	src, err := p.src.Connect(ctx, "postgres")
 	require.NoError(t, err)
