@@ -100,9 +100,17 @@ INSERT INTO public.acct SELECT i, 1000 FROM generate_series(1, 100) i;`, nil, []
 		t.Fatal("the stream did not stop at its position")
 	}
 	closeConns()
-	st, err := source.Slot(ctx, src, p.s.SlotName())
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, pglogrepl.LSN(st.ConfirmedFlush), target, "the source was not told the stream's whole position")
+	// The stream's last status reaches the source's walsender in its own time.
+	testharness.Eventually(t, 10*time.Second, func() error {
+		st, err := source.Slot(ctx, src, p.s.SlotName())
+		if err != nil {
+			return err
+		}
+		if pglogrepl.LSN(st.ConfirmedFlush) < target {
+			return fmt.Errorf("the source was told %s, not the stream's whole position %s", pglogrepl.LSN(st.ConfirmedFlush), target)
+		}
+		return nil
+	})
 	before, err := bookkeeping.AppliedPosition(ctx, dst, p.s.Name)
 	require.NoError(t, err)
 	// What the source was told survives a crash of the destination.

@@ -42,11 +42,30 @@ BEGIN
   END LOOP;
 END $$`
 
+// start starts a cluster of the change benchmarks with the benchmark's tables. By default its
+// commits are not flushed to disk (fsync = off, as the test clusters); BENCH_DURABLE=1 runs it as
+// a production server does (fsync, synchronous_commit and full_page_writes on), where a
+// synchronous commit costs a WAL flush.
+// durable reports BENCH_DURABLE=1 (see start).
+func durable() bool { return os.Getenv("BENCH_DURABLE") == "1" }
+
+// durability says how the clusters commit.
+func durability() string {
+	if durable() {
+		return "clusters with fsync and synchronous_commit on (BENCH_DURABLE=1)"
+	}
+	return "clusters with fsync off"
+}
+
 func start(b *testing.B, logical bool, settings ...string) (*testharness.Postgres, *pgx.Conn) {
 	b.Helper()
 	ctx := context.Background()
+	base := []string{"shared_buffers = 512MB", "max_wal_size = 8GB", "synchronous_commit = off"}
+	if durable() {
+		base = []string{"shared_buffers = 512MB", "max_wal_size = 8GB", "fsync = on", "synchronous_commit = on", "full_page_writes = on"}
+	}
 	pg, err := testharness.StartPostgres(ctx, testharness.PostgresOptions{Logical: logical,
-		Settings: append([]string{"shared_buffers = 512MB", "max_wal_size = 8GB", "synchronous_commit = off"}, settings...)})
+		Settings: append(base, settings...)})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = pg.Stop() })
 	conn, err := pg.Connect(ctx, "postgres")
@@ -229,7 +248,7 @@ PUBLICATION native_pub WITH (copy_data = false, create_slot = false, slot_name =
 	b.StopTimer()
 
 	b.ReportMetric(nativeRate.median(), "native_changes/s")
-	fmt.Printf("\ncatch-up of %.0f changes (%d transactions), medians and ranges of %d alternating runs\n", changes, txs, runs)
+	fmt.Printf("\ncatch-up of %.0f changes (%d transactions), medians and ranges of %d alternating runs, %s\n", changes, txs, runs, durability())
 	for _, n := range laneCounts {
 		b.ReportMetric(ratio[n].median(), fmt.Sprintf("skein%d/native", n))
 		fmt.Printf("  skein apply, %d lane(s)  %s changes/s  %s native\n    destination %s µs CPU and %s bytes of WAL per change, skein %s µs CPU per change\n", n,
