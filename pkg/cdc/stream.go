@@ -93,8 +93,9 @@ type StreamOptions struct {
 type Progress struct {
 	// AppliedLSN is the commit LSN of the last source transaction committed on the destination.
 	AppliedLSN pglogrepl.LSN
-	// FlushedLSN is the position acknowledged to the source (everything before it is applied or
-	// irrelevant to the selection).
+	// FlushedLSN: everything before it is applied (committed on the destination) or irrelevant
+	// to the selection. The source is told it once the destination has flushed those commits
+	// (durable.go).
 	FlushedLSN pglogrepl.LSN
 	// ServerWALEnd is the latest WAL end the source reported.
 	ServerWALEnd pglogrepl.LSN
@@ -123,7 +124,8 @@ type Progress struct {
 // Stream applies the slot's changes to dest until ctx is done or an error occurs. It resumes from
 // the LSN recorded in the destination's progress table, skips every transaction at or below it,
 // and writes the new LSN in the same destination transaction as the changes it covers. The
-// source's flush position moves only after the destination commit.
+// source's flush position moves only once the destination has flushed that commit (the apply
+// commits asynchronously: durable.go).
 func Stream(ctx context.Context, repl *pgconn.PgConn, dest *pgx.Conn, opts StreamOptions) error {
 	if opts.StatusInterval == 0 {
 		opts.StatusInterval = 5 * time.Second
@@ -683,8 +685,8 @@ func (s *stream) checkFlushed() error {
 // told its whole position (at a stop: the next run may not come soon). It does nothing while the
 // session is not free or lanes have not met (the task's progress row is not theirs to write).
 func (s *stream) makeDurable(ctx context.Context) error {
-	if !s.gate.waiting() || s.txOpen || s.par != nil && !s.par.idle() {
-		return nil
+	if !s.gate.waiting() || s.txOpen || s.par != nil && !s.par.idle() || s.prog.AppliedLSN == 0 {
+		return nil // (nothing applied ever: only positions of other tables wait, told later)
 	}
 	flushed, err := forceFlush(ctx, s.dest, bookkeeping.AppliedSQL, bookkeeping.AppliedParams(s.opts.Task, s.prog.AppliedLSN, s.timeline))
 	if err != nil {
