@@ -94,15 +94,8 @@ func parseWAL(insert, flushed string) (pglogrepl.LSN, pglogrepl.LSN, error) {
 
 // readFlushed reads how far the destination's WAL is flushed.
 func readFlushed(ctx context.Context, conn *pgx.Conn) (pglogrepl.LSN, error) {
-	var f string
-	if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_flush_lsn()::pg_catalog.text`, pgx.QueryExecModeSimpleProtocol).Scan(&f); err != nil {
-		return 0, fmt.Errorf("destination: read its WAL flush position: %w", err)
-	}
-	lsn, err := pglogrepl.ParseLSN(f)
-	if err != nil {
-		return 0, fmt.Errorf("destination: WAL flush position %q: %w", f, err)
-	}
-	return lsn, nil
+	_, flushed, err := readWAL(ctx, conn)
+	return flushed, err
 }
 
 // forceFlush makes the destination flush its WAL past every commit before the call and returns
