@@ -213,7 +213,10 @@ func (l *lane) run(ctx context.Context, limits laneLimits, done chan<- laneDone)
 			return
 		}
 		if p.changes > 0 && last == nil {
-			l.app.beginPending = true // sent with the first statement (batch.go)
+			if err := l.app.begin(ctx); err != nil {
+				fail(err)
+				return
+			}
 			started = time.Now()
 		}
 		if err := l.apply(ctx, p); err != nil {

@@ -602,7 +602,9 @@ func (s *stream) change(apply func() error) error {
 // apply applies one change in the open destination transaction, opening it first.
 func (s *stream) apply(apply func() error) error {
 	if !s.txOpen {
-		s.app.beginPending = true // sent with the first statement (batch.go)
+		if err := s.app.begin(s.ctx); err != nil {
+			return err
+		}
 		s.txOpen = true
 		s.txStarted = time.Now()
 		s.txChanges = 0
