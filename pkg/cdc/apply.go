@@ -51,7 +51,7 @@ type applier struct {
 	// beginPending: a destination transaction is open but its BEGIN is not sent yet; it goes
 	// first in the next pipeline, or on its own before anything else (resolve).
 	beginPending bool
-	ctl          controlStatements // prepared by begin
+	ctlPrepared  bool // the transaction's own statements are prepared (begin)
 	// Keyed batches (keyed.go): per table a run of updates or deletes not sent yet, the
 	// statements by shape, the destination tables' array types. exact sends every change as
 	// its own statement (after a failed attempt: the error then names the change exactly).

@@ -100,34 +100,31 @@ func (a *applier) pipeline(ctx context.Context, name string, params [][]byte, fo
 	return nil
 }
 
-// controlStatements are a destination transaction's own statements: its BEGIN, its COMMIT and
-// the read of the WAL positions after it. They are prepared once per session, as the changes'
-// statements are: sent as unnamed statements, the destination parsed and planned them for every
-// transaction (the WAL read alone cost a third of the destination's CPU time of a one-row
-// transaction). They depend on no table, so a schema change keeps them (schema_change.go).
-type controlStatements struct{ begin, commit, wal string }
-
-// controlSQL names each control statement's text by its prepared statement's name.
-var controlSQL = [...]struct{ name, sql string }{
-	{"skein_begin", "BEGIN"},
-	{"skein_commit", "COMMIT"},
-	{"skein_wal", walPositionsSQL},
-}
+// A destination transaction's own statements: its BEGIN, its COMMIT and the read of the WAL
+// positions after it. They are prepared once per session, as the changes' statements are: sent
+// as unnamed statements, the destination parsed and planned them for every transaction (the WAL
+// read alone cost a third of the destination's CPU time of a one-row transaction). They depend on
+// no table, so a schema change keeps them (schema_change.go deallocates a.stmts only).
+const (
+	stmtBegin  = "skein_begin"
+	stmtCommit = "skein_commit"
+	stmtWAL    = "skein_wal"
+)
 
 // begin opens a destination transaction: its BEGIN is sent with the first statement (openPipe),
 // or on its own before anything else (resolve). The session's first transaction prepares the
 // control statements first.
 func (a *applier) begin(ctx context.Context) error {
-	if a.ctl.begin == "" {
+	if !a.ctlPrepared {
 		if err := a.resolve(ctx); err != nil {
 			return err
 		}
-		for _, c := range controlSQL {
-			if _, err := a.dest.PgConn().Prepare(ctx, c.name, c.sql, nil); err != nil {
-				return fmt.Errorf("destination: prepare %s: %w", c.name, err)
+		for name, sql := range map[string]string{stmtBegin: "BEGIN", stmtCommit: "COMMIT", stmtWAL: walPositionsSQL} {
+			if _, err := a.dest.PgConn().Prepare(ctx, name, sql, nil); err != nil {
+				return fmt.Errorf("destination: prepare %s: %w", name, err)
 			}
 		}
-		a.ctl = controlStatements{begin: controlSQL[0].name, commit: controlSQL[1].name, wal: controlSQL[2].name}
+		a.ctlPrepared = true
 	}
 	a.beginPending = true
 	return nil
@@ -141,11 +138,11 @@ func (a *applier) openPipe() {
 	}
 	a.pipe = &pgconn.Batch{}
 	if a.beginPending {
-		a.pipeControl(a.ctl.begin, opBegin, a.txLSN.String())
+		a.pipeControl(stmtBegin, opBegin, a.txLSN.String())
 	}
 }
 
-// pipeControl adds one of the transaction's own statements (controlStatements) to the open
+// pipeControl adds one of the transaction's own statements (stmtBegin, stmtCommit, stmtWAL) to the open
 // pipeline; through is the commit LSN its errors name.
 func (a *applier) pipeControl(name, op, through string) {
 	a.pipe.ExecPrepared(name, nil, nil, nil)
@@ -180,7 +177,7 @@ func (a *applier) resolve(ctx context.Context) error {
 				return err
 			}
 		} else {
-			if _, err := a.dest.PgConn().ExecPrepared(ctx, a.ctl.begin, nil, nil, nil).Close(); err != nil {
+			if _, err := a.dest.PgConn().ExecPrepared(ctx, stmtBegin, nil, nil, nil).Close(); err != nil {
 				return fmt.Errorf("destination: begin: %w", err)
 			}
 			a.beginPending = false
@@ -423,8 +420,8 @@ func (a *applier) commit(ctx context.Context, progressSQL string, progress [][]b
 		return err
 	}
 	a.openPipe()
-	a.pipeControl(a.ctl.commit, opCommit, through)
-	a.pipeControl(a.ctl.wal, opWAL, through)
+	a.pipeControl(stmtCommit, opCommit, through)
+	a.pipeControl(stmtWAL, opWAL, through)
 	if err := a.flushPipe(ctx); err != nil {
 		return err
 	}
