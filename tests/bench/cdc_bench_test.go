@@ -162,9 +162,10 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 	ratio := map[int]spread{} // to the native subscription of the same run
 	destCPU := map[int]spread{}
 	selfCPUs := map[int]spread{}
+	srcCPU := map[int]spread{}  // the source cluster's (its walsender's) CPU per change
 	walPer := map[int]spread{}  // destination WAL bytes per change
 	peakRSS := map[int]spread{} // MiB, this process (the benchmark with Skein's apply in it)
-	var nativeRate, nativeCPU, nativeWAL spread
+	var nativeRate, nativeCPU, nativeSrcCPU, nativeWAL spread
 	var lastShares, lastProfile []string
 	for r := range runs {
 		fmt.Printf("run %d/%d: load average %s before it\n", r+1, runs, loadAverage())
@@ -202,6 +203,7 @@ func BenchmarkCDCCatchUp(b *testing.B) {
 			rate[n] = append(rate[n], changes/took[n].Seconds())
 			destCPU[n] = append(destCPU[n], use.perChange("destination", changes))
 			selfCPUs[n] = append(selfCPUs[n], use.perChange("this process", changes))
+			srcCPU[n] = append(srcCPU[n], use.perChange("source", changes))
 			lastShares = append(lastShares, fmt.Sprintf("skein, %d lane(s): %s", n, use))
 		}
 
@@ -240,6 +242,7 @@ PUBLICATION native_pub WITH (copy_data = false, create_slot = false, slot_name =
 		nr := changes / nat.Seconds()
 		nativeRate = append(nativeRate, nr)
 		nativeCPU = append(nativeCPU, use.perChange("subscriber", changes))
+		nativeSrcCPU = append(nativeSrcCPU, use.perChange("source", changes))
 		lastShares = append(lastShares, "native: "+use.String())
 		for _, n := range laneCounts {
 			ratio[n] = append(ratio[n], changes/took[n].Seconds()/nr)
@@ -251,11 +254,15 @@ PUBLICATION native_pub WITH (copy_data = false, create_slot = false, slot_name =
 	fmt.Printf("\ncatch-up of %.0f changes (%d transactions), medians and ranges of %d alternating runs, %s\n", changes, txs, runs, durability())
 	for _, n := range laneCounts {
 		b.ReportMetric(ratio[n].median(), fmt.Sprintf("skein%d/native", n))
-		fmt.Printf("  skein apply, %d lane(s)  %s changes/s  %s native\n    destination %s µs CPU and %s bytes of WAL per change, skein %s µs CPU per change\n", n,
-			rate[n].format("%.0f"), ratio[n].format("%.2fx"), destCPU[n].format("%.1f"), walPer[n].format("%.0f"), selfCPUs[n].format("%.1f"))
+		fmt.Printf("  skein apply, %d lane(s)  %s changes/s  %s native\n    destination %s µs CPU and %s bytes of WAL per change, skein %s µs CPU per change, source %s µs\n", n,
+			rate[n].format("%.0f"), ratio[n].format("%.2fx"), destCPU[n].format("%.1f"), walPer[n].format("%.0f"), selfCPUs[n].format("%.1f"), srcCPU[n].format("%.1f"))
 		fmt.Printf("    peak RSS of the process applying (the benchmark with Skein in it) %s MiB\n", peakRSS[n].format("%.0f"))
 	}
-	fmt.Printf("  native subscription     %s changes/s\n    subscriber %s µs CPU and %s bytes of WAL per change\n", nativeRate.format("%.0f"), nativeCPU.format("%.1f"), nativeWAL.format("%.0f"))
+	fmt.Printf("  native subscription     %s changes/s\n    subscriber %s µs CPU and %s bytes of WAL per change, source %s µs\n", nativeRate.format("%.0f"), nativeCPU.format("%.1f"), nativeWAL.format("%.0f"), nativeSrcCPU.format("%.1f"))
+	// The source's walsender decodes the WAL and sends the changes alone: at its CPU per change it
+	// cannot send faster than one change per that many µs, whatever applies them.
+	fmt.Printf("  the source's ceiling at its CPU per change (one walsender, one core): %s changes/s with skein's apply (one lane), %s with native's\n",
+		ceiling(srcCPU[laneCounts[0]]), ceiling(nativeSrcCPU))
 	// Where the CPU went in the last run: a destination near one core is what lanes can spread.
 	for _, l := range lastShares {
 		fmt.Println("  " + l)
@@ -263,6 +270,15 @@ PUBLICATION native_pub WITH (copy_data = false, create_slot = false, slot_name =
 	for _, l := range lastProfile {
 		fmt.Println(l)
 	}
+}
+
+// ceiling is the rate, in changes per second, that one process spending the median of perChange
+// µs of CPU per change reaches on a core of its own.
+func ceiling(perChange spread) string {
+	if m := perChange.median(); m > 0 {
+		return fmt.Sprintf("%.0f", 1e6/m)
+	}
+	return "?"
 }
 
 // statementProfile lists the destination statements of an apply by total execution time, with

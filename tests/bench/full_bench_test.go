@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -378,6 +379,25 @@ func shell(b *testing.B, bin string) func(script string) {
 		out, err := cmd.CombinedOutput()
 		require.NoError(b, err, "%s\n%s", script, tail(out))
 	}
+}
+
+// shellWithin runs script as shell does, and ends it (and what it started) after limit: it returns
+// nil when the script succeeded in time, else why not.
+func shellWithin(bin string, limit time.Duration, script string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c", script)
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return fmt.Errorf("ended after %s", limit)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, tail(out))
+	}
+	return nil
 }
 
 func tail(out []byte) string {
