@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,12 +50,14 @@ END $$`
 // durable reports BENCH_DURABLE=1 (see start).
 func durable() bool { return os.Getenv("BENCH_DURABLE") == "1" }
 
-// durability says how the clusters commit.
-func durability() string {
+// conditions says how the clusters commit and on how many scheduler threads Skein's apply (this
+// process) runs: GOMAXPROCS, the machine's cores unless set (see README, Running in production).
+func conditions() string {
+	commits := "clusters with fsync off"
 	if durable() {
-		return "clusters with fsync and synchronous_commit on (BENCH_DURABLE=1)"
+		commits = "clusters with fsync and synchronous_commit on (BENCH_DURABLE=1)"
 	}
-	return "clusters with fsync off"
+	return fmt.Sprintf("%s, Skein's process on GOMAXPROCS=%d", commits, runtime.GOMAXPROCS(0))
 }
 
 func start(b *testing.B, logical bool, settings ...string) (*testharness.Postgres, *pgx.Conn) {
@@ -251,7 +254,7 @@ PUBLICATION native_pub WITH (copy_data = false, create_slot = false, slot_name =
 	b.StopTimer()
 
 	b.ReportMetric(nativeRate.median(), "native_changes/s")
-	fmt.Printf("\ncatch-up of %.0f changes (%d transactions), medians and ranges of %d alternating runs, %s\n", changes, txs, runs, durability())
+	fmt.Printf("\ncatch-up of %.0f changes (%d transactions), medians and ranges of %d alternating runs, %s\n", changes, txs, runs, conditions())
 	for _, n := range laneCounts {
 		b.ReportMetric(ratio[n].median(), fmt.Sprintf("skein%d/native", n))
 		fmt.Printf("  skein apply, %d lane(s)  %s changes/s  %s native\n    destination %s µs CPU and %s bytes of WAL per change, skein %s µs CPU per change, source %s µs\n", n,

@@ -128,7 +128,7 @@ PUBLICATION native_pub WITH (copy_data = false)`, srcPG.Port))
 	b.ReportMetric(nativeP99.median(), "native_p99_ms")
 	fmt.Printf("\nlag at %d transactions/s for %d s (visible on the destination - written on the source), medians and ranges of %d alternating runs, %s\n"+
 		"  skein apply          p50 %s ms  p99 %s ms\n  native subscription  p50 %s ms  p99 %s ms\n  skein / native       p50 %s  p99 %s\n",
-		tps, secs, runs, durability(), skeinP50.format("%.1f"), skeinP99.format("%.1f"), nativeP50.format("%.1f"), nativeP99.format("%.1f"),
+		tps, secs, runs, conditions(), skeinP50.format("%.1f"), skeinP99.format("%.1f"), nativeP50.format("%.1f"), nativeP99.format("%.1f"),
 		ratioP50.format("%.2fx"), ratioP99.format("%.2fx"))
 }
 
