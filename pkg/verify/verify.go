@@ -413,20 +413,22 @@ WHERE "skein_rn" %% $1 = 0 ORDER BY "skein_rn"`, strings.Join(texts, ", "), keys
 	if chunkRows <= 0 {
 		chunkRows = t.opts.ChunkRows
 	}
-	rows, err := src.Query(ctx, q, chunkRows)
-	if err != nil {
-		return fmt.Errorf("verify %s: plan key ranges: %w", t.Map.Source, err)
-	}
 	var bounds [][]string
-	for rows.Next() {
-		b, err := scanStrings(rows, len(t.src.keys))
+	if maxRowsIn(t.Def) >= chunkRows { // else the query finds no bound: one chunk, without asking
+		rows, err := src.Query(ctx, q, chunkRows)
 		if err != nil {
 			return fmt.Errorf("verify %s: plan key ranges: %w", t.Map.Source, err)
 		}
-		bounds = append(bounds, b)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("verify %s: plan key ranges: %w", t.Map.Source, err)
+		for rows.Next() {
+			b, err := scanStrings(rows, len(t.src.keys))
+			if err != nil {
+				return fmt.Errorf("verify %s: plan key ranges: %w", t.Map.Source, err)
+			}
+			bounds = append(bounds, b)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("verify %s: plan key ranges: %w", t.Map.Source, err)
+		}
 	}
 	var all []chunk
 	var lower []string
@@ -444,6 +446,28 @@ WHERE "skein_rn" %% $1 = 0 ORDER BY "skein_rn"`, strings.Join(texts, ", "), keys
 	t.res.ChunksChecked = len(t.chunks)
 	return nil
 }
+
+// maxRowsIn is the most rows the blocks of def can hold: a heap page holds at most (block size -
+// page header) / (tuple header + line pointer) rows (PostgreSQL's MaxHeapTuplesPerPage, 291 at
+// 8 kB). A table that cannot hold a chunk's rows is one chunk, and its key ranges need no query (a
+// schema of thousands of small tables saves a round trip per table). Blocks is the table's size
+// when the comparison read its definition, in or after the snapshot it reads: the rows a snapshot
+// sees are in those blocks. Without a snapshot, rows added since only make the one chunk larger.
+func maxRowsIn(def *catalog.Table) int64 {
+	size := def.BlockSize
+	if size <= 0 {
+		size = 8192
+	}
+	return def.Blocks * ((size - pageHeader) / (tupleHeader + linePointer))
+}
+
+// Sizes in a heap page (PostgreSQL's SizeOfPageHeaderData, MAXALIGN(SizeofHeapTupleHeader) and
+// sizeof(ItemIdData)).
+const (
+	pageHeader  = 24
+	tupleHeader = 24
+	linePointer = 4
+)
 
 // sample picks percent of the chunks (at least one), in key order.
 func sample(all []chunk, percent int, rnd *rand.Rand) []chunk {
@@ -549,13 +573,28 @@ FROM %s%s`, s.rowText, s.table, where), args...).Scan(&n, &sum)
 // compareChunk compares one chunk and narrows a difference down to rows. It returns the rows read.
 func (t *tableRun) compareChunk(ctx context.Context, p Pair, ci int) (int64, error) {
 	c := t.chunks[ci]
+	// Both sides at once, each on its own server: a chunk takes the slower side's time, not the
+	// sum. A failed source ends the destination's query too.
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var dn int64
+	var dh string
+	var derr error
+	measured := make(chan struct{})
+	go func() {
+		defer close(measured)
+		dn, dh, derr = t.dst.measure(dctx, p.Dst, c, t.opts.Mode)
+	}()
 	sn, sh, err := t.src.measure(ctx, p.Src, c, t.opts.Mode)
+	if err != nil {
+		cancel()
+	}
+	<-measured
 	if err != nil {
 		return 0, fmt.Errorf("verify %s on the source: %w", t.Map.Source, err)
 	}
-	dn, dh, err := t.dst.measure(ctx, p.Dst, c, t.opts.Mode)
-	if err != nil {
-		return 0, fmt.Errorf("verify %s on the destination: %w", t.Map.Dest, err)
+	if derr != nil {
+		return 0, fmt.Errorf("verify %s on the destination: %w", t.Map.Dest, derr)
 	}
 	t.mu.Lock()
 	t.res.SourceRows += sn

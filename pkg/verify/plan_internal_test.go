@@ -1,0 +1,29 @@
+package verify
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skein-dts/skein/pkg/catalog"
+)
+
+// TestMaxRowsIn: the bound under which a table's key ranges are not asked for is PostgreSQL's
+// most rows per heap page times the table's blocks.
+func TestMaxRowsIn(t *testing.T) {
+	tests := []struct {
+		name              string
+		blocks, blockSize int64
+		want              int64
+	}{
+		{"empty", 0, 8192, 0},
+		{"one 8 kB page (MaxHeapTuplesPerPage)", 1, 8192, 291},
+		{"block size unknown: 8 kB", 3, 0, 873},
+		{"32 kB pages", 2, 32768, 2 * 1169},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, maxRowsIn(&catalog.Table{Blocks: tt.blocks, BlockSize: tt.blockSize}))
+		})
+	}
+}
