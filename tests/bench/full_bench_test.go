@@ -374,9 +374,7 @@ func tablesOf(counts map[string]int64) []string {
 // first on PATH and fails the benchmark with the script's last output lines.
 func shell(b *testing.B, bin string) func(script string) {
 	return func(script string) {
-		cmd := exec.Command("bash", "-o", "pipefail", "-c", script)
-		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-		out, err := cmd.CombinedOutput()
+		out, err := command(context.Background(), bin, script).CombinedOutput()
 		require.NoError(b, err, "%s\n%s", script, tail(out))
 	}
 }
@@ -386,8 +384,7 @@ func shell(b *testing.B, bin string) func(script string) {
 func shellWithin(bin string, limit time.Duration, script string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c", script)
-	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	cmd := command(ctx, bin, script)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	out, err := cmd.CombinedOutput()
@@ -398,6 +395,13 @@ func shellWithin(bin string, limit time.Duration, script string) error {
 		return fmt.Errorf("%w: %s", err, tail(out))
 	}
 	return nil
+}
+
+// command is script run by bash (pipefail) with bin first on the PATH.
+func command(ctx context.Context, bin, script string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c", script)
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	return cmd
 }
 
 func tail(out []byte) string {
