@@ -111,6 +111,9 @@ type Table struct {
 	Blocks          int64  // current size in blocks
 	BlockSize       int64
 	RowsEstimate    int64
+	// AccessMethod is its table access method: "heap" (before PostgreSQL 12 tables have none and
+	// are heap), or an extension's (columnar stores, which hold many more rows per block).
+	AccessMethod string
 	// PartitionKey is a partitioned table's PARTITION BY clause ("RANGE (ts)"), else "".
 	PartitionKey string
 	// PartitionOf and PartitionBound describe a partition: its parent and FOR VALUES clause.
@@ -283,7 +286,8 @@ SELECT u.i, pg_catalog.current_setting('server_version_num')::pg_catalog.int4, c
                                             WHERE tc.oid = c.reltoastrelid),
        (SELECT tn.nspname FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace WHERE ty.oid = c.reloftype),
        (SELECT ty.typname FROM pg_catalog.pg_type ty WHERE ty.oid = c.reloftype),
-       c.relrowsecurity, c.relforcerowsecurity
+       c.relrowsecurity, c.relforcerowsecurity,
+       COALESCE((SELECT am.amname::pg_catalog.text FROM pg_catalog.pg_am am WHERE am.oid = c.relam), 'heap')
 FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])) WITH ORDINALITY AS u(nspname, relname, i)
 JOIN pg_catalog.pg_namespace n ON n.nspname = u.nspname::pg_catalog.name
 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = u.relname::pg_catalog.name
@@ -300,7 +304,7 @@ func (t *Table) scan(row pgx.Row, nameAt func(at int64) (spec.QName, bool)) (ok 
 	var ofSchema, ofName *string
 	var at int64
 	err = row.Scan(&at, &t.ServerVersion, &t.OID, &relkind, &persistence, &t.ReplicaIdentity, &t.Blocks, &t.BlockSize, &t.RowsEstimate,
-		&t.PartitionKey, &parentSchema, &parentName, &t.PartitionBound, &inhSchemas, &inhNames, &t.Options, &ofSchema, &ofName, &t.RowSecurity, &t.ForceRowSecurity)
+		&t.PartitionKey, &parentSchema, &parentName, &t.PartitionBound, &inhSchemas, &inhNames, &t.Options, &ofSchema, &ofName, &t.RowSecurity, &t.ForceRowSecurity, &t.AccessMethod)
 	if ofSchema != nil && ofName != nil {
 		t.OfType = &spec.QName{Schema: *ofSchema, Name: *ofName}
 	}

@@ -48,6 +48,7 @@ func TestLoadTablesBySet(t *testing.T) {
 	require.Equal(t, "f", defs[0].Constraints[1].Kind, "the foreign key, after the key")
 	require.Equal(t, []string{"k", "ref", "n"}, columnNames(defs[1]))
 	require.Equal(t, "1.5", defs[1].Columns[2].Default)
+	require.Equal(t, "heap", defs[1].AccessMethod)
 	require.Len(t, defs[1].Constraints, 3)
 	require.Equal(t, "RANGE (at)", defs[2].PartitionKey)
 	require.Equal(t, "(id * 2)", defs[2].Columns[2].Generated)
